@@ -1,0 +1,15 @@
+//! weft's pure core: flannel's wire formats (network config, lease keys and
+//! values, the subnet file) and the planning that turns desired state into
+//! kernel operations. Nothing here does I/O; everything is unit-tested
+//! without privileges.
+
+pub mod config;
+pub mod lease;
+pub mod mac;
+pub mod plan;
+pub mod subnet;
+pub mod subnet_file;
+
+pub use config::{BackendConfig, ConfigError, NetConfig, VxlanConfig};
+pub use lease::{LeaseAttrs, LeaseError, LeaseKey};
+pub use mac::MacAddr;

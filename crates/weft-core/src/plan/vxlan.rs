@@ -1,0 +1,102 @@
+//! The vxlan backend's plan for one remote lease: an onlink route to the
+//! subnet via its `.0` VTEP address, a permanent neighbour mapping that
+//! address to the VTEP MAC, and an FDB entry sending that MAC to the
+//! host's public IP.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::dataplane::{FdbSpec, NeighSpec, RouteSpec};
+use super::desired::PeerEntries;
+use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
+
+/// The local facts the vxlan plan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanPlanner {
+    /// Index of the `flannel.<VNI>` device.
+    pub ifindex: u32,
+}
+
+impl VxlanPlanner {
+    /// Kernel entries for a remote IPv4 lease, or why the lease is unusable.
+    pub fn entries(&self, key: &LeaseKey, attrs: &LeaseAttrs) -> Result<PeerEntries, LeaseError> {
+        let key_str = key.to_string();
+        let bad = |field: &'static str, msg: String| LeaseError::Value {
+            key: key_str.clone(),
+            field,
+            msg,
+        };
+        if attrs.backend() != "vxlan" {
+            return Err(bad(
+                "BackendType",
+                format!("{:?} is not vxlan; lease ignored", attrs.backend()),
+            ));
+        }
+        let subnet = key
+            .v4
+            .ok_or_else(|| bad("(key)", "no IPv4 subnet".to_string()))?;
+        if attrs.public_ip.is_unspecified() {
+            return Err(bad("PublicIP", "0.0.0.0 cannot be a VTEP".to_string()));
+        }
+        let data = attrs.vxlan_data(&key_str, false)?;
+        let gateway = IpAddr::V4(subnet.network());
+        Ok(PeerEntries {
+            route: RouteSpec {
+                dst: IpNet::V4(subnet),
+                gateway,
+                oif: self.ifindex,
+                onlink: true,
+            },
+            neigh: Some(NeighSpec {
+                ifindex: self.ifindex,
+                ip: gateway,
+                mac: data.vtep_mac,
+            }),
+            fdb: Some(FdbSpec {
+                ifindex: self.ifindex,
+                mac: data.vtep_mac,
+                dst: IpAddr::V4(attrs.public_ip),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn article_lease_becomes_route_neigh_fdb() {
+        let key: LeaseKey = "172.30.14.0-24".parse().expect("key");
+        let attrs = LeaseAttrs::parse(
+            "k",
+            br#"{"PublicIP":"172.20.0.114","BackendType":"vxlan","BackendData":{"VtepMAC":"56:27:7d:1c:08:22"}}"#,
+        )
+        .expect("attrs");
+        let e = VxlanPlanner { ifindex: 7 }.entries(&key, &attrs).expect("entries");
+        assert_eq!(e.route.dst.to_string(), "172.30.14.0/24");
+        assert_eq!(e.route.gateway.to_string(), "172.30.14.0");
+        assert!(e.route.onlink);
+        assert_eq!(e.route.oif, 7);
+        let n = e.neigh.expect("neigh");
+        assert_eq!((n.ip.to_string(), n.mac.to_string()), ("172.30.14.0".into(), "56:27:7d:1c:08:22".into()));
+        let f = e.fdb.expect("fdb");
+        assert_eq!(f.dst.to_string(), "172.20.0.114");
+    }
+
+    #[test]
+    fn other_backends_and_broken_leases_are_refused() {
+        let key: LeaseKey = "172.30.14.0-24".parse().expect("key");
+        let p = VxlanPlanner { ifindex: 7 };
+        for json in [
+            r#"{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"host-gw"}"#,
+            r#"{"PublicIP":"192.0.2.1","PublicIPv6":null}"#,
+            r#"{"PublicIP":"192.0.2.1","BackendType":"vxlan"}"#,
+            r#"{"PublicIP":"0.0.0.0","BackendType":"vxlan","BackendData":{"VtepMAC":"56:27:7d:1c:08:22"}}"#,
+        ] {
+            let attrs = LeaseAttrs::parse("k", json.as_bytes()).expect("attrs");
+            assert!(p.entries(&key, &attrs).is_err(), "{json}");
+        }
+    }
+}
