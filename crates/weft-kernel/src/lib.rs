@@ -1,1 +1,23 @@
-//! weft-kernel
+//! weft's kernel edge: a synchronous, batching rtnetlink socket and the
+//! objects weft programs through it (vxlan devices, addresses, routes,
+//! neighbours, FDB entries). No `ip` commands: netlink messages only,
+//! built with `netlink-packet-route`.
+//!
+//! The data flow is: a [`weft_core::plan::Op`] list in, [`apply`] turns it
+//! into netlink requests sent in large batches; [`read_dataplane`] dumps
+//! what the kernel holds back into a [`weft_core::plan::DataPlane`].
+
+mod dataplane;
+mod error;
+mod iface;
+mod link;
+mod messages;
+mod netlink;
+
+pub use dataplane::{apply, read_dataplane, ApplyReport};
+pub use error::KernelError;
+pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
+pub use link::{
+    delete_link, ensure_address, ensure_vxlan, link_by_name, set_link_up, LinkState, VxlanSpec,
+};
+pub use netlink::Netlink;

@@ -1,0 +1,246 @@
+//! Reading the config and listing, creating, reusing and renewing leases.
+
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use weft_core::lease::{LeaseAttrs, LeaseError, LeaseKey};
+
+/// Timeout for one unary etcd call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd: {what}: {source}")]
+    Etcd {
+        what: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("etcd: {0}: timed out")]
+    Timeout(String),
+    #[error("etcd setup: {0}")]
+    Setup(String),
+    #[error("etcd lease {0:x} no longer exists")]
+    LeaseLost(i64),
+}
+
+/// A lease key and what it holds, as read from etcd.
+#[derive(Debug, Clone)]
+pub struct LeaseRecord {
+    pub key: LeaseKey,
+    pub attrs: LeaseAttrs,
+    /// The etcd lease the key is bound to (0 = none).
+    pub etcd_lease: i64,
+    pub mod_revision: i64,
+}
+
+/// All leases at one revision.
+#[derive(Debug, Default)]
+pub struct LeaseListing {
+    pub leases: Vec<LeaseRecord>,
+    /// Keys under `subnets/` that are not valid leases.
+    pub invalid: Vec<LeaseError>,
+    pub revision: i64,
+}
+
+/// A lease this host holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcquiredLease {
+    pub key: LeaseKey,
+    pub etcd_lease: i64,
+    /// Seconds to live granted at acquisition.
+    pub ttl: i64,
+}
+
+/// flannel's registry under one prefix.
+#[derive(Clone)]
+pub struct Registry {
+    client: Client,
+    prefix: String,
+}
+
+async fn call<T>(
+    what: impl Fn() -> String,
+    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, EtcdError> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Err(_) => Err(EtcdError::Timeout(what())),
+        Ok(r) => r.map_err(|source| EtcdError::Etcd {
+            what: what(),
+            source,
+        }),
+    }
+}
+
+impl Registry {
+    /// `prefix` as given by `-etcd-prefix` (a trailing `/` is ignored).
+    pub fn new(client: Client, prefix: &str) -> Self {
+        Registry {
+            client,
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn config_key(&self) -> String {
+        format!("{}/config", self.prefix)
+    }
+
+    pub fn subnets_prefix(&self) -> String {
+        format!("{}/subnets/", self.prefix)
+    }
+
+    pub fn lease_key(&self, key: &LeaseKey) -> String {
+        format!("{}{}", self.subnets_prefix(), key)
+    }
+
+    /// The raw config JSON, or `None` when the key does not exist.
+    pub async fn config(&mut self) -> Result<Option<String>, EtcdError> {
+        let key = self.config_key();
+        let resp = call(|| format!("reading {key}"), self.client.get(key.clone(), None)).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    /// Every lease, with the revision of the read.
+    pub async fn list(&mut self) -> Result<LeaseListing, EtcdError> {
+        let prefix = self.subnets_prefix();
+        let resp = call(
+            || format!("listing {prefix}"),
+            self.client
+                .get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
+        let mut out = LeaseListing {
+            revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+            ..Default::default()
+        };
+        for kv in resp.kvs() {
+            match parse_record(&prefix, kv.key(), kv.value(), kv.lease(), kv.mod_revision()) {
+                Ok(r) => out.leases.push(r),
+                Err(e) => out.invalid.push(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates `key` if nobody holds it. `None` means another host won.
+    pub async fn create(
+        &mut self,
+        key: LeaseKey,
+        attrs: &LeaseAttrs,
+        ttl: i64,
+    ) -> Result<Option<AcquiredLease>, EtcdError> {
+        let k = self.lease_key(&key);
+        let grant = call(|| format!("granting a lease for {k}"), self.client.lease_grant(ttl, None)).await?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                k.clone(),
+                attrs.to_json(),
+                Some(PutOptions::new().with_lease(grant.id())),
+            )]);
+        let resp = call(|| format!("creating {k}"), self.client.txn(txn)).await?;
+        if !resp.succeeded() {
+            let _ = self.client.lease_revoke(grant.id()).await;
+            return Ok(None);
+        }
+        Ok(Some(AcquiredLease {
+            key,
+            etcd_lease: grant.id(),
+            ttl: grant.ttl(),
+        }))
+    }
+
+    /// Takes over an existing lease of this host (same PublicIP), writing
+    /// fresh attributes. `None` when the key changed since it was read.
+    pub async fn reuse(
+        &mut self,
+        record: &LeaseRecord,
+        attrs: &LeaseAttrs,
+        ttl: i64,
+    ) -> Result<Option<AcquiredLease>, EtcdError> {
+        let k = self.lease_key(&record.key);
+        // Keep the key's etcd lease when it is alive, else bind a new one.
+        let mut lease = (record.etcd_lease, 0);
+        if record.etcd_lease != 0 {
+            if let Ok(left) = self.renew(record.etcd_lease).await {
+                lease.1 = left;
+            }
+        }
+        if lease.1 <= 0 {
+            let grant = call(|| format!("granting a lease for {k}"), self.client.lease_grant(ttl, None)).await?;
+            lease = (grant.id(), grant.ttl());
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(k.clone(), CompareOp::Equal, record.mod_revision)])
+            .and_then([TxnOp::put(
+                k.clone(),
+                attrs.to_json(),
+                Some(PutOptions::new().with_lease(lease.0)),
+            )]);
+        let resp = call(|| format!("taking over {k}"), self.client.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        Ok(Some(AcquiredLease {
+            key: record.key,
+            etcd_lease: lease.0,
+            ttl: lease.1,
+        }))
+    }
+
+    /// Refreshes an etcd lease to its full TTL; returns the seconds left.
+    pub async fn renew(&mut self, etcd_lease: i64) -> Result<i64, EtcdError> {
+        let what = || format!("renewing lease {etcd_lease:x}");
+        let (mut keeper, mut stream) = call(what, self.client.lease_keep_alive(etcd_lease)).await?;
+        call(what, keeper.keep_alive()).await?;
+        let resp = call(what, stream.message()).await?;
+        match resp {
+            Some(r) if r.ttl() > 0 => Ok(r.ttl()),
+            _ => Err(EtcdError::LeaseLost(etcd_lease)),
+        }
+    }
+
+    /// Seconds left on an etcd lease (`None` when it is gone).
+    pub async fn time_to_live(&mut self, etcd_lease: i64) -> Result<Option<i64>, EtcdError> {
+        let r = call(
+            || format!("reading lease {etcd_lease:x}"),
+            self.client.lease_time_to_live(etcd_lease, None),
+        )
+        .await?;
+        Ok((r.ttl() > 0).then_some(r.ttl()))
+    }
+
+    /// Deletes a lease key (used by tests and `weft` tools, never by the agent for others).
+    pub async fn delete(&mut self, key: &LeaseKey) -> Result<(), EtcdError> {
+        let k = self.lease_key(key);
+        call(|| format!("deleting {k}"), self.client.delete(k.clone(), None)).await?;
+        Ok(())
+    }
+}
+
+/// Decodes one key/value under `subnets/`.
+pub(crate) fn parse_record(
+    prefix: &str,
+    key: &[u8],
+    value: &[u8],
+    etcd_lease: i64,
+    mod_revision: i64,
+) -> Result<LeaseRecord, LeaseError> {
+    let full = String::from_utf8_lossy(key);
+    let short = full.strip_prefix(prefix).unwrap_or(&full);
+    let lease_key: LeaseKey = short.parse()?;
+    let attrs = LeaseAttrs::parse(short, value)?;
+    Ok(LeaseRecord {
+        key: lease_key,
+        attrs,
+        etcd_lease,
+        mod_revision,
+    })
+}

@@ -1,0 +1,93 @@
+//! Reading and writing the routes, neighbours and FDB entries weft owns.
+
+use std::collections::HashSet;
+
+use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use weft_core::plan::{DataPlane, Op};
+
+use crate::error::KernelError;
+use crate::messages::{op_request, parse_fdb, parse_neigh, parse_route};
+use crate::netlink::Netlink;
+
+/// Reads what the kernel holds on the given devices: main-table routes out
+/// of them, their permanent neighbours, and their permanent FDB entries.
+pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, KernelError> {
+    let devices: HashSet<u32> = devices.iter().copied().collect();
+    let mut plane = DataPlane::default();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut q = RouteMessage::default();
+        q.header.address_family = family;
+        for m in nl.dump(RouteNetlinkMessage::GetRoute(q), "dumping routes")? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                if let Some(spec) = parse_route(&r).filter(|s| devices.contains(&s.oif)) {
+                    plane.routes.insert(spec.dst, spec);
+                }
+            }
+        }
+    }
+    for family in [AddressFamily::Inet, AddressFamily::Inet6, AddressFamily::Bridge] {
+        let mut q = NeighbourMessage::default();
+        q.header.family = family;
+        for m in nl.dump(RouteNetlinkMessage::GetNeighbour(q), "dumping neighbours")? {
+            let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                continue;
+            };
+            if !devices.contains(&n.header.ifindex) {
+                continue;
+            }
+            if let Some(f) = parse_fdb(&n) {
+                plane.fdb.insert((f.ifindex, f.mac), f);
+            } else if let Some(s) = parse_neigh(&n) {
+                plane.neighs.insert((s.ifindex, s.ip), s);
+            }
+        }
+    }
+    Ok(plane)
+}
+
+/// What happened to a list of operations.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Operations the kernel carried out (or that were already true).
+    pub applied: Vec<Op>,
+    /// Operations the kernel refused, with its reason.
+    pub failed: Vec<(Op, std::io::Error)>,
+}
+
+/// Carries out `ops` in order, batched. Deleting something already gone
+/// counts as done.
+pub fn apply(nl: &mut Netlink, ops: Vec<Op>) -> Result<ApplyReport, KernelError> {
+    let requests = ops.iter().map(op_request).collect();
+    let failures = nl.batch(requests)?;
+    let mut report = ApplyReport::default();
+    let mut failed_at: Vec<Option<std::io::Error>> = Vec::new();
+    failed_at.resize_with(ops.len(), || None);
+    for (i, e) in failures {
+        if let Some(slot) = failed_at.get_mut(i) {
+            *slot = Some(e);
+        }
+    }
+    for (op, err) in ops.into_iter().zip(failed_at) {
+        match err {
+            None => report.applied.push(op),
+            Some(e) if is_delete(&op) && already_gone(&e) => report.applied.push(op),
+            Some(e) => report.failed.push((op, e)),
+        }
+    }
+    Ok(report)
+}
+
+fn is_delete(op: &Op) -> bool {
+    matches!(op, Op::DeleteRoute(_) | Op::DeleteNeigh(_) | Op::DeleteFdb(_))
+}
+
+fn already_gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc_errno::ENOENT) | Some(libc_errno::ESRCH))
+}
+
+mod libc_errno {
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+}
