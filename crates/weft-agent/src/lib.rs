@@ -1,1 +1,19 @@
-//! weft-agent
+//! The weft agent: flanneld's job. Reads the network config from etcd,
+//! leases a subnet, writes the subnet file, and keeps the kernel's vxlan
+//! data path equal to the other hosts' leases.
+//!
+//! Flow: [`flags`] → [`underlay`] (which interface) → [`acquire`] (which
+//! subnet) → [`vxlan`] (device) → [`reconcile`] (routes, neighbours, FDB),
+//! driven by [`run`] from the etcd watch.
+
+pub mod acquire;
+pub mod flags;
+pub mod health;
+pub mod reconcile;
+pub mod run;
+pub mod subnet_file;
+pub mod underlay;
+pub mod vxlan;
+
+pub use flags::AgentArgs;
+pub use run::{run, AgentExit};

@@ -129,6 +129,18 @@ pub struct VxlanLeaseData {
 }
 
 impl LeaseAttrs {
+    /// The value a vxlan host publishes (no IPv6).
+    pub fn vxlan(public_ip: Ipv4Addr, data: VxlanLeaseData) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: Some("vxlan".into()),
+            // A struct of a number and a MAC string always converts.
+            backend_data: serde_json::to_value(data).ok(),
+            backend_v6_data: None,
+        }
+    }
+
     /// Parses a lease value read from etcd; `key` is only used in errors.
     pub fn parse(key: &str, json: &[u8]) -> Result<LeaseAttrs, LeaseError> {
         serde_json::from_slice(json).map_err(|e| LeaseError::Value {

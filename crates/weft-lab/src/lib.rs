@@ -1,1 +1,16 @@
-//! weft-lab
+//! A lab of hosts built from network namespaces, for the demo, the
+//! benchmarks and the end-to-end tests.
+//!
+//! Every lab has a unique name prefix (tag + pid + counter), so labs run in
+//! parallel. Hosts hang off one bridge in a "switch" namespace and get
+//! TEST-NET-style underlay addresses from 198.18.0.0/24. Nothing is done in
+//! the root namespace. Dropping the [`Lab`] kills the processes it started
+//! (by PID) and deletes its namespaces, also when a test panics.
+
+mod lab;
+mod netns;
+mod process;
+
+pub use lab::{Host, Lab, Pod};
+pub use netns::{in_netns, sh};
+pub use process::Proc;

@@ -1,0 +1,86 @@
+use super::*;
+
+fn parse(args: &[&str]) -> AgentArgs {
+    let mut argv = vec!["flanneld"];
+    argv.extend_from_slice(args);
+    parse_flanneld(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn parse_err(args: &[&str]) -> String {
+    let mut argv = vec!["flanneld"];
+    argv.extend_from_slice(args);
+    match parse_flanneld(argv) {
+        Ok(a) => panic!("{args:?} accepted: {a:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_match_flanneld() {
+    let a = parse(&[]);
+    assert_eq!(a.endpoints(), vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]);
+    assert_eq!(a.etcd_prefix, "/coreos.com/network");
+    assert_eq!(a.subnet_file, "/run/flannel/subnet.env");
+    assert_eq!(a.subnet_lease_renew_margin, 60);
+    assert!(!a.ip_masq);
+    assert_eq!(a.iptables_resync, 5);
+    assert!(a.iptables_forward_rules);
+    assert_eq!(a.healthz_port, 0);
+    assert!(a.iface.is_empty());
+}
+
+#[test]
+fn every_go_flag_spelling() {
+    for argv in [
+        &["-etcd-prefix=/kube-centos/network"][..],
+        &["--etcd-prefix=/kube-centos/network"],
+        &["-etcd-prefix", "/kube-centos/network"],
+        &["--etcd-prefix", "/kube-centos/network"],
+    ] {
+        assert_eq!(parse(argv).etcd_prefix, "/kube-centos/network", "{argv:?}");
+    }
+}
+
+#[test]
+fn the_articles_wrapper_command_line() {
+    let a = parse(&[
+        "-etcd-endpoints=http://192.0.2.10:2379",
+        "-etcd-prefix=/kube-centos/network",
+        "-iface",
+        "eth1",
+        "-iface=192.0.2.7",
+        "-ip-masq",
+        "-v=2",
+    ]);
+    assert_eq!(a.endpoints(), vec!["http://192.0.2.10:2379"]);
+    assert_eq!(a.iface, vec!["eth1", "192.0.2.7"]);
+    assert!(a.ip_masq);
+    assert_eq!(a.v, 2);
+}
+
+#[test]
+fn go_booleans() {
+    assert!(parse(&["-ip-masq"]).ip_masq);
+    assert!(parse(&["-ip-masq=true"]).ip_masq);
+    assert!(parse(&["-ip-masq=1"]).ip_masq);
+    assert!(!parse(&["-ip-masq=false"]).ip_masq);
+    assert!(!parse(&["--iptables-forward-rules=F"]).iptables_forward_rules);
+    assert!(parse_err(&["-ip-masq=yes"]).contains("ip-masq"));
+    assert!(parse(&["-version"]).version);
+    assert!(parse(&["-logtostderr=true", "-alsologtostderr"]).logtostderr == Some(true));
+}
+
+#[test]
+fn bad_flags_are_named() {
+    assert!(parse_err(&["-subnet-lease-renew-margin=0"]).contains("subnet-lease-renew-margin"));
+    assert!(parse_err(&["-subnet-lease-renew-margin=1440"]).contains("subnet-lease-renew-margin"));
+    assert!(parse_err(&["-healthz-port=99999"]).contains("healthz-port"));
+    assert!(parse_err(&["-no-such-flag"]).contains("no-such-flag"));
+    assert!(parse_err(&["-v=loud"]).contains("--v"));
+}
+
+#[test]
+fn normalisation_leaves_other_arguments() {
+    let out = normalize_go_flags(["-x", "-iface=a", "-h", "--iface", "b", "-v=2", "-5", "--", "-iface"]);
+    assert_eq!(out, vec!["-x", "--iface=a", "-h", "--iface", "b", "--v=2", "-5", "--", "-iface"]);
+}

@@ -1,0 +1,352 @@
+//! The agent's life: start-up in flannel's order, then the event loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::{IpNet, Ipv4Net};
+use tokio::time::{sleep, sleep_until, Instant};
+use weft_core::config::{BackendConfig, NetConfig, VxlanConfig};
+use weft_core::lease::LeaseKey;
+use weft_core::plan::Keys;
+use weft_core::subnet::{first_host, SubnetPool};
+use weft_core::subnet_file::SubnetEnv;
+use weft_etcd::{connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError};
+use weft_kernel::Netlink;
+
+use crate::acquire::{acquire, own_previous};
+use crate::flags::AgentArgs;
+use crate::reconcile::Reconciler;
+use crate::underlay::{self, Selector, Underlay};
+use crate::{health, subnet_file, vxlan};
+
+/// How the agent ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentExit {
+    /// SIGTERM or SIGINT: data path left in place.
+    Signalled,
+}
+
+const RENEW_RETRY: Duration = Duration::from_secs(60);
+const FAILED_PASS_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs until a signal (Ok) or a fatal condition (Err, exit non-zero).
+pub async fn run(args: AgentArgs) -> Result<AgentExit> {
+    let shutdown = shutdown_signal()?;
+    tokio::select! {
+        r = agent(args) => r.map(|never| match never {}),
+        _ = shutdown => {
+            tracing::info!("signal received: exiting, data path left in place");
+            Ok(AgentExit::Signalled)
+        }
+    }
+}
+
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+fn selector(args: &AgentArgs) -> Result<Selector> {
+    let public_ip = match &args.public_ip {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| anyhow!("-public-ip {s:?} is not an IPv4 address"))?),
+    };
+    let can_reach = match &args.iface_can_reach {
+        None => None,
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| anyhow!("-iface-can-reach {s:?} is not an IP address"))?),
+    };
+    Ok(Selector {
+        iface: args.iface.clone(),
+        iface_regex: args.iface_regex.clone(),
+        can_reach,
+        public_ip,
+    })
+}
+
+fn etcd_options(args: &AgentArgs) -> EtcdOptions {
+    EtcdOptions {
+        endpoints: args.endpoints(),
+        username: args.etcd_username.clone(),
+        password: args.etcd_password.clone(),
+        cafile: args.etcd_cafile.clone(),
+        certfile: args.etcd_certfile.clone(),
+        keyfile: args.etcd_keyfile.clone(),
+    }
+}
+
+enum Never {}
+
+async fn agent(args: AgentArgs) -> Result<Never> {
+    if args.kube_subnet_mgr {
+        bail!("-kube-subnet-mgr is not supported by weft: use the etcd subnet manager (-etcd-endpoints, -etcd-prefix)");
+    }
+    if args.public_ipv6.is_some() {
+        bail!("-public-ipv6: IPv6 is not supported by this weft version yet");
+    }
+    let sel = selector(&args)?;
+    let mut nl = Netlink::open().context("opening netlink")?;
+    let underlay = underlay::discover(&mut nl, &sel).context("choosing the interface for inter-host traffic")?;
+    tracing::info!(iface = %underlay.name, local_ip = %underlay.local_ip, public_ip = %underlay.public_ip, mtu = underlay.mtu, "using interface");
+    if args.healthz_port != 0 {
+        let ip: IpAddr = args
+            .healthz_ip
+            .parse()
+            .map_err(|_| anyhow!("-healthz-ip {:?} is not an IP address", args.healthz_ip))?;
+        let addr = SocketAddr::new(ip, args.healthz_port);
+        let listener = health::bind(addr).await.with_context(|| format!("listening on {addr} for /healthz"))?;
+        tokio::spawn(health::serve(listener));
+    }
+
+    let mut reg = connect_registry(&args).await;
+    let (pool, vx) = wait_for_config(&mut reg).await;
+    let listing = retry("listing leases", || {
+        let mut r = reg.clone();
+        async move { r.list().await }
+    })
+    .await;
+
+    let own_before = own_previous(&listing, &pool, &vxlan::lease_attrs(&vx, &underlay, Default::default()));
+    let previous_mac = own_before.and_then(|r| r.attrs.vxlan_data("", false).ok()).map(|d| d.vtep_mac);
+    let dev = vxlan::ensure_device(&mut nl, &vx, &underlay, previous_mac).context("setting up the vxlan device")?;
+    let mac = dev.mac.ok_or_else(|| anyhow!("device {} has no MAC address", dev.name))?;
+    tracing::info!(device = %dev.name, %mac, mtu = dev.mtu, "vxlan device ready");
+    let attrs = vxlan::lease_attrs(&vx, &underlay, mac);
+
+    let subnet_path = Path::new(&args.subnet_file);
+    let lease = acquire(&mut reg, &pool, &attrs, subnet_file::previous_subnet(subnet_path), listing)
+        .await
+        .context("acquiring a subnet lease")?;
+    let subnet = lease.key.v4.ok_or_else(|| anyhow!("lease {} has no IPv4 subnet", lease.key))?;
+    weft_kernel::ensure_address(&mut nl, dev.index, IpNet::V4(Ipv4Net::new(subnet.network(), 32)?))
+        .context("addressing the vxlan device")?;
+    write_subnet_file(subnet_path, &pool, subnet, dev.mtu, args.ip_masq)?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(subnet = %subnet, file = %args.subnet_file, "lease acquired, subnet file written");
+
+    let mut rec = Reconciler::new(nl, dev.index, lease.key);
+    let revision = relist_and_sync(&mut reg, &mut rec).await?;
+    event_loop(&args, &mut reg, &mut rec, lease, &underlay, revision).await
+}
+
+fn write_subnet_file(path: &Path, pool: &SubnetPool, subnet: Ipv4Net, mtu: u32, ipmasq: bool) -> Result<()> {
+    let IpNet::V4(network) = pool.network() else {
+        bail!("the IPv4 pool has an IPv6 network");
+    };
+    let IpAddr::V4(host) = first_host(&IpNet::V4(subnet)) else {
+        bail!("the IPv4 subnet has an IPv6 host address");
+    };
+    let env = SubnetEnv {
+        network: Some(network),
+        subnet: Some(Ipv4Net::new(host, subnet.prefix_len())?),
+        mtu: Some(mtu),
+        ipmasq: Some(ipmasq),
+        ..Default::default()
+    };
+    subnet_file::write_atomic(path, &env.render()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Connects to etcd, retrying with backoff until it answers.
+async fn connect_registry(args: &AgentArgs) -> Registry {
+    let opts = etcd_options(args);
+    let client = retry("connecting to etcd", || {
+        let o = opts.clone();
+        async move { connect(&o).await }
+    })
+    .await;
+    Registry::new(client, &args.etcd_prefix)
+}
+
+/// Reads `<prefix>/config` until it exists and is valid for weft.
+async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, VxlanConfig) {
+    let mut last_problem = String::new();
+    loop {
+        let problem = match reg.config().await {
+            Ok(Some(json)) => match NetConfig::parse(&json) {
+                Ok(c) => match usable(c) {
+                    Ok(v) => return v,
+                    Err(e) => e,
+                },
+                Err(e) => e.to_string(),
+            },
+            Ok(None) => format!("{} does not exist yet", reg.config_key()),
+            Err(e) => e.to_string(),
+        };
+        if problem != last_problem {
+            tracing::error!("network config: {problem}; retrying every second");
+            last_problem = problem;
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, VxlanConfig), String> {
+    let pool = c
+        .ipv4
+        .ok_or_else(|| "EnableIPv4 is off: IPv6-only networks are not supported by this weft version yet".to_string())?;
+    if c.ipv6.is_some() {
+        return Err("field EnableIPv6: IPv6 is not supported by this weft version yet".into());
+    }
+    match c.backend {
+        BackendConfig::Vxlan(v) if v.direct_routing => {
+            Err("field Backend.DirectRouting: not supported by this weft version yet".into())
+        }
+        BackendConfig::Vxlan(v) => Ok((pool, v)),
+        other => Err(format!(
+            "field Backend.Type: {:?} is not supported by this weft version yet (vxlan is)",
+            other.type_name()
+        )),
+    }
+}
+
+/// Retries an etcd operation with exponential backoff (0.1 s to 5 s).
+async fn retry<T, E, F, Fut>(what: &str, mut f: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        match f().await {
+            Ok(v) => {
+                if logged {
+                    tracing::info!("{what}: succeeded");
+                }
+                return v;
+            }
+            Err(e) => {
+                tracing::warn!("{what}: {e}; retrying in {delay:?}");
+                logged = true;
+            }
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Lists all leases, makes them the desired state and runs a full pass.
+/// Returns the listing's revision.
+async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64> {
+    let listing = retry("listing leases", || {
+        let mut r = reg.clone();
+        async move { r.list().await }
+    })
+    .await;
+    for e in &listing.invalid {
+        tracing::warn!("{e}");
+    }
+    rec.reset(&listing.leases);
+    let report = rec.full_pass().context("programming the data path")?;
+    tracing::info!(
+        peers = report.peers,
+        changes = report.ops,
+        failed = report.failed,
+        ms = report.elapsed.as_secs_f64() * 1e3,
+        "data path in sync with {} leases", listing.leases.len()
+    );
+    Ok(listing.revision)
+}
+
+async fn open_watch(reg: &Registry, from: i64) -> LeaseWatch {
+    retry("watching leases", || {
+        let mut client = reg.client();
+        let prefix = reg.subnets_prefix();
+        async move { LeaseWatch::start(&mut client, &prefix, from).await }
+    })
+    .await
+}
+
+fn renew_delay(ttl_secs: i64, margin_min: u32) -> Duration {
+    let ttl = ttl_secs.max(2) as u64;
+    let margin = margin_min as u64 * 60;
+    Duration::from_secs(if ttl > margin { ttl - margin } else { ttl / 2 })
+}
+
+async fn event_loop(
+    args: &AgentArgs,
+    reg: &mut Registry,
+    rec: &mut Reconciler,
+    lease: AcquiredLease,
+    _underlay: &Underlay,
+    mut revision: i64,
+) -> Result<Never> {
+    let own = lease.key;
+    let mut watch = open_watch(reg, revision + 1).await;
+    let mut next_renew = Instant::now() + renew_delay(lease.ttl, args.subnet_lease_renew_margin);
+    let resync_every = Duration::from_secs(args.resync_interval.max(1));
+    let mut next_full = Instant::now() + resync_every;
+    loop {
+        tokio::select! {
+            r = watch.next() => match r {
+                Ok(events) => {
+                    revision = revision.max(watch.revision);
+                    let keys = apply_events(rec, &own, events)?;
+                    if !keys.is_empty() {
+                        let rep = rec.incremental_pass(&keys).context("updating the data path")?;
+                        tracing::debug!(changes = rep.ops, us = rep.elapsed.as_micros() as u64, "lease events applied");
+                    }
+                }
+                Err(WatchError::Compacted(rev)) => {
+                    tracing::warn!("watch fell behind compaction (revision {rev}); re-listing");
+                    revision = relist_and_sync(reg, rec).await?;
+                    watch = open_watch(reg, revision + 1).await;
+                }
+                Err(e) => {
+                    revision = revision.max(watch.revision);
+                    tracing::warn!("{e}; resuming the watch from revision {}", revision + 1);
+                    sleep(Duration::from_millis(200)).await;
+                    watch = open_watch(reg, revision + 1).await;
+                }
+            },
+            _ = sleep_until(next_renew) => {
+                match reg.renew(lease.etcd_lease).await {
+                    Ok(ttl) => {
+                        tracing::info!(subnet = %own, ttl, "lease renewed");
+                        next_renew = Instant::now() + renew_delay(ttl, args.subnet_lease_renew_margin);
+                    }
+                    Err(e) => {
+                        tracing::warn!("renewing the lease: {e}; retrying in a minute");
+                        next_renew = Instant::now() + RENEW_RETRY;
+                    }
+                }
+            }
+            _ = sleep_until(next_full) => {
+                let rep = rec.full_pass().context("re-checking the data path")?;
+                if rep.ops > 0 {
+                    tracing::info!(repaired = rep.ops, "data path had drifted from the leases; repaired");
+                }
+                let wait = if rec.needs_full { FAILED_PASS_RETRY } else { resync_every };
+                rec.needs_full = false;
+                next_full = Instant::now() + wait;
+            }
+        }
+        if rec.needs_full {
+            next_full = next_full.min(Instant::now() + FAILED_PASS_RETRY);
+        }
+    }
+}
+
+fn apply_events(rec: &mut Reconciler, own: &LeaseKey, events: Vec<LeaseEvent>) -> Result<Keys> {
+    let mut keys = Keys::default();
+    for ev in events {
+        match ev {
+            LeaseEvent::Put(r) => keys.extend(rec.upsert(&r)),
+            LeaseEvent::Delete(k) if &k == own => bail!(
+                "this host's lease {k} was deleted from etcd; exiting so that the agent restarts and takes a new lease"
+            ),
+            LeaseEvent::Delete(k) => keys.extend(rec.remove(&k)),
+            LeaseEvent::Invalid(e) => tracing::warn!("{e}"),
+        }
+    }
+    Ok(keys)
+}

@@ -1,0 +1,71 @@
+//! Reading the previous and writing the new subnet file, atomically.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use weft_core::subnet_file::SubnetEnv;
+
+/// Writes `contents` to `path` via a temporary file and a rename, mode
+/// 0644, creating the directory if needed. Readers never see a half file.
+pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "subnet.env".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The IPv4 subnet recorded in an existing subnet file, if readable.
+pub fn previous_subnet(path: &Path) -> Option<Ipv4Net> {
+    let text = std::fs::read_to_string(path).ok()?;
+    SubnetEnv::parse(&text).ok()?.subnet.map(|s| s.trunc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_and_previous_subnet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/flannel/subnet.env");
+        let env = SubnetEnv {
+            network: Some("172.30.0.0/16".parse().expect("n")),
+            subnet: Some("172.30.46.1/24".parse().expect("n")),
+            mtu: Some(1450),
+            ipmasq: Some(false),
+            ..Default::default()
+        };
+        write_atomic(&path, &env.render()).expect("write");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(previous_subnet(&path).map(|s| s.to_string()).as_deref(), Some("172.30.46.0/24"));
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        assert_eq!(previous_subnet(&dir.path().join("missing")), None);
+        std::fs::write(&path, "garbage line").expect("write");
+        assert_eq!(previous_subnet(&path), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! The lab: a switch, hosts, etcd, agents and pods, all in namespaces.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use weft_core::subnet_file::SubnetEnv;
+use weft_kernel::Netlink;
+
+use crate::netns::sh;
+use crate::process::Proc;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The underlay network every lab uses (inside its own namespaces only).
+pub const UNDERLAY_PREFIX: &str = "198.18.0";
+const ETCD_OCTET: u8 = 2;
+
+/// A host: one network namespace with `eth0` on the lab switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub ns: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A pod: a namespace with `eth0` bridged into its host's `cni0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub name: String,
+    pub ns: String,
+    pub ip: Ipv4Addr,
+    pub host: String,
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub weft: PathBuf,
+    dir_path: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    switch: String,
+    namespaces: Vec<String>,
+    etcd_host: Option<Host>,
+    etcd: Option<Proc>,
+    agents: HashMap<String, Proc>,
+    pods_per_host: HashMap<String, u8>,
+    etcd_prefix: String,
+}
+
+impl Lab {
+    /// Creates a lab named `tag<pid>-<n>` with its switch. Needs root.
+    pub fn new(tag: &str, weft: &Path) -> Result<Lab> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("the lab needs root (network namespaces, veth, vxlan): run as root");
+        }
+        let prefix = format!("{tag}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("weft-lab-{prefix}-"))
+            .tempdir()
+            .context("creating the lab directory")?;
+        let mut lab = Lab {
+            switch: format!("{prefix}-sw"),
+            prefix,
+            weft: weft.to_path_buf(),
+            dir_path: dir.path().to_path_buf(),
+            dir: Some(dir),
+            namespaces: Vec::new(),
+            etcd_host: None,
+            etcd: None,
+            agents: HashMap::new(),
+            pods_per_host: HashMap::new(),
+            etcd_prefix: "/coreos.com/network".into(),
+        };
+        let sw = lab.switch.clone();
+        lab.add_netns(&sw)?;
+        sh("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        sh("ip", &["-n", &sw, "link", "set", "br0", "up"])?;
+        Ok(lab)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    fn add_netns(&mut self, ns: &str) -> Result<()> {
+        sh("ip", &["netns", "add", ns])?;
+        self.namespaces.push(ns.to_string());
+        sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
+    /// Adds host `name` at 198.18.0.`octet`/24 with IP forwarding on.
+    pub fn host(&mut self, name: &str, octet: u8) -> Result<Host> {
+        let ns = format!("{}-{name}", self.prefix);
+        self.add_netns(&ns)?;
+        let port = format!("p{octet}");
+        sh("ip", &["-n", &self.switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        sh("ip", &["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
+        let ip: Ipv4Addr = format!("{UNDERLAY_PREFIX}.{octet}").parse()?;
+        sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+        sh("ip", &["netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        std::fs::create_dir_all(self.dir().join(name))?;
+        Ok(Host { name: name.into(), ns, ip })
+    }
+
+    // ---- etcd ----
+
+    /// Starts a single-member etcd on its own host (198.18.0.2).
+    pub fn start_etcd(&mut self) -> Result<String> {
+        let host = match &self.etcd_host {
+            Some(h) => h.clone(),
+            None => {
+                let h = self.host("etcd", ETCD_OCTET)?;
+                self.etcd_host = Some(h.clone());
+                h
+            }
+        };
+        let url = format!("http://{}:2379", host.ip);
+        let data = self.dir().join("etcd/data");
+        let args: Vec<String> = [
+            "--name", "e0",
+            "--data-dir", &data.to_string_lossy(),
+            "--listen-client-urls", &format!("{url},http://127.0.0.1:2379"),
+            "--advertise-client-urls", &url,
+            "--listen-peer-urls", "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", "e0=http://127.0.0.1:2380",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let log = self.dir().join("etcd/etcd.log");
+        std::fs::create_dir_all(self.dir().join("etcd"))?;
+        let proc = Proc::spawn(&host.ns, "etcd", log, "etcd", &args, &[])?;
+        self.etcd = Some(proc);
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.etcdctl(&["endpoint", "health"]).is_ok() {
+                return Ok(url);
+            }
+            if Instant::now() > end {
+                let tail = self.etcd.as_ref().map(|p| p.log_tail(20)).unwrap_or_default();
+                bail!("etcd did not become healthy in 20 s:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops etcd (SIGKILL when `hard`), keeping its data.
+    pub fn stop_etcd(&mut self, hard: bool) {
+        if let Some(mut p) = self.etcd.take() {
+            if hard {
+                p.kill_now();
+            } else {
+                p.stop(Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// The etcd URL agents use.
+    pub fn etcd_url(&self) -> Result<String> {
+        let h = self.etcd_host.as_ref().ok_or_else(|| anyhow!("etcd not started"))?;
+        Ok(format!("http://{}:2379", h.ip))
+    }
+
+    pub fn etcd_ns(&self) -> Result<String> {
+        Ok(self.etcd_host.as_ref().ok_or_else(|| anyhow!("etcd not started"))?.ns.clone())
+    }
+
+    /// Runs `etcdctl` (v3 API) against the lab's etcd.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        let ns = self.etcd_ns()?;
+        let mut full = vec!["netns", "exec", &ns, "env", "ETCDCTL_API=3", "etcdctl", "--endpoints=http://127.0.0.1:2379"];
+        full.extend_from_slice(args);
+        let out = sh("ip", &full)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn etcd_prefix(&self) -> &str {
+        &self.etcd_prefix
+    }
+
+    /// Sets the etcd prefix agents get by default.
+    pub fn set_etcd_prefix(&mut self, p: &str) {
+        self.etcd_prefix = p.to_string();
+    }
+
+    /// Writes `<prefix>/config`.
+    pub fn put_config(&self, json: &str) -> Result<()> {
+        self.etcdctl(&["put", &format!("{}/config", self.etcd_prefix), json])?;
+        Ok(())
+    }
+
+    /// The lease keys under `<prefix>/subnets/` (short form, e.g. `172.30.46.0-24`).
+    pub fn lease_keys(&self) -> Result<Vec<String>> {
+        let prefix = format!("{}/subnets/", self.etcd_prefix);
+        let out = self.etcdctl(&["get", "--prefix", "--keys-only", &prefix])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(String::from)
+            .collect())
+    }
+
+    // ---- agents ----
+
+    pub fn subnet_file(&self, host: &Host) -> PathBuf {
+        self.dir().join(&host.name).join("subnet.env")
+    }
+
+    /// Starts `weft agent` on `host` with the lab's etcd, prefix, `-iface eth0`
+    /// and a per-host subnet file, plus `extra` flags.
+    pub fn start_agent(&mut self, host: &Host, extra: &[&str]) -> Result<()> {
+        let mut args = vec![
+            "agent".to_string(),
+            format!("-etcd-endpoints={}", self.etcd_url()?),
+            format!("-etcd-prefix={}", self.etcd_prefix),
+            "-iface=eth0".to_string(),
+            format!("-subnet-file={}", self.subnet_file(host).display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir().join(&host.name).join("agent.log");
+        let weft = self.weft.to_string_lossy().into_owned();
+        let p = Proc::spawn(&host.ns, &format!("agent@{}", host.name), log, &weft, &args, &[])?;
+        if let Some(mut old) = self.agents.insert(host.name.clone(), p) {
+            old.stop(Duration::from_secs(2));
+        }
+        Ok(())
+    }
+
+    pub fn agent(&mut self, host: &Host) -> Result<&mut Proc> {
+        self.agents
+            .get_mut(&host.name)
+            .ok_or_else(|| anyhow!("no agent on {}", host.name))
+    }
+
+    /// Stops the agent with SIGTERM (or SIGKILL when `hard`); returns its exit code.
+    pub fn stop_agent(&mut self, host: &Host, hard: bool) -> Option<i32> {
+        let mut p = self.agents.remove(&host.name)?;
+        if hard {
+            p.kill_now();
+            None
+        } else {
+            p.stop(Duration::from_secs(5)).and_then(|s| s.code())
+        }
+    }
+
+    pub fn agent_log(&self, host: &Host) -> String {
+        std::fs::read_to_string(self.dir().join(&host.name).join("agent.log")).unwrap_or_default()
+    }
+
+    /// Waits until the host's subnet file exists and parses.
+    pub fn wait_subnet_env(&mut self, host: &Host, timeout: Duration) -> Result<SubnetEnv> {
+        let path = self.subnet_file(host);
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(env) = SubnetEnv::parse(&text) {
+                    if env.subnet.is_some() {
+                        return Ok(env);
+                    }
+                }
+            }
+            if let Some(p) = self.agents.get_mut(&host.name) {
+                if let Some(code) = p.exit_code() {
+                    bail!("agent on {} exited with {code}:\n{}", host.name, p.log_tail(15));
+                }
+            }
+            if Instant::now() > end {
+                bail!("no subnet file on {} after {timeout:?}:\n{}", host.name, self.agent_log(host));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    // ---- pods ----
+
+    /// Adds a pod on `host`: a namespace whose `eth0` sits on the host's
+    /// `cni0` bridge (created on first use with FLANNEL_SUBNET and FLANNEL_MTU).
+    pub fn pod(&mut self, host: &Host, name: &str) -> Result<Pod> {
+        let env = SubnetEnv::parse(&std::fs::read_to_string(self.subnet_file(host))?)?;
+        let gw = env.subnet.ok_or_else(|| anyhow!("no FLANNEL_SUBNET on {}", host.name))?;
+        let mtu = env.mtu.unwrap_or(1450).to_string();
+        let n = self.pods_per_host.entry(host.name.clone()).or_insert(0);
+        if *n == 0 {
+            sh("ip", &["-n", &host.ns, "link", "add", "cni0", "mtu", &mtu, "type", "bridge"])?;
+            sh("ip", &["-n", &host.ns, "addr", "add", &gw.to_string(), "dev", "cni0"])?;
+            sh("ip", &["-n", &host.ns, "link", "set", "cni0", "up"])?;
+        }
+        *n += 1;
+        let index = *n;
+        let ip = Ipv4Addr::from(u32::from(gw.network()) + 1 + index as u32);
+        let ns = format!("{}-{}-{name}", self.prefix, host.name);
+        self.add_netns(&ns)?;
+        let port = format!("veth{index}");
+        sh("ip", &["-n", &host.ns, "link", "add", &port, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        sh("ip", &["-n", &host.ns, "link", "set", &port, "master", "cni0", "up"])?;
+        sh("ip", &["-n", &ns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
+        sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/{}", gw.prefix_len()), "dev", "eth0"])?;
+        sh("ip", &["-n", &ns, "route", "add", "default", "via", &gw.addr().to_string()])?;
+        Ok(Pod { name: name.into(), ns, ip, host: host.name.clone() })
+    }
+
+    /// Pings `to` from `from` until one reply comes back or `timeout` passes.
+    pub fn ping(&self, from: &Pod, to: Ipv4Addr, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let ok = sh("ip", &["netns", "exec", &from.ns, "ping", "-c", "1", "-W", "1", &to.to_string()]).is_ok();
+            if ok {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!("{} ({}) cannot reach {to} after {timeout:?}", from.name, from.ip);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A netlink socket inside `host`.
+    pub fn netlink(&self, host: &Host) -> Result<Netlink> {
+        Ok(Netlink::open_in_netns(Path::new(&format!("/run/netns/{}", host.ns)))?)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, mut p) in self.agents.drain() {
+            p.stop(Duration::from_secs(2));
+        }
+        self.stop_etcd(true);
+        for ns in self.namespaces.iter().rev() {
+            let _ = sh("ip", &["netns", "del", ns]);
+        }
+        if std::env::var_os("WEFT_KEEP_LAB_DIR").is_some() {
+            if let Some(d) = self.dir.take() {
+                eprintln!("lab directory kept: {}", d.keep().display());
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Running commands and code inside network namespaces.
+
+use std::fs::File;
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context, Result};
+
+/// Runs a command to completion and fails with its stderr if it fails.
+pub fn sh(program: &str, args: &[&str]) -> Result<Output> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// Runs `f` on a helper thread that has entered network namespace `ns`
+/// (sockets it creates live there), and returns its result.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering {path}"))?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
+    })
+}

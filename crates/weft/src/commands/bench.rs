@@ -1,0 +1,239 @@
+//! `weft bench`: the agent against real etcd in network namespaces.
+//!
+//! Scenario "leases": N remote vxlan leases are loaded into etcd, the agent
+//! is started, and the time until every route, neighbour and FDB entry is
+//! in the kernel is measured from outside (netlink dumps in the host's
+//! namespace); then single leases are added and removed and the time until
+//! the kernel reflects each is measured; RSS is read from /proc.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use etcd_client::{Client, PutOptions, TxnOp};
+use weft_core::lease::{LeaseAttrs, LeaseKey, VxlanLeaseData};
+use weft_core::MacAddr;
+use weft_kernel::Netlink;
+use weft_lab::{in_netns, Host, Lab};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Numbers of remote leases to program from a cold start
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    counts: Vec<usize>,
+    /// Single-lease add/remove samples per count
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Cold-start runs per count (min/median/max are printed)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also write the figures as JSON here
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
+
+/// The i-th fake remote lease: subnet 100.64.0.0/10 cut in /26s (skipping
+/// the first), public IPs in 198.19.0.0/16 (inside the lab only).
+fn fake_lease(i: usize) -> (LeaseKey, LeaseAttrs) {
+    let base = u32::from(Ipv4Addr::new(100, 64, 0, 0)) + ((i as u32 + 1) << 6);
+    let key = LeaseKey::v4(ipnet::Ipv4Net::new(Ipv4Addr::from(base), 26).unwrap_or_default());
+    let n = i as u32 + 1;
+    let public = Ipv4Addr::new(198, 19, (n >> 8) as u8, n as u8);
+    let mac = MacAddr::local_unicast([0, 0x42, (n >> 24) as u8, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    (key, LeaseAttrs::vxlan(public, VxlanLeaseData { vni: 1, vtep_mac: mac }))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Puts leases `range` into etcd (from inside the etcd namespace).
+fn load(lab: &Lab, range: std::ops::Range<usize>) -> Result<()> {
+    let prefix = format!("{}/subnets/", lab.etcd_prefix());
+    in_netns(&lab.etcd_ns()?, move || -> Result<()> {
+        runtime()?.block_on(async move {
+            let mut c = Client::connect(["http://127.0.0.1:2379"], None).await?;
+            let lease = c.lease_grant(24 * 3600, None).await?.id();
+            let ops: Vec<TxnOp> = range
+                .map(|i| {
+                    let (k, a) = fake_lease(i);
+                    TxnOp::put(format!("{prefix}{k}"), a.to_json(), Some(PutOptions::new().with_lease(lease)))
+                })
+                .collect();
+            for chunk in ops.chunks(128) {
+                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec())).await?;
+            }
+            Ok(())
+        })
+    })?
+}
+
+fn delete(lab: &Lab, i: usize) -> Result<()> {
+    let key = format!("{}/subnets/{}", lab.etcd_prefix(), fake_lease(i).0);
+    in_netns(&lab.etcd_ns()?, move || -> Result<()> {
+        runtime()?.block_on(async move {
+            let mut c = Client::connect(["http://127.0.0.1:2379"], None).await?;
+            c.delete(key, None).await?;
+            Ok(())
+        })
+    })?
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct ColdStart {
+    subnet_file: Duration,
+    programmed: Duration,
+    rss_kib: u64,
+    peak_kib: u64,
+}
+
+fn device_index(nl: &mut Netlink) -> Option<u32> {
+    weft_kernel::link_by_name(nl, "flannel.1").ok().flatten().map(|l| l.index)
+}
+
+fn cold_start(lab: &mut Lab, host: &Host, n: usize) -> Result<ColdStart> {
+    let mut nl = lab.netlink(host)?;
+    let t0 = Instant::now();
+    lab.start_agent(host, &[])?;
+    let file = lab.subnet_file(host);
+    let mut subnet_file = None;
+    let deadline = t0 + Duration::from_secs(120);
+    loop {
+        if subnet_file.is_none() && file.exists() {
+            subnet_file = Some(t0.elapsed());
+        }
+        if let Some(idx) = device_index(&mut nl) {
+            let plane = weft_kernel::read_dataplane(&mut nl, &[idx])?;
+            if plane.routes.len() >= n && plane.neighs.len() >= n && plane.fdb.len() >= n {
+                let programmed = t0.elapsed();
+                let pid = lab.agent(host)?.pid().unwrap_or(0);
+                let (rss, peak) = rss_kib(pid);
+                return Ok(ColdStart { subnet_file: subnet_file.unwrap_or(programmed), programmed, rss_kib: rss, peak_kib: peak });
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("agent did not program {n} leases in 120 s:\n{}", lab.agent_log(host));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Time from the etcd write until the route to lease `i` is present (or gone).
+fn until_route(nl: &mut Netlink, i: usize, present: bool, t0: Instant) -> Result<Duration> {
+    let probe = match fake_lease(i).0.v4 {
+        Some(n) => IpAddr::V4(Ipv4Addr::from(u32::from(n.network()) + 1)),
+        None => bail!("fake lease without IPv4"),
+    };
+    let idx = device_index(nl).ok_or_else(|| anyhow!("flannel.1 missing"))?;
+    loop {
+        let via_vxlan = matches!(weft_kernel::route_get_oif(nl, probe), Ok(Some((oif, _))) if oif == idx);
+        if via_vxlan == present {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("route to {probe} did not {} within 30 s", if present { "appear" } else { "disappear" });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (pick(0.0), pick(0.5), pick(0.99), pick(1.0))
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let weft = std::env::current_exe().context("locating the weft binary")?;
+    let mut json = Vec::new();
+    println!("weft bench: agent vs real etcd {} in network namespaces, {} CPUs", etcd_version(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("{:>7} | {:>26} | {:>26} | {:>22} | {:>22} | {:>14}", "leases", "cold start ms min/med/max", "subnet file ms min/med/max", "add ms med/p99/max", "remove ms med/p99/max", "RSS/peak MiB");
+    for &n in &a.counts {
+        let mut lab = Lab::new("wbench", &weft)?;
+        lab.start_etcd()?;
+        lab.put_config(CONFIG)?;
+        let host = lab.host("node1", 11)?;
+        load(&lab, 0..n).context("loading leases into etcd")?;
+        let mut cold = Vec::new();
+        let mut file = Vec::new();
+        let mut last = None;
+        for run in 0..a.runs.max(1) {
+            if run > 0 {
+                lab.stop_agent(&host, false);
+                // a real cold start: no device, no routes
+                let mut nl = lab.netlink(&host)?;
+                if let Some(idx) = device_index(&mut nl) {
+                    weft_kernel::delete_link(&mut nl, idx)?;
+                }
+                let _ = std::fs::remove_file(lab.subnet_file(&host));
+            }
+            let c = cold_start(&mut lab, &host, n)?;
+            cold.push(c.programmed.as_secs_f64() * 1e3);
+            file.push(c.subnet_file.as_secs_f64() * 1e3);
+            last = Some(c);
+        }
+        let mut nl = lab.netlink(&host)?;
+        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+        for s in 0..a.samples {
+            let i = n + 10 + s;
+            let t0 = Instant::now();
+            load(&lab, i..i + 1)?;
+            adds.push(until_route(&mut nl, i, true, t0)?.as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            delete(&lab, i)?;
+            dels.push(until_route(&mut nl, i, false, t0)?.as_secs_f64() * 1e3);
+        }
+        let pid = lab.agent(&host)?.pid().unwrap_or(0);
+        let (rss_after, _) = rss_kib(pid);
+        let c = last.ok_or_else(|| anyhow!("no run"))?;
+        let (cmin, cmed, _, cmax) = stats(&mut cold);
+        let (fmin, fmed, _, fmax) = stats(&mut file);
+        let (_, amed, ap99, amax) = stats(&mut adds);
+        let (_, dmed, dp99, dmax) = stats(&mut dels);
+        println!(
+            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} / {:>5.1}",
+            c.rss_kib as f64 / 1024.0,
+            c.peak_kib as f64 / 1024.0
+        );
+        json.push(serde_json::json!({
+            "leases": n,
+            "cold_start_ms": {"min": cmin, "median": cmed, "max": cmax},
+            "subnet_file_ms": {"min": fmin, "median": fmed, "max": fmax},
+            "add_ms": {"median": amed, "p99": ap99, "max": amax},
+            "remove_ms": {"median": dmed, "p99": dp99, "max": dmax},
+            "rss_kib_after_sync": c.rss_kib,
+            "peak_rss_kib": c.peak_kib,
+            "rss_kib_after_churn": rss_after,
+        }));
+    }
+    println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace)");
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(|l| l.replace("etcd Version: ", "v")))
+        .unwrap_or_else(|| "?".into())
+}

@@ -1,0 +1,16 @@
+pub mod agent;
+pub mod bench;
+pub mod demo;
+
+use std::process::ExitCode;
+
+/// Prints an error chain on one line and maps it to exit status 1.
+pub fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
