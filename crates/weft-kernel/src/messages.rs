@@ -137,6 +137,15 @@ fn neigh_fields(m: &NeighbourMessage) -> (Option<IpAddr>, Option<MacAddr>) {
             NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
                 ip = Some(IpAddr::V6(*v))
             }
+            // For AF_BRIDGE (FDB) dumps the address family of the
+            // destination is not known to the decoder: raw bytes.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                ip = match b.len() {
+                    4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    _ => None,
+                }
+            }
             NeighbourAttribute::LinkLayerAddress(b) => mac = MacAddr::from_slice(b),
             _ => {}
         }
@@ -144,9 +153,16 @@ fn neigh_fields(m: &NeighbourMessage) -> (Option<IpAddr>, Option<MacAddr>) {
     (ip, mac)
 }
 
+/// NUD_PERMANENT; vxlan reports its FDB entries as PERMANENT|NOARP.
+const NUD_PERMANENT: u16 = 0x80;
+
+fn is_permanent(state: NeighbourState) -> bool {
+    u16::from(state) & NUD_PERMANENT != 0
+}
+
 /// A permanent IP neighbour entry.
 pub(crate) fn parse_neigh(m: &NeighbourMessage) -> Option<NeighSpec> {
-    if m.header.family == AddressFamily::Bridge || m.header.state != NeighbourState::Permanent {
+    if m.header.family == AddressFamily::Bridge || !is_permanent(m.header.state) {
         return None;
     }
     let (ip, mac) = neigh_fields(m);
@@ -160,7 +176,7 @@ pub(crate) fn parse_neigh(m: &NeighbourMessage) -> Option<NeighSpec> {
 /// A permanent `self` FDB entry with a remote destination.
 pub(crate) fn parse_fdb(m: &NeighbourMessage) -> Option<FdbSpec> {
     if m.header.family != AddressFamily::Bridge
-        || m.header.state != NeighbourState::Permanent
+        || !is_permanent(m.header.state)
         || !m.header.flags.contains(NeighbourFlags::Own)
     {
         return None;
@@ -197,6 +213,11 @@ mod tests {
         let f = FdbSpec { ifindex: 9, mac, dst: "198.18.0.11".parse().expect("ip") };
         assert_eq!(parse_fdb(&fdb_message(&f)), Some(f));
         assert_eq!(parse_neigh(&fdb_message(&f)), None);
+        // as vxlan dumps it: PERMANENT|NOARP, destination as raw bytes
+        let mut dumped = fdb_message(&f);
+        dumped.header.state = NeighbourState::Other(0xc0);
+        dumped.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![198, 18, 0, 11]));
+        assert_eq!(parse_fdb(&dumped), Some(f));
     }
 
     #[test]
