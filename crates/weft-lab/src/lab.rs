@@ -225,9 +225,14 @@ impl Lab {
             format!("-subnet-file={}", self.subnet_file(host).display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = self.dir().join(&host.name).join("agent.log");
         let weft = self.weft.to_string_lossy().into_owned();
-        let p = Proc::spawn(&host.ns, &format!("agent@{}", host.name), log, &weft, &args, &[])?;
+        self.start_agent_with(host, &weft, &args, &[])
+    }
+
+    /// Starts `program args…` as the agent of `host`, with extra environment.
+    pub fn start_agent_with(&mut self, host: &Host, program: &str, args: &[String], env: &[(String, String)]) -> Result<()> {
+        let log = self.dir().join(&host.name).join("agent.log");
+        let p = Proc::spawn(&host.ns, &format!("agent@{}", host.name), log, program, args, env)?;
         if let Some(mut old) = self.agents.insert(host.name.clone(), p) {
             old.stop(Duration::from_secs(2));
         }
