@@ -18,7 +18,9 @@ const MAX_ATTEMPTS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
-    #[error("no free subnet left in {network} between {min} and {max} ({capacity} subnets, all leased)")]
+    #[error(
+        "no free subnet left in {network} between {min} and {max} ({capacity} subnets, all leased)"
+    )]
     PoolExhausted {
         network: IpNet,
         min: IpAddr,
@@ -39,7 +41,9 @@ pub fn own_previous<'a>(
 ) -> Option<&'a weft_etcd::LeaseRecord> {
     listing.leases.iter().find(|r| {
         r.attrs.public_ip == attrs.public_ip
-            && r.key.v4.is_some_and(|n| pool.contains_subnet(&IpNet::V4(n)))
+            && r.key
+                .v4
+                .is_some_and(|n| pool.contains_subnet(&IpNet::V4(n)))
     })
 }
 
@@ -77,7 +81,10 @@ pub async fn acquire(
                 capacity: pool.capacity(),
             });
         };
-        if let Some(l) = reg.create(LeaseKey::v4(choice), attrs, LEASE_TTL_SECS).await? {
+        if let Some(l) = reg
+            .create(LeaseKey::v4(choice), attrs, LEASE_TTL_SECS)
+            .await?
+        {
             tracing::info!(subnet = %choice, "acquired a new lease");
             return Ok(l);
         }

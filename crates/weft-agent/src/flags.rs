@@ -11,7 +11,9 @@ fn go_bool(s: &str) -> Result<bool, String> {
 }
 
 fn renew_margin(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of minutes"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of minutes"))?;
     if (1..=1439).contains(&v) {
         Ok(v)
     } else {
@@ -23,10 +25,18 @@ fn renew_margin(s: &str) -> Result<u32, String> {
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// Comma-separated etcd endpoints
-    #[arg(long = "etcd-endpoints", env = "FLANNELD_ETCD_ENDPOINTS", default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379")]
+    #[arg(
+        long = "etcd-endpoints",
+        env = "FLANNELD_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: String,
     /// etcd prefix of the network config and leases
-    #[arg(long = "etcd-prefix", env = "FLANNELD_ETCD_PREFIX", default_value = "/coreos.com/network")]
+    #[arg(
+        long = "etcd-prefix",
+        env = "FLANNELD_ETCD_PREFIX",
+        default_value = "/coreos.com/network"
+    )]
     pub etcd_prefix: String,
     /// TLS key file for etcd
     #[arg(long = "etcd-keyfile", env = "FLANNELD_ETCD_KEYFILE")]
@@ -47,7 +57,11 @@ pub struct AgentArgs {
     #[arg(long = "iface", env = "FLANNELD_IFACE", value_delimiter = ',')]
     pub iface: Vec<String>,
     /// Regex matched against interface IPs, then names; repeatable
-    #[arg(long = "iface-regex", env = "FLANNELD_IFACE_REGEX", value_delimiter = ',')]
+    #[arg(
+        long = "iface-regex",
+        env = "FLANNELD_IFACE_REGEX",
+        value_delimiter = ','
+    )]
     pub iface_regex: Vec<String>,
     /// Use the interface that routes to this IP
     #[arg(long = "iface-can-reach", env = "FLANNELD_IFACE_CAN_REACH")]
@@ -59,7 +73,11 @@ pub struct AgentArgs {
     #[arg(long = "public-ipv6", env = "FLANNELD_PUBLIC_IPV6")]
     pub public_ipv6: Option<String>,
     /// Where to write the subnet file
-    #[arg(long = "subnet-file", env = "FLANNELD_SUBNET_FILE", default_value = "/run/flannel/subnet.env")]
+    #[arg(
+        long = "subnet-file",
+        env = "FLANNELD_SUBNET_FILE",
+        default_value = "/run/flannel/subnet.env"
+    )]
     pub subnet_file: String,
     /// Minutes before lease expiry to renew it (1-1439)
     #[arg(long = "subnet-lease-renew-margin", env = "FLANNELD_SUBNET_LEASE_RENEW_MARGIN", default_value = "60", value_parser = renew_margin)]
@@ -68,16 +86,28 @@ pub struct AgentArgs {
     #[arg(long = "ip-masq", env = "FLANNELD_IP_MASQ", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub ip_masq: bool,
     /// Seconds between firewall rule checks
-    #[arg(long = "iptables-resync", env = "FLANNELD_IPTABLES_RESYNC", default_value = "5")]
+    #[arg(
+        long = "iptables-resync",
+        env = "FLANNELD_IPTABLES_RESYNC",
+        default_value = "5"
+    )]
     pub iptables_resync: u32,
     /// Add FORWARD accept rules for the network
     #[arg(long = "iptables-forward-rules", env = "FLANNELD_IPTABLES_FORWARD_RULES", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = go_bool)]
     pub iptables_forward_rules: bool,
     /// Address the health endpoint listens on
-    #[arg(long = "healthz-ip", env = "FLANNELD_HEALTHZ_IP", default_value = "127.0.0.1")]
+    #[arg(
+        long = "healthz-ip",
+        env = "FLANNELD_HEALTHZ_IP",
+        default_value = "127.0.0.1"
+    )]
     pub healthz_ip: String,
     /// Port of the health endpoint (0 = off)
-    #[arg(long = "healthz-port", env = "FLANNELD_HEALTHZ_PORT", default_value = "0")]
+    #[arg(
+        long = "healthz-port",
+        env = "FLANNELD_HEALTHZ_PORT",
+        default_value = "0"
+    )]
     pub healthz_port: u16,
     /// Kubernetes subnet manager (not supported by weft: use etcd)
     #[arg(long = "kube-subnet-mgr", env = "FLANNELD_KUBE_SUBNET_MGR", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
@@ -89,10 +119,18 @@ pub struct AgentArgs {
     #[arg(long = "version", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub version: bool,
     /// Seconds between full comparisons of the kernel with the leases (weft)
-    #[arg(long = "resync-interval", env = "FLANNELD_RESYNC_INTERVAL", default_value = "60")]
+    #[arg(
+        long = "resync-interval",
+        env = "FLANNELD_RESYNC_INTERVAL",
+        default_value = "60"
+    )]
     pub resync_interval: u64,
     /// Log format: text or json (weft)
-    #[arg(long = "log-format", env = "FLANNELD_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long = "log-format",
+        env = "FLANNELD_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: String,
     /// Accepted for compatibility with glog-era unit files; ignored
     #[arg(long = "logtostderr", hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
@@ -147,7 +185,11 @@ mod tests;
 
 /// The command as flanneld: `flanneld [flags]`.
 #[derive(clap::Parser, Debug)]
-#[command(name = "flanneld", about = "weft agent (flanneld-compatible)", disable_version_flag = true)]
+#[command(
+    name = "flanneld",
+    about = "weft agent (flanneld-compatible)",
+    disable_version_flag = true
+)]
 pub struct FlanneldCommand {
     #[command(flatten)]
     pub args: AgentArgs,

@@ -118,7 +118,11 @@ impl Reconciler {
         self.execute(ops, start)
     }
 
-    fn execute(&mut self, ops: Vec<weft_core::plan::Op>, start: Instant) -> Result<PassReport, KernelError> {
+    fn execute(
+        &mut self,
+        ops: Vec<weft_core::plan::Op>,
+        start: Instant,
+    ) -> Result<PassReport, KernelError> {
         let n = ops.len();
         let report = weft_kernel::apply(&mut self.nl, ops)?;
         for op in &report.applied {
@@ -128,7 +132,10 @@ impl Reconciler {
             tracing::warn!("kernel refused {op:?}: {e}");
         }
         if !report.failed.is_empty() {
-            tracing::warn!(failed = report.failed.len(), "some kernel operations failed; a full pass will retry them");
+            tracing::warn!(
+                failed = report.failed.len(),
+                "some kernel operations failed; a full pass will retry them"
+            );
             self.needs_full = true;
         }
         Ok(PassReport {

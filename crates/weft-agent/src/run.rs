@@ -12,7 +12,9 @@ use weft_core::lease::LeaseKey;
 use weft_core::plan::Keys;
 use weft_core::subnet::{first_host, SubnetPool};
 use weft_core::subnet_file::SubnetEnv;
-use weft_etcd::{connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError};
+use weft_etcd::{
+    connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError,
+};
 use weft_kernel::Netlink;
 
 use crate::acquire::{acquire, own_previous};
@@ -58,11 +60,17 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 fn selector(args: &AgentArgs) -> Result<Selector> {
     let public_ip = match &args.public_ip {
         None => None,
-        Some(s) => Some(s.parse().map_err(|_| anyhow!("-public-ip {s:?} is not an IPv4 address"))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| anyhow!("-public-ip {s:?} is not an IPv4 address"))?,
+        ),
     };
     let can_reach = match &args.iface_can_reach {
         None => None,
-        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| anyhow!("-iface-can-reach {s:?} is not an IP address"))?),
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| anyhow!("-iface-can-reach {s:?} is not an IP address"))?,
+        ),
     };
     Ok(Selector {
         iface: args.iface.clone(),
@@ -94,7 +102,8 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     }
     let sel = selector(&args)?;
     let mut nl = Netlink::open().context("opening netlink")?;
-    let underlay = underlay::discover(&mut nl, &sel).context("choosing the interface for inter-host traffic")?;
+    let underlay = underlay::discover(&mut nl, &sel)
+        .context("choosing the interface for inter-host traffic")?;
     tracing::info!(iface = %underlay.name, local_ip = %underlay.local_ip, public_ip = %underlay.public_ip, mtu = underlay.mtu, "using interface");
     if args.healthz_port != 0 {
         let ip: IpAddr = args
@@ -102,7 +111,9 @@ async fn agent(args: AgentArgs) -> Result<Never> {
             .parse()
             .map_err(|_| anyhow!("-healthz-ip {:?} is not an IP address", args.healthz_ip))?;
         let addr = SocketAddr::new(ip, args.healthz_port);
-        let listener = health::bind(addr).await.with_context(|| format!("listening on {addr} for /healthz"))?;
+        let listener = health::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} for /healthz"))?;
         tokio::spawn(health::serve(listener));
     }
 
@@ -114,20 +125,42 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     })
     .await;
 
-    let own_before = own_previous(&listing, &pool, &vxlan::lease_attrs(&vx, &underlay, Default::default()));
-    let previous_mac = own_before.and_then(|r| r.attrs.vxlan_data("", false).ok()).map(|d| d.vtep_mac);
-    let dev = vxlan::ensure_device(&mut nl, &vx, &underlay, previous_mac).context("setting up the vxlan device")?;
-    let mac = dev.mac.ok_or_else(|| anyhow!("device {} has no MAC address", dev.name))?;
+    let own_before = own_previous(
+        &listing,
+        &pool,
+        &vxlan::lease_attrs(&vx, &underlay, Default::default()),
+    );
+    let previous_mac = own_before
+        .and_then(|r| r.attrs.vxlan_data("", false).ok())
+        .map(|d| d.vtep_mac);
+    let dev = vxlan::ensure_device(&mut nl, &vx, &underlay, previous_mac)
+        .context("setting up the vxlan device")?;
+    let mac = dev
+        .mac
+        .ok_or_else(|| anyhow!("device {} has no MAC address", dev.name))?;
     tracing::info!(device = %dev.name, %mac, mtu = dev.mtu, "vxlan device ready");
     let attrs = vxlan::lease_attrs(&vx, &underlay, mac);
 
     let subnet_path = Path::new(&args.subnet_file);
-    let lease = acquire(&mut reg, &pool, &attrs, subnet_file::previous_subnet(subnet_path), listing)
-        .await
-        .context("acquiring a subnet lease")?;
-    let subnet = lease.key.v4.ok_or_else(|| anyhow!("lease {} has no IPv4 subnet", lease.key))?;
-    weft_kernel::ensure_address(&mut nl, dev.index, IpNet::V4(Ipv4Net::new(subnet.network(), 32)?))
-        .context("addressing the vxlan device")?;
+    let lease = acquire(
+        &mut reg,
+        &pool,
+        &attrs,
+        subnet_file::previous_subnet(subnet_path),
+        listing,
+    )
+    .await
+    .context("acquiring a subnet lease")?;
+    let subnet = lease
+        .key
+        .v4
+        .ok_or_else(|| anyhow!("lease {} has no IPv4 subnet", lease.key))?;
+    weft_kernel::ensure_address(
+        &mut nl,
+        dev.index,
+        IpNet::V4(Ipv4Net::new(subnet.network(), 32)?),
+    )
+    .context("addressing the vxlan device")?;
     write_subnet_file(subnet_path, &pool, subnet, dev.mtu, args.ip_masq)?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(subnet = %subnet, file = %args.subnet_file, "lease acquired, subnet file written");
@@ -137,7 +170,13 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     event_loop(&args, &mut reg, &mut rec, lease, &underlay, revision).await
 }
 
-fn write_subnet_file(path: &Path, pool: &SubnetPool, subnet: Ipv4Net, mtu: u32, ipmasq: bool) -> Result<()> {
+fn write_subnet_file(
+    path: &Path,
+    pool: &SubnetPool,
+    subnet: Ipv4Net,
+    mtu: u32,
+    ipmasq: bool,
+) -> Result<()> {
     let IpNet::V4(network) = pool.network() else {
         bail!("the IPv4 pool has an IPv6 network");
     };
@@ -151,7 +190,8 @@ fn write_subnet_file(path: &Path, pool: &SubnetPool, subnet: Ipv4Net, mtu: u32, 
         ipmasq: Some(ipmasq),
         ..Default::default()
     };
-    subnet_file::write_atomic(path, &env.render()).with_context(|| format!("writing {}", path.display()))
+    subnet_file::write_atomic(path, &env.render())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Connects to etcd, retrying with backoff until it answers.
@@ -189,9 +229,10 @@ async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, VxlanConfig) {
 }
 
 fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, VxlanConfig), String> {
-    let pool = c
-        .ipv4
-        .ok_or_else(|| "EnableIPv4 is off: IPv6-only networks are not supported by this weft version yet".to_string())?;
+    let pool = c.ipv4.ok_or_else(|| {
+        "EnableIPv4 is off: IPv6-only networks are not supported by this weft version yet"
+            .to_string()
+    })?;
     if c.ipv6.is_some() {
         return Err("field EnableIPv6: IPv6 is not supported by this weft version yet".into());
     }
@@ -252,7 +293,8 @@ async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64
         changes = report.ops,
         failed = report.failed,
         ms = report.elapsed.as_secs_f64() * 1e3,
-        "data path in sync with {} leases", listing.leases.len()
+        "data path in sync with {} leases",
+        listing.leases.len()
     );
     Ok(listing.revision)
 }

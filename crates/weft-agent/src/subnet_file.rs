@@ -57,7 +57,10 @@ mod tests {
         write_atomic(&path, &env.render()).expect("write");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
-        assert_eq!(previous_subnet(&path).map(|s| s.to_string()).as_deref(), Some("172.30.46.0/24"));
+        assert_eq!(
+            previous_subnet(&path).map(|s| s.to_string()).as_deref(),
+            Some("172.30.46.0/24")
+        );
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
             .expect("ls")
             .filter_map(|e| e.ok())

@@ -140,11 +140,12 @@ pub fn choose(
 /// Reads the host's interfaces and routes, then [`choose`]s.
 pub fn discover(nl: &mut Netlink, sel: &Selector) -> Result<Underlay, UnderlayError> {
     let ifaces = weft_kernel::list_interfaces(nl)?;
-    let default_oif = if sel.iface.is_empty() && sel.iface_regex.is_empty() && sel.can_reach.is_none() {
-        weft_kernel::default_route_oif(nl, false)?
-    } else {
-        None
-    };
+    let default_oif =
+        if sel.iface.is_empty() && sel.iface_regex.is_empty() && sel.can_reach.is_none() {
+            weft_kernel::default_route_oif(nl, false)?
+        } else {
+            None
+        };
     let reach_oif = match sel.can_reach {
         Some(ip) => weft_kernel::route_get_oif(nl, ip)?.map(|(oif, _)| oif),
         None => None,
@@ -178,7 +179,10 @@ mod tests {
     #[test]
     fn default_route_device() {
         let u = choose(&host(), &Selector::default(), Some(2), None).expect("choice");
-        assert_eq!((u.name.as_str(), u.local_ip.to_string()), ("eth0", "198.18.0.10".into()));
+        assert_eq!(
+            (u.name.as_str(), u.local_ip.to_string()),
+            ("eth0", "198.18.0.10".into())
+        );
         assert_eq!(u.local_net.to_string(), "198.18.0.0/24");
         assert_eq!(u.public_ip, u.local_ip);
         assert!(choose(&host(), &Selector::default(), None, None).is_err());
@@ -186,22 +190,49 @@ mod tests {
 
     #[test]
     fn iface_by_name_or_ip_first_match_wins() {
-        let sel = Selector { iface: vec!["nope".into(), "eth1".into(), "eth0".into()], ..Default::default() };
-        assert_eq!(choose(&host(), &sel, Some(2), None).expect("c").name, "eth1");
-        let sel = Selector { iface: vec!["198.18.0.10".into()], ..Default::default() };
+        let sel = Selector {
+            iface: vec!["nope".into(), "eth1".into(), "eth0".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            choose(&host(), &sel, Some(2), None).expect("c").name,
+            "eth1"
+        );
+        let sel = Selector {
+            iface: vec!["198.18.0.10".into()],
+            ..Default::default()
+        };
         assert_eq!(choose(&host(), &sel, None, None).expect("c").name, "eth0");
-        let sel = Selector { iface: vec!["dummy0".into()], ..Default::default() };
-        assert!(choose(&host(), &sel, None, None).is_err(), "no IPv4 address");
+        let sel = Selector {
+            iface: vec!["dummy0".into()],
+            ..Default::default()
+        };
+        assert!(
+            choose(&host(), &sel, None, None).is_err(),
+            "no IPv4 address"
+        );
     }
 
     #[test]
     fn regex_tries_ips_then_names() {
-        let sel = Selector { iface_regex: vec![r"^192\.0\.2\.".into()], ..Default::default() };
+        let sel = Selector {
+            iface_regex: vec![r"^192\.0\.2\.".into()],
+            ..Default::default()
+        };
         assert_eq!(choose(&host(), &sel, None, None).expect("c").name, "eth1");
-        let sel = Selector { iface_regex: vec!["^eth0$".into()], ..Default::default() };
+        let sel = Selector {
+            iface_regex: vec!["^eth0$".into()],
+            ..Default::default()
+        };
         assert_eq!(choose(&host(), &sel, None, None).expect("c").name, "eth0");
-        let sel = Selector { iface_regex: vec!["(".into()], ..Default::default() };
-        assert!(matches!(choose(&host(), &sel, None, None), Err(UnderlayError::Regex(..))));
+        let sel = Selector {
+            iface_regex: vec!["(".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            choose(&host(), &sel, None, None),
+            Err(UnderlayError::Regex(..))
+        ));
     }
 
     #[test]

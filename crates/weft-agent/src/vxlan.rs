@@ -19,7 +19,8 @@ pub fn device_name(vni: u32) -> String {
 
 /// The device MTU: the config's, else the underlay's minus the encapsulation.
 pub fn device_mtu(cfg: &VxlanConfig, underlay: &Underlay) -> u32 {
-    cfg.mtu.unwrap_or(underlay.mtu.saturating_sub(VXLAN_V4_OVERHEAD))
+    cfg.mtu
+        .unwrap_or(underlay.mtu.saturating_sub(VXLAN_V4_OVERHEAD))
 }
 
 /// Creates or adopts the device. `previous_mac` (from this host's old

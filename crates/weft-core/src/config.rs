@@ -275,7 +275,10 @@ fn build_pool(
             if len < prefix + 2 {
                 return Err(field_err(
                     names.len,
-                    format!("/{len} must be at least /{} so that {network} holds four or more subnets", prefix + 2),
+                    format!(
+                        "/{len} must be at least /{} so that {network} holds four or more subnets",
+                        prefix + 2
+                    ),
                 ));
             }
             len
@@ -284,7 +287,10 @@ fn build_pool(
             if prefix + 2 > longest {
                 return Err(field_err(
                     names.network,
-                    format!("{network} is too small: the shortest usable network is /{}", longest - 2),
+                    format!(
+                        "{network} is too small: the shortest usable network is /{}",
+                        longest - 2
+                    ),
                 ));
             }
             if prefix + 2 <= default_len {
@@ -297,15 +303,11 @@ fn build_pool(
     let pool = SubnetPool::new(network, subnet_len);
     let min = match min {
         None => pool.nth_subnet(1),
-        Some(a) => pool
-            .aligned(a)
-            .map_err(|m| field_err(names.min, m))?,
+        Some(a) => pool.aligned(a).map_err(|m| field_err(names.min, m))?,
     };
     let max = match max {
         None => pool.nth_subnet(pool.total() - 1),
-        Some(a) => pool
-            .aligned(a)
-            .map_err(|m| field_err(names.max, m))?,
+        Some(a) => pool.aligned(a).map_err(|m| field_err(names.max, m))?,
     };
     if crate::subnet::addr_u128(max) < crate::subnet::addr_u128(min) {
         return Err(field_err(
@@ -392,7 +394,10 @@ fn parse_vxlan(f: &Fields) -> Result<VxlanConfig, ConfigError> {
         .map(|m| m as u32);
     if let Some(m) = mtu {
         if m < 576 {
-            return Err(field_err("Backend.MTU", format!("{m} is below the minimum 576")));
+            return Err(field_err(
+                "Backend.MTU",
+                format!("{m} is below the minimum 576"),
+            ));
         }
     }
     Ok(VxlanConfig {

@@ -42,9 +42,7 @@ impl LeaseKey {
 
     /// The subnet that identifies the lease in routes: IPv4 when present.
     pub fn primary(&self) -> Option<IpNet> {
-        self.v4
-            .map(IpNet::V4)
-            .or_else(|| self.v6.map(IpNet::V6))
+        self.v4.map(IpNet::V4).or_else(|| self.v6.map(IpNet::V6))
     }
 }
 
@@ -78,7 +76,8 @@ impl FromStr for LeaseKey {
         if let Some(b) = second {
             key.v6 = Some(parse_part::<Ipv6Net>(b).ok_or_else(bad)?);
         }
-        let aligned = key.v4.is_none_or(|n| n.trunc() == n) && key.v6.is_none_or(|n| n.trunc() == n);
+        let aligned =
+            key.v4.is_none_or(|n| n.trunc() == n) && key.v6.is_none_or(|n| n.trunc() == n);
         if key.primary().is_none() || !aligned {
             return Err(bad());
         }
@@ -107,7 +106,11 @@ pub struct LeaseAttrs {
     pub public_ip: Ipv4Addr,
     #[serde(rename = "PublicIPv6", default)]
     pub public_ipv6: Option<Ipv6Addr>,
-    #[serde(rename = "BackendType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BackendType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backend_type: Option<String>,
     #[serde(rename = "BackendData", default, skip_serializing_if = "is_absent")]
     pub backend_data: Option<Value>,
@@ -219,7 +222,10 @@ mod tests {
         }
         let k = key("10.5.52.0-24&fc00:0:0:5::-64");
         assert_eq!(k.v4.map(|n| n.to_string()).as_deref(), Some("10.5.52.0/24"));
-        assert_eq!(k.v6.map(|n| n.to_string()).as_deref(), Some("fc00:0:0:5::/64"));
+        assert_eq!(
+            k.v6.map(|n| n.to_string()).as_deref(),
+            Some("fc00:0:0:5::/64")
+        );
         assert_eq!(key("fc00:0:0:5::-64").v4, None);
     }
 
@@ -289,7 +295,10 @@ mod tests {
         let a = LeaseAttrs::parse("k", v6.as_bytes()).expect("dual shape");
         assert_eq!(a.public_ipv6, Some("2001:db8::1".parse().expect("ip")));
         assert_eq!(
-            a.vxlan_data("k", true).expect("v6 data").vtep_mac.to_string(),
+            a.vxlan_data("k", true)
+                .expect("v6 data")
+                .vtep_mac
+                .to_string(),
             "1a:d5:4b:35:05:12"
         );
         assert_eq!(a.to_json(), v6, "re-serialises identically");

@@ -103,7 +103,10 @@ impl SubnetPool {
     /// Checks that `a` is inside the network on a subnet boundary.
     pub fn aligned(&self, a: IpAddr) -> Result<IpAddr, String> {
         if a.is_ipv4() != self.network.network().is_ipv4() || !self.network.contains(&a) {
-            return Err(format!("{a} is not in the range of the network {}", self.network));
+            return Err(format!(
+                "{a} is not in the range of the network {}",
+                self.network
+            ));
         }
         if addr_u128(a) % self.step() != 0 {
             return Err(format!(
@@ -250,7 +253,10 @@ mod tests {
     fn ipv6_pool() {
         let p = SubnetPool::new(net("fc00::/48"), 64);
         assert_eq!(p.total(), 65536);
-        assert_eq!(p.nth_subnet(5), "fc00:0:0:5::".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            p.nth_subnet(5),
+            "fc00:0:0:5::".parse::<IpAddr>().expect("ip")
+        );
         let huge = SubnetPool::new(net("fc00::/8"), 120);
         assert_eq!(huge.total(), 1u128 << 112);
         let first = huge.iter().next().expect("one");

@@ -84,7 +84,8 @@ impl SubnetEnv {
                     env.mtu = Some(value.parse().map_err(|_| err(key, "not a number"))?)
                 }
                 "FLANNEL_IPMASQ" => {
-                    env.ipmasq = Some(parse_go_bool(value).ok_or_else(|| err(key, "not true or false"))?)
+                    env.ipmasq =
+                        Some(parse_go_bool(value).ok_or_else(|| err(key, "not true or false"))?)
                 }
                 _ => {}
             }
@@ -150,15 +151,21 @@ mod tests {
 
     #[test]
     fn tolerant_of_shell_syntax() {
-        let env = SubnetEnv::parse("# c\n\nexport FLANNEL_SUBNET=\"172.30.46.1/24\"\nOTHER=x\nFLANNEL_IPMASQ=1\n")
-            .expect("parses");
-        assert_eq!(env.subnet.map(|s| s.to_string()).as_deref(), Some("172.30.46.1/24"));
+        let env = SubnetEnv::parse(
+            "# c\n\nexport FLANNEL_SUBNET=\"172.30.46.1/24\"\nOTHER=x\nFLANNEL_IPMASQ=1\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            env.subnet.map(|s| s.to_string()).as_deref(),
+            Some("172.30.46.1/24")
+        );
         assert_eq!(env.ipmasq, Some(true));
     }
 
     #[test]
     fn errors_name_line_and_key() {
-        let e = SubnetEnv::parse("FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_MTU=big\n").expect_err("bad mtu");
+        let e = SubnetEnv::parse("FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_MTU=big\n")
+            .expect_err("bad mtu");
         assert_eq!(e.line, 2);
         assert_eq!(e.key, "FLANNEL_MTU");
         assert!(SubnetEnv::parse("FLANNEL_IPMASQ=yes").is_err());

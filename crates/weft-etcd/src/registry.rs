@@ -100,7 +100,11 @@ impl Registry {
     /// The raw config JSON, or `None` when the key does not exist.
     pub async fn config(&mut self) -> Result<Option<String>, EtcdError> {
         let key = self.config_key();
-        let resp = call(|| format!("reading {key}"), self.client.get(key.clone(), None)).await?;
+        let resp = call(
+            || format!("reading {key}"),
+            self.client.get(key.clone(), None),
+        )
+        .await?;
         Ok(resp
             .kvs()
             .first()
@@ -137,7 +141,11 @@ impl Registry {
         ttl: i64,
     ) -> Result<Option<AcquiredLease>, EtcdError> {
         let k = self.lease_key(&key);
-        let grant = call(|| format!("granting a lease for {k}"), self.client.lease_grant(ttl, None)).await?;
+        let grant = call(
+            || format!("granting a lease for {k}"),
+            self.client.lease_grant(ttl, None),
+        )
+        .await?;
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -174,11 +182,19 @@ impl Registry {
             }
         }
         if lease.1 <= 0 {
-            let grant = call(|| format!("granting a lease for {k}"), self.client.lease_grant(ttl, None)).await?;
+            let grant = call(
+                || format!("granting a lease for {k}"),
+                self.client.lease_grant(ttl, None),
+            )
+            .await?;
             lease = (grant.id(), grant.ttl());
         }
         let txn = Txn::new()
-            .when([Compare::mod_revision(k.clone(), CompareOp::Equal, record.mod_revision)])
+            .when([Compare::mod_revision(
+                k.clone(),
+                CompareOp::Equal,
+                record.mod_revision,
+            )])
             .and_then([TxnOp::put(
                 k.clone(),
                 attrs.to_json(),
@@ -220,7 +236,11 @@ impl Registry {
     /// Deletes a lease key (used by tests and `weft` tools, never by the agent for others).
     pub async fn delete(&mut self, key: &LeaseKey) -> Result<(), EtcdError> {
         let k = self.lease_key(key);
-        call(|| format!("deleting {k}"), self.client.delete(k.clone(), None)).await?;
+        call(
+            || format!("deleting {k}"),
+            self.client.delete(k.clone(), None),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -34,7 +34,11 @@ pub struct LeaseWatch {
 
 impl LeaseWatch {
     /// Starts watching `subnets_prefix` at `from_revision` (inclusive).
-    pub async fn start(client: &mut Client, subnets_prefix: &str, from_revision: i64) -> Result<LeaseWatch, WatchError> {
+    pub async fn start(
+        client: &mut Client,
+        subnets_prefix: &str,
+        from_revision: i64,
+    ) -> Result<LeaseWatch, WatchError> {
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from_revision)
@@ -75,7 +79,13 @@ impl LeaseWatch {
             let Some(kv) = ev.kv() else { continue };
             self.revision = self.revision.max(kv.mod_revision());
             match ev.event_type() {
-                EventType::Put => match parse_record(&self.prefix, kv.key(), kv.value(), kv.lease(), kv.mod_revision()) {
+                EventType::Put => match parse_record(
+                    &self.prefix,
+                    kv.key(),
+                    kv.value(),
+                    kv.lease(),
+                    kv.mod_revision(),
+                ) {
                     Ok(r) => out.push(LeaseEvent::Put(r)),
                     Err(e) => out.push(LeaseEvent::Invalid(e)),
                 },

@@ -27,7 +27,11 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
             }
         }
     }
-    for family in [AddressFamily::Inet, AddressFamily::Inet6, AddressFamily::Bridge] {
+    for family in [
+        AddressFamily::Inet,
+        AddressFamily::Inet6,
+        AddressFamily::Bridge,
+    ] {
         let mut q = NeighbourMessage::default();
         q.header.family = family;
         for m in nl.dump(RouteNetlinkMessage::GetNeighbour(q), "dumping neighbours")? {
@@ -80,11 +84,17 @@ pub fn apply(nl: &mut Netlink, ops: Vec<Op>) -> Result<ApplyReport, KernelError>
 }
 
 fn is_delete(op: &Op) -> bool {
-    matches!(op, Op::DeleteRoute(_) | Op::DeleteNeigh(_) | Op::DeleteFdb(_))
+    matches!(
+        op,
+        Op::DeleteRoute(_) | Op::DeleteNeigh(_) | Op::DeleteFdb(_)
+    )
 }
 
 fn already_gone(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc_errno::ENOENT) | Some(libc_errno::ESRCH))
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::ENOENT) | Some(libc_errno::ESRCH)
+    )
 }
 
 mod libc_errno {

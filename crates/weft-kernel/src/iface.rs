@@ -51,7 +51,8 @@ pub fn list_interfaces(nl: &mut Netlink) -> Result<Vec<Interface>, KernelError> 
                 _ => None,
             })
         });
-        if let (Some(ip), Some(iface)) = (ip, ifaces.iter_mut().find(|i| i.index == a.header.index)) {
+        if let (Some(ip), Some(iface)) = (ip, ifaces.iter_mut().find(|i| i.index == a.header.index))
+        {
             if let Ok(net) = IpNet::new(ip, a.header.prefix_len) {
                 iface.addrs.push(net);
             }
@@ -63,7 +64,11 @@ pub fn list_interfaces(nl: &mut Netlink) -> Result<Vec<Interface>, KernelError> 
 /// The output interface of the main table's default route (lowest metric).
 pub fn default_route_oif(nl: &mut Netlink, v6: bool) -> Result<Option<u32>, KernelError> {
     let mut q = RouteMessage::default();
-    q.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    q.header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
     let mut best: Option<(u32, u32)> = None; // (metric, oif)
     for m in nl.dump(RouteNetlinkMessage::GetRoute(q), "dumping routes")? {
         let RouteNetlinkMessage::NewRoute(r) = m else {
@@ -91,12 +96,18 @@ pub fn default_route_oif(nl: &mut Netlink, v6: bool) -> Result<Option<u32>, Kern
 }
 
 /// The interface (and preferred source address) the kernel would use to reach `dst`.
-pub fn route_get_oif(nl: &mut Netlink, dst: IpAddr) -> Result<Option<(u32, Option<IpAddr>)>, KernelError> {
+pub fn route_get_oif(
+    nl: &mut Netlink,
+    dst: IpAddr,
+) -> Result<Option<(u32, Option<IpAddr>)>, KernelError> {
     let mut q = RouteMessage::default();
     q.header.address_family = crate::messages::family_of(&dst);
     q.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
     q.attributes = vec![RouteAttribute::Destination(RouteAddress::from(dst))];
-    for m in nl.query(RouteNetlinkMessage::GetRoute(q), &format!("looking up the route to {dst}"))? {
+    for m in nl.query(
+        RouteNetlinkMessage::GetRoute(q),
+        &format!("looking up the route to {dst}"),
+    )? {
         let RouteNetlinkMessage::NewRoute(r) = m else {
             continue;
         };

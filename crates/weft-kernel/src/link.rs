@@ -189,7 +189,8 @@ fn create_vxlan(nl: &mut Netlink, s: &VxlanSpec, mac: Option<MacAddr>) -> Result
         ]),
     ];
     if let Some(mac) = mac {
-        m.attributes.push(LinkAttribute::Address(mac.octets().to_vec()));
+        m.attributes
+            .push(LinkAttribute::Address(mac.octets().to_vec()));
     }
     nl.request(
         RouteNetlinkMessage::NewLink(m),

@@ -8,8 +8,8 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
-    RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use weft_core::plan::{FdbSpec, NeighSpec, Op, RouteSpec};
@@ -207,16 +207,25 @@ mod tests {
     #[test]
     fn neigh_and_fdb_round_trip() {
         let mac: MacAddr = "56:27:7d:1c:08:22".parse().expect("mac");
-        let n = NeighSpec { ifindex: 9, ip: "172.30.14.0".parse().expect("ip"), mac };
+        let n = NeighSpec {
+            ifindex: 9,
+            ip: "172.30.14.0".parse().expect("ip"),
+            mac,
+        };
         assert_eq!(parse_neigh(&neigh_message(&n)), Some(n));
         assert_eq!(parse_fdb(&neigh_message(&n)), None);
-        let f = FdbSpec { ifindex: 9, mac, dst: "198.18.0.11".parse().expect("ip") };
+        let f = FdbSpec {
+            ifindex: 9,
+            mac,
+            dst: "198.18.0.11".parse().expect("ip"),
+        };
         assert_eq!(parse_fdb(&fdb_message(&f)), Some(f));
         assert_eq!(parse_neigh(&fdb_message(&f)), None);
         // as vxlan dumps it: PERMANENT|NOARP, destination as raw bytes
         let mut dumped = fdb_message(&f);
         dumped.header.state = NeighbourState::Other(0xc0);
-        dumped.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![198, 18, 0, 11]));
+        dumped.attributes[1] =
+            NeighbourAttribute::Destination(NeighbourAddress::Other(vec![198, 18, 0, 11]));
         assert_eq!(parse_fdb(&dumped), Some(f));
     }
 

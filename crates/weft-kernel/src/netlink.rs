@@ -116,7 +116,12 @@ impl Netlink {
     }
 
     /// Sends one request and waits for its acknowledgement.
-    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &str) -> Result<(), KernelError> {
+    pub fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<(), KernelError> {
         let failures = self.batch(vec![(msg, flags)])?;
         match failures.into_iter().next() {
             None => Ok(()),
@@ -126,7 +131,10 @@ impl Netlink {
 
     /// Sends many requests in as few system calls as possible and returns
     /// the failures as (index in `requests`, error).
-    pub fn batch(&mut self, requests: Vec<Request>) -> Result<Vec<(usize, io::Error)>, KernelError> {
+    pub fn batch(
+        &mut self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<(usize, io::Error)>, KernelError> {
         let mut failures = Vec::new();
         let total = requests.len();
         let mut iter = requests.into_iter().enumerate().peekable();
@@ -184,12 +192,20 @@ impl Netlink {
     }
 
     /// Dumps a table (links, addresses, routes, neighbours).
-    pub fn dump(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+    pub fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
         self.transact(msg, NLM_F_DUMP, what)
     }
 
     /// Sends one query (such as a route lookup) and returns its replies.
-    pub fn query(&mut self, msg: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+    pub fn query(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
         self.transact(msg, NLM_F_ACK, what)
     }
 

@@ -20,7 +20,10 @@ fn vxlan(nl: &mut Netlink) -> u32 {
         vni: 1,
         local: "198.18.0.11".parse().expect("ip"),
         port: 8472,
-        underlay: weft_kernel::link_by_name(nl, "eth0").expect("dump").expect("eth0").index,
+        underlay: weft_kernel::link_by_name(nl, "eth0")
+            .expect("dump")
+            .expect("eth0")
+            .index,
         learning: false,
         gbp: false,
         mtu: 1450,
@@ -29,9 +32,15 @@ fn vxlan(nl: &mut Netlink) -> u32 {
     let l = weft_kernel::ensure_vxlan(nl, &spec).expect("vxlan");
     assert!(l.up);
     assert_eq!(l.mtu, 1450);
-    assert_eq!(l.mac.map(|m| m.to_string()).as_deref(), Some("02:00:00:00:00:01"));
+    assert_eq!(
+        l.mac.map(|m| m.to_string()).as_deref(),
+        Some("02:00:00:00:00:01")
+    );
     // adopting it again changes nothing
-    assert_eq!(weft_kernel::ensure_vxlan(nl, &spec).expect("again").index, l.index);
+    assert_eq!(
+        weft_kernel::ensure_vxlan(nl, &spec).expect("again").index,
+        l.index
+    );
     l.index
 }
 
@@ -74,8 +83,13 @@ fn apply_then_read_back_round_trips() {
     let report = weft_kernel::apply(&mut nl, ops.clone()).expect("delete");
     assert!(report.failed.is_empty());
     let report = weft_kernel::apply(&mut nl, ops).expect("delete again");
-    assert!(report.failed.is_empty(), "deleting what is gone counts as done");
-    assert!(weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read").is_empty());
+    assert!(
+        report.failed.is_empty(),
+        "deleting what is gone counts as done"
+    );
+    assert!(weft_kernel::read_dataplane(&mut nl, &[idx])
+        .expect("read")
+        .is_empty());
 }
 
 #[test]
@@ -104,14 +118,31 @@ fn address_and_interfaces() {
     let mut nl = lab.netlink(&h).expect("netlink");
     let idx = vxlan(&mut nl);
     weft_kernel::ensure_address(&mut nl, idx, "100.64.5.0/32".parse().expect("net")).expect("addr");
-    weft_kernel::ensure_address(&mut nl, idx, "100.64.7.0/32".parse().expect("net")).expect("readdr");
+    weft_kernel::ensure_address(&mut nl, idx, "100.64.7.0/32".parse().expect("net"))
+        .expect("readdr");
     let ifaces = weft_kernel::list_interfaces(&mut nl).expect("ifaces");
-    let vx = ifaces.iter().find(|i| i.index == idx).expect("vxlan listed");
-    let v4: Vec<String> = vx.addrs.iter().filter(|a| a.addr().is_ipv4()).map(|a| a.to_string()).collect();
+    let vx = ifaces
+        .iter()
+        .find(|i| i.index == idx)
+        .expect("vxlan listed");
+    let v4: Vec<String> = vx
+        .addrs
+        .iter()
+        .filter(|a| a.addr().is_ipv4())
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(v4, vec!["100.64.7.0/32"], "the old address is replaced");
     let eth0 = ifaces.iter().find(|i| i.name == "eth0").expect("eth0");
     assert!(eth0.addrs.contains(&"198.18.0.11/24".parse().expect("net")));
     let probe: IpAddr = "198.18.0.99".parse().expect("ip");
-    assert_eq!(weft_kernel::route_get_oif(&mut nl, probe).expect("route get").map(|r| r.0), Some(eth0.index));
-    assert_eq!(weft_kernel::default_route_oif(&mut nl, false).expect("dump"), None);
+    assert_eq!(
+        weft_kernel::route_get_oif(&mut nl, probe)
+            .expect("route get")
+            .map(|r| r.0),
+        Some(eth0.index)
+    );
+    assert_eq!(
+        weft_kernel::default_route_oif(&mut nl, false).expect("dump"),
+        None
+    );
 }

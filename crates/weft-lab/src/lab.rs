@@ -56,7 +56,11 @@ impl Lab {
         if !nix::unistd::geteuid().is_root() {
             bail!("the lab needs root (network namespaces, veth, vxlan): run as root");
         }
-        let prefix = format!("{tag}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let prefix = format!(
+            "{tag}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let dir = tempfile::Builder::new()
             .prefix(&format!("weft-lab-{prefix}-"))
             .tempdir()
@@ -97,14 +101,59 @@ impl Lab {
         let ns = format!("{}-{name}", self.prefix);
         self.add_netns(&ns)?;
         let port = format!("p{octet}");
-        sh("ip", &["-n", &self.switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-        sh("ip", &["-n", &self.switch, "link", "set", &port, "master", "br0", "up"])?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                &self.switch,
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &ns,
+            ],
+        )?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                &self.switch,
+                "link",
+                "set",
+                &port,
+                "master",
+                "br0",
+                "up",
+            ],
+        )?;
         let ip: Ipv4Addr = format!("{UNDERLAY_PREFIX}.{octet}").parse()?;
-        sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        sh(
+            "ip",
+            &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+        )?;
         sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
-        sh("ip", &["netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
         std::fs::create_dir_all(self.dir().join(name))?;
-        Ok(Host { name: name.into(), ns, ip })
+        Ok(Host {
+            name: name.into(),
+            ns,
+            ip,
+        })
     }
 
     // ---- etcd ----
@@ -122,15 +171,24 @@ impl Lab {
         let url = format!("http://{}:2379", host.ip);
         let data = self.dir().join("etcd/data");
         let args: Vec<String> = [
-            "--name", "e0",
-            "--data-dir", &data.to_string_lossy(),
-            "--listen-client-urls", &format!("{url},http://127.0.0.1:2379"),
-            "--advertise-client-urls", &url,
-            "--listen-peer-urls", "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "e0=http://127.0.0.1:2380",
-            "--logger", "zap",
-            "--log-level", "warn",
+            "--name",
+            "e0",
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--listen-client-urls",
+            &format!("{url},http://127.0.0.1:2379"),
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "e0=http://127.0.0.1:2380",
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -145,7 +203,11 @@ impl Lab {
                 return Ok(url);
             }
             if Instant::now() > end {
-                let tail = self.etcd.as_ref().map(|p| p.log_tail(20)).unwrap_or_default();
+                let tail = self
+                    .etcd
+                    .as_ref()
+                    .map(|p| p.log_tail(20))
+                    .unwrap_or_default();
                 bail!("etcd did not become healthy in 20 s:\n{tail}");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -165,18 +227,34 @@ impl Lab {
 
     /// The etcd URL agents use.
     pub fn etcd_url(&self) -> Result<String> {
-        let h = self.etcd_host.as_ref().ok_or_else(|| anyhow!("etcd not started"))?;
+        let h = self
+            .etcd_host
+            .as_ref()
+            .ok_or_else(|| anyhow!("etcd not started"))?;
         Ok(format!("http://{}:2379", h.ip))
     }
 
     pub fn etcd_ns(&self) -> Result<String> {
-        Ok(self.etcd_host.as_ref().ok_or_else(|| anyhow!("etcd not started"))?.ns.clone())
+        Ok(self
+            .etcd_host
+            .as_ref()
+            .ok_or_else(|| anyhow!("etcd not started"))?
+            .ns
+            .clone())
     }
 
     /// Runs `etcdctl` (v3 API) against the lab's etcd.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
         let ns = self.etcd_ns()?;
-        let mut full = vec!["netns", "exec", &ns, "env", "ETCDCTL_API=3", "etcdctl", "--endpoints=http://127.0.0.1:2379"];
+        let mut full = vec![
+            "netns",
+            "exec",
+            &ns,
+            "env",
+            "ETCDCTL_API=3",
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+        ];
         full.extend_from_slice(args);
         let out = sh("ip", &full)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -230,9 +308,22 @@ impl Lab {
     }
 
     /// Starts `program args…` as the agent of `host`, with extra environment.
-    pub fn start_agent_with(&mut self, host: &Host, program: &str, args: &[String], env: &[(String, String)]) -> Result<()> {
+    pub fn start_agent_with(
+        &mut self,
+        host: &Host,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<()> {
         let log = self.dir().join(&host.name).join("agent.log");
-        let p = Proc::spawn(&host.ns, &format!("agent@{}", host.name), log, program, args, env)?;
+        let p = Proc::spawn(
+            &host.ns,
+            &format!("agent@{}", host.name),
+            log,
+            program,
+            args,
+            env,
+        )?;
         if let Some(mut old) = self.agents.insert(host.name.clone(), p) {
             old.stop(Duration::from_secs(2));
         }
@@ -274,11 +365,19 @@ impl Lab {
             }
             if let Some(p) = self.agents.get_mut(&host.name) {
                 if let Some(code) = p.exit_code() {
-                    bail!("agent on {} exited with {code}:\n{}", host.name, p.log_tail(15));
+                    bail!(
+                        "agent on {} exited with {code}:\n{}",
+                        host.name,
+                        p.log_tail(15)
+                    );
                 }
             }
             if Instant::now() > end {
-                bail!("no subnet file on {} after {timeout:?}:\n{}", host.name, self.agent_log(host));
+                bail!(
+                    "no subnet file on {} after {timeout:?}:\n{}",
+                    host.name,
+                    self.agent_log(host)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -290,12 +389,30 @@ impl Lab {
     /// `cni0` bridge (created on first use with FLANNEL_SUBNET and FLANNEL_MTU).
     pub fn pod(&mut self, host: &Host, name: &str) -> Result<Pod> {
         let env = SubnetEnv::parse(&std::fs::read_to_string(self.subnet_file(host))?)?;
-        let gw = env.subnet.ok_or_else(|| anyhow!("no FLANNEL_SUBNET on {}", host.name))?;
+        let gw = env
+            .subnet
+            .ok_or_else(|| anyhow!("no FLANNEL_SUBNET on {}", host.name))?;
         let mtu = env.mtu.unwrap_or(1450).to_string();
         let n = self.pods_per_host.entry(host.name.clone()).or_insert(0);
         if *n == 0 {
-            sh("ip", &["-n", &host.ns, "link", "add", "cni0", "mtu", &mtu, "type", "bridge"])?;
-            sh("ip", &["-n", &host.ns, "addr", "add", &gw.to_string(), "dev", "cni0"])?;
+            sh(
+                "ip",
+                &[
+                    "-n", &host.ns, "link", "add", "cni0", "mtu", &mtu, "type", "bridge",
+                ],
+            )?;
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &host.ns,
+                    "addr",
+                    "add",
+                    &gw.to_string(),
+                    "dev",
+                    "cni0",
+                ],
+            )?;
             sh("ip", &["-n", &host.ns, "link", "set", "cni0", "up"])?;
         }
         *n += 1;
@@ -304,24 +421,78 @@ impl Lab {
         let ns = format!("{}-{}-{name}", self.prefix, host.name);
         self.add_netns(&ns)?;
         let port = format!("veth{index}");
-        sh("ip", &["-n", &host.ns, "link", "add", &port, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-        sh("ip", &["-n", &host.ns, "link", "set", &port, "master", "cni0", "up"])?;
+        sh(
+            "ip",
+            &[
+                "-n", &host.ns, "link", "add", &port, "mtu", &mtu, "type", "veth", "peer", "name",
+                "eth0", "netns", &ns,
+            ],
+        )?;
+        sh(
+            "ip",
+            &["-n", &host.ns, "link", "set", &port, "master", "cni0", "up"],
+        )?;
         sh("ip", &["-n", &ns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
-        sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/{}", gw.prefix_len()), "dev", "eth0"])?;
-        sh("ip", &["-n", &ns, "route", "add", "default", "via", &gw.addr().to_string()])?;
-        Ok(Pod { name: name.into(), ns, ip, host: host.name.clone() })
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/{}", gw.prefix_len()),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &gw.addr().to_string(),
+            ],
+        )?;
+        Ok(Pod {
+            name: name.into(),
+            ns,
+            ip,
+            host: host.name.clone(),
+        })
     }
 
     /// Pings `to` from `from` until one reply comes back or `timeout` passes.
     pub fn ping(&self, from: &Pod, to: Ipv4Addr, timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         loop {
-            let ok = sh("ip", &["netns", "exec", &from.ns, "ping", "-c", "1", "-W", "1", &to.to_string()]).is_ok();
+            let ok = sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &from.ns,
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    &to.to_string(),
+                ],
+            )
+            .is_ok();
             if ok {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
-                bail!("{} ({}) cannot reach {to} after {timeout:?}", from.name, from.ip);
+                bail!(
+                    "{} ({}) cannot reach {to} after {timeout:?}",
+                    from.name,
+                    from.ip
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -329,7 +500,10 @@ impl Lab {
 
     /// A netlink socket inside `host`.
     pub fn netlink(&self, host: &Host) -> Result<Netlink> {
-        Ok(Netlink::open_in_netns(Path::new(&format!("/run/netns/{}", host.ns)))?)
+        Ok(Netlink::open_in_netns(Path::new(&format!(
+            "/run/netns/{}",
+            host.ns
+        )))?)
     }
 }
 

@@ -18,7 +18,14 @@ pub struct Proc {
 impl Proc {
     /// Starts `program args…` in namespace `ns` (via `ip netns exec`, which
     /// execs the program, so the PID is the program's own).
-    pub fn spawn(ns: &str, name: &str, log: PathBuf, program: &str, args: &[String], env: &[(String, String)]) -> Result<Proc> {
+    pub fn spawn(
+        ns: &str,
+        name: &str,
+        log: PathBuf,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Proc> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -34,7 +41,9 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {name} in {ns}"))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} in {ns}"))?;
         Ok(Proc {
             name: name.to_string(),
             log,

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "An overlay network for container clusters, wire-compatible with flannel")]
+#[command(
+    name = "weft",
+    version,
+    about = "An overlay network for container clusters, wire-compatible with flannel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -18,7 +18,10 @@ fn parse_err(args: &[&str]) -> String {
 #[test]
 fn defaults_match_flanneld() {
     let a = parse(&[]);
-    assert_eq!(a.endpoints(), vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]);
+    assert_eq!(
+        a.endpoints(),
+        vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]
+    );
     assert_eq!(a.etcd_prefix, "/coreos.com/network");
     assert_eq!(a.subnet_file, "/run/flannel/subnet.env");
     assert_eq!(a.subnet_lease_renew_margin, 60);
@@ -81,6 +84,21 @@ fn bad_flags_are_named() {
 
 #[test]
 fn normalisation_leaves_other_arguments() {
-    let out = normalize_go_flags(["-x", "-iface=a", "-h", "--iface", "b", "-v=2", "-5", "--", "-iface"]);
-    assert_eq!(out, vec!["-x", "--iface=a", "-h", "--iface", "b", "--v=2", "-5", "--", "-iface"]);
+    let out = normalize_go_flags([
+        "-x", "-iface=a", "-h", "--iface", "b", "-v=2", "-5", "--", "-iface",
+    ]);
+    assert_eq!(
+        out,
+        vec![
+            "-x",
+            "--iface=a",
+            "-h",
+            "--iface",
+            "b",
+            "--v=2",
+            "-5",
+            "--",
+            "-iface"
+        ]
+    );
 }

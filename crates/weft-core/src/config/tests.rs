@@ -17,7 +17,8 @@ fn v4(c: &NetConfig) -> &SubnetPool {
 
 #[test]
 fn article_config() {
-    let c = ok(r#"{ "Network": "172.30.0.0/16", "SubnetLen": 24, "Backend": { "Type": "vxlan" } }"#);
+    let c =
+        ok(r#"{ "Network": "172.30.0.0/16", "SubnetLen": 24, "Backend": { "Type": "vxlan" } }"#);
     let p = v4(&c);
     assert_eq!(p.network().to_string(), "172.30.0.0/16");
     assert_eq!(p.subnet_len(), 24);
@@ -29,7 +30,9 @@ fn article_config() {
 
 #[test]
 fn keys_are_case_insensitive_and_unknown_keys_ignored() {
-    let c = ok(r#"{"network":"10.5.0.0/16","subnetlen":26,"BACKEND":{"type":"VXLAN","vni":42,"port":4789,"directrouting":true},"Whatever":1}"#);
+    let c = ok(
+        r#"{"network":"10.5.0.0/16","subnetlen":26,"BACKEND":{"type":"VXLAN","vni":42,"port":4789,"directrouting":true},"Whatever":1}"#,
+    );
     assert_eq!(v4(&c).subnet_len(), 26);
     match c.backend {
         BackendConfig::Vxlan(v) => {
@@ -62,7 +65,9 @@ fn missing_backend_is_udp() {
 
 #[test]
 fn explicit_min_max() {
-    let c = ok(r#"{"Network":"10.1.0.0/16","SubnetLen":28,"SubnetMin":"10.1.10.0","SubnetMax":"10.1.50.0"}"#);
+    let c = ok(
+        r#"{"Network":"10.1.0.0/16","SubnetLen":28,"SubnetMin":"10.1.10.0","SubnetMax":"10.1.50.0"}"#,
+    );
     let p = v4(&c);
     assert_eq!(p.min().to_string(), "10.1.10.0");
     assert_eq!(p.max().to_string(), "10.1.50.0");
@@ -85,41 +90,117 @@ fn bad_inputs_name_the_field() {
         (r#"{"Network":"172.30.0.0"}"#, "field Network"),
         (r#"{"Network":"fc00::/48"}"#, "field Network"),
         (r#"{"Network":17}"#, "field Network: must be a string"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":"24"}"#, "field SubnetLen: must be a number"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":-1}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":24.5}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":16}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":17}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":31}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetLen":33}"#, "field SubnetLen"),
-        (r#"{"Network":"10.0.0.0/16","SubnetMin":"10.1.0.0"}"#, "field SubnetMin"),
-        (r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.0.5"}"#, "field SubnetMin"),
-        (r#"{"Network":"10.0.0.0/16","SubnetMax":"11.0.0.0"}"#, "field SubnetMax"),
-        (r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.9.0","SubnetMax":"10.0.3.0"}"#, "field SubnetMax"),
-        (r#"{"Network":"10.0.0.0/16","SubnetMin":"x"}"#, "field SubnetMin"),
-        (r#"{"Network":"10.0.0.0/16","EnableIPv4":"yes"}"#, "field EnableIPv4"),
-        (r#"{"Network":"10.0.0.0/16","EnableIPv4":false}"#, "field EnableIPv4"),
-        (r#"{"Network":"10.0.0.0/16","EnableIPv6":true}"#, "field IPv6Network: missing"),
-        (r#"{"Network":"10.0.0.0/16","Backend":"vxlan"}"#, "field Backend: must be a JSON object"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":3}}"#, "field Backend.Type"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard"}}"#, "field Backend.Type: \"wireguard\" is not supported"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}"#, "field Backend.VNI"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}"#, "field Backend.VNI"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","Port":70000}}"#, "field Backend.Port"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","MTU":100}}"#, "field Backend.MTU"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"true"}}"#, "field Backend.DirectRouting"),
-        (r#"{"Network":"10.0.0.0/16","Backend":{"Type":"udp","Port":-5}}"#, "field Backend.Port"),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":"24"}"#,
+            "field SubnetLen: must be a number",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":-1}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":24.5}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":16}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":17}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":31}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetLen":33}"#,
+            "field SubnetLen",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetMin":"10.1.0.0"}"#,
+            "field SubnetMin",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.0.5"}"#,
+            "field SubnetMin",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetMax":"11.0.0.0"}"#,
+            "field SubnetMax",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.9.0","SubnetMax":"10.0.3.0"}"#,
+            "field SubnetMax",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","SubnetMin":"x"}"#,
+            "field SubnetMin",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","EnableIPv4":"yes"}"#,
+            "field EnableIPv4",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","EnableIPv4":false}"#,
+            "field EnableIPv4",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","EnableIPv6":true}"#,
+            "field IPv6Network: missing",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":"vxlan"}"#,
+            "field Backend: must be a JSON object",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":3}}"#,
+            "field Backend.Type",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard"}}"#,
+            "field Backend.Type: \"wireguard\" is not supported",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}"#,
+            "field Backend.VNI",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}"#,
+            "field Backend.VNI",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","Port":70000}}"#,
+            "field Backend.Port",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","MTU":100}}"#,
+            "field Backend.MTU",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"true"}}"#,
+            "field Backend.DirectRouting",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"udp","Port":-5}}"#,
+            "field Backend.Port",
+        ),
     ];
     for (json, want) in cases {
         let got = err(json);
-        assert!(got.contains(want), "{json}: got {got:?}, want it to contain {want:?}");
+        assert!(
+            got.contains(want),
+            "{json}: got {got:?}, want it to contain {want:?}"
+        );
         assert!(!got.contains('\n'), "one-line error: {got:?}");
     }
 }
 
 #[test]
 fn null_values_take_defaults() {
-    let c = ok(r#"{"Network":"10.0.0.0/16","SubnetLen":null,"Backend":{"Type":"vxlan","VNI":null}}"#);
+    let c =
+        ok(r#"{"Network":"10.0.0.0/16","SubnetLen":null,"Backend":{"Type":"vxlan","VNI":null}}"#);
     assert_eq!(v4(&c).subnet_len(), 24);
     assert_eq!(c.backend, BackendConfig::Vxlan(VxlanConfig::default()));
 }
@@ -142,6 +223,12 @@ fn ipv6_and_dual_stack() {
     let c = ok(r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/120"}"#);
     assert!(c.ipv4.is_none());
     assert_eq!(c.ipv6.as_ref().expect("v6").subnet_len(), 122);
-    assert!(err(r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}"#).contains("IPv6SubnetLen"));
-    assert!(err(r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"10.0.0.0/8"}"#).contains("IPv6Network"));
+    assert!(err(
+        r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}"#
+    )
+    .contains("IPv6SubnetLen"));
+    assert!(
+        err(r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"10.0.0.0/8"}"#)
+            .contains("IPv6Network")
+    );
 }

@@ -115,9 +115,24 @@ impl Keys {
 /// neighbour and FDB deletions.
 pub fn diff(current: &DataPlane, desired: &DataPlane) -> Vec<Op> {
     let keys = Keys {
-        routes: current.routes.keys().chain(desired.routes.keys()).copied().collect(),
-        neighs: current.neighs.keys().chain(desired.neighs.keys()).copied().collect(),
-        fdb: current.fdb.keys().chain(desired.fdb.keys()).copied().collect(),
+        routes: current
+            .routes
+            .keys()
+            .chain(desired.routes.keys())
+            .copied()
+            .collect(),
+        neighs: current
+            .neighs
+            .keys()
+            .chain(desired.neighs.keys())
+            .copied()
+            .collect(),
+        fdb: current
+            .fdb
+            .keys()
+            .chain(desired.fdb.keys())
+            .copied()
+            .collect(),
     };
     diff_keys(current, desired, &keys)
 }

@@ -9,6 +9,6 @@ pub mod dataplane;
 pub mod desired;
 pub mod vxlan;
 
-pub use dataplane::{DataPlane, FdbSpec, NeighSpec, Op, RouteSpec};
 pub use dataplane::Keys;
+pub use dataplane::{DataPlane, FdbSpec, NeighSpec, Op, RouteSpec};
 pub use desired::{Desired, PeerEntries};

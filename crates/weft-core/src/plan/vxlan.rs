@@ -74,13 +74,18 @@ mod tests {
             br#"{"PublicIP":"172.20.0.114","BackendType":"vxlan","BackendData":{"VtepMAC":"56:27:7d:1c:08:22"}}"#,
         )
         .expect("attrs");
-        let e = VxlanPlanner { ifindex: 7 }.entries(&key, &attrs).expect("entries");
+        let e = VxlanPlanner { ifindex: 7 }
+            .entries(&key, &attrs)
+            .expect("entries");
         assert_eq!(e.route.dst.to_string(), "172.30.14.0/24");
         assert_eq!(e.route.gateway.to_string(), "172.30.14.0");
         assert!(e.route.onlink);
         assert_eq!(e.route.oif, 7);
         let n = e.neigh.expect("neigh");
-        assert_eq!((n.ip.to_string(), n.mac.to_string()), ("172.30.14.0".into(), "56:27:7d:1c:08:22".into()));
+        assert_eq!(
+            (n.ip.to_string(), n.mac.to_string()),
+            ("172.30.14.0".into(), "56:27:7d:1c:08:22".into())
+        );
         let f = e.fdb.expect("fdb");
         assert_eq!(f.dst.to_string(), "172.20.0.114");
     }

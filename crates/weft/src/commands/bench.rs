@@ -41,12 +41,30 @@ fn fake_lease(i: usize) -> (LeaseKey, LeaseAttrs) {
     let key = LeaseKey::v4(ipnet::Ipv4Net::new(Ipv4Addr::from(base), 26).unwrap_or_default());
     let n = i as u32 + 1;
     let public = Ipv4Addr::new(198, 19, (n >> 8) as u8, n as u8);
-    let mac = MacAddr::local_unicast([0, 0x42, (n >> 24) as u8, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-    (key, LeaseAttrs::vxlan(public, VxlanLeaseData { vni: 1, vtep_mac: mac }))
+    let mac = MacAddr::local_unicast([
+        0,
+        0x42,
+        (n >> 24) as u8,
+        (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+    ]);
+    (
+        key,
+        LeaseAttrs::vxlan(
+            public,
+            VxlanLeaseData {
+                vni: 1,
+                vtep_mac: mac,
+            },
+        ),
+    )
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Puts leases `range` into etcd (from inside the etcd namespace).
@@ -59,11 +77,16 @@ fn load(lab: &Lab, range: std::ops::Range<usize>) -> Result<()> {
             let ops: Vec<TxnOp> = range
                 .map(|i| {
                     let (k, a) = fake_lease(i);
-                    TxnOp::put(format!("{prefix}{k}"), a.to_json(), Some(PutOptions::new().with_lease(lease)))
+                    TxnOp::put(
+                        format!("{prefix}{k}"),
+                        a.to_json(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )
                 })
                 .collect();
             for chunk in ops.chunks(128) {
-                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec())).await?;
+                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+                    .await?;
             }
             Ok(())
         })
@@ -102,7 +125,10 @@ struct ColdStart {
 }
 
 fn device_index(nl: &mut Netlink) -> Option<u32> {
-    weft_kernel::link_by_name(nl, "flannel.1").ok().flatten().map(|l| l.index)
+    weft_kernel::link_by_name(nl, "flannel.1")
+        .ok()
+        .flatten()
+        .map(|l| l.index)
 }
 
 fn cold_start(lab: &mut Lab, host: &Host, n: usize) -> Result<ColdStart> {
@@ -122,11 +148,19 @@ fn cold_start(lab: &mut Lab, host: &Host, n: usize) -> Result<ColdStart> {
                 let programmed = t0.elapsed();
                 let pid = lab.agent(host)?.pid().unwrap_or(0);
                 let (rss, peak) = rss_kib(pid);
-                return Ok(ColdStart { subnet_file: subnet_file.unwrap_or(programmed), programmed, rss_kib: rss, peak_kib: peak });
+                return Ok(ColdStart {
+                    subnet_file: subnet_file.unwrap_or(programmed),
+                    programmed,
+                    rss_kib: rss,
+                    peak_kib: peak,
+                });
             }
         }
         if Instant::now() > deadline {
-            bail!("agent did not program {n} leases in 120 s:\n{}", lab.agent_log(host));
+            bail!(
+                "agent did not program {n} leases in 120 s:\n{}",
+                lab.agent_log(host)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -140,12 +174,16 @@ fn until_route(nl: &mut Netlink, i: usize, present: bool, t0: Instant) -> Result
     };
     let idx = device_index(nl).ok_or_else(|| anyhow!("flannel.1 missing"))?;
     loop {
-        let via_vxlan = matches!(weft_kernel::route_get_oif(nl, probe), Ok(Some((oif, _))) if oif == idx);
+        let via_vxlan =
+            matches!(weft_kernel::route_get_oif(nl, probe), Ok(Some((oif, _))) if oif == idx);
         if via_vxlan == present {
             return Ok(t0.elapsed());
         }
         if t0.elapsed() > Duration::from_secs(30) {
-            bail!("route to {probe} did not {} within 30 s", if present { "appear" } else { "disappear" });
+            bail!(
+                "route to {probe} did not {} within 30 s",
+                if present { "appear" } else { "disappear" }
+            );
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -160,8 +198,22 @@ fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
 pub fn run(a: BenchArgs) -> Result<()> {
     let weft = std::env::current_exe().context("locating the weft binary")?;
     let mut json = Vec::new();
-    println!("weft bench: agent vs real etcd {} in network namespaces, {} CPUs", etcd_version(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("{:>7} | {:>26} | {:>26} | {:>22} | {:>22} | {:>14}", "leases", "cold start ms min/med/max", "subnet file ms min/med/max", "add ms med/p99/max", "remove ms med/p99/max", "RSS/peak MiB");
+    println!(
+        "weft bench: agent vs real etcd {} in network namespaces, {} CPUs",
+        etcd_version(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:>7} | {:>26} | {:>26} | {:>22} | {:>22} | {:>14}",
+        "leases",
+        "cold start ms min/med/max",
+        "subnet file ms min/med/max",
+        "add ms med/p99/max",
+        "remove ms med/p99/max",
+        "RSS/peak MiB"
+    );
     for &n in &a.counts {
         let mut lab = Lab::new("wbench", &weft)?;
         lab.start_etcd()?;

@@ -14,13 +14,17 @@ pub struct DemoArgs {
     hosts: u8,
 }
 
-const CONFIG: &str = r#"{ "Network": "172.30.0.0/16", "SubnetLen": 24, "Backend": { "Type": "vxlan" } }"#;
+const CONFIG: &str =
+    r#"{ "Network": "172.30.0.0/16", "SubnetLen": 24, "Backend": { "Type": "vxlan" } }"#;
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let weft = std::env::current_exe().context("locating the weft binary")?;
     let mut lab = Lab::new("wdemo", &weft)?;
-    println!("[demo] lab {} (network namespaces only; the host is untouched)", lab.prefix);
+    println!(
+        "[demo] lab {} (network namespaces only; the host is untouched)",
+        lab.prefix
+    );
     lab.set_etcd_prefix("/kube-centos/network");
     let url = lab.start_etcd()?;
     println!("[demo] etcd running at {url}");
@@ -60,7 +64,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 continue;
             }
             match lab.ping(from, to.ip, Duration::from_secs(10)) {
-                Ok(t) => println!("[demo] ping {}@{} ({}) -> {}@{} ({}): ok after {:.0} ms", from.name, from.host, from.ip, to.name, to.host, to.ip, t.as_secs_f64() * 1e3),
+                Ok(t) => println!(
+                    "[demo] ping {}@{} ({}) -> {}@{} ({}): ok after {:.0} ms",
+                    from.name,
+                    from.host,
+                    from.ip,
+                    to.name,
+                    to.host,
+                    to.ip,
+                    t.as_secs_f64() * 1e3
+                ),
                 Err(e) => {
                     failures += 1;
                     println!("[demo] ping FAILED: {e}");

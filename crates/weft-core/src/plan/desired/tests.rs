@@ -43,8 +43,13 @@ fn full_diff_from_empty_adds_all_in_order() {
     let ops = diff(&DataPlane::default(), d.plane());
     assert_eq!(ops.len(), 9);
     // FDB and neighbours come before any route.
-    let first_route = ops.iter().position(|o| matches!(o, Op::ReplaceRoute(_))).expect("route");
-    assert!(ops[..first_route].iter().all(|o| matches!(o, Op::ReplaceFdb(_) | Op::ReplaceNeigh(_))));
+    let first_route = ops
+        .iter()
+        .position(|o| matches!(o, Op::ReplaceRoute(_)))
+        .expect("route");
+    assert!(ops[..first_route]
+        .iter()
+        .all(|o| matches!(o, Op::ReplaceFdb(_) | Op::ReplaceNeigh(_))));
     // applying the ops reaches the desired state, and then nothing is left to do
     let mut cur = DataPlane::default();
     ops.iter().for_each(|o| cur.record(o));
@@ -56,11 +61,21 @@ fn full_diff_from_empty_adds_all_in_order() {
 fn incremental_matches_full_diff() {
     let mut d = Desired::default();
     let mut applied = DataPlane::default();
-    let steps: Vec<Box<dyn Fn(&mut Desired) -> Keys>> = vec![
-        Box::new(|d| { let (s, e) = peer(1, 1, mac(1)); d.upsert(s, e) }),
-        Box::new(|d| { let (s, e) = peer(2, 2, mac(2)); d.upsert(s, e) }),
+    type Step = Box<dyn Fn(&mut Desired) -> Keys>;
+    let steps: Vec<Step> = vec![
+        Box::new(|d| {
+            let (s, e) = peer(1, 1, mac(1));
+            d.upsert(s, e)
+        }),
+        Box::new(|d| {
+            let (s, e) = peer(2, 2, mac(2));
+            d.upsert(s, e)
+        }),
         // peer 1 gets a new MAC and public IP
-        Box::new(|d| { let (s, e) = peer(1, 9, mac(9)); d.upsert(s, e) }),
+        Box::new(|d| {
+            let (s, e) = peer(1, 9, mac(9));
+            d.upsert(s, e)
+        }),
         Box::new(|d| d.remove("172.30.2.0/24".parse().expect("net"))),
         Box::new(|d| d.remove("172.30.77.0/24".parse().expect("net"))),
     ];
@@ -68,7 +83,11 @@ fn incremental_matches_full_diff() {
         let keys = step(&mut d);
         let inc = diff_keys(&applied, d.plane(), &keys);
         let full = diff(&applied, d.plane());
-        assert_eq!(inc.len(), full.len(), "incremental {inc:?} vs full {full:?}");
+        assert_eq!(
+            inc.len(),
+            full.len(),
+            "incremental {inc:?} vs full {full:?}"
+        );
         inc.iter().for_each(|o| applied.record(o));
         assert_eq!(&applied, d.plane());
     }
@@ -98,7 +117,10 @@ fn full_diff_deletes_strays() {
     kernel.record(&Op::ReplaceFdb(stray.fdb.expect("f")));
     let d = Desired::default();
     let ops = diff(&kernel, d.plane());
-    assert!(matches!(ops[0], Op::DeleteRoute(_)), "routes go first: {ops:?}");
+    assert!(
+        matches!(ops[0], Op::DeleteRoute(_)),
+        "routes go first: {ops:?}"
+    );
     assert_eq!(ops.len(), 3);
 }
 

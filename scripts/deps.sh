@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what weft builds and tests with, from Debian's packages.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler
+      containernetworking-plugins iperf3 iputils-ping procps tcpdump)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# etcd-server's package starts a system etcd; weft's tests run their own in netns.
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+fi
+if ! command -v cargo >/dev/null; then
+  echo "deps: a Rust toolchain (cargo, rustc >= 1.85) is required and was not found" >&2
+  exit 1
+fi
