@@ -114,7 +114,7 @@ impl Registry {
     /// Every lease, with the revision of the read.
     pub async fn list(&mut self) -> Result<LeaseListing, EtcdError> {
         let prefix = self.subnets_prefix();
-        let resp = call(
+        let mut resp = call(
             || format!("listing {prefix}"),
             self.client
                 .get(prefix.clone(), Some(GetOptions::new().with_prefix())),
@@ -124,7 +124,9 @@ impl Registry {
             revision: resp.header().map(|h| h.revision()).unwrap_or(0),
             ..Default::default()
         };
-        for kv in resp.kvs() {
+        let kvs = resp.take_kvs();
+        out.leases.reserve(kvs.len());
+        for kv in kvs {
             match parse_record(&prefix, kv.key(), kv.value(), kv.lease(), kv.mod_revision()) {
                 Ok(r) => out.leases.push(r),
                 Err(e) => out.invalid.push(e),

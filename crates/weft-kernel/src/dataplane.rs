@@ -19,13 +19,13 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut q = RouteMessage::default();
         q.header.address_family = family;
-        for m in nl.dump(RouteNetlinkMessage::GetRoute(q), "dumping routes")? {
+        nl.dump_each(RouteNetlinkMessage::GetRoute(q), "dumping routes", |m| {
             if let RouteNetlinkMessage::NewRoute(r) = m {
                 if let Some(spec) = parse_route(&r).filter(|s| devices.contains(&s.oif)) {
                     plane.routes.insert(spec.dst, spec);
                 }
             }
-        }
+        })?;
     }
     for family in [
         AddressFamily::Inet,
@@ -34,19 +34,19 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
     ] {
         let mut q = NeighbourMessage::default();
         q.header.family = family;
-        for m in nl.dump(RouteNetlinkMessage::GetNeighbour(q), "dumping neighbours")? {
+        nl.dump_each(RouteNetlinkMessage::GetNeighbour(q), "dumping neighbours", |m| {
             let RouteNetlinkMessage::NewNeighbour(n) = m else {
-                continue;
+                return;
             };
             if !devices.contains(&n.header.ifindex) {
-                continue;
+                return;
             }
             if let Some(f) = parse_fdb(&n) {
                 plane.fdb.insert((f.ifindex, f.mac), f);
             } else if let Some(s) = parse_neigh(&n) {
                 plane.neighs.insert((s.ifindex, s.ip), s);
             }
-        }
+        })?;
     }
     Ok(plane)
 }
@@ -63,8 +63,7 @@ pub struct ApplyReport {
 /// Carries out `ops` in order, batched. Deleting something already gone
 /// counts as done.
 pub fn apply(nl: &mut Netlink, ops: Vec<Op>) -> Result<ApplyReport, KernelError> {
-    let requests = ops.iter().map(op_request).collect();
-    let failures = nl.batch(requests)?;
+    let failures = nl.batch(ops.iter().map(op_request))?;
     let mut report = ApplyReport::default();
     let mut failed_at: Vec<Option<std::io::Error>> = Vec::new();
     failed_at.resize_with(ops.len(), || None);

@@ -116,13 +116,8 @@ impl Netlink {
     }
 
     /// Sends one request and waits for its acknowledgement.
-    pub fn request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-        what: &str,
-    ) -> Result<(), KernelError> {
-        let failures = self.batch(vec![(msg, flags)])?;
+    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &str) -> Result<(), KernelError> {
+        let failures = self.batch([(msg, flags)])?;
         match failures.into_iter().next() {
             None => Ok(()),
             Some((_, e)) => Err(KernelError::request(what, e)),
@@ -130,13 +125,11 @@ impl Netlink {
     }
 
     /// Sends many requests in as few system calls as possible and returns
-    /// the failures as (index in `requests`, error).
-    pub fn batch(
-        &mut self,
-        requests: Vec<Request>,
-    ) -> Result<Vec<(usize, io::Error)>, KernelError> {
+    /// the failures as (position in `requests`, error). Requests are
+    /// serialised as they are consumed, so a long iterator costs no more
+    /// memory than one batch.
+    pub fn batch(&mut self, requests: impl IntoIterator<Item = Request>) -> Result<Vec<(usize, io::Error)>, KernelError> {
         let mut failures = Vec::new();
-        let total = requests.len();
         let mut iter = requests.into_iter().enumerate().peekable();
         while iter.peek().is_some() {
             self.tx.clear();
@@ -156,7 +149,7 @@ impl Netlink {
                 break;
             };
             self.send_tx()?;
-            self.collect_errors(first_seq, first_index, last_seq, total, &mut failures)?;
+            self.collect_errors(first_seq, first_index, last_seq, &mut failures)?;
         }
         Ok(failures)
     }
@@ -167,7 +160,6 @@ impl Netlink {
         first_seq: u32,
         first_index: usize,
         last_seq: u32,
-        total: usize,
         failures: &mut Vec<(usize, io::Error)>,
     ) -> Result<(), KernelError> {
         loop {
@@ -178,7 +170,7 @@ impl Netlink {
                     let seq = msg.header.sequence_number;
                     if e.code.is_some() {
                         let index = first_index + seq.wrapping_sub(first_seq) as usize;
-                        failures.push((index.min(total.saturating_sub(1)), e.to_io()));
+                        failures.push((index, e.to_io()));
                     }
                     if seq == last_seq {
                         done = true;
@@ -197,7 +189,21 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
-        self.transact(msg, NLM_F_DUMP, what)
+        let mut out = Vec::new();
+        self.transact(msg, NLM_F_DUMP, what, |m| out.push(m))?;
+        Ok(out)
+    }
+
+    /// Dumps a table, handing each entry to `f` as it is decoded (no list
+    /// of the whole table is built). After an interrupted dump is retried
+    /// `f` may see entries twice; callers keep maps keyed like the kernel.
+    pub fn dump_each(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+        f: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<(), KernelError> {
+        self.transact(msg, NLM_F_DUMP, what, f)
     }
 
     /// Sends one query (such as a route lookup) and returns its replies.
@@ -206,7 +212,9 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
-        self.transact(msg, NLM_F_ACK, what)
+        let mut out = Vec::new();
+        self.transact(msg, NLM_F_ACK, what, |m| out.push(m))?;
+        Ok(out)
     }
 
     fn transact(
@@ -214,12 +222,12 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
         what: &str,
-    ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+        mut f: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<(), KernelError> {
         for _ in 0..DUMP_RETRIES {
             self.tx.clear();
             let seq = self.push(msg.clone(), flags);
             self.send_tx()?;
-            let mut out = Vec::new();
             let mut interrupted = false;
             let mut finished = false;
             let mut failed: Option<io::Error> = None;
@@ -233,7 +241,7 @@ impl Netlink {
                         interrupted = true;
                     }
                     match m.payload {
-                        NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                        NetlinkPayload::InnerMessage(inner) => f(inner),
                         NetlinkPayload::Done(_) => finished = true,
                         NetlinkPayload::Error(e) => {
                             finished = true;
@@ -249,7 +257,7 @@ impl Netlink {
                 return Err(KernelError::request(what, e));
             }
             if !interrupted {
-                return Ok(out);
+                return Ok(());
             }
         }
         Err(KernelError::request(
