@@ -2,17 +2,17 @@
 //!
 //! Two passes: a full pass dumps what the kernel holds on the device and
 //! applies the diff (at start, after a re-list, periodically to repair
-//! drift); an incremental pass applies only the keys one batch of lease
-//! events touched, against the cached state of what was applied.
+//! drift); an incremental pass applies the operations that one batch of
+//! lease events produced (see [`Desired`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use weft_core::lease::LeaseKey;
-use weft_core::plan::dataplane::{diff, diff_keys};
+use weft_core::plan::dataplane::diff;
 use weft_core::plan::vxlan::VxlanPlanner;
-use weft_core::plan::{DataPlane, Desired, Keys};
+use weft_core::plan::{Desired, Op};
 use weft_etcd::LeaseRecord;
 use weft_kernel::{KernelError, Netlink};
 
@@ -31,7 +31,6 @@ pub struct Reconciler {
     planner: VxlanPlanner,
     own: LeaseKey,
     desired: Desired,
-    applied: DataPlane,
     /// Leases already reported as unusable (to log each once).
     warned: HashSet<LeaseKey>,
     /// A pass failed in part; the next full pass should come soon.
@@ -48,7 +47,6 @@ impl Reconciler {
             },
             own,
             desired: Desired::default(),
-            applied: DataPlane::default(),
             warned: HashSet::new(),
             needs_full: false,
         }
@@ -64,41 +62,52 @@ impl Reconciler {
 
     /// Replaces every peer with `records` (own lease skipped).
     pub fn reset(&mut self, records: &[LeaseRecord]) {
-        self.desired = Desired::default();
-        for r in records {
-            self.upsert(r);
-        }
+        let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = records
+            .iter()
+            .filter_map(|r| Some((Self::subnet(&r.key)?, self.plan(r)?)))
+            .collect();
+        self.desired.reset(usable.into_iter());
     }
 
-    /// A lease appeared or changed. Unusable leases are logged and skipped,
-    /// leaving whatever was programmed for that subnet before in place.
-    pub fn upsert(&mut self, rec: &LeaseRecord) -> Keys {
+    /// Kernel entries for a remote lease; `None` for our own lease and for
+    /// unusable leases (logged once each).
+    fn plan(&mut self, rec: &LeaseRecord) -> Option<weft_core::plan::PeerEntries> {
         if rec.key == self.own {
-            return Keys::default();
+            return None;
         }
-        let Some(subnet) = Self::subnet(&rec.key) else {
-            return Keys::default();
-        };
         match self.planner.entries(&rec.key, &rec.attrs) {
             Ok(entries) => {
                 self.warned.remove(&rec.key);
-                self.desired.upsert(subnet, entries)
+                Some(entries)
             }
             Err(e) => {
                 if self.warned.insert(rec.key) {
                     tracing::warn!("{e}");
                 }
-                Keys::default()
+                None
             }
         }
     }
 
-    /// A lease went away (deleted or expired).
-    pub fn remove(&mut self, key: &LeaseKey) -> Keys {
+    /// A lease appeared or changed: the operations to apply. Unusable
+    /// leases are skipped, leaving whatever was programmed for that subnet
+    /// before in place.
+    pub fn upsert(&mut self, rec: &LeaseRecord) -> Vec<Op> {
+        let Some(subnet) = Self::subnet(&rec.key) else {
+            return Vec::new();
+        };
+        match self.plan(rec) {
+            Some(entries) => self.desired.upsert(subnet, entries),
+            None => Vec::new(),
+        }
+    }
+
+    /// A lease went away (deleted or expired): the operations to apply.
+    pub fn remove(&mut self, key: &LeaseKey) -> Vec<Op> {
         self.warned.remove(key);
         match Self::subnet(key) {
             Some(s) => self.desired.remove(s),
-            None => Keys::default(),
+            None => Vec::new(),
         }
     }
 
@@ -107,15 +116,13 @@ impl Reconciler {
         let start = Instant::now();
         let current = weft_kernel::read_dataplane(&mut self.nl, &self.devices)?;
         let ops = diff(&current, self.desired.plane());
-        self.applied = current;
+        drop(current);
         self.execute(ops, start)
     }
 
-    /// Applies the changes for `keys` only.
-    pub fn incremental_pass(&mut self, keys: &Keys) -> Result<PassReport, KernelError> {
-        let start = Instant::now();
-        let ops = diff_keys(&self.applied, self.desired.plane(), keys);
-        self.execute(ops, start)
+    /// Applies operations produced by [`Reconciler::upsert`] / [`Reconciler::remove`].
+    pub fn incremental_pass(&mut self, ops: Vec<Op>) -> Result<PassReport, KernelError> {
+        self.execute(ops, Instant::now())
     }
 
     fn execute(
@@ -124,10 +131,8 @@ impl Reconciler {
         start: Instant,
     ) -> Result<PassReport, KernelError> {
         let n = ops.len();
-        let report = weft_kernel::apply(&mut self.nl, ops)?;
-        for op in &report.applied {
-            self.applied.record(op);
-        }
+        let report = weft_kernel::apply(&mut self.nl, &ops)?;
+        drop(ops);
         for (op, e) in report.failed.iter().take(5) {
             tracing::warn!("kernel refused {op:?}: {e}");
         }

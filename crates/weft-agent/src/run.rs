@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::time::{sleep, sleep_until, Instant};
 use weft_core::config::{BackendConfig, NetConfig, VxlanConfig};
 use weft_core::lease::LeaseKey;
-use weft_core::plan::Keys;
+use weft_core::plan::Op;
 use weft_core::subnet::{first_host, SubnetPool};
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::{
@@ -286,17 +286,18 @@ async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64
     for e in &listing.invalid {
         tracing::warn!("{e}");
     }
+    let (count, revision) = (listing.leases.len(), listing.revision);
     rec.reset(&listing.leases);
+    drop(listing);
     let report = rec.full_pass().context("programming the data path")?;
     tracing::info!(
         peers = report.peers,
         changes = report.ops,
         failed = report.failed,
         ms = report.elapsed.as_secs_f64() * 1e3,
-        "data path in sync with {} leases",
-        listing.leases.len()
+        "data path in sync with {count} leases"
     );
-    Ok(listing.revision)
+    Ok(revision)
 }
 
 async fn open_watch(reg: &Registry, from: i64) -> LeaseWatch {
@@ -332,9 +333,9 @@ async fn event_loop(
             r = watch.next() => match r {
                 Ok(events) => {
                     revision = revision.max(watch.revision);
-                    let keys = apply_events(rec, &own, events)?;
-                    if !keys.is_empty() {
-                        let rep = rec.incremental_pass(&keys).context("updating the data path")?;
+                    let ops = apply_events(rec, &own, events)?;
+                    if !ops.is_empty() {
+                        let rep = rec.incremental_pass(ops).context("updating the data path")?;
                         tracing::debug!(changes = rep.ops, us = rep.elapsed.as_micros() as u64, "lease events applied");
                     }
                 }
@@ -378,17 +379,18 @@ async fn event_loop(
     }
 }
 
-fn apply_events(rec: &mut Reconciler, own: &LeaseKey, events: Vec<LeaseEvent>) -> Result<Keys> {
-    let mut keys = Keys::default();
+/// The kernel operations for one batch of lease events, in order.
+fn apply_events(rec: &mut Reconciler, own: &LeaseKey, events: Vec<LeaseEvent>) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
     for ev in events {
         match ev {
-            LeaseEvent::Put(r) => keys.extend(rec.upsert(&r)),
+            LeaseEvent::Put(r) => ops.extend(rec.upsert(&r)),
             LeaseEvent::Delete(k) if &k == own => bail!(
                 "this host's lease {k} was deleted from etcd; exiting so that the agent restarts and takes a new lease"
             ),
-            LeaseEvent::Delete(k) => keys.extend(rec.remove(&k)),
+            LeaseEvent::Delete(k) => ops.extend(rec.remove(&k)),
             LeaseEvent::Invalid(e) => tracing::warn!("{e}"),
         }
     }
-    Ok(keys)
+    Ok(ops)
 }

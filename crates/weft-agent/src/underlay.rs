@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
-use regex::Regex;
+use regex_lite::Regex;
 use weft_kernel::{Interface, KernelError, Netlink};
 
 /// The interface inter-host traffic leaves by.

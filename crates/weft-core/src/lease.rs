@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::mac::MacAddr;
 
@@ -100,7 +100,9 @@ impl fmt::Display for LeaseKey {
 
 /// The JSON value of a lease. Field order on output is flannel's:
 /// PublicIP, PublicIPv6, BackendType, BackendData, BackendV6Data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Backend data is kept as the raw JSON text (compact, and unknown
+/// backends' data survives untouched); it is decoded on use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseAttrs {
     #[serde(rename = "PublicIP")]
     pub public_ip: Ipv4Addr,
@@ -113,13 +115,27 @@ pub struct LeaseAttrs {
     )]
     pub backend_type: Option<String>,
     #[serde(rename = "BackendData", default, skip_serializing_if = "is_absent")]
-    pub backend_data: Option<Value>,
+    pub backend_data: Option<Box<RawValue>>,
     #[serde(rename = "BackendV6Data", default, skip_serializing_if = "is_absent")]
-    pub backend_v6_data: Option<Value>,
+    pub backend_v6_data: Option<Box<RawValue>>,
 }
 
-fn is_absent(v: &Option<Value>) -> bool {
-    matches!(v, None | Some(Value::Null))
+fn is_absent(v: &Option<Box<RawValue>>) -> bool {
+    v.as_ref().is_none_or(|r| r.get() == "null")
+}
+
+fn raw_text(v: &Option<Box<RawValue>>) -> Option<&str> {
+    v.as_ref().map(|r| r.get()).filter(|t| *t != "null")
+}
+
+impl PartialEq for LeaseAttrs {
+    fn eq(&self, other: &Self) -> bool {
+        self.public_ip == other.public_ip
+            && self.public_ipv6 == other.public_ipv6
+            && self.backend_type == other.backend_type
+            && raw_text(&self.backend_data) == raw_text(&other.backend_data)
+            && raw_text(&self.backend_v6_data) == raw_text(&other.backend_v6_data)
+    }
 }
 
 /// vxlan's BackendData: `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`.
@@ -139,7 +155,7 @@ impl LeaseAttrs {
             public_ipv6: None,
             backend_type: Some("vxlan".into()),
             // A struct of a number and a MAC string always converts.
-            backend_data: serde_json::to_value(data).ok(),
+            backend_data: serde_json::value::to_raw_value(&data).ok(),
             backend_v6_data: None,
         }
     }
@@ -176,9 +192,8 @@ impl LeaseAttrs {
             field,
             msg,
         };
-        let data = data.as_ref().ok_or_else(|| err("missing".into()))?;
-        let mut d: VxlanLeaseData =
-            serde_json::from_value(data.clone()).map_err(|e| err(e.to_string()))?;
+        let data = raw_text(data).ok_or_else(|| err("missing".into()))?;
+        let mut d: VxlanLeaseData = serde_json::from_str(data).map_err(|e| err(e.to_string()))?;
         if d.vni == 0 {
             d.vni = 1;
         }
@@ -254,13 +269,11 @@ mod tests {
             public_ip: "192.0.2.11".parse().expect("ip"),
             public_ipv6: None,
             backend_type: Some("vxlan".into()),
-            backend_data: Some(
-                serde_json::to_value(VxlanLeaseData {
-                    vni: 1,
-                    vtep_mac: "1a:d5:4b:35:05:11".parse().expect("mac"),
-                })
-                .expect("value"),
-            ),
+            backend_data: serde_json::value::to_raw_value(&VxlanLeaseData {
+                vni: 1,
+                vtep_mac: "1a:d5:4b:35:05:11".parse().expect("mac"),
+            })
+            .ok(),
             backend_v6_data: None,
         };
         assert_eq!(

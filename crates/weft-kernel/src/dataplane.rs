@@ -34,19 +34,23 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
     ] {
         let mut q = NeighbourMessage::default();
         q.header.family = family;
-        nl.dump_each(RouteNetlinkMessage::GetNeighbour(q), "dumping neighbours", |m| {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else {
-                return;
-            };
-            if !devices.contains(&n.header.ifindex) {
-                return;
-            }
-            if let Some(f) = parse_fdb(&n) {
-                plane.fdb.insert((f.ifindex, f.mac), f);
-            } else if let Some(s) = parse_neigh(&n) {
-                plane.neighs.insert((s.ifindex, s.ip), s);
-            }
-        })?;
+        nl.dump_each(
+            RouteNetlinkMessage::GetNeighbour(q),
+            "dumping neighbours",
+            |m| {
+                let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                    return;
+                };
+                if !devices.contains(&n.header.ifindex) {
+                    return;
+                }
+                if let Some(f) = parse_fdb(&n) {
+                    plane.fdb.insert((f.ifindex, f.mac), f);
+                } else if let Some(s) = parse_neigh(&n) {
+                    plane.neighs.insert((s.ifindex, s.ip), s);
+                }
+            },
+        )?;
     }
     Ok(plane)
 }
@@ -55,28 +59,24 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     /// Operations the kernel carried out (or that were already true).
-    pub applied: Vec<Op>,
+    pub applied: usize,
     /// Operations the kernel refused, with its reason.
     pub failed: Vec<(Op, std::io::Error)>,
 }
 
 /// Carries out `ops` in order, batched. Deleting something already gone
 /// counts as done.
-pub fn apply(nl: &mut Netlink, ops: Vec<Op>) -> Result<ApplyReport, KernelError> {
+pub fn apply(nl: &mut Netlink, ops: &[Op]) -> Result<ApplyReport, KernelError> {
     let failures = nl.batch(ops.iter().map(op_request))?;
-    let mut report = ApplyReport::default();
-    let mut failed_at: Vec<Option<std::io::Error>> = Vec::new();
-    failed_at.resize_with(ops.len(), || None);
+    let mut report = ApplyReport {
+        applied: ops.len(),
+        failed: Vec::new(),
+    };
     for (i, e) in failures {
-        if let Some(slot) = failed_at.get_mut(i) {
-            *slot = Some(e);
-        }
-    }
-    for (op, err) in ops.into_iter().zip(failed_at) {
-        match err {
-            None => report.applied.push(op),
-            Some(e) if is_delete(&op) && already_gone(&e) => report.applied.push(op),
-            Some(e) => report.failed.push((op, e)),
+        let Some(op) = ops.get(i) else { continue };
+        if !(is_delete(op) && already_gone(&e)) {
+            report.applied -= 1;
+            report.failed.push((*op, e));
         }
     }
     Ok(report)

@@ -116,7 +116,12 @@ impl Netlink {
     }
 
     /// Sends one request and waits for its acknowledgement.
-    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &str) -> Result<(), KernelError> {
+    pub fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<(), KernelError> {
         let failures = self.batch([(msg, flags)])?;
         match failures.into_iter().next() {
             None => Ok(()),
@@ -128,7 +133,10 @@ impl Netlink {
     /// the failures as (position in `requests`, error). Requests are
     /// serialised as they are consumed, so a long iterator costs no more
     /// memory than one batch.
-    pub fn batch(&mut self, requests: impl IntoIterator<Item = Request>) -> Result<Vec<(usize, io::Error)>, KernelError> {
+    pub fn batch(
+        &mut self,
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Result<Vec<(usize, io::Error)>, KernelError> {
         let mut failures = Vec::new();
         let mut iter = requests.into_iter().enumerate().peekable();
         while iter.peek().is_some() {

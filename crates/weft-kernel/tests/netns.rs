@@ -69,8 +69,9 @@ fn apply_then_read_back_round_trips() {
     let d = desired(idx, 200);
     let ops = diff(&DataPlane::default(), d.plane());
     assert_eq!(ops.len(), 600);
-    let report = weft_kernel::apply(&mut nl, ops).expect("apply");
+    let report = weft_kernel::apply(&mut nl, &ops).expect("apply");
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
+    assert_eq!(report.applied, 600);
     let back = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
     assert_eq!(back.routes.len(), 200, "routes");
     assert_eq!(back.neighs.len(), 200, "neighbours");
@@ -80,9 +81,9 @@ fn apply_then_read_back_round_trips() {
 
     // remove everything again; deleting twice is fine
     let ops = diff(&back, &DataPlane::default());
-    let report = weft_kernel::apply(&mut nl, ops.clone()).expect("delete");
+    let report = weft_kernel::apply(&mut nl, &ops).expect("delete");
     assert!(report.failed.is_empty());
-    let report = weft_kernel::apply(&mut nl, ops).expect("delete again");
+    let report = weft_kernel::apply(&mut nl, &ops).expect("delete again");
     assert!(
         report.failed.is_empty(),
         "deleting what is gone counts as done"
@@ -105,10 +106,10 @@ fn refused_operations_are_reported_individually() {
     bad.oif = 999_999;
     bad.dst = "100.99.0.0/24".parse().expect("net");
     ops.insert(2, weft_core::plan::Op::ReplaceRoute(bad));
-    let report = weft_kernel::apply(&mut nl, ops).expect("apply");
+    let report = weft_kernel::apply(&mut nl, &ops).expect("apply");
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0, weft_core::plan::Op::ReplaceRoute(bad));
-    assert_eq!(report.applied.len(), 9);
+    assert_eq!(report.applied, 9);
 }
 
 #[test]

@@ -295,6 +295,13 @@ impl Lab {
     /// Starts `weft agent` on `host` with the lab's etcd, prefix, `-iface eth0`
     /// and a per-host subnet file, plus `extra` flags.
     pub fn start_agent(&mut self, host: &Host, extra: &[&str]) -> Result<()> {
+        let args = self.agent_args(host, extra)?;
+        let weft = self.weft.to_string_lossy().into_owned();
+        self.start_agent_with(host, &weft, &args, &[])
+    }
+
+    /// The arguments [`Lab::start_agent`] gives `weft`.
+    pub fn agent_args(&self, host: &Host, extra: &[&str]) -> Result<Vec<String>> {
         let mut args = vec![
             "agent".to_string(),
             format!("-etcd-endpoints={}", self.etcd_url()?),
@@ -303,8 +310,7 @@ impl Lab {
             format!("-subnet-file={}", self.subnet_file(host).display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let weft = self.weft.to_string_lossy().into_owned();
-        self.start_agent_with(host, &weft, &args, &[])
+        Ok(args)
     }
 
     /// Starts `program args…` as the agent of `host`, with extra environment.

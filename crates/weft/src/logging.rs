@@ -1,7 +1,9 @@
 //! Log set-up: human-readable by default, JSON on request; `RUST_LOG`
-//! overrides the verbosity given by klog's `-v`.
+//! (`level` or `target=level,…`) overrides the verbosity given by `-v`.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(verbosity: u8, json: bool) {
     let level = match verbosity {
@@ -9,16 +11,21 @@ pub fn init(verbosity: u8, json: bool) {
         1..=4 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{level},h2=warn,tower=warn,hyper=warn,tonic=warn"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let default = format!("{level},h2=warn,tower=warn,hyper=warn,tonic=warn");
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| default.parse().ok())
+        .unwrap_or_default();
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
     if json {
-        builder.json().init();
+        tracing_subscriber::registry()
+            .with(fmt.json())
+            .with(filter)
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry().with(fmt).with(filter).init();
     }
 }

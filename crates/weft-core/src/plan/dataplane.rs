@@ -97,18 +97,6 @@ pub struct Keys {
     pub fdb: Vec<(u32, MacAddr)>,
 }
 
-impl Keys {
-    pub fn extend(&mut self, other: Keys) {
-        self.routes.extend(other.routes);
-        self.neighs.extend(other.neighs);
-        self.fdb.extend(other.fdb);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.neighs.is_empty() && self.fdb.is_empty()
-    }
-}
-
 /// Every operation that turns `current` into `desired`, ordered so that no
 /// route ever points at a missing neighbour: route deletions first, then
 /// FDB and neighbour replacements, route replacements, and finally

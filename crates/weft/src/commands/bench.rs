@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
+    #[arg(long)]
+    wrap: Option<String>,
 }
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
@@ -104,7 +107,8 @@ fn delete(lab: &Lab, i: usize) -> Result<()> {
     })?
 }
 
-fn rss_kib(pid: u32) -> (u64, u64) {
+/// (VmRSS, VmHWM, RssAnon) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -114,7 +118,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 struct ColdStart {
@@ -122,6 +126,7 @@ struct ColdStart {
     programmed: Duration,
     rss_kib: u64,
     peak_kib: u64,
+    anon_kib: u64,
 }
 
 fn device_index(nl: &mut Netlink) -> Option<u32> {
@@ -131,13 +136,23 @@ fn device_index(nl: &mut Netlink) -> Option<u32> {
         .map(|l| l.index)
 }
 
-fn cold_start(lab: &mut Lab, host: &Host, n: usize) -> Result<ColdStart> {
+fn cold_start(lab: &mut Lab, host: &Host, n: usize, wrap: Option<&str>) -> Result<ColdStart> {
     let mut nl = lab.netlink(host)?;
     let t0 = Instant::now();
-    lab.start_agent(host, &[])?;
+    match wrap {
+        None => lab.start_agent(host, &[])?,
+        Some(w) => {
+            let mut words = w.split_whitespace().map(String::from);
+            let program = words.next().ok_or_else(|| anyhow!("--wrap is empty"))?;
+            let mut args: Vec<String> = words.collect();
+            args.push(lab.weft.to_string_lossy().into_owned());
+            args.extend(lab.agent_args(host, &[])?);
+            lab.start_agent_with(host, &program, &args, &[])?;
+        }
+    }
     let file = lab.subnet_file(host);
     let mut subnet_file = None;
-    let deadline = t0 + Duration::from_secs(120);
+    let deadline = t0 + Duration::from_secs(if wrap.is_some() { 600 } else { 120 });
     loop {
         if subnet_file.is_none() && file.exists() {
             subnet_file = Some(t0.elapsed());
@@ -147,12 +162,13 @@ fn cold_start(lab: &mut Lab, host: &Host, n: usize) -> Result<ColdStart> {
             if plane.routes.len() >= n && plane.neighs.len() >= n && plane.fdb.len() >= n {
                 let programmed = t0.elapsed();
                 let pid = lab.agent(host)?.pid().unwrap_or(0);
-                let (rss, peak) = rss_kib(pid);
+                let (rss, peak, anon) = rss_kib(pid);
                 return Ok(ColdStart {
                     subnet_file: subnet_file.unwrap_or(programmed),
                     programmed,
                     rss_kib: rss,
                     peak_kib: peak,
+                    anon_kib: anon,
                 });
             }
         }
@@ -233,7 +249,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 }
                 let _ = std::fs::remove_file(lab.subnet_file(&host));
             }
-            let c = cold_start(&mut lab, &host, n)?;
+            let c = cold_start(&mut lab, &host, n, a.wrap.as_deref())?;
             cold.push(c.programmed.as_secs_f64() * 1e3);
             file.push(c.subnet_file.as_secs_f64() * 1e3);
             last = Some(c);
@@ -250,16 +266,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             dels.push(until_route(&mut nl, i, false, t0)?.as_secs_f64() * 1e3);
         }
         let pid = lab.agent(&host)?.pid().unwrap_or(0);
-        let (rss_after, _) = rss_kib(pid);
+        let (rss_after, _, anon_after) = rss_kib(pid);
         let c = last.ok_or_else(|| anyhow!("no run"))?;
         let (cmin, cmed, _, cmax) = stats(&mut cold);
         let (fmin, fmed, _, fmax) = stats(&mut file);
         let (_, amed, ap99, amax) = stats(&mut adds);
         let (_, dmed, dp99, dmax) = stats(&mut dels);
         println!(
-            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} / {:>5.1}",
+            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} {:>5.1} {:>5.1}",
             c.rss_kib as f64 / 1024.0,
-            c.peak_kib as f64 / 1024.0
+            c.peak_kib as f64 / 1024.0,
+            c.anon_kib as f64 / 1024.0,
         );
         json.push(serde_json::json!({
             "leases": n,
@@ -269,10 +286,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "remove_ms": {"median": dmed, "p99": dp99, "max": dmax},
             "rss_kib_after_sync": c.rss_kib,
             "peak_rss_kib": c.peak_kib,
+            "anon_rss_kib_after_sync": c.anon_kib,
+            "anon_rss_kib_after_churn": anon_after,
             "rss_kib_after_churn": rss_after,
         }));
     }
-    println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace)");
+    println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace;");
+    println!(" RSS after the cold start: VmRSS, VmHWM, RssAnon — the rest of VmRSS is the binary's clean, shared file pages)");
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
         println!("figures written to {}", path.display());

@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::plan::dataplane::{diff, diff_keys, Op};
+use crate::plan::dataplane::{diff, Op};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
@@ -58,38 +58,60 @@ fn full_diff_from_empty_adds_all_in_order() {
 }
 
 #[test]
-fn incremental_matches_full_diff() {
+fn incremental_ops_track_the_full_diff() {
     let mut d = Desired::default();
-    let mut applied = DataPlane::default();
-    type Step = Box<dyn Fn(&mut Desired) -> Keys>;
-    let steps: Vec<Step> = vec![
-        Box::new(|d| {
-            let (s, e) = peer(1, 1, mac(1));
-            d.upsert(s, e)
-        }),
-        Box::new(|d| {
-            let (s, e) = peer(2, 2, mac(2));
-            d.upsert(s, e)
-        }),
-        // peer 1 gets a new MAC and public IP
-        Box::new(|d| {
-            let (s, e) = peer(1, 9, mac(9));
-            d.upsert(s, e)
-        }),
-        Box::new(|d| d.remove("172.30.2.0/24".parse().expect("net"))),
-        Box::new(|d| d.remove("172.30.77.0/24".parse().expect("net"))),
+    let mut kernel = DataPlane::default();
+    type Step = Box<dyn Fn(&mut Desired) -> Vec<Op>>;
+    let steps: Vec<(usize, Step)> = vec![
+        (
+            3,
+            Box::new(|d| {
+                let (s, e) = peer(1, 1, mac(1));
+                d.upsert(s, e)
+            }),
+        ),
+        (
+            3,
+            Box::new(|d| {
+                let (s, e) = peer(2, 2, mac(2));
+                d.upsert(s, e)
+            }),
+        ),
+        (
+            0,
+            Box::new(|d| {
+                let (s, e) = peer(2, 2, mac(2));
+                d.upsert(s, e)
+            }),
+        ),
+        // peer 1 gets a new MAC and public IP: neighbour replaced, FDB moved
+        (
+            3,
+            Box::new(|d| {
+                let (s, e) = peer(1, 9, mac(9));
+                d.upsert(s, e)
+            }),
+        ),
+        (
+            3,
+            Box::new(|d| d.remove("172.30.2.0/24".parse().expect("net"))),
+        ),
+        (
+            0,
+            Box::new(|d| d.remove("172.30.77.0/24".parse().expect("net"))),
+        ),
     ];
-    for step in steps {
-        let keys = step(&mut d);
-        let inc = diff_keys(&applied, d.plane(), &keys);
-        let full = diff(&applied, d.plane());
+    for (i, (want, step)) in steps.into_iter().enumerate() {
+        let before = kernel.clone();
+        let ops = step(&mut d);
+        assert_eq!(ops.len(), want, "step {i}: {ops:?}");
         assert_eq!(
-            inc.len(),
-            full.len(),
-            "incremental {inc:?} vs full {full:?}"
+            ops.len(),
+            diff(&before, d.plane()).len(),
+            "step {i}: same as a full diff"
         );
-        inc.iter().for_each(|o| applied.record(o));
-        assert_eq!(&applied, d.plane());
+        ops.iter().for_each(|o| kernel.record(o));
+        assert_eq!(&kernel, d.plane(), "step {i}");
     }
     assert_eq!(d.peer_count(), 1);
 }
@@ -102,9 +124,14 @@ fn shared_mac_survives_until_last_claim_goes() {
     d.upsert(s1, e1);
     d.upsert(s2, e2);
     assert_eq!(d.plane().fdb.len(), 1);
-    d.remove(s1);
+    let ops = d.remove(s1);
+    assert!(
+        ops.iter().all(|o| !matches!(o, Op::DeleteFdb(_))),
+        "FDB still claimed: {ops:?}"
+    );
     assert_eq!(d.plane().fdb.len(), 1, "still claimed by the second lease");
-    d.remove(s2);
+    let ops = d.remove(s2);
+    assert!(ops.iter().any(|o| matches!(o, Op::DeleteFdb(_))));
     assert!(d.plane().is_empty());
 }
 
@@ -129,8 +156,8 @@ fn reset_replaces_everything() {
     let mut d = Desired::default();
     let (s, e) = peer(1, 1, mac(1));
     d.upsert(s, e);
-    d.reset([peer(2, 2, mac(2)), peer(3, 3, mac(3))]);
+    d.reset([peer(2, 2, mac(2)), peer(3, 3, mac(3))].into_iter());
     assert_eq!(d.peer_count(), 2);
-    assert!(d.peer(&s).is_none());
+    assert!(!d.contains(&s));
     assert_eq!(d.plane().len(), 6);
 }
