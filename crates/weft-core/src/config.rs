@@ -4,9 +4,9 @@
 //! case-insensitively and unknown keys are ignored. Defaults and validation
 //! follow flannel's rules; every error names the field it is about.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use crate::subnet::SubnetPool;
@@ -178,12 +178,12 @@ impl NetConfig {
             ));
         }
         let ipv4 = if enable_ipv4 {
-            Some(parse_v4_pool(&f)?)
+            Some(parse_pool(&f, &V4_FIELDS)?)
         } else {
             None
         };
         let ipv6 = if enable_ipv6 {
-            Some(parse_v6_pool(&f)?)
+            Some(parse_pool(&f, &V6_FIELDS)?)
         } else {
             None
         };
@@ -196,57 +196,67 @@ impl NetConfig {
     }
 }
 
-fn parse_v4_pool(f: &Fields) -> Result<SubnetPool, ConfigError> {
-    let network: Ipv4Net = f
-        .parsed("Network", "an IPv4 CIDR such as 172.30.0.0/16")?
-        .ok_or_else(|| field_err("Network", "missing (required when EnableIPv4 is on)"))?;
-    let network = network.trunc();
-    let subnet_len = f.uint("SubnetLen", 32)?.map(|v| v as u8);
-    let min: Option<Ipv4Addr> = f.parsed("SubnetMin", "an IPv4 address")?;
-    let max: Option<Ipv4Addr> = f.parsed("SubnetMax", "an IPv4 address")?;
-    let names = PoolFieldNames {
-        network: "Network",
-        len: "SubnetLen",
-        min: "SubnetMin",
-        max: "SubnetMax",
-    };
-    build_pool(
-        IpNet::V4(network),
-        subnet_len,
-        min.map(IpAddr::V4),
-        max.map(IpAddr::V4),
-        &names,
-    )
-}
-
-fn parse_v6_pool(f: &Fields) -> Result<SubnetPool, ConfigError> {
-    let network: Ipv6Net = f
-        .parsed("IPv6Network", "an IPv6 CIDR such as fc00::/48")?
-        .ok_or_else(|| field_err("IPv6Network", "missing (required when EnableIPv6 is on)"))?;
-    let network = network.trunc();
-    let subnet_len = f.uint("IPv6SubnetLen", 128)?.map(|v| v as u8);
-    let min: Option<Ipv6Addr> = f.parsed("IPv6SubnetMin", "an IPv6 address")?;
-    let max: Option<Ipv6Addr> = f.parsed("IPv6SubnetMax", "an IPv6 address")?;
-    let names = PoolFieldNames {
-        network: "IPv6Network",
-        len: "IPv6SubnetLen",
-        min: "IPv6SubnetMin",
-        max: "IPv6SubnetMax",
-    };
-    build_pool(
-        IpNet::V6(network),
-        subnet_len,
-        min.map(IpAddr::V6),
-        max.map(IpAddr::V6),
-        &names,
-    )
-}
-
 struct PoolFieldNames {
     network: &'static str,
     len: &'static str,
     min: &'static str,
     max: &'static str,
+    /// Which family, for checks and messages.
+    v6: bool,
+}
+
+const V4_FIELDS: PoolFieldNames = PoolFieldNames {
+    network: "Network",
+    len: "SubnetLen",
+    min: "SubnetMin",
+    max: "SubnetMax",
+    v6: false,
+};
+
+const V6_FIELDS: PoolFieldNames = PoolFieldNames {
+    network: "IPv6Network",
+    len: "IPv6SubnetLen",
+    min: "IPv6SubnetMin",
+    max: "IPv6SubnetMax",
+    v6: true,
+};
+
+/// Reads one family's Network, SubnetLen, SubnetMin and SubnetMax.
+fn parse_pool(f: &Fields, names: &PoolFieldNames) -> Result<SubnetPool, ConfigError> {
+    let (family, example) = if names.v6 {
+        ("IPv6", "fc00::/48")
+    } else {
+        ("IPv4", "172.30.0.0/16")
+    };
+    let in_family = |a: &IpAddr| a.is_ipv6() == names.v6;
+    let network: IpNet = f
+        .parsed::<IpNet>(
+            names.network,
+            &format!("an {family} CIDR such as {example}"),
+        )?
+        .ok_or_else(|| {
+            field_err(
+                names.network,
+                format!("missing (required when Enable{family} is on)"),
+            )
+        })?;
+    if !in_family(&network.addr()) {
+        return Err(field_err(
+            names.network,
+            format!("{network} is not an {family} CIDR such as {example}"),
+        ));
+    }
+    let subnet_len = f.uint(names.len, 128)?.map(|v| v as u8);
+    let address = |name: &'static str| -> Result<Option<IpAddr>, ConfigError> {
+        match f.parsed::<IpAddr>(name, &format!("an {family} address"))? {
+            Some(a) if !in_family(&a) => {
+                Err(field_err(name, format!("{a} is not an {family} address")))
+            }
+            other => Ok(other),
+        }
+    };
+    let (min, max) = (address(names.min)?, address(names.max)?);
+    build_pool(network.trunc(), subnet_len, min, max, names)
 }
 
 /// Applies flannel's defaults and checks to one address family's pool.
