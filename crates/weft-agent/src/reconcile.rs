@@ -38,12 +38,17 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(nl: Netlink, vxlan_index: u32, own: LeaseKey) -> Self {
+    pub fn new(mut nl: Netlink, vxlan_index: u32, own: LeaseKey) -> Self {
+        let nexthops = weft_kernel::supports_nexthops(&mut nl);
+        if !nexthops {
+            tracing::info!("kernel without nexthop objects: using plain gateway routes");
+        }
         Reconciler {
             nl,
             devices: vec![vxlan_index],
             planner: VxlanPlanner {
                 ifindex: vxlan_index,
+                nexthops,
             },
             own,
             desired: Desired::default(),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use weft_core::plan::{FdbSpec, NeighSpec, Op, RouteSpec};
+use weft_core::plan::{FdbSpec, NeighSpec, NextHop, NexthopSpec, Op, RouteSpec, RouteVia};
 use weft_core::MacAddr;
 use weft_kernel::VxlanSpec;
 
@@ -38,13 +38,28 @@ fn main() -> anyhow::Result<()> {
     };
     let mac =
         |i: u32| MacAddr::local_unicast([0, 0x42, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    let hop = |i: u32| NextHop {
+        gateway: ip(i, [100, 64]).into(),
+        oif: dev.index,
+        onlink: true,
+    };
+    let dst = |i: u32, base: [u8; 2]| ipnet::IpNet::new(ip(i, base).into(), 26).unwrap_or_default();
     let routes: Vec<Op> = (1..=n)
         .map(|i| {
             Op::ReplaceRoute(RouteSpec {
-                dst: ipnet::IpNet::new(ip(i, [100, 64]).into(), 26).unwrap_or_default(),
-                gateway: ip(i, [100, 64]).into(),
-                oif: dev.index,
-                onlink: true,
+                dst: dst(i, [100, 64]),
+                via: RouteVia::Gateway(hop(i)),
+            })
+        })
+        .collect();
+    let nexthops: Vec<Op> = (1..=n)
+        .map(|i| Op::ReplaceNexthop(NexthopSpec { id: i, hop: hop(i) }))
+        .collect();
+    let nh_routes: Vec<Op> = (1..=n)
+        .map(|i| {
+            Op::ReplaceRoute(RouteSpec {
+                dst: dst(i, [100, 128]),
+                via: RouteVia::Nexthop(i),
             })
         })
         .collect();
@@ -66,7 +81,13 @@ fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
-    for (name, ops) in [("fdb", &fdb), ("neighbours", &neighs), ("routes", &routes)] {
+    for (name, ops) in [
+        ("fdb entries", &fdb),
+        ("neighbours", &neighs),
+        ("gateway routes", &routes),
+        ("nexthop objects", &nexthops),
+        ("nexthop routes", &nh_routes),
+    ] {
         let t = Instant::now();
         let r = weft_kernel::apply(&mut nl, ops)?;
         println!(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use weft_core::plan::{DataPlane, Op};
+use weft_core::plan::{DataPlane, Op, RouteSpec, RouteVia};
 
 use crate::error::KernelError;
 use crate::messages::{op_request, parse_fdb, parse_neigh, parse_route};
@@ -16,12 +16,29 @@ use crate::netlink::Netlink;
 pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, KernelError> {
     let devices: HashSet<u32> = devices.iter().copied().collect();
     let mut plane = DataPlane::default();
+    if supports_nexthops(nl) {
+        nl.dump_raw(
+            crate::nexthop::RTM_GETNEXTHOP,
+            &crate::nexthop::dump_payload(),
+            "dumping nexthops",
+            |m| {
+                if let Some(n) = crate::nexthop::parse(&m).filter(|n| devices.contains(&n.hop.oif))
+                {
+                    plane.nexthops.insert(n.id, n);
+                }
+            },
+        )?;
+    }
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut q = RouteMessage::default();
         q.header.address_family = family;
         nl.dump_each(RouteNetlinkMessage::GetRoute(q), "dumping routes", |m| {
             if let RouteNetlinkMessage::NewRoute(r) = m {
-                if let Some(spec) = parse_route(&r).filter(|s| devices.contains(&s.oif)) {
+                let ours = |s: &RouteSpec| match s.via {
+                    RouteVia::Gateway(hop) => devices.contains(&hop.oif),
+                    RouteVia::Nexthop(id) => plane.nexthops.contains_key(&id),
+                };
+                if let Some(spec) = parse_route(&r).filter(ours) {
                     plane.routes.insert(spec.dst, spec);
                 }
             }
@@ -82,10 +99,21 @@ pub fn apply(nl: &mut Netlink, ops: &[Op]) -> Result<ApplyReport, KernelError> {
     Ok(report)
 }
 
+/// Whether the kernel has nexthop objects (Linux 5.3+).
+pub fn supports_nexthops(nl: &mut Netlink) -> bool {
+    nl.dump_raw(
+        crate::nexthop::RTM_GETNEXTHOP,
+        &crate::nexthop::dump_payload(),
+        "probing for nexthop objects",
+        |_| {},
+    )
+    .is_ok()
+}
+
 fn is_delete(op: &Op) -> bool {
     matches!(
         op,
-        Op::DeleteRoute(_) | Op::DeleteNeigh(_) | Op::DeleteFdb(_)
+        Op::DeleteRoute(_) | Op::DeleteNexthop(_) | Op::DeleteNeigh(_) | Op::DeleteFdb(_)
     )
 }
 

@@ -13,11 +13,12 @@ mod iface;
 mod link;
 mod messages;
 mod netlink;
+mod nexthop;
 
-pub use dataplane::{apply, read_dataplane, ApplyReport};
+pub use dataplane::{apply, read_dataplane, supports_nexthops, ApplyReport};
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
 pub use link::{
     delete_link, ensure_address, ensure_vxlan, link_by_name, set_link_up, LinkState, VxlanSpec,
 };
-pub use netlink::Netlink;
+pub use netlink::{Netlink, RawMessage, Request};

@@ -12,7 +12,7 @@ use netlink_packet_route::route::{
     RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use weft_core::plan::{FdbSpec, NeighSpec, Op, RouteSpec};
+use weft_core::plan::{FdbSpec, NeighSpec, NextHop, Op, RouteSpec, RouteVia};
 use weft_core::MacAddr;
 
 use crate::netlink::Request;
@@ -33,14 +33,32 @@ pub(crate) fn route_message(r: &RouteSpec) -> RouteMessage {
     m.header.protocol = RouteProtocol::Boot;
     m.header.scope = RouteScope::Universe;
     m.header.kind = RouteType::Unicast;
-    if r.onlink {
-        m.header.flags = RouteFlags::Onlink;
+    m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(
+        r.dst.network(),
+    ))];
+    match r.via {
+        RouteVia::Gateway(hop) => {
+            if hop.onlink {
+                m.header.flags = RouteFlags::Onlink;
+            }
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(hop.gateway)));
+            m.attributes.push(RouteAttribute::Oif(hop.oif));
+        }
+        RouteVia::Nexthop(id) => m.attributes.push(RouteAttribute::NhId(id)),
     }
-    m.attributes = vec![
-        RouteAttribute::Destination(RouteAddress::from(r.dst.network())),
-        RouteAttribute::Gateway(RouteAddress::from(r.gateway)),
-        RouteAttribute::Oif(r.oif),
-    ];
+    m
+}
+
+/// A route deletion. For a nexthop-object route the destination alone
+/// names it: the kernel checks a given nexthop id before the route, so a
+/// second deletion would fail with EINVAL rather than "no such route".
+pub(crate) fn route_delete_message(r: &RouteSpec) -> RouteMessage {
+    let mut m = route_message(r);
+    if let RouteVia::Nexthop(_) = r.via {
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::NhId(_)));
+    }
     m
 }
 
@@ -82,12 +100,14 @@ const SET: u16 = NLM_F_CREATE | NLM_F_REPLACE;
 pub(crate) fn op_request(op: &Op) -> Request {
     use RouteNetlinkMessage as M;
     match op {
-        Op::ReplaceRoute(r) => (M::NewRoute(route_message(r)), SET),
-        Op::DeleteRoute(r) => (M::DelRoute(route_message(r)), 0),
-        Op::ReplaceNeigh(n) => (M::NewNeighbour(neigh_message(n)), SET),
-        Op::DeleteNeigh(n) => (M::DelNeighbour(neigh_message(n)), 0),
-        Op::ReplaceFdb(f) => (M::NewNeighbour(fdb_message(f)), SET),
-        Op::DeleteFdb(f) => (M::DelNeighbour(fdb_message(f)), 0),
+        Op::ReplaceRoute(r) => Request::Route(M::NewRoute(route_message(r)), SET),
+        Op::DeleteRoute(r) => Request::Route(M::DelRoute(route_delete_message(r)), 0),
+        Op::ReplaceNexthop(n) => crate::nexthop::replace_request(n),
+        Op::DeleteNexthop(n) => crate::nexthop::delete_request(n.id),
+        Op::ReplaceNeigh(n) => Request::Route(M::NewNeighbour(neigh_message(n)), SET),
+        Op::DeleteNeigh(n) => Request::Route(M::DelNeighbour(neigh_message(n)), 0),
+        Op::ReplaceFdb(f) => Request::Route(M::NewNeighbour(fdb_message(f)), SET),
+        Op::DeleteFdb(f) => Request::Route(M::DelNeighbour(fdb_message(f)), 0),
     }
 }
 
@@ -104,13 +124,14 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 pub(crate) fn parse_route(m: &RouteMessage) -> Option<RouteSpec> {
     let h = &m.header;
     let mut table = h.table as u32;
-    let (mut dst, mut gateway, mut oif) = (None, None, None);
+    let (mut dst, mut gateway, mut oif, mut nh_id) = (None, None, None, None);
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(d) => dst = route_ip(d),
             RouteAttribute::Gateway(g) => gateway = route_ip(g),
             RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::NhId(id) => nh_id = Some(*id),
             _ => {}
         }
     }
@@ -120,13 +141,18 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<RouteSpec> {
     {
         return None;
     }
-    let dst = dst?;
-    Some(RouteSpec {
-        dst: IpNet::new(dst, h.destination_prefix_length).ok()?,
-        gateway: gateway?,
-        oif: oif?,
-        onlink: h.flags.contains(RouteFlags::Onlink),
-    })
+    let dst = IpNet::new(dst?, h.destination_prefix_length).ok()?;
+    // A nexthop-object route: the id is what identifies it (dumps may
+    // also echo the nexthop's gateway for old tools).
+    let via = match nh_id {
+        Some(id) => RouteVia::Nexthop(id),
+        None => RouteVia::Gateway(NextHop {
+            gateway: gateway?,
+            oif: oif?,
+            onlink: h.flags.contains(RouteFlags::Onlink),
+        }),
+    };
+    Some(RouteSpec { dst, via })
 }
 
 fn neigh_fields(m: &NeighbourMessage) -> (Option<IpAddr>, Option<MacAddr>) {
@@ -197,11 +223,18 @@ mod tests {
     fn route_round_trips_through_the_message_form() {
         let r = RouteSpec {
             dst: "172.30.14.0/24".parse().expect("net"),
-            gateway: "172.30.14.0".parse().expect("ip"),
-            oif: 9,
-            onlink: true,
+            via: RouteVia::Gateway(NextHop {
+                gateway: "172.30.14.0".parse().expect("ip"),
+                oif: 9,
+                onlink: true,
+            }),
         };
         assert_eq!(parse_route(&route_message(&r)), Some(r));
+        let n = RouteSpec {
+            dst: "172.30.14.0/24".parse().expect("net"),
+            via: RouteVia::Nexthop(77),
+        };
+        assert_eq!(parse_route(&route_message(&n)), Some(n));
     }
 
     #[test]
@@ -233,9 +266,11 @@ mod tests {
     fn kernel_routes_are_not_ours() {
         let r = RouteSpec {
             dst: "172.30.14.0/24".parse().expect("net"),
-            gateway: "172.30.14.0".parse().expect("ip"),
-            oif: 9,
-            onlink: false,
+            via: RouteVia::Gateway(NextHop {
+                gateway: "172.30.14.0".parse().expect("ip"),
+                oif: 9,
+                onlink: false,
+            }),
         };
         let mut m = route_message(&r);
         m.header.protocol = RouteProtocol::Kernel;

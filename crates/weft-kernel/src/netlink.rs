@@ -32,8 +32,28 @@ pub struct Netlink {
     tx: Vec<u8>,
 }
 
-/// A request in a batch: the message and its `NLM_F_*` flags beyond REQUEST.
-pub type Request = (RouteNetlinkMessage, u16);
+/// A request in a batch, with its `NLM_F_*` flags beyond REQUEST.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// A message `netlink-packet-route` knows how to build.
+    Route(RouteNetlinkMessage, u16),
+    /// A message it does not (such as nexthop objects): type and payload.
+    Raw {
+        kind: u16,
+        flags: u16,
+        payload: Vec<u8>,
+    },
+}
+
+/// A decoded message of a raw dump: its type and payload bytes.
+pub struct RawMessage<'a> {
+    pub kind: u16,
+    pub payload: &'a [u8],
+}
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 
 impl Netlink {
     /// Opens a socket in the calling thread's network namespace.
@@ -91,6 +111,34 @@ impl Netlink {
         Ok(())
     }
 
+    /// Appends one request to the transmit buffer with extra flags.
+    fn push_request(&mut self, req: Request, extra: u16) -> u32 {
+        match req {
+            Request::Route(msg, flags) => self.push(msg, flags | extra),
+            Request::Raw {
+                kind,
+                flags,
+                payload,
+            } => self.push_raw(kind, flags | extra, &payload),
+        }
+    }
+
+    /// Appends a message given as type and payload.
+    fn push_raw(&mut self, kind: u16, flags: u16, payload: &[u8]) -> u32 {
+        let seq = self.next_seq();
+        let len = NLMSG_HDRLEN + payload.len();
+        let mut header = NetlinkHeader::default();
+        header.length = len as u32;
+        header.message_type = kind;
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = seq;
+        let start = self.tx.len();
+        self.tx.resize(start + align4(len), 0);
+        netlink_packet_core::Emitable::emit(&header, &mut self.tx[start..start + NLMSG_HDRLEN]);
+        self.tx[start + NLMSG_HDRLEN..start + len].copy_from_slice(payload);
+        seq
+    }
+
     /// Appends one message to the transmit buffer with the given flags.
     fn push(&mut self, msg: RouteNetlinkMessage, flags: u16) -> u32 {
         let seq = self.next_seq();
@@ -122,7 +170,7 @@ impl Netlink {
         flags: u16,
         what: &str,
     ) -> Result<(), KernelError> {
-        let failures = self.batch([(msg, flags)])?;
+        let failures = self.batch([Request::Route(msg, flags)])?;
         match failures.into_iter().next() {
             None => Ok(()),
             Some((_, e)) => Err(KernelError::request(what, e)),
@@ -144,10 +192,10 @@ impl Netlink {
             // (first seq, index of first request) of this chunk
             let mut first: Option<(u32, usize)> = None;
             let mut last_seq = 0;
-            while let Some((i, (msg, flags))) = iter.next() {
+            while let Some((i, req)) = iter.next() {
                 let is_last = iter.peek().is_none() || self.tx.len() >= BATCH_BYTES;
                 let ack = if is_last { NLM_F_ACK } else { 0 };
-                last_seq = self.push(msg, flags | ack);
+                last_seq = self.push_request(req, ack);
                 first.get_or_insert((last_seq, i));
                 if is_last {
                     break;
@@ -223,6 +271,59 @@ impl Netlink {
         let mut out = Vec::new();
         self.transact(msg, NLM_F_ACK, what, |m| out.push(m))?;
         Ok(out)
+    }
+
+    /// Dumps a table the typed decoder does not know (e.g. nexthops):
+    /// `f` gets each entry's type and payload.
+    pub fn dump_raw(
+        &mut self,
+        kind: u16,
+        payload: &[u8],
+        what: &str,
+        mut f: impl FnMut(RawMessage),
+    ) -> Result<(), KernelError> {
+        self.tx.clear();
+        let seq = self.push_raw(kind, NLM_F_DUMP, payload);
+        self.send_tx()?;
+        loop {
+            let n = self.recv()?;
+            let mut buf = &self.rx[..n];
+            while buf.len() >= NLMSG_HDRLEN {
+                let nb = NetlinkBuffer::new_checked(buf)
+                    .map_err(|e| KernelError::Decode(e.to_string()))?;
+                let len = nb.length() as usize;
+                if len < NLMSG_HDRLEN || len > buf.len() {
+                    return Err(KernelError::Decode(format!("message length {len}")));
+                }
+                let (kind, msg_seq) = (nb.message_type(), nb.sequence_number());
+                let body = &buf[NLMSG_HDRLEN..len];
+                buf = &buf[align4(len).min(buf.len())..];
+                if msg_seq != seq {
+                    continue;
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let code = body
+                            .get(..4)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .map(i32::from_ne_bytes)
+                            .unwrap_or(0);
+                        if code == 0 {
+                            return Ok(());
+                        }
+                        return Err(KernelError::request(
+                            what,
+                            io::Error::from_raw_os_error(-code),
+                        ));
+                    }
+                    _ => f(RawMessage {
+                        kind,
+                        payload: body,
+                    }),
+                }
+            }
+        }
     }
 
     fn transact(

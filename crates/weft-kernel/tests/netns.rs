@@ -44,8 +44,11 @@ fn vxlan(nl: &mut Netlink) -> u32 {
     l.index
 }
 
-fn desired(idx: u32, n: usize) -> Desired {
-    let planner = VxlanPlanner { ifindex: idx };
+fn desired(idx: u32, n: usize, nexthops: bool) -> Desired {
+    let planner = VxlanPlanner {
+        ifindex: idx,
+        nexthops,
+    };
     let mut d = Desired::default();
     for i in 0..n {
         let key: LeaseKey = format!("100.64.{}.0-24", i + 1).parse().expect("key");
@@ -60,20 +63,29 @@ fn desired(idx: u32, n: usize) -> Desired {
     d
 }
 
-#[test]
-fn apply_then_read_back_round_trips() {
+fn round_trip(nexthops: bool) {
     let mut lab = lab();
     let h = lab.host("h1", 11).expect("host");
     let mut nl = lab.netlink(&h).expect("netlink");
     let idx = vxlan(&mut nl);
-    let d = desired(idx, 200);
+    assert!(
+        weft_kernel::supports_nexthops(&mut nl),
+        "this kernel has nexthop objects"
+    );
+    let d = desired(idx, 200, nexthops);
     let ops = diff(&DataPlane::default(), d.plane());
-    assert_eq!(ops.len(), 600);
+    let per_peer = if nexthops { 4 } else { 3 };
+    assert_eq!(ops.len(), 200 * per_peer);
     let report = weft_kernel::apply(&mut nl, &ops).expect("apply");
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
-    assert_eq!(report.applied, 600);
+    assert_eq!(report.applied, 200 * per_peer);
     let back = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
     assert_eq!(back.routes.len(), 200, "routes");
+    assert_eq!(
+        back.nexthops.len(),
+        if nexthops { 200 } else { 0 },
+        "nexthops"
+    );
     assert_eq!(back.neighs.len(), 200, "neighbours");
     assert_eq!(back.fdb.len(), 200, "fdb");
     assert_eq!(&back, d.plane());
@@ -94,17 +106,50 @@ fn apply_then_read_back_round_trips() {
 }
 
 #[test]
+fn apply_then_read_back_round_trips_with_gateway_routes() {
+    round_trip(false);
+}
+
+#[test]
+fn apply_then_read_back_round_trips_with_nexthop_objects() {
+    round_trip(true);
+}
+
+#[test]
+fn switching_route_forms_converges() {
+    // routes written by flanneld (plain gateways) are taken over by
+    // nexthop-object routes, and back, without leftovers
+    let mut lab = lab();
+    let h = lab.host("h1", 11).expect("host");
+    let mut nl = lab.netlink(&h).expect("netlink");
+    let idx = vxlan(&mut nl);
+    for nexthops in [false, true, false] {
+        let d = desired(idx, 20, nexthops);
+        let current = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
+        let report = weft_kernel::apply(&mut nl, &diff(&current, d.plane())).expect("apply");
+        assert!(report.failed.is_empty(), "{:?}", report.failed.first());
+        let back = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
+        assert_eq!(&back, d.plane(), "nexthops={nexthops}");
+    }
+}
+
+#[test]
 fn refused_operations_are_reported_individually() {
     let mut lab = lab();
     let h = lab.host("h1", 11).expect("host");
     let mut nl = lab.netlink(&h).expect("netlink");
     let idx = vxlan(&mut nl);
-    let d = desired(idx, 3);
+    let d = desired(idx, 3, false);
     let mut ops = diff(&DataPlane::default(), d.plane());
     // a route through a device that does not exist
-    let mut bad = d.plane().routes.values().next().copied().expect("route");
-    bad.oif = 999_999;
-    bad.dst = "100.99.0.0/24".parse().expect("net");
+    let bad = weft_core::plan::RouteSpec {
+        dst: "100.99.0.0/24".parse().expect("net"),
+        via: weft_core::plan::RouteVia::Gateway(weft_core::plan::NextHop {
+            gateway: "100.99.0.0".parse().expect("ip"),
+            oif: 999_999,
+            onlink: true,
+        }),
+    };
     ops.insert(2, weft_core::plan::Op::ReplaceRoute(bad));
     let report = weft_kernel::apply(&mut nl, &ops).expect("apply");
     assert_eq!(report.failed.len(), 1);

@@ -12,11 +12,35 @@ use crate::mac::MacAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RouteSpec {
     pub dst: IpNet,
+    pub via: RouteVia,
+}
+
+/// How a route reaches its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteVia {
+    /// A gateway on an interface (`via GW dev DEV [onlink]`).
+    Gateway(NextHop),
+    /// A nexthop object by id (`nhid ID`). The kernel shares route state
+    /// by nexthop object; routes that differ only by gateway would all
+    /// hash alike and make each insertion linear in the route count.
+    Nexthop(u32),
+}
+
+/// A gateway on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NextHop {
     pub gateway: IpAddr,
     /// Output interface index.
     pub oif: u32,
     /// `onlink`: the gateway is reachable on `oif` without a covering route.
     pub onlink: bool,
+}
+
+/// A nexthop object (`ip nexthop add id ID via GW dev DEV [onlink]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NexthopSpec {
+    pub id: u32,
+    pub hop: NextHop,
 }
 
 /// A permanent neighbour (ARP/NDP) entry.
@@ -40,6 +64,8 @@ pub struct FdbSpec {
 pub enum Op {
     ReplaceRoute(RouteSpec),
     DeleteRoute(RouteSpec),
+    ReplaceNexthop(NexthopSpec),
+    DeleteNexthop(NexthopSpec),
     ReplaceNeigh(NeighSpec),
     DeleteNeigh(NeighSpec),
     ReplaceFdb(FdbSpec),
@@ -51,13 +77,14 @@ pub enum Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataPlane {
     pub routes: HashMap<IpNet, RouteSpec>,
+    pub nexthops: HashMap<u32, NexthopSpec>,
     pub neighs: HashMap<(u32, IpAddr), NeighSpec>,
     pub fdb: HashMap<(u32, MacAddr), FdbSpec>,
 }
 
 impl DataPlane {
     pub fn len(&self) -> usize {
-        self.routes.len() + self.neighs.len() + self.fdb.len()
+        self.routes.len() + self.nexthops.len() + self.neighs.len() + self.fdb.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,6 +99,12 @@ impl DataPlane {
             }
             Op::DeleteRoute(r) => {
                 self.routes.remove(&r.dst);
+            }
+            Op::ReplaceNexthop(n) => {
+                self.nexthops.insert(n.id, n);
+            }
+            Op::DeleteNexthop(n) => {
+                self.nexthops.remove(&n.id);
             }
             Op::ReplaceNeigh(n) => {
                 self.neighs.insert((n.ifindex, n.ip), n);
@@ -93,20 +126,27 @@ impl DataPlane {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys {
     pub routes: Vec<IpNet>,
+    pub nexthops: Vec<u32>,
     pub neighs: Vec<(u32, IpAddr)>,
     pub fdb: Vec<(u32, MacAddr)>,
 }
 
 /// Every operation that turns `current` into `desired`, ordered so that no
-/// route ever points at a missing neighbour: route deletions first, then
-/// FDB and neighbour replacements, route replacements, and finally
-/// neighbour and FDB deletions.
+/// route ever points at a missing nexthop or neighbour: route deletions
+/// first, then FDB, neighbour and nexthop replacements, route
+/// replacements, and finally nexthop, neighbour and FDB deletions.
 pub fn diff(current: &DataPlane, desired: &DataPlane) -> Vec<Op> {
     let keys = Keys {
         routes: current
             .routes
             .keys()
             .chain(desired.routes.keys())
+            .copied()
+            .collect(),
+        nexthops: current
+            .nexthops
+            .keys()
+            .chain(desired.nexthops.keys())
             .copied()
             .collect(),
         neighs: current
@@ -134,6 +174,13 @@ pub fn diff_keys(current: &DataPlane, desired: &DataPlane, keys: &Keys) -> Vec<O
         Op::ReplaceRoute,
         Op::DeleteRoute,
     );
+    let (nh_set, nh_del) = diff_map(
+        &current.nexthops,
+        &desired.nexthops,
+        &keys.nexthops,
+        Op::ReplaceNexthop,
+        Op::DeleteNexthop,
+    );
     let (neigh_set, neigh_del) = diff_map(
         &current.neighs,
         &desired.neighs,
@@ -151,7 +198,9 @@ pub fn diff_keys(current: &DataPlane, desired: &DataPlane, keys: &Keys) -> Vec<O
     let mut ops = route_del;
     ops.extend(fdb_set);
     ops.extend(neigh_set);
+    ops.extend(nh_set);
     ops.extend(route_set);
+    ops.extend(nh_del);
     ops.extend(neigh_del);
     ops.extend(fdb_del);
     ops

@@ -6,13 +6,16 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::dataplane::{diff_keys, DataPlane, FdbSpec, Keys, NeighSpec, Op, RouteSpec};
+use super::dataplane::{
+    diff_keys, DataPlane, FdbSpec, Keys, NeighSpec, NexthopSpec, Op, RouteSpec,
+};
 use crate::mac::MacAddr;
 
 /// What one remote lease asks of the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerEntries {
     pub route: RouteSpec,
+    pub nexthop: Option<NexthopSpec>,
     pub neigh: Option<NeighSpec>,
     pub fdb: Option<FdbSpec>,
 }
@@ -40,6 +43,7 @@ pub struct Desired {
 /// What one peer put into the plane, beyond its route (keyed by subnet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PeerKeys {
+    nexthop: Option<u32>,
     neigh: Option<(u32, IpAddr)>,
     fdb: Option<FdbSpec>,
 }
@@ -50,6 +54,7 @@ impl Desired {
         let mut d = Desired::default();
         d.peers.reserve(peers);
         d.plane.routes.reserve(peers);
+        d.plane.nexthops.reserve(peers);
         d.plane.neighs.reserve(peers);
         d.plane.fdb.reserve(peers);
         d
@@ -102,6 +107,7 @@ impl Desired {
         let mut keys = Keys::default();
         if let Some(p) = self.peers.get(&subnet) {
             keys.routes.push(subnet);
+            keys.nexthops.extend(p.nexthop);
             keys.neighs.extend(p.neigh);
             keys.fdb.extend(p.fdb.map(|f| (f.ifindex, f.mac)));
         }
@@ -114,6 +120,11 @@ impl Desired {
         for k in &keys.routes {
             if let Some(v) = self.plane.routes.get(k) {
                 d.routes.insert(*k, *v);
+            }
+        }
+        for k in &keys.nexthops {
+            if let Some(v) = self.plane.nexthops.get(k) {
+                d.nexthops.insert(*k, *v);
             }
         }
         for k in &keys.neighs {
@@ -131,6 +142,9 @@ impl Desired {
 
     fn insert_peer(&mut self, subnet: IpNet, e: PeerEntries) {
         self.plane.routes.insert(e.route.dst, e.route);
+        if let Some(n) = e.nexthop {
+            self.plane.nexthops.insert(n.id, n);
+        }
         if let Some(n) = e.neigh {
             self.plane.neighs.insert((n.ifindex, n.ip), n);
         }
@@ -141,6 +155,7 @@ impl Desired {
             }
         }
         let keys = PeerKeys {
+            nexthop: e.nexthop.map(|n| n.id),
             neigh: e.neigh.map(|n| (n.ifindex, n.ip)),
             fdb: e.fdb,
         };
@@ -152,6 +167,9 @@ impl Desired {
             return;
         };
         self.plane.routes.remove(&subnet);
+        if let Some(id) = old.nexthop {
+            self.plane.nexthops.remove(&id);
+        }
         if let Some(k) = old.neigh {
             self.plane.neighs.remove(&k);
         }
@@ -187,6 +205,7 @@ impl Desired {
 
 fn add_keys(keys: &mut Keys, e: &PeerEntries) {
     keys.routes.push(e.route.dst);
+    keys.nexthops.extend(e.nexthop.map(|n| n.id));
     if let Some(n) = e.neigh {
         keys.neighs.push((n.ifindex, n.ip));
     }

@@ -10,5 +10,5 @@ pub mod desired;
 pub mod vxlan;
 
 pub use dataplane::Keys;
-pub use dataplane::{DataPlane, FdbSpec, NeighSpec, Op, RouteSpec};
+pub use dataplane::{DataPlane, FdbSpec, NeighSpec, NextHop, NexthopSpec, Op, RouteSpec, RouteVia};
 pub use desired::{Desired, PeerEntries};

@@ -1,13 +1,14 @@
 //! The vxlan backend's plan for one remote lease: an onlink route to the
 //! subnet via its `.0` VTEP address, a permanent neighbour mapping that
 //! address to the VTEP MAC, and an FDB entry sending that MAC to the
-//! host's public IP.
+//! host's public IP. Where the kernel has nexthop objects, the route's
+//! gateway lives in a nexthop object whose id is derived from the subnet.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::dataplane::{FdbSpec, NeighSpec, RouteSpec};
+use super::dataplane::{FdbSpec, NeighSpec, NextHop, NexthopSpec, RouteSpec, RouteVia};
 use super::desired::PeerEntries;
 use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
@@ -16,6 +17,15 @@ use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 pub struct VxlanPlanner {
     /// Index of the `flannel.<VNI>` device.
     pub ifindex: u32,
+    /// Route through nexthop objects (kernel 5.3+) instead of plain gateways.
+    pub nexthops: bool,
+}
+
+/// The nexthop object id for a peer: its IPv4 subnet's network address,
+/// unique per lease and the same across restarts (never 0: the first
+/// subnet of a network is never leased).
+pub fn nexthop_id(subnet: ipnet::Ipv4Net) -> u32 {
+    u32::from(subnet.network())
 }
 
 impl VxlanPlanner {
@@ -41,13 +51,25 @@ impl VxlanPlanner {
         }
         let data = attrs.vxlan_data(&key_str, false)?;
         let gateway = IpAddr::V4(subnet.network());
+        let hop = NextHop {
+            gateway,
+            oif: self.ifindex,
+            onlink: true,
+        };
+        let nexthop = self.nexthops.then(|| NexthopSpec {
+            id: nexthop_id(subnet),
+            hop,
+        });
+        let via = match nexthop {
+            Some(n) => RouteVia::Nexthop(n.id),
+            None => RouteVia::Gateway(hop),
+        };
         Ok(PeerEntries {
             route: RouteSpec {
                 dst: IpNet::V4(subnet),
-                gateway,
-                oif: self.ifindex,
-                onlink: true,
+                via,
             },
+            nexthop,
             neigh: Some(NeighSpec {
                 ifindex: self.ifindex,
                 ip: gateway,
@@ -74,13 +96,30 @@ mod tests {
             br#"{"PublicIP":"172.20.0.114","BackendType":"vxlan","BackendData":{"VtepMAC":"56:27:7d:1c:08:22"}}"#,
         )
         .expect("attrs");
-        let e = VxlanPlanner { ifindex: 7 }
-            .entries(&key, &attrs)
-            .expect("entries");
+        let e = VxlanPlanner {
+            ifindex: 7,
+            nexthops: false,
+        }
+        .entries(&key, &attrs)
+        .expect("entries");
         assert_eq!(e.route.dst.to_string(), "172.30.14.0/24");
-        assert_eq!(e.route.gateway.to_string(), "172.30.14.0");
-        assert!(e.route.onlink);
-        assert_eq!(e.route.oif, 7);
+        let RouteVia::Gateway(hop) = e.route.via else {
+            panic!("{:?}", e.route)
+        };
+        assert_eq!(hop.gateway.to_string(), "172.30.14.0");
+        assert!(hop.onlink);
+        assert_eq!(hop.oif, 7);
+        assert!(e.nexthop.is_none());
+        let n = VxlanPlanner {
+            ifindex: 7,
+            nexthops: true,
+        }
+        .entries(&key, &attrs)
+        .expect("entries");
+        let nh = n.nexthop.expect("nexthop object");
+        assert_eq!(n.route.via, RouteVia::Nexthop(nh.id));
+        assert_eq!(nh.id, 0xac1e_0e00, "derived from 172.30.14.0");
+        assert_eq!(nh.hop, hop);
         let n = e.neigh.expect("neigh");
         assert_eq!(
             (n.ip.to_string(), n.mac.to_string()),
@@ -93,7 +132,10 @@ mod tests {
     #[test]
     fn other_backends_and_broken_leases_are_refused() {
         let key: LeaseKey = "172.30.14.0-24".parse().expect("key");
-        let p = VxlanPlanner { ifindex: 7 };
+        let p = VxlanPlanner {
+            ifindex: 7,
+            nexthops: true,
+        };
         for json in [
             r#"{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"host-gw"}"#,
             r#"{"PublicIP":"192.0.2.1","PublicIPv6":null}"#,

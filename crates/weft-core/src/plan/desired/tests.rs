@@ -19,10 +19,16 @@ fn peer(third: u8, public_last: u8, m: MacAddr) -> (IpNet, PeerEntries) {
         PeerEntries {
             route: RouteSpec {
                 dst: subnet,
-                gateway: gw,
-                oif: 5,
-                onlink: true,
+                via: crate::plan::RouteVia::Nexthop(third as u32),
             },
+            nexthop: Some(crate::plan::NexthopSpec {
+                id: third as u32,
+                hop: crate::plan::NextHop {
+                    gateway: gw,
+                    oif: 5,
+                    onlink: true,
+                },
+            }),
             neigh: Some(neigh(5, gw, m)),
             fdb: Some(FdbSpec {
                 ifindex: 5,
@@ -41,15 +47,17 @@ fn full_diff_from_empty_adds_all_in_order() {
         d.upsert(s, e);
     }
     let ops = diff(&DataPlane::default(), d.plane());
-    assert_eq!(ops.len(), 9);
-    // FDB and neighbours come before any route.
+    assert_eq!(ops.len(), 12);
+    // FDB, neighbours and nexthops come before any route.
     let first_route = ops
         .iter()
         .position(|o| matches!(o, Op::ReplaceRoute(_)))
         .expect("route");
-    assert!(ops[..first_route]
-        .iter()
-        .all(|o| matches!(o, Op::ReplaceFdb(_) | Op::ReplaceNeigh(_))));
+    assert_eq!(first_route, 9);
+    assert!(ops[..first_route].iter().all(|o| matches!(
+        o,
+        Op::ReplaceFdb(_) | Op::ReplaceNeigh(_) | Op::ReplaceNexthop(_)
+    )));
     // applying the ops reaches the desired state, and then nothing is left to do
     let mut cur = DataPlane::default();
     ops.iter().for_each(|o| cur.record(o));
@@ -64,14 +72,14 @@ fn incremental_ops_track_the_full_diff() {
     type Step = Box<dyn Fn(&mut Desired) -> Vec<Op>>;
     let steps: Vec<(usize, Step)> = vec![
         (
-            3,
+            4,
             Box::new(|d| {
                 let (s, e) = peer(1, 1, mac(1));
                 d.upsert(s, e)
             }),
         ),
         (
-            3,
+            4,
             Box::new(|d| {
                 let (s, e) = peer(2, 2, mac(2));
                 d.upsert(s, e)
@@ -93,7 +101,7 @@ fn incremental_ops_track_the_full_diff() {
             }),
         ),
         (
-            3,
+            4,
             Box::new(|d| d.remove("172.30.2.0/24".parse().expect("net"))),
         ),
         (
@@ -140,6 +148,7 @@ fn full_diff_deletes_strays() {
     let mut kernel = DataPlane::default();
     let (_, stray) = peer(50, 50, mac(50));
     kernel.record(&Op::ReplaceRoute(stray.route));
+    kernel.record(&Op::ReplaceNexthop(stray.nexthop.expect("nh")));
     kernel.record(&Op::ReplaceNeigh(stray.neigh.expect("n")));
     kernel.record(&Op::ReplaceFdb(stray.fdb.expect("f")));
     let d = Desired::default();
@@ -148,7 +157,11 @@ fn full_diff_deletes_strays() {
         matches!(ops[0], Op::DeleteRoute(_)),
         "routes go first: {ops:?}"
     );
-    assert_eq!(ops.len(), 3);
+    assert!(
+        matches!(ops[1], Op::DeleteNexthop(_)),
+        "then the nexthops they used: {ops:?}"
+    );
+    assert_eq!(ops.len(), 4);
 }
 
 #[test]
@@ -159,5 +172,5 @@ fn reset_replaces_everything() {
     d.reset([peer(2, 2, mac(2)), peer(3, 3, mac(3))].into_iter());
     assert_eq!(d.peer_count(), 2);
     assert!(!d.contains(&s));
-    assert_eq!(d.plane().len(), 6);
+    assert_eq!(d.plane().len(), 8);
 }
