@@ -16,8 +16,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Answers `GET /healthz` with 200 until the process ends.
 pub async fn serve(listener: TcpListener) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // e.g. out of file descriptors: back off instead of spinning
+                tracing::warn!("healthz: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(512);

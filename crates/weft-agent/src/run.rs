@@ -20,7 +20,7 @@ use weft_kernel::Netlink;
 use crate::acquire::{acquire, own_previous};
 use crate::flags::AgentArgs;
 use crate::reconcile::Reconciler;
-use crate::underlay::{self, Selector, Underlay};
+use crate::underlay::{self, Selector};
 use crate::{health, subnet_file, vxlan};
 
 /// How the agent ended without error.
@@ -167,7 +167,7 @@ async fn agent(args: AgentArgs) -> Result<Never> {
 
     let mut rec = Reconciler::new(nl, dev.index, lease.key);
     let revision = relist_and_sync(&mut reg, &mut rec).await?;
-    event_loop(&args, &mut reg, &mut rec, lease, &underlay, revision).await
+    event_loop(&args, &mut reg, &mut rec, lease, revision).await
 }
 
 fn write_subnet_file(
@@ -320,7 +320,6 @@ async fn event_loop(
     reg: &mut Registry,
     rec: &mut Reconciler,
     lease: AcquiredLease,
-    _underlay: &Underlay,
     mut revision: i64,
 ) -> Result<Never> {
     let own = lease.key;
@@ -393,4 +392,47 @@ fn apply_events(rec: &mut Reconciler, own: &LeaseKey, events: Vec<LeaseEvent>) -
         }
     }
     Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_margin_minutes_before_expiry() {
+        // flannel's defaults: 24 h lease, renewed 60 min before it expires
+        assert_eq!(renew_delay(86_400, 60), Duration::from_secs(23 * 3600));
+        assert_eq!(renew_delay(86_400, 1439), Duration::from_secs(60));
+        // a lease shorter than the margin is renewed half-way
+        assert_eq!(renew_delay(600, 60), Duration::from_secs(300));
+        assert_eq!(renew_delay(0, 60), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unsupported_configs_name_the_field() {
+        let parse = |j: &str| usable(NetConfig::parse(j).expect("valid flannel config"));
+        assert!(parse(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan"}}"#).is_ok());
+        for (json, field) in [
+            (
+                r#"{"Network":"10.0.0.0/16","Backend":{"Type":"host-gw"}}"#,
+                "Backend.Type",
+            ),
+            (r#"{"Network":"10.0.0.0/16"}"#, "Backend.Type"),
+            (
+                r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#,
+                "Backend.DirectRouting",
+            ),
+            (
+                r#"{"Network":"10.0.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#,
+                "EnableIPv6",
+            ),
+            (
+                r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#,
+                "EnableIPv4",
+            ),
+        ] {
+            let e = parse(json).expect_err(json);
+            assert!(e.contains(field), "{json}: {e}");
+        }
+    }
 }
