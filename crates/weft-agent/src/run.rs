@@ -100,6 +100,11 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     if args.public_ipv6.is_some() {
         bail!("-public-ipv6: IPv6 is not supported by this weft version yet");
     }
+    if args.endpoints().is_empty() {
+        bail!(
+            "-etcd-endpoints is empty (is FLANNEL_ETCD_ENDPOINTS set in /etc/sysconfig/flanneld?)"
+        );
+    }
     let sel = selector(&args)?;
     let mut nl = Netlink::open().context("opening netlink")?;
     let underlay = underlay::discover(&mut nl, &sel)

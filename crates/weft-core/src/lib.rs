@@ -4,6 +4,7 @@
 //! without privileges.
 
 pub mod config;
+pub mod docker_opts;
 pub mod lease;
 pub mod mac;
 pub mod plan;

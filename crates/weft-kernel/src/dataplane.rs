@@ -72,6 +72,21 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
     Ok(plane)
 }
 
+/// Every main-table unicast route (IPv4 and IPv6) not added by the kernel.
+pub fn main_table_routes(nl: &mut Netlink) -> Result<Vec<RouteSpec>, KernelError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut q = RouteMessage::default();
+        q.header.address_family = family;
+        nl.dump_each(RouteNetlinkMessage::GetRoute(q), "dumping routes", |m| {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                out.extend(parse_route(&r));
+            }
+        })?;
+    }
+    Ok(out)
+}
+
 /// What happened to a list of operations.
 #[derive(Debug, Default)]
 pub struct ApplyReport {

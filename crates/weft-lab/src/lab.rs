@@ -89,6 +89,13 @@ impl Lab {
         &self.dir_path
     }
 
+    /// A bare namespace `<prefix>-<suffix>` (loopback up), deleted with the lab.
+    pub fn netns(&mut self, suffix: &str) -> Result<String> {
+        let ns = format!("{}-{suffix}", self.prefix);
+        self.add_netns(&ns)?;
+        Ok(ns)
+    }
+
     fn add_netns(&mut self, ns: &str) -> Result<()> {
         sh("ip", &["netns", "add", ns])?;
         self.namespaces.push(ns.to_string());

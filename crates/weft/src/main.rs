@@ -1,4 +1,5 @@
 //! `weft`: one binary for the agent (also when invoked as `flanneld`),
+//! the CNI plugin (as `flannel`), docker options (as `mk-docker-opts.sh`),
 //! the demo cluster and the benchmarks.
 
 mod commands;
@@ -27,6 +28,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
     },
+    /// The flannel CNI plugin (CNI_* environment, config on stdin)
+    Cni,
+    /// Write docker daemon options from the subnet file (mk-docker-opts.sh)
+    DockerOpts(commands::docker_opts::DockerOptsArgs),
+    /// Install the binary, its flannel names, systemd units and the CNI plugin
+    Install(commands::install::InstallArgs),
     /// Build a multi-host cluster in network namespaces and show it working
     Demo(commands::demo::DemoArgs),
     /// Measure the agent against real etcd in network namespaces
@@ -40,8 +47,11 @@ fn program_name(argv0: &str) -> &str {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let name = argv.first().map(|a| program_name(a)).unwrap_or("weft");
-    if name == "flanneld" {
-        return commands::agent::main(argv);
+    match name {
+        "flanneld" => return commands::agent::main(argv),
+        "mk-docker-opts.sh" | "mk-docker-opts" => return commands::docker_opts::main(argv),
+        "flannel" => return commands::cni::main(),
+        _ => {}
     }
     let cli = Cli::parse();
     match cli.command {
@@ -50,6 +60,9 @@ fn main() -> ExitCode {
             argv.extend(flags);
             commands::agent::main(argv)
         }
+        Command::Cni => commands::cni::main(),
+        Command::DockerOpts(a) => commands::report(commands::docker_opts::run(a)),
+        Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),
         Command::Bench(a) => commands::report(commands::bench::run(a)),
     }

@@ -253,6 +253,14 @@ fn restarted_agent_keeps_its_subnet_and_the_data_path() {
 fn agents_recover_when_etcd_restarts() {
     let mut lab = lab();
     let hosts = cluster(&mut lab, 2);
+    // a host that leased first learns of the other through its watch:
+    // let that happen before etcd goes away
+    for (i, (h, _)) in hosts.iter().enumerate() {
+        let other = subnet_of(&hosts[1 - i].1);
+        eventually(SECS(10), "routes between the hosts", || {
+            vxlan_routes(&lab, h).contains(&other).then_some(())
+        });
+    }
     lab.stop_etcd(true);
     std::thread::sleep(SECS(3));
     // the data path survives the outage

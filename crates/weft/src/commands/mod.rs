@@ -1,6 +1,9 @@
 pub mod agent;
 pub mod bench;
+pub mod cni;
 pub mod demo;
+pub mod docker_opts;
+pub mod install;
 
 use std::process::ExitCode;
 
