@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use weft_core::lease::LeaseKey;
 use weft_core::plan::dataplane::diff;
-use weft_core::plan::vxlan::VxlanPlanner;
-use weft_core::plan::{Desired, Op};
+use weft_core::plan::{Desired, Op, Planner};
 use weft_etcd::LeaseRecord;
-use weft_kernel::{KernelError, Netlink};
+use weft_kernel::{KernelError, Netlink, Ownership};
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,8 +26,8 @@ pub struct PassReport {
 
 pub struct Reconciler {
     nl: Netlink,
-    devices: Vec<u32>,
-    planner: VxlanPlanner,
+    ownership: Ownership,
+    planner: Planner,
     own: LeaseKey,
     desired: Desired,
     /// Leases already reported as unusable (to log each once).
@@ -38,18 +37,11 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(mut nl: Netlink, vxlan_index: u32, own: LeaseKey) -> Self {
-        let nexthops = weft_kernel::supports_nexthops(&mut nl);
-        if !nexthops {
-            tracing::info!("kernel without nexthop objects: using plain gateway routes");
-        }
+    pub fn new(nl: Netlink, planner: Planner, ownership: Ownership, own: LeaseKey) -> Self {
         Reconciler {
             nl,
-            devices: vec![vxlan_index],
-            planner: VxlanPlanner {
-                ifindex: vxlan_index,
-                nexthops,
-            },
+            ownership,
+            planner,
             own,
             desired: Desired::default(),
             warned: HashSet::new(),
@@ -119,7 +111,7 @@ impl Reconciler {
     /// Dumps the kernel, applies the full diff.
     pub fn full_pass(&mut self) -> Result<PassReport, KernelError> {
         let start = Instant::now();
-        let current = weft_kernel::read_dataplane(&mut self.nl, &self.devices)?;
+        let current = weft_kernel::read_dataplane(&mut self.nl, &self.ownership)?;
         let ops = diff(&current, self.desired.plane());
         drop(current);
         self.execute(ops, start)

@@ -8,14 +8,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::time::{sleep, sleep_until, Instant};
 use weft_core::config::{BackendConfig, NetConfig, VxlanConfig};
-use weft_core::lease::LeaseKey;
+use weft_core::lease::{LeaseAttrs, LeaseKey};
+use weft_core::plan::hostgw::{HostGwPlanner, Underlay};
+use weft_core::plan::vxlan::VxlanPlanner;
 use weft_core::plan::Op;
+use weft_core::plan::Planner;
 use weft_core::subnet::{first_host, SubnetPool};
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::{
     connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError,
 };
-use weft_kernel::Netlink;
+use weft_kernel::{Netlink, Ownership};
 
 use crate::acquire::{acquire, own_previous};
 use crate::flags::AgentArgs;
@@ -32,6 +35,7 @@ pub enum AgentExit {
 
 const RENEW_RETRY: Duration = Duration::from_secs(60);
 const FAILED_PASS_RETRY: Duration = Duration::from_secs(5);
+const HOST_GW_RESYNC: Duration = Duration::from_secs(10);
 
 /// Runs until a signal (Ok) or a fatal condition (Err, exit non-zero).
 pub async fn run(args: AgentArgs) -> Result<AgentExit> {
@@ -123,28 +127,35 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     }
 
     let mut reg = connect_registry(&args).await;
-    let (pool, vx) = wait_for_config(&mut reg).await;
+    let (pool, backend) = wait_for_config(&mut reg).await;
     let listing = retry("listing leases", || {
         let mut r = reg.clone();
         async move { r.list().await }
     })
     .await;
 
-    let own_before = own_previous(
-        &listing,
-        &pool,
-        &vxlan::lease_attrs(&vx, &underlay, Default::default()),
-    );
-    let previous_mac = own_before
-        .and_then(|r| r.attrs.vxlan_data("", false).ok())
-        .map(|d| d.vtep_mac);
-    let dev = vxlan::ensure_device(&mut nl, &vx, &underlay, previous_mac)
-        .context("setting up the vxlan device")?;
-    let mac = dev
-        .mac
-        .ok_or_else(|| anyhow!("device {} has no MAC address", dev.name))?;
-    tracing::info!(device = %dev.name, %mac, mtu = dev.mtu, "vxlan device ready");
-    let attrs = vxlan::lease_attrs(&vx, &underlay, mac);
+    let nexthops = weft_kernel::supports_nexthops(&mut nl);
+    if !nexthops {
+        tracing::info!("kernel without nexthop objects: using plain gateway routes");
+    }
+    let local = Underlay {
+        ifindex: underlay.index,
+        network: underlay.local_net,
+    };
+    let (attrs, mtu, vxlan_dev) = match &backend {
+        BackendConfig::Vxlan(vx) => {
+            let dev = setup_vxlan(&mut nl, vx, &underlay, &listing, &pool)?;
+            let mac = dev
+                .mac
+                .ok_or_else(|| anyhow!("device {} has no MAC address", dev.name))?;
+            (
+                vxlan::lease_attrs(vx, &underlay, mac),
+                dev.mtu,
+                Some(dev.index),
+            )
+        }
+        _ => (LeaseAttrs::host_gw(underlay.public_ip), underlay.mtu, None),
+    };
 
     let subnet_path = Path::new(&args.subnet_file);
     let lease = acquire(
@@ -160,19 +171,74 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         .key
         .v4
         .ok_or_else(|| anyhow!("lease {} has no IPv4 subnet", lease.key))?;
-    weft_kernel::ensure_address(
-        &mut nl,
-        dev.index,
-        IpNet::V4(Ipv4Net::new(subnet.network(), 32)?),
-    )
-    .context("addressing the vxlan device")?;
-    write_subnet_file(subnet_path, &pool, subnet, dev.mtu, args.ip_masq)?;
+    if let Some(index) = vxlan_dev {
+        weft_kernel::ensure_address(
+            &mut nl,
+            index,
+            IpNet::V4(Ipv4Net::new(subnet.network(), 32)?),
+        )
+        .context("addressing the vxlan device")?;
+    }
+    write_subnet_file(subnet_path, &pool, subnet, mtu, args.ip_masq)?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(subnet = %subnet, file = %args.subnet_file, "lease acquired, subnet file written");
+    tracing::info!(subnet = %subnet, file = %args.subnet_file, backend = backend.type_name(), "lease acquired, subnet file written");
 
-    let mut rec = Reconciler::new(nl, dev.index, lease.key);
+    // Routes go out of the vxlan device, and, for host-gw and DirectRouting,
+    // out of the underlay: there only destinations inside the cluster
+    // network (and not this host's own subnet) are weft's.
+    let mut ownership = Ownership {
+        route_devices: vxlan_dev.into_iter().collect(),
+        l2_devices: vxlan_dev.into_iter().collect(),
+        network: Some(pool.network()),
+        exclude: Some(IpNet::V4(subnet)),
+    };
+    let planner = match (&backend, vxlan_dev) {
+        (BackendConfig::Vxlan(vx), Some(ifindex)) => {
+            let direct = vx.direct_routing.then_some(local);
+            if direct.is_some() {
+                ownership.route_devices.push(underlay.index);
+            }
+            Planner::Vxlan(VxlanPlanner {
+                ifindex,
+                nexthops,
+                direct,
+            })
+        }
+        _ => {
+            ownership.route_devices.push(underlay.index);
+            Planner::HostGw(HostGwPlanner {
+                underlay: local,
+                nexthops,
+            })
+        }
+    };
+    // host-gw routes sit among the host's own: re-check them as flanneld does (10 s)
+    let mut resync = Duration::from_secs(args.resync_interval.max(1));
+    if matches!(planner, Planner::HostGw(_)) {
+        resync = resync.min(HOST_GW_RESYNC);
+    }
+    let mut rec = Reconciler::new(nl, planner, ownership, lease.key);
     let revision = relist_and_sync(&mut reg, &mut rec).await?;
-    event_loop(&args, &mut reg, &mut rec, lease, revision).await
+    event_loop(&args, &mut reg, &mut rec, lease, revision, resync).await
+}
+
+/// The vxlan device, created with the MAC of this host's previous lease
+/// when there is one (so peers' FDB entries stay valid).
+fn setup_vxlan(
+    nl: &mut Netlink,
+    vx: &VxlanConfig,
+    underlay: &underlay::Underlay,
+    listing: &weft_etcd::LeaseListing,
+    pool: &SubnetPool,
+) -> Result<weft_kernel::LinkState> {
+    let probe = vxlan::lease_attrs(vx, underlay, Default::default());
+    let previous_mac = own_previous(listing, pool, &probe)
+        .and_then(|r| r.attrs.vxlan_data("", false).ok())
+        .map(|d| d.vtep_mac);
+    let dev = vxlan::ensure_device(nl, vx, underlay, previous_mac)
+        .context("setting up the vxlan device")?;
+    tracing::info!(device = %dev.name, mac = ?dev.mac, mtu = dev.mtu, "vxlan device ready");
+    Ok(dev)
 }
 
 fn write_subnet_file(
@@ -211,7 +277,7 @@ async fn connect_registry(args: &AgentArgs) -> Registry {
 }
 
 /// Reads `<prefix>/config` until it exists and is valid for weft.
-async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, VxlanConfig) {
+async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, BackendConfig) {
     let mut last_problem = String::new();
     loop {
         let problem = match reg.config().await {
@@ -233,7 +299,7 @@ async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, VxlanConfig) {
     }
 }
 
-fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, VxlanConfig), String> {
+fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, BackendConfig), String> {
     let pool = c.ipv4.ok_or_else(|| {
         "EnableIPv4 is off: IPv6-only networks are not supported by this weft version yet"
             .to_string()
@@ -242,14 +308,11 @@ fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, VxlanConfig), String
         return Err("field EnableIPv6: IPv6 is not supported by this weft version yet".into());
     }
     match c.backend {
-        BackendConfig::Vxlan(v) if v.direct_routing => {
-            Err("field Backend.DirectRouting: not supported by this weft version yet".into())
-        }
-        BackendConfig::Vxlan(v) => Ok((pool, v)),
-        other => Err(format!(
-            "field Backend.Type: {:?} is not supported by this weft version yet (vxlan is)",
-            other.type_name()
-        )),
+        BackendConfig::Udp(_) => Err(
+            "field Backend.Type: \"udp\" is not supported by this weft version yet (vxlan and host-gw are)"
+                .into(),
+        ),
+        b => Ok((pool, b)),
     }
 }
 
@@ -326,11 +389,11 @@ async fn event_loop(
     rec: &mut Reconciler,
     lease: AcquiredLease,
     mut revision: i64,
+    resync_every: Duration,
 ) -> Result<Never> {
     let own = lease.key;
     let mut watch = open_watch(reg, revision + 1).await;
     let mut next_renew = Instant::now() + renew_delay(lease.ttl, args.subnet_lease_renew_margin);
-    let resync_every = Duration::from_secs(args.resync_interval.max(1));
     let mut next_full = Instant::now() + resync_every;
     loop {
         tokio::select! {
@@ -416,17 +479,15 @@ mod tests {
     #[test]
     fn unsupported_configs_name_the_field() {
         let parse = |j: &str| usable(NetConfig::parse(j).expect("valid flannel config"));
-        assert!(parse(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan"}}"#).is_ok());
+        for ok in [
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan"}}"#,
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"host-gw"}}"#,
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#,
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}");
+        }
         for (json, field) in [
-            (
-                r#"{"Network":"10.0.0.0/16","Backend":{"Type":"host-gw"}}"#,
-                "Backend.Type",
-            ),
             (r#"{"Network":"10.0.0.0/16"}"#, "Backend.Type"),
-            (
-                r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#,
-                "Backend.DirectRouting",
-            ),
             (
                 r#"{"Network":"10.0.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#,
                 "EnableIPv6",

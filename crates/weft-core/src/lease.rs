@@ -160,6 +160,17 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value a host-gw host publishes: `{"PublicIP":…,"PublicIPv6":null,"BackendType":"host-gw"}`.
+    pub fn host_gw(public_ip: Ipv4Addr) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: Some("host-gw".into()),
+            backend_data: None,
+            backend_v6_data: None,
+        }
+    }
+
     /// Parses a lease value read from etcd; `key` is only used in errors.
     pub fn parse(key: &str, json: &[u8]) -> Result<LeaseAttrs, LeaseError> {
         serde_json::from_slice(json).map_err(|e| LeaseError::Value {
@@ -280,11 +291,7 @@ mod tests {
             a.to_json(),
             r#"{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"1a:d5:4b:35:05:11"}}"#
         );
-        let hostgw = LeaseAttrs {
-            backend_type: Some("host-gw".into()),
-            backend_data: None,
-            ..a.clone()
-        };
+        let hostgw = LeaseAttrs::host_gw("192.0.2.11".parse().expect("ip"));
         assert_eq!(
             hostgw.to_json(),
             r#"{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"host-gw"}"#

@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let t = Instant::now();
-    let plane = weft_kernel::read_dataplane(&mut nl, &[dev.index])?;
+    let plane = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(dev.index))?;
     println!(
         "read back {} entries: {:.1} ms",
         plane.len(),

@@ -5,16 +5,56 @@ use std::collections::HashSet;
 use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use weft_core::plan::{DataPlane, Op, RouteSpec, RouteVia};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use weft_core::plan::{DataPlane, NexthopSpec, Op, RouteSpec, RouteVia};
 
 use crate::error::KernelError;
 use crate::messages::{op_request, parse_fdb, parse_neigh, parse_route};
 use crate::netlink::Netlink;
 
-/// Reads what the kernel holds on the given devices: main-table routes out
-/// of them, their permanent neighbours, and their permanent FDB entries.
-pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, KernelError> {
-    let devices: HashSet<u32> = devices.iter().copied().collect();
+/// Which kernel entries belong to weft.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Devices weft's routes (and nexthop objects) go out of.
+    pub route_devices: Vec<u32>,
+    /// Devices whose permanent neighbours and FDB entries are weft's.
+    pub l2_devices: Vec<u32>,
+    /// Only routes to destinations inside this network are weft's (needed
+    /// when routes share the underlay device with the host's own routes).
+    pub network: Option<IpNet>,
+    /// A destination never weft's (the host's own subnet).
+    pub exclude: Option<IpNet>,
+}
+
+impl Ownership {
+    /// Everything on one device (a device weft created).
+    pub fn device(index: u32) -> Ownership {
+        Ownership {
+            route_devices: vec![index],
+            l2_devices: vec![index],
+            network: None,
+            exclude: None,
+        }
+    }
+
+    fn owns_dst(&self, dst: &IpNet) -> bool {
+        self.network.is_none_or(|n| n.contains(dst)) && self.exclude != Some(*dst)
+    }
+
+    fn owns_nexthop_id(&self, id: u32) -> bool {
+        // ids are subnet addresses (see weft_core::plan::vxlan::nexthop_id)
+        self.network
+            .is_none_or(|n| n.contains(&IpAddr::V4(std::net::Ipv4Addr::from(id))))
+    }
+}
+
+/// Reads what the kernel holds that `own` says is weft's: main-table
+/// routes, nexthop objects, permanent neighbours and FDB entries.
+pub fn read_dataplane(nl: &mut Netlink, own: &Ownership) -> Result<DataPlane, KernelError> {
+    let devices: HashSet<u32> = own.route_devices.iter().copied().collect();
+    let l2: HashSet<u32> = own.l2_devices.iter().copied().collect();
     let mut plane = DataPlane::default();
     if supports_nexthops(nl) {
         nl.dump_raw(
@@ -22,8 +62,9 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
             &crate::nexthop::dump_payload(),
             "dumping nexthops",
             |m| {
-                if let Some(n) = crate::nexthop::parse(&m).filter(|n| devices.contains(&n.hop.oif))
-                {
+                let ours =
+                    |n: &NexthopSpec| devices.contains(&n.hop.oif) && own.owns_nexthop_id(n.id);
+                if let Some(n) = crate::nexthop::parse(&m).filter(ours) {
                     plane.nexthops.insert(n.id, n);
                 }
             },
@@ -34,9 +75,12 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
         q.header.address_family = family;
         nl.dump_each(RouteNetlinkMessage::GetRoute(q), "dumping routes", |m| {
             if let RouteNetlinkMessage::NewRoute(r) = m {
-                let ours = |s: &RouteSpec| match s.via {
-                    RouteVia::Gateway(hop) => devices.contains(&hop.oif),
-                    RouteVia::Nexthop(id) => plane.nexthops.contains_key(&id),
+                let ours = |s: &RouteSpec| {
+                    own.owns_dst(&s.dst)
+                        && match s.via {
+                            RouteVia::Gateway(hop) => devices.contains(&hop.oif),
+                            RouteVia::Nexthop(id) => plane.nexthops.contains_key(&id),
+                        }
                 };
                 if let Some(spec) = parse_route(&r).filter(ours) {
                     plane.routes.insert(spec.dst, spec);
@@ -58,7 +102,7 @@ pub fn read_dataplane(nl: &mut Netlink, devices: &[u32]) -> Result<DataPlane, Ke
                 let RouteNetlinkMessage::NewNeighbour(n) = m else {
                     return;
                 };
-                if !devices.contains(&n.header.ifindex) {
+                if !l2.contains(&n.header.ifindex) {
                     return;
                 }
                 if let Some(f) = parse_fdb(&n) {

@@ -15,7 +15,9 @@ mod messages;
 mod netlink;
 mod nexthop;
 
-pub use dataplane::{apply, main_table_routes, read_dataplane, supports_nexthops, ApplyReport};
+pub use dataplane::{
+    apply, main_table_routes, read_dataplane, supports_nexthops, ApplyReport, Ownership,
+};
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
 pub use link::{

@@ -48,6 +48,7 @@ fn desired(idx: u32, n: usize, nexthops: bool) -> Desired {
     let planner = VxlanPlanner {
         ifindex: idx,
         nexthops,
+        direct: None,
     };
     let mut d = Desired::default();
     for i in 0..n {
@@ -79,7 +80,8 @@ fn round_trip(nexthops: bool) {
     let report = weft_kernel::apply(&mut nl, &ops).expect("apply");
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
     assert_eq!(report.applied, 200 * per_peer);
-    let back = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
+    let back =
+        weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(idx)).expect("read");
     assert_eq!(back.routes.len(), 200, "routes");
     assert_eq!(
         back.nexthops.len(),
@@ -100,9 +102,11 @@ fn round_trip(nexthops: bool) {
         report.failed.is_empty(),
         "deleting what is gone counts as done"
     );
-    assert!(weft_kernel::read_dataplane(&mut nl, &[idx])
-        .expect("read")
-        .is_empty());
+    assert!(
+        weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(idx))
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -125,10 +129,12 @@ fn switching_route_forms_converges() {
     let idx = vxlan(&mut nl);
     for nexthops in [false, true, false] {
         let d = desired(idx, 20, nexthops);
-        let current = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
+        let current = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(idx))
+            .expect("read");
         let report = weft_kernel::apply(&mut nl, &diff(&current, d.plane())).expect("apply");
         assert!(report.failed.is_empty(), "{:?}", report.failed.first());
-        let back = weft_kernel::read_dataplane(&mut nl, &[idx]).expect("read");
+        let back = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(idx))
+            .expect("read");
         assert_eq!(&back, d.plane(), "nexthops={nexthops}");
     }
 }

@@ -42,7 +42,8 @@ fn vxlan_routes(lab: &Lab, host: &Host) -> Vec<String> {
     let Some(dev) = weft_kernel::link_by_name(&mut nl, "flannel.1").expect("links") else {
         return Vec::new();
     };
-    let plane = weft_kernel::read_dataplane(&mut nl, &[dev.index]).expect("dump");
+    let plane = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(dev.index))
+        .expect("dump");
     let mut r: Vec<String> = plane.routes.keys().map(|k| k.to_string()).collect();
     r.sort();
     r

@@ -3,12 +3,32 @@
 //! - [`dataplane`]: the kernel objects weft owns (routes, neighbours, FDB
 //!   entries) as plain data, and the diff between two such sets.
 //! - [`desired`]: the desired set, kept incrementally as leases come and go.
-//! - [`vxlan`]: what one remote lease means for the vxlan backend.
+//! - [`vxlan`], [`hostgw`]: what one remote lease means for each backend.
 
 pub mod dataplane;
 pub mod desired;
+pub mod hostgw;
 pub mod vxlan;
 
 pub use dataplane::Keys;
 pub use dataplane::{DataPlane, FdbSpec, NeighSpec, NextHop, NexthopSpec, Op, RouteSpec, RouteVia};
 pub use desired::{Desired, PeerEntries};
+
+use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
+
+/// The backend's plan for remote leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planner {
+    Vxlan(vxlan::VxlanPlanner),
+    HostGw(hostgw::HostGwPlanner),
+}
+
+impl Planner {
+    /// Kernel entries for a remote lease, or why it is unusable.
+    pub fn entries(&self, key: &LeaseKey, attrs: &LeaseAttrs) -> Result<PeerEntries, LeaseError> {
+        match self {
+            Planner::Vxlan(p) => p.entries(key, attrs),
+            Planner::HostGw(p) => p.entries(key, attrs),
+        }
+    }
+}

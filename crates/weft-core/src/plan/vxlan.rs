@@ -19,6 +19,8 @@ pub struct VxlanPlanner {
     pub ifindex: u32,
     /// Route through nexthop objects (kernel 5.3+) instead of plain gateways.
     pub nexthops: bool,
+    /// DirectRouting: remotes on this L2 network get a direct route.
+    pub direct: Option<super::hostgw::Underlay>,
 }
 
 /// The nexthop object id for a peer: its IPv4 subnet's network address,
@@ -48,6 +50,11 @@ impl VxlanPlanner {
             .ok_or_else(|| bad("(key)", "no IPv4 subnet".to_string()))?;
         if attrs.public_ip.is_unspecified() {
             return Err(bad("PublicIP", "0.0.0.0 cannot be a VTEP".to_string()));
+        }
+        if let Some(underlay) = &self.direct {
+            if super::hostgw::on_link(underlay, attrs) {
+                return super::hostgw::direct_entries(key, attrs, underlay, self.nexthops);
+            }
         }
         let data = attrs.vxlan_data(&key_str, false)?;
         let gateway = IpAddr::V4(subnet.network());
@@ -99,6 +106,7 @@ mod tests {
         let e = VxlanPlanner {
             ifindex: 7,
             nexthops: false,
+            direct: None,
         }
         .entries(&key, &attrs)
         .expect("entries");
@@ -113,6 +121,7 @@ mod tests {
         let n = VxlanPlanner {
             ifindex: 7,
             nexthops: true,
+            direct: None,
         }
         .entries(&key, &attrs)
         .expect("entries");
@@ -135,6 +144,7 @@ mod tests {
         let p = VxlanPlanner {
             ifindex: 7,
             nexthops: true,
+            direct: None,
         };
         for json in [
             r#"{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"host-gw"}"#,
@@ -145,5 +155,32 @@ mod tests {
             let attrs = LeaseAttrs::parse("k", json.as_bytes()).expect("attrs");
             assert!(p.entries(&key, &attrs).is_err(), "{json}");
         }
+    }
+}
+
+#[cfg(test)]
+mod direct_routing_tests {
+    use super::*;
+    use crate::plan::hostgw::Underlay;
+
+    #[test]
+    fn same_l2_remotes_get_direct_routes_others_vxlan() {
+        let p = VxlanPlanner {
+            ifindex: 7,
+            nexthops: false,
+            direct: Some(Underlay {
+                ifindex: 2,
+                network: "198.18.0.0/24".parse().expect("net"),
+            }),
+        };
+        let key: LeaseKey = "172.30.14.0-24".parse().expect("key");
+        let near = LeaseAttrs::parse("k", br#"{"PublicIP":"198.18.0.12","BackendType":"vxlan","BackendData":{"VtepMAC":"02:00:00:00:00:01"}}"#).expect("a");
+        let far = LeaseAttrs::parse("k", br#"{"PublicIP":"192.0.2.12","BackendType":"vxlan","BackendData":{"VtepMAC":"02:00:00:00:00:01"}}"#).expect("a");
+        let e = p.entries(&key, &near).expect("near");
+        assert!(e.fdb.is_none() && e.neigh.is_none());
+        assert!(matches!(e.route.via, RouteVia::Gateway(h) if h.oif == 2));
+        let e = p.entries(&key, &far).expect("far");
+        assert!(e.fdb.is_some() && e.neigh.is_some());
+        assert!(matches!(e.route.via, RouteVia::Gateway(h) if h.oif == 7 && h.onlink));
     }
 }

@@ -158,7 +158,7 @@ fn cold_start(lab: &mut Lab, host: &Host, n: usize, wrap: Option<&str>) -> Resul
             subnet_file = Some(t0.elapsed());
         }
         if let Some(idx) = device_index(&mut nl) {
-            let plane = weft_kernel::read_dataplane(&mut nl, &[idx])?;
+            let plane = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(idx))?;
             if plane.routes.len() >= n && plane.neighs.len() >= n && plane.fdb.len() >= n {
                 let programmed = t0.elapsed();
                 let pid = lab.agent(host)?.pid().unwrap_or(0);
