@@ -125,6 +125,10 @@ pub struct AgentArgs {
         default_value = "60"
     )]
     pub resync_interval: u64,
+    /// Firewall for -ip-masq and forward rules: iptables or nftables (weft;
+    /// the config's EnableNFTables also selects nftables)
+    #[arg(long = "firewall", env = "FLANNELD_FIREWALL", default_value = "iptables", value_parser = ["iptables", "nftables"])]
+    pub firewall: String,
     /// Log format: text or json (weft)
     #[arg(
         long = "log-format",

@@ -18,6 +18,7 @@ use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::{
     connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError,
 };
+use weft_firewall::{MasqRules, Mode as FirewallMode};
 use weft_kernel::{Netlink, Ownership};
 
 use crate::acquire::{acquire, own_previous};
@@ -127,7 +128,7 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     }
 
     let mut reg = connect_registry(&args).await;
-    let (pool, backend) = wait_for_config(&mut reg).await;
+    let (pool, backend, enable_nftables) = wait_for_config(&mut reg).await;
     let listing = retry("listing leases", || {
         let mut r = reg.clone();
         async move { r.list().await }
@@ -180,6 +181,7 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         .context("addressing the vxlan device")?;
     }
     write_subnet_file(subnet_path, &pool, subnet, mtu, args.ip_masq)?;
+    start_firewall(&args, &pool, subnet, enable_nftables).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(subnet = %subnet, file = %args.subnet_file, backend = backend.type_name(), "lease acquired, subnet file written");
 
@@ -220,6 +222,53 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     let mut rec = Reconciler::new(nl, planner, ownership, lease.key);
     let revision = relist_and_sync(&mut reg, &mut rec).await?;
     event_loop(&args, &mut reg, &mut rec, lease, revision, resync).await
+}
+
+/// Masquerade and forward rules: applied once now, then re-asserted every
+/// `-iptables-resync` seconds in the background.
+async fn start_firewall(
+    args: &AgentArgs,
+    pool: &SubnetPool,
+    subnet: Ipv4Net,
+    nftables: bool,
+) -> Result<()> {
+    let IpNet::V4(network) = pool.network() else {
+        bail!("the IPv4 pool has an IPv6 network");
+    };
+    let rules = MasqRules {
+        network,
+        subnet,
+        masquerade: args.ip_masq,
+        forward: args.iptables_forward_rules,
+    };
+    let mode = if nftables || args.firewall == "nftables" {
+        FirewallMode::Nftables
+    } else {
+        FirewallMode::Iptables
+    };
+    let every = Duration::from_secs(args.iptables_resync.max(1) as u64);
+    ensure_rules(mode, rules).await;
+    tokio::spawn(async move {
+        loop {
+            sleep(every).await;
+            ensure_rules(mode, rules).await;
+        }
+    });
+    Ok(())
+}
+
+async fn ensure_rules(mode: FirewallMode, rules: MasqRules) {
+    match tokio::task::spawn_blocking(move || weft_firewall::apply::ensure(mode, &rules)).await {
+        Ok(Ok(true)) => tracing::info!(
+            ?mode,
+            masquerade = rules.masquerade,
+            forward = rules.forward,
+            "firewall rules (re)applied"
+        ),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::error!("firewall rules: {e}"),
+        Err(e) => tracing::error!("firewall rules: {e}"),
+    }
 }
 
 /// The vxlan device, created with the MAC of this host's previous lease
@@ -277,15 +326,18 @@ async fn connect_registry(args: &AgentArgs) -> Registry {
 }
 
 /// Reads `<prefix>/config` until it exists and is valid for weft.
-async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, BackendConfig) {
+async fn wait_for_config(reg: &mut Registry) -> (SubnetPool, BackendConfig, bool) {
     let mut last_problem = String::new();
     loop {
         let problem = match reg.config().await {
             Ok(Some(json)) => match NetConfig::parse(&json) {
-                Ok(c) => match usable(c) {
-                    Ok(v) => return v,
-                    Err(e) => e,
-                },
+                Ok(c) => {
+                    let nft = c.enable_nftables;
+                    match usable(c) {
+                        Ok((pool, backend)) => return (pool, backend, nft),
+                        Err(e) => e,
+                    }
+                }
                 Err(e) => e.to_string(),
             },
             Ok(None) => format!("{} does not exist yet", reg.config_key()),

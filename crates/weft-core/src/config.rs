@@ -19,6 +19,8 @@ pub struct NetConfig {
     /// The IPv6 pool, present when `EnableIPv6` is on.
     pub ipv6: Option<SubnetPool>,
     pub backend: BackendConfig,
+    /// `EnableNFTables`: masquerade/forward rules in nftables, not iptables.
+    pub enable_nftables: bool,
 }
 
 /// The `Backend` object, by `Type`.
@@ -188,10 +190,12 @@ impl NetConfig {
             None
         };
         let backend = parse_backend(f.value("Backend"))?;
+        let enable_nftables = f.boolean("EnableNFTables")?.unwrap_or(false);
         Ok(NetConfig {
             ipv4,
             ipv6,
             backend,
+            enable_nftables,
         })
     }
 }

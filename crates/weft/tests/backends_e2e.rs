@@ -230,3 +230,211 @@ fn direct_routing_uses_plain_routes_on_the_l2_network_and_vxlan_beyond() {
     lab.ping(&a, b.ip, Duration::from_secs(10))
         .expect("ping over the direct route");
 }
+
+/// Packets counted by the rule of nft table `ip count` whose text contains `needle`.
+fn nft_counter(ns: &str, needle: &str) -> u64 {
+    let out = sh(
+        "ip",
+        &["netns", "exec", ns, "nft", "list", "table", "ip", "count"],
+    )
+    .expect("nft list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split("packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter for {needle} in {ns}"))
+}
+
+fn count_sources(ns: &str, sources: &[&str]) {
+    let mut script = String::from(
+        "table ip count {\n chain input {\n  type filter hook input priority 0; policy accept;\n",
+    );
+    for s in sources {
+        script.push_str(&format!("  ip saddr {s} counter\n"));
+    }
+    script.push_str(" }\n}\n");
+    let path = std::env::temp_dir().join(format!("weft-count-{ns}.nft"));
+    std::fs::write(&path, script).expect("write");
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "-f",
+            &path.display().to_string(),
+        ],
+    )
+    .expect("nft -f");
+    let _ = std::fs::remove_file(path);
+}
+
+fn masquerade_scenario(firewall: &str) {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"vxlan"}}"#,
+        2,
+        &[
+            "-ip-masq",
+            "-iptables-resync=1",
+            &format!("-firewall={firewall}"),
+        ],
+    );
+    let ext = lab.host("ext", 100).expect("external host");
+    let (h1, env1) = &hosts[0];
+    assert_eq!(
+        env1.ipmasq,
+        Some(true),
+        "FLANNEL_IPMASQ=true in the subnet file"
+    );
+    let p1 = lab.pod(h1, "p1").expect("pod");
+    let p2 = lab.pod(&hosts[1].0, "p2").expect("pod");
+    count_sources(&ext.ns, &["198.18.0.11", "172.30.0.0/16"]);
+    count_sources(&p2.ns, &[&p1.ip.to_string(), "198.18.0.11"]);
+
+    // leaving the cluster network: the outside sees the host, and replies find their way back
+    lab.ping(&p1, ext.ip, Duration::from_secs(10))
+        .expect("pod reaches the outside");
+    assert!(
+        nft_counter(&ext.ns, "198.18.0.11") >= 1,
+        "masqueraded to the host address"
+    );
+    assert_eq!(
+        nft_counter(&ext.ns, "172.30.0.0/16"),
+        0,
+        "no pod address leaks out"
+    );
+    // within the cluster network: no masquerade
+    lab.ping(&p1, p2.ip, Duration::from_secs(10))
+        .expect("pod to pod");
+    assert!(
+        nft_counter(&p2.ns, &p1.ip.to_string()) >= 1,
+        "pod source kept"
+    );
+    assert_eq!(nft_counter(&p2.ns, "198.18.0.11"), 0);
+
+    // the rules as loaded, read back, and repaired after tampering
+    let subnet: ipnet::Ipv4Net = env1.subnet.expect("subnet").trunc();
+    let rules = weft_firewall::MasqRules {
+        network: "172.30.0.0/16".parse().expect("net"),
+        subnet,
+        masquerade: true,
+        forward: true,
+    };
+    match firewall {
+        "iptables" => {
+            let loaded = |table: &str| {
+                String::from_utf8_lossy(
+                    &sh(
+                        "ip",
+                        &["netns", "exec", &h1.ns, "iptables-save", "-t", table],
+                    )
+                    .expect("save")
+                    .stdout,
+                )
+                .into_owned()
+            };
+            for c in rules.iptables() {
+                let saved = loaded(c.table);
+                let got: Vec<&str> = saved
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("-A {} ", c.chain)))
+                    .collect();
+                assert_eq!(
+                    got,
+                    c.rules.iter().map(String::as_str).collect::<Vec<_>>(),
+                    "{}",
+                    c.chain
+                );
+                assert!(
+                    saved
+                        .lines()
+                        .any(|l| l == format!("-A {} {}", c.hook, c.jump)),
+                    "jump from {}",
+                    c.hook
+                );
+            }
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &h1.ns,
+                    "iptables",
+                    "-t",
+                    "nat",
+                    "-F",
+                    "FLANNEL-POSTRTG",
+                ],
+            )
+            .expect("tamper");
+            eventually(Duration::from_secs(10), "masquerade rules restored", || {
+                loaded("nat")
+                    .lines()
+                    .filter(|l| l.starts_with("-A FLANNEL-POSTRTG "))
+                    .count()
+                    .eq(&6)
+                    .then_some(())
+            });
+        }
+        _ => {
+            let count = || {
+                let out = sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &h1.ns,
+                        "nft",
+                        "-j",
+                        "list",
+                        "table",
+                        "ip",
+                        "flannel-ipv4",
+                    ],
+                )
+                .ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                Some(
+                    v["nftables"]
+                        .as_array()?
+                        .iter()
+                        .filter(|o| o.get("rule").is_some())
+                        .count(),
+                )
+            };
+            assert_eq!(count(), Some(8));
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &h1.ns,
+                    "nft",
+                    "delete",
+                    "table",
+                    "ip",
+                    "flannel-ipv4",
+                ],
+            )
+            .expect("tamper");
+            eventually(Duration::from_secs(10), "nft table restored", || {
+                (count() == Some(8)).then_some(())
+            });
+        }
+    }
+}
+
+#[test]
+fn ip_masq_with_iptables() {
+    masquerade_scenario("iptables");
+}
+
+#[test]
+fn ip_masq_with_nftables() {
+    masquerade_scenario("nftables");
+}

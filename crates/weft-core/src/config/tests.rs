@@ -232,3 +232,10 @@ fn ipv6_and_dual_stack() {
             .contains("IPv6Network")
     );
 }
+
+#[test]
+fn enable_nftables() {
+    assert!(!ok(r#"{"Network":"10.0.0.0/16"}"#).enable_nftables);
+    assert!(ok(r#"{"Network":"10.0.0.0/16","EnableNFTables":true}"#).enable_nftables);
+    assert!(err(r#"{"Network":"10.0.0.0/16","EnableNFTables":"yes"}"#).contains("EnableNFTables"));
+}

@@ -1,0 +1,175 @@
+//! Checking and applying rule sets with the system's tools: `iptables-save`
+//! / `iptables-restore --noflush` and `nft`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::masq::{restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, POSTRTG_CHAIN};
+
+/// Which firewall to program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Iptables,
+    Nftables,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("running {cmd}: {source} (is it installed?)")]
+    Exec {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cmd} failed: {stderr}")]
+    Failed { cmd: String, stderr: String },
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
+    let cmd = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| FirewallError::Exec {
+            cmd: cmd.clone(),
+            source,
+        })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|source| FirewallError::Exec {
+                cmd: cmd.clone(),
+                source,
+            })?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|source| FirewallError::Exec {
+            cmd: cmd.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(FirewallError::Failed {
+            cmd,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What is wrong with the loaded rules: chains to rewrite, missing jumps.
+fn iptables_drift(chains: &[ChainRules]) -> Result<(bool, Vec<&'static str>), FirewallError> {
+    let mut rewrite = false;
+    let mut missing = Vec::new();
+    for c in chains {
+        let saved = run("iptables-save", &["-t", c.table], None)?;
+        let prefix = format!("-A {} ", c.chain);
+        let loaded: Vec<&str> = saved.lines().filter(|l| l.starts_with(&prefix)).collect();
+        if loaded != c.rules.iter().map(String::as_str).collect::<Vec<_>>() {
+            rewrite = true;
+        }
+        let jump = format!("-A {} {}", c.hook, c.jump);
+        if !saved.lines().any(|l| l == jump) {
+            missing.push(c.chain);
+            rewrite = true;
+        }
+    }
+    Ok((rewrite, missing))
+}
+
+/// Makes the kernel hold `rules`; returns whether anything had to change.
+pub fn ensure(mode: Mode, rules: &MasqRules) -> Result<bool, FirewallError> {
+    match mode {
+        Mode::Iptables => {
+            let chains = rules.iptables();
+            if chains.is_empty() {
+                return Ok(false);
+            }
+            let (rewrite, missing) = iptables_drift(&chains)?;
+            if !rewrite {
+                return Ok(false);
+            }
+            run(
+                "iptables-restore",
+                &["-w", "--noflush"],
+                Some(&restore_text(&chains, &missing)),
+            )?;
+            Ok(true)
+        }
+        Mode::Nftables => {
+            let Some(text) = rules.nft() else {
+                return Ok(false);
+            };
+            if nft_rule_count()? == Some(rules.nft_rule_count()) {
+                return Ok(false);
+            }
+            run("nft", &["-f", "-"], Some(&text))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Rules in table `ip flannel-ipv4` (`None` when the table is absent).
+pub fn nft_rule_count() -> Result<Option<usize>, FirewallError> {
+    match run("nft", &["-j", "list", "table", "ip", NFT_TABLE], None) {
+        Err(FirewallError::Failed { .. }) => Ok(None),
+        Err(e) => Err(e),
+        Ok(json) => {
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            let n = v["nftables"]
+                .as_array()
+                .map(|a| a.iter().filter(|o| o.get("rule").is_some()).count())
+                .unwrap_or(0);
+            Ok(Some(n))
+        }
+    }
+}
+
+/// Removes every chain, jump and table weft (or flanneld) created for
+/// masquerading and forwarding; returns what was removed.
+pub fn remove_all() -> Result<Vec<String>, FirewallError> {
+    let mut removed = Vec::new();
+    for (table, chain, hook) in [
+        ("nat", POSTRTG_CHAIN, "POSTROUTING"),
+        ("filter", FWD_CHAIN, "FORWARD"),
+    ] {
+        let saved = match run("iptables-save", &["-t", table], None) {
+            Ok(s) => s,
+            Err(FirewallError::Exec { .. }) => continue, // no iptables here
+            Err(e) => return Err(e),
+        };
+        let jumps: Vec<String> = saved
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("-A {hook} ")) && l.ends_with(&format!("-j {chain}"))
+            })
+            .map(|l| l.replacen("-A ", "-D ", 1))
+            .collect();
+        let exists = saved.lines().any(|l| l.starts_with(&format!(":{chain} ")));
+        if jumps.is_empty() && !exists {
+            continue;
+        }
+        let mut text = format!("*{table}\n");
+        for j in &jumps {
+            text.push_str(j);
+            text.push('\n');
+        }
+        if exists {
+            text.push_str(&format!("-F {chain}\n-X {chain}\n"));
+        }
+        text.push_str("COMMIT\n");
+        run("iptables-restore", &["-w", "--noflush"], Some(&text))?;
+        removed.push(format!("iptables {table} {chain}"));
+    }
+    if matches!(nft_rule_count(), Ok(Some(_))) {
+        run("nft", &["delete", "table", "ip", NFT_TABLE], None)?;
+        removed.push(format!("nft table ip {NFT_TABLE}"));
+    }
+    Ok(removed)
+}

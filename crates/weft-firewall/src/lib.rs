@@ -1,0 +1,11 @@
+//! Firewall rules as text, applied atomically: `iptables-restore
+//! --noflush` for iptables, one `nft -f` transaction for nftables.
+//!
+//! [`masq`] renders flannel's masquerade and forward rules (pure, golden
+//! tested); [`apply`] checks what the kernel holds and re-applies.
+
+pub mod apply;
+pub mod masq;
+
+pub use apply::{FirewallError, Mode};
+pub use masq::MasqRules;
