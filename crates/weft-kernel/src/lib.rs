@@ -21,6 +21,7 @@ pub use dataplane::{
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
 pub use link::{
-    delete_link, ensure_address, ensure_vxlan, link_by_name, set_link_up, LinkState, VxlanSpec,
+    delete_link, ensure_address, ensure_vxlan, link_by_name, list_links, set_link_up, LinkState,
+    VxlanSpec,
 };
 pub use netlink::{Netlink, RawMessage, Request};

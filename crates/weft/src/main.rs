@@ -28,6 +28,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
     },
+    /// Remove the devices, routes and firewall rules weft set up on this host
+    Cleanup(commands::cleanup::CleanupArgs),
     /// The flannel CNI plugin (CNI_* environment, config on stdin)
     Cni,
     /// Write docker daemon options from the subnet file (mk-docker-opts.sh)
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             commands::agent::main(argv)
         }
         Command::Cni => commands::cni::main(),
+        Command::Cleanup(a) => commands::report(commands::cleanup::run(a)),
         Command::DockerOpts(a) => commands::report(commands::docker_opts::run(a)),
         Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),

@@ -438,3 +438,99 @@ fn ip_masq_with_iptables() {
 fn ip_masq_with_nftables() {
     masquerade_scenario("nftables");
 }
+
+#[test]
+fn cleanup_removes_everything_weft_made_and_nothing_else() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"vxlan"}}"#,
+        2,
+        &["-ip-masq"],
+    );
+    let (h1, _) = &hosts[0];
+    eventually(Duration::from_secs(10), "route to the peer", || {
+        (!cluster_routes(h1).is_empty()).then_some(())
+    });
+    // a host-gw style route into the network, and an unrelated route
+    sh(
+        "ip",
+        &[
+            "-n",
+            &h1.ns,
+            "route",
+            "add",
+            "172.30.99.0/24",
+            "via",
+            "198.18.0.12",
+            "dev",
+            "eth0",
+        ],
+    )
+    .expect("route");
+    sh(
+        "ip",
+        &[
+            "-n",
+            &h1.ns,
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            "198.18.0.12",
+            "dev",
+            "eth0",
+        ],
+    )
+    .expect("route");
+    assert_eq!(lab.stop_agent(h1, false), Some(0));
+    let file = lab.subnet_file(h1).display().to_string();
+    let cleanup = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", &h1.ns, WEFT, "cleanup"];
+        full.extend_from_slice(args);
+        let out = std::process::Command::new("ip")
+            .args(&full)
+            .output()
+            .expect("cleanup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = cleanup(&["--subnet-file", &file]);
+    assert!(report.contains("removed device flannel.1"), "{report}");
+    assert!(
+        report.contains("iptables nat FLANNEL-POSTRTG")
+            && report.contains("iptables filter FLANNEL-FWD"),
+        "{report}"
+    );
+    let ip = |args: &[&str]| {
+        let mut full = vec!["-n", h1.ns.as_str()];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&sh("ip", &full).expect("ip").stdout).into_owned()
+    };
+    assert!(!ip(&["link"]).contains("flannel.1"));
+    assert!(cluster_routes(h1).is_empty(), "{:?}", cluster_routes(h1));
+    assert!(ip(&["nexthop"]).trim().is_empty());
+    assert!(
+        ip(&["route"]).contains("192.0.2.0/24 via 198.18.0.12"),
+        "unrelated route kept"
+    );
+    let saved = String::from_utf8_lossy(
+        &sh("ip", &["netns", "exec", &h1.ns, "iptables-save"])
+            .expect("save")
+            .stdout,
+    )
+    .into_owned();
+    assert!(!saved.contains("FLANNEL"), "{saved}");
+    assert!(
+        lab.subnet_file(h1).exists(),
+        "subnet file kept unless asked"
+    );
+    // again: nothing left to do; and the file can go too
+    assert!(cleanup(&["--subnet-file", &file]).contains("nothing to clean up"));
+    assert!(cleanup(&["--subnet-file", &file, "--remove-subnet-file"]).contains("removed"));
+    assert!(!lab.subnet_file(h1).exists());
+}

@@ -1,5 +1,6 @@
 pub mod agent;
 pub mod bench;
+pub mod cleanup;
 pub mod cni;
 pub mod demo;
 pub mod docker_opts;
