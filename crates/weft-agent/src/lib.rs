@@ -12,6 +12,7 @@ pub mod health;
 pub mod reconcile;
 pub mod run;
 pub mod subnet_file;
+pub mod udp;
 pub mod underlay;
 pub mod vxlan;
 

@@ -9,11 +9,15 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use std::sync::Arc;
 use weft_core::lease::LeaseKey;
 use weft_core::plan::dataplane::diff;
 use weft_core::plan::{Desired, Op, Planner};
 use weft_etcd::LeaseRecord;
+
 use weft_kernel::{KernelError, Netlink, Ownership};
+
+use crate::udp::UdpPeers;
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,10 +28,17 @@ pub struct PassReport {
     pub elapsed: Duration,
 }
 
+/// Where remote leases go: kernel entries planned by a backend, or the
+/// udp backend's userspace peer table.
+pub enum Sink {
+    Kernel(Planner),
+    Udp(Arc<UdpPeers>),
+}
+
 pub struct Reconciler {
     nl: Netlink,
     ownership: Ownership,
-    planner: Planner,
+    sink: Sink,
     own: LeaseKey,
     desired: Desired,
     /// Leases already reported as unusable (to log each once).
@@ -37,11 +48,11 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(nl: Netlink, planner: Planner, ownership: Ownership, own: LeaseKey) -> Self {
+    pub fn new(nl: Netlink, sink: Sink, ownership: Ownership, own: LeaseKey) -> Self {
         Reconciler {
             nl,
             ownership,
-            planner,
+            sink,
             own,
             desired: Desired::default(),
             warned: HashSet::new(),
@@ -59,6 +70,9 @@ impl Reconciler {
 
     /// Replaces every peer with `records` (own lease skipped).
     pub fn reset(&mut self, records: &[LeaseRecord]) {
+        if let Sink::Udp(peers) = &self.sink {
+            peers.clear();
+        }
         let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = records
             .iter()
             .filter_map(|r| Some((Self::subnet(&r.key)?, self.plan(r)?)))
@@ -72,7 +86,24 @@ impl Reconciler {
         if rec.key == self.own {
             return None;
         }
-        match self.planner.entries(&rec.key, &rec.attrs) {
+        let planner = match &self.sink {
+            Sink::Kernel(p) => p,
+            Sink::Udp(peers) => {
+                match (rec.key.v4, rec.attrs.backend()) {
+                    (Some(subnet), "udp") => peers.set(subnet, rec.attrs.public_ip),
+                    (_, other) => {
+                        if self.warned.insert(rec.key) {
+                            tracing::warn!(
+                                "lease {}: backend {other:?} is not udp; lease ignored",
+                                rec.key
+                            );
+                        }
+                    }
+                }
+                return None;
+            }
+        };
+        match planner.entries(&rec.key, &rec.attrs) {
             Ok(entries) => {
                 self.warned.remove(&rec.key);
                 Some(entries)
@@ -102,6 +133,9 @@ impl Reconciler {
     /// A lease went away (deleted or expired): the operations to apply.
     pub fn remove(&mut self, key: &LeaseKey) -> Vec<Op> {
         self.warned.remove(key);
+        if let (Sink::Udp(peers), Some(subnet)) = (&self.sink, key.v4) {
+            peers.remove(subnet);
+        }
         match Self::subnet(key) {
             Some(s) => self.desired.remove(s),
             None => Vec::new(),

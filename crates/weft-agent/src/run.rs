@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,9 +24,9 @@ use weft_kernel::{Netlink, Ownership};
 
 use crate::acquire::{acquire, own_previous};
 use crate::flags::AgentArgs;
-use crate::reconcile::Reconciler;
+use crate::reconcile::{Reconciler, Sink};
 use crate::underlay::{self, Selector};
-use crate::{health, subnet_file, vxlan};
+use crate::{health, subnet_file, udp, vxlan};
 
 /// How the agent ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +144,7 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         ifindex: underlay.index,
         network: underlay.local_net,
     };
+    let mut tun = None;
     let (attrs, mtu, vxlan_dev) = match &backend {
         BackendConfig::Vxlan(vx) => {
             let dev = setup_vxlan(&mut nl, vx, &underlay, &listing, &pool)?;
@@ -155,7 +157,14 @@ async fn agent(args: AgentArgs) -> Result<Never> {
                 Some(dev.index),
             )
         }
-        _ => (LeaseAttrs::host_gw(underlay.public_ip), underlay.mtu, None),
+        BackendConfig::HostGw => (LeaseAttrs::host_gw(underlay.public_ip), underlay.mtu, None),
+        BackendConfig::Udp(_) => {
+            let mtu = underlay.mtu.saturating_sub(udp::UDP_V4_OVERHEAD);
+            let dev = udp::open_device(mtu)
+                .with_context(|| format!("creating the TUN device {}", udp::DEVICE))?;
+            tun = Some(dev);
+            (LeaseAttrs::udp(underlay.public_ip), mtu, None)
+        }
     };
 
     let subnet_path = Path::new(&args.subnet_file);
@@ -194,34 +203,62 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         network: Some(pool.network()),
         exclude: Some(IpNet::V4(subnet)),
     };
-    let planner = match (&backend, vxlan_dev) {
-        (BackendConfig::Vxlan(vx), Some(ifindex)) => {
+    let sink = match (&backend, vxlan_dev, tun) {
+        (BackendConfig::Vxlan(vx), Some(ifindex), _) => {
             let direct = vx.direct_routing.then_some(local);
             if direct.is_some() {
                 ownership.route_devices.push(underlay.index);
             }
-            Planner::Vxlan(VxlanPlanner {
+            Sink::Kernel(Planner::Vxlan(VxlanPlanner {
                 ifindex,
                 nexthops,
                 direct,
-            })
+            }))
         }
+        (BackendConfig::Udp(u), _, Some(dev)) => Sink::Udp(start_udp(
+            &mut nl, dev, &underlay, u.port, &pool, subnet, mtu,
+        )?),
         _ => {
             ownership.route_devices.push(underlay.index);
-            Planner::HostGw(HostGwPlanner {
+            Sink::Kernel(Planner::HostGw(HostGwPlanner {
                 underlay: local,
                 nexthops,
-            })
+            }))
         }
     };
     // host-gw routes sit among the host's own: re-check them as flanneld does (10 s)
     let mut resync = Duration::from_secs(args.resync_interval.max(1));
-    if matches!(planner, Planner::HostGw(_)) {
+    if matches!(sink, Sink::Kernel(Planner::HostGw(_))) {
         resync = resync.min(HOST_GW_RESYNC);
     }
-    let mut rec = Reconciler::new(nl, planner, ownership, lease.key);
+    let mut rec = Reconciler::new(nl, sink, ownership, lease.key);
     let revision = relist_and_sync(&mut reg, &mut rec).await?;
     event_loop(&args, &mut reg, &mut rec, lease, revision, resync).await
+}
+
+/// The udp backend: `flannel0` gets `<subnet>.0/<network length>` (so the
+/// kernel routes the whole network into it), then the forwarding threads
+/// start on a socket bound to the underlay address.
+fn start_udp(
+    nl: &mut Netlink,
+    dev: tun_rs::SyncDevice,
+    underlay: &underlay::Underlay,
+    port: u16,
+    pool: &SubnetPool,
+    subnet: Ipv4Net,
+    mtu: u32,
+) -> Result<Arc<udp::UdpPeers>> {
+    let link = weft_kernel::link_by_name(nl, udp::DEVICE)?
+        .ok_or_else(|| anyhow!("{} vanished after creation", udp::DEVICE))?;
+    let addr = Ipv4Net::new(subnet.network(), pool.network().prefix_len())?;
+    weft_kernel::ensure_address(nl, link.index, IpNet::V4(addr)).context("addressing flannel0")?;
+    weft_kernel::set_link_up(nl, link.index, Some(mtu))?;
+    let sock = std::net::UdpSocket::bind((underlay.local_ip, port))
+        .with_context(|| format!("binding udp {}:{port}", underlay.local_ip))?;
+    let peers = Arc::new(udp::UdpPeers::new(subnet.prefix_len(), port));
+    udp::start(dev, sock, peers.clone()).context("starting the udp data path")?;
+    tracing::info!(device = udp::DEVICE, %addr, mtu, port, "udp backend ready");
+    Ok(peers)
 }
 
 /// Masquerade and forward rules: applied once now, then re-asserted every
@@ -359,13 +396,7 @@ fn usable(c: NetConfig) -> std::result::Result<(SubnetPool, BackendConfig), Stri
     if c.ipv6.is_some() {
         return Err("field EnableIPv6: IPv6 is not supported by this weft version yet".into());
     }
-    match c.backend {
-        BackendConfig::Udp(_) => Err(
-            "field Backend.Type: \"udp\" is not supported by this weft version yet (vxlan and host-gw are)"
-                .into(),
-        ),
-        b => Ok((pool, b)),
-    }
+    Ok((pool, c.backend))
 }
 
 /// Retries an etcd operation with exponential backoff (0.1 s to 5 s).
@@ -538,8 +569,8 @@ mod tests {
         ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
+        assert!(parse(r#"{"Network":"10.0.0.0/16"}"#).is_ok(), "udp");
         for (json, field) in [
-            (r#"{"Network":"10.0.0.0/16"}"#, "Backend.Type"),
             (
                 r#"{"Network":"10.0.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#,
                 "EnableIPv6",

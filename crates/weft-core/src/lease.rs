@@ -171,6 +171,18 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value a udp host publishes: `{"PublicIP":…,"PublicIPv6":null}`
+    /// (flanneld writes no BackendType for udp).
+    pub fn udp(public_ip: Ipv4Addr) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip,
+            public_ipv6: None,
+            backend_type: None,
+            backend_data: None,
+            backend_v6_data: None,
+        }
+    }
+
     /// Parses a lease value read from etcd; `key` is only used in errors.
     pub fn parse(key: &str, json: &[u8]) -> Result<LeaseAttrs, LeaseError> {
         serde_json::from_slice(json).map_err(|e| LeaseError::Value {

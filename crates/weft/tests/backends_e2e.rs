@@ -534,3 +534,85 @@ fn cleanup_removes_everything_weft_made_and_nothing_else() {
     assert!(cleanup(&["--subnet-file", &file, "--remove-subnet-file"]).contains("removed"));
     assert!(!lab.subnet_file(h1).exists());
 }
+
+/// Runs iperf3 between two pods for `secs` seconds; returns Gbit/s received.
+pub fn iperf(server_ns: &str, server_ip: std::net::Ipv4Addr, client_ns: &str, secs: u32) -> f64 {
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", server_ns, "iperf3", "-s", "-1", "-B"])
+        .arg(server_ip.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 server (Debian's iperf3)");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            client_ns,
+            "iperf3",
+            "-c",
+            &server_ip.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.expect("iperf3 client");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second")
+        / 1e9
+}
+
+#[test]
+fn udp_backend_carries_pings_and_tcp_between_pods() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"udp"}}"#,
+        2,
+        &[],
+    );
+    let (h1, env1) = &hosts[0];
+    assert_eq!(env1.mtu, Some(1472), "underlay 1500 - 28");
+    let key = subnet(env1).replace('/', "-");
+    let value = lab
+        .etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!("/coreos.com/network/subnets/{key}"),
+        ])
+        .expect("get");
+    assert_eq!(
+        value.trim(),
+        r#"{"PublicIP":"198.18.0.11","PublicIPv6":null}"#,
+        "flanneld's udp lease has no BackendType"
+    );
+    let link = String::from_utf8_lossy(
+        &sh("ip", &["-n", &h1.ns, "addr", "show", "flannel0"])
+            .expect("flannel0")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        link.contains(&format!("inet {}/16", env1.subnet.expect("s").network())),
+        "{link}"
+    );
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(&hosts[1].0, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10))
+        .expect("ping over udp");
+    lab.ping(&b, a.ip, Duration::from_secs(10))
+        .expect("ping back over udp");
+    let gbps = iperf(&b.ns, b.ip, &a.ns, 2);
+    assert!(
+        gbps > 0.01,
+        "TCP moves data over the udp backend: {gbps} Gbit/s"
+    );
+    eprintln!("udp backend, pod to pod: {gbps:.2} Gbit/s (iperf3, 2 s)");
+}
