@@ -82,16 +82,37 @@ pub fn ipv4_dst(packet: &[u8]) -> Option<Ipv4Addr> {
     ))
 }
 
-/// Creates (or re-opens) the TUN device.
+/// Creates the TUN device with TCP/UDP segmentation offload, so one read
+/// returns up to 64 KB of a flow (split here into MTU-sized packets) and
+/// one write can carry many coalesced segments; plain packet I/O where the
+/// kernel cannot.
 pub fn open_device(mtu: u32) -> io::Result<SyncDevice> {
-    tun_rs::DeviceBuilder::new()
-        .name(DEVICE)
-        .mtu(mtu.min(u16::MAX as u32) as u16)
-        .build_sync()
+    let build = |offload: bool| {
+        tun_rs::DeviceBuilder::new()
+            .name(DEVICE)
+            .mtu(mtu.min(u16::MAX as u32) as u16)
+            .offload(offload)
+            .build_sync()
+    };
+    build(true).or_else(|e| {
+        tracing::warn!("TUN offload unavailable ({e}); using plain packet I/O");
+        build(false)
+    })
 }
+
+/// Most datagrams one UDP GSO send may carry.
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes one UDP GSO send may carry.
+const GSO_MAX_BYTES: usize = 65_000;
+const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Starts the two forwarding threads.
 pub fn start(dev: SyncDevice, sock: UdpSocket, peers: Arc<UdpPeers>) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // Big socket buffers; GRO on receive (coalesced same-size datagrams).
+    let _ = setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER);
+    let _ = setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER);
+    let gro = setsockopt(&sock, sockopt::UdpGroSegment, &true).is_ok();
     // One queue shared by both threads: reads and writes on a TUN fd are
     // independent (a second queue would receive some of the outgoing flows).
     let dev = Arc::new(dev);
@@ -100,42 +121,156 @@ pub fn start(dev: SyncDevice, sock: UdpSocket, peers: Arc<UdpPeers>) -> io::Resu
     std::thread::Builder::new()
         .name("weft-udp-tx".into())
         .spawn(move || {
-            let mut buf = vec![0u8; BUF];
-            loop {
-                let n = match dev.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::error!("reading {DEVICE}: {e}; udp transmit stopped");
-                        return;
-                    }
-                };
-                let packet = &buf[..n];
-                if let Some(peer) = ipv4_dst(packet).and_then(|d| peers.lookup(d)) {
-                    // a full socket buffer drops the packet, as a NIC would
-                    let _ = sock.send_to(packet, peer);
-                }
+            if let Err(e) = transmit(&dev, &sock, &peers) {
+                tracing::error!("udp transmit stopped: {e}");
             }
         })?;
     std::thread::Builder::new()
         .name("weft-udp-rx".into())
         .spawn(move || {
-            let mut buf = vec![0u8; BUF];
-            loop {
-                let n = match sock_rx.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::error!("receiving udp: {e}; udp receive stopped");
-                        return;
-                    }
-                };
-                if ipv4_dst(&buf[..n]).is_some() {
-                    let _ = dev_rx.send(&buf[..n]);
-                }
+            if let Err(e) = receive(&dev_rx, &sock_rx, gro) {
+                tracing::error!("udp receive stopped: {e}");
             }
         })?;
     Ok(())
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
+}
+
+/// TUN → UDP. Runs of same-size packets to one peer leave in one GSO send.
+fn transmit(dev: &SyncDevice, sock: &UdpSocket, peers: &UdpPeers) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut original = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + BUF];
+    let mut bufs: Vec<Vec<u8>> = (0..tun_rs::IDEAL_BATCH_SIZE)
+        .map(|_| vec![0u8; BUF])
+        .collect();
+    let mut sizes = vec![0usize; tun_rs::IDEAL_BATCH_SIZE];
+    let mut dsts: Vec<Option<SocketAddrV4>> = vec![None; tun_rs::IDEAL_BATCH_SIZE];
+    let fd = sock.as_raw_fd();
+    loop {
+        let n = match dev.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
+            Ok(n) => n,
+            Err(e) if retryable(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for i in 0..n {
+            dsts[i] = ipv4_dst(&bufs[i][..sizes[i]]).and_then(|d| peers.lookup(d));
+        }
+        let mut i = 0;
+        while i < n {
+            let Some(peer) = dsts[i] else {
+                i += 1;
+                continue;
+            };
+            let seg = sizes[i];
+            let (mut j, mut total) = (i + 1, seg);
+            while j < n
+                && j - i < GSO_MAX_SEGMENTS
+                && dsts[j] == Some(peer)
+                && sizes[j] <= seg
+                && total + sizes[j] <= GSO_MAX_BYTES
+            {
+                total += sizes[j];
+                j += 1;
+                if sizes[j - 1] < seg {
+                    break; // only the last segment may be shorter
+                }
+            }
+            // a full socket buffer drops the packets, as a NIC would
+            let _ = send_run(fd, &bufs[i..j], &sizes[i..j], seg, peer);
+            i = j;
+        }
+    }
+}
+
+/// Sends packets as one UDP GSO datagram train (or one plain datagram).
+fn send_run(
+    fd: std::os::fd::RawFd,
+    bufs: &[Vec<u8>],
+    sizes: &[usize],
+    seg: usize,
+    peer: SocketAddrV4,
+) -> nix::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
+    let iov: Vec<io::IoSlice> = bufs
+        .iter()
+        .zip(sizes)
+        .map(|(b, n)| io::IoSlice::new(&b[..*n]))
+        .collect();
+    let addr = SockaddrIn::from(peer);
+    if iov.len() == 1 {
+        return sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&addr));
+    }
+    let gso = seg as u16;
+    sendmsg(
+        fd,
+        &iov,
+        &[ControlMessage::UdpGsoSegments(&gso)],
+        MsgFlags::empty(),
+        Some(&addr),
+    )
+}
+
+/// UDP → TUN. Coalesced datagrams are split into packets and written with
+/// GRO, so a TCP flow's segments reach the kernel as few large writes.
+fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let hdr = tun_rs::VIRTIO_NET_HDR_LEN;
+    let mut big = vec![0u8; BUF];
+    let mut bufs: Vec<Vec<u8>> = (0..tun_rs::IDEAL_BATCH_SIZE)
+        .map(|_| Vec::with_capacity(hdr + BUF))
+        .collect();
+    let mut table = tun_rs::GROTable::default();
+    let mut cmsg = nix::cmsg_space!(i32);
+    let fd = sock.as_raw_fd();
+    loop {
+        let mut count = 0;
+        let mut flags = MsgFlags::empty();
+        // one blocking read, then whatever else is already queued
+        while count + GSO_MAX_SEGMENTS <= bufs.len() {
+            let (n, seg) = {
+                let mut iov = [io::IoSliceMut::new(&mut big)];
+                let msg = match recvmsg::<SockaddrIn>(fd, &mut iov, gro.then_some(&mut cmsg), flags)
+                {
+                    Ok(m) => m,
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                let seg = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),
+                        _ => None,
+                    })
+                });
+                (msg.bytes, seg)
+            };
+            flags = MsgFlags::MSG_DONTWAIT;
+            let seg = seg.filter(|s| *s > 0).unwrap_or(n.max(1));
+            for chunk in big[..n].chunks(seg) {
+                if ipv4_dst(chunk).is_none() || count == bufs.len() {
+                    continue;
+                }
+                let b = &mut bufs[count];
+                b.clear();
+                b.resize(hdr, 0);
+                b.extend_from_slice(chunk);
+                count += 1;
+            }
+        }
+        if count > 0 {
+            if let Err(e) = dev.send_multiple(&mut table, &mut bufs[..count], hdr) {
+                if !retryable(&e) {
+                    tracing::debug!("writing to {DEVICE}: {e}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +291,42 @@ mod tests {
         assert_eq!(p.lookup("172.30.15.1".parse().expect("ip")), None);
         p.remove("172.30.14.0/24".parse().expect("net"));
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_gso_run_arrives_as_one_datagram_per_packet() {
+        use std::os::fd::AsRawFd;
+        // what a flanneld peer (no UDP GRO) receives from one GSO send
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let std::net::SocketAddr::V4(to) = rx.local_addr().expect("addr") else {
+            panic!("v4")
+        };
+        let packet = |len: usize, fill: u8| {
+            let mut p = vec![fill; len];
+            p[0] = 0x45;
+            p
+        };
+        let bufs = vec![
+            packet(1400, 1),
+            packet(1400, 2),
+            packet(1400, 3),
+            packet(900, 4),
+        ];
+        let sizes: Vec<usize> = bufs.iter().map(Vec::len).collect();
+        let sent = send_run(tx.as_raw_fd(), &bufs, &sizes, 1400, to).expect("gso send");
+        assert_eq!(sent, 5100);
+        let mut buf = [0u8; 65536];
+        for want in &bufs {
+            let n = rx.recv(&mut buf).expect("datagram");
+            assert_eq!(
+                &buf[..n],
+                &want[..],
+                "one datagram per packet, content intact"
+            );
+        }
     }
 
     #[test]
