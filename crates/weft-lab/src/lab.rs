@@ -511,6 +511,46 @@ impl Lab {
         }
     }
 
+    /// TCP throughput from `client` to `server` with iperf3 over `secs`
+    /// seconds, in Gbit/s.
+    pub fn iperf(&self, server: &Pod, client: &Pod, secs: u32) -> Result<f64> {
+        let mut srv = std::process::Command::new("ip")
+            .args(["netns", "exec", &server.ns, "iperf3", "-s", "-1", "-B"])
+            .arg(server.ip.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting iperf3 (Debian's iperf3 package)")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out = sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &client.ns,
+                "iperf3",
+                "-c",
+                &server.ip.to_string(),
+                "-t",
+                &secs.to_string(),
+                "-J",
+            ],
+        );
+        let _ = srv.kill();
+        let _ = srv.wait();
+        let v: serde_json::Value = serde_json::from_slice(&out?.stdout).context("iperf3 JSON")?;
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .map(|b| b / 1e9)
+            .ok_or_else(|| anyhow!("iperf3 reported no throughput"))
+    }
+
+    /// Writes a subnet file for `host` by hand (for hand-built baselines).
+    pub fn write_subnet_env(&self, host: &Host, env: &SubnetEnv) -> Result<()> {
+        std::fs::write(self.subnet_file(host), env.render())?;
+        Ok(())
+    }
+
     /// A netlink socket inside `host`.
     pub fn netlink(&self, host: &Host) -> Result<Netlink> {
         Ok(Netlink::open_in_netns(Path::new(&format!(

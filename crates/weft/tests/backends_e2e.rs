@@ -535,40 +535,6 @@ fn cleanup_removes_everything_weft_made_and_nothing_else() {
     assert!(!lab.subnet_file(h1).exists());
 }
 
-/// Runs iperf3 between two pods for `secs` seconds; returns Gbit/s received.
-pub fn iperf(server_ns: &str, server_ip: std::net::Ipv4Addr, client_ns: &str, secs: u32) -> f64 {
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", server_ns, "iperf3", "-s", "-1", "-B"])
-        .arg(server_ip.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 server (Debian's iperf3)");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            client_ns,
-            "iperf3",
-            "-c",
-            &server_ip.to_string(),
-            "-t",
-            &secs.to_string(),
-            "-J",
-        ],
-    );
-    let _ = server.kill();
-    let _ = server.wait();
-    let out = out.expect("iperf3 client");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("bits_per_second")
-        / 1e9
-}
-
 #[test]
 fn udp_backend_carries_pings_and_tcp_between_pods() {
     let mut lab = lab();
@@ -609,7 +575,7 @@ fn udp_backend_carries_pings_and_tcp_between_pods() {
         .expect("ping over udp");
     lab.ping(&b, a.ip, Duration::from_secs(10))
         .expect("ping back over udp");
-    let gbps = iperf(&b.ns, b.ip, &a.ns, 2);
+    let gbps = lab.iperf(&b, &a, 2).expect("iperf3");
     assert!(
         gbps > 0.01,
         "TCP moves data over the udp backend: {gbps} Gbit/s"

@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
     #[arg(long)]
     wrap: Option<String>,
+    /// Scenarios: leases (control plane) and/or datapath (iperf3 per backend)
+    #[arg(long, value_delimiter = ',', default_value = "leases")]
+    scenario: Vec<String>,
+    /// Seconds per iperf3 run in the datapath scenario
+    #[arg(long, default_value_t = 3)]
+    iperf_secs: u32,
 }
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
@@ -213,6 +219,29 @@ fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let weft = std::env::current_exe().context("locating the weft binary")?;
+    let mut report = serde_json::Map::new();
+    for s in &a.scenario {
+        match s.as_str() {
+            "leases" => {
+                report.insert("leases".into(), leases(&a, &weft)?);
+            }
+            "datapath" => {
+                report.insert(
+                    "datapath".into(),
+                    super::datapath::run(&weft, a.iperf_secs)?,
+                );
+            }
+            other => bail!("--scenario {other:?}: want leases or datapath"),
+        }
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     let mut json = Vec::new();
     println!(
         "weft bench: agent vs real etcd {} in network namespaces, {} CPUs",
@@ -231,7 +260,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "RSS/peak MiB"
     );
     for &n in &a.counts {
-        let mut lab = Lab::new("wbench", &weft)?;
+        let mut lab = Lab::new("wbench", weft)?;
         lab.start_etcd()?;
         lab.put_config(CONFIG)?;
         let host = lab.host("node1", 11)?;
@@ -293,11 +322,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace;");
     println!(" RSS after the cold start: VmRSS, VmHWM, RssAnon — the rest of VmRSS is the binary's clean, shared file pages)");
-    if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
-        println!("figures written to {}", path.display());
-    }
-    Ok(())
+    Ok(serde_json::Value::Array(json))
 }
 
 fn etcd_version() -> String {

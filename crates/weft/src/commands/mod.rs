@@ -2,6 +2,7 @@ pub mod agent;
 pub mod bench;
 pub mod cleanup;
 pub mod cni;
+pub mod datapath;
 pub mod demo;
 pub mod docker_opts;
 pub mod install;
