@@ -1,0 +1,372 @@
+//! Faults and load, end to end on real etcd: simultaneous starts, watch
+//! compaction during churn, agent kills, leases lost while away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use weft_core::subnet_file::SubnetEnv;
+use weft_lab::{sh, Host, Lab};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+
+fn lab() -> Lab {
+    Lab::new("wtf", Path::new(WEFT)).expect("lab: these tests need root")
+}
+
+fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The lease table in etcd: short key -> value.
+fn leases(lab: &Lab) -> BTreeMap<String, String> {
+    let out = lab
+        .etcdctl(&["get", "--prefix", "/coreos.com/network/subnets/"])
+        .expect("get");
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .filter_map(|kv| {
+            Some((
+                kv[0].rsplit('/').next()?.to_string(),
+                kv.get(1)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// (route, neighbour MAC, FDB destination) per remote subnet on flannel.1, as the kernel has them.
+fn kernel_peers(lab: &Lab, host: &Host) -> BTreeSet<String> {
+    let mut nl = lab.netlink(host).expect("netlink");
+    let Some(dev) = weft_kernel::link_by_name(&mut nl, "flannel.1").expect("links") else {
+        return BTreeSet::new();
+    };
+    let plane = weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(dev.index))
+        .expect("dump");
+    let mut out = BTreeSet::new();
+    for dst in plane.routes.keys() {
+        let gw = dst.network();
+        let mac = plane.neighs.values().find(|n| n.ip == gw).map(|n| n.mac);
+        let fdb = mac
+            .and_then(|m| plane.fdb.values().find(|f| f.mac == m))
+            .map(|f| f.dst);
+        out.insert(format!("{dst} {mac:?} {fdb:?}"));
+    }
+    assert_eq!(
+        plane.neighs.len(),
+        plane.routes.len(),
+        "one neighbour per route"
+    );
+    assert_eq!(
+        plane.fdb.len(),
+        plane.routes.len(),
+        "one FDB entry per route"
+    );
+    out
+}
+
+/// What the kernel should hold on `host` for the etcd table `table`.
+fn expected_peers(table: &BTreeMap<String, String>, own: &str) -> BTreeSet<String> {
+    table
+        .iter()
+        .filter(|(k, _)| k.as_str() != own)
+        .map(|(k, v)| {
+            let attrs = weft_core::LeaseAttrs::parse(k, v.as_bytes()).expect("lease");
+            let d = attrs.vxlan_data(k, false).expect("vxlan data");
+            let dst = k.replace('-', "/");
+            format!(
+                "{dst} {:?} {:?}",
+                Some(d.vtep_mac),
+                Some(std::net::IpAddr::V4(attrs.public_ip))
+            )
+        })
+        .collect()
+}
+
+fn fake_lease(lab: &Lab, third: u8) {
+    let v = format!(
+        r#"{{"PublicIP":"198.19.0.{third}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"02:42:00:00:00:{third:02x}"}}}}"#
+    );
+    lab.etcdctl(&[
+        "put",
+        &format!("/coreos.com/network/subnets/172.30.{third}.0-24"),
+        &v,
+    ])
+    .expect("put");
+}
+
+#[test]
+fn fifty_agents_starting_at_once_get_fifty_distinct_subnets() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let hosts: Vec<Host> = (0..50)
+        .map(|i| lab.host(&format!("n{i}"), 20 + i).expect("host"))
+        .collect();
+    for h in &hosts {
+        lab.start_agent(h, &[]).expect("agent");
+    }
+    let mut by_file = BTreeMap::new();
+    for h in &hosts {
+        let env: SubnetEnv = lab
+            .wait_subnet_env(h, Duration::from_secs(60))
+            .expect("subnet file");
+        let subnet = env.subnet.expect("subnet").trunc().to_string();
+        assert!(
+            by_file.insert(subnet.clone(), h.ip).is_none(),
+            "{subnet} given twice"
+        );
+    }
+    let table = leases(&lab);
+    assert_eq!(table.len(), 50, "exactly one lease per host");
+    for (subnet, ip) in &by_file {
+        let value = table
+            .get(&subnet.replace('/', "-"))
+            .expect("lease for each subnet file");
+        assert!(
+            value.contains(&format!("\"PublicIP\":\"{ip}\"")),
+            "{subnet}: {value}"
+        );
+    }
+}
+
+#[test]
+fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let h = lab.host("h1", 11).expect("host");
+    lab.start_agent(&h, &[]).expect("agent");
+    let own = lab
+        .wait_subnet_env(&h, Duration::from_secs(20))
+        .expect("subnet")
+        .subnet
+        .expect("s")
+        .trunc()
+        .to_string()
+        .replace('/', "-");
+    for t in 100..120 {
+        fake_lease(&lab, t);
+    }
+    eventually(Duration::from_secs(10), "20 peers", || {
+        (kernel_peers(&lab, &h).len() == 20).then_some(())
+    });
+
+    // freeze the agent, churn, compact everything it has not seen, thaw
+    lab.agent(&h)
+        .expect("agent")
+        .signal(nix::sys::signal::Signal::SIGSTOP);
+    for t in 100..110 {
+        lab.etcdctl(&[
+            "del",
+            &format!("/coreos.com/network/subnets/172.30.{t}.0-24"),
+        ])
+        .expect("del");
+    }
+    for t in 150..170 {
+        fake_lease(&lab, t);
+    }
+    fake_lease(&lab, 115); // changed in place (same value, new revision)
+    let status = lab
+        .etcdctl(&["endpoint", "status", "-w", "json"])
+        .expect("status");
+    let rev: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let rev = rev[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .expect("revision");
+    lab.etcdctl(&["compact", &rev.to_string()])
+        .expect("compact");
+    lab.etcdctl(&["defrag"]).expect("defrag");
+    lab.agent(&h)
+        .expect("agent")
+        .signal(nix::sys::signal::Signal::SIGCONT);
+
+    let table = leases(&lab);
+    let want = expected_peers(&table, &own);
+    assert_eq!(want.len(), 30);
+    eventually(
+        Duration::from_secs(20),
+        "the kernel to equal etcd exactly",
+        || (kernel_peers(&lab, &h) == want).then_some(()),
+    );
+    assert!(lab.agent(&h).expect("agent").alive());
+}
+
+#[test]
+fn random_churn_ends_with_kernel_equal_to_etcd() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let h = lab.host("h1", 11).expect("host");
+    lab.start_agent(&h, &[]).expect("agent");
+    let own = lab
+        .wait_subnet_env(&h, Duration::from_secs(20))
+        .expect("subnet")
+        .subnet
+        .expect("s")
+        .trunc()
+        .to_string()
+        .replace('/', "-");
+    // a deterministic pseudo-random walk over 150 subnets: 600 puts and
+    // deletes in transactions of 50, as fast as etcd takes them
+    let mut x: u32 = 12345;
+    let mut ops = Vec::new();
+    for _ in 0..600 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let third = 100 + (x >> 16) % 150;
+        let key = format!("/coreos.com/network/subnets/172.30.{third}.0-24");
+        if key.ends_with(&own) {
+            continue;
+        }
+        if (x >> 8) % 3 == 0 {
+            ops.push((key.clone(), etcd_client::TxnOp::delete(key, None)));
+        } else {
+            let last = (x >> 4) % 250;
+            let value = format!(
+                r#"{{"PublicIP":"198.19.1.{last}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"02:43:00:00:{:02x}:{last:02x}"}}}}"#,
+                third as u8
+            );
+            ops.push((key.clone(), etcd_client::TxnOp::put(key, value, None)));
+        }
+    }
+    weft_lab::in_netns(&lab.etcd_ns().expect("ns"), move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut c = etcd_client::Client::connect(["http://127.0.0.1:2379"], None)
+                .await
+                .expect("connect");
+            for chunk in ops.chunks(50) {
+                // etcd allows a key once per transaction: cut the batch at repeats
+                let mut seen = std::collections::HashSet::new();
+                let mut batch = Vec::new();
+                for (key, op) in chunk {
+                    if !seen.insert(key.clone()) {
+                        c.txn(etcd_client::Txn::new().and_then(std::mem::take(&mut batch)))
+                            .await
+                            .expect("txn");
+                        seen.clear();
+                        seen.insert(key.clone());
+                    }
+                    batch.push(op.clone());
+                }
+                c.txn(etcd_client::Txn::new().and_then(batch))
+                    .await
+                    .expect("txn");
+            }
+        })
+    })
+    .expect("netns");
+    let table = leases(&lab);
+    let want = expected_peers(&table, &own);
+    assert!(
+        want.len() > 50,
+        "the walk left a sizeable table: {}",
+        want.len()
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the kernel to equal etcd exactly",
+        || (kernel_peers(&lab, &h) == want).then_some(()),
+    );
+}
+
+#[test]
+fn sigkill_and_restart_lose_no_pings_and_an_expired_lease_is_replaced() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let h1 = lab.host("h1", 11).expect("host");
+    let h2 = lab.host("h2", 12).expect("host");
+    for h in [&h1, &h2] {
+        lab.start_agent(h, &[]).expect("agent");
+    }
+    let env1 = lab
+        .wait_subnet_env(&h1, Duration::from_secs(20))
+        .expect("subnet");
+    lab.wait_subnet_env(&h2, Duration::from_secs(20))
+        .expect("subnet");
+    let a = lab.pod(&h1, "a").expect("pod");
+    let b = lab.pod(&h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10)).expect("ping");
+
+    // 100 pings over 5 s while h1's agent is SIGKILLed and restarted
+    let pinger = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.ns,
+            "ping",
+            "-q",
+            "-i",
+            "0.05",
+            "-c",
+            "100",
+            &b.ip.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stop_agent(&h1, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.start_agent(&h1, &[]).expect("restart");
+    let out = pinger.wait_with_output().expect("ping done");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("100 received"),
+        "no ping lost across SIGKILL and restart: {text}"
+    );
+    let again = lab
+        .wait_subnet_env(&h1, Duration::from_secs(20))
+        .expect("subnet");
+    assert_eq!(again.subnet, env1.subnet, "same subnet");
+
+    // its lease expires while it is away (the etcd lease is revoked): on
+    // restart it takes the subnet of its subnet file again, cleanly
+    lab.stop_agent(&h1, true);
+    let key = format!(
+        "/coreos.com/network/subnets/{}",
+        env1.subnet
+            .expect("s")
+            .trunc()
+            .to_string()
+            .replace('/', "-")
+    );
+    let json = lab.etcdctl(&["get", &key, "-w", "json"]).expect("get");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let lease_id = v["kvs"][0]["lease"]
+        .as_i64()
+        .expect("key has an etcd lease");
+    lab.etcdctl(&["lease", "revoke", &format!("{lease_id:x}")])
+        .expect("revoke");
+    assert!(
+        lab.etcdctl(&["get", &key]).expect("get").trim().is_empty(),
+        "expired"
+    );
+    lab.start_agent(&h1, &[]).expect("restart");
+    let env3 = lab
+        .wait_subnet_env(&h1, Duration::from_secs(20))
+        .expect("subnet");
+    assert_eq!(
+        env3.subnet, env1.subnet,
+        "re-acquired the subnet of its subnet file"
+    );
+    assert_eq!(leases(&lab).len(), 2);
+    lab.ping(&a, b.ip, Duration::from_secs(10))
+        .expect("ping after re-acquisition");
+    let _ = sh("true", &[]);
+}
