@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_core::lease::{LeaseAttrs, LeaseKey};
 use weft_core::subnet::SubnetPool;
 use weft_etcd::{AcquiredLease, EtcdError, LeaseListing, Registry};
@@ -33,33 +33,75 @@ pub enum AcquireError {
     Etcd(#[from] EtcdError),
 }
 
-/// The lease among `listing` that this host held before, if any.
+/// The address pools of the cluster, per family.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    pub v4: Option<SubnetPool>,
+    pub v6: Option<SubnetPool>,
+}
+
+impl Pools {
+    fn contains(&self, key: &LeaseKey) -> bool {
+        let v4_ok = match (&self.v4, key.v4) {
+            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V4(n)),
+            (None, None) => true,
+            _ => false,
+        };
+        let v6_ok = match (&self.v6, key.v6) {
+            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V6(n)),
+            (None, None) => true,
+            _ => false,
+        };
+        v4_ok && v6_ok
+    }
+}
+
+/// The lease among `listing` that this host held before, if any: same
+/// public address (IPv4, or IPv6 in IPv6-only clusters) and subnets that
+/// fit the current pools.
 pub fn own_previous<'a>(
     listing: &'a LeaseListing,
-    pool: &SubnetPool,
+    pools: &Pools,
     attrs: &LeaseAttrs,
 ) -> Option<&'a weft_etcd::LeaseRecord> {
     listing.leases.iter().find(|r| {
-        r.attrs.public_ip == attrs.public_ip
-            && r.key
-                .v4
-                .is_some_and(|n| pool.contains_subnet(&IpNet::V4(n)))
+        let same_host = if pools.v4.is_some() {
+            r.attrs.public_ip == attrs.public_ip
+        } else {
+            r.attrs.public_ipv6.is_some() && r.attrs.public_ipv6 == attrs.public_ipv6
+        };
+        same_host && pools.contains(&r.key)
     })
+}
+
+fn exhausted(pool: &SubnetPool) -> AcquireError {
+    AcquireError::PoolExhausted {
+        network: pool.network(),
+        min: pool.min(),
+        max: pool.max(),
+        capacity: pool.capacity(),
+    }
+}
+
+/// A free subnet of `pool` (the previous one when free), or the pool is full.
+fn pick(pool: &SubnetPool, taken: &HashSet<IpNet>, previous: Option<IpNet>) -> Result<IpNet, AcquireError> {
+    pool.choose(taken, previous, rand::random())
+        .ok_or_else(|| exhausted(pool))
 }
 
 /// Acquires a lease for `attrs`; `listing` is refreshed as races are lost.
 pub async fn acquire(
     reg: &mut Registry,
-    pool: &SubnetPool,
+    pools: &Pools,
     attrs: &LeaseAttrs,
-    previous_file_subnet: Option<Ipv4Net>,
+    previous: (Option<Ipv4Net>, Option<Ipv6Net>),
     mut listing: LeaseListing,
 ) -> Result<AcquiredLease, AcquireError> {
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             listing = reg.list().await?;
         }
-        if let Some(rec) = own_previous(&listing, pool, attrs) {
+        if let Some(rec) = own_previous(&listing, pools, attrs) {
             let rec = rec.clone();
             if let Some(l) = reg.reuse(&rec, attrs, LEASE_TTL_SECS).await? {
                 tracing::info!(subnet = %rec.key, "reusing this host's existing lease");
@@ -70,25 +112,25 @@ pub async fn acquire(
         let taken: HashSet<IpNet> = listing
             .leases
             .iter()
-            .filter_map(|r| r.key.v4.map(IpNet::V4))
+            .flat_map(|r| [r.key.v4.map(IpNet::V4), r.key.v6.map(IpNet::V6)])
+            .flatten()
             .collect();
-        let preferred = previous_file_subnet.map(IpNet::V4);
-        let Some(IpNet::V4(choice)) = pool.choose(&taken, preferred, rand::random()) else {
-            return Err(AcquireError::PoolExhausted {
-                network: pool.network(),
-                min: pool.min(),
-                max: pool.max(),
-                capacity: pool.capacity(),
-            });
-        };
-        if let Some(l) = reg
-            .create(LeaseKey::v4(choice), attrs, LEASE_TTL_SECS)
-            .await?
-        {
-            tracing::info!(subnet = %choice, "acquired a new lease");
+        let mut key = LeaseKey { v4: None, v6: None };
+        if let Some(pool) = &pools.v4 {
+            if let IpNet::V4(n) = pick(pool, &taken, previous.0.map(IpNet::V4))? {
+                key.v4 = Some(n);
+            }
+        }
+        if let Some(pool) = &pools.v6 {
+            if let IpNet::V6(n) = pick(pool, &taken, previous.1.map(IpNet::V6))? {
+                key.v6 = Some(n);
+            }
+        }
+        if let Some(l) = reg.create(key, attrs, LEASE_TTL_SECS).await? {
+            tracing::info!(subnet = %key, "acquired a new lease");
             return Ok(l);
         }
-        tracing::info!(subnet = %choice, "another host took this subnet first; choosing again");
+        tracing::info!(subnet = %key, "another host took this subnet first; choosing again");
     }
     Err(AcquireError::TooManyRaces(MAX_ATTEMPTS))
 }

@@ -28,11 +28,11 @@ pub struct PassReport {
     pub elapsed: Duration,
 }
 
-/// Where remote leases go: kernel entries planned by a backend, or the
-/// udp backend's userspace peer table.
-pub enum Sink {
-    Kernel(Planner),
-    Udp(Arc<UdpPeers>),
+/// Where remote leases go: kernel entries planned by a backend per address
+/// family, and/or the udp backend's userspace peer table.
+pub struct Sink {
+    pub planners: Vec<Planner>,
+    pub udp: Option<Arc<UdpPeers>>,
 }
 
 pub struct Reconciler {
@@ -64,82 +64,73 @@ impl Reconciler {
         self.desired.peer_count()
     }
 
-    fn subnet(key: &LeaseKey) -> Option<IpNet> {
-        key.v4.map(IpNet::V4)
-    }
-
     /// Replaces every peer with `records` (own lease skipped).
     pub fn reset(&mut self, records: &[LeaseRecord]) {
-        if let Sink::Udp(peers) = &self.sink {
+        if let Some(peers) = &self.sink.udp {
             peers.clear();
         }
-        let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = records
-            .iter()
-            .filter_map(|r| Some((Self::subnet(&r.key)?, self.plan(r)?)))
-            .collect();
+        let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> =
+            records.iter().flat_map(|r| self.plan(r)).collect();
         self.desired.reset(usable.into_iter());
     }
 
-    /// Kernel entries for a remote lease; `None` for our own lease and for
-    /// unusable leases (logged once each).
-    fn plan(&mut self, rec: &LeaseRecord) -> Option<weft_core::plan::PeerEntries> {
+    /// Kernel entries for a remote lease, per family, keyed by subnet;
+    /// nothing for our own lease; unusable leases are logged once each.
+    fn plan(&mut self, rec: &LeaseRecord) -> Vec<(IpNet, weft_core::plan::PeerEntries)> {
         if rec.key == self.own {
-            return None;
+            return Vec::new();
         }
-        let planner = match &self.sink {
-            Sink::Kernel(p) => p,
-            Sink::Udp(peers) => {
-                match (rec.key.v4, rec.attrs.backend()) {
-                    (Some(subnet), "udp") => peers.set(subnet, rec.attrs.public_ip),
-                    (_, other) => {
-                        if self.warned.insert(rec.key) {
-                            tracing::warn!(
-                                "lease {}: backend {other:?} is not udp; lease ignored",
-                                rec.key
-                            );
-                        }
+        if let Some(peers) = &self.sink.udp {
+            match (rec.key.v4, rec.attrs.backend()) {
+                (Some(subnet), "udp") => peers.set(subnet, rec.attrs.public_ip),
+                (_, other) => {
+                    if self.warned.insert(rec.key) {
+                        tracing::warn!("lease {}: backend {other:?} is not udp; lease ignored", rec.key);
                     }
                 }
-                return None;
-            }
-        };
-        match planner.entries(&rec.key, &rec.attrs) {
-            Ok(entries) => {
-                self.warned.remove(&rec.key);
-                Some(entries)
-            }
-            Err(e) => {
-                if self.warned.insert(rec.key) {
-                    tracing::warn!("{e}");
-                }
-                None
             }
         }
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for planner in &self.sink.planners {
+            match planner.entries(&rec.key, &rec.attrs) {
+                Ok(entries) => out.push((entries.route.dst, entries)),
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() {
+            self.warned.remove(&rec.key);
+        } else if self.warned.insert(rec.key) {
+            for e in problems {
+                tracing::warn!("{e}");
+            }
+        }
+        out
     }
 
     /// A lease appeared or changed: the operations to apply. Unusable
     /// leases are skipped, leaving whatever was programmed for that subnet
     /// before in place.
     pub fn upsert(&mut self, rec: &LeaseRecord) -> Vec<Op> {
-        let Some(subnet) = Self::subnet(&rec.key) else {
-            return Vec::new();
-        };
-        match self.plan(rec) {
-            Some(entries) => self.desired.upsert(subnet, entries),
-            None => Vec::new(),
+        let planned = self.plan(rec);
+        let mut ops = Vec::new();
+        for (subnet, entries) in planned {
+            ops.extend(self.desired.upsert(subnet, entries));
         }
+        ops
     }
 
     /// A lease went away (deleted or expired): the operations to apply.
     pub fn remove(&mut self, key: &LeaseKey) -> Vec<Op> {
         self.warned.remove(key);
-        if let (Sink::Udp(peers), Some(subnet)) = (&self.sink, key.v4) {
+        if let (Some(peers), Some(subnet)) = (&self.sink.udp, key.v4) {
             peers.remove(subnet);
         }
-        match Self::subnet(key) {
-            Some(s) => self.desired.remove(s),
-            None => Vec::new(),
+        let mut ops = Vec::new();
+        for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)].into_iter().flatten() {
+            ops.extend(self.desired.remove(subnet));
         }
+        ops
     }
 
     /// Dumps the kernel, applies the full diff.

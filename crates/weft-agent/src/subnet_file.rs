@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use weft_core::subnet_file::SubnetEnv;
 
 /// Writes `contents` to `path` via a temporary file and a rename, mode
@@ -33,10 +33,13 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     result
 }
 
-/// The IPv4 subnet recorded in an existing subnet file, if readable.
-pub fn previous_subnet(path: &Path) -> Option<Ipv4Net> {
-    let text = std::fs::read_to_string(path).ok()?;
-    SubnetEnv::parse(&text).ok()?.subnet.map(|s| s.trunc())
+/// The subnets recorded in an existing subnet file, if readable.
+pub fn previous_subnets(path: &Path) -> (Option<Ipv4Net>, Option<Ipv6Net>) {
+    let env = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| SubnetEnv::parse(&t).ok())
+        .unwrap_or_default();
+    (env.subnet.map(|s| s.trunc()), env.ipv6_subnet.map(|s| s.trunc()))
 }
 
 #[cfg(test)]
@@ -58,7 +61,7 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
         assert_eq!(
-            previous_subnet(&path).map(|s| s.to_string()).as_deref(),
+            previous_subnets(&path).0.map(|s| s.to_string()).as_deref(),
             Some("172.30.46.0/24")
         );
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
@@ -67,8 +70,8 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
-        assert_eq!(previous_subnet(&dir.path().join("missing")), None);
+        assert_eq!(previous_subnets(&dir.path().join("missing")), (None, None));
         std::fs::write(&path, "garbage line").expect("write");
-        assert_eq!(previous_subnet(&path), None);
+        assert_eq!(previous_subnets(&path), (None, None));
     }
 }

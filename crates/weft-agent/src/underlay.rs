@@ -3,9 +3,9 @@
 //! then names), else `-iface-can-reach`, else the default route's device.
 //! `-public-ip` overrides the address published to other hosts.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex_lite::Regex;
 use weft_kernel::{Interface, KernelError, Netlink};
 
@@ -21,6 +21,10 @@ pub struct Underlay {
     pub local_net: Ipv4Net,
     /// The address published in the lease.
     pub public_ip: Ipv4Addr,
+    /// The interface's first global IPv6 address and network, if any.
+    pub local_ipv6: Option<Ipv6Net>,
+    /// The IPv6 address published in the lease (PublicIPv6).
+    pub public_ipv6: Option<Ipv6Addr>,
 }
 
 /// What the flags ask for.
@@ -30,6 +34,7 @@ pub struct Selector {
     pub iface_regex: Vec<String>,
     pub can_reach: Option<IpAddr>,
     pub public_ip: Option<Ipv4Addr>,
+    pub public_ipv6: Option<Ipv6Addr>,
 }
 
 /// Why no interface fits.
@@ -127,6 +132,11 @@ pub fn choose(
         })?
     };
     let (iface, net) = found;
+    let local_ipv6 = iface.addrs.iter().find_map(|a| match a {
+        // global addresses only: not link-local fe80::/10
+        IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 != 0xfe80 => Some(*n),
+        _ => None,
+    });
     Ok(Underlay {
         index: iface.index,
         name: iface.name.clone(),
@@ -134,6 +144,8 @@ pub fn choose(
         local_ip: net.addr(),
         local_net: net.trunc(),
         public_ip: sel.public_ip.unwrap_or(net.addr()),
+        local_ipv6,
+        public_ipv6: sel.public_ipv6.or(local_ipv6.map(|n| n.addr())),
     })
 }
 
@@ -170,7 +182,7 @@ mod tests {
     fn host() -> Vec<Interface> {
         vec![
             iface(1, "lo", &["127.0.0.1/8"]),
-            iface(2, "eth0", &["198.18.0.10/24", "fe80::1/64"]),
+            iface(2, "eth0", &["198.18.0.10/24", "fe80::1/64", "2001:db8:198::10/64"]),
             iface(3, "eth1", &["192.0.2.7/24"]),
             iface(4, "dummy0", &[]),
         ]
@@ -185,6 +197,7 @@ mod tests {
         );
         assert_eq!(u.local_net.to_string(), "198.18.0.0/24");
         assert_eq!(u.public_ip, u.local_ip);
+        assert_eq!(u.public_ipv6.map(|a| a.to_string()).as_deref(), Some("2001:db8:198::10"), "global, not link-local");
         assert!(choose(&host(), &Selector::default(), None, None).is_err());
     }
 

@@ -4,7 +4,16 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::masq::{restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, POSTRTG_CHAIN};
+use crate::masq::{restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN};
+
+/// The save and restore programs of one family.
+fn tools(v6: bool) -> (&'static str, &'static str) {
+    if v6 {
+        ("ip6tables-save", "ip6tables-restore")
+    } else {
+        ("iptables-save", "iptables-restore")
+    }
+}
 
 /// Which firewall to program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +77,7 @@ fn iptables_drift(chains: &[ChainRules]) -> Result<(bool, Vec<&'static str>), Fi
     let mut rewrite = false;
     let mut missing = Vec::new();
     for c in chains {
-        let saved = run("iptables-save", &["-t", c.table], None)?;
+        let saved = run(tools(c.v6).0, &["-t", c.table], None)?;
         let prefix = format!("-A {} ", c.chain);
         let loaded: Vec<&str> = saved.lines().filter(|l| l.starts_with(&prefix)).collect();
         if loaded != c.rules.iter().map(String::as_str).collect::<Vec<_>>() {
@@ -106,7 +115,8 @@ pub fn ensure(mode: Mode, rules: &MasqRules) -> Result<bool, FirewallError> {
             let Some(text) = rules.nft() else {
                 return Ok(false);
             };
-            if nft_rule_count()? == Some(rules.nft_rule_count()) {
+            let (family, table) = rules.nft_table();
+            if nft_rule_count(family, table)? == Some(rules.nft_rule_count()) {
                 return Ok(false);
             }
             run("nft", &["-f", "-"], Some(&text))?;
@@ -115,9 +125,9 @@ pub fn ensure(mode: Mode, rules: &MasqRules) -> Result<bool, FirewallError> {
     }
 }
 
-/// Rules in table `ip flannel-ipv4` (`None` when the table is absent).
-pub fn nft_rule_count() -> Result<Option<usize>, FirewallError> {
-    match run("nft", &["-j", "list", "table", "ip", NFT_TABLE], None) {
+/// Rules in an nft table (`None` when the table is absent).
+pub fn nft_rule_count(family: &str, table: &str) -> Result<Option<usize>, FirewallError> {
+    match run("nft", &["-j", "list", "table", family, table], None) {
         Err(FirewallError::Failed { .. }) => Ok(None),
         Err(e) => Err(e),
         Ok(json) => {
@@ -135,11 +145,16 @@ pub fn nft_rule_count() -> Result<Option<usize>, FirewallError> {
 /// masquerading and forwarding; returns what was removed.
 pub fn remove_all() -> Result<Vec<String>, FirewallError> {
     let mut removed = Vec::new();
-    for (table, chain, hook) in [
+    let chains = [
         ("nat", POSTRTG_CHAIN, "POSTROUTING"),
         ("filter", FWD_CHAIN, "FORWARD"),
-    ] {
-        let saved = match run("iptables-save", &["-t", table], None) {
+    ];
+    for (v6, (table, chain, hook)) in [false, true]
+        .into_iter()
+        .flat_map(|v6| chains.map(|c| (v6, c)))
+    {
+        let (save, restore) = tools(v6);
+        let saved = match run(save, &["-t", table], None) {
             Ok(s) => s,
             Err(FirewallError::Exec { .. }) => continue, // no iptables here
             Err(e) => return Err(e),
@@ -164,12 +179,14 @@ pub fn remove_all() -> Result<Vec<String>, FirewallError> {
             text.push_str(&format!("-F {chain}\n-X {chain}\n"));
         }
         text.push_str("COMMIT\n");
-        run("iptables-restore", &["-w", "--noflush"], Some(&text))?;
-        removed.push(format!("iptables {table} {chain}"));
+        run(restore, &["-w", "--noflush"], Some(&text))?;
+        removed.push(format!("{} {table} {chain}", if v6 { "ip6tables" } else { "iptables" }));
     }
-    if matches!(nft_rule_count(), Ok(Some(_))) {
-        run("nft", &["delete", "table", "ip", NFT_TABLE], None)?;
-        removed.push(format!("nft table ip {NFT_TABLE}"));
+    for (family, table) in [("ip", NFT_TABLE), ("ip6", NFT_TABLE6)] {
+        if matches!(nft_rule_count(family, table), Ok(Some(_))) {
+            run("nft", &["delete", "table", family, table], None)?;
+            removed.push(format!("nft table {family} {table}"));
+        }
     }
     Ok(removed)
 }

@@ -9,23 +9,24 @@
 
 use std::fmt::Write as _;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// The kube-proxy masquerade mark flannel leaves alone.
 pub const KUBE_PROXY_MARK: &str = "0x4000/0x4000";
 pub const POSTRTG_CHAIN: &str = "FLANNEL-POSTRTG";
 pub const FWD_CHAIN: &str = "FLANNEL-FWD";
 pub const NFT_TABLE: &str = "flannel-ipv4";
+pub const NFT_TABLE6: &str = "flannel-ipv6";
 const MASQ_COMMENT: &str = "-m comment --comment \"flanneld masq\"";
 const FWD_COMMENT: &str = "-m comment --comment \"flanneld forward\"";
 
 /// What to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MasqRules {
-    /// The cluster network (FLANNEL_NETWORK).
-    pub network: Ipv4Net,
-    /// This host's lease (FLANNEL_SUBNET's network).
-    pub subnet: Ipv4Net,
+    /// The cluster network (FLANNEL_NETWORK or FLANNEL_IPV6_NETWORK).
+    pub network: IpNet,
+    /// This host's lease of the same family.
+    pub subnet: IpNet,
     /// `-ip-masq`
     pub masquerade: bool,
     /// `-iptables-forward-rules`
@@ -35,6 +36,8 @@ pub struct MasqRules {
 /// One table's worth of iptables rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRules {
+    /// ip6tables rather than iptables.
+    pub v6: bool,
     pub table: &'static str,
     pub chain: &'static str,
     /// The built-in chain that jumps to `chain`.
@@ -48,9 +51,32 @@ pub struct ChainRules {
 }
 
 impl MasqRules {
+    pub fn v6(&self) -> bool {
+        matches!(self.network, IpNet::V6(_))
+    }
+
+    /// The nftables family and table name.
+    pub fn nft_table(&self) -> (&'static str, &'static str) {
+        if self.v6() {
+            ("ip6", NFT_TABLE6)
+        } else {
+            ("ip", NFT_TABLE)
+        }
+    }
+
+    fn multicast(&self) -> &'static str {
+        if self.v6() {
+            "ff00::/8"
+        } else {
+            "224.0.0.0/4"
+        }
+    }
+
     /// The iptables chains to maintain (empty when neither option is on).
     pub fn iptables(&self) -> Vec<ChainRules> {
         let (net, sub) = (self.network.trunc(), self.subnet.trunc());
+        let mcast = self.multicast();
+        let v6 = self.v6();
         let mut out = Vec::new();
         if self.masquerade {
             let c = POSTRTG_CHAIN;
@@ -60,11 +86,12 @@ impl MasqRules {
                 format!("-A {c} -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} ! -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
                 format!(
-                    "-A {c} -s {net} ! -d 224.0.0.0/4 {MASQ_COMMENT} -j MASQUERADE --random-fully"
+                    "-A {c} -s {net} ! -d {mcast} {MASQ_COMMENT} -j MASQUERADE --random-fully"
                 ),
                 format!("-A {c} ! -s {net} -d {net} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
             ];
             out.push(ChainRules {
+                v6,
                 table: "nat",
                 chain: c,
                 hook: "POSTROUTING",
@@ -76,6 +103,7 @@ impl MasqRules {
         if self.forward {
             let c = FWD_CHAIN;
             out.push(ChainRules {
+                v6,
                 table: "filter",
                 chain: c,
                 hook: "FORWARD",
@@ -98,19 +126,21 @@ impl MasqRules {
             return None;
         }
         let (net, sub) = (self.network.trunc(), self.subnet.trunc());
-        let t = NFT_TABLE;
-        let mut s = format!("table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n");
+        let (fam, t) = self.nft_table();
+        let ip = fam;
+        let mcast = self.multicast();
+        let mut s = format!("table {fam} {t}\ndelete table {fam} {t}\ntable {fam} {t} {{\n");
         if self.masquerade {
             let _ = write!(
                 s,
                 "\tchain postrtg {{\n\
                  \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
                  \t\tmeta mark & 0x00004000 == 0x00004000 return\n\
-                 \t\tip saddr {sub} ip daddr {net} return\n\
-                 \t\tip saddr {net} ip daddr {sub} return\n\
-                 \t\tip saddr != {net} ip daddr {sub} return\n\
-                 \t\tip saddr {net} ip daddr != 224.0.0.0/4 masquerade fully-random\n\
-                 \t\tip saddr != {net} ip daddr {net} masquerade fully-random\n\
+                 \t\t{ip} saddr {sub} {ip} daddr {net} return\n\
+                 \t\t{ip} saddr {net} {ip} daddr {sub} return\n\
+                 \t\t{ip} saddr != {net} {ip} daddr {sub} return\n\
+                 \t\t{ip} saddr {net} {ip} daddr != {mcast} masquerade fully-random\n\
+                 \t\t{ip} saddr != {net} {ip} daddr {net} masquerade fully-random\n\
                  \t}}\n"
             );
         }
@@ -119,8 +149,8 @@ impl MasqRules {
                 s,
                 "\tchain forward {{\n\
                  \t\ttype filter hook forward priority filter; policy accept;\n\
-                 \t\tip saddr {net} accept\n\
-                 \t\tip daddr {net} accept\n\
+                 \t\t{ip} saddr {net} accept\n\
+                 \t\t{ip} daddr {net} accept\n\
                  \t}}\n"
             );
         }
@@ -227,5 +257,26 @@ mod tests {
         assert!(text.contains("\t\ttype filter hook forward priority filter; policy accept;\n\t\tip saddr 172.30.0.0/16 accept\n"));
         assert_eq!(article(true, true).nft_rule_count(), 8);
         assert_eq!(article(false, true).nft_rule_count(), 2);
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_rules_use_ip6_forms() {
+        let r = MasqRules {
+            network: "2001:db8:f::/48".parse().expect("net"),
+            subnet: "2001:db8:f:e::/64".parse().expect("net"),
+            masquerade: true,
+            forward: true,
+        };
+        let chains = r.iptables();
+        assert!(chains.iter().all(|c| c.v6));
+        assert!(chains[0].rules.contains(&"-A FLANNEL-POSTRTG -s 2001:db8:f::/48 ! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_string()));
+        let nft = r.nft().expect("nft");
+        assert!(nft.starts_with("table ip6 flannel-ipv6\n"));
+        assert!(nft.contains("ip6 saddr 2001:db8:f::/48 ip6 daddr != ff00::/8 masquerade fully-random"));
     }
 }

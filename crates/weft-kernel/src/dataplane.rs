@@ -21,11 +21,12 @@ pub struct Ownership {
     pub route_devices: Vec<u32>,
     /// Devices whose permanent neighbours and FDB entries are weft's.
     pub l2_devices: Vec<u32>,
-    /// Only routes to destinations inside this network are weft's (needed
-    /// when routes share the underlay device with the host's own routes).
-    pub network: Option<IpNet>,
-    /// A destination never weft's (the host's own subnet).
-    pub exclude: Option<IpNet>,
+    /// Only routes to destinations inside these networks are weft's (needed
+    /// when routes share the underlay device with the host's own routes);
+    /// empty = any destination.
+    pub networks: Vec<IpNet>,
+    /// Destinations never weft's (the host's own subnets).
+    pub exclude: Vec<IpNet>,
 }
 
 impl Ownership {
@@ -34,19 +35,20 @@ impl Ownership {
         Ownership {
             route_devices: vec![index],
             l2_devices: vec![index],
-            network: None,
-            exclude: None,
+            networks: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 
     fn owns_dst(&self, dst: &IpNet) -> bool {
-        self.network.is_none_or(|n| n.contains(dst)) && self.exclude != Some(*dst)
+        (self.networks.is_empty() || self.networks.iter().any(|n| n.contains(dst)))
+            && !self.exclude.contains(dst)
     }
 
     fn owns_nexthop_id(&self, id: u32) -> bool {
-        // ids are subnet addresses (see weft_core::plan::vxlan::nexthop_id)
-        self.network
-            .is_none_or(|n| n.contains(&IpAddr::V4(std::net::Ipv4Addr::from(id))))
+        // ids are IPv4 subnet addresses (see weft_core::plan::vxlan::nexthop_id)
+        let as_addr = IpAddr::V4(std::net::Ipv4Addr::from(id));
+        self.networks.is_empty() || self.networks.iter().any(|n| n.contains(&as_addr))
     }
 }
 

@@ -49,6 +49,7 @@ fn desired(idx: u32, n: usize, nexthops: bool) -> Desired {
         ifindex: idx,
         nexthops,
         direct: None,
+        v6: false,
     };
     let mut d = Desired::default();
     for i in 0..n {

@@ -318,7 +318,7 @@ fn masquerade_scenario(firewall: &str) {
     assert_eq!(nft_counter(&p2.ns, "198.18.0.11"), 0);
 
     // the rules as loaded, read back, and repaired after tampering
-    let subnet: ipnet::Ipv4Net = env1.subnet.expect("subnet").trunc();
+    let subnet = ipnet::IpNet::V4(env1.subnet.expect("subnet").trunc());
     let rules = weft_firewall::MasqRules {
         network: "172.30.0.0/16".parse().expect("net"),
         subnet,

@@ -8,25 +8,27 @@
 
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use super::dataplane::{NextHop, NexthopSpec, RouteSpec, RouteVia};
 use super::desired::PeerEntries;
 use super::vxlan::nexthop_id;
 use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
-/// The underlay interface and its network.
+/// The underlay interface and its network (of the family being planned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Underlay {
     pub ifindex: u32,
-    pub network: Ipv4Net,
+    pub network: IpNet,
 }
 
-/// Plans host-gw peers.
+/// Plans host-gw peers of one address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostGwPlanner {
     pub underlay: Underlay,
     pub nexthops: bool,
+    /// Plan the lease's IPv6 subnet (via PublicIPv6) instead of its IPv4 one.
+    pub v6: bool,
 }
 
 impl HostGwPlanner {
@@ -38,7 +40,16 @@ impl HostGwPlanner {
                 msg: format!("{:?} is not host-gw; lease ignored", attrs.backend()),
             });
         }
-        direct_entries(key, attrs, &self.underlay, self.nexthops)
+        direct_entries(key, attrs, &self.underlay, self.nexthops, self.v6)
+    }
+}
+
+/// The lease's subnet and public address of one family.
+pub fn family_of(key: &LeaseKey, attrs: &LeaseAttrs, v6: bool) -> Option<(IpNet, IpAddr)> {
+    if v6 {
+        Some((IpNet::V6(key.v6?), IpAddr::V6(attrs.public_ipv6?)))
+    } else {
+        Some((IpNet::V4(key.v4?), IpAddr::V4(attrs.public_ip)))
     }
 }
 
@@ -49,36 +60,44 @@ pub fn direct_entries(
     attrs: &LeaseAttrs,
     underlay: &Underlay,
     nexthops: bool,
+    v6: bool,
 ) -> Result<PeerEntries, LeaseError> {
     let bad = |field: &'static str, msg: String| LeaseError::Value {
         key: key.to_string(),
         field,
         msg,
     };
-    let subnet = key
-        .v4
-        .ok_or_else(|| bad("(key)", "no IPv4 subnet".into()))?;
-    if !on_link(underlay, attrs) {
+    let (field, family) = if v6 {
+        ("PublicIPv6", "IPv6")
+    } else {
+        ("PublicIP", "IPv4")
+    };
+    let (subnet, public) = family_of(key, attrs, v6)
+        .ok_or_else(|| bad(field, format!("no {family} subnet or address; lease ignored")))?;
+    if !on_link(underlay, public) {
         return Err(bad(
-            "PublicIP",
+            field,
             format!(
-                "{} is not on this host's L2 network {}: host-gw needs every host on one L2 segment; lease ignored",
-                attrs.public_ip, underlay.network
+                "{public} is not on this host's L2 network {}: host-gw needs every host on one L2 segment; lease ignored",
+                underlay.network
             ),
         ));
     }
     let hop = NextHop {
-        gateway: IpAddr::V4(attrs.public_ip),
+        gateway: public,
         oif: underlay.ifindex,
         onlink: false,
     };
-    let nexthop = nexthops.then(|| NexthopSpec {
-        id: nexthop_id(subnet),
-        hop,
-    });
+    let nexthop = match subnet {
+        IpNet::V4(s) if nexthops => Some(NexthopSpec {
+            id: nexthop_id(s),
+            hop,
+        }),
+        _ => None,
+    };
     Ok(PeerEntries {
         route: RouteSpec {
-            dst: IpNet::V4(subnet),
+            dst: subnet,
             via: match nexthop {
                 Some(n) => RouteVia::Nexthop(n.id),
                 None => RouteVia::Gateway(hop),
@@ -90,9 +109,9 @@ pub fn direct_entries(
     })
 }
 
-/// Whether the lease's public IP is directly reachable on the underlay.
-pub fn on_link(underlay: &Underlay, attrs: &LeaseAttrs) -> bool {
-    underlay.network.contains(&attrs.public_ip) && !attrs.public_ip.is_unspecified()
+/// Whether a public IP is directly reachable on the underlay.
+pub fn on_link(underlay: &Underlay, public: IpAddr) -> bool {
+    underlay.network.contains(&public) && !public.is_unspecified()
 }
 
 #[cfg(test)]
@@ -110,6 +129,7 @@ mod tests {
                 network: "198.18.0.0/24".parse().expect("net"),
             },
             nexthops: false,
+            v6: false,
         }
     }
 

@@ -4,7 +4,6 @@
 //! host's public IP. Where the kernel has nexthop objects, the route's
 //! gateway lives in a nexthop object whose id is derived from the subnet.
 
-use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -21,6 +20,9 @@ pub struct VxlanPlanner {
     pub nexthops: bool,
     /// DirectRouting: remotes on this L2 network get a direct route.
     pub direct: Option<super::hostgw::Underlay>,
+    /// Plan the lease's IPv6 subnet (PublicIPv6, BackendV6Data) on
+    /// `flannel-v6.<VNI>` instead of its IPv4 one.
+    pub v6: bool,
 }
 
 /// The nexthop object id for a peer: its IPv4 subnet's network address,
@@ -45,37 +47,37 @@ impl VxlanPlanner {
                 format!("{:?} is not vxlan; lease ignored", attrs.backend()),
             ));
         }
-        let subnet = key
-            .v4
-            .ok_or_else(|| bad("(key)", "no IPv4 subnet".to_string()))?;
-        if attrs.public_ip.is_unspecified() {
-            return Err(bad("PublicIP", "0.0.0.0 cannot be a VTEP".to_string()));
+        let (field, family) = if self.v6 { ("PublicIPv6", "IPv6") } else { ("PublicIP", "IPv4") };
+        let (subnet, public) = super::hostgw::family_of(key, attrs, self.v6)
+            .ok_or_else(|| bad(field, format!("no {family} subnet or address; lease ignored")))?;
+        if public.is_unspecified() {
+            return Err(bad(field, format!("{public} cannot be a VTEP")));
         }
         if let Some(underlay) = &self.direct {
-            if super::hostgw::on_link(underlay, attrs) {
-                return super::hostgw::direct_entries(key, attrs, underlay, self.nexthops);
+            if super::hostgw::on_link(underlay, public) {
+                return super::hostgw::direct_entries(key, attrs, underlay, self.nexthops, self.v6);
             }
         }
-        let data = attrs.vxlan_data(&key_str, false)?;
-        let gateway = IpAddr::V4(subnet.network());
+        let data = attrs.vxlan_data(&key_str, self.v6)?;
+        let gateway = subnet.network();
         let hop = NextHop {
             gateway,
             oif: self.ifindex,
             onlink: true,
         };
-        let nexthop = self.nexthops.then(|| NexthopSpec {
-            id: nexthop_id(subnet),
-            hop,
-        });
+        let nexthop = match subnet {
+            IpNet::V4(s) if self.nexthops => Some(NexthopSpec {
+                id: nexthop_id(s),
+                hop,
+            }),
+            _ => None,
+        };
         let via = match nexthop {
             Some(n) => RouteVia::Nexthop(n.id),
             None => RouteVia::Gateway(hop),
         };
         Ok(PeerEntries {
-            route: RouteSpec {
-                dst: IpNet::V4(subnet),
-                via,
-            },
+            route: RouteSpec { dst: subnet, via },
             nexthop,
             neigh: Some(NeighSpec {
                 ifindex: self.ifindex,
@@ -85,7 +87,7 @@ impl VxlanPlanner {
             fdb: Some(FdbSpec {
                 ifindex: self.ifindex,
                 mac: data.vtep_mac,
-                dst: IpAddr::V4(attrs.public_ip),
+                dst: public,
             }),
         })
     }
@@ -107,6 +109,7 @@ mod tests {
             ifindex: 7,
             nexthops: false,
             direct: None,
+            v6: false,
         }
         .entries(&key, &attrs)
         .expect("entries");
@@ -122,6 +125,7 @@ mod tests {
             ifindex: 7,
             nexthops: true,
             direct: None,
+            v6: false,
         }
         .entries(&key, &attrs)
         .expect("entries");
@@ -145,6 +149,7 @@ mod tests {
             ifindex: 7,
             nexthops: true,
             direct: None,
+            v6: false,
         };
         for json in [
             r#"{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"host-gw"}"#,
@@ -172,6 +177,7 @@ mod direct_routing_tests {
                 ifindex: 2,
                 network: "198.18.0.0/24".parse().expect("net"),
             }),
+            v6: false,
         };
         let key: LeaseKey = "172.30.14.0-24".parse().expect("key");
         let near = LeaseAttrs::parse("k", br#"{"PublicIP":"198.18.0.12","BackendType":"vxlan","BackendData":{"VtepMAC":"02:00:00:00:00:01"}}"#).expect("a");
@@ -182,5 +188,31 @@ mod direct_routing_tests {
         let e = p.entries(&key, &far).expect("far");
         assert!(e.fdb.is_some() && e.neigh.is_some());
         assert!(matches!(e.route.via, RouteVia::Gateway(h) if h.oif == 7 && h.onlink));
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+
+    #[test]
+    fn dual_stack_lease_planned_per_family() {
+        let key: LeaseKey = "172.30.14.0-24&2001:db8:f:e::-64".parse().expect("key");
+        let attrs = LeaseAttrs::parse(
+            "k",
+            br#"{"PublicIP":"198.18.0.12","PublicIPv6":"2001:db8:198::12","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:04"},"BackendV6Data":{"VNI":1,"VtepMAC":"02:00:00:00:00:06"}}"#,
+        )
+        .expect("attrs");
+        let v6 = VxlanPlanner { ifindex: 9, nexthops: true, direct: None, v6: true };
+        let e = v6.entries(&key, &attrs).expect("v6 entries");
+        assert_eq!(e.route.dst.to_string(), "2001:db8:f:e::/64");
+        assert!(e.nexthop.is_none(), "IPv6 routes use plain gateways");
+        let RouteVia::Gateway(hop) = e.route.via else { panic!("gateway route") };
+        assert_eq!(hop.gateway.to_string(), "2001:db8:f:e::");
+        assert_eq!(e.neigh.expect("neigh").mac.to_string(), "02:00:00:00:00:06");
+        assert_eq!(e.fdb.expect("fdb").dst.to_string(), "2001:db8:198::12");
+        let v4only: LeaseKey = "172.30.14.0-24".parse().expect("key");
+        let err = v6.entries(&v4only, &attrs).expect_err("no v6 subnet");
+        assert!(err.to_string().contains("PublicIPv6"), "{err}");
     }
 }

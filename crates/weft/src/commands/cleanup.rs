@@ -18,9 +18,9 @@ pub struct CleanupArgs {
     /// The agent's subnet file (tells the cluster network)
     #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
     subnet_file: PathBuf,
-    /// The cluster network, when the subnet file is gone
+    /// The cluster network(s), when the subnet file is gone (repeatable)
     #[arg(long)]
-    network: Option<IpNet>,
+    network: Vec<IpNet>,
     /// Also delete the subnet file
     #[arg(long)]
     remove_subnet_file: bool,
@@ -35,15 +35,19 @@ pub fn run(a: CleanupArgs) -> Result<()> {
     let env = std::fs::read_to_string(&a.subnet_file)
         .ok()
         .and_then(|t| SubnetEnv::parse(&t).ok());
-    let network = a
-        .network
-        .or_else(|| env.as_ref().and_then(|e| e.network).map(IpNet::V4))
-        .ok_or_else(|| {
-            anyhow!(
-                "cannot tell the cluster network: {} is missing; pass --network",
-                a.subnet_file.display()
-            )
-        })?;
+    let mut networks = a.network.clone();
+    if networks.is_empty() {
+        if let Some(e) = &env {
+            networks.extend(e.network.map(IpNet::V4));
+            networks.extend(e.ipv6_network.map(IpNet::V6));
+        }
+    }
+    if networks.is_empty() {
+        return Err(anyhow!(
+            "cannot tell the cluster network: {} is missing; pass --network",
+            a.subnet_file.display()
+        ));
+    }
     let mut nl = Netlink::open().context("opening netlink")?;
     let mut removed = 0usize;
 
@@ -55,8 +59,8 @@ pub fn run(a: CleanupArgs) -> Result<()> {
     let own = Ownership {
         route_devices: devices,
         l2_devices: Vec::new(),
-        network: Some(network),
-        exclude: None,
+        networks: networks.clone(),
+        exclude: Vec::new(),
     };
     let current = weft_kernel::read_dataplane(&mut nl, &own)?;
     let ops: Vec<Op> = weft_core::plan::dataplane::diff(&current, &DataPlane::default());
@@ -65,10 +69,12 @@ pub fn run(a: CleanupArgs) -> Result<()> {
         eprintln!("weft: could not remove {op:?}: {e}");
     }
     if report.applied > 0 {
+        let nets: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
         println!(
-            "removed {} routes and {} nexthop objects into {network}",
+            "removed {} routes and {} nexthop objects into {}",
             current.routes.len(),
-            current.nexthops.len()
+            current.nexthops.len(),
+            nets.join(", ")
         );
         removed += report.applied;
     }
