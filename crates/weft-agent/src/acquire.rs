@@ -84,7 +84,11 @@ fn exhausted(pool: &SubnetPool) -> AcquireError {
 }
 
 /// A free subnet of `pool` (the previous one when free), or the pool is full.
-fn pick(pool: &SubnetPool, taken: &HashSet<IpNet>, previous: Option<IpNet>) -> Result<IpNet, AcquireError> {
+fn pick(
+    pool: &SubnetPool,
+    taken: &HashSet<IpNet>,
+    previous: Option<IpNet>,
+) -> Result<IpNet, AcquireError> {
     pool.choose(taken, previous, rand::random())
         .ok_or_else(|| exhausted(pool))
 }

@@ -85,7 +85,10 @@ impl Reconciler {
                 (Some(subnet), "udp") => peers.set(subnet, rec.attrs.public_ip),
                 (_, other) => {
                     if self.warned.insert(rec.key) {
-                        tracing::warn!("lease {}: backend {other:?} is not udp; lease ignored", rec.key);
+                        tracing::warn!(
+                            "lease {}: backend {other:?} is not udp; lease ignored",
+                            rec.key
+                        );
                     }
                 }
             }
@@ -127,7 +130,10 @@ impl Reconciler {
             peers.remove(subnet);
         }
         let mut ops = Vec::new();
-        for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)].into_iter().flatten() {
+        for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
+            .into_iter()
+            .flatten()
+        {
             ops.extend(self.desired.remove(subnet));
         }
         ops

@@ -158,14 +158,23 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     let (attrs, mtu) = match &backend {
         BackendConfig::Vxlan(vx) => {
             if has_v4 {
-                dev4 = Some(setup_vxlan(&mut nl, vx, &underlay, &listing, &pools, false)?);
+                dev4 = Some(setup_vxlan(
+                    &mut nl, vx, &underlay, &listing, &pools, false,
+                )?);
             }
             if has_v6 {
                 dev6 = Some(setup_vxlan(&mut nl, vx, &underlay, &listing, &pools, true)?);
             }
             let mac = |d: &Option<weft_kernel::LinkState>| d.as_ref().and_then(|d| d.mac);
-            let mtu = dev4.as_ref().or(dev6.as_ref()).map(|d| d.mtu).unwrap_or(underlay.mtu);
-            (vxlan::lease_attrs(vx, &underlay, mac(&dev4), mac(&dev6)), mtu)
+            let mtu = dev4
+                .as_ref()
+                .or(dev6.as_ref())
+                .map(|d| d.mtu)
+                .unwrap_or(underlay.mtu);
+            (
+                vxlan::lease_attrs(vx, &underlay, mac(&dev4), mac(&dev6)),
+                mtu,
+            )
         }
         BackendConfig::HostGw => {
             let mut attrs = LeaseAttrs::host_gw(underlay.public_ip);
@@ -208,12 +217,23 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     // Routes go out of the vxlan devices, and, for host-gw and DirectRouting,
     // out of the underlay: there only destinations inside the cluster
     // networks (and not this host's own subnets) are weft's.
-    let devices: Vec<u32> = [&dev4, &dev6].into_iter().flatten().map(|d| d.index).collect();
+    let devices: Vec<u32> = [&dev4, &dev6]
+        .into_iter()
+        .flatten()
+        .map(|d| d.index)
+        .collect();
     let mut ownership = Ownership {
         route_devices: devices.clone(),
         l2_devices: devices,
-        networks: [&pools.v4, &pools.v6].into_iter().flatten().map(|p| p.network()).collect(),
-        exclude: [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)].into_iter().flatten().collect(),
+        networks: [&pools.v4, &pools.v6]
+            .into_iter()
+            .flatten()
+            .map(|p| p.network())
+            .collect(),
+        exclude: [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     let local = |v6: bool| Underlay {
         ifindex: underlay.index,
@@ -222,13 +242,21 @@ async fn agent(args: AgentArgs) -> Result<Never> {
             _ => IpNet::V4(underlay.local_net),
         },
     };
-    let mut sink = Sink { planners: Vec::new(), udp: None };
+    let mut sink = Sink {
+        planners: Vec::new(),
+        udp: None,
+    };
     match &backend {
         BackendConfig::Vxlan(vx) => {
             for (dev, v6) in [(&dev4, false), (&dev6, true)] {
                 let Some(dev) = dev else { continue };
                 let direct = vx.direct_routing.then(|| local(v6));
-                sink.planners.push(Planner::Vxlan(VxlanPlanner { ifindex: dev.index, nexthops, direct, v6 }));
+                sink.planners.push(Planner::Vxlan(VxlanPlanner {
+                    ifindex: dev.index,
+                    nexthops,
+                    direct,
+                    v6,
+                }));
             }
             if vx.direct_routing {
                 ownership.route_devices.push(underlay.index);
@@ -236,15 +264,24 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         }
         BackendConfig::HostGw => {
             ownership.route_devices.push(underlay.index);
-            for v6 in [false, true].into_iter().filter(|v6| if *v6 { has_v6 } else { has_v4 }) {
-                sink.planners.push(Planner::HostGw(HostGwPlanner { underlay: local(v6), nexthops, v6 }));
+            for v6 in [false, true]
+                .into_iter()
+                .filter(|v6| if *v6 { has_v6 } else { has_v4 })
+            {
+                sink.planners.push(Planner::HostGw(HostGwPlanner {
+                    underlay: local(v6),
+                    nexthops,
+                    v6,
+                }));
             }
         }
         BackendConfig::Udp(u) => {
             let (Some(pool), Some(subnet), Some(dev)) = (&pools.v4, key.v4, tun) else {
                 bail!("the udp backend needs an IPv4 network");
             };
-            sink.udp = Some(start_udp(&mut nl, dev, &underlay, u.port, pool, subnet, mtu)?);
+            sink.udp = Some(start_udp(
+                &mut nl, dev, &underlay, u.port, pool, subnet, mtu,
+            )?);
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -286,7 +323,12 @@ fn start_udp(
 
 /// Masquerade and forward rules per address family: applied once now,
 /// then re-asserted every `-iptables-resync` seconds in the background.
-async fn start_firewall(args: &AgentArgs, pools: &Pools, key: LeaseKey, nftables: bool) -> Result<()> {
+async fn start_firewall(
+    args: &AgentArgs,
+    pools: &Pools,
+    key: LeaseKey,
+    nftables: bool,
+) -> Result<()> {
     let mode = if nftables || args.firewall == "nftables" {
         FirewallMode::Nftables
     } else {
@@ -357,20 +399,30 @@ fn setup_vxlan(
     Ok(dev)
 }
 
-fn write_subnet_file(path: &Path, pools: &Pools, key: LeaseKey, mtu: u32, ipmasq: bool) -> Result<()> {
+fn write_subnet_file(
+    path: &Path,
+    pools: &Pools,
+    key: LeaseKey,
+    mtu: u32,
+    ipmasq: bool,
+) -> Result<()> {
     let mut env = SubnetEnv {
         mtu: Some(mtu),
         ipmasq: Some(ipmasq),
         ..Default::default()
     };
     if let (Some(pool), Some(subnet)) = (&pools.v4, key.v4) {
-        if let (IpNet::V4(network), IpAddr::V4(host)) = (pool.network(), first_host(&IpNet::V4(subnet))) {
+        if let (IpNet::V4(network), IpAddr::V4(host)) =
+            (pool.network(), first_host(&IpNet::V4(subnet)))
+        {
             env.network = Some(network);
             env.subnet = Some(Ipv4Net::new(host, subnet.prefix_len())?);
         }
     }
     if let (Some(pool), Some(subnet)) = (&pools.v6, key.v6) {
-        if let (IpNet::V6(network), IpAddr::V6(host)) = (pool.network(), first_host(&IpNet::V6(subnet))) {
+        if let (IpNet::V6(network), IpAddr::V6(host)) =
+            (pool.network(), first_host(&IpNet::V6(subnet)))
+        {
             env.ipv6_network = Some(network);
             env.ipv6_subnet = Some(Ipv6Net::new(host, subnet.prefix_len())?);
         }

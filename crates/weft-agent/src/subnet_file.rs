@@ -39,7 +39,10 @@ pub fn previous_subnets(path: &Path) -> (Option<Ipv4Net>, Option<Ipv6Net>) {
         .ok()
         .and_then(|t| SubnetEnv::parse(&t).ok())
         .unwrap_or_default();
-    (env.subnet.map(|s| s.trunc()), env.ipv6_subnet.map(|s| s.trunc()))
+    (
+        env.subnet.map(|s| s.trunc()),
+        env.ipv6_subnet.map(|s| s.trunc()),
+    )
 }
 
 #[cfg(test)]

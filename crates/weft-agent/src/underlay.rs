@@ -182,7 +182,11 @@ mod tests {
     fn host() -> Vec<Interface> {
         vec![
             iface(1, "lo", &["127.0.0.1/8"]),
-            iface(2, "eth0", &["198.18.0.10/24", "fe80::1/64", "2001:db8:198::10/64"]),
+            iface(
+                2,
+                "eth0",
+                &["198.18.0.10/24", "fe80::1/64", "2001:db8:198::10/64"],
+            ),
             iface(3, "eth1", &["192.0.2.7/24"]),
             iface(4, "dummy0", &[]),
         ]
@@ -197,7 +201,11 @@ mod tests {
         );
         assert_eq!(u.local_net.to_string(), "198.18.0.0/24");
         assert_eq!(u.public_ip, u.local_ip);
-        assert_eq!(u.public_ipv6.map(|a| a.to_string()).as_deref(), Some("2001:db8:198::10"), "global, not link-local");
+        assert_eq!(
+            u.public_ipv6.map(|a| a.to_string()).as_deref(),
+            Some("2001:db8:198::10"),
+            "global, not link-local"
+        );
         assert!(choose(&host(), &Selector::default(), None, None).is_err());
     }
 

@@ -27,7 +27,11 @@ pub fn device_name(vni: u32, v6: bool) -> String {
 
 /// The device MTU: the config's, else the underlay's minus the encapsulation.
 pub fn device_mtu(cfg: &VxlanConfig, underlay: &Underlay, v6: bool) -> u32 {
-    let overhead = if v6 { VXLAN_V6_OVERHEAD } else { VXLAN_V4_OVERHEAD };
+    let overhead = if v6 {
+        VXLAN_V6_OVERHEAD
+    } else {
+        VXLAN_V4_OVERHEAD
+    };
     cfg.mtu.unwrap_or(underlay.mtu.saturating_sub(overhead))
 }
 
@@ -62,7 +66,12 @@ pub fn ensure_device(
 
 /// The lease value this host publishes: BackendData for the IPv4 device,
 /// BackendV6Data (and PublicIPv6) for the IPv6 one.
-pub fn lease_attrs(cfg: &VxlanConfig, underlay: &Underlay, mac4: Option<MacAddr>, mac6: Option<MacAddr>) -> LeaseAttrs {
+pub fn lease_attrs(
+    cfg: &VxlanConfig,
+    underlay: &Underlay,
+    mac4: Option<MacAddr>,
+    mac6: Option<MacAddr>,
+) -> LeaseAttrs {
     let data = |mac: MacAddr| VxlanLeaseData {
         vni: cfg.vni,
         vtep_mac: mac,

@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::masq::{restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN};
+use crate::masq::{
+    restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN,
+};
 
 /// The save and restore programs of one family.
 fn tools(v6: bool) -> (&'static str, &'static str) {
@@ -105,7 +107,7 @@ pub fn ensure(mode: Mode, rules: &MasqRules) -> Result<bool, FirewallError> {
                 return Ok(false);
             }
             run(
-                "iptables-restore",
+                tools(rules.v6()).1,
                 &["-w", "--noflush"],
                 Some(&restore_text(&chains, &missing)),
             )?;
@@ -180,7 +182,10 @@ pub fn remove_all() -> Result<Vec<String>, FirewallError> {
         }
         text.push_str("COMMIT\n");
         run(restore, &["-w", "--noflush"], Some(&text))?;
-        removed.push(format!("{} {table} {chain}", if v6 { "ip6tables" } else { "iptables" }));
+        removed.push(format!(
+            "{} {table} {chain}",
+            if v6 { "ip6tables" } else { "iptables" }
+        ));
     }
     for (family, table) in [("ip", NFT_TABLE), ("ip6", NFT_TABLE6)] {
         if matches!(nft_rule_count(family, table), Ok(Some(_))) {

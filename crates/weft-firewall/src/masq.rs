@@ -85,9 +85,7 @@ impl MasqRules {
                 format!("-A {c} -s {sub} -d {net} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} ! -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
-                format!(
-                    "-A {c} -s {net} ! -d {mcast} {MASQ_COMMENT} -j MASQUERADE --random-fully"
-                ),
+                format!("-A {c} -s {net} ! -d {mcast} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
                 format!("-A {c} ! -s {net} -d {net} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
             ];
             out.push(ChainRules {
@@ -277,6 +275,8 @@ mod v6_tests {
         assert!(chains[0].rules.contains(&"-A FLANNEL-POSTRTG -s 2001:db8:f::/48 ! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_string()));
         let nft = r.nft().expect("nft");
         assert!(nft.starts_with("table ip6 flannel-ipv6\n"));
-        assert!(nft.contains("ip6 saddr 2001:db8:f::/48 ip6 daddr != ff00::/8 masquerade fully-random"));
+        assert!(
+            nft.contains("ip6 saddr 2001:db8:f::/48 ip6 daddr != ff00::/8 masquerade fully-random")
+        );
     }
 }

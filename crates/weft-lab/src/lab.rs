@@ -1,7 +1,7 @@
 //! The lab: a switch, hosts, etcd, agents and pods, all in namespaces.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The underlay network every lab uses (inside its own namespaces only).
 pub const UNDERLAY_PREFIX: &str = "198.18.0";
+/// The IPv6 underlay (RFC 3849 documentation prefix), inside the lab only.
+pub const UNDERLAY6_PREFIX: &str = "2001:db8:198:";
 const ETCD_OCTET: u8 = 2;
 
 /// A host: one network namespace with `eth0` on the lab switch.
@@ -25,6 +27,8 @@ pub struct Host {
     pub name: String,
     pub ns: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 underlay address (documentation prefix, lab only).
+    pub ip6: Ipv6Addr,
 }
 
 /// A pod: a namespace with `eth0` bridged into its host's `cni0`.
@@ -33,6 +37,8 @@ pub struct Pod {
     pub name: String,
     pub ns: String,
     pub ip: Ipv4Addr,
+    /// Set when the host's subnet file has an IPv6 subnet.
+    pub ip6: Option<Ipv6Addr>,
     pub host: String,
 }
 
@@ -100,6 +106,19 @@ impl Lab {
         sh("ip", &["netns", "add", ns])?;
         self.namespaces.push(ns.to_string());
         sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        // no duplicate address detection: lab addresses are usable at once
+        sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )?;
         Ok(())
     }
 
@@ -143,6 +162,20 @@ impl Lab {
             "ip",
             &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
         )?;
+        let ip6: Ipv6Addr = format!("{UNDERLAY6_PREFIX}:{octet:x}").parse()?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
         sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
         sh(
             "ip",
@@ -153,6 +186,7 @@ impl Lab {
                 "sysctl",
                 "-qw",
                 "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
             ],
         )?;
         std::fs::create_dir_all(self.dir().join(name))?;
@@ -160,6 +194,7 @@ impl Lab {
             name: name.into(),
             ns,
             ip,
+            ip6,
         })
     }
 
@@ -371,7 +406,7 @@ impl Lab {
         loop {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 if let Ok(env) = SubnetEnv::parse(&text) {
-                    if env.subnet.is_some() {
+                    if env.subnet.is_some() || env.ipv6_subnet.is_some() {
                         return Ok(env);
                     }
                 }
@@ -402,35 +437,52 @@ impl Lab {
     /// `cni0` bridge (created on first use with FLANNEL_SUBNET and FLANNEL_MTU).
     pub fn pod(&mut self, host: &Host, name: &str) -> Result<Pod> {
         let env = SubnetEnv::parse(&std::fs::read_to_string(self.subnet_file(host))?)?;
-        let gw = env
-            .subnet
-            .ok_or_else(|| anyhow!("no FLANNEL_SUBNET on {}", host.name))?;
+        if env.subnet.is_none() && env.ipv6_subnet.is_none() {
+            bail!("no FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET on {}", host.name);
+        }
         let mtu = env.mtu.unwrap_or(1450).to_string();
         let n = self.pods_per_host.entry(host.name.clone()).or_insert(0);
-        if *n == 0 {
+        let first = *n == 0;
+        *n += 1;
+        let index = *n;
+        if first {
             sh(
                 "ip",
                 &[
                     "-n", &host.ns, "link", "add", "cni0", "mtu", &mtu, "type", "bridge",
                 ],
             )?;
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &host.ns,
-                    "addr",
-                    "add",
-                    &gw.to_string(),
-                    "dev",
-                    "cni0",
-                ],
-            )?;
+            if let Some(gw) = env.subnet {
+                sh(
+                    "ip",
+                    &[
+                        "-n",
+                        &host.ns,
+                        "addr",
+                        "add",
+                        &gw.to_string(),
+                        "dev",
+                        "cni0",
+                    ],
+                )?;
+            }
+            if let Some(gw6) = env.ipv6_subnet {
+                sh(
+                    "ip",
+                    &[
+                        "-n",
+                        &host.ns,
+                        "addr",
+                        "add",
+                        &gw6.to_string(),
+                        "dev",
+                        "cni0",
+                        "nodad",
+                    ],
+                )?;
+            }
             sh("ip", &["-n", &host.ns, "link", "set", "cni0", "up"])?;
         }
-        *n += 1;
-        let index = *n;
-        let ip = Ipv4Addr::from(u32::from(gw.network()) + 1 + index as u32);
         let ns = format!("{}-{}-{name}", self.prefix, host.name);
         self.add_netns(&ns)?;
         let port = format!("veth{index}");
@@ -446,40 +498,77 @@ impl Lab {
             &["-n", &host.ns, "link", "set", &port, "master", "cni0", "up"],
         )?;
         sh("ip", &["-n", &ns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
-        sh(
-            "ip",
-            &[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{ip}/{}", gw.prefix_len()),
-                "dev",
-                "eth0",
-            ],
-        )?;
-        sh(
-            "ip",
-            &[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &gw.addr().to_string(),
-            ],
-        )?;
+        let mut ip = Ipv4Addr::UNSPECIFIED;
+        if let Some(gw) = env.subnet {
+            ip = Ipv4Addr::from(u32::from(gw.network()) + 1 + index as u32);
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{ip}/{}", gw.prefix_len()),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &gw.addr().to_string(),
+                ],
+            )?;
+        }
+        let mut ip6 = None;
+        if let Some(gw6) = env.ipv6_subnet {
+            let a = Ipv6Addr::from(u128::from(gw6.network()) + 1 + index as u128);
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{a}/{}", gw6.prefix_len()),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &gw6.addr().to_string(),
+                ],
+            )?;
+            ip6 = Some(a);
+        }
         Ok(Pod {
             name: name.into(),
             ns,
             ip,
+            ip6,
             host: host.name.clone(),
         })
     }
 
     /// Pings `to` from `from` until one reply comes back or `timeout` passes.
-    pub fn ping(&self, from: &Pod, to: Ipv4Addr, timeout: Duration) -> Result<Duration> {
+    pub fn ping(&self, from: &Pod, to: impl Into<IpAddr>, timeout: Duration) -> Result<Duration> {
+        let to: IpAddr = to.into();
         let start = Instant::now();
         loop {
             let ok = sh(

@@ -582,3 +582,135 @@ fn udp_backend_carries_pings_and_tcp_between_pods() {
     );
     eprintln!("udp backend, pod to pod: {gbps:.2} Gbit/s (iperf3, 2 s)");
 }
+
+const DUAL_VXLAN: &str = r#"{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"vxlan"}}"#;
+
+#[test]
+fn dual_stack_vxlan_carries_ipv4_and_ipv6_between_pods() {
+    let mut lab = lab();
+    let hosts = start(&mut lab, DUAL_VXLAN, 2, &["-ip-masq"]);
+    let (h1, env1) = &hosts[0];
+    let text = std::fs::read_to_string(lab.subnet_file(h1)).expect("subnet file");
+    let v6 = env1.ipv6_subnet.expect("FLANNEL_IPV6_SUBNET");
+    assert_eq!(
+        text,
+        format!(
+            "FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET={}\nFLANNEL_IPV6_NETWORK=2001:db8:f::/48\nFLANNEL_IPV6_SUBNET={v6}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            env1.subnet.expect("v4")
+        )
+    );
+    // the key joins both subnets; the value carries PublicIPv6 and BackendV6Data
+    let key = format!(
+        "{}&{}",
+        subnet(env1).replace('/', "-"),
+        v6.trunc().to_string().replace('/', "-")
+    );
+    assert!(lab.lease_keys().expect("keys").contains(&key), "{key}");
+    let value = lab
+        .etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!("/coreos.com/network/subnets/{key}"),
+        ])
+        .expect("get");
+    assert!(
+        value.contains(&format!("\"PublicIPv6\":\"{}\"", h1.ip6)),
+        "{value}"
+    );
+    assert!(
+        value.contains("\"BackendV6Data\":{\"VNI\":1,\"VtepMAC\":"),
+        "{value}"
+    );
+    let links = String::from_utf8_lossy(
+        &sh("ip", &["-n", &h1.ns, "link", "show", "flannel-v6.1"])
+            .expect("v6 device")
+            .stdout,
+    )
+    .into_owned();
+    assert!(links.contains("mtu 1430"), "underlay 1500 - 70: {links}");
+
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(&hosts[1].0, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10))
+        .expect("IPv4 between pods");
+    lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(10))
+        .expect("IPv6 between pods");
+    lab.ping(&b, a.ip6.expect("v6 pod"), Duration::from_secs(10))
+        .expect("IPv6 back");
+
+    // ip6 masquerade rules next to the IPv4 ones
+    let saved = String::from_utf8_lossy(
+        &sh(
+            "ip",
+            &["netns", "exec", &h1.ns, "ip6tables-save", "-t", "nat"],
+        )
+        .expect("save")
+        .stdout,
+    )
+    .into_owned();
+    let rules: Vec<&str> = saved
+        .lines()
+        .filter(|l| l.starts_with("-A FLANNEL-POSTRTG "))
+        .collect();
+    assert_eq!(rules.len(), 6, "{saved}");
+    assert!(saved.contains("! -d ff00::/8"), "{saved}");
+}
+
+#[test]
+fn ipv6_only_vxlan() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"vxlan"}}"#,
+        2,
+        &[],
+    );
+    let (h1, env1) = &hosts[0];
+    assert!(
+        env1.network.is_none() && env1.subnet.is_none(),
+        "no IPv4 lines"
+    );
+    let v6 = env1
+        .ipv6_subnet
+        .expect("v6")
+        .trunc()
+        .to_string()
+        .replace('/', "-");
+    assert!(lab
+        .lease_keys()
+        .expect("keys")
+        .contains(&format!("0.0.0.0-0&{v6}")));
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(&hosts[1].0, "b").expect("pod");
+    lab.ping(&a, b.ip6.expect("v6"), Duration::from_secs(10))
+        .expect("IPv6-only pods");
+}
+
+#[test]
+fn dual_stack_host_gw_routes_both_families_via_peers() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"host-gw"}}"#,
+        2,
+        &[],
+    );
+    let (h1, _) = &hosts[0];
+    let (h2, env2) = &hosts[1];
+    let peer6 = env2.ipv6_subnet.expect("v6").trunc().to_string();
+    let route = eventually(Duration::from_secs(10), "IPv6 route", || {
+        let out = sh("ip", &["-n", &h1.ns, "-6", "route", "show", &peer6]).ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    });
+    assert!(
+        route.contains(&format!("via {} dev eth0", h2.ip6)),
+        "{route}"
+    );
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10))
+        .expect("IPv4 over host-gw");
+    lab.ping(&a, b.ip6.expect("v6"), Duration::from_secs(10))
+        .expect("IPv6 over host-gw");
+}

@@ -72,8 +72,12 @@ pub fn direct_entries(
     } else {
         ("PublicIP", "IPv4")
     };
-    let (subnet, public) = family_of(key, attrs, v6)
-        .ok_or_else(|| bad(field, format!("no {family} subnet or address; lease ignored")))?;
+    let (subnet, public) = family_of(key, attrs, v6).ok_or_else(|| {
+        bad(
+            field,
+            format!("no {family} subnet or address; lease ignored"),
+        )
+    })?;
     if !on_link(underlay, public) {
         return Err(bad(
             field,

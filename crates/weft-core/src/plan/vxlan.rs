@@ -4,7 +4,6 @@
 //! host's public IP. Where the kernel has nexthop objects, the route's
 //! gateway lives in a nexthop object whose id is derived from the subnet.
 
-
 use ipnet::IpNet;
 
 use super::dataplane::{FdbSpec, NeighSpec, NextHop, NexthopSpec, RouteSpec, RouteVia};
@@ -47,9 +46,17 @@ impl VxlanPlanner {
                 format!("{:?} is not vxlan; lease ignored", attrs.backend()),
             ));
         }
-        let (field, family) = if self.v6 { ("PublicIPv6", "IPv6") } else { ("PublicIP", "IPv4") };
-        let (subnet, public) = super::hostgw::family_of(key, attrs, self.v6)
-            .ok_or_else(|| bad(field, format!("no {family} subnet or address; lease ignored")))?;
+        let (field, family) = if self.v6 {
+            ("PublicIPv6", "IPv6")
+        } else {
+            ("PublicIP", "IPv4")
+        };
+        let (subnet, public) = super::hostgw::family_of(key, attrs, self.v6).ok_or_else(|| {
+            bad(
+                field,
+                format!("no {family} subnet or address; lease ignored"),
+            )
+        })?;
         if public.is_unspecified() {
             return Err(bad(field, format!("{public} cannot be a VTEP")));
         }
@@ -203,11 +210,18 @@ mod v6_tests {
             br#"{"PublicIP":"198.18.0.12","PublicIPv6":"2001:db8:198::12","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:04"},"BackendV6Data":{"VNI":1,"VtepMAC":"02:00:00:00:00:06"}}"#,
         )
         .expect("attrs");
-        let v6 = VxlanPlanner { ifindex: 9, nexthops: true, direct: None, v6: true };
+        let v6 = VxlanPlanner {
+            ifindex: 9,
+            nexthops: true,
+            direct: None,
+            v6: true,
+        };
         let e = v6.entries(&key, &attrs).expect("v6 entries");
         assert_eq!(e.route.dst.to_string(), "2001:db8:f:e::/64");
         assert!(e.nexthop.is_none(), "IPv6 routes use plain gateways");
-        let RouteVia::Gateway(hop) = e.route.via else { panic!("gateway route") };
+        let RouteVia::Gateway(hop) = e.route.via else {
+            panic!("gateway route")
+        };
         assert_eq!(hop.gateway.to_string(), "2001:db8:f:e::");
         assert_eq!(e.neigh.expect("neigh").mac.to_string(), "02:00:00:00:00:06");
         assert_eq!(e.fdb.expect("fdb").dst.to_string(), "2001:db8:198::12");
