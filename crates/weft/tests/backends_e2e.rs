@@ -714,3 +714,59 @@ fn dual_stack_host_gw_routes_both_families_via_peers() {
     lab.ping(&a, b.ip6.expect("v6"), Duration::from_secs(10))
         .expect("IPv6 over host-gw");
 }
+
+#[test]
+fn vxlan_parameters_are_honoured_and_tcp_flows() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"vxlan","VNI":42,"Port":4789,"MTU":1400,"GBP":true,"Learning":true}}"#,
+        2,
+        &[],
+    );
+    let (h1, env1) = &hosts[0];
+    assert_eq!(env1.mtu, Some(1400), "Backend.MTU wins over underlay - 50");
+    let dev = String::from_utf8_lossy(
+        &sh("ip", &["-n", &h1.ns, "-d", "link", "show", "flannel.42"])
+            .expect("flannel.42")
+            .stdout,
+    )
+    .into_owned();
+    for want in ["mtu 1400", "vxlan id 42", "dstport 4789", "gbp"] {
+        assert!(dev.contains(want), "{want:?} in {dev}");
+    }
+    assert!(!dev.contains("nolearning"), "Learning: true: {dev}");
+    let value = lab
+        .etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!(
+                "/coreos.com/network/subnets/{}",
+                subnet(env1).replace('/', "-")
+            ),
+        ])
+        .expect("get");
+    assert!(value.contains("\"VNI\":42"), "{value}");
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(&hosts[1].0, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10))
+        .expect("ping over VNI 42 / port 4789");
+    let gbps = lab.iperf(&b, &a, 1).expect("iperf3 over vxlan");
+    assert!(gbps > 0.01, "TCP over vxlan: {gbps} Gbit/s");
+}
+
+#[test]
+fn host_gw_carries_tcp() {
+    let mut lab = lab();
+    let hosts = start(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"host-gw"}}"#,
+        2,
+        &[],
+    );
+    let a = lab.pod(&hosts[0].0, "a").expect("pod");
+    let b = lab.pod(&hosts[1].0, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10)).expect("ping");
+    let gbps = lab.iperf(&b, &a, 1).expect("iperf3 over host-gw");
+    assert!(gbps > 0.01, "TCP over host-gw: {gbps} Gbit/s");
+}
