@@ -311,6 +311,15 @@ impl Lab {
         self.etcd_prefix = p.to_string();
     }
 
+    /// The value of lease `key` (short form, e.g. `172.30.46.0-24`), trimmed.
+    pub fn lease_value(&self, key: &str) -> Result<String> {
+        let full = format!("{}/subnets/{key}", self.etcd_prefix);
+        Ok(self
+            .etcdctl(&["get", "--print-value-only", &full])?
+            .trim()
+            .to_string())
+    }
+
     /// Writes `<prefix>/config`.
     pub fn put_config(&self, json: &str) -> Result<()> {
         self.etcdctl(&["put", &format!("{}/config", self.etcd_prefix), json])?;
@@ -646,6 +655,22 @@ impl Lab {
             "/run/netns/{}",
             host.ns
         )))?)
+    }
+}
+
+/// Retries `f` every 50 ms until it returns `Some`; panics with `what`
+/// after `timeout` (for tests, which assert on eventual state).
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -3,10 +3,10 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft_core::subnet_file::SubnetEnv;
-use weft_lab::{in_netns, Host, Lab};
+use weft_lab::{eventually, in_netns, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const ARTICLE_CONFIG: &str =
@@ -15,21 +15,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn lab() -> Lab {
     Lab::new("wte", Path::new(WEFT)).expect("lab: these tests need root")
-}
-
-/// Retries `f` until it returns Some or `timeout` passes.
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn subnet_of(env: &SubnetEnv) -> String {
@@ -93,13 +78,7 @@ fn pods_on_three_hosts_reach_each_other_with_flannel_formats() {
     for (h, env) in &hosts {
         let key = subnet_of(env).replace('/', "-");
         assert!(keys.contains(&key), "{key} in {keys:?}");
-        let value = lab
-            .etcdctl(&[
-                "get",
-                "--print-value-only",
-                &format!("/kube-centos/network/subnets/{key}"),
-            ])
-            .expect("get");
+        let value = lab.lease_value(&key).expect("get");
         let mut nl = lab.netlink(h).expect("nl");
         let dev = weft_kernel::link_by_name(&mut nl, "flannel.1")
             .expect("dump")

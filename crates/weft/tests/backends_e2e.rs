@@ -2,29 +2,15 @@
 //! network namespaces with a real etcd.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft_core::subnet_file::SubnetEnv;
-use weft_lab::{sh, Host, Lab};
+use weft_lab::{eventually, sh, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
 fn lab() -> Lab {
     Lab::new("wtb", Path::new(WEFT)).expect("lab: these tests need root")
-}
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `ip route` lines of the host for destinations in 172.30.0.0/16 (test-side view).
@@ -87,13 +73,7 @@ fn host_gw_routes_via_peers_and_repairs_deleted_routes() {
     // host-gw: MTU of the underlay, lease JSON as flanneld writes it
     assert_eq!(hosts[0].1.mtu, Some(1500));
     let key = subnet(&hosts[0].1).replace('/', "-");
-    let value = lab
-        .etcdctl(&[
-            "get",
-            "--print-value-only",
-            &format!("/coreos.com/network/subnets/{key}"),
-        ])
-        .expect("get");
+    let value = lab.lease_value(&key).expect("get");
     assert_eq!(
         value.trim(),
         r#"{"PublicIP":"198.18.0.11","PublicIPv6":null,"BackendType":"host-gw"}"#
@@ -547,13 +527,7 @@ fn udp_backend_carries_pings_and_tcp_between_pods() {
     let (h1, env1) = &hosts[0];
     assert_eq!(env1.mtu, Some(1472), "underlay 1500 - 28");
     let key = subnet(env1).replace('/', "-");
-    let value = lab
-        .etcdctl(&[
-            "get",
-            "--print-value-only",
-            &format!("/coreos.com/network/subnets/{key}"),
-        ])
-        .expect("get");
+    let value = lab.lease_value(&key).expect("get");
     assert_eq!(
         value.trim(),
         r#"{"PublicIP":"198.18.0.11","PublicIPv6":null}"#,
@@ -606,13 +580,7 @@ fn dual_stack_vxlan_carries_ipv4_and_ipv6_between_pods() {
         v6.trunc().to_string().replace('/', "-")
     );
     assert!(lab.lease_keys().expect("keys").contains(&key), "{key}");
-    let value = lab
-        .etcdctl(&[
-            "get",
-            "--print-value-only",
-            &format!("/coreos.com/network/subnets/{key}"),
-        ])
-        .expect("get");
+    let value = lab.lease_value(&key).expect("get");
     assert!(
         value.contains(&format!("\"PublicIPv6\":\"{}\"", h1.ip6)),
         "{value}"
@@ -737,14 +705,7 @@ fn vxlan_parameters_are_honoured_and_tcp_flows() {
     }
     assert!(!dev.contains("nolearning"), "Learning: true: {dev}");
     let value = lab
-        .etcdctl(&[
-            "get",
-            "--print-value-only",
-            &format!(
-                "/coreos.com/network/subnets/{}",
-                subnet(env1).replace('/', "-")
-            ),
-        ])
+        .lease_value(&subnet(env1).replace('/', "-"))
         .expect("get");
     assert!(value.contains("\"VNI\":42"), "{value}");
     let a = lab.pod(h1, "a").expect("pod");

@@ -3,30 +3,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft_core::subnet_file::SubnetEnv;
-use weft_lab::{sh, Host, Lab};
+use weft_lab::{eventually, sh, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
 
 fn lab() -> Lab {
     Lab::new("wtf", Path::new(WEFT)).expect("lab: these tests need root")
-}
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The lease table in etcd: short key -> value.
