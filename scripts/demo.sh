@@ -5,5 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --release --bin weft
-exec ./target/release/weft demo "$@"
+exec cargo run --release -q --bin weft -- demo "$@"

@@ -6,15 +6,14 @@
 //! lease events produced (see [`Desired`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use std::sync::Arc;
 use weft_core::lease::LeaseKey;
 use weft_core::plan::dataplane::diff;
 use weft_core::plan::{Desired, Op, Planner};
 use weft_etcd::LeaseRecord;
-
 use weft_kernel::{KernelError, Netlink, Ownership};
 
 use crate::udp::UdpPeers;

@@ -166,10 +166,12 @@ async fn agent(args: AgentArgs) -> Result<Never> {
                 dev6 = Some(setup_vxlan(&mut nl, vx, &underlay, &listing, &pools, true)?);
             }
             let mac = |d: &Option<weft_kernel::LinkState>| d.as_ref().and_then(|d| d.mac);
-            let mtu = dev4
-                .as_ref()
-                .or(dev6.as_ref())
+            // pods must fit through both devices: the IPv6 one has 20 bytes less
+            let mtu = [&dev4, &dev6]
+                .into_iter()
+                .flatten()
                 .map(|d| d.mtu)
+                .min()
                 .unwrap_or(underlay.mtu);
             (
                 vxlan::lease_attrs(vx, &underlay, mac(&dev4), mac(&dev6)),

@@ -440,7 +440,7 @@ fn cleanup_removes_everything_weft_made_and_nothing_else() {
             &h1.ns,
             "route",
             "add",
-            "172.30.99.0/24",
+            "172.30.250.0/24",
             "via",
             "198.18.0.12",
             "dev",
@@ -569,7 +569,7 @@ fn dual_stack_vxlan_carries_ipv4_and_ipv6_between_pods() {
     assert_eq!(
         text,
         format!(
-            "FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET={}\nFLANNEL_IPV6_NETWORK=2001:db8:f::/48\nFLANNEL_IPV6_SUBNET={v6}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            "FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET={}\nFLANNEL_IPV6_NETWORK=2001:db8:f::/48\nFLANNEL_IPV6_SUBNET={v6}\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n",
             env1.subnet.expect("v4")
         )
     );

@@ -142,7 +142,8 @@ fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
         .trunc()
         .to_string()
         .replace('/', "-");
-    for t in 100..120 {
+    // fixtures above 172.30.100.0: an agent alone picks among the first 100 free subnets
+    for t in 120..140 {
         fake_lease(&lab, t);
     }
     eventually(Duration::from_secs(10), "20 peers", || {
@@ -153,7 +154,7 @@ fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
     lab.agent(&h)
         .expect("agent")
         .signal(nix::sys::signal::Signal::SIGSTOP);
-    for t in 100..110 {
+    for t in 120..130 {
         lab.etcdctl(&[
             "del",
             &format!("/coreos.com/network/subnets/172.30.{t}.0-24"),
@@ -163,7 +164,7 @@ fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
     for t in 150..170 {
         fake_lease(&lab, t);
     }
-    fake_lease(&lab, 115); // changed in place (same value, new revision)
+    fake_lease(&lab, 135); // changed in place (same value, new revision)
     let status = lab
         .etcdctl(&["endpoint", "status", "-w", "json"])
         .expect("status");
