@@ -49,8 +49,8 @@ pub struct Lab {
     dir: Option<tempfile::TempDir>,
     switch: String,
     namespaces: Vec<String>,
-    etcd_host: Option<Host>,
-    etcd: Option<Proc>,
+    /// etcd members: their hosts and running processes.
+    etcd: Vec<(Host, Option<Proc>)>,
     agents: HashMap<String, Proc>,
     pods_per_host: HashMap<String, u8>,
     etcd_prefix: String,
@@ -78,8 +78,7 @@ impl Lab {
             dir_path: dir.path().to_path_buf(),
             dir: Some(dir),
             namespaces: Vec::new(),
-            etcd_host: None,
-            etcd: None,
+            etcd: Vec::new(),
             agents: HashMap::new(),
             pods_per_host: HashMap::new(),
             etcd_prefix: "/coreos.com/network".into(),
@@ -200,33 +199,79 @@ impl Lab {
 
     // ---- etcd ----
 
-    /// Starts a single-member etcd on its own host (198.18.0.2).
+    /// Starts a single-member etcd on its own host (198.18.0.2); after
+    /// [`Lab::stop_etcd`] it restarts with its data.
     pub fn start_etcd(&mut self) -> Result<String> {
-        let host = match &self.etcd_host {
-            Some(h) => h.clone(),
-            None => {
-                let h = self.host("etcd", ETCD_OCTET)?;
-                self.etcd_host = Some(h.clone());
-                h
+        self.start_etcd_cluster(1)?;
+        self.etcd_url()
+    }
+
+    /// Starts (or restarts the stopped members of) an etcd cluster of `n`
+    /// members on hosts `etcd1..` at 198.18.0.2 and up; waits until healthy.
+    pub fn start_etcd_cluster(&mut self, n: u8) -> Result<()> {
+        while self.etcd.len() < n as usize {
+            let i = self.etcd.len() as u8;
+            let name = if n == 1 {
+                "etcd".to_string()
+            } else {
+                format!("etcd{}", i + 1)
+            };
+            let host = self.host(&name, ETCD_OCTET + i)?;
+            self.etcd.push((host, None));
+        }
+        let initial: Vec<String> = self
+            .etcd
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| format!("e{i}=http://{}:2380", h.ip))
+            .collect();
+        let initial = initial.join(",");
+        for i in 0..self.etcd.len() {
+            if self.etcd[i].1.is_some() {
+                continue;
             }
-        };
-        let url = format!("http://{}:2379", host.ip);
-        let data = self.dir().join("etcd/data");
+            self.spawn_member(i, &initial)?;
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.etcdctl(&["endpoint", "health"]).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                let tail: Vec<String> = self
+                    .etcd
+                    .iter()
+                    .filter_map(|(_, p)| p.as_ref().map(|p| p.log_tail(10)))
+                    .collect();
+                bail!("etcd did not become healthy in 30 s:\n{}", tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn_member(&mut self, i: usize, initial: &str) -> Result<()> {
+        let host = self.etcd[i].0.clone();
+        let dir = self.dir().join(&host.name);
+        std::fs::create_dir_all(&dir)?;
+        let client = format!("http://{}:2379", host.ip);
+        let peer = format!("http://{}:2380", host.ip);
         let args: Vec<String> = [
             "--name",
-            "e0",
+            &format!("e{i}"),
             "--data-dir",
-            &data.to_string_lossy(),
+            &dir.join("data").to_string_lossy(),
             "--listen-client-urls",
-            &format!("{url},http://127.0.0.1:2379"),
+            &format!("{client},http://127.0.0.1:2379"),
             "--advertise-client-urls",
-            &url,
+            &client,
             "--listen-peer-urls",
-            "http://127.0.0.1:2380",
+            &peer,
             "--initial-advertise-peer-urls",
-            "http://127.0.0.1:2380",
+            &peer,
             "--initial-cluster",
-            "e0=http://127.0.0.1:2380",
+            initial,
+            "--initial-cluster-state",
+            "new",
             "--logger",
             "zap",
             "--log-level",
@@ -235,30 +280,28 @@ impl Lab {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let log = self.dir().join("etcd/etcd.log");
-        std::fs::create_dir_all(self.dir().join("etcd"))?;
-        let proc = Proc::spawn(&host.ns, "etcd", log, "etcd", &args, &[])?;
-        self.etcd = Some(proc);
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.etcdctl(&["endpoint", "health"]).is_ok() {
-                return Ok(url);
-            }
-            if Instant::now() > end {
-                let tail = self
-                    .etcd
-                    .as_ref()
-                    .map(|p| p.log_tail(20))
-                    .unwrap_or_default();
-                bail!("etcd did not become healthy in 20 s:\n{tail}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let proc = Proc::spawn(
+            &host.ns,
+            &host.name,
+            dir.join("etcd.log"),
+            "etcd",
+            &args,
+            &[],
+        )?;
+        self.etcd[i].1 = Some(proc);
+        Ok(())
+    }
+
+    /// Stops every etcd member (SIGKILL when `hard`), keeping their data.
+    pub fn stop_etcd(&mut self, hard: bool) {
+        for i in 0..self.etcd.len() {
+            self.stop_etcd_member(i, hard);
         }
     }
 
-    /// Stops etcd (SIGKILL when `hard`), keeping its data.
-    pub fn stop_etcd(&mut self, hard: bool) {
-        if let Some(mut p) = self.etcd.take() {
+    /// Stops one member (SIGKILL when `hard`), keeping its data.
+    pub fn stop_etcd_member(&mut self, i: usize, hard: bool) {
+        if let Some(mut p) = self.etcd.get_mut(i).and_then(|m| m.1.take()) {
             if hard {
                 p.kill_now();
             } else {
@@ -267,20 +310,26 @@ impl Lab {
         }
     }
 
-    /// The etcd URL agents use.
+    /// The etcd endpoints agents use (comma-separated).
     pub fn etcd_url(&self) -> Result<String> {
-        let h = self
-            .etcd_host
-            .as_ref()
-            .ok_or_else(|| anyhow!("etcd not started"))?;
-        Ok(format!("http://{}:2379", h.ip))
+        if self.etcd.is_empty() {
+            bail!("etcd not started");
+        }
+        let urls: Vec<String> = self
+            .etcd
+            .iter()
+            .map(|(h, _)| format!("http://{}:2379", h.ip))
+            .collect();
+        Ok(urls.join(","))
     }
 
+    /// The namespace etcd tools run in (the first member's).
     pub fn etcd_ns(&self) -> Result<String> {
         Ok(self
-            .etcd_host
-            .as_ref()
+            .etcd
+            .first()
             .ok_or_else(|| anyhow!("etcd not started"))?
+            .0
             .ns
             .clone())
     }
@@ -288,6 +337,7 @@ impl Lab {
     /// Runs `etcdctl` (v3 API) against the lab's etcd.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
         let ns = self.etcd_ns()?;
+        let endpoints = format!("--endpoints={}", self.etcd_url()?);
         let mut full = vec![
             "netns",
             "exec",
@@ -295,7 +345,7 @@ impl Lab {
             "env",
             "ETCDCTL_API=3",
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            &endpoints,
         ];
         full.extend_from_slice(args);
         let out = sh("ip", &full)?;

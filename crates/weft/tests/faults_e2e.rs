@@ -357,3 +357,97 @@ fn sigkill_and_restart_lose_no_pings_and_an_expired_lease_is_replaced() {
         .expect("ping after re-acquisition");
     let _ = sh("true", &[]);
 }
+
+/// Starts `ping -i 0.2 -c count` from `from` to `to` in the background.
+fn pinger(from: &weft_lab::Pod, to: std::net::Ipv4Addr, count: u32) -> std::process::Child {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &from.ns,
+            "ping",
+            "-q",
+            "-i",
+            "0.2",
+            "-c",
+            &count.to_string(),
+            &to.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping")
+}
+
+fn received_all(p: std::process::Child, count: u32) {
+    let out = p.wait_with_output().expect("ping done");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+}
+
+#[test]
+fn three_member_etcd_member_loss_and_full_outage() {
+    let mut lab = lab();
+    lab.start_etcd_cluster(3).expect("3-member etcd");
+    lab.put_config(CONFIG).expect("config");
+    let h1 = lab.host("h1", 11).expect("host");
+    let h2 = lab.host("h2", 12).expect("host");
+    for h in [&h1, &h2] {
+        lab.start_agent(h, &[]).expect("agent");
+    }
+    let own1 = lab
+        .wait_subnet_env(&h1, Duration::from_secs(30))
+        .expect("subnet")
+        .subnet
+        .expect("s")
+        .trunc()
+        .to_string()
+        .replace('/', "-");
+    lab.wait_subnet_env(&h2, Duration::from_secs(30))
+        .expect("subnet");
+    let a = lab.pod(&h1, "a").expect("pod");
+    let b = lab.pod(&h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10)).expect("ping");
+
+    // one member dies: no interruption, and changes still reach the agents
+    let p = pinger(&a, b.ip, 25);
+    lab.stop_etcd_member(0, true);
+    fake_lease(&lab, 201);
+    eventually(
+        Duration::from_secs(20),
+        "the new lease through the surviving members",
+        || {
+            kernel_peers(&lab, &h1)
+                .iter()
+                .any(|l| l.starts_with("172.30.201.0/24"))
+                .then_some(())
+        },
+    );
+    received_all(p, 25);
+    lab.start_etcd_cluster(3).expect("member back");
+
+    // every member down for 30 s: the data path carries on untouched
+    let p = pinger(&a, b.ip, 175);
+    lab.stop_etcd(true);
+    std::thread::sleep(Duration::from_secs(30));
+    lab.start_etcd_cluster(3).expect("cluster back");
+    received_all(p, 175);
+    // agents reconnect and converge: changes made after the outage arrive exactly
+    lab.etcdctl(&["del", "/coreos.com/network/subnets/172.30.201.0-24"])
+        .expect("del");
+    fake_lease(&lab, 202);
+    let want = expected_peers(&leases(&lab), &own1);
+    eventually(Duration::from_secs(30), "h1 to equal etcd again", || {
+        (kernel_peers(&lab, &h1) == want).then_some(())
+    });
+    for h in [&h1, &h2] {
+        assert!(
+            lab.agent(h).expect("agent").alive(),
+            "agents ride out the outage"
+        );
+    }
+    lab.ping(&a, b.ip, Duration::from_secs(5))
+        .expect("ping after");
+}
