@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler
-      containernetworking-plugins iperf3 iputils-ping procps tcpdump)
+      containernetworking-plugins iperf3 iputils-ping procps tcpdump openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

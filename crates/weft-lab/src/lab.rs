@@ -31,6 +31,16 @@ pub struct Host {
     pub ip6: Ipv6Addr,
 }
 
+/// Certificates for etcd over TLS, generated per lab with openssl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// A pod: a namespace with `eth0` bridged into its host's `cni0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
@@ -51,6 +61,10 @@ pub struct Lab {
     namespaces: Vec<String>,
     /// etcd members: their hosts and running processes.
     etcd: Vec<(Host, Option<Proc>)>,
+    /// Certificates when etcd runs with TLS and client-certificate auth.
+    tls: Option<TlsFiles>,
+    /// `user:password` the lab's own etcdctl uses once auth is enabled.
+    etcd_root: Option<String>,
     agents: HashMap<String, Proc>,
     pods_per_host: HashMap<String, u8>,
     etcd_prefix: String,
@@ -79,6 +93,8 @@ impl Lab {
             dir: Some(dir),
             namespaces: Vec::new(),
             etcd: Vec::new(),
+            tls: None,
+            etcd_root: None,
             agents: HashMap::new(),
             pods_per_host: HashMap::new(),
             etcd_prefix: "/coreos.com/network".into(),
@@ -199,6 +215,67 @@ impl Lab {
 
     // ---- etcd ----
 
+    /// Makes etcd (started after this) serve TLS and require client
+    /// certificates; the lab's etcdctl and agents get the certificates.
+    pub fn enable_etcd_tls(&mut self) -> Result<TlsFiles> {
+        let dir = self.dir().join("tls");
+        std::fs::create_dir_all(&dir)?;
+        let p = |n: &str| dir.join(n).display().to_string();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=weft-lab-ca"];
+        ca.extend(ec);
+        let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+        sh("openssl", &ca)?;
+        for (name, cn, ext) in [
+            ("server", "etcd", format!("subjectAltName=IP:{UNDERLAY_PREFIX}.{ETCD_OCTET},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth")),
+            ("client", "weft-agent", "extendedKeyUsage=clientAuth".to_string()),
+        ] {
+            let (key, csr, pem, extfile) = (p(&format!("{name}.key")), p(&format!("{name}.csr")), p(&format!("{name}.pem")), p(&format!("{name}.ext")));
+            std::fs::write(&extfile, ext.replace("\\n", "\n"))?;
+            let subj = format!("/CN={cn}");
+            let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
+            req.extend(ec);
+            sh("openssl", &req)?;
+            sh("openssl", &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-days", "1", "-out", &pem, "-extfile", &extfile])?;
+        }
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        };
+        self.tls = Some(files.clone());
+        Ok(files)
+    }
+
+    /// Turns on etcd authentication with a `root` user for the lab's tools
+    /// and `user:password` with read/write access to the etcd prefix.
+    pub fn enable_etcd_auth(&mut self, user: &str, password: &str) -> Result<()> {
+        self.etcdctl(&["user", "add", "root:lab-root-pw"])?;
+        self.etcdctl(&["user", "add", &format!("{user}:{password}")])?;
+        self.etcdctl(&["role", "add", user])?;
+        self.etcdctl(&[
+            "role",
+            "grant-permission",
+            user,
+            "--prefix=true",
+            "readwrite",
+            &format!("{}/", self.etcd_prefix),
+        ])?;
+        self.etcdctl(&["user", "grant-role", user, user])?;
+        self.etcdctl(&["auth", "enable"])?;
+        self.etcd_root = Some("root:lab-root-pw".into());
+        Ok(())
+    }
+
     /// Starts a single-member etcd on its own host (198.18.0.2); after
     /// [`Lab::stop_etcd`] it restarts with its data.
     pub fn start_etcd(&mut self) -> Result<String> {
@@ -234,16 +311,12 @@ impl Lab {
         }
         let end = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.etcdctl(&["endpoint", "health"]).is_ok() {
+            let health = self.etcdctl(&["endpoint", "health"]);
+            let Err(last) = health else {
                 return Ok(());
-            }
+            };
             if Instant::now() > end {
-                let tail: Vec<String> = self
-                    .etcd
-                    .iter()
-                    .filter_map(|(_, p)| p.as_ref().map(|p| p.log_tail(10)))
-                    .collect();
-                bail!("etcd did not become healthy in 30 s:\n{}", tail.join("\n"));
+                bail!("etcd did not become healthy in 30 s: {last:#}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -253,15 +326,16 @@ impl Lab {
         let host = self.etcd[i].0.clone();
         let dir = self.dir().join(&host.name);
         std::fs::create_dir_all(&dir)?;
-        let client = format!("http://{}:2379", host.ip);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://{}:2379", host.ip);
         let peer = format!("http://{}:2380", host.ip);
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--name",
             &format!("e{i}"),
             "--data-dir",
             &dir.join("data").to_string_lossy(),
             "--listen-client-urls",
-            &format!("{client},http://127.0.0.1:2379"),
+            &format!("{client},{scheme}://127.0.0.1:2379"),
             "--advertise-client-urls",
             &client,
             "--listen-peer-urls",
@@ -280,6 +354,17 @@ impl Lab {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(t) = &self.tls {
+            for (flag, path) in [
+                ("--cert-file", &t.server_cert),
+                ("--key-file", &t.server_key),
+                ("--trusted-ca-file", &t.ca),
+            ] {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+            args.push("--client-cert-auth".into());
+        }
         let proc = Proc::spawn(
             &host.ns,
             &host.name,
@@ -315,10 +400,11 @@ impl Lab {
         if self.etcd.is_empty() {
             bail!("etcd not started");
         }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let urls: Vec<String> = self
             .etcd
             .iter()
-            .map(|(h, _)| format!("http://{}:2379", h.ip))
+            .map(|(h, _)| format!("{scheme}://{}:2379", h.ip))
             .collect();
         Ok(urls.join(","))
     }
@@ -347,6 +433,17 @@ impl Lab {
             "etcdctl",
             &endpoints,
         ];
+        let tls_args: Vec<String> = match &self.tls {
+            Some(t) => vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.client_cert.display()),
+                format!("--key={}", t.client_key.display()),
+            ],
+            None => Vec::new(),
+        };
+        full.extend(tls_args.iter().map(String::as_str));
+        let user = self.etcd_root.as_ref().map(|u| format!("--user={u}"));
+        full.extend(user.as_deref());
         full.extend_from_slice(args);
         let out = sh("ip", &full)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -410,6 +507,11 @@ impl Lab {
             "-iface=eth0".to_string(),
             format!("-subnet-file={}", self.subnet_file(host).display()),
         ];
+        if let Some(t) = &self.tls {
+            args.push(format!("-etcd-cafile={}", t.ca.display()));
+            args.push(format!("-etcd-certfile={}", t.client_cert.display()));
+            args.push(format!("-etcd-keyfile={}", t.client_key.display()));
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Ok(args)
     }

@@ -11,6 +11,6 @@ mod lab;
 mod netns;
 mod process;
 
-pub use lab::{eventually, Host, Lab, Pod};
+pub use lab::{eventually, Host, Lab, Pod, TlsFiles};
 pub use netns::{in_netns, sh};
 pub use process::Proc;

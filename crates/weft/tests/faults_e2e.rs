@@ -451,3 +451,81 @@ fn three_member_etcd_member_loss_and_full_outage() {
     lab.ping(&a, b.ip, Duration::from_secs(5))
         .expect("ping after");
 }
+
+#[test]
+fn etcd_over_tls_with_client_certificates() {
+    let mut lab = lab();
+    let tls = lab.enable_etcd_tls().expect("certificates (openssl)");
+    lab.start_etcd().expect("etcd with TLS");
+    assert!(lab.etcd_url().expect("url").starts_with("https://"));
+    lab.put_config(CONFIG).expect("config");
+    let h1 = lab.host("h1", 11).expect("host");
+    let h2 = lab.host("h2", 12).expect("host");
+    for h in [&h1, &h2] {
+        lab.start_agent(h, &[])
+            .expect("agent with -etcd-cafile/-etcd-certfile/-etcd-keyfile");
+    }
+    lab.wait_subnet_env(&h1, Duration::from_secs(30))
+        .expect("subnet over TLS");
+    lab.wait_subnet_env(&h2, Duration::from_secs(30))
+        .expect("subnet over TLS");
+    let a = lab.pod(&h1, "a").expect("pod");
+    let b = lab.pod(&h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(10)).expect("ping");
+    // without a client certificate etcd refuses: the agent says so and waits
+    let h3 = lab.host("h3", 13).expect("host");
+    let args = [
+        "agent".to_string(),
+        format!("-etcd-endpoints={}", lab.etcd_url().expect("url")),
+        format!("-etcd-cafile={}", tls.ca.display()),
+        "-iface=eth0".to_string(),
+        format!("-subnet-file={}", lab.subnet_file(&h3).display()),
+    ];
+    lab.start_agent_with(&h3, WEFT, &args, &[]).expect("agent");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !lab.subnet_file(&h3).exists(),
+        "no lease without a client certificate"
+    );
+    assert!(
+        lab.agent(&h3).expect("agent").alive(),
+        "retries instead of crashing"
+    );
+}
+
+#[test]
+fn etcd_username_and_password_and_no_secret_in_logs() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    lab.enable_etcd_auth("weft", "s3cret-pw").expect("auth");
+    let h1 = lab.host("h1", 11).expect("host");
+    lab.start_agent(&h1, &["-etcd-username=weft", "-etcd-password=s3cret-pw"])
+        .expect("agent");
+    lab.wait_subnet_env(&h1, Duration::from_secs(30))
+        .expect("subnet with auth");
+    assert_eq!(leases(&lab).len(), 1);
+    // a wrong password gets no lease, is reported, and the password is never logged
+    let h2 = lab.host("h2", 12).expect("host");
+    lab.start_agent(&h2, &["-etcd-username=weft", "-etcd-password=wrong-pw"])
+        .expect("agent");
+    eventually(
+        Duration::from_secs(15),
+        "the auth failure in the log",
+        || {
+            let log = lab.agent_log(&h2).to_lowercase();
+            (log.contains("authentication failed")
+                || log.contains("invalid user")
+                || log.contains("auth"))
+            .then_some(())
+        },
+    );
+    assert!(!lab.subnet_file(&h2).exists());
+    for h in [&h1, &h2] {
+        let log = lab.agent_log(h);
+        assert!(
+            !log.contains("s3cret-pw") && !log.contains("wrong-pw"),
+            "password in the log:\n{log}"
+        );
+    }
+}
