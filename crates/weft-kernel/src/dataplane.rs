@@ -58,19 +58,23 @@ pub fn read_dataplane(nl: &mut Netlink, own: &Ownership) -> Result<DataPlane, Ke
     let devices: HashSet<u32> = own.route_devices.iter().copied().collect();
     let l2: HashSet<u32> = own.l2_devices.iter().copied().collect();
     let mut plane = DataPlane::default();
-    if supports_nexthops(nl) {
-        nl.dump_raw(
-            crate::nexthop::RTM_GETNEXTHOP,
-            &crate::nexthop::dump_payload(),
-            "dumping nexthops",
-            |m| {
-                let ours =
-                    |n: &NexthopSpec| devices.contains(&n.hop.oif) && own.owns_nexthop_id(n.id);
-                if let Some(n) = crate::nexthop::parse(&m).filter(ours) {
-                    plane.nexthops.insert(n.id, n);
-                }
-            },
-        )?;
+    // One dump; a kernel without nexthop objects refuses it, which means
+    // there are none of weft's to find.
+    let nexthops = nl.dump_raw(
+        crate::nexthop::RTM_GETNEXTHOP,
+        &crate::nexthop::dump_payload(),
+        "dumping nexthops",
+        |m| {
+            let ours = |n: &NexthopSpec| devices.contains(&n.hop.oif) && own.owns_nexthop_id(n.id);
+            if let Some(n) = crate::nexthop::parse(&m).filter(ours) {
+                plane.nexthops.insert(n.id, n);
+            }
+        },
+    );
+    if let Err(e) = nexthops {
+        if !matches!(e.errno(), Some(EOPNOTSUPP | EINVAL)) {
+            return Err(e);
+        }
     }
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut q = RouteMessage::default();
@@ -189,3 +193,7 @@ mod libc_errno {
     pub const ENOENT: i32 = 2;
     pub const ESRCH: i32 = 3;
 }
+
+/// errno values of a kernel without nexthop objects.
+const EINVAL: i32 = 22;
+const EOPNOTSUPP: i32 = 95;

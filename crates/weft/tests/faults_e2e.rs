@@ -135,21 +135,29 @@ fn fifty_agents_starting_at_once_get_fifty_distinct_subnets() {
     }
 }
 
-#[test]
-fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
-    let mut lab = lab();
+/// etcd, the config and one host running an agent; returns the host and
+/// the key of its own lease.
+fn one_agent(lab: &mut Lab) -> (Host, String) {
     lab.start_etcd().expect("etcd");
     lab.put_config(CONFIG).expect("config");
     let h = lab.host("h1", 11).expect("host");
     lab.start_agent(&h, &[]).expect("agent");
-    let own = lab
+    let env = lab
         .wait_subnet_env(&h, Duration::from_secs(20))
-        .expect("subnet")
+        .expect("subnet");
+    let own = env
         .subnet
-        .expect("s")
+        .expect("subnet")
         .trunc()
         .to_string()
         .replace('/', "-");
+    (h, own)
+}
+
+#[test]
+fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
+    let mut lab = lab();
+    let (h, own) = one_agent(&mut lab);
     // fixtures above 172.30.100.0: an agent alone picks among the first 100 free subnets
     for t in 120..140 {
         fake_lease(&lab, t);
@@ -201,18 +209,7 @@ fn compaction_while_an_agent_is_frozen_ends_in_the_exact_state() {
 #[test]
 fn random_churn_ends_with_kernel_equal_to_etcd() {
     let mut lab = lab();
-    lab.start_etcd().expect("etcd");
-    lab.put_config(CONFIG).expect("config");
-    let h = lab.host("h1", 11).expect("host");
-    lab.start_agent(&h, &[]).expect("agent");
-    let own = lab
-        .wait_subnet_env(&h, Duration::from_secs(20))
-        .expect("subnet")
-        .subnet
-        .expect("s")
-        .trunc()
-        .to_string()
-        .replace('/', "-");
+    let (h, own) = one_agent(&mut lab);
     // a deterministic pseudo-random walk over 150 subnets: 600 puts and
     // deletes in transactions of 50, as fast as etcd takes them
     let mut x: u32 = 12345;
