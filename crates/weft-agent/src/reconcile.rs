@@ -59,10 +59,6 @@ impl Reconciler {
         }
     }
 
-    pub fn peer_count(&self) -> usize {
-        self.desired.peer_count()
-    }
-
     /// Replaces every peer with `records` (own lease skipped).
     pub fn reset(&mut self, records: &[LeaseRecord]) {
         if let Some(peers) = &self.sink.udp {

@@ -224,27 +224,6 @@ impl Registry {
             _ => Err(EtcdError::LeaseLost(etcd_lease)),
         }
     }
-
-    /// Seconds left on an etcd lease (`None` when it is gone).
-    pub async fn time_to_live(&mut self, etcd_lease: i64) -> Result<Option<i64>, EtcdError> {
-        let r = call(
-            || format!("reading lease {etcd_lease:x}"),
-            self.client.lease_time_to_live(etcd_lease, None),
-        )
-        .await?;
-        Ok((r.ttl() > 0).then_some(r.ttl()))
-    }
-
-    /// Deletes a lease key (used by tests and `weft` tools, never by the agent for others).
-    pub async fn delete(&mut self, key: &LeaseKey) -> Result<(), EtcdError> {
-        let k = self.lease_key(key);
-        call(
-            || format!("deleting {k}"),
-            self.client.delete(k.clone(), None),
-        )
-        .await?;
-        Ok(())
-    }
 }
 
 /// Decodes one key/value under `subnets/`.

@@ -72,10 +72,6 @@ impl Desired {
         self.peers.contains_key(subnet)
     }
 
-    pub fn subnets(&self) -> impl Iterator<Item = &IpNet> {
-        self.peers.keys()
-    }
-
     /// Adds or changes a peer; returns the operations that apply the change.
     pub fn upsert(&mut self, subnet: IpNet, entries: PeerEntries) -> Vec<Op> {
         let mut keys = self.keys_of(subnet);
@@ -214,10 +210,6 @@ fn add_keys(keys: &mut Keys, e: &PeerEntries) {
     }
 }
 
-/// Convenience for tests and planners: a neighbour spec.
-pub fn neigh(ifindex: u32, ip: std::net::IpAddr, mac: MacAddr) -> NeighSpec {
-    NeighSpec { ifindex, ip, mac }
-}
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
 }
 
+fn neigh(ifindex: u32, ip: IpAddr, mac: MacAddr) -> NeighSpec {
+    NeighSpec { ifindex, ip, mac }
+}
+
 fn mac(last: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, last])
 }
