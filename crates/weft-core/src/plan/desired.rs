@@ -210,6 +210,5 @@ fn add_keys(keys: &mut Keys, e: &PeerEntries) {
     }
 }
 
-
 #[cfg(test)]
 mod tests;
