@@ -9,7 +9,7 @@ use crate::masq::{
 };
 
 /// The save and restore programs of one family.
-fn tools(v6: bool) -> (&'static str, &'static str) {
+pub fn tools(v6: bool) -> (&'static str, &'static str) {
     if v6 {
         ("ip6tables-save", "ip6tables-restore")
     } else {
@@ -36,7 +36,8 @@ pub enum FirewallError {
     Failed { cmd: String, stderr: String },
 }
 
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
+/// Runs a firewall tool, feeding `stdin`; its stdout, or its stderr as the error.
+pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
     let cmd = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)

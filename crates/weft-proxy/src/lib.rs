@@ -1,0 +1,19 @@
+//! weft's service proxy (kube-proxy's job): Service virtual IPs, NodePorts
+//! and random load balancing over endpoints, programmed through iptables
+//! (kube-proxy's chains, one `iptables-restore --noflush` transaction) or
+//! nftables (kube-proxy's verdict maps, incremental `nft -f`).
+//!
+//! Data flows through the folders in order:
+//! - [`spec`]: service and endpoint definitions, parsed and validated (pure);
+//! - [`plan`]: what each service port needs on this node (pure);
+//! - [`render`]: plans as iptables-restore / nft text (pure);
+//! - [`shell`]: the store in etcd, the sync loop and the firewall tools.
+
+pub mod plan;
+pub mod render;
+pub mod shell;
+pub mod spec;
+
+/// The packet mark asking for masquerade, shared with kube-proxy and with
+/// the agent's ip-masq rules (which leave marked packets alone).
+pub const MASQ_MARK: &str = "0x4000";

@@ -1,0 +1,55 @@
+//! The services and endpoint sets the proxy knows, and the port plans they
+//! give on one node.
+
+use std::collections::BTreeMap;
+
+use super::{plan_service, PortPlan};
+use crate::spec::{EndpointSet, Object, Service, ServiceName};
+
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub services: BTreeMap<ServiceName, Service>,
+    pub endpoints: BTreeMap<ServiceName, EndpointSet>,
+}
+
+impl Catalog {
+    /// Stores an object; returns the service it affects.
+    pub fn put(&mut self, obj: Object) -> ServiceName {
+        match obj {
+            Object::Service(s) => {
+                let id = s.id.clone();
+                self.services.insert(id.clone(), s);
+                id
+            }
+            Object::Endpoints(e) => {
+                let id = e.service.clone();
+                self.endpoints.insert(id.clone(), e);
+                id
+            }
+        }
+    }
+
+    pub fn remove_service(&mut self, id: &ServiceName) {
+        self.services.remove(id);
+    }
+
+    pub fn remove_endpoints(&mut self, id: &ServiceName) {
+        self.endpoints.remove(id);
+    }
+
+    /// The port plans of one service (empty when it does not exist).
+    pub fn plan(&self, id: &ServiceName, node: &str) -> Vec<PortPlan> {
+        self.services
+            .get(id)
+            .map(|s| plan_service(s, self.endpoints.get(id), node))
+            .unwrap_or_default()
+    }
+
+    /// The port plans of every service.
+    pub fn plan_all(&self, node: &str) -> Vec<PortPlan> {
+        self.services
+            .values()
+            .flat_map(|s| plan_service(s, self.endpoints.get(&s.id), node))
+            .collect()
+    }
+}

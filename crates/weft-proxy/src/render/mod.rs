@@ -1,0 +1,8 @@
+//! Plans rendered as firewall text: [`iptables`] for `iptables-restore`,
+//! [`nft`] for `nft -f`.
+
+pub mod iptables;
+pub mod nft;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! kube-proxy's nftables mode: table `ip kube-proxy` / `ip6 kube-proxy`
+//! with verdict maps keyed by `daddr . l4proto . dport` (one lookup per
+//! packet), a chain per service port and per endpoint, `numgen` for random
+//! balancing and per-endpoint timeout sets for ClientIP affinity.
+//!
+//! Each service port renders to a [`PortNft`]; [`NftRenderer::update`]
+//! turns the difference between two of them into the few `nft -f`
+//! commands that change only what changed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use ipnet::IpNet;
+
+use crate::plan::names::nft_hash;
+use crate::plan::{EndpointPlan, PortKey, PortPlan};
+use crate::MASQ_MARK;
+
+pub const TABLE: &str = "kube-proxy";
+pub const SERVICE_IPS: &str = "service-ips";
+pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+const MARK_CHAIN: &str = "mark-for-masquerade";
+const REJECT_CHAIN: &str = "reject-chain";
+
+/// One verdict-map element: `(map, key, verdict)`.
+pub type Element = (&'static str, String, String);
+
+/// Everything one service port owns in the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortNft {
+    /// Affinity sets: name and timeout in seconds.
+    pub sets: Vec<(String, u32)>,
+    /// Chains and their rules, endpoint chains before the chains that use them.
+    pub chains: Vec<(String, Vec<String>)>,
+    pub elements: Vec<Element>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NftRenderer {
+    pub v6: bool,
+    /// The pod network: sources outside it are masqueraded to cluster IPs.
+    pub cluster_cidr: Option<IpNet>,
+}
+
+impl NftRenderer {
+    pub fn family(&self) -> &'static str {
+        if self.v6 {
+            "ip6"
+        } else {
+            "ip"
+        }
+    }
+
+    fn addr_type(&self) -> &'static str {
+        if self.v6 {
+            "ipv6_addr"
+        } else {
+            "ipv4_addr"
+        }
+    }
+
+    /// `ip` or `ip6`, as the address match keyword.
+    fn l3(&self) -> &'static str {
+        self.family()
+    }
+
+    fn loopback(&self) -> &'static str {
+        if self.v6 {
+            "::1"
+        } else {
+            "127.0.0.0/8"
+        }
+    }
+
+    /// The readable tail of the chain names: `ns/name/proto/port`.
+    fn base(p: &PortPlan) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            p.key.service.namespace,
+            p.key.service.name,
+            p.key.protocol.lower(),
+            p.key.port_name
+        )
+    }
+
+    fn named(kind: &str, p: &PortPlan) -> String {
+        let base = Self::base(p);
+        format!("{kind}-{}-{base}", nft_hash(&base))
+    }
+
+    fn endpoint_named(kind: &str, p: &PortPlan, ep: &EndpointPlan) -> String {
+        let tail = format!(
+            "{}__{}/{}",
+            Self::base(p),
+            ep.addr.ip().to_string().replace(':', "."),
+            ep.addr.port()
+        );
+        format!("{kind}-{}-{tail}", nft_hash(&tail))
+    }
+
+    /// What one service port owns.
+    pub fn port(&self, p: &PortPlan) -> PortNft {
+        let mut out = PortNft::default();
+        let proto = p.key.protocol.lower();
+        let l3 = self.l3();
+        let key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
+        if p.endpoints.is_empty() {
+            out.elements
+                .push((NO_ENDPOINT_SERVICES, key, format!("goto {REJECT_CHAIN}")));
+            if let Some(np) = p.node_port {
+                out.elements.push((
+                    NO_ENDPOINT_NODEPORTS,
+                    format!("{proto} . {np}"),
+                    format!("goto {REJECT_CHAIN}"),
+                ));
+            }
+            return out;
+        }
+        for ep in &p.endpoints {
+            let affinity = Self::endpoint_named("affinity", p, ep);
+            let mut rules = vec![format!("{l3} saddr {} jump {MARK_CHAIN}", ep.addr.ip())];
+            if let Some(secs) = p.affinity_seconds {
+                out.sets.push((affinity.clone(), secs));
+                rules.push(format!("update @{affinity} {{ {l3} saddr }}"));
+            }
+            let dst = if self.v6 {
+                format!("[{}]:{}", ep.addr.ip(), ep.addr.port())
+            } else {
+                ep.addr.to_string()
+            };
+            rules.push(format!("meta l4proto {proto} dnat to {dst}"));
+            out.chains
+                .push((Self::endpoint_named("endpoint", p, ep), rules));
+        }
+
+        let service = Self::named("service", p);
+        let mut rules = Vec::new();
+        if let Some(cidr) = self.cluster_cidr {
+            rules.push(format!(
+                "{l3} daddr {} {proto} dport {} {l3} saddr != {cidr} jump {MARK_CHAIN}",
+                p.cluster_ip, p.port
+            ));
+        }
+        rules.extend(self.balance(p, &p.endpoints.iter().collect::<Vec<_>>()));
+        out.chains.push((service.clone(), rules));
+
+        let local: Vec<&EndpointPlan> = p.local_endpoints().collect();
+        let local_chain = Self::named("local", p);
+        let wants_local = p.internal_local || (p.external_local && p.node_port.is_some());
+        if wants_local && !local.is_empty() {
+            out.chains
+                .push((local_chain.clone(), self.balance(p, &local)));
+        }
+
+        if !p.internal_local {
+            out.elements
+                .push((SERVICE_IPS, key, format!("goto {service}")));
+        } else if !local.is_empty() {
+            out.elements
+                .push((SERVICE_IPS, key, format!("goto {local_chain}")));
+        } else {
+            out.elements
+                .push((NO_ENDPOINT_SERVICES, key, "drop".into()));
+        }
+
+        if let Some(np) = p.node_port {
+            let external = Self::named("external", p);
+            let mut rules = Vec::new();
+            if !p.external_local {
+                rules.push(format!("jump {MARK_CHAIN}"));
+                rules.push(format!("goto {service}"));
+            } else {
+                if let Some(cidr) = self.cluster_cidr {
+                    rules.push(format!("{l3} saddr {cidr} goto {service}"));
+                }
+                rules.push(format!("fib saddr type local jump {MARK_CHAIN}"));
+                rules.push(format!("fib saddr type local goto {service}"));
+                if local.is_empty() {
+                    out.elements.push((
+                        NO_ENDPOINT_NODEPORTS,
+                        format!("{proto} . {np}"),
+                        "drop".into(),
+                    ));
+                } else {
+                    rules.push(format!("goto {local_chain}"));
+                }
+            }
+            out.chains.push((external.clone(), rules));
+            out.elements.push((
+                SERVICE_NODEPORTS,
+                format!("{proto} . {np}"),
+                format!("goto {external}"),
+            ));
+        }
+        out
+    }
+
+    /// Affinity lookups, then one `numgen` verdict map over `eps`.
+    fn balance(&self, p: &PortPlan, eps: &[&EndpointPlan]) -> Vec<String> {
+        let mut rules = Vec::new();
+        if p.affinity_seconds.is_some() {
+            for ep in eps {
+                rules.push(format!(
+                    "{} saddr @{} goto {}",
+                    self.l3(),
+                    Self::endpoint_named("affinity", p, ep),
+                    Self::endpoint_named("endpoint", p, ep)
+                ));
+            }
+        }
+        let mut vmap = format!("numgen random mod {} vmap {{ ", eps.len());
+        for (i, ep) in eps.iter().enumerate() {
+            if i > 0 {
+                vmap.push_str(", ");
+            }
+            let _ = write!(
+                vmap,
+                "{i} : goto {}",
+                Self::endpoint_named("endpoint", p, ep)
+            );
+        }
+        vmap.push_str(" }");
+        rules.push(vmap);
+        rules
+    }
+
+    /// The table without any service: maps, helper and hook chains.
+    fn skeleton(&self, out: &mut String) {
+        let fam = self.family();
+        let a = self.addr_type();
+        let l3 = self.l3();
+        let lo = self.loopback();
+        let _ = write!(
+            out,
+            "table {fam} {TABLE} {{\n\
+             \tcomment \"rules for kube-proxy (weft)\"\n\
+             \tmap {SERVICE_IPS} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
+             \tmap {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
+             \tmap {NO_ENDPOINT_SERVICES} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
+             \tmap {NO_ENDPOINT_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
+             \tchain {MARK_CHAIN} {{ meta mark set meta mark | {MASQ_MARK}; }}\n\
+             \tchain masquerading {{ meta mark & {MASQ_MARK} == 0 return; meta mark set meta mark ^ {MASQ_MARK}; masquerade fully-random; }}\n\
+             \tchain services {{ {l3} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}; fib daddr type local {l3} daddr != {lo} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}; }}\n\
+             \tchain {REJECT_CHAIN} {{ reject; }}\n\
+             \tchain service-endpoints-check {{ {l3} daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}; }}\n\
+             \tchain nodeport-endpoints-check {{ fib daddr type local {l3} daddr != {lo} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}; }}\n\
+             \tchain filter-input {{ type filter hook input priority -110; policy accept; ct state new jump nodeport-endpoints-check; ct state new jump service-endpoints-check; }}\n\
+             \tchain filter-forward {{ type filter hook forward priority -110; policy accept; ct state new jump service-endpoints-check; }}\n\
+             \tchain filter-output {{ type filter hook output priority -110; policy accept; ct state new jump service-endpoints-check; }}\n\
+             \tchain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}\n\
+             \tchain nat-output {{ type nat hook output priority -100; policy accept; jump services; }}\n\
+             \tchain nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; jump masquerading; }}\n\
+             }}\n"
+        );
+    }
+
+    /// Replaces the whole table atomically with one holding `ports`.
+    pub fn full(&self, ports: &BTreeMap<PortKey, PortNft>) -> String {
+        let fam = self.family();
+        let mut batch = NftBatch::default();
+        for p in ports.values() {
+            self.update(&mut batch, PortNft::empty(), p);
+        }
+        let mut out = String::with_capacity(batch.len() + 4096);
+        let _ = writeln!(out, "add table {fam} {TABLE}\ndelete table {fam} {TABLE}");
+        self.skeleton(&mut out);
+        batch.finish_into(&mut out);
+        out
+    }
+
+    /// Adds to `batch` the commands that turn `old` into `new` for one
+    /// service port: only chains, sets and map elements that differ.
+    pub fn update(&self, batch: &mut NftBatch, old: &PortNft, new: &PortNft) {
+        let fam = self.family();
+        let a = self.addr_type();
+        for (name, secs) in &new.sets {
+            if !old.sets.iter().any(|(n, _)| n == name) {
+                let _ = writeln!(
+                    batch.create,
+                    "add set {fam} {TABLE} {name} {{ type {a}; flags dynamic,timeout; timeout {secs}s; }}"
+                );
+            }
+        }
+        for (name, rules) in new.chains.iter().filter(|c| !old.chains.contains(c)) {
+            let _ = writeln!(batch.create, "add chain {fam} {TABLE} {name}");
+            if old.chains.iter().any(|(n, _)| n == name) {
+                let _ = writeln!(batch.rules, "flush chain {fam} {TABLE} {name}");
+            }
+            for r in rules {
+                let _ = writeln!(batch.rules, "add rule {fam} {TABLE} {name} {r}");
+            }
+        }
+        for e @ (map, key, _) in &old.elements {
+            if !new.elements.contains(e) {
+                let _ = writeln!(
+                    batch.unmap,
+                    "delete element {fam} {TABLE} {map} {{ {key} }}"
+                );
+            }
+        }
+        for e @ (map, key, verdict) in &new.elements {
+            if !old.elements.contains(e) {
+                let _ = writeln!(
+                    batch.map,
+                    "add element {fam} {TABLE} {map} {{ {key} : {verdict} }}"
+                );
+            }
+        }
+        for (name, _) in old
+            .chains
+            .iter()
+            .filter(|(n, _)| !new.chains.iter().any(|(m, _)| m == n))
+        {
+            let _ = writeln!(batch.flush, "flush chain {fam} {TABLE} {name}");
+            let _ = writeln!(batch.delete, "delete chain {fam} {TABLE} {name}");
+        }
+        for (name, _) in old
+            .sets
+            .iter()
+            .filter(|(n, _)| !new.sets.iter().any(|(m, _)| m == n))
+        {
+            let _ = writeln!(batch.delete, "delete set {fam} {TABLE} {name}");
+        }
+    }
+}
+
+/// Commands of one `nft -f` transaction, grouped so that every object
+/// exists before it is referenced and is unreferenced before it is deleted.
+#[derive(Debug, Default)]
+pub struct NftBatch {
+    create: String,
+    rules: String,
+    unmap: String,
+    map: String,
+    flush: String,
+    delete: String,
+}
+
+impl NftBatch {
+    pub fn len(&self) -> usize {
+        self.create.len()
+            + self.rules.len()
+            + self.unmap.len()
+            + self.map.len()
+            + self.flush.len()
+            + self.delete.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the commands, in dependency order, to `out`.
+    pub fn finish_into(self, out: &mut String) {
+        for part in [
+            self.create,
+            self.rules,
+            self.unmap,
+            self.map,
+            self.flush,
+            self.delete,
+        ] {
+            out.push_str(&part);
+        }
+    }
+}
+
+impl PortNft {
+    pub fn empty() -> &'static PortNft {
+        static EMPTY: PortNft = PortNft {
+            sets: Vec::new(),
+            chains: Vec::new(),
+            elements: Vec::new(),
+        };
+        &EMPTY
+    }
+
+    /// Chains plus sets, for counts.
+    pub fn objects(&self) -> usize {
+        self.chains.len() + self.sets.len()
+    }
+}

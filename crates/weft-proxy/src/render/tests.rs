@@ -1,0 +1,172 @@
+//! Golden tests: the article's service renders as the article shows it;
+//! affinity, traffic policies, no endpoints and nft text are compared with
+//! files under `tests/golden/` (`WEFT_UPDATE_GOLDEN=1` rewrites them).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::iptables::{normalize_saved, IptablesRenderer, HOOKS};
+use super::nft::{NftBatch, NftRenderer, PortNft};
+use crate::plan::catalog::Catalog;
+use crate::plan::PortPlan;
+use crate::spec::parse_documents;
+
+const ARTICLE: &str = include_str!("../../tests/golden/article.yaml");
+const CASES: &str = include_str!("../../tests/golden/cases.yaml");
+
+/// The article's `iptables-save | grep example-service` output.
+const ARTICLE_SAVED: &str = r#"-A KUBE-NODEPORTS -p tcp -m comment --comment "default/example-service:" -m tcp --dport 32663 -j KUBE-MARK-MASQ
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/example-service:" -m tcp --dport 32663 -j KUBE-SVC-BR4KARPIGKMRMN3E
+-A KUBE-SEP-NCPBOLUH5XTTHG3E -s 172.30.46.2/32 -m comment --comment "default/example-service:" -j KUBE-MARK-MASQ
+-A KUBE-SEP-NCPBOLUH5XTTHG3E -p tcp -m comment --comment "default/example-service:" -m tcp -j DNAT --to-destination 172.30.46.2:80
+-A KUBE-SEP-ONEKQBIWICF7RAR3 -s 172.30.14.2/32 -m comment --comment "default/example-service:" -j KUBE-MARK-MASQ
+-A KUBE-SEP-ONEKQBIWICF7RAR3 -p tcp -m comment --comment "default/example-service:" -m tcp -j DNAT --to-destination 172.30.14.2:80
+-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment "default/example-service: cluster IP" -m tcp --dport 80 -j KUBE-SVC-BR4KARPIGKMRMN3E
+-A KUBE-SVC-BR4KARPIGKMRMN3E -m comment --comment "default/example-service:" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-ONEKQBIWICF7RAR3
+-A KUBE-SVC-BR4KARPIGKMRMN3E -m comment --comment "default/example-service:" -j KUBE-SEP-NCPBOLUH5XTTHG3E"#;
+
+fn plans(text: &str, node: &str) -> Vec<PortPlan> {
+    let mut c = Catalog::default();
+    for o in parse_documents(text, "golden").expect("valid golden input") {
+        c.put(o);
+    }
+    c.plan_all(node)
+}
+
+fn golden(name: &str, got: &str) {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("WEFT_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).expect("writing golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file exists");
+    assert_eq!(got, want, "{name} differs (WEFT_UPDATE_GOLDEN=1 to accept)");
+}
+
+#[test]
+fn article_service_renders_as_the_article_shows() {
+    let r = IptablesRenderer {
+        v6: false,
+        cluster_cidr: None,
+    };
+    let ports: BTreeMap<_, _> = plans(ARTICLE, "host1")
+        .iter()
+        .map(|p| (p.key.clone(), r.port(p)))
+        .collect();
+    let mut got: Vec<String> = r
+        .expected_saved(&ports)
+        .into_iter()
+        .filter(|(_, l)| l.contains("example-service"))
+        .map(|(_, l)| normalize_saved(&l))
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = ARTICLE_SAVED.lines().map(normalize_saved).collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Two endpoints: 2 + 3n nat rules, as the notes count.
+    assert_eq!(
+        ports.values().map(|p| p.rule_count()).sum::<usize>(),
+        2 + 3 * 2 + 1
+    );
+}
+
+#[test]
+fn iptables_cases_golden() {
+    let r = IptablesRenderer {
+        v6: false,
+        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+    };
+    let ports: BTreeMap<_, _> = plans(CASES, "host1")
+        .iter()
+        .filter(|p| !p.v6())
+        .map(|p| (p.key.clone(), r.port(p)))
+        .collect();
+    golden(
+        "cases.iptables",
+        &r.restore(
+            &ports,
+            None,
+            &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
+            &HOOKS,
+        ),
+    );
+}
+
+#[test]
+fn ipv6_cases_golden() {
+    let r = IptablesRenderer {
+        v6: true,
+        cluster_cidr: Some("fd00:30::/56".parse().expect("cidr")),
+    };
+    let n = NftRenderer {
+        v6: true,
+        cluster_cidr: r.cluster_cidr,
+    };
+    let v6: Vec<PortPlan> = plans(CASES, "host1")
+        .into_iter()
+        .filter(|p| p.v6())
+        .collect();
+    assert!(!v6.is_empty());
+    let ipt: BTreeMap<_, _> = v6.iter().map(|p| (p.key.clone(), r.port(p))).collect();
+    let nft: BTreeMap<_, _> = v6.iter().map(|p| (p.key.clone(), n.port(p))).collect();
+    golden(
+        "cases6.txt",
+        &format!(
+            "{}{}",
+            r.restore(&ipt, None, &BTreeSet::new(), &[]),
+            n.full(&nft)
+        ),
+    );
+}
+
+#[test]
+fn nft_cases_golden() {
+    let n = NftRenderer {
+        v6: false,
+        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+    };
+    let ports: BTreeMap<_, _> = plans(CASES, "host1")
+        .iter()
+        .filter(|p| !p.v6())
+        .map(|p| (p.key.clone(), n.port(p)))
+        .collect();
+    golden("cases.nft", &n.full(&ports));
+}
+
+#[test]
+fn nft_update_touches_only_what_changed() {
+    let n = NftRenderer {
+        v6: false,
+        cluster_cidr: None,
+    };
+    let before = plans(ARTICLE, "host1");
+    let mut after = before.clone();
+    // One endpoint goes away.
+    after[0].endpoints.remove(1);
+    let old = n.port(&before[0]);
+    let new = n.port(&after[0]);
+    let mut batch = NftBatch::default();
+    n.update(&mut batch, &old, &new);
+    let mut text = String::new();
+    batch.finish_into(&mut text);
+    golden("update.nft", &text);
+    // Removing the service entirely unmaps it before deleting its chains.
+    let mut batch = NftBatch::default();
+    n.update(&mut batch, &new, PortNft::empty());
+    let mut text = String::new();
+    batch.finish_into(&mut text);
+    let unmap = text.find("delete element").expect("element deleted");
+    let delete = text.find("delete chain").expect("chains deleted");
+    assert!(unmap < delete, "{text}");
+    // No change, no commands.
+    let mut batch = NftBatch::default();
+    n.update(&mut batch, &new, &new);
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn probability_is_normalized_from_save_output() {
+    assert_eq!(
+        normalize_saved("-m statistic --mode random --probability 0.33333333349 -j X"),
+        "-m statistic --mode random --probability 0.333333 -j X"
+    );
+}

@@ -1,0 +1,444 @@
+//! Applying port plans to the kernel: full syncs (everything, stale chains
+//! removed) and partial syncs (only the services that changed), through
+//! `iptables-restore -w --noflush` or `nft -f`, one transaction each.
+//!
+//! The rendered rules of every port are kept, so a partial sync renders
+//! only changed services and sends only what differs. A failed transaction
+//! changes nothing in the kernel; the caches are left as before and the
+//! next sync is a full one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use weft_firewall::apply::{run, tools};
+use weft_firewall::FirewallError;
+
+use crate::plan::{PortKey, PortPlan};
+use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
+use crate::render::nft::{self, NftBatch, NftRenderer, PortNft};
+use crate::spec::ServiceName;
+
+/// Which firewall the proxy programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Iptables,
+    Nftables,
+}
+
+impl ProxyMode {
+    pub fn parse(s: &str) -> Option<ProxyMode> {
+        match s {
+            "iptables" | "" => Some(ProxyMode::Iptables),
+            "nftables" | "nft" => Some(ProxyMode::Nftables),
+            _ => None,
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub full: bool,
+    /// Service ports in the kernel after the sync.
+    pub ports: usize,
+    /// Service ports whose rules were (re)written.
+    pub written: usize,
+    /// Bytes of rules text sent to the tool.
+    pub bytes: usize,
+    pub render: Duration,
+    pub apply: Duration,
+}
+
+/// One address family's rendered rules.
+struct Family {
+    ipt: IptablesRenderer,
+    nft: NftRenderer,
+    ipt_ports: BTreeMap<PortKey, PortRules>,
+    nft_ports: BTreeMap<PortKey, PortNft>,
+    /// Whether rules of this family were ever written (IPv6 tables are
+    /// left alone until an IPv6 service shows up).
+    active: bool,
+}
+
+impl Family {
+    fn new(v6: bool, cidr: Option<IpNet>) -> Family {
+        Family {
+            ipt: IptablesRenderer {
+                v6,
+                cluster_cidr: cidr,
+            },
+            nft: NftRenderer {
+                v6,
+                cluster_cidr: cidr,
+            },
+            ipt_ports: BTreeMap::new(),
+            nft_ports: BTreeMap::new(),
+            active: false,
+        }
+    }
+
+    fn v6(&self) -> bool {
+        self.ipt.v6
+    }
+}
+
+/// Keeps the kernel's service rules equal to the plans it is given.
+pub struct Syncer {
+    mode: ProxyMode,
+    families: [Family; 2],
+    /// Set after a failed transaction: the next sync must be full.
+    pub needs_full: bool,
+}
+
+fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
+    map.keys()
+        .skip_while(|k| &k.service < service)
+        .take_while(|k| &k.service == service)
+        .cloned()
+        .collect()
+}
+
+impl Syncer {
+    /// `cidr4` / `cidr6`: the pod networks (off-cluster sources to cluster
+    /// IPs are masqueraded).
+    pub fn new(mode: ProxyMode, cidr4: Option<IpNet>, cidr6: Option<IpNet>) -> Syncer {
+        Syncer {
+            mode,
+            families: [Family::new(false, cidr4), Family::new(true, cidr6)],
+            needs_full: true,
+        }
+    }
+
+    pub fn mode(&self) -> ProxyMode {
+        self.mode
+    }
+
+    /// Service ports currently programmed.
+    pub fn port_count(&self) -> usize {
+        self.families
+            .iter()
+            .map(|f| match self.mode {
+                ProxyMode::Iptables => f.ipt_ports.len(),
+                ProxyMode::Nftables => f.nft_ports.len(),
+            })
+            .sum()
+    }
+
+    /// Writes every plan and removes whatever else the proxy owns.
+    pub fn full(&mut self, plans: Vec<PortPlan>) -> Result<SyncReport, FirewallError> {
+        let mut report = SyncReport {
+            full: true,
+            ..SyncReport::default()
+        };
+        let (v4, v6): (Vec<PortPlan>, Vec<PortPlan>) = plans.into_iter().partition(|p| !p.v6());
+        for (family, plans) in self.families.iter_mut().zip([v4, v6]) {
+            if plans.is_empty() && !family.active && family.v6() {
+                continue;
+            }
+            let t = Instant::now();
+            let res = match self.mode {
+                ProxyMode::Iptables => {
+                    let ports: BTreeMap<PortKey, PortRules> = plans
+                        .iter()
+                        .map(|p| (p.key.clone(), family.ipt.port(p)))
+                        .collect();
+                    report.render += t.elapsed();
+                    let r = full_iptables(&family.ipt, &ports);
+                    if r.is_ok() {
+                        family.ipt_ports = ports;
+                    }
+                    r
+                }
+                ProxyMode::Nftables => {
+                    let ports: BTreeMap<PortKey, PortNft> = plans
+                        .iter()
+                        .map(|p| (p.key.clone(), family.nft.port(p)))
+                        .collect();
+                    let text = family.nft.full(&ports);
+                    report.render += t.elapsed();
+                    let r = apply_nft(&text);
+                    if r.is_ok() {
+                        family.nft_ports = ports;
+                    }
+                    r
+                }
+            };
+            let (bytes, apply) = match res {
+                Ok(x) => x,
+                Err(e) => {
+                    self.needs_full = true;
+                    return Err(e);
+                }
+            };
+            family.active = true;
+            report.bytes += bytes;
+            report.apply += apply;
+            report.written += plans.len();
+        }
+        self.needs_full = false;
+        report.ports = self.port_count();
+        Ok(report)
+    }
+
+    /// Rewrites the ports of `services` to `plans` (their current plans;
+    /// a service with no plan left is removed).
+    pub fn partial(
+        &mut self,
+        services: &BTreeSet<ServiceName>,
+        plans: Vec<PortPlan>,
+    ) -> Result<SyncReport, FirewallError> {
+        let mut report = SyncReport::default();
+        let (v4, v6): (Vec<PortPlan>, Vec<PortPlan>) = plans.into_iter().partition(|p| !p.v6());
+        for (family, plans) in self.families.iter_mut().zip([v4, v6]) {
+            let t = Instant::now();
+            let res = match self.mode {
+                ProxyMode::Iptables => partial_iptables(family, services, &plans, &mut report),
+                ProxyMode::Nftables => partial_nft(family, services, &plans, &mut report),
+            };
+            report.render += t
+                .elapsed()
+                .saturating_sub(res.as_ref().map(|r| r.1).unwrap_or_default());
+            match res {
+                Ok((bytes, apply)) => {
+                    report.bytes += bytes;
+                    report.apply += apply;
+                }
+                Err(e) => {
+                    self.needs_full = true;
+                    return Err(e);
+                }
+            }
+        }
+        report.ports = self.port_count();
+        Ok(report)
+    }
+
+    /// Every rule the kernel should hold, as `iptables-save` prints it, per
+    /// family (iptables mode; for read-back checks).
+    pub fn expected_iptables(&self, v6: bool) -> Vec<(&'static str, String)> {
+        let f = &self.families[usize::from(v6)];
+        f.ipt.expected_saved(&f.ipt_ports)
+    }
+}
+
+/// The nat chains of service ports the kernel holds, and the missing hooks.
+fn iptables_state(v6: bool) -> Result<(BTreeSet<String>, Vec<iptables::Hook>), FirewallError> {
+    let save = tools(v6).0;
+    let nat = run(save, &["-t", "nat"], None)?;
+    let filter = run(save, &["-t", "filter"], None)?;
+    let chains = nat
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|c| iptables::is_service_chain(c))
+        .map(str::to_string)
+        .collect();
+    let missing = HOOKS
+        .iter()
+        .filter(|h| {
+            let saved = if h.table == "nat" { &nat } else { &filter };
+            let want = h.saved();
+            !saved.lines().any(|l| l == want)
+        })
+        .copied()
+        .collect();
+    Ok((chains, missing))
+}
+
+fn restore(v6: bool, text: &str) -> Result<(usize, Duration), FirewallError> {
+    let t = Instant::now();
+    run(tools(v6).1, &["-w", "--noflush"], Some(text))?;
+    Ok((text.len(), t.elapsed()))
+}
+
+fn full_iptables(
+    r: &IptablesRenderer,
+    ports: &BTreeMap<PortKey, PortRules>,
+) -> Result<(usize, Duration), FirewallError> {
+    let (existing, missing) = iptables_state(r.v6)?;
+    let wanted: BTreeSet<&String> = ports.values().flat_map(|p| &p.chains).collect();
+    let stale: BTreeSet<String> = existing
+        .into_iter()
+        .filter(|c| !wanted.contains(c))
+        .collect();
+    restore(r.v6, &r.restore(ports, None, &stale, &missing))
+}
+
+fn partial_iptables(
+    f: &mut Family,
+    services: &BTreeSet<ServiceName>,
+    plans: &[PortPlan],
+    report: &mut SyncReport,
+) -> Result<(usize, Duration), FirewallError> {
+    let mut old: BTreeMap<PortKey, PortRules> = BTreeMap::new();
+    for s in services {
+        for k in service_range(&f.ipt_ports, s) {
+            if let Some(r) = f.ipt_ports.remove(&k) {
+                old.insert(k, r);
+            }
+        }
+    }
+    let mut write = BTreeSet::new();
+    for p in plans {
+        let rules = f.ipt.port(p);
+        if old.get(&p.key) != Some(&rules) {
+            write.insert(p.key.clone());
+        }
+        f.ipt_ports.insert(p.key.clone(), rules);
+    }
+    let kept: BTreeSet<&String> = plans
+        .iter()
+        .filter_map(|p| f.ipt_ports.get(&p.key))
+        .flat_map(|r| &r.chains)
+        .collect();
+    let delete: BTreeSet<String> = old
+        .values()
+        .flat_map(|r| &r.chains)
+        .filter(|c| !kept.contains(c))
+        .cloned()
+        .collect();
+    let removed_ports = old.keys().any(|k| !f.ipt_ports.contains_key(k));
+    if write.is_empty() && delete.is_empty() && !removed_ports {
+        return Ok((0, Duration::ZERO));
+    }
+    report.written += write.len();
+    if !f.active {
+        // First rules of this family: write everything, hooks included.
+        full_iptables(&f.ipt, &f.ipt_ports)?;
+        f.active = true;
+        return Ok((0, Duration::ZERO));
+    }
+    let text = f.ipt.restore(&f.ipt_ports, Some(&write), &delete, &[]);
+    match restore(f.ipt.v6, &text) {
+        Ok(x) => {
+            f.active = true;
+            Ok(x)
+        }
+        Err(e) => {
+            // Nothing changed in the kernel: put the old rules back.
+            for p in plans {
+                f.ipt_ports.remove(&p.key);
+            }
+            f.ipt_ports.extend(old);
+            Err(e)
+        }
+    }
+}
+
+fn apply_nft(text: &str) -> Result<(usize, Duration), FirewallError> {
+    let t = Instant::now();
+    run("nft", &["-f", "-"], Some(text))?;
+    Ok((text.len(), t.elapsed()))
+}
+
+fn partial_nft(
+    f: &mut Family,
+    services: &BTreeSet<ServiceName>,
+    plans: &[PortPlan],
+    report: &mut SyncReport,
+) -> Result<(usize, Duration), FirewallError> {
+    let mut old: BTreeMap<PortKey, PortNft> = BTreeMap::new();
+    for s in services {
+        for k in service_range(&f.nft_ports, s) {
+            if let Some(r) = f.nft_ports.remove(&k) {
+                old.insert(k, r);
+            }
+        }
+    }
+    let mut batch = NftBatch::default();
+    for p in plans {
+        let new = f.nft.port(p);
+        let before = old.get(&p.key).unwrap_or(PortNft::empty());
+        if before != &new {
+            report.written += 1;
+            f.nft.update(&mut batch, before, &new);
+        }
+        f.nft_ports.insert(p.key.clone(), new);
+    }
+    for (k, gone) in &old {
+        if !f.nft_ports.contains_key(k) {
+            f.nft.update(&mut batch, gone, PortNft::empty());
+        }
+    }
+    if batch.is_empty() {
+        return Ok((0, Duration::ZERO));
+    }
+    if !f.active {
+        // The table does not exist yet: create it with everything.
+        let text = f.nft.full(&f.nft_ports);
+        f.active = true;
+        return apply_nft(&text);
+    }
+    let mut text = String::with_capacity(batch.len());
+    batch.finish_into(&mut text);
+    apply_nft(&text).inspect_err(|_| {
+        for p in plans {
+            f.nft_ports.remove(&p.key);
+        }
+        f.nft_ports.extend(old);
+    })
+}
+
+/// Removes every rule, chain and table of the proxy (both modes, both
+/// families); returns what was removed.
+pub fn cleanup() -> Result<Vec<String>, FirewallError> {
+    let mut removed = Vec::new();
+    for v6 in [false, true] {
+        let (save, restore) = tools(v6);
+        let mut text = String::new();
+        for table in ["filter", "nat"] {
+            let saved = match run(save, &["-t", table], None) {
+                Ok(s) => s,
+                Err(FirewallError::Exec { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let ours: Vec<&str> = saved
+                .lines()
+                .filter_map(|l| l.strip_prefix(':'))
+                .filter_map(|l| l.split(' ').next())
+                .filter(|c| c.starts_with("KUBE-"))
+                .collect();
+            let hooks: Vec<String> = HOOKS
+                .iter()
+                .filter(|h| h.table == table)
+                .map(|h| h.saved())
+                .filter(|want| saved.lines().any(|l| l == want))
+                .collect();
+            if ours.is_empty() && hooks.is_empty() {
+                continue;
+            }
+            text.push_str(&format!("*{table}\n"));
+            for h in &hooks {
+                text.push_str(&h.replacen("-A ", "-D ", 1));
+                text.push('\n');
+            }
+            for c in &ours {
+                text.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for c in &ours {
+                text.push_str(&format!("-X {c}\n"));
+            }
+            text.push_str("COMMIT\n");
+            removed.push(format!(
+                "{} {table}: {} chains",
+                if v6 { "ip6tables" } else { "iptables" },
+                ours.len()
+            ));
+        }
+        if !text.is_empty() {
+            run(restore, &["-w", "--noflush"], Some(&text))?;
+        }
+    }
+    for family in ["ip", "ip6"] {
+        let tables = run("nft", &["list", "tables", family], None).unwrap_or_default();
+        if tables
+            .lines()
+            .any(|l| l.trim() == format!("table {family} {}", nft::TABLE))
+        {
+            run("nft", &["delete", "table", family, nft::TABLE], None)?;
+            removed.push(format!("nft table {family} {}", nft::TABLE));
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,191 @@
+//! `EndpointSlice`: the addresses behind a service, their readiness and node.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::fields::{check_dns_label, Fields};
+use super::service::Protocol;
+use super::{ServiceName, SpecError};
+
+/// The label naming the service a slice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    /// `conditions.ready` (default true).
+    pub ready: bool,
+    /// The node the endpoint runs on (traffic policy Local).
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPort {
+    /// Matches the service port of the same name.
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// All endpoints of one service (one slice per service in weft).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSet {
+    pub service: ServiceName,
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<EndpointPort>,
+}
+
+impl EndpointSet {
+    /// Validates a `kind: EndpointSlice` object.
+    pub fn from_value(v: &Value, origin: &str) -> Result<EndpointSet, SpecError> {
+        let meta = v.get("metadata");
+        let slice_name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let label = meta
+            .and_then(|m| m.get("labels"))
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .and_then(Value::as_str);
+        let service = label.unwrap_or(slice_name);
+        let f = Fields {
+            object: if service.is_empty() {
+                format!("{origin}: EndpointSlice")
+            } else {
+                format!("EndpointSlice {namespace}/{service}")
+            },
+        };
+        f.str(meta.and_then(|m| m.get("name")), "metadata.name")?;
+        f.str(meta.and_then(|m| m.get("namespace")), "metadata.namespace")?;
+        let service_field = if label.is_some() {
+            "metadata.labels[kubernetes.io/service-name]"
+        } else {
+            "metadata.name"
+        };
+        check_dns_label(service).map_err(|m| f.err(service_field, m))?;
+        check_dns_label(namespace).map_err(|m| f.err("metadata.namespace", m))?;
+
+        let family = match f.str(v.get("addressType"), "addressType")? {
+            None => None,
+            Some("IPv4") => Some(false),
+            Some("IPv6") => Some(true),
+            Some(o) => return Err(f.err("addressType", format!("{o:?} is not IPv4 or IPv6"))),
+        };
+        let mut endpoints = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, e) in f.list(v.get("endpoints"), "endpoints")?.iter().enumerate() {
+            let at = |field: &str| format!("endpoints[{i}].{field}");
+            f.map(e, &format!("endpoints[{i}]"))?;
+            let addrs = f.list(e.get("addresses"), &at("addresses"))?;
+            if addrs.is_empty() {
+                return Err(f.err(&at("addresses"), "at least one address is required"));
+            }
+            let ready = f
+                .bool(
+                    e.get("conditions").and_then(|c| c.get("ready")),
+                    &at("conditions.ready"),
+                )?
+                .unwrap_or(true);
+            let node = f
+                .str(e.get("nodeName"), &at("nodeName"))?
+                .map(str::to_string);
+            for (j, a) in addrs.iter().enumerate() {
+                let path = at(&format!("addresses[{j}]"));
+                let s = f.str(Some(a), &path)?.unwrap_or("");
+                let ip: IpAddr = s
+                    .parse()
+                    .map_err(|_| f.err(&path, format!("{s:?} is not an IP address")))?;
+                if let Some(v6) = family {
+                    if ip.is_ipv6() != v6 {
+                        return Err(f.err(&path, format!("{ip} does not match addressType")));
+                    }
+                }
+                if !seen.insert(ip) {
+                    return Err(f.err(&path, format!("{ip} is listed twice")));
+                }
+                endpoints.push(Endpoint {
+                    ip,
+                    ready,
+                    node: node.clone(),
+                });
+            }
+        }
+        let mut ports = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, p) in f.list(v.get("ports"), "ports")?.iter().enumerate() {
+            let at = |field: &str| format!("ports[{i}].{field}");
+            f.map(p, &format!("ports[{i}]"))?;
+            let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
+            if !name.is_empty() {
+                check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+            }
+            let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
+                None => Protocol::Tcp,
+                Some(s) => Protocol::parse(s).ok_or_else(|| {
+                    f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP"))
+                })?,
+            };
+            if !names.insert((name.clone(), protocol)) {
+                return Err(f.err(&at("name"), format!("{name:?}/{protocol} is listed twice")));
+            }
+            let port = f
+                .int(p.get("port"), &at("port"), 1, 65535)?
+                .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
+            ports.push(EndpointPort {
+                name,
+                protocol,
+                port,
+            });
+        }
+        Ok(EndpointSet {
+            service: ServiceName {
+                namespace: namespace.into(),
+                name: service.into(),
+            },
+            endpoints,
+            ports,
+        })
+    }
+
+    /// The canonical JSON stored in etcd (parses back to an equal value).
+    pub fn to_value(&self) -> Value {
+        let v6 = self.endpoints.first().is_some_and(|e| e.ip.is_ipv6());
+        let endpoints: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                let mut o = json!({
+                    "addresses": [e.ip.to_string()],
+                    "conditions": {"ready": e.ready},
+                });
+                if let Some(n) = &e.node {
+                    o["nodeName"] = json!(n);
+                }
+                o
+            })
+            .collect();
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|p| json!({"name": p.name, "protocol": p.protocol.upper(), "port": p.port}))
+            .collect();
+        json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": self.service.name,
+                "namespace": self.service.namespace,
+                "labels": {SERVICE_NAME_LABEL: self.service.name},
+            },
+            "addressType": if v6 { "IPv6" } else { "IPv4" },
+            "endpoints": endpoints,
+            "ports": ports,
+        })
+    }
+}

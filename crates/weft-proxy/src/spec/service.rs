@@ -1,0 +1,325 @@
+//! `Service`: virtual IP, ports, node ports, affinity and traffic policies.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::fields::{check_dns_label, Fields};
+use super::{ServiceName, SpecError};
+
+/// Default ClientIP affinity timeout (Kubernetes' 3 hours).
+pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// Lower-case, as iptables and nft spell it.
+    pub fn lower(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    /// Upper-case, as Kubernetes spells it.
+    pub fn upper(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.upper())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+}
+
+/// Where endpoints listen: a number, or a named container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// May be empty when the service has a single port.
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub target_port: TargetPort,
+    /// Set for NodePort services (allocated by `weft service` when absent).
+    pub node_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: ServiceName,
+    pub kind: ServiceType,
+    /// `None` for a headless service (`clusterIP: None`) or one not yet
+    /// allocated; the proxy programs nothing for it.
+    pub cluster_ip: Option<IpAddr>,
+    /// `clusterIP: None` was given explicitly.
+    pub headless: bool,
+    pub ports: Vec<ServicePort>,
+    /// ClientIP session affinity timeout, when affinity is on.
+    pub affinity_seconds: Option<u32>,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+}
+
+fn policy(f: &Fields, v: Option<&Value>, path: &str) -> Result<bool, SpecError> {
+    match f.str(v, path)? {
+        None | Some("Cluster") => Ok(false),
+        Some("Local") => Ok(true),
+        Some(o) => Err(f.err(path, format!("{o:?} is not Cluster or Local"))),
+    }
+}
+
+impl Service {
+    /// Validates a `kind: Service` object.
+    pub fn from_value(v: &Value, origin: &str) -> Result<Service, SpecError> {
+        let meta = v.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let f = Fields {
+            object: if name.is_empty() {
+                format!("{origin}: Service")
+            } else {
+                format!("Service {namespace}/{name}")
+            },
+        };
+        f.map(meta.unwrap_or(&Value::Null), "metadata")?;
+        f.str(meta.and_then(|m| m.get("name")), "metadata.name")?;
+        f.str(meta.and_then(|m| m.get("namespace")), "metadata.namespace")?;
+        check_dns_label(name).map_err(|m| f.err("metadata.name", m))?;
+        check_dns_label(namespace).map_err(|m| f.err("metadata.namespace", m))?;
+        let spec = f
+            .map(v.get("spec").unwrap_or(&Value::Null), "spec")?
+            .ok_or_else(|| f.err("spec", "missing"))?;
+
+        let kind = match f.str(spec.get("type"), "spec.type")? {
+            None | Some("ClusterIP") => ServiceType::ClusterIP,
+            Some("NodePort") => ServiceType::NodePort,
+            Some(o) => {
+                return Err(f.err(
+                    "spec.type",
+                    format!("{o:?} is not supported (ClusterIP or NodePort)"),
+                ))
+            }
+        };
+        let (cluster_ip, headless) =
+            match f.str(spec.get("clusterIP"), "spec.clusterIP")? {
+                None | Some("") => (None, false),
+                Some("None") => (None, true),
+                Some(s) => (
+                    Some(s.parse::<IpAddr>().map_err(|_| {
+                        f.err("spec.clusterIP", format!("{s:?} is not an IP address"))
+                    })?),
+                    false,
+                ),
+            };
+        if headless && kind == ServiceType::NodePort {
+            return Err(f.err("spec.clusterIP", "a NodePort service cannot be headless"));
+        }
+
+        let raw_ports = f.list(spec.get("ports"), "spec.ports")?;
+        if raw_ports.is_empty() && !headless {
+            return Err(f.err("spec.ports", "at least one port is required"));
+        }
+        let mut ports = Vec::with_capacity(raw_ports.len());
+        let mut names = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for (i, p) in raw_ports.iter().enumerate() {
+            let at = |field: &str| format!("spec.ports[{i}].{field}");
+            f.map(p, &format!("spec.ports[{i}]"))?;
+            let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
+            if name.is_empty() {
+                if raw_ports.len() > 1 {
+                    return Err(f.err(&at("name"), "required when a service has several ports"));
+                }
+            } else {
+                check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+            }
+            if !names.insert(name.clone()) {
+                return Err(f.err(&at("name"), format!("{name:?} is used twice")));
+            }
+            let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
+                None => Protocol::Tcp,
+                Some(s) => Protocol::parse(s).ok_or_else(|| {
+                    f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP"))
+                })?,
+            };
+            let port = f
+                .int(p.get("port"), &at("port"), 1, 65535)?
+                .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
+            if !seen.insert((port, protocol)) {
+                return Err(f.err(&at("port"), format!("{port}/{protocol} is used twice")));
+            }
+            let target_port = match p.get("targetPort") {
+                None | Some(Value::Null) => TargetPort::Number(port),
+                Some(Value::String(s)) => match s.parse::<u16>() {
+                    Ok(n) if n > 0 => TargetPort::Number(n),
+                    _ => {
+                        check_dns_label(s).map_err(|m| f.err(&at("targetPort"), m))?;
+                        TargetPort::Name(s.clone())
+                    }
+                },
+                other => TargetPort::Number(
+                    f.int(other, &at("targetPort"), 1, 65535)?.unwrap_or(0) as u16,
+                ),
+            };
+            let node_port = f
+                .int(p.get("nodePort"), &at("nodePort"), 1, 65535)?
+                .map(|n| n as u16);
+            if node_port.is_some() && kind != ServiceType::NodePort {
+                return Err(f.err(&at("nodePort"), "only a NodePort service has node ports"));
+            }
+            ports.push(ServicePort {
+                name,
+                protocol,
+                port,
+                target_port,
+                node_port,
+            });
+        }
+
+        let affinity_seconds = match f.str(spec.get("sessionAffinity"), "spec.sessionAffinity")? {
+            None | Some("None") => None,
+            Some("ClientIP") => {
+                let path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
+                let t = spec
+                    .get("sessionAffinityConfig")
+                    .and_then(|c| c.get("clientIP"))
+                    .and_then(|c| c.get("timeoutSeconds"));
+                Some(
+                    f.int(t, path, 1, 86400)?
+                        .unwrap_or(DEFAULT_AFFINITY_SECONDS as i64) as u32,
+                )
+            }
+            Some(o) => {
+                return Err(f.err(
+                    "spec.sessionAffinity",
+                    format!("{o:?} is not None or ClientIP"),
+                ))
+            }
+        };
+        let external_local = policy(
+            &f,
+            spec.get("externalTrafficPolicy"),
+            "spec.externalTrafficPolicy",
+        )?;
+        if external_local && kind != ServiceType::NodePort {
+            return Err(f.err(
+                "spec.externalTrafficPolicy",
+                "Local applies to NodePort services only",
+            ));
+        }
+        let internal_local = policy(
+            &f,
+            spec.get("internalTrafficPolicy"),
+            "spec.internalTrafficPolicy",
+        )?;
+
+        Ok(Service {
+            id: ServiceName {
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+            kind,
+            cluster_ip,
+            headless,
+            ports,
+            affinity_seconds,
+            external_local,
+            internal_local,
+        })
+    }
+
+    /// The canonical JSON stored in etcd (parses back to an equal value).
+    pub fn to_value(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let mut o = json!({
+                    "name": p.name,
+                    "protocol": p.protocol.upper(),
+                    "port": p.port,
+                    "targetPort": match &p.target_port {
+                        TargetPort::Number(n) => json!(n),
+                        TargetPort::Name(s) => json!(s),
+                    },
+                });
+                if let Some(np) = p.node_port {
+                    o["nodePort"] = json!(np);
+                }
+                o
+            })
+            .collect();
+        let mut spec = json!({
+            "type": match self.kind {
+                ServiceType::ClusterIP => "ClusterIP",
+                ServiceType::NodePort => "NodePort",
+            },
+            "ports": ports,
+            "sessionAffinity": if self.affinity_seconds.is_some() { "ClientIP" } else { "None" },
+            "internalTrafficPolicy": if self.internal_local { "Local" } else { "Cluster" },
+        });
+        match (self.cluster_ip, self.headless) {
+            (Some(ip), _) => spec["clusterIP"] = json!(ip.to_string()),
+            (None, true) => spec["clusterIP"] = json!("None"),
+            (None, false) => {}
+        }
+        if let Some(t) = self.affinity_seconds {
+            spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": t}});
+        }
+        if self.kind == ServiceType::NodePort {
+            spec["externalTrafficPolicy"] = json!(if self.external_local {
+                "Local"
+            } else {
+                "Cluster"
+            });
+        }
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": self.id.name, "namespace": self.id.namespace},
+            "spec": spec,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! The sync shell against a real kernel, in a fresh network namespace:
+//! rules are applied with the real iptables-restore / nft, read back and
+//! compared; a run of partial syncs ends exactly where a full sync from
+//! scratch does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use weft_lab::{in_netns, sh, Lab};
+use weft_proxy::plan::catalog::Catalog;
+use weft_proxy::plan::PortPlan;
+use weft_proxy::render::iptables::normalize_saved;
+use weft_proxy::shell::sync::{cleanup, ProxyMode, Syncer};
+use weft_proxy::spec::{parse_documents, ServiceName};
+
+const CASES: &str = include_str!("golden/cases.yaml");
+const ARTICLE: &str = include_str!("golden/article.yaml");
+
+fn catalog(texts: &[&str]) -> Catalog {
+    let mut c = Catalog::default();
+    for t in texts {
+        for o in parse_documents(t, "test").expect("valid") {
+            c.put(o);
+        }
+    }
+    c
+}
+
+fn syncer(mode: ProxyMode) -> Syncer {
+    Syncer::new(
+        mode,
+        Some("172.30.0.0/16".parse().expect("cidr")),
+        Some("fd00:30::/56".parse().expect("cidr")),
+    )
+}
+
+fn out(ns: &str, program: &str, args: &[&str]) -> String {
+    let mut a = vec!["netns", "exec", ns, program];
+    a.extend_from_slice(args);
+    let o = sh("ip", &a).expect("tool runs");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The rules of KUBE-* chains as iptables-save prints them, normalized.
+fn saved_rules(ns: &str, save: &str) -> BTreeSet<(String, String)> {
+    let mut rules = BTreeSet::new();
+    for table in ["filter", "nat"] {
+        for l in out(ns, save, &["-t", table]).lines() {
+            if l.starts_with("-A KUBE-") {
+                rules.insert((table.to_string(), normalize_saved(l)));
+            }
+        }
+    }
+    rules
+}
+
+fn expected(s: &Syncer, v6: bool) -> BTreeSet<(String, String)> {
+    s.expected_iptables(v6)
+        .into_iter()
+        .map(|(t, l)| (t.to_string(), normalize_saved(&l)))
+        .collect()
+}
+
+fn hook_count(ns: &str, save: &str) -> usize {
+    ["filter", "nat"]
+        .iter()
+        .map(|t| {
+            out(ns, save, &["-t", t])
+                .lines()
+                .filter(|l| {
+                    l.starts_with("-A ") && !l.starts_with("-A KUBE-") && l.contains("-j KUBE-")
+                })
+                .count()
+        })
+        .sum()
+}
+
+fn changed(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
+    // Endpoint removed from one service, a service deleted, one added.
+    let sticky = ServiceName::parse("shop/sticky").expect("name");
+    if let Some(e) = c.endpoints.get_mut(&sticky) {
+        e.endpoints.remove(0);
+    }
+    let dns = ServiceName::parse("kube-system/dns").expect("name");
+    c.remove_service(&dns);
+    for o in parse_documents(ARTICLE, "article").expect("valid") {
+        c.put(o);
+    }
+    let article = ServiceName::parse("default/example-service").expect("name");
+    let services = BTreeSet::from([sticky, dns, article]);
+    let plans = services.iter().flat_map(|s| c.plan(s, "host1")).collect();
+    (services, plans)
+}
+
+#[test]
+fn iptables_rules_read_back_equal_and_partial_equals_full() {
+    let mut lab = Lab::new("wpi", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let mut c = catalog(&[CASES]);
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Iptables);
+        let r = s.full(c.plan_all("host1")).expect("full sync");
+        assert_eq!(r.ports, 8);
+        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
+        assert_eq!(saved_rules(&ns, "ip6tables-save"), expected(&s, true));
+        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        // A second full sync changes nothing and adds no second hook.
+        s.full(c.plan_all("host1")).expect("full sync again");
+        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
+
+        let (services, plans) = changed(&mut c);
+        let r = s.partial(&services, plans).expect("partial sync");
+        assert!(r.written >= 2, "{r:?}");
+        let after_partial = saved_rules(&ns, "iptables-save");
+        assert_eq!(after_partial, expected(&s, false));
+        assert!(!after_partial
+            .iter()
+            .any(|(_, l)| l.contains("kube-system/dns")));
+        assert!(after_partial
+            .iter()
+            .any(|(_, l)| l.contains("KUBE-SVC-BR4KARPIGKMRMN3E")));
+        // No chain of the deleted service is left behind.
+        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        let chains = nat.lines().filter(|l| l.starts_with(":KUBE-S")).count();
+        let mut fresh = syncer(ProxyMode::Iptables);
+        fresh.full(c.plan_all("host1")).expect("full from scratch");
+        assert_eq!(saved_rules(&ns, "iptables-save"), after_partial);
+        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        assert_eq!(
+            nat.lines().filter(|l| l.starts_with(":KUBE-S")).count(),
+            chains
+        );
+
+        let removed = cleanup().expect("cleanup");
+        assert!(!removed.is_empty());
+        assert_eq!(hook_count(&ns, "iptables-save"), 0);
+        assert!(saved_rules(&ns, "iptables-save").is_empty());
+        assert!(saved_rules(&ns, "ip6tables-save").is_empty());
+    })
+    .expect("in netns");
+}
+
+/// Chains (with their rules) and map elements of the kube-proxy tables.
+fn nft_state(ns: &str) -> BTreeMap<String, String> {
+    let mut state = BTreeMap::new();
+    for fam in ["ip", "ip6"] {
+        let json = out(ns, "nft", &["-j", "list", "table", fam, "kube-proxy"]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("nft json");
+        for o in v["nftables"].as_array().expect("array") {
+            if let Some(r) = o.get("rule") {
+                let chain = format!("{fam} chain {}", r["chain"]);
+                let entry = state.entry(chain).or_insert_with(String::new);
+                entry.push_str(&r["expr"].to_string());
+                entry.push('\n');
+            } else if let Some(m) = o.get("map") {
+                let mut elems: Vec<String> = m["elem"]
+                    .as_array()
+                    .map(|a| a.iter().map(|e| e.to_string()).collect())
+                    .unwrap_or_default();
+                elems.sort();
+                state.insert(format!("{fam} map {}", m["name"]), elems.join("\n"));
+            } else if let Some(s) = o.get("set") {
+                state.insert(format!("{fam} set {}", s["name"]), s["timeout"].to_string());
+            } else if let Some(ch) = o.get("chain") {
+                state
+                    .entry(format!("{fam} chain {}", ch["name"]))
+                    .or_default();
+            }
+        }
+    }
+    state
+}
+
+#[test]
+fn nft_partial_syncs_end_where_a_full_sync_does() {
+    let mut lab = Lab::new("wpn", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let mut c = catalog(&[CASES]);
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Nftables);
+        let r = s.full(c.plan_all("host1")).expect("full sync");
+        assert_eq!(r.ports, 8);
+        let before = nft_state(&ns);
+        assert!(before.keys().any(|k| k.contains("affinity-")), "{before:?}");
+        let (services, plans) = changed(&mut c);
+        s.partial(&services, plans).expect("partial sync");
+        let after_partial = nft_state(&ns);
+        assert_ne!(before, after_partial);
+        let mut fresh = syncer(ProxyMode::Nftables);
+        fresh.full(c.plan_all("host1")).expect("full from scratch");
+        assert_eq!(nft_state(&ns), after_partial);
+        // A partial sync with nothing changed sends nothing.
+        let sticky = ServiceName::parse("shop/sticky").expect("name");
+        let r = fresh
+            .partial(&BTreeSet::from([sticky.clone()]), c.plan(&sticky, "host1"))
+            .expect("no-op");
+        assert_eq!(r.bytes, 0);
+        cleanup().expect("cleanup");
+        assert!(!out(&ns, "nft", &["list", "tables"]).contains("kube-proxy"));
+    })
+    .expect("in netns");
+}
