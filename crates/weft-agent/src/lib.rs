@@ -8,7 +8,7 @@
 
 pub mod acquire;
 pub mod flags;
-pub mod health;
+pub mod metrics;
 pub mod reconcile;
 pub mod run;
 pub mod subnet_file;

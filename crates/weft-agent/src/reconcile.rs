@@ -18,6 +18,8 @@ use weft_kernel::{KernelError, Netlink, Ownership};
 
 use crate::udp::UdpPeers;
 
+/// Passes with at least this many kernel changes log a progress line.
+const PROGRESS_OPS: usize = 1000;
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -154,8 +156,19 @@ impl Reconciler {
         start: Instant,
     ) -> Result<PassReport, KernelError> {
         let n = ops.len();
+        if n >= PROGRESS_OPS {
+            tracing::info!(
+                changes = n,
+                peers = self.desired.peer_count(),
+                "programming the kernel"
+            );
+        }
         let report = weft_kernel::apply(&mut self.nl, &ops)?;
         drop(ops);
+        let m = crate::metrics::get();
+        m.netlink_errors.inc_by(report.failed.len() as u64);
+        m.leases.set(self.desired.peer_count() as i64);
+        m.reconcile_seconds.observe(start.elapsed().as_secs_f64());
         for (op, e) in report.failed.iter().take(5) {
             tracing::warn!("kernel refused {op:?}: {e}");
         }

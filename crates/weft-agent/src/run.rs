@@ -26,7 +26,7 @@ use crate::acquire::{acquire, own_previous, Pools};
 use crate::flags::AgentArgs;
 use crate::reconcile::{Reconciler, Sink};
 use crate::underlay::{self, Selector};
-use crate::{health, subnet_file, udp, vxlan};
+use crate::{subnet_file, udp, vxlan};
 
 /// How the agent ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,10 +127,18 @@ async fn agent(args: AgentArgs) -> Result<Never> {
             .parse()
             .map_err(|_| anyhow!("-healthz-ip {:?} is not an IP address", args.healthz_ip))?;
         let addr = SocketAddr::new(ip, args.healthz_port);
-        let listener = health::bind(addr)
+        let listener = weft_telemetry::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} for /healthz"))?;
-        tokio::spawn(health::serve(listener));
+        let m = crate::metrics::get();
+        tokio::spawn(weft_telemetry::serve(
+            listener,
+            Arc::new(weft_telemetry::Endpoints {
+                name: "flanneld is running",
+                ready: m.ready.clone(),
+                registry: m.registry.clone(),
+            }),
+        ));
     }
 
     let mut reg = connect_registry(&args).await;
@@ -295,6 +303,9 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     }
     let mut rec = Reconciler::new(nl, sink, ownership, lease.key);
     let revision = relist_and_sync(&mut reg, &mut rec).await?;
+    crate::metrics::get()
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     event_loop(&args, &mut reg, &mut rec, lease, revision, resync).await
 }
 
@@ -367,12 +378,15 @@ async fn start_firewall(
 
 async fn ensure_rules(mode: FirewallMode, rules: MasqRules) {
     match tokio::task::spawn_blocking(move || weft_firewall::apply::ensure(mode, &rules)).await {
-        Ok(Ok(true)) => tracing::info!(
-            ?mode,
-            masquerade = rules.masquerade,
-            forward = rules.forward,
-            "firewall rules (re)applied"
-        ),
+        Ok(Ok(true)) => {
+            crate::metrics::get().rules_synced.inc();
+            tracing::info!(
+                ?mode,
+                masquerade = rules.masquerade,
+                forward = rules.forward,
+                "firewall rules (re)applied"
+            )
+        }
         Ok(Ok(false)) => {}
         Ok(Err(e)) => tracing::error!("firewall rules: {e}"),
         Err(e) => tracing::error!("firewall rules: {e}"),
@@ -574,12 +588,14 @@ async fn event_loop(
                     }
                 }
                 Err(WatchError::Compacted(rev)) => {
+                    crate::metrics::get().etcd_reconnects.inc();
                     tracing::warn!("watch fell behind compaction (revision {rev}); re-listing");
                     revision = relist_and_sync(reg, rec).await?;
                     watch = open_watch(reg, revision + 1).await;
                 }
                 Err(e) => {
                     revision = revision.max(watch.revision);
+                    crate::metrics::get().etcd_reconnects.inc();
                     tracing::warn!("{e}; resuming the watch from revision {}", revision + 1);
                     sleep(Duration::from_millis(200)).await;
                     watch = open_watch(reg, revision + 1).await;

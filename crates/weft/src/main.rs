@@ -40,6 +40,10 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Measure the agent against real etcd in network namespaces
     Bench(commands::bench::BenchArgs),
+    /// Run the service proxy (kube-proxy's job): Service IPs and NodePorts
+    Proxy(commands::proxy::ProxyArgs),
+    /// Manage the services and endpoints the proxy serves
+    Service(commands::service::ServiceArgs),
 }
 
 fn program_name(argv0: &str) -> &str {
@@ -68,5 +72,7 @@ fn main() -> ExitCode {
         Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),
         Command::Bench(a) => commands::report(commands::bench::run(a)),
+        Command::Proxy(a) => commands::report(commands::proxy::run(a)),
+        Command::Service(a) => commands::report(commands::service::run(a)),
     }
 }

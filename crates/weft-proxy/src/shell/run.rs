@@ -5,11 +5,16 @@
 //! it stays in effect.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 use ipnet::IpNet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use tokio::time::{sleep, sleep_until, Instant};
 use weft_etcd::{connect, EtcdOptions};
 
@@ -37,37 +42,89 @@ pub struct ProxyOptions {
     pub min_sync_period: Duration,
 }
 
-/// Counters the proxy exposes (metrics, status).
-#[derive(Debug, Default)]
+/// The proxy's Prometheus metrics (served by `weft proxy`).
 pub struct ProxyStats {
-    pub syncs_full: std::sync::atomic::AtomicU64,
-    pub syncs_partial: std::sync::atomic::AtomicU64,
-    pub sync_errors: std::sync::atomic::AtomicU64,
-    pub etcd_reconnects: std::sync::atomic::AtomicU64,
-    pub services: std::sync::atomic::AtomicU64,
-    pub ports: std::sync::atomic::AtomicU64,
-    pub last_sync_micros: std::sync::atomic::AtomicU64,
-    pub ready: std::sync::atomic::AtomicBool,
+    pub services: Gauge,
+    pub service_ports: Gauge,
+    pub syncs_full: Counter,
+    pub syncs_partial: Counter,
+    /// Service ports whose rules were (re)written.
+    pub rules_synced: Counter,
+    pub sync_errors: Counter,
+    pub etcd_reconnects: Counter,
+    pub sync_seconds: Histogram,
+    /// Set after the first successful full sync.
+    pub ready: Arc<AtomicBool>,
+    pub registry: Arc<Mutex<Registry>>,
 }
 
-/// Hooks the caller observes syncs through (metrics, readiness).
-pub trait SyncObserver: Send + Sync {
-    fn synced(&self, report: &SyncReport);
+impl Default for ProxyStats {
+    fn default() -> Self {
+        let s = ProxyStats {
+            services: Gauge::default(),
+            service_ports: Gauge::default(),
+            syncs_full: Counter::default(),
+            syncs_partial: Counter::default(),
+            rules_synced: Counter::default(),
+            sync_errors: Counter::default(),
+            etcd_reconnects: Counter::default(),
+            sync_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            ready: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(Mutex::new(Registry::with_prefix("weft_proxy"))),
+        };
+        if let Ok(mut r) = s.registry.lock() {
+            r.register("services", "Services known", s.services.clone());
+            r.register(
+                "service_ports",
+                "Service ports programmed",
+                s.service_ports.clone(),
+            );
+            r.register("syncs_full", "Full syncs done", s.syncs_full.clone());
+            r.register(
+                "syncs_partial",
+                "Partial syncs done",
+                s.syncs_partial.clone(),
+            );
+            r.register(
+                "rules_synced",
+                "Service ports whose rules were written",
+                s.rules_synced.clone(),
+            );
+            r.register(
+                "sync_errors",
+                "Syncs the firewall refused",
+                s.sync_errors.clone(),
+            );
+            r.register(
+                "etcd_reconnects",
+                "Re-lists after etcd errors",
+                s.etcd_reconnects.clone(),
+            );
+            r.register(
+                "sync_duration_seconds",
+                "Time to render and apply a sync",
+                s.sync_seconds.clone(),
+            );
+        }
+        s
+    }
 }
 
 impl ProxyStats {
     fn record(&self, r: &SyncReport, services: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
         if r.full {
-            self.syncs_full.fetch_add(1, Relaxed);
+            self.syncs_full.inc();
         } else {
-            self.syncs_partial.fetch_add(1, Relaxed);
+            self.syncs_partial.inc();
         }
-        self.services.store(services as u64, Relaxed);
-        self.ports.store(r.ports as u64, Relaxed);
-        self.last_sync_micros
-            .store((r.render + r.apply).as_micros() as u64, Relaxed);
-        self.ready.store(true, Relaxed);
+        self.rules_synced.inc_by(r.written as u64);
+        self.services.set(services as i64);
+        self.service_ports.set(r.ports as i64);
+        self.sync_seconds
+            .observe((r.render + r.apply).as_secs_f64());
+        if r.full {
+            self.ready.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -108,7 +165,6 @@ fn load(catalog: &mut Catalog, key: &str, obj: Result<Object, crate::spec::SpecE
 
 /// Runs until the future is dropped; returns only on a fatal error.
 pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut syncer: Option<Syncer> = None;
     let mut catalog = Catalog::default();
     loop {
@@ -117,7 +173,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("etcd: {e}; retrying in 1s (rules stay in place)");
-                stats.etcd_reconnects.fetch_add(1, Relaxed);
+                stats.etcd_reconnects.inc();
                 sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -127,7 +183,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("listing services: {e}; retrying in 1s");
-                stats.etcd_reconnects.fetch_add(1, Relaxed);
+                stats.etcd_reconnects.inc();
                 sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -248,7 +304,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                                 );
                             }
                             Err(e) => {
-                                stats.sync_errors.fetch_add(1, Relaxed);
+                                stats.sync_errors.inc();
                                 tracing::error!("partial sync failed (full sync next): {e}");
                             }
                         }
@@ -256,14 +312,13 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                 }
             }
         };
-        stats.etcd_reconnects.fetch_add(1, Relaxed);
+        stats.etcd_reconnects.inc();
         tracing::warn!("{reason}; re-listing (rules stay in place)");
         sleep(Duration::from_millis(200)).await;
     }
 }
 
 fn full_sync(syncer: &mut Syncer, catalog: &Catalog, opts: &ProxyOptions, stats: &ProxyStats) {
-    use std::sync::atomic::Ordering::Relaxed;
     let plans = catalog.plan_all(&opts.node);
     let n = plans.len();
     match syncer.full(plans) {
@@ -278,7 +333,7 @@ fn full_sync(syncer: &mut Syncer, catalog: &Catalog, opts: &ProxyOptions, stats:
             );
         }
         Err(e) => {
-            stats.sync_errors.fetch_add(1, Relaxed);
+            stats.sync_errors.inc();
             tracing::error!("full sync failed (retrying in 1s): {e}");
         }
     }

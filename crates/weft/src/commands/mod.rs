@@ -5,7 +5,10 @@ pub mod cni;
 pub mod datapath;
 pub mod demo;
 pub mod docker_opts;
+pub mod etcd_args;
 pub mod install;
+pub mod proxy;
+pub mod service;
 
 use std::process::ExitCode;
 
@@ -18,4 +21,28 @@ pub fn report(r: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Left-aligned columns separated by three spaces (kubectl's look).
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }

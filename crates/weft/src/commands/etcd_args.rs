@@ -1,0 +1,83 @@
+//! etcd connection flags shared by `weft proxy`, `weft service` and
+//! `weft status` (the agent keeps flanneld's single-dash spelling).
+
+use weft_etcd::EtcdOptions;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// Comma-separated etcd endpoints
+    #[arg(
+        long = "etcd-endpoints",
+        env = "FLANNELD_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub endpoints: String,
+    /// flannel's etcd prefix (network config and leases)
+    #[arg(
+        long = "etcd-prefix",
+        env = "FLANNELD_ETCD_PREFIX",
+        default_value = "/coreos.com/network"
+    )]
+    pub prefix: String,
+    /// etcd prefix of weft's services and endpoints
+    #[arg(long = "service-prefix", env = "WEFT_SERVICE_PREFIX", default_value = weft_proxy::shell::store::DEFAULT_PREFIX)]
+    pub service_prefix: String,
+    /// TLS CA file for etcd
+    #[arg(long = "etcd-cafile", env = "FLANNELD_ETCD_CAFILE")]
+    pub cafile: Option<String>,
+    /// TLS certificate file for etcd
+    #[arg(long = "etcd-certfile", env = "FLANNELD_ETCD_CERTFILE")]
+    pub certfile: Option<String>,
+    /// TLS key file for etcd
+    #[arg(long = "etcd-keyfile", env = "FLANNELD_ETCD_KEYFILE")]
+    pub keyfile: Option<String>,
+    /// etcd user name
+    #[arg(long = "etcd-username", env = "FLANNELD_ETCD_USERNAME")]
+    pub username: Option<String>,
+    /// etcd password
+    #[arg(
+        long = "etcd-password",
+        env = "FLANNELD_ETCD_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+}
+
+impl EtcdArgs {
+    pub fn options(&self) -> EtcdOptions {
+        EtcdOptions {
+            endpoints: self
+                .endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            cafile: self.cafile.clone(),
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+        }
+    }
+}
+
+/// Parses `100ms`, `30s`, `15m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 15m, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}

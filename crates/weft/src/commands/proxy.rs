@@ -1,0 +1,103 @@
+//! `weft proxy`: the service proxy (kube-proxy's job) — watches weft's
+//! services and endpoints in etcd and programs Service virtual IPs and
+//! NodePorts through iptables or nftables. `--cleanup` removes its rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use ipnet::IpNet;
+use weft_proxy::shell::run::{ProxyOptions, ProxyStats};
+use weft_proxy::shell::sync::{cleanup, ProxyMode};
+
+use super::etcd_args::{parse_duration, EtcdArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// iptables (kube-proxy's chains) or nftables (kube-proxy's verdict maps)
+    #[arg(long = "proxy-mode", default_value = "iptables")]
+    mode: String,
+    /// This node's name, matched against endpoints' nodeName (traffic policy Local)
+    #[arg(long = "hostname-override")]
+    hostname: Option<String>,
+    /// Pod network(s) (comma-separated); default: flannel's Network/IPv6Network from etcd
+    #[arg(long = "cluster-cidr", value_delimiter = ',')]
+    cluster_cidr: Vec<IpNet>,
+    /// Period of full syncs (everything rewritten, stale rules removed)
+    #[arg(long = "sync-period", default_value = "15m", value_parser = parse_duration)]
+    sync_period: Duration,
+    /// Changes arriving within this window are applied together
+    #[arg(long = "min-sync-period", default_value = "0s", value_parser = parse_duration)]
+    min_sync_period: Duration,
+    /// Remove every rule the proxy created (both modes) and exit
+    #[arg(long)]
+    cleanup: bool,
+    /// Address of /healthz, /readyz and /metrics ("" to disable)
+    #[arg(long = "metrics-bind-address", default_value = "127.0.0.1:10249")]
+    metrics: String,
+    /// Log format: text or json
+    #[arg(long = "log-format", default_value = "text")]
+    log_format: String,
+    /// More logs (repeatable)
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn node_name(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+pub fn run(a: ProxyArgs) -> Result<()> {
+    crate::logging::init(a.verbose, a.log_format == "json");
+    if a.cleanup {
+        for what in cleanup()? {
+            println!("removed {what}");
+        }
+        return Ok(());
+    }
+    let mode = ProxyMode::parse(&a.mode)
+        .ok_or_else(|| anyhow!("--proxy-mode {:?}: expected iptables or nftables", a.mode))?;
+    let opts = ProxyOptions {
+        etcd: a.etcd.options(),
+        prefix: a.etcd.service_prefix.clone(),
+        flannel_prefix: a.etcd.prefix.clone(),
+        mode,
+        node: node_name(a.hostname),
+        cluster_cidr: a.cluster_cidr,
+        sync_period: a.sync_period,
+        min_sync_period: a.min_sync_period,
+    };
+    let stats = Arc::new(ProxyStats::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        if !a.metrics.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&a.metrics)
+                .await
+                .with_context(|| format!("--metrics-bind-address {}", a.metrics))?;
+            tokio::spawn(weft_telemetry::serve(
+                listener,
+                Arc::new(weft_telemetry::Endpoints {
+                    name: "weft proxy is running",
+                    ready: stats.ready.clone(),
+                    registry: stats.registry.clone(),
+                }),
+            ));
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = weft_proxy::shell::run::run(opts, stats) => r,
+            _ = term.recv() => { tracing::info!("SIGTERM: exiting, rules left in place"); Ok(()) }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: exiting, rules left in place"); Ok(()) }
+        }
+    })
+}
