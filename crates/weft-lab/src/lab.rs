@@ -66,6 +66,8 @@ pub struct Lab {
     /// `user:password` the lab's own etcdctl uses once auth is enabled.
     etcd_root: Option<String>,
     agents: HashMap<String, Proc>,
+    /// Service proxies, by host name.
+    proxies: HashMap<String, Proc>,
     pods_per_host: HashMap<String, u8>,
     etcd_prefix: String,
 }
@@ -96,6 +98,7 @@ impl Lab {
             tls: None,
             etcd_root: None,
             agents: HashMap::new(),
+            proxies: HashMap::new(),
             pods_per_host: HashMap::new(),
             etcd_prefix: "/coreos.com/network".into(),
         };
@@ -539,6 +542,49 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts `weft proxy` on `host` (node name = host name).
+    pub fn start_proxy(&mut self, host: &Host, extra: &[&str]) -> Result<()> {
+        let mut args = vec![
+            "proxy".to_string(),
+            format!("--etcd-endpoints={}", self.etcd_url()?),
+            format!("--etcd-prefix={}", self.etcd_prefix),
+            format!("--hostname-override={}", host.name),
+            "--metrics-bind-address=127.0.0.1:10249".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir().join(&host.name).join("proxy.log");
+        let weft = self.weft.to_string_lossy().into_owned();
+        let p = Proc::spawn(
+            &host.ns,
+            &format!("proxy@{}", host.name),
+            log,
+            &weft,
+            &args,
+            &[],
+        )?;
+        if let Some(mut old) = self.proxies.insert(host.name.clone(), p) {
+            old.stop(Duration::from_secs(2));
+        }
+        Ok(())
+    }
+
+    pub fn proxy_log(&self, host: &Host) -> String {
+        std::fs::read_to_string(self.dir().join(&host.name).join("proxy.log")).unwrap_or_default()
+    }
+
+    /// Runs `weft <args> --etcd-endpoints=<lab etcd>` in the etcd host's
+    /// namespace (a client command such as `weft service …`); its stdout.
+    pub fn weft_client(&self, args: &[&str]) -> Result<String> {
+        let ns = self.etcd_ns()?;
+        let weft = self.weft.to_string_lossy().into_owned();
+        let endpoints = format!("--etcd-endpoints={}", self.etcd_url()?);
+        let mut a = vec!["netns", "exec", ns.as_str(), weft.as_str()];
+        a.extend_from_slice(args);
+        a.push(&endpoints);
+        let out = sh("ip", &a)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn agent(&mut self, host: &Host) -> Result<&mut Proc> {
         self.agents
             .get_mut(&host.name)
@@ -828,7 +874,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for (_, mut p) in self.agents.drain() {
+        for (_, mut p) in self.agents.drain().chain(self.proxies.drain()) {
             p.stop(Duration::from_secs(2));
         }
         self.stop_etcd(true);

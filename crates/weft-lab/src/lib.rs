@@ -7,10 +7,12 @@
 //! the root namespace. Dropping the [`Lab`] kills the processes it started
 //! (by PID) and deletes its namespaces, also when a test panics.
 
+mod echo;
 mod lab;
 mod netns;
 mod process;
 
+pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
 pub use lab::{eventually, Host, Lab, Pod, TlsFiles};
 pub use netns::{in_netns, sh};
 pub use process::Proc;

@@ -7,6 +7,7 @@ use weft_etcd::EtcdOptions;
 pub struct EtcdArgs {
     /// Comma-separated etcd endpoints
     #[arg(
+        global = true,
         long = "etcd-endpoints",
         env = "FLANNELD_ETCD_ENDPOINTS",
         default_value = "http://127.0.0.1:2379"
@@ -14,28 +15,30 @@ pub struct EtcdArgs {
     pub endpoints: String,
     /// flannel's etcd prefix (network config and leases)
     #[arg(
+        global = true,
         long = "etcd-prefix",
         env = "FLANNELD_ETCD_PREFIX",
         default_value = "/coreos.com/network"
     )]
     pub prefix: String,
     /// etcd prefix of weft's services and endpoints
-    #[arg(long = "service-prefix", env = "WEFT_SERVICE_PREFIX", default_value = weft_proxy::shell::store::DEFAULT_PREFIX)]
+    #[arg(global = true, long = "service-prefix", env = "WEFT_SERVICE_PREFIX", default_value = weft_proxy::shell::store::DEFAULT_PREFIX)]
     pub service_prefix: String,
     /// TLS CA file for etcd
-    #[arg(long = "etcd-cafile", env = "FLANNELD_ETCD_CAFILE")]
+    #[arg(global = true, long = "etcd-cafile", env = "FLANNELD_ETCD_CAFILE")]
     pub cafile: Option<String>,
     /// TLS certificate file for etcd
-    #[arg(long = "etcd-certfile", env = "FLANNELD_ETCD_CERTFILE")]
+    #[arg(global = true, long = "etcd-certfile", env = "FLANNELD_ETCD_CERTFILE")]
     pub certfile: Option<String>,
     /// TLS key file for etcd
-    #[arg(long = "etcd-keyfile", env = "FLANNELD_ETCD_KEYFILE")]
+    #[arg(global = true, long = "etcd-keyfile", env = "FLANNELD_ETCD_KEYFILE")]
     pub keyfile: Option<String>,
     /// etcd user name
-    #[arg(long = "etcd-username", env = "FLANNELD_ETCD_USERNAME")]
+    #[arg(global = true, long = "etcd-username", env = "FLANNELD_ETCD_USERNAME")]
     pub username: Option<String>,
     /// etcd password
     #[arg(
+        global = true,
         long = "etcd-password",
         env = "FLANNELD_ETCD_PASSWORD",
         hide_env_values = true

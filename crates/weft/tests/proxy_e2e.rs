@@ -1,0 +1,355 @@
+//! End to end: `weft proxy` on a 3-host vxlan cluster in network namespaces
+//! with a real etcd. Pods on other hosts reach cluster IPs and node ports
+//! over real TCP and UDP; both endpoints answer; a removed endpoint stops
+//! answering; a service without endpoints is refused at once; ClientIP
+//! affinity keeps a client on one endpoint; externalTrafficPolicy Local
+//! keeps node-port traffic on the node. Once with iptables, once with nft.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use weft_lab::{eventually, in_netns, serve_name, sh, tcp_ask, udp_ask, Host, Lab, Pod};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+const T: Duration = Duration::from_secs(2);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// Answers of `n` TCP connections from `pod` to `to` (errors as text).
+fn answers(pod: &Pod, to: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| tcp_ask(&pod.ns, to, T).unwrap_or_else(|e| format!("error: {e}")))
+        .collect()
+}
+
+fn set(v: &[String]) -> BTreeSet<String> {
+    v.iter().cloned().collect()
+}
+
+/// Scrapes the proxy's /metrics in the host's namespace.
+fn scrape(host: &Host) -> String {
+    in_netns(&host.ns, || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:10249").expect("metrics port");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    })
+    .expect("in netns")
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("prometheus text parses");
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .unwrap_or_else(|| panic!("metric {name} in {body}"));
+    match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+        prometheus_parse::Value::Untyped(v) => v,
+        _ => panic!("{name}: unexpected type"),
+    }
+}
+
+fn scenario(mode: &str) {
+    let mut lab = Lab::new("wtp", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let hosts: Vec<Host> = (0..3)
+        .map(|i| lab.host(&format!("h{}", i + 1), 21 + i).expect("host"))
+        .collect();
+    for h in &hosts {
+        lab.start_agent(h, &[]).expect("agent");
+    }
+    for h in &hosts {
+        lab.wait_subnet_env(h, Duration::from_secs(20))
+            .expect("subnet");
+        // Nodes route service addresses somewhere (a default route in real
+        // life): without a route, the kernel would refuse before the proxy.
+        sh(
+            "ip",
+            &["-n", &h.ns, "route", "add", "10.254.0.0/16", "dev", "eth0"],
+        )
+        .expect("route");
+        lab.start_proxy(h, &[&format!("--proxy-mode={mode}")])
+            .expect("proxy");
+    }
+    let web1 = lab.pod(&hosts[0], "web1").expect("pod");
+    let web2 = lab.pod(&hosts[1], "web2").expect("pod");
+    let client = lab.pod(&hosts[2], "client").expect("pod");
+    let _s1 = serve_name(&web1, 80).expect("server");
+    let _s2 = serve_name(&web2, 80).expect("server");
+
+    // The article's service.
+    let out = lab
+        .weft_client(&[
+            "service",
+            "expose",
+            "example-service",
+            "--port",
+            "80",
+            "--type",
+            "NodePort",
+            "--node-port",
+            "32663",
+            "--cluster-ip",
+            "10.254.180.209",
+        ])
+        .expect("expose");
+    assert!(out.contains("cluster IP 10.254.180.209"), "{out}");
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "add",
+        "example-service",
+        &web1.ip.to_string(),
+        "--node",
+        "h1",
+    ])
+    .expect("endpoints");
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "add",
+        "example-service",
+        &web2.ip.to_string(),
+        "--node",
+        "h2",
+    ])
+    .expect("endpoints");
+    let vip = addr("10.254.180.209:80");
+    let both = BTreeSet::from(["web1".to_string(), "web2".to_string()]);
+    eventually(
+        Duration::from_secs(15),
+        "the cluster IP answers from both endpoints",
+        || (set(&answers(&client, vip, 12)) == both).then_some(()),
+    );
+    // Node port on another node (h1), from a pod on h3 and from h3 itself.
+    let np = SocketAddr::new(hosts[0].ip.into(), 32663);
+    eventually(
+        Duration::from_secs(5),
+        "the node port answers from both endpoints",
+        || (set(&answers(&client, np, 12)) == both).then_some(()),
+    );
+    let host_client = Pod {
+        name: "h3".into(),
+        ns: hosts[2].ns.clone(),
+        ip: hosts[2].ip,
+        ip6: None,
+        host: "h3".into(),
+    };
+    assert!(both.contains(&tcp_ask(&host_client.ns, np, T).expect("node port from a host")));
+
+    // The rules kube-proxy would write for it.
+    if mode == "iptables" {
+        let saved = sh(
+            "ip",
+            &["netns", "exec", &hosts[2].ns, "iptables-save", "-t", "nat"],
+        )
+        .expect("save");
+        let saved = String::from_utf8_lossy(&saved.stdout).into_owned();
+        assert!(saved.contains("-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment \"default/example-service: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-BR4KARPIGKMRMN3E"), "{saved}");
+    } else {
+        let listed = sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &hosts[2].ns,
+                "nft",
+                "list",
+                "map",
+                "ip",
+                "kube-proxy",
+                "service-ips",
+            ],
+        )
+        .expect("nft");
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(
+            listed.contains("10.254.180.209 . tcp . 80 : goto service-"),
+            "{listed}"
+        );
+    }
+
+    // Removing an endpoint stops traffic to it.
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "remove",
+        "example-service",
+        &web2.ip.to_string(),
+    ])
+    .expect("remove endpoint");
+    eventually(Duration::from_secs(10), "only web1 answers", || {
+        (set(&answers(&client, vip, 12)) == BTreeSet::from(["web1".to_string()])).then_some(())
+    });
+
+    // A service without endpoints is refused at once (REJECT, not a timeout).
+    lab.weft_client(&[
+        "service",
+        "expose",
+        "empty",
+        "--port",
+        "80",
+        "--cluster-ip",
+        "10.254.0.50",
+    ])
+    .expect("expose empty");
+    let empty = addr("10.254.0.50:80");
+    let refused = |_: ()| match tcp_ask(&client.ns, empty, T) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+        _ => None,
+    };
+    eventually(
+        Duration::from_secs(10),
+        "connection refused",
+        || refused(()),
+    );
+    // Once the rule is in, refusal is immediate (a drop would take a retry).
+    let t = Instant::now();
+    assert!(refused(()).is_some());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "refused after {:?}",
+        t.elapsed()
+    );
+
+    // ClientIP affinity: one client stays on one endpoint.
+    lab.weft_client(&[
+        "service",
+        "expose",
+        "sticky",
+        "--port",
+        "8080:80",
+        "--cluster-ip",
+        "10.254.0.51",
+        "--session-affinity",
+        "ClientIP",
+    ])
+    .expect("expose sticky");
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "add",
+        "sticky",
+        &web1.ip.to_string(),
+        &web2.ip.to_string(),
+    ])
+    .expect("endpoints");
+    let sticky = addr("10.254.0.51:8080");
+    eventually(Duration::from_secs(10), "sticky answers", || {
+        tcp_ask(&client.ns, sticky, T).ok()
+    });
+    let got = answers(&client, sticky, 16);
+    assert_eq!(set(&got).len(), 1, "affinity broken: {got:?}");
+
+    // UDP through a cluster IP.
+    lab.weft_client(&[
+        "service",
+        "expose",
+        "dns",
+        "--port",
+        "53:80/udp",
+        "--cluster-ip",
+        "10.254.0.53",
+    ])
+    .expect("expose udp");
+    lab.weft_client(&["service", "endpoints", "add", "dns", &web2.ip.to_string()])
+        .expect("endpoints");
+    let dns = addr("10.254.0.53:53");
+    eventually(Duration::from_secs(10), "udp answer", || {
+        udp_ask(&client.ns, dns, Duration::from_millis(500))
+            .ok()
+            .filter(|a| a == "web2")
+    });
+
+    // externalTrafficPolicy Local: a node port serves only its node's endpoints.
+    lab.weft_client(&[
+        "service",
+        "expose",
+        "local",
+        "--port",
+        "80",
+        "--type",
+        "NodePort",
+        "--node-port",
+        "30081",
+        "--cluster-ip",
+        "10.254.0.52",
+        "--external-traffic-policy",
+        "Local",
+    ])
+    .expect("expose local");
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "add",
+        "local",
+        &web1.ip.to_string(),
+        "--node",
+        "h1",
+    ])
+    .expect("endpoints");
+    lab.weft_client(&[
+        "service",
+        "endpoints",
+        "add",
+        "local",
+        &web2.ip.to_string(),
+        "--node",
+        "h2",
+    ])
+    .expect("endpoints");
+    let via_h2 = SocketAddr::new(hosts[1].ip.into(), 30081);
+    eventually(Duration::from_secs(10), "local node port answers", || {
+        (set(&answers(&host_client, via_h2, 10)) == BTreeSet::from(["web2".to_string()]))
+            .then_some(())
+    });
+
+    let list = lab.weft_client(&["service", "list"]).expect("list");
+    assert!(
+        list.contains("example-service")
+            && list.contains("10.254.180.209")
+            && list.contains("80:32663/TCP"),
+        "{list}"
+    );
+
+    // Metrics, read with a Prometheus parser.
+    let m = scrape(&hosts[2]);
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert_eq!(metric(&m, "weft_proxy_services"), 5.0);
+    assert!(metric(&m, "weft_proxy_syncs_partial_total") >= 5.0);
+    assert_eq!(metric(&m, "weft_proxy_sync_errors_total"), 0.0);
+
+    // --cleanup removes every rule.
+    let out = sh(
+        "ip",
+        &["netns", "exec", &hosts[0].ns, WEFT, "proxy", "--cleanup"],
+    )
+    .expect("cleanup");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed"));
+    for h in &hosts {
+        assert!(!lab.proxy_log(h).contains("ERROR"), "{}", lab.proxy_log(h));
+    }
+}
+
+#[test]
+fn proxy_iptables_mode_serves_cluster_ips_and_node_ports() {
+    scenario("iptables");
+}
+
+#[test]
+fn proxy_nftables_mode_serves_cluster_ips_and_node_ports() {
+    scenario("nftables");
+}
