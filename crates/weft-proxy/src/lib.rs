@@ -11,6 +11,7 @@
 
 pub mod plan;
 pub mod render;
+#[cfg(feature = "shell")]
 pub mod shell;
 pub mod spec;
 

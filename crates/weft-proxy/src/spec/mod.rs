@@ -16,15 +16,24 @@ use std::fmt;
 
 use serde_json::Value;
 
-/// A spec that cannot be used, with the field at fault.
+/// A spec that cannot be used, with the field at fault. Displayed on one
+/// line: control characters from the input are escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{object}: {field}: {message}")]
+#[error("{}: {}: {}", one_line(object), one_line(field), one_line(message))]
 pub struct SpecError {
     /// `Service default/web`, `file services.yaml document 2`, …
     pub object: String,
     /// `spec.ports[0].port`
     pub field: String,
     pub message: String,
+}
+
+fn one_line(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars().flat_map(char::escape_default).collect()
+    } else {
+        s.to_string()
+    }
 }
 
 /// `namespace/name` of a service (and of its endpoint set).

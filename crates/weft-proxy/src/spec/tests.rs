@@ -175,3 +175,12 @@ fn service_names_parse_with_default_namespace() {
     );
     assert!(ServiceName::parse("a/B").is_err());
 }
+
+/// Regression (fuzz target service_spec): a name with line breaks made a
+/// multi-line error.
+#[test]
+fn errors_stay_on_one_line() {
+    let text = include_str!("../../tests/golden/fuzz-multiline-name.yaml");
+    let e = parse_documents(text, "t").expect_err("invalid name");
+    assert!(!e.to_string().contains('\n'), "{e}");
+}
