@@ -568,6 +568,18 @@ impl Lab {
         Ok(())
     }
 
+    pub fn proxy(&mut self, host: &Host) -> Result<&mut Proc> {
+        self.proxies
+            .get_mut(&host.name)
+            .ok_or_else(|| anyhow!("no proxy on {}", host.name))
+    }
+
+    pub fn stop_proxy(&mut self, host: &Host) {
+        if let Some(mut p) = self.proxies.remove(&host.name) {
+            p.stop(Duration::from_secs(5));
+        }
+    }
+
     pub fn proxy_log(&self, host: &Host) -> String {
         std::fs::read_to_string(self.dir().join(&host.name).join("proxy.log")).unwrap_or_default()
     }

@@ -107,13 +107,13 @@ fn ipv6_cases_golden() {
         .collect();
     assert!(!v6.is_empty());
     let ipt: BTreeMap<_, _> = v6.iter().map(|p| (p.key.clone(), r.port(p))).collect();
-    let nft: BTreeMap<_, _> = v6.iter().map(|p| (p.key.clone(), n.port(p))).collect();
+    let nft = n.ports(&v6);
     golden(
         "cases6.txt",
         &format!(
             "{}{}",
             r.restore(&ipt, None, &BTreeSet::new(), &[]),
-            n.full(&nft)
+            n.full(&nft, &mut Default::default())
         ),
     );
 }
@@ -124,12 +124,12 @@ fn nft_cases_golden() {
         v6: false,
         cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
     };
-    let ports: BTreeMap<_, _> = plans(CASES, "host1")
-        .iter()
+    let v4: Vec<PortPlan> = plans(CASES, "host1")
+        .into_iter()
         .filter(|p| !p.v6())
-        .map(|p| (p.key.clone(), n.port(p)))
         .collect();
-    golden("cases.nft", &n.full(&ports));
+    let ports = n.ports(&v4);
+    golden("cases.nft", &n.full(&ports, &mut Default::default()));
 }
 
 #[test]
@@ -143,15 +143,20 @@ fn nft_update_touches_only_what_changed() {
     // One endpoint goes away.
     after[0].endpoints.remove(1);
     let old = n.port(&before[0]);
+    let mut refs = Default::default();
+    n.full(
+        &BTreeMap::from([(before[0].key.clone(), old.clone())]),
+        &mut refs,
+    );
     let new = n.port(&after[0]);
     let mut batch = NftBatch::default();
-    n.update(&mut batch, &old, &new);
+    n.update(&mut batch, &mut refs, &old, &new);
     let mut text = String::new();
     batch.finish_into(&mut text);
     golden("update.nft", &text);
     // Removing the service entirely unmaps it before deleting its chains.
     let mut batch = NftBatch::default();
-    n.update(&mut batch, &new, PortNft::empty());
+    n.update(&mut batch, &mut refs, &new, PortNft::empty());
     let mut text = String::new();
     batch.finish_into(&mut text);
     let unmap = text.find("delete element").expect("element deleted");
@@ -159,7 +164,7 @@ fn nft_update_touches_only_what_changed() {
     assert!(unmap < delete, "{text}");
     // No change, no commands.
     let mut batch = NftBatch::default();
-    n.update(&mut batch, &new, &new);
+    n.update(&mut batch, &mut refs, &new, &new);
     assert!(batch.is_empty());
 }
 

@@ -16,7 +16,7 @@ use weft_firewall::FirewallError;
 
 use crate::plan::{PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
-use crate::render::nft::{self, NftBatch, NftRenderer, PortNft};
+use crate::render::nft::{self, NftBatch, NftRenderer, PairRefs, PortNft};
 use crate::spec::ServiceName;
 
 /// Which firewall the proxy programs.
@@ -56,6 +56,7 @@ struct Family {
     nft: NftRenderer,
     ipt_ports: BTreeMap<PortKey, PortRules>,
     nft_ports: BTreeMap<PortKey, PortNft>,
+    nft_pairs: PairRefs,
     /// Whether rules of this family were ever written (IPv6 tables are
     /// left alone until an IPv6 service shows up).
     active: bool,
@@ -74,6 +75,7 @@ impl Family {
             },
             ipt_ports: BTreeMap::new(),
             nft_ports: BTreeMap::new(),
+            nft_pairs: PairRefs::new(),
             active: false,
         }
     }
@@ -151,15 +153,14 @@ impl Syncer {
                     r
                 }
                 ProxyMode::Nftables => {
-                    let ports: BTreeMap<PortKey, PortNft> = plans
-                        .iter()
-                        .map(|p| (p.key.clone(), family.nft.port(p)))
-                        .collect();
-                    let text = family.nft.full(&ports);
+                    let ports = family.nft.ports(&plans);
+                    let mut refs = PairRefs::new();
+                    let text = family.nft.full(&ports, &mut refs);
                     report.render += t.elapsed();
                     let r = apply_nft(&text);
                     if r.is_ok() {
                         family.nft_ports = ports;
+                        family.nft_pairs = refs;
                     }
                     r
                 }
@@ -347,18 +348,20 @@ fn partial_nft(
         }
     }
     let mut batch = NftBatch::default();
+    let refs_before = f.nft_pairs.clone();
     for p in plans {
         let new = f.nft.port(p);
         let before = old.get(&p.key).unwrap_or(PortNft::empty());
         if before != &new {
             report.written += 1;
-            f.nft.update(&mut batch, before, &new);
+            f.nft.update(&mut batch, &mut f.nft_pairs, before, &new);
         }
         f.nft_ports.insert(p.key.clone(), new);
     }
     for (k, gone) in &old {
         if !f.nft_ports.contains_key(k) {
-            f.nft.update(&mut batch, gone, PortNft::empty());
+            f.nft
+                .update(&mut batch, &mut f.nft_pairs, gone, PortNft::empty());
         }
     }
     if batch.is_empty() {
@@ -366,7 +369,7 @@ fn partial_nft(
     }
     if !f.active {
         // The table does not exist yet: create it with everything.
-        let text = f.nft.full(&f.nft_ports);
+        let text = f.nft.full(&f.nft_ports, &mut f.nft_pairs);
         f.active = true;
         return apply_nft(&text);
     }
@@ -377,6 +380,7 @@ fn partial_nft(
             f.nft_ports.remove(&p.key);
         }
         f.nft_ports.extend(old);
+        f.nft_pairs = refs_before;
     })
 }
 

@@ -1,4 +1,5 @@
-//! `weft bench`: the agent against real etcd in network namespaces.
+//! `weft bench`: the agent (and, in [`super::bench_proxy`], the proxy)
+//! against real etcd in network namespaces.
 //!
 //! Scenario "leases": N remote vxlan leases are loaded into etcd, the agent
 //! is started, and the time until every route, neighbour and FDB entry is
@@ -39,6 +40,12 @@ pub struct BenchArgs {
     /// Seconds per iperf3 run in the datapath scenario
     #[arg(long, default_value_t = 3)]
     iperf_secs: u32,
+    /// Service counts for the proxy scenario
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    proxy_services: Vec<usize>,
+    /// Endpoints per service in the proxy scenario
+    #[arg(long, default_value_t = 10)]
+    proxy_endpoints: usize,
 }
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
@@ -70,7 +77,7 @@ fn fake_lease(i: usize) -> (LeaseKey, LeaseAttrs) {
     )
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -114,7 +121,7 @@ fn delete(lab: &Lab, i: usize) -> Result<()> {
 }
 
 /// (VmRSS, VmHWM, RssAnon) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64, u64) {
+pub(crate) fn rss_kib(pid: u32) -> (u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -211,7 +218,7 @@ fn until_route(nl: &mut Netlink, i: usize, present: bool, t0: Instant) -> Result
     }
 }
 
-fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
+pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (pick(0.0), pick(0.5), pick(0.99), pick(1.0))
@@ -231,7 +238,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     super::datapath::run(&weft, a.iperf_secs)?,
                 );
             }
-            other => bail!("--scenario {other:?}: want leases or datapath"),
+            "proxy" => {
+                report.insert(
+                    "proxy".into(),
+                    super::bench_proxy::run(
+                        &weft,
+                        &a.proxy_services,
+                        a.proxy_endpoints,
+                        a.samples,
+                    )?,
+                );
+            }
+            other => bail!("--scenario {other:?}: want leases, datapath or proxy"),
         }
     }
     if let Some(path) = &a.json {
@@ -330,7 +348,7 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     Ok(serde_json::Value::Array(json))
 }
 
-fn etcd_version() -> String {
+pub(crate) fn etcd_version() -> String {
     std::process::Command::new("etcd")
         .arg("--version")
         .output()

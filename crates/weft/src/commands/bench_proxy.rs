@@ -1,0 +1,250 @@
+//! Scenario "proxy": N services × E endpoints are loaded into a real etcd,
+//! `weft proxy` is started in a host namespace, and we measure, per mode:
+//! start → first full sync done (`/readyz`), the full sync's own render and
+//! apply time (from its log line), then single services added while N exist:
+//! etcd write → the service's rule is in the kernel (polled with `nft get
+//! element` / `iptables -S <chain>` in the namespace); and the proxy's RSS.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{Client, TxnOp};
+use weft_lab::{in_netns, sh, Host, Lab};
+use weft_proxy::plan::names::service_hash;
+use weft_proxy::spec::{
+    Endpoint, EndpointPort, EndpointSet, Protocol, Service, ServiceName, ServicePort, ServiceType,
+    TargetPort,
+};
+
+use super::bench::{etcd_version, rss_kib, runtime, stats};
+
+const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+
+/// Service i: cluster IP 10.96.0.0/12 + i, E endpoints in 100.64.0.0/10.
+fn service(i: usize, endpoints: usize) -> (Service, EndpointSet) {
+    let id = ServiceName {
+        namespace: "bench".into(),
+        name: format!("svc-{i}"),
+    };
+    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i as u32 + 1);
+    let svc = Service {
+        id: id.clone(),
+        kind: ServiceType::ClusterIP,
+        cluster_ip: Some(IpAddr::V4(ip)),
+        headless: false,
+        ports: vec![ServicePort {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: TargetPort::Number(8080),
+            node_port: None,
+        }],
+        affinity_seconds: None,
+        external_local: false,
+        internal_local: false,
+    };
+    let eps = EndpointSet {
+        service: id,
+        endpoints: (0..endpoints)
+            .map(|j| Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::from(
+                    u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * endpoints + j) as u32 + 2,
+                )),
+                ready: true,
+                node: Some(format!("node{}", j % 50)),
+            })
+            .collect(),
+        ports: vec![EndpointPort {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 8080,
+        }],
+    };
+    (svc, eps)
+}
+
+fn load(lab: &Lab, range: std::ops::Range<usize>, endpoints: usize) -> Result<()> {
+    in_netns(&lab.etcd_ns()?, move || -> Result<()> {
+        runtime()?.block_on(async move {
+            let mut c = Client::connect(["http://127.0.0.1:2379"], None).await?;
+            let ops: Vec<TxnOp> = range
+                .flat_map(|i| {
+                    let (s, e) = service(i, endpoints);
+                    [
+                        TxnOp::put(
+                            format!("/weft/services/bench/svc-{i}"),
+                            s.to_value().to_string(),
+                            None,
+                        ),
+                        TxnOp::put(
+                            format!("/weft/endpoints/bench/svc-{i}"),
+                            e.to_value().to_string(),
+                            None,
+                        ),
+                    ]
+                })
+                .collect();
+            for chunk in ops.chunks(128) {
+                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+                    .await?;
+            }
+            Ok(())
+        })
+    })?
+}
+
+fn ready(host: &Host) -> bool {
+    in_netns(&host.ns, || {
+        let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:10249") else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    })
+    .unwrap_or(false)
+}
+
+/// Whether service i's rule is in the kernel.
+fn present(host: &Host, mode: &str, i: usize) -> bool {
+    let (s, _) = service(i, 1);
+    let ip = s.cluster_ip.map(|a| a.to_string()).unwrap_or_default();
+    let r = if mode == "nftables" {
+        let elem = format!("{{ {ip} . tcp . 80 }}");
+        sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.ns,
+                "nft",
+                "get",
+                "element",
+                "ip",
+                "kube-proxy",
+                "service-ips",
+                &elem,
+            ],
+        )
+    } else {
+        let chain = format!(
+            "KUBE-SVC-{}",
+            service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
+        );
+        sh(
+            "ip",
+            &[
+                "netns", "exec", &host.ns, "iptables", "-w", "-t", "nat", "-S", &chain,
+            ],
+        )
+    };
+    r.is_ok()
+}
+
+/// `render 12.3ms, apply 456.7ms` from the proxy's full-sync log line.
+fn sync_split(log: &str) -> (f64, f64) {
+    let line = log.lines().find(|l| l.contains("full sync:")).unwrap_or("");
+    let ms = |key: &str| {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split([',', ' ']).find(|w| !w.is_empty()))
+            .map(|d| {
+                let (num, mult) = if let Some(v) = d.strip_suffix("ms") {
+                    (v, 1.0)
+                } else if let Some(v) = d.strip_suffix("µs") {
+                    (v, 1e-3)
+                } else if let Some(v) = d.strip_suffix("ns") {
+                    (v, 1e-6)
+                } else if let Some(v) = d.strip_suffix('s') {
+                    (v, 1e3)
+                } else {
+                    (d, f64::NAN)
+                };
+                num.parse::<f64>().map(|n| n * mult).unwrap_or(f64::NAN)
+            })
+            .unwrap_or(f64::NAN)
+    };
+    (ms("render "), ms("apply "))
+}
+
+pub fn run(
+    weft: &std::path::Path,
+    counts: &[usize],
+    endpoints: usize,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    println!(
+        "weft bench proxy: weft proxy vs real etcd {} in network namespaces, {endpoints} endpoints per service",
+        etcd_version()
+    );
+    println!(
+        "{:>9} {:>8} | {:>12} | {:>20} | {:>22} | {:>8}",
+        "mode",
+        "services",
+        "ready ms",
+        "full sync render/apply",
+        "add one ms med/p99/max",
+        "RSS MiB"
+    );
+    let mut json = Vec::new();
+    for mode in ["nftables", "iptables"] {
+        for &n in counts {
+            let mut lab = Lab::new("wbp", weft)?;
+            lab.start_etcd()?;
+            lab.put_config(CONFIG)?;
+            let host = lab.host("node1", 11)?;
+            load(&lab, 0..n, endpoints).context("loading services into etcd")?;
+            let t0 = Instant::now();
+            lab.start_proxy(&host, &[&format!("--proxy-mode={mode}")])?;
+            while !ready(&host) {
+                if t0.elapsed() > Duration::from_secs(900) {
+                    bail!("proxy not ready after 900 s:\n{}", lab.proxy_log(&host));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let (render, apply) = sync_split(&lab.proxy_log(&host));
+            let mut adds = Vec::new();
+            for k in 0..samples {
+                let i = n + k;
+                let t = Instant::now();
+                load(&lab, i..i + 1, endpoints)?;
+                while !present(&host, mode, i) {
+                    if t.elapsed() > Duration::from_secs(300) {
+                        bail!(
+                            "service {i} not programmed after 300 s:\n{}",
+                            lab.proxy_log(&host)
+                        );
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                adds.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let pid = lab.proxy(&host)?.pid().unwrap_or(0);
+            let (rss, _, _) = rss_kib(pid);
+            let (_, amed, ap99, amax) = if adds.is_empty() {
+                (0.0, 0.0, 0.0, 0.0)
+            } else {
+                stats(&mut adds)
+            };
+            println!(
+                "{mode:>9} {n:>8} | {ready_ms:>12.0} | {render:>9.0} {apply:>10.0} | {amed:>6.1} {ap99:>6.1} {amax:>8.1} | {:>8.1}",
+                rss as f64 / 1024.0
+            );
+            json.push(serde_json::json!({
+                "mode": mode, "services": n, "endpoints_per_service": endpoints,
+                "start_to_ready_ms": ready_ms,
+                "full_sync_render_ms": render, "full_sync_apply_ms": apply,
+                "add_one_ms": {"median": amed, "p99": ap99, "max": amax},
+                "rss_kib": rss,
+            }));
+            lab.stop_proxy(&host);
+        }
+    }
+    println!("(ready: process start until /readyz, i.e. etcd listed and the first full sync applied; add one: etcd write until");
+    println!(" the rule is in the kernel, polled with `nft get element` / `iptables -S <chain>`, which adds a few ms of its own)");
+    Ok(serde_json::Value::Array(json))
+}
