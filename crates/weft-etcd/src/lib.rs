@@ -3,6 +3,7 @@
 //! each bound to an etcd lease (TTL 24 h by default).
 
 mod connect;
+pub mod paged;
 mod registry;
 mod watch;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use weft_core::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
 /// Timeout for one unary etcd call.
@@ -114,17 +114,15 @@ impl Registry {
     /// Every lease, with the revision of the read.
     pub async fn list(&mut self) -> Result<LeaseListing, EtcdError> {
         let prefix = self.subnets_prefix();
-        let mut resp = call(
+        let (kvs, revision) = call(
             || format!("listing {prefix}"),
-            self.client
-                .get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+            crate::paged::get_prefix(&mut self.client, &prefix),
         )
         .await?;
         let mut out = LeaseListing {
-            revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+            revision,
             ..Default::default()
         };
-        let kvs = resp.take_kvs();
         out.leases.reserve(kvs.len());
         for kv in kvs {
             match parse_record(&prefix, kv.key(), kv.value(), kv.lease(), kv.mod_revision()) {

@@ -132,13 +132,10 @@ impl Store {
 
     /// Every service and endpoint set, at one revision.
     pub async fn list(&mut self) -> Result<Listing, StoreError> {
-        let resp = self
-            .client
-            .get(self.root(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
+        let root = self.root();
+        let (kvs, revision) = weft_etcd::paged::get_prefix(&mut self.client, &root).await?;
         let mut objects = Vec::new();
-        for kv in resp.kvs() {
+        for kv in &kvs {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             if self.classify(&key) == KeyKind::Other {
                 continue;

@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// Endpoints per service in the proxy scenario
     #[arg(long, default_value_t = 10)]
     proxy_endpoints: usize,
+    /// Proxy modes to measure
+    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
+    proxy_modes: Vec<String>,
 }
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
@@ -243,6 +246,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     "proxy".into(),
                     super::bench_proxy::run(
                         &weft,
+                        &a.proxy_modes,
                         &a.proxy_services,
                         a.proxy_endpoints,
                         a.samples,

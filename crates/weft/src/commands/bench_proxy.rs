@@ -172,6 +172,7 @@ fn sync_split(log: &str) -> (f64, f64) {
 
 pub fn run(
     weft: &std::path::Path,
+    modes: &[String],
     counts: &[usize],
     endpoints: usize,
     samples: usize,
@@ -190,7 +191,7 @@ pub fn run(
         "RSS MiB"
     );
     let mut json = Vec::new();
-    for mode in ["nftables", "iptables"] {
+    for mode in modes.iter().map(String::as_str) {
         for &n in counts {
             let mut lab = Lab::new("wbp", weft)?;
             lab.start_etcd()?;
