@@ -39,6 +39,7 @@ fn main() {
     let t = std::time::Instant::now();
     let text = if mode == "nft" {
         let r = NftRenderer {
+            table: "kube-proxy".into(),
             v6: false,
             cluster_cidr: cidr,
         };

@@ -144,12 +144,13 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
 /// Chains (with their rules) and map elements of the kube-proxy tables.
 fn nft_state(ns: &str) -> BTreeMap<String, String> {
     let mut state = BTreeMap::new();
-    for fam in ["ip", "ip6"] {
-        let json = out(ns, "nft", &["-j", "list", "table", fam, "kube-proxy"]);
+    let tables = (0..weft_proxy::shell::sync::NFT_SHARDS).map(|i| format!("kube-proxy-{i}"));
+    for (fam, table) in tables.flat_map(|t| [("ip", t.clone()), ("ip6", t)]) {
+        let json = out(ns, "nft", &["-j", "list", "table", fam, &table]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("nft json");
         for o in v["nftables"].as_array().expect("array") {
             if let Some(r) = o.get("rule") {
-                let chain = format!("{fam} chain {}", r["chain"]);
+                let chain = format!("{fam} {table} chain {}", r["chain"]);
                 let entry = state.entry(chain).or_insert_with(String::new);
                 entry.push_str(&r["expr"].to_string());
                 entry.push('\n');
@@ -159,9 +160,13 @@ fn nft_state(ns: &str) -> BTreeMap<String, String> {
                     .map(|a| a.iter().map(|e| e.to_string()).collect())
                     .unwrap_or_default();
                 elems.sort();
-                state.insert(format!("{fam} map {}", m["name"]), elems.join("\n"));
+                state.insert(format!("{fam} {table} map {}", m["name"]), elems.join("\n"));
             } else if let Some(s) = o.get("set") {
-                state.insert(format!("{fam} set {}", s["name"]), s["timeout"].to_string());
+                let elems = s["elem"].to_string();
+                state.insert(
+                    format!("{fam} {table} set {}", s["name"]),
+                    format!("{} {elems}", s["timeout"]),
+                );
             } else if let Some(ch) = o.get("chain") {
                 state
                     .entry(format!("{fam} chain {}", ch["name"]))

@@ -162,17 +162,7 @@ fn scenario(mode: &str) {
     } else {
         let listed = sh(
             "ip",
-            &[
-                "netns",
-                "exec",
-                &hosts[2].ns,
-                "nft",
-                "list",
-                "map",
-                "ip",
-                "kube-proxy",
-                "service-ips",
-            ],
+            &["netns", "exec", &hosts[2].ns, "nft", "list", "ruleset"],
         )
         .expect("nft");
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();

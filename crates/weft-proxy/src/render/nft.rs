@@ -16,6 +16,7 @@ use crate::plan::names::nft_hash;
 use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
+/// The table's name (with one shard; shards are `kube-proxy-<i>`).
 pub const TABLE: &str = "kube-proxy";
 pub const SERVICE_IPS: &str = "service-ips";
 pub const SERVICE_NODEPORTS: &str = "service-nodeports";
@@ -47,6 +48,8 @@ pub struct PortNft {
 
 #[derive(Debug, Clone)]
 pub struct NftRenderer {
+    /// `kube-proxy`, or `kube-proxy-<i>` for shard i (see the sync shell).
+    pub table: String,
     pub v6: bool,
     /// The pod network: sources outside it are masqueraded to cluster IPs.
     pub cluster_cidr: Option<IpNet>,
@@ -268,13 +271,14 @@ impl NftRenderer {
 
     /// The table without any service: maps, helper and hook chains.
     fn skeleton(&self, out: &mut String) {
+        let t = &self.table;
         let fam = self.family();
         let a = self.addr_type();
         let l3 = self.l3();
         let lo = self.loopback();
         let _ = write!(
             out,
-            "table {fam} {TABLE} {{\n\
+            "table {fam} {t} {{\n\
              \tcomment \"rules for kube-proxy (weft)\"\n\
              \tmap {SERVICE_IPS} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
              \tmap {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
@@ -301,13 +305,14 @@ impl NftRenderer {
     /// `refs` is reset to the hairpin pair reference counts of `ports`.
     pub fn full(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut PairRefs) -> String {
         let fam = self.family();
+        let t = &self.table;
         let mut batch = NftBatch::default();
         refs.clear();
         for p in ports.values() {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
         let mut out = String::with_capacity(batch.len() + 4096);
-        let _ = writeln!(out, "add table {fam} {TABLE}\ndelete table {fam} {TABLE}");
+        let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
         self.skeleton(&mut out);
         batch.finish_into(&mut out);
         out
@@ -317,12 +322,14 @@ impl NftRenderer {
     /// service port: only chains, sets and map elements that differ.
     pub fn update(&self, batch: &mut NftBatch, refs: &mut PairRefs, old: &PortNft, new: &PortNft) {
         let fam = self.family();
+        let t = &self.table;
+        let target = format!("{fam} {t}");
         let a = self.addr_type();
         for pair in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
             let n = refs.entry(pair.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
-                batch.add(fam, HAIRPIN, pair.clone());
+                batch.add(&target, HAIRPIN, pair.clone());
             }
         }
         for pair in old.pairs.iter().filter(|p| !new.pairs.contains(p)) {
@@ -330,7 +337,7 @@ impl NftRenderer {
                 *n -= 1;
                 if *n == 0 {
                     refs.remove(pair);
-                    batch.remove(fam, HAIRPIN, pair.clone());
+                    batch.remove(&target, HAIRPIN, pair.clone());
                 }
             }
         }
@@ -338,27 +345,27 @@ impl NftRenderer {
             if !old.sets.iter().any(|(n, _)| n == name) {
                 let _ = writeln!(
                     batch.create,
-                    "add set {fam} {TABLE} {name} {{ type {a}; flags dynamic,timeout; timeout {secs}s; }}"
+                    "add set {fam} {t} {name} {{ type {a}; flags dynamic,timeout; timeout {secs}s; }}"
                 );
             }
         }
         for (name, rules) in new.chains.iter().filter(|c| !old.chains.contains(c)) {
-            let _ = writeln!(batch.create, "add chain {fam} {TABLE} {name}");
+            let _ = writeln!(batch.create, "add chain {fam} {t} {name}");
             if old.chains.iter().any(|(n, _)| n == name) {
-                let _ = writeln!(batch.rules, "flush chain {fam} {TABLE} {name}");
+                let _ = writeln!(batch.rules, "flush chain {fam} {t} {name}");
             }
             for r in rules {
-                let _ = writeln!(batch.rules, "add rule {fam} {TABLE} {name} {r}");
+                let _ = writeln!(batch.rules, "add rule {fam} {t} {name} {r}");
             }
         }
         for e @ (map, key, _) in &old.elements {
             if !new.elements.contains(e) {
-                batch.remove(fam, map, key.clone());
+                batch.remove(&target, map, key.clone());
             }
         }
         for e @ (map, key, verdict) in &new.elements {
             if !old.elements.contains(e) {
-                batch.add(fam, map, format!("{key} : {verdict}"));
+                batch.add(&target, map, format!("{key} : {verdict}"));
             }
         }
         for (name, _) in old
@@ -366,15 +373,15 @@ impl NftRenderer {
             .iter()
             .filter(|(n, _)| !new.chains.iter().any(|(m, _)| m == n))
         {
-            let _ = writeln!(batch.flush, "flush chain {fam} {TABLE} {name}");
-            let _ = writeln!(batch.delete, "delete chain {fam} {TABLE} {name}");
+            let _ = writeln!(batch.flush, "flush chain {fam} {t} {name}");
+            let _ = writeln!(batch.delete, "delete chain {fam} {t} {name}");
         }
         for (name, _) in old
             .sets
             .iter()
             .filter(|(n, _)| !new.sets.iter().any(|(m, _)| m == n))
         {
-            let _ = writeln!(batch.delete, "delete set {fam} {TABLE} {name}");
+            let _ = writeln!(batch.delete, "delete set {fam} {t} {name}");
         }
     }
 }
@@ -387,9 +394,9 @@ impl NftRenderer {
 pub struct NftBatch {
     create: String,
     rules: String,
-    /// `(family, set) -> elements` to delete, then to add.
-    unmap: BTreeMap<(&'static str, &'static str), Vec<String>>,
-    map: BTreeMap<(&'static str, &'static str), Vec<String>>,
+    /// `("<family> <table>", set) -> elements` to delete, then to add.
+    unmap: BTreeMap<(String, &'static str), Vec<String>>,
+    map: BTreeMap<(String, &'static str), Vec<String>>,
     flush: String,
     delete: String,
 }
@@ -398,12 +405,19 @@ pub struct NftBatch {
 const ELEMENTS_PER_COMMAND: usize = 4096;
 
 impl NftBatch {
-    fn add(&mut self, family: &'static str, set: &'static str, element: String) {
-        self.map.entry((family, set)).or_default().push(element);
+    fn add(&mut self, target: &str, set: &'static str, element: String) {
+        if let Some(v) = self.map.get_mut(&(target.to_string(), set)) {
+            v.push(element);
+        } else {
+            self.map.insert((target.to_string(), set), vec![element]);
+        }
     }
 
-    fn remove(&mut self, family: &'static str, set: &'static str, key: String) {
-        self.unmap.entry((family, set)).or_default().push(key);
+    fn remove(&mut self, target: &str, set: &'static str, key: String) {
+        self.unmap
+            .entry((target.to_string(), set))
+            .or_default()
+            .push(key);
     }
 
     pub fn len(&self) -> usize {
@@ -426,11 +440,11 @@ impl NftBatch {
         out.push_str(&self.create);
         out.push_str(&self.rules);
         for (verb, groups) in [("delete", self.unmap), ("add", self.map)] {
-            for ((family, set), elements) in groups {
+            for ((target, set), elements) in groups {
                 for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
                     let _ = writeln!(
                         out,
-                        "{verb} element {family} {TABLE} {set} {{ {} }}",
+                        "{verb} element {target} {set} {{ {} }}",
                         chunk.join(", ")
                     );
                 }

@@ -98,6 +98,7 @@ fn ipv6_cases_golden() {
         cluster_cidr: Some("fd00:30::/56".parse().expect("cidr")),
     };
     let n = NftRenderer {
+        table: "kube-proxy".into(),
         v6: true,
         cluster_cidr: r.cluster_cidr,
     };
@@ -121,6 +122,7 @@ fn ipv6_cases_golden() {
 #[test]
 fn nft_cases_golden() {
     let n = NftRenderer {
+        table: "kube-proxy".into(),
         v6: false,
         cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
     };
@@ -135,6 +137,7 @@ fn nft_cases_golden() {
 #[test]
 fn nft_update_touches_only_what_changed() {
     let n = NftRenderer {
+        table: "kube-proxy".into(),
         v6: false,
         cluster_cidr: None,
     };
