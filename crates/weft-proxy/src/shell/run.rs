@@ -299,8 +299,8 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                             Ok(r) => {
                                 stats.record(&r, catalog.services.len());
                                 tracing::debug!(
-                                    "partial sync: {} service(s), {} port(s) written, {} bytes, {:?}",
-                                    services.len(), r.written, r.bytes, r.render + r.apply
+                                    "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
+                                    services.len(), r.written, r.bytes, r.render, r.apply
                                 );
                             }
                             Err(e) => {

@@ -192,12 +192,12 @@ pub fn run(
         etcd_version()
     );
     println!(
-        "{:>9} {:>8} | {:>12} | {:>20} | {:>22} | {:>8}",
+        "{:>9} {:>8} | {:>12} | {:>20} | {:>30} | {:>8}",
         "mode",
         "services",
         "ready ms",
         "full sync render/apply",
-        "add one ms med/p99/max",
+        "add one ms med/p99/max (apply)",
         "RSS MiB"
     );
     let mut json = Vec::new();
@@ -209,7 +209,7 @@ pub fn run(
             let host = lab.host("node1", 11)?;
             load(&lab, 0..n, endpoints).context("loading services into etcd")?;
             let t0 = Instant::now();
-            lab.start_proxy(&host, &[&format!("--proxy-mode={mode}")])?;
+            lab.start_proxy(&host, &[&format!("--proxy-mode={mode}"), "-v"])?;
             while !ready(&host) {
                 if t0.elapsed() > Duration::from_secs(900) {
                     bail!("proxy not ready after 900 s:\n{}", lab.proxy_log(&host));
@@ -241,6 +241,18 @@ pub fn run(
                     lab.proxy_log(&host)
                 );
             }
+            let mut applies: Vec<f64> = lab
+                .proxy_log(&host)
+                .lines()
+                .filter(|l| l.contains("partial sync:"))
+                .map(|l| sync_split(&l.replace("partial sync:", "full sync:")).1)
+                .filter(|v| v.is_finite())
+                .collect();
+            let (_, apply_med, _, _) = if applies.is_empty() {
+                (0.0, f64::NAN, 0.0, 0.0)
+            } else {
+                stats(&mut applies)
+            };
             let pid = lab.proxy(&host)?.pid().unwrap_or(0);
             let (rss, _, _) = rss_kib(pid);
             let (_, amed, ap99, amax) = if adds.is_empty() {
@@ -249,7 +261,7 @@ pub fn run(
                 stats(&mut adds)
             };
             println!(
-                "{mode:>9} {n:>8} | {ready_ms:>12.0} | {render:>9.0} {apply:>10.0} | {amed:>6.1} {ap99:>6.1} {amax:>8.1} | {:>8.1}",
+                "{mode:>9} {n:>8} | {ready_ms:>12.0} | {render:>9.0} {apply:>10.0} | {amed:>6.1} {ap99:>6.1} {amax:>8.1} ({apply_med:>5.1}) | {:>8.1}",
                 rss as f64 / 1024.0
             );
             json.push(serde_json::json!({
@@ -257,6 +269,7 @@ pub fn run(
                 "start_to_ready_ms": ready_ms,
                 "full_sync_render_ms": render, "full_sync_apply_ms": apply,
                 "add_one_ms": {"median": amed, "p99": ap99, "max": amax},
+                "add_one_apply_ms_median": apply_med,
                 "rss_kib": rss,
             }));
             lab.stop_proxy(&host);
