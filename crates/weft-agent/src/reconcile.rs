@@ -145,6 +145,13 @@ impl Reconciler {
         self.execute(ops, start)
     }
 
+    /// What a full pass would change, without changing it: operations that
+    /// add missing entries and delete stale ones (for `weft status`).
+    pub fn drift(&mut self) -> Result<Vec<Op>, KernelError> {
+        let current = weft_kernel::read_dataplane(&mut self.nl, &self.ownership)?;
+        Ok(diff(&current, self.desired.plane()))
+    }
+
     /// Applies operations produced by [`Reconciler::upsert`] / [`Reconciler::remove`].
     pub fn incremental_pass(&mut self, ops: Vec<Op>) -> Result<PassReport, KernelError> {
         self.execute(ops, Instant::now())

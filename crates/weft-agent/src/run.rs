@@ -224,67 +224,18 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     write_subnet_file(subnet_path, &pools, key, mtu, args.ip_masq)?;
     start_firewall(&args, &pools, key, enable_nftables).await?;
 
-    // Routes go out of the vxlan devices, and, for host-gw and DirectRouting,
-    // out of the underlay: there only destinations inside the cluster
-    // networks (and not this host's own subnets) are weft's.
     let devices: Vec<u32> = [&dev4, &dev6]
         .into_iter()
         .flatten()
         .map(|d| d.index)
         .collect();
-    let mut ownership = Ownership {
-        route_devices: devices.clone(),
-        l2_devices: devices,
-        networks: [&pools.v4, &pools.v6]
-            .into_iter()
-            .flatten()
-            .map(|p| p.network())
-            .collect(),
-        exclude: [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
-            .into_iter()
-            .flatten()
-            .collect(),
-    };
-    let local = |v6: bool| Underlay {
-        ifindex: underlay.index,
-        network: match (v6, underlay.local_ipv6) {
-            (true, Some(n)) => IpNet::V6(n.trunc()),
-            _ => IpNet::V4(underlay.local_net),
-        },
-    };
+    let (planners, ownership) = kernel_plan(&backend, &pools, key, &underlay, &devices, nexthops);
     let mut sink = Sink {
-        planners: Vec::new(),
+        planners,
         udp: None,
     };
     match &backend {
-        BackendConfig::Vxlan(vx) => {
-            for (dev, v6) in [(&dev4, false), (&dev6, true)] {
-                let Some(dev) = dev else { continue };
-                let direct = vx.direct_routing.then(|| local(v6));
-                sink.planners.push(Planner::Vxlan(VxlanPlanner {
-                    ifindex: dev.index,
-                    nexthops,
-                    direct,
-                    v6,
-                }));
-            }
-            if vx.direct_routing {
-                ownership.route_devices.push(underlay.index);
-            }
-        }
-        BackendConfig::HostGw => {
-            ownership.route_devices.push(underlay.index);
-            for v6 in [false, true]
-                .into_iter()
-                .filter(|v6| if *v6 { has_v6 } else { has_v4 })
-            {
-                sink.planners.push(Planner::HostGw(HostGwPlanner {
-                    underlay: local(v6),
-                    nexthops,
-                    v6,
-                }));
-            }
-        }
+        BackendConfig::Vxlan(_) | BackendConfig::HostGw => {}
         BackendConfig::Udp(u) => {
             let (Some(pool), Some(subnet), Some(dev)) = (&pools.v4, key.v4, tun) else {
                 bail!("the udp backend needs an IPv4 network");
@@ -307,6 +258,81 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     event_loop(&args, &mut reg, &mut rec, lease, revision, resync).await
+}
+
+/// The planners that turn remote leases into kernel entries, and what of
+/// the kernel is weft's. Routes go out of the vxlan devices (`devices`:
+/// IPv4 first, then IPv6, as present) and, for host-gw and DirectRouting,
+/// out of the underlay: there only destinations inside the cluster
+/// networks (and not this host's own subnets) are weft's. Shared with
+/// `weft status`, which compares the kernel with the same plan.
+pub fn kernel_plan(
+    backend: &BackendConfig,
+    pools: &Pools,
+    key: LeaseKey,
+    underlay: &underlay::Underlay,
+    devices: &[u32],
+    nexthops: bool,
+) -> (Vec<Planner>, Ownership) {
+    let mut ownership = Ownership {
+        route_devices: devices.to_vec(),
+        l2_devices: devices.to_vec(),
+        networks: [&pools.v4, &pools.v6]
+            .into_iter()
+            .flatten()
+            .map(|p| p.network())
+            .collect(),
+        exclude: [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    let local = |v6: bool| Underlay {
+        ifindex: underlay.index,
+        network: match (v6, underlay.local_ipv6) {
+            (true, Some(n)) => IpNet::V6(n.trunc()),
+            _ => IpNet::V4(underlay.local_net),
+        },
+    };
+    let mut planners = Vec::new();
+    match backend {
+        BackendConfig::Vxlan(vx) => {
+            let families = [pools.v4.is_some(), pools.v6.is_some()];
+            let v6s = [false, true]
+                .into_iter()
+                .filter(|v6| families[usize::from(*v6)]);
+            for (ifindex, v6) in devices.iter().copied().zip(v6s) {
+                let direct = vx.direct_routing.then(|| local(v6));
+                planners.push(Planner::Vxlan(VxlanPlanner {
+                    ifindex,
+                    nexthops,
+                    direct,
+                    v6,
+                }));
+            }
+            if vx.direct_routing {
+                ownership.route_devices.push(underlay.index);
+            }
+        }
+        BackendConfig::HostGw => {
+            ownership.route_devices.push(underlay.index);
+            for v6 in [false, true].into_iter().filter(|v6| {
+                if *v6 {
+                    pools.v6.is_some()
+                } else {
+                    pools.v4.is_some()
+                }
+            }) {
+                planners.push(Planner::HostGw(HostGwPlanner {
+                    underlay: local(v6),
+                    nexthops,
+                    v6,
+                }));
+            }
+        }
+        BackendConfig::Udp(_) => {}
+    }
+    (planners, ownership)
 }
 
 /// The udp backend: `flannel0` gets `<subnet>.0/<network length>` (so the
@@ -484,7 +510,8 @@ async fn wait_for_config(reg: &mut Registry) -> (Pools, BackendConfig, bool) {
     }
 }
 
-fn usable(c: NetConfig) -> std::result::Result<(Pools, BackendConfig), String> {
+/// The pools and backend of a config, or why weft cannot use it.
+pub fn usable(c: NetConfig) -> std::result::Result<(Pools, BackendConfig), String> {
     if c.ipv6.is_some() && matches!(c.backend, BackendConfig::Udp(_)) {
         return Err("field EnableIPv6: the udp backend carries IPv4 only".into());
     }

@@ -44,6 +44,12 @@ enum Command {
     Proxy(commands::proxy::ProxyArgs),
     /// Manage the services and endpoints the proxy serves
     Service(commands::service::ServiceArgs),
+    /// The cluster's leases and this host's data path against them
+    Status(commands::status::StatusArgs),
+    /// Each pod's QoS class, with the reason, from manifests
+    Qos(commands::qos::QosArgs),
+    /// Diagnose this host: forwarding, firewall, MTU, docker, etcd, cgroups
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 fn program_name(argv0: &str) -> &str {
@@ -74,5 +80,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::report(commands::bench::run(a)),
         Command::Proxy(a) => commands::report(commands::proxy::run(a)),
         Command::Service(a) => commands::report(commands::service::run(a)),
+        Command::Status(a) => commands::report(commands::status::run(a)),
+        Command::Qos(a) => commands::report(commands::qos::run(a)),
+        Command::Doctor(a) => commands::doctor::main(a),
     }
 }

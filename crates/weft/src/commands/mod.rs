@@ -6,10 +6,13 @@ pub mod cni;
 pub mod datapath;
 pub mod demo;
 pub mod docker_opts;
+pub mod doctor;
 pub mod etcd_args;
 pub mod install;
 pub mod proxy;
+pub mod qos;
 pub mod service;
+pub mod status;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,464 @@
+//! `weft doctor`'s judgements: each check turns facts gathered from the
+//! host (sysctls, firewall text, devices, the subnet file, etcd) into a
+//! finding with a verdict and, when something is wrong, a fix line. The
+//! facts are gathered by the command; everything here is pure.
+
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    /// Not checked (tool or file absent), no verdict.
+    Skipped,
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Ok => "ok",
+            Severity::Skipped => "skip",
+            Severity::Warning => "WARN",
+            Severity::Error => "FAIL",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            severity: Severity::Ok,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    fn skip(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            severity: Severity::Skipped,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    fn bad(
+        check: &'static str,
+        severity: Severity,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            severity,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// 0 when nothing is wrong, 1 for warnings, 2 for errors.
+pub fn exit_code(findings: &[Finding]) -> u8 {
+    match findings.iter().map(|f| f.severity).max() {
+        Some(Severity::Error) => 2,
+        Some(Severity::Warning) => 1,
+        _ => 0,
+    }
+}
+
+/// One line per finding, the fix indented under it.
+pub fn render(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        out.push_str(&format!("[{:>4}] {}: {}\n", f.severity, f.check, f.message));
+        if let Some(fix) = &f.fix {
+            out.push_str(&format!("       fix: {fix}\n"));
+        }
+    }
+    out
+}
+
+/// `net.ipv4.ip_forward` (value of the /proc file, `None` if unreadable).
+pub fn ip_forward(value: Option<&str>) -> Finding {
+    const C: &str = "ip-forward";
+    match value.map(str::trim) {
+        Some("1") => Finding::ok(C, "net.ipv4.ip_forward = 1"),
+        Some(v) => Finding::bad(
+            C,
+            Severity::Error,
+            format!(
+                "net.ipv4.ip_forward = {v}: this host drops every packet between pods and hosts"
+            ),
+            "sysctl -w net.ipv4.ip_forward=1 (and set it in /etc/sysctl.d/ to survive reboots)",
+        ),
+        None => Finding::skip(C, "cannot read /proc/sys/net/ipv4/ip_forward"),
+    }
+}
+
+/// The filter table's FORWARD policy against the cluster network: a DROP
+/// policy (docker ≥ 1.13 sets one) needs accept rules for pod traffic.
+/// `filter` is `iptables-save -t filter` output.
+pub fn forward_policy(filter: Option<&str>, network: Option<IpNet>) -> Finding {
+    const C: &str = "forward-policy";
+    let Some(filter) = filter else {
+        return Finding::skip(C, "iptables-save is not available");
+    };
+    let drop = filter.lines().any(|l| l.starts_with(":FORWARD DROP"));
+    if !drop {
+        return Finding::ok(C, "FORWARD policy is ACCEPT");
+    }
+    let Some(net) = network else {
+        return Finding::skip(C, "FORWARD policy is DROP; the cluster network is unknown");
+    };
+    let n = net.to_string();
+    let accepts = filter.lines().any(|l| {
+        l.starts_with("-A ")
+            && l.ends_with("-j ACCEPT")
+            && (l.contains(&format!("-s {n}")) || l.contains(&format!("-d {n}")))
+    });
+    if accepts {
+        Finding::ok(
+            C,
+            format!("FORWARD policy is DROP, but traffic of {n} is accepted"),
+        )
+    } else {
+        Finding::bad(
+            C,
+            Severity::Error,
+            format!("FORWARD policy is DROP and nothing accepts {n}: pods on different hosts cannot talk"),
+            format!("run the agent with -iptables-forward-rules (default), or iptables -A FORWARD -s {n} -j ACCEPT; iptables -A FORWARD -d {n} -j ACCEPT"),
+        )
+    }
+}
+
+/// br_netfilter and `net.bridge.bridge-nf-call-iptables`: without them,
+/// service rules never see traffic between pods on the same bridge.
+/// `value` is the sysctl (None when br_netfilter is not loaded).
+pub fn bridge_netfilter(value: Option<&str>, bridges: &[String]) -> Finding {
+    const C: &str = "bridge-netfilter";
+    if bridges.is_empty() {
+        return Finding::ok(C, "no bridge on this host");
+    }
+    let list = bridges.join(", ");
+    match value.map(str::trim) {
+        Some("1") => Finding::ok(C, "net.bridge.bridge-nf-call-iptables = 1"),
+        Some(v) => Finding::bad(
+            C,
+            Severity::Warning,
+            format!("net.bridge.bridge-nf-call-iptables = {v} with bridge(s) {list}: Service IPs fail between pods on this host"),
+            "sysctl -w net.bridge.bridge-nf-call-iptables=1",
+        ),
+        None => Finding::bad(
+            C,
+            Severity::Warning,
+            format!("br_netfilter is not loaded and {list} exist: Service IPs fail between pods on this host"),
+            "modprobe br_netfilter && sysctl -w net.bridge.bridge-nf-call-iptables=1 (and list it in /etc/modules-load.d/)",
+        ),
+    }
+}
+
+/// docker0 against the subnet file: docker must be started with
+/// `--bip=FLANNEL_SUBNET --mtu=FLANNEL_MTU` (mk-docker-opts.sh), else its
+/// containers get addresses no other host routes to.
+pub fn docker_bridge(
+    docker0: Option<(&[IpNet], u32)>,
+    subnet: Option<IpNet>,
+    mtu: Option<u32>,
+) -> Finding {
+    const C: &str = "docker-bridge";
+    let Some((addrs, dmtu)) = docker0 else {
+        return Finding::ok(C, "no docker0 on this host");
+    };
+    let Some(subnet) = subnet else {
+        return Finding::skip(
+            C,
+            "docker0 exists, but the subnet file has no FLANNEL_SUBNET",
+        );
+    };
+    let fix = "run `weft docker-opts` (mk-docker-opts.sh) before docker, pass its DOCKER_OPTS (--bip, --mtu) to dockerd, restart docker";
+    let inside = addrs.iter().any(|a| subnet.trunc().contains(&a.addr()));
+    if !inside {
+        let have: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("docker0 has {} but FLANNEL_SUBNET is {subnet}: containers get addresses no other host routes to", if have.is_empty() { "no address".into() } else { have.join(", ") }),
+            fix,
+        );
+    }
+    match mtu {
+        Some(m) if dmtu > m => Finding::bad(
+            C,
+            Severity::Error,
+            format!("docker0 MTU {dmtu} is larger than FLANNEL_MTU {m}: large packets between hosts are lost"),
+            fix,
+        ),
+        _ => Finding::ok(C, format!("docker0 is inside {subnet}")),
+    }
+}
+
+/// The overlay device's MTU against the underlay and the subnet file.
+/// `overhead`: encapsulation bytes (50 for vxlan over IPv4).
+pub fn mtu(
+    device: Option<(&str, u32)>,
+    underlay: Option<(&str, u32)>,
+    overhead: u32,
+    file_mtu: Option<u32>,
+) -> Finding {
+    const C: &str = "mtu";
+    let (Some((dev, dmtu)), Some((under, umtu))) = (device, underlay) else {
+        return Finding::skip(C, "no overlay device or underlay interface found");
+    };
+    if dmtu + overhead > umtu {
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("{dev} MTU {dmtu} + {overhead} bytes of encapsulation exceeds {under} MTU {umtu}: large packets are dropped"),
+            format!("ip link set {dev} mtu {} (restart the agent: it sets {under} MTU - {overhead})", umtu.saturating_sub(overhead)),
+        );
+    }
+    if let Some(f) = file_mtu.filter(|f| *f > dmtu) {
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("FLANNEL_MTU {f} is larger than {dev} MTU {dmtu}: pods send packets the overlay cannot carry"),
+            "restart the agent so it rewrites the subnet file, then restart docker / recreate pods",
+        );
+    }
+    Finding::ok(C, format!("{dev} MTU {dmtu} fits {under} MTU {umtu}"))
+}
+
+/// The vxlan device's MAC against the VtepMAC this host published.
+pub fn vtep_mac(device: Option<&str>, lease: Option<&str>) -> Finding {
+    const C: &str = "vtep-mac";
+    match (device, lease) {
+        (Some(d), Some(l)) if d.eq_ignore_ascii_case(l) => Finding::ok(C, format!("device MAC {d} matches the lease")),
+        (Some(d), Some(l)) => Finding::bad(
+            C,
+            Severity::Error,
+            format!("device MAC {d} differs from VtepMAC {l} in this host's lease: peers send to a MAC nobody has"),
+            "restart the agent (it re-publishes the device's MAC), or delete the device and restart it",
+        ),
+        _ => Finding::skip(C, "no vxlan device or no vxlan lease for this host"),
+    }
+}
+
+/// `ethtool -k <vxlan device>` output: with checksum offload on, some
+/// kernels emit vxlan packets with bad UDP checksums after NAT (flannel's
+/// known 63-second delay / dropped service traffic).
+pub fn checksum_offload(device: &str, ethtool: Option<&str>) -> Finding {
+    const C: &str = "checksum-offload";
+    let Some(text) = ethtool else {
+        return Finding::skip(C, "ethtool is not installed or the device is missing");
+    };
+    let on = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("tx-checksum-ip-generic: on"));
+    if on {
+        Finding::bad(
+            C,
+            Severity::Warning,
+            format!("{device} has tx-checksum-ip-generic on: service traffic through vxlan may carry bad UDP checksums"),
+            format!("ethtool -K {device} tx-checksum-ip-generic off"),
+        )
+    } else {
+        Finding::ok(C, format!("{device} checksum offload is off"))
+    }
+}
+
+/// The subnet file: present, parseable, and matching a lease in etcd.
+pub fn subnet_file(
+    path: &str,
+    read: Result<(), String>,
+    subnet: Option<IpNet>,
+    leased: Option<bool>,
+) -> Finding {
+    const C: &str = "subnet-file";
+    match read {
+        Ok(()) => {}
+        Err(e) => {
+            return Finding::bad(
+                C,
+                Severity::Error,
+                format!("{path}: {e}: docker and the CNI plugin have no subnet to use"),
+                "start the agent (weft agent / flanneld) and wait for it to write the file",
+            )
+        }
+    }
+    let Some(subnet) = subnet else {
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("{path} has no usable FLANNEL_SUBNET"),
+            "restart the agent so it rewrites the file",
+        );
+    };
+    match leased {
+        Some(true) => Finding::ok(C, format!("{path}: {subnet}, leased in etcd")),
+        Some(false) => Finding::bad(
+            C,
+            Severity::Error,
+            format!("{path} says {subnet}, but etcd has no lease for it (stale file: another host may take it)"),
+            "restart the agent: it re-acquires a lease and rewrites the file; then restart docker",
+        ),
+        None => Finding::skip(C, format!("{path}: {subnet} (etcd not reachable to confirm)")),
+    }
+}
+
+/// etcd reachability and the network config.
+pub fn etcd(
+    reached: Result<(), String>,
+    config: Option<Result<String, String>>,
+    key: &str,
+) -> Finding {
+    const C: &str = "etcd";
+    if let Err(e) = reached {
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("etcd is not reachable: {e}"),
+            "check --etcd-endpoints, that etcd runs (systemctl status etcd), TLS files and firewall",
+        );
+    }
+    match config {
+        None => Finding::bad(
+            C,
+            Severity::Error,
+            format!("no network config at {key}"),
+            format!("etcdctl put {key} '{{\"Network\": \"172.30.0.0/16\", \"SubnetLen\": 24, \"Backend\": {{\"Type\": \"vxlan\"}}}}'"),
+        ),
+        Some(Err(e)) => Finding::bad(C, Severity::Error, format!("{key}: {e}"), format!("fix the JSON at {key}")),
+        Some(Ok(desc)) => Finding::ok(C, format!("reachable; {key}: {desc}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("net")
+    }
+
+    #[test]
+    fn severities_map_to_exit_codes() {
+        let ok = ip_forward(Some("1"));
+        let bad = ip_forward(Some("0"));
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
+        assert_eq!(exit_code(&[ok.clone(), bad.clone()]), 2);
+        assert_eq!(
+            exit_code(&[
+                ok,
+                checksum_offload("flannel.1", Some("tx-checksum-ip-generic: on"))
+            ]),
+            1
+        );
+        assert!(render(&[bad]).contains("fix: sysctl -w net.ipv4.ip_forward=1"));
+    }
+
+    #[test]
+    fn forward_drop_needs_accepts() {
+        let n = Some(net("172.30.0.0/16"));
+        assert_eq!(
+            forward_policy(Some(":FORWARD ACCEPT [0:0]\n"), n).severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            forward_policy(Some(":FORWARD DROP [0:0]\n"), n).severity,
+            Severity::Error
+        );
+        let accepted = ":FORWARD DROP [0:0]\n-A FLANNEL-FWD -s 172.30.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT\n";
+        assert_eq!(forward_policy(Some(accepted), n).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn docker_bridge_must_sit_in_the_subnet() {
+        let s = Some(net("172.30.14.1/24"));
+        let good = [net("172.30.14.1/24")];
+        let bad = [net("172.17.0.1/16")];
+        assert_eq!(
+            docker_bridge(Some((&good, 1450)), s, Some(1450)).severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            docker_bridge(Some((&bad, 1500)), s, Some(1450)).severity,
+            Severity::Error
+        );
+        assert_eq!(
+            docker_bridge(Some((&good, 1500)), s, Some(1450)).severity,
+            Severity::Error
+        );
+        assert_eq!(docker_bridge(None, s, Some(1450)).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn mtu_and_mac_and_files() {
+        assert_eq!(
+            mtu(
+                Some(("flannel.1", 1450)),
+                Some(("eth0", 1500)),
+                50,
+                Some(1450)
+            )
+            .severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            mtu(Some(("flannel.1", 1500)), Some(("eth0", 1500)), 50, None).severity,
+            Severity::Error
+        );
+        assert_eq!(
+            mtu(
+                Some(("flannel.1", 1400)),
+                Some(("eth0", 1500)),
+                50,
+                Some(1450)
+            )
+            .severity,
+            Severity::Error
+        );
+        assert_eq!(
+            vtep_mac(Some("aa:bb:cc:dd:ee:ff"), Some("AA:BB:CC:DD:EE:FF")).severity,
+            Severity::Ok
+        );
+        assert_eq!(
+            vtep_mac(Some("aa:bb:cc:dd:ee:ff"), Some("aa:bb:cc:dd:ee:00")).severity,
+            Severity::Error
+        );
+        assert_eq!(
+            subnet_file("/x", Err("missing".into()), None, None).severity,
+            Severity::Error
+        );
+        assert_eq!(
+            subnet_file("/x", Ok(()), Some(net("172.30.1.1/24")), Some(false)).severity,
+            Severity::Error
+        );
+        assert_eq!(
+            etcd(Err("refused".into()), None, "/k").severity,
+            Severity::Error
+        );
+        assert_eq!(
+            etcd(Ok(()), Some(Err("field Network: bad".into())), "/k").severity,
+            Severity::Error
+        );
+        assert_eq!(
+            bridge_netfilter(None, &["cni0".into()]).severity,
+            Severity::Warning
+        );
+        assert_eq!(bridge_netfilter(None, &[]).severity, Severity::Ok);
+    }
+}

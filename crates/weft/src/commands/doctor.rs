@@ -1,0 +1,258 @@
+//! `weft doctor`: diagnoses the failures the article's troubleshooting
+//! list (and flannel operators) keep meeting. Gathers facts from this host
+//! and etcd; the judgements live in `weft_ops::doctor`. Exit status: 0 all
+//! well, 1 warnings, 2 errors.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use weft_core::config::{BackendConfig, NetConfig};
+use weft_core::subnet_file::SubnetEnv;
+use weft_etcd::Registry;
+use weft_ops::doctor::{self, Finding};
+
+use super::etcd_args::EtcdArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// The agent's subnet file
+    #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
+    subnet_file: PathBuf,
+    /// Root of the files read for the kubelet/docker cgroup driver check
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// table or json
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    output: String,
+}
+
+/// What etcd told us.
+#[derive(Default)]
+struct EtcdFacts {
+    reached: Option<Result<(), String>>,
+    config: Option<Result<NetConfig, String>>,
+    /// Whether the subnet file's subnet has a lease, and that lease's VtepMAC.
+    leased: Option<bool>,
+    vtep_mac: Option<String>,
+}
+
+fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> EtcdFacts {
+    let mut facts = EtcdFacts::default();
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return facts;
+    };
+    rt.block_on(async {
+        let client = match tokio::time::timeout(
+            Duration::from_secs(5),
+            weft_etcd::connect(&a.etcd.options()),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                facts.reached = Some(Err(e.to_string()));
+                return;
+            }
+            Err(_) => {
+                facts.reached = Some(Err("no answer within 5 s".into()));
+                return;
+            }
+        };
+        let mut reg = Registry::new(client, &a.etcd.prefix);
+        match reg.config().await {
+            Err(e) => {
+                facts.reached = Some(Err(e.to_string()));
+                return;
+            }
+            Ok(None) => {}
+            Ok(Some(text)) => {
+                facts.config = Some(NetConfig::parse(&text).map_err(|e| e.to_string()))
+            }
+        }
+        facts.reached = Some(Ok(()));
+        if let (Some(subnet), Ok(listing)) = (subnet, reg.list().await) {
+            let own = listing.leases.iter().find(|r| {
+                r.key.v4.map(IpNet::V4) == Some(subnet.trunc())
+                    || r.key.v6.map(IpNet::V6) == Some(subnet.trunc())
+            });
+            facts.leased = Some(own.is_some());
+            facts.vtep_mac = own
+                .and_then(|r| r.attrs.vxlan_data("", subnet.addr().is_ipv6()).ok())
+                .map(|d| d.vtep_mac.to_string());
+        }
+    });
+    facts
+}
+
+fn read_trim(path: impl AsRef<Path>) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let path = a.subnet_file.display().to_string();
+    let file = std::fs::read_to_string(&a.subnet_file).map_err(|e| e.to_string());
+    let env = file.as_ref().ok().and_then(|t| SubnetEnv::parse(t).ok());
+    let subnet = env
+        .as_ref()
+        .and_then(|e| e.subnet.map(IpNet::V4).or(e.ipv6_subnet.map(IpNet::V6)));
+
+    // etcd and the config.
+    let facts = etcd_facts(a, subnet);
+    let key = format!("{}/config", a.etcd.prefix.trim_end_matches('/'));
+    let config = facts.config.as_ref().and_then(|c| c.as_ref().ok());
+    findings.push(doctor::etcd(
+        facts.reached.clone().unwrap_or(Err("not tried".into())),
+        facts.config.as_ref().map(|c| match c {
+            Ok(c) => Ok(format!(
+                "network {}, backend {}",
+                c.ipv4
+                    .as_ref()
+                    .map(|p| p.network().to_string())
+                    .or(c.ipv6.as_ref().map(|p| p.network().to_string()))
+                    .unwrap_or_default(),
+                c.backend.type_name()
+            )),
+            Err(e) => Err(e.clone()),
+        }),
+        &key,
+    ));
+    findings.push(doctor::subnet_file(
+        &path,
+        file.as_ref().map(|_| ()).map_err(Clone::clone),
+        subnet,
+        facts.leased,
+    ));
+
+    // Kernel settings and firewall.
+    findings.push(doctor::ip_forward(
+        read_trim("/proc/sys/net/ipv4/ip_forward").as_deref(),
+    ));
+    let network = config
+        .and_then(|c| c.ipv4.as_ref().map(|p| p.network()))
+        .or(env.as_ref().and_then(|e| e.network.map(IpNet::V4)));
+    let filter = output_of("iptables-save", &["-t", "filter"]);
+    findings.push(doctor::forward_policy(filter.as_deref(), network));
+
+    // Devices.
+    let links = weft_kernel::Netlink::open()
+        .ok()
+        .and_then(|mut nl| {
+            let links = weft_kernel::list_links(&mut nl).ok()?;
+            let ifaces = weft_kernel::list_interfaces(&mut nl).ok()?;
+            Some((links, ifaces))
+        })
+        .unwrap_or_default();
+    let (links, ifaces) = links;
+    let bridges: Vec<String> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+        .map(|l| l.name.clone())
+        .collect();
+    findings.push(doctor::bridge_netfilter(
+        read_trim("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref(),
+        &bridges,
+    ));
+    let docker0 = ifaces.iter().find(|i| i.name == "docker0");
+    findings.push(doctor::docker_bridge(
+        docker0.map(|d| (d.addrs.as_slice(), d.mtu)),
+        env.as_ref().and_then(|e| e.subnet.map(IpNet::V4)),
+        env.as_ref().and_then(|e| e.mtu),
+    ));
+
+    // The overlay device: MTU, MAC, checksum offload.
+    let backend = config.map(|c| &c.backend);
+    let (dev_name, overhead) = match backend {
+        Some(BackendConfig::Vxlan(vx)) => (Some(format!("flannel.{}", vx.vni)), 50),
+        Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
+        Some(BackendConfig::HostGw) => (None, 0),
+        None => (Some("flannel.1".to_string()), 50),
+    };
+    let device = dev_name
+        .as_ref()
+        .and_then(|n| links.iter().find(|l| &l.name == n));
+    let underlay = device
+        .and_then(|d| d.vxlan.as_ref().and_then(|v| v.underlay))
+        .and_then(|idx| ifaces.iter().find(|i| i.index == idx))
+        .or_else(|| {
+            // udp, or no underlay recorded: the interface with the default route
+            let mut nl = weft_kernel::Netlink::open().ok()?;
+            let idx = weft_kernel::default_route_oif(&mut nl, false).ok()??;
+            ifaces.iter().find(|i| i.index == idx)
+        });
+    if dev_name.is_some() {
+        findings.push(doctor::mtu(
+            device.map(|d| (d.name.as_str(), d.mtu)),
+            underlay.map(|u| (u.name.as_str(), u.mtu)),
+            overhead,
+            env.as_ref().and_then(|e| e.mtu),
+        ));
+    }
+    if matches!(backend, Some(BackendConfig::Vxlan(_)) | None) {
+        let mac = device.and_then(|d| d.mac).map(|m| m.to_string());
+        findings.push(doctor::vtep_mac(mac.as_deref(), facts.vtep_mac.as_deref()));
+        if let Some(d) = device {
+            findings.push(doctor::checksum_offload(
+                &d.name,
+                output_of("ethtool", &["-k", &d.name]).as_deref(),
+            ));
+        }
+    }
+
+    // kubelet and docker cgroup drivers.
+    let docker_info = output_of("docker", &["info", "--format", "{{.CgroupDriver}}"]);
+    let cgroup_v2 = a.root.join("sys/fs/cgroup/cgroup.controllers").exists();
+    findings.push(
+        match weft_ops::cgroup_driver::check(&a.root, docker_info.as_deref(), cgroup_v2) {
+            Err(e) => Finding {
+                check: "cgroup-driver",
+                severity: doctor::Severity::Error,
+                message: e.to_string(),
+                fix: Some("fix the file named above".into()),
+            },
+            Ok(r) => Finding {
+                check: "cgroup-driver",
+                severity: match r.verdict {
+                    weft_ops::Verdict::Match => doctor::Severity::Ok,
+                    weft_ops::Verdict::NotApplicable => doctor::Severity::Skipped,
+                    weft_ops::Verdict::Mismatch => doctor::Severity::Error,
+                },
+                message: r.summary.clone(),
+                fix: r.fix.clone(),
+            },
+        },
+    );
+    findings
+}
+
+pub fn main(a: DoctorArgs) -> ExitCode {
+    let findings = gather(&a);
+    if a.output == "json" {
+        match serde_json::to_string_pretty(&findings) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("weft: {e}"),
+        }
+    } else {
+        print!("{}", doctor::render(&findings));
+    }
+    ExitCode::from(doctor::exit_code(&findings))
+}

@@ -1,0 +1,278 @@
+//! `weft status`: the cluster's lease table from etcd (subnet, public IP,
+//! backend, VTEP MAC, time left on the lease, which one is this host), the
+//! local data path compared with what those leases require (the agent's
+//! own planner, so "missing" and "stale" mean what the agent would fix),
+//! and optionally whether each peer answers a ping over the overlay.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+use weft_agent::reconcile::{Reconciler, Sink};
+use weft_agent::underlay::{self, Selector};
+use weft_core::config::{BackendConfig, NetConfig};
+use weft_core::plan::Op;
+use weft_core::subnet_file::SubnetEnv;
+use weft_etcd::Registry;
+
+use super::etcd_args::EtcdArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// The agent's subnet file (tells which lease is this host's)
+    #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
+    subnet_file: PathBuf,
+    /// Interface for inter-host traffic, as given to the agent (-iface)
+    #[arg(long)]
+    iface: Vec<String>,
+    /// Also ping every peer's overlay address (1 s timeout each)
+    #[arg(long)]
+    ping: bool,
+    /// table or json
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    output: String,
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::ReplaceRoute(r) | Op::DeleteRoute(r) => format!("route {}", r.dst),
+        Op::ReplaceNexthop(n) | Op::DeleteNexthop(n) => format!("nexthop {}", n.id),
+        Op::ReplaceNeigh(n) | Op::DeleteNeigh(n) => format!("neighbour {} {}", n.ip, n.mac),
+        Op::ReplaceFdb(f) | Op::DeleteFdb(f) => format!("fdb {} dst {}", f.mac, f.dst),
+    }
+}
+
+fn ping(addr: IpAddr) -> bool {
+    std::process::Command::new("ping")
+        .args(["-c1", "-W1", "-q", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 0 => "-".into(),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+pub fn run(a: StatusArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (config, records, ttls) = rt.block_on(async {
+        let client = weft_etcd::connect(&a.etcd.options())
+            .await
+            .context("connecting to etcd")?;
+        let mut reg = Registry::new(client.clone(), &a.etcd.prefix);
+        let config = reg
+            .config()
+            .await?
+            .ok_or_else(|| anyhow!("no network config at {}", reg.config_key()))?;
+        let listing = reg.list().await?;
+        let mut ttls = Vec::with_capacity(listing.leases.len());
+        let mut c = client;
+        for r in &listing.leases {
+            let ttl = match r.etcd_lease {
+                0 => -1,
+                id => c
+                    .lease_time_to_live(id, None)
+                    .await
+                    .map(|t| t.ttl())
+                    .unwrap_or(-1),
+            };
+            ttls.push(ttl);
+        }
+        anyhow::Ok((config, listing.leases, ttls))
+    })?;
+    let net = NetConfig::parse(&config).map_err(|e| anyhow!("network config: {e}"))?;
+    let (pools, backend) =
+        weft_agent::run::usable(net).map_err(|e| anyhow!("network config: {e}"))?;
+    let env = std::fs::read_to_string(&a.subnet_file)
+        .ok()
+        .and_then(|t| SubnetEnv::parse(&t).ok());
+    let own = records.iter().find(|r| {
+        env.as_ref().is_some_and(|e| {
+            e.subnet.map(|s| s.trunc()) == r.key.v4
+                || (r.key.v4.is_none() && e.ipv6_subnet.map(|s| s.trunc()) == r.key.v6)
+        })
+    });
+
+    // The local data path against what the leases require.
+    let mut dataplane = serde_json::Value::Null;
+    if let Some(own) = own {
+        let mut nl = weft_kernel::Netlink::open().context("opening netlink")?;
+        let sel = Selector {
+            iface: a.iface.clone(),
+            ..Selector::default()
+        };
+        let under = underlay::discover(&mut nl, &sel).context("finding the underlay interface")?;
+        let mut devices = Vec::new();
+        if let BackendConfig::Vxlan(vx) = &backend {
+            for (name, wanted) in [
+                (format!("flannel.{}", vx.vni), pools.v4.is_some()),
+                (format!("flannel-v6.{}", vx.vni), pools.v6.is_some()),
+            ] {
+                if !wanted {
+                    continue;
+                }
+                match weft_kernel::link_by_name(&mut nl, &name)? {
+                    Some(l) => devices.push(l.index),
+                    None => return Err(anyhow!("{name} does not exist: is the agent running?")),
+                }
+            }
+        }
+        let nexthops = weft_kernel::supports_nexthops(&mut nl);
+        let (planners, ownership) =
+            weft_agent::run::kernel_plan(&backend, &pools, own.key, &under, &devices, nexthops);
+        let mut rec = Reconciler::new(
+            nl,
+            Sink {
+                planners,
+                udp: None,
+            },
+            ownership,
+            own.key,
+        );
+        rec.reset(&records);
+        let ops = rec.drift()?;
+        let missing: Vec<String> = ops
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Op::ReplaceRoute(_)
+                        | Op::ReplaceNexthop(_)
+                        | Op::ReplaceNeigh(_)
+                        | Op::ReplaceFdb(_)
+                )
+            })
+            .map(describe)
+            .collect();
+        let stale: Vec<String> = ops
+            .iter()
+            .filter(|o| {
+                !matches!(
+                    o,
+                    Op::ReplaceRoute(_)
+                        | Op::ReplaceNexthop(_)
+                        | Op::ReplaceNeigh(_)
+                        | Op::ReplaceFdb(_)
+                )
+            })
+            .map(describe)
+            .collect();
+        dataplane = json!({"in_sync": ops.is_empty(), "missing": missing, "stale": stale});
+    }
+
+    let leases: Vec<serde_json::Value> = records
+        .iter()
+        .zip(&ttls)
+        .map(|(r, ttl)| {
+            let this = own.is_some_and(|o| o.key == r.key);
+            let mac = r
+                .attrs
+                .vxlan_data("", false)
+                .ok()
+                .map(|d| d.vtep_mac.to_string());
+            let reachable = (a.ping && !this)
+                .then(|| r.key.v4.map(|s| ping(IpAddr::V4(s.network()))))
+                .flatten();
+            json!({
+                "subnet": r.key.v4.map(|s| s.to_string()),
+                "ipv6_subnet": r.key.v6.map(|s| s.to_string()),
+                "public_ip": r.attrs.public_ip.to_string(),
+                "backend": r.attrs.backend(),
+                "vtep_mac": mac,
+                "expires_in_seconds": ttl,
+                "this_host": this,
+                "reachable": reachable,
+            })
+        })
+        .collect();
+
+    if a.output == "json" {
+        let out = json!({
+            "network": pools.v4.as_ref().map(|p| p.network().to_string()),
+            "ipv6_network": pools.v6.as_ref().map(|p| p.network().to_string()),
+            "backend": backend.type_name(),
+            "leases": leases,
+            "dataplane": dataplane,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "network {} backend {}, {} leases",
+        pools
+            .v4
+            .as_ref()
+            .map(|p| p.network().to_string())
+            .unwrap_or_else(|| "-".into()),
+        backend.type_name(),
+        records.len()
+    );
+    let mut rows = vec![[
+        "SUBNET".to_string(),
+        "PUBLIC IP".into(),
+        "BACKEND".into(),
+        "VTEP MAC".into(),
+        "EXPIRES".into(),
+        "REACHABLE".into(),
+        "".into(),
+    ]];
+    for l in &leases {
+        let s = |k: &str| l[k].as_str().unwrap_or("-").to_string();
+        rows.push([
+            l["subnet"]
+                .as_str()
+                .or(l["ipv6_subnet"].as_str())
+                .unwrap_or("-")
+                .to_string(),
+            s("public_ip"),
+            s("backend"),
+            s("vtep_mac"),
+            human(l["expires_in_seconds"].as_i64().unwrap_or(-1)),
+            match l["reachable"].as_bool() {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
+            if l["this_host"].as_bool() == Some(true) {
+                "<- this host".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    print!("{}", super::table(&rows));
+    match (&dataplane, own) {
+        (serde_json::Value::Null, _) => println!(
+            "data path: not checked ({} has no lease of this cluster)",
+            a.subnet_file.display()
+        ),
+        (d, _) if d["in_sync"] == true => {
+            println!(
+                "data path: in sync with the {} remote leases",
+                records.len().saturating_sub(1)
+            )
+        }
+        (d, _) => {
+            for m in d["missing"].as_array().into_iter().flatten() {
+                println!("data path: MISSING {}", m.as_str().unwrap_or(""));
+            }
+            for m in d["stale"].as_array().into_iter().flatten() {
+                println!("data path: STALE {}", m.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
