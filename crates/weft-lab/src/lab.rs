@@ -884,6 +884,71 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// What a kept lab left running: enough to tear it down later.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeptLab {
+    pub prefix: String,
+    pub namespaces: Vec<String>,
+    pub pids: Vec<u32>,
+    pub dir: PathBuf,
+}
+
+impl KeptLab {
+    /// Stops the processes (by PID, SIGTERM then SIGKILL), deletes the
+    /// namespaces and the lab directory.
+    pub fn tear_down(&self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        for &p in &self.pids {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGTERM);
+        }
+        let end = Instant::now() + Duration::from_secs(3);
+        for &p in &self.pids {
+            while kill(Pid::from_raw(p as i32), None).is_ok() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = sh("ip", &["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    /// Leaves everything running and returns what [`KeptLab::tear_down`]
+    /// needs; `extra_pids` are processes started outside the lab.
+    pub fn keep(mut self, extra_pids: &[u32]) -> KeptLab {
+        let mut pids: Vec<u32> = self
+            .agents
+            .values()
+            .chain(self.proxies.values())
+            .chain(self.etcd.iter().filter_map(|(_, p)| p.as_ref()))
+            .filter_map(Proc::pid)
+            .collect();
+        pids.extend_from_slice(extra_pids);
+        let kept = KeptLab {
+            prefix: self.prefix.clone(),
+            namespaces: std::mem::take(&mut self.namespaces),
+            pids,
+            dir: self
+                .dir
+                .take()
+                .map(|d| d.keep())
+                .unwrap_or_else(|| self.dir_path.clone()),
+        };
+        // The processes must outlive the lab: forget their handles.
+        for (_, p) in self.agents.drain().chain(self.proxies.drain()) {
+            std::mem::forget(p);
+        }
+        for (_, p) in self.etcd.drain(..) {
+            std::mem::forget(p);
+        }
+        kept
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for (_, mut p) in self.agents.drain().chain(self.proxies.drain()) {

@@ -13,6 +13,6 @@ mod netns;
 mod process;
 
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
-pub use lab::{eventually, Host, Lab, Pod, TlsFiles};
+pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{in_netns, sh};
 pub use process::Proc;
