@@ -357,3 +357,50 @@ spec:
         "{err}"
     );
 }
+
+#[test]
+fn demo_keep_leaves_the_cluster_and_demo_down_removes_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("demo.json");
+    let out = std::process::Command::new(WEFT)
+        .args(["demo", "--keep", "--hosts", "2"])
+        .env("WEFT_DEMO_STATE", &state)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("demo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("[demo] OK: the overlay, the Service and the status check work"),
+        "{text}"
+    );
+    let kept: weft_lab::KeptLab =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
+    let listed =
+        String::from_utf8_lossy(&sh("ip", &["netns", "list"]).expect("ip").stdout).into_owned();
+    for ns in &kept.namespaces {
+        assert!(listed.contains(ns.as_str()), "{ns} missing: {listed}");
+    }
+    let down = std::process::Command::new(WEFT)
+        .args(["demo", "down"])
+        .env("WEFT_DEMO_STATE", &state)
+        .output()
+        .expect("down runs");
+    assert!(down.status.success());
+    let listed =
+        String::from_utf8_lossy(&sh("ip", &["netns", "list"]).expect("ip").stdout).into_owned();
+    assert!(!listed.contains(&kept.prefix), "{listed}");
+    for p in &kept.pids {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists()
+                || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "pid {p} still running"
+        );
+    }
+    assert!(!state.exists());
+}

@@ -38,8 +38,11 @@ enum DemoCommand {
     },
 }
 
-/// Where `--keep` records what `weft demo down` removes.
-const KEPT: &str = "/run/weft-demo.json";
+/// Where `--keep` records what `weft demo down` removes
+/// (`WEFT_DEMO_STATE` overrides it).
+fn kept_path() -> String {
+    std::env::var("WEFT_DEMO_STATE").unwrap_or_else(|_| "/run/weft-demo.json".into())
+}
 
 const CONFIG: &str =
     r#"{ "Network": "172.30.0.0/16", "SubnetLen": 24, "Backend": { "Type": "vxlan" } }"#;
@@ -50,8 +53,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         Some(DemoCommand::Serve { ns, name, port }) => return serve(ns, name, port),
         None => {}
     }
-    if a.keep && std::path::Path::new(KEPT).exists() {
-        bail!("a kept demo is running ({KEPT}): remove it first with `weft demo down`");
+    let kept_file = kept_path();
+    if a.keep && std::path::Path::new(&kept_file).exists() {
+        bail!("a kept demo is running ({kept_file}): remove it first with `weft demo down`");
     }
     let started = Instant::now();
     let weft = std::env::current_exe().context("locating the weft binary")?;
@@ -128,7 +132,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         hosts.len()
     );
 
-    // The article's Service, served by weft proxy on every host.
+    // The article's Service, served by weft proxy on every host: the pods
+    // of all hosts but the last are its endpoints, the last one the client.
     for h in &hosts {
         // Nodes route service addresses somewhere (a default route in real
         // life); the proxy's DNAT happens before that route is used.
@@ -139,7 +144,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         lab.start_proxy(h, &[])?;
     }
     let mut servers = Vec::new();
-    for p in pods.iter().take(2) {
+    for p in pods.iter().take(pods.len() - 1) {
         let child = std::process::Command::new(&weft)
             .args([
                 "demo",
@@ -173,7 +178,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     ];
     println!("[demo] weft {}", expose.join(" "));
     print!("         {}", lab.weft_client(&expose)?);
-    for p in pods.iter().take(2) {
+    for p in pods.iter().take(pods.len() - 1) {
         let ip = p.ip.to_string();
         let args = [
             "service",
@@ -193,7 +198,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for (what, to) in [("cluster IP", vip), ("NodePort", node_port)] {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = std::collections::BTreeMap::new();
-        while Instant::now() < deadline && seen.len() < 2 {
+        let endpoints = pods.len() - 1;
+        while Instant::now() < deadline && seen.len() < endpoints {
             if let Ok(name) = tcp_ask(&client.ns, to, Duration::from_secs(1)) {
                 *seen.entry(name).or_insert(0) += 1;
             } else {
@@ -205,11 +211,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 *seen.entry(name).or_insert(0) += 1;
             }
         }
-        if seen.len() < 2 {
+        if seen.len() < endpoints {
             for h in &hosts {
                 eprintln!("--- proxy log of {} ---\n{}", h.name, lab.proxy_log(h));
             }
-            bail!("{what} {to} answered from {seen:?}, not from both endpoints");
+            bail!("{what} {to} answered from {seen:?}, not from all {endpoints} endpoints");
         }
         let answers: Vec<String> = seen.iter().map(|(k, v)| format!("{k} x{v}")).collect();
         println!(
@@ -249,8 +255,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     if a.keep {
         let pids: Vec<u32> = servers.iter().map(|c| c.id()).collect();
         let kept = lab.keep(&pids);
-        std::fs::write(KEPT, serde_json::to_string_pretty(&kept)?)
-            .with_context(|| format!("writing {KEPT}"))?;
+        std::fs::write(&kept_file, serde_json::to_string_pretty(&kept)?)
+            .with_context(|| format!("writing {kept_file}"))?;
         println!("[demo] kept running (namespaces {}-*); enter a host with `ip netns exec {}-node1 bash`;", kept.prefix, kept.prefix);
         println!("[demo] remove it with `weft demo down`");
         std::mem::forget(servers);
@@ -265,11 +271,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
 }
 
 fn down() -> Result<()> {
-    let text = std::fs::read_to_string(KEPT)
-        .with_context(|| format!("no kept demo ({KEPT} is missing)"))?;
-    let kept: KeptLab = serde_json::from_str(&text).with_context(|| format!("reading {KEPT}"))?;
+    let file = kept_path();
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("no kept demo ({file} is missing)"))?;
+    let kept: KeptLab = serde_json::from_str(&text).with_context(|| format!("reading {file}"))?;
     kept.tear_down();
-    std::fs::remove_file(KEPT).with_context(|| format!("removing {KEPT}"))?;
+    std::fs::remove_file(&file).with_context(|| format!("removing {file}"))?;
     println!(
         "[demo] removed {} namespaces and {} processes of {}",
         kept.namespaces.len(),
