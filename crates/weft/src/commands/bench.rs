@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
     #[arg(long)]
     wrap: Option<String>,
-    /// Scenarios: leases (control plane) and/or datapath (iperf3 per backend)
+    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load
     #[arg(long, value_delimiter = ',', default_value = "leases")]
     scenario: Vec<String>,
     /// Seconds per iperf3 run in the datapath scenario
@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// Endpoints per service in the proxy scenario
     #[arg(long, default_value_t = 10)]
     proxy_endpoints: usize,
+    /// Simulated hosts for the etcd-load scenario
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    etcd_hosts: Vec<usize>,
     /// Proxy modes to measure
     #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
     proxy_modes: Vec<String>,
@@ -253,7 +256,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     )?,
                 );
             }
-            other => bail!("--scenario {other:?}: want leases, datapath or proxy"),
+            "etcd-load" => {
+                report.insert(
+                    "etcd_load".into(),
+                    super::bench_etcd::run(&weft, &a.etcd_hosts)?,
+                );
+            }
+            other => bail!("--scenario {other:?}: want leases, datapath, proxy or etcd-load"),
         }
     }
     if let Some(path) = &a.json {
