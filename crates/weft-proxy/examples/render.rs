@@ -51,7 +51,7 @@ fn main() {
             cluster_cidr: cidr,
         };
         let ports: BTreeMap<_, _> = plans.iter().map(|p| (p.key.clone(), r.port(p))).collect();
-        r.restore(&ports, None, &BTreeSet::new(), &HOOKS)
+        r.restore(&ports, &BTreeSet::new(), &HOOKS)
     };
     eprintln!("rendered {} bytes in {:?}", text.len(), t.elapsed());
     print!("{text}");

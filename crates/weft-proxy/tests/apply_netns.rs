@@ -120,6 +120,24 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
         assert!(after_partial
             .iter()
             .any(|(_, l)| l.contains("KUBE-SVC-BR4KARPIGKMRMN3E")));
+        // Lines inserted by a partial sync keep their order: a node port's
+        // mark-for-masquerade comes before its jump (set equality above
+        // cannot see that).
+        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        let at = |needle: &str| {
+            nat.lines().position(|l| {
+                l.starts_with("-A KUBE-NODEPORTS") && l.contains("32663") && l.ends_with(needle)
+            })
+        };
+        assert!(
+            at("-j KUBE-MARK-MASQ") < at("-j KUBE-SVC-BR4KARPIGKMRMN3E"),
+            "{nat}"
+        );
+        assert!(nat
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-SERVICES"))
+            .last()
+            .is_some_and(|l| l.contains("KUBE-NODEPORTS")));
         // No chain of the deleted service is left behind.
         let nat = out(&ns, "iptables-save", &["-t", "nat"]);
         let chains = nat.lines().filter(|l| l.starts_with(":KUBE-S")).count();

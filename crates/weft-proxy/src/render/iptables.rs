@@ -323,22 +323,18 @@ impl IptablesRenderer {
         format!("-A {SERVICES} -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j {NODEPORTS}")
     }
 
-    /// One `iptables-restore --noflush` transaction. The shared chains are
-    /// rewritten from every port's rules; the per-service chains of the
-    /// ports in `write` (all of them when `None`) are declared (flushed) and
-    /// rewritten; `delete` chains are flushed and removed; missing `hooks`
-    /// are inserted at the top of their built-in chains.
+    /// The full sync: one `iptables-restore --noflush` transaction that
+    /// declares (flushes) and rewrites every chain of the proxy from the
+    /// rules of all ports, flushes and removes the `delete` chains (stale
+    /// services), and inserts missing `hooks` at the top of their built-in
+    /// chains.
     pub fn restore(
         &self,
         ports: &BTreeMap<PortKey, PortRules>,
-        write: Option<&BTreeSet<PortKey>>,
         delete: &BTreeSet<String>,
         hooks: &[Hook],
     ) -> String {
-        let written: Vec<&PortRules> = match write {
-            None => ports.values().collect(),
-            Some(keys) => keys.iter().filter_map(|k| ports.get(k)).collect(),
-        };
+        let written: Vec<&PortRules> = ports.values().collect();
         let cap = written.iter().map(|r| r.nat.len() * 120).sum::<usize>() + ports.len() * 160;
         let mut out = String::with_capacity(cap + 4096);
 
@@ -396,6 +392,79 @@ impl IptablesRenderer {
             let _ = writeln!(out, "-X {c}");
         }
         out.push_str("COMMIT\n");
+        out
+    }
+
+    /// One `iptables-restore --noflush` transaction that changes only what
+    /// differs between `old` and `new` rules of some ports: their own chains
+    /// are declared (flushed) and rewritten, their lines in the shared
+    /// chains are deleted (`-D`) or inserted at the top (`-I … 1`; the
+    /// node-ports jump stays last), `delete` chains are removed. The shared
+    /// chains are not rewritten, so a change costs the same with 10 or
+    /// 10,000 services. If the kernel drifted, a `-D` fails, nothing is
+    /// applied, and the caller falls back to a full sync.
+    pub fn partial_restore(
+        &self,
+        changes: &[(Option<&PortRules>, Option<&PortRules>)],
+        delete: &BTreeSet<String>,
+    ) -> String {
+        fn diff<'a>(old: &'a [String], new: &'a [String]) -> (Vec<&'a String>, Vec<&'a String>) {
+            (
+                old.iter().filter(|l| !new.contains(l)).collect(),
+                new.iter().filter(|l| !old.contains(l)).collect(),
+            )
+        }
+        let none = PortRules::default();
+        let mut out = String::new();
+        for (table, pick) in [
+            (
+                "filter",
+                (|r: &PortRules| [&r.filter_services, &r.filter_external])
+                    as fn(&PortRules) -> [&Vec<String>; 2],
+            ),
+            ("nat", |r: &PortRules| [&r.services, &r.nodeports]),
+        ] {
+            let _ = writeln!(out, "*{table}");
+            if table == "nat" {
+                for (_, new) in changes {
+                    for c in new.map(|n| &n.chains).into_iter().flatten() {
+                        let _ = writeln!(out, ":{c} - [0:0]");
+                    }
+                }
+                for c in delete {
+                    let _ = writeln!(out, ":{c} - [0:0]");
+                }
+            }
+            for (old, new) in changes {
+                let (o, n) = (pick(old.unwrap_or(&none)), pick(new.unwrap_or(&none)));
+                for k in 0..2 {
+                    let (gone, added) = diff(o[k], n[k]);
+                    for l in gone {
+                        let _ = writeln!(out, "-D{}", &l[2..]);
+                    }
+                    // Inserted at the top in reverse, so they keep their order
+                    // (a node port's mark-for-masquerade rule precedes its jump).
+                    for l in added.into_iter().rev() {
+                        // "-A CHAIN rest" -> "-I CHAIN 1 rest"
+                        let rest = &l[3..];
+                        let (chain, args) = rest.split_once(' ').unwrap_or((rest, ""));
+                        let _ = writeln!(out, "-I {chain} 1 {args}");
+                    }
+                }
+            }
+            if table == "nat" {
+                for (_, new) in changes {
+                    for l in new.map(|n| &n.nat).into_iter().flatten() {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+                for c in delete {
+                    let _ = writeln!(out, "-X {c}");
+                }
+            }
+            out.push_str("COMMIT\n");
+        }
         out
     }
 

@@ -84,7 +84,6 @@ fn iptables_cases_golden() {
         "cases.iptables",
         &r.restore(
             &ports,
-            None,
             &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
             &HOOKS,
         ),
@@ -113,7 +112,7 @@ fn ipv6_cases_golden() {
         "cases6.txt",
         &format!(
             "{}{}",
-            r.restore(&ipt, None, &BTreeSet::new(), &[]),
+            r.restore(&ipt, &BTreeSet::new(), &[]),
             n.full(&nft, &mut Default::default())
         ),
     );

@@ -293,7 +293,7 @@ fn full_iptables(
         .into_iter()
         .filter(|c| !wanted.contains(c))
         .collect();
-    restore(r.v6, &r.restore(ports, None, &stale, &missing))
+    restore(r.v6, &r.restore(ports, &stale, &missing))
 }
 
 fn partial_iptables(
@@ -340,7 +340,16 @@ fn partial_iptables(
         f.active = true;
         return Ok((0, Duration::ZERO));
     }
-    let text = f.ipt.restore(&f.ipt_ports, Some(&write), &delete, &[]);
+    let mut changes: Vec<(Option<&PortRules>, Option<&PortRules>)> = write
+        .iter()
+        .map(|k| (old.get(k), f.ipt_ports.get(k)))
+        .collect();
+    changes.extend(
+        old.iter()
+            .filter(|(k, _)| !f.ipt_ports.contains_key(*k))
+            .map(|(_, r)| (Some(r), None)),
+    );
+    let text = f.ipt.partial_restore(&changes, &delete);
     match restore(f.ipt.v6, &text) {
         Ok(x) => {
             f.active = true;
