@@ -135,8 +135,7 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
         );
         assert!(nat
             .lines()
-            .filter(|l| l.starts_with("-A KUBE-SERVICES"))
-            .last()
+            .rfind(|l| l.starts_with("-A KUBE-SERVICES"))
             .is_some_and(|l| l.contains("KUBE-NODEPORTS")));
         // No chain of the deleted service is left behind.
         let nat = out(&ns, "iptables-save", &["-t", "nat"]);
