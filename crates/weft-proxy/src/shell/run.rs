@@ -210,9 +210,19 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
         let mut fresh = Catalog::default();
         for (key, obj) in listing.objects {
             // Keep the last good version of an object that went bad.
-            if let (Err(_), KeyKind::Service(id)) = (&obj, store.classify(&key)) {
-                if let Some(s) = catalog.services.get(&id) {
-                    fresh.services.insert(id, s.clone());
+            if obj.is_err() {
+                match store.classify(&key) {
+                    KeyKind::Service(id) => {
+                        if let Some(s) = catalog.services.get(&id) {
+                            fresh.services.insert(id, s.clone());
+                        }
+                    }
+                    KeyKind::Endpoints(id) => {
+                        if let Some(e) = catalog.endpoints.get(&id) {
+                            fresh.endpoints.insert(id, e.clone());
+                        }
+                    }
+                    KeyKind::Other => {}
                 }
             }
             load(&mut fresh, &key, obj);

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::fields::{check_dns_label, Fields};
+use super::fields::{check_dns_label, metadata, Fields};
 use super::service::Protocol;
 use super::{ServiceName, SpecError};
 
@@ -40,15 +40,7 @@ pub struct EndpointSet {
 impl EndpointSet {
     /// Validates a `kind: EndpointSlice` object.
     pub fn from_value(v: &Value, origin: &str) -> Result<EndpointSet, SpecError> {
-        let meta = v.get("metadata");
-        let slice_name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let namespace = meta
-            .and_then(|m| m.get("namespace"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let (meta, slice_name, namespace) = metadata(v);
         let label = meta
             .and_then(|m| m.get("labels"))
             .and_then(|l| l.get(SERVICE_NAME_LABEL))

@@ -94,6 +94,18 @@ fn kind(v: &Value) -> String {
     }
 }
 
+/// `metadata`, `metadata.name` ("" when absent) and `metadata.namespace`
+/// (`default` when absent) of an object; their types are checked later.
+pub(crate) fn metadata(v: &Value) -> (Option<&Value>, &str, &str) {
+    let meta = v.get("metadata");
+    let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+    (
+        meta,
+        field("name").unwrap_or(""),
+        field("namespace").unwrap_or("default"),
+    )
+}
+
 /// Checks an RFC 1123 label (namespaces, names, port names): lower-case
 /// alphanumerics and '-', starting and ending alphanumeric, ≤ 63 chars.
 pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::fields::{check_dns_label, Fields};
+use super::fields::{check_dns_label, metadata, Fields};
 use super::{ServiceName, SpecError};
 
 /// Default ClientIP affinity timeout (Kubernetes' 3 hours).
@@ -107,15 +107,7 @@ fn policy(f: &Fields, v: Option<&Value>, path: &str) -> Result<bool, SpecError> 
 impl Service {
     /// Validates a `kind: Service` object.
     pub fn from_value(v: &Value, origin: &str) -> Result<Service, SpecError> {
-        let meta = v.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let namespace = meta
-            .and_then(|m| m.get("namespace"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let (meta, name, namespace) = metadata(v);
         let f = Fields {
             object: if name.is_empty() {
                 format!("{origin}: Service")

@@ -187,6 +187,19 @@ fn slice_ports(svc: &Service) -> Result<Vec<EndpointPort>> {
         .collect()
 }
 
+fn cluster_ip_text(svc: &Service) -> String {
+    svc.cluster_ip.map_or("None".into(), |i| i.to_string())
+}
+
+/// `cluster IP 10.254.0.5, ports 80:30080/TCP`.
+fn summary(svc: &Service) -> String {
+    format!(
+        "cluster IP {}, ports {}",
+        cluster_ip_text(svc),
+        ports_text(svc)
+    )
+}
+
 fn ports_text(svc: &Service) -> String {
     svc.ports
         .iter()
@@ -212,15 +225,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
             ServiceCommand::Expose(e) => {
                 let svc = expose_spec(&e)?;
                 let stored = store.put_service(svc, a.ip_range, true).await?;
-                println!(
-                    "service/{} exposed: cluster IP {}, ports {}",
-                    stored.id,
-                    stored
-                        .cluster_ip
-                        .map(|i| i.to_string())
-                        .unwrap_or("None".into()),
-                    ports_text(&stored)
-                );
+                println!("service/{} exposed: {}", stored.id, summary(&stored));
             }
             ServiceCommand::Apply { files } => {
                 let mut objects = Vec::new();
@@ -238,15 +243,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                     match o {
                         Object::Service(s) => {
                             let stored = store.put_service(s, a.ip_range, false).await?;
-                            println!(
-                                "service/{} configured: cluster IP {}, ports {}",
-                                stored.id,
-                                stored
-                                    .cluster_ip
-                                    .map(|i| i.to_string())
-                                    .unwrap_or("None".into()),
-                                ports_text(&stored)
-                            );
+                            println!("service/{} configured: {}", stored.id, summary(&stored));
                         }
                         Object::Endpoints(e) => {
                             store.put_endpoints(&e, None).await?;
@@ -318,7 +315,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                             ServiceType::ClusterIP => "ClusterIP".into(),
                             ServiceType::NodePort => "NodePort".into(),
                         },
-                        s.cluster_ip.map(|i| i.to_string()).unwrap_or("None".into()),
+                        cluster_ip_text(s),
                         ports_text(s),
                         eps,
                     ]);
