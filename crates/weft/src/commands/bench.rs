@@ -253,6 +253,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         &a.proxy_services,
                         a.proxy_endpoints,
                         a.samples,
+                        a.runs,
                     )?,
                 );
             }
