@@ -14,5 +14,5 @@ mod process;
 
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
-pub use netns::{in_netns, sh};
+pub use netns::{http_get, in_netns, sh};
 pub use process::Proc;

@@ -37,3 +37,19 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
         .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
     })
 }
+
+/// `GET <path>` to `127.0.0.1:<port>` inside namespace `ns` (health and
+/// metrics endpoints); the whole response, or `None` when nothing answers.
+pub fn http_get(ns: &str, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    in_netns(ns, || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .ok()
+    .flatten()
+}

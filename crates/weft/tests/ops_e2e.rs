@@ -3,12 +3,11 @@
 //! Every doctor check is shown a healthy host and then the broken state it
 //! is there to catch, built inside a host namespace (or a temp root).
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft_lab::{eventually, in_netns, sh, Host, Lab};
+use weft_lab::{eventually, http_get, sh, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
@@ -74,15 +73,7 @@ fn cluster(lab: &mut Lab, extra: &[&str]) -> Vec<Host> {
 }
 
 fn http(host: &Host, port: u16, path: &str) -> String {
-    in_netns(&host.ns, || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
-            .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
-    })
-    .expect("in netns")
+    http_get(&host.ns, port, path).expect("the endpoint answers")
 }
 
 #[test]

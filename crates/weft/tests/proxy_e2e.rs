@@ -6,12 +6,11 @@
 //! keeps node-port traffic on the node. Once with iptables, once with nft.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weft_lab::{eventually, in_netns, serve_name, sh, tcp_ask, udp_ask, Host, Lab, Pod};
+use weft_lab::{eventually, http_get, serve_name, sh, tcp_ask, udp_ask, Host, Lab, Pod};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
@@ -34,15 +33,7 @@ fn set(v: &[String]) -> BTreeSet<String> {
 
 /// Scrapes the proxy's /metrics in the host's namespace.
 fn scrape(host: &Host) -> String {
-    in_netns(&host.ns, || {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:10249").expect("metrics port");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        out
-    })
-    .expect("in netns")
+    http_get(&host.ns, 10249, "/metrics").expect("the metrics endpoint answers")
 }
 
 fn metric(text: &str, name: &str) -> f64 {

@@ -6,7 +6,6 @@
 //! `/metrics` counter; polling the kernel with `nft get element` costs
 //! ~0.8 s at 10,000 services, more than what it would measure); and RSS.
 
-use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -97,16 +96,7 @@ fn load(lab: &Lab, range: std::ops::Range<usize>, endpoints: usize) -> Result<()
 }
 
 fn http_get(host: &Host, path: &str) -> Option<String> {
-    in_netns(&host.ns, || {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:10249").ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
-    .ok()
-    .flatten()
+    weft_lab::http_get(&host.ns, 10249, path)
 }
 
 fn ready(host: &Host) -> bool {
