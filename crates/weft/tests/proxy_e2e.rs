@@ -161,6 +161,8 @@ fn scenario(mode: &str) {
             listed.contains("10.254.180.209 . tcp . 80 : goto service-"),
             "{listed}"
         );
+        // No IPv6 service, no IPv6 tables.
+        assert!(!listed.contains("table ip6 kube-proxy"), "{listed}");
     }
 
     // Removing an endpoint stops traffic to it.

@@ -378,6 +378,11 @@ fn partial_nft(
     plans: &[PortPlan],
     report: &mut SyncReport,
 ) -> Result<(usize, Duration), FirewallError> {
+    if !f.active && plans.is_empty() {
+        // Nothing of this family was ever written and nothing is wanted:
+        // do not create its tables (e.g. IPv6 without IPv6 services).
+        return Ok((0, Duration::ZERO));
+    }
     let mut text = String::new();
     let mut undo = Vec::new();
     let active = f.active;
