@@ -27,6 +27,13 @@ fn answers(pod: &Pod, to: SocketAddr, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// `weft service endpoints add <service> <pod ip> --node <node>`.
+fn add_endpoint(lab: &Lab, service: &str, pod: &Pod, node: &str) {
+    let ip = pod.ip.to_string();
+    lab.weft_client(&["service", "endpoints", "add", service, &ip, "--node", node])
+        .expect("endpoints");
+}
+
 fn set(v: &[String]) -> BTreeSet<String> {
     v.iter().cloned().collect()
 }
@@ -98,26 +105,8 @@ fn scenario(mode: &str) {
         ])
         .expect("expose");
     assert!(out.contains("cluster IP 10.254.180.209"), "{out}");
-    lab.weft_client(&[
-        "service",
-        "endpoints",
-        "add",
-        "example-service",
-        &web1.ip.to_string(),
-        "--node",
-        "h1",
-    ])
-    .expect("endpoints");
-    lab.weft_client(&[
-        "service",
-        "endpoints",
-        "add",
-        "example-service",
-        &web2.ip.to_string(),
-        "--node",
-        "h2",
-    ])
-    .expect("endpoints");
+    add_endpoint(&lab, "example-service", &web1, "h1");
+    add_endpoint(&lab, "example-service", &web2, "h2");
     let vip = addr("10.254.180.209:80");
     let both = BTreeSet::from(["web1".to_string(), "web2".to_string()]);
     eventually(
@@ -274,26 +263,8 @@ fn scenario(mode: &str) {
         "Local",
     ])
     .expect("expose local");
-    lab.weft_client(&[
-        "service",
-        "endpoints",
-        "add",
-        "local",
-        &web1.ip.to_string(),
-        "--node",
-        "h1",
-    ])
-    .expect("endpoints");
-    lab.weft_client(&[
-        "service",
-        "endpoints",
-        "add",
-        "local",
-        &web2.ip.to_string(),
-        "--node",
-        "h2",
-    ])
-    .expect("endpoints");
+    add_endpoint(&lab, "local", &web1, "h1");
+    add_endpoint(&lab, "local", &web2, "h2");
     let via_h2 = SocketAddr::new(hosts[1].ip.into(), 30081);
     eventually(Duration::from_secs(10), "local node port answers", || {
         (set(&answers(&host_client, via_h2, 10)) == BTreeSet::from(["web2".to_string()]))

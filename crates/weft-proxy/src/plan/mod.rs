@@ -76,10 +76,6 @@ impl PortPlan {
     pub fn local_endpoints(&self) -> impl Iterator<Item = &EndpointPlan> {
         self.endpoints.iter().filter(|e| e.local)
     }
-
-    pub fn has_local_endpoints(&self) -> bool {
-        self.endpoints.iter().any(|e| e.local)
-    }
 }
 
 /// The port plans of one service (none for headless or unallocated ones).

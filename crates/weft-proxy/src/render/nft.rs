@@ -465,9 +465,4 @@ impl PortNft {
         };
         &EMPTY
     }
-
-    /// Chains plus sets, for counts.
-    pub fn objects(&self) -> usize {
-        self.chains.len() + self.sets.len()
-    }
 }

@@ -130,10 +130,6 @@ impl Syncer {
         }
     }
 
-    pub fn mode(&self) -> ProxyMode {
-        self.mode
-    }
-
     /// Service ports currently programmed.
     pub fn port_count(&self) -> usize {
         self.families
