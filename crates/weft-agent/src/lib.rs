@@ -8,6 +8,7 @@
 
 pub mod acquire;
 pub mod flags;
+pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;

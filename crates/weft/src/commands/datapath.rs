@@ -8,21 +8,37 @@ use anyhow::{Context, Result};
 use weft_core::subnet_file::SubnetEnv;
 use weft_lab::{sh, Host, Lab, Pod};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
-fn measure(lab: &Lab, a: &Pod, b: &Pod, secs: u32) -> Result<(f64, f64, f64)> {
-    lab.ping(a, b.ip, Duration::from_secs(10))?;
-    let runs: Result<Vec<f64>> = (0..RUNS).map(|_| lab.iperf(b, a, secs)).collect();
-    Ok(median(runs?))
+/// One two-host set-up, built before any measuring starts.
+struct Setup {
+    lab: Lab,
+    a: Pod,
+    b: Pod,
+    gbps: Vec<f64>,
 }
 
-/// Two hosts running weft with `config`; throughput between their pods.
-fn with_weft(weft: &std::path::Path, config: &str, secs: u32) -> Result<(f64, f64, f64)> {
+impl Setup {
+    fn new(mut lab: Lab, hosts: &[Host]) -> Result<Setup> {
+        let a = lab.pod(&hosts[0], "a")?;
+        let b = lab.pod(&hosts[1], "b")?;
+        lab.ping(&a, b.ip, Duration::from_secs(10))?;
+        Ok(Setup {
+            lab,
+            a,
+            b,
+            gbps: Vec::new(),
+        })
+    }
+}
+
+/// Two hosts running weft with `config` and extra agent `flags`.
+fn with_weft(weft: &std::path::Path, config: &str, flags: &[&str]) -> Result<Setup> {
     let mut lab = Lab::new("wdp", weft)?;
     lab.start_etcd()?;
     lab.put_config(config)?;
@@ -30,18 +46,16 @@ fn with_weft(weft: &std::path::Path, config: &str, secs: u32) -> Result<(f64, f6
         .map(|i| lab.host(&format!("h{}", i + 1), 11 + i))
         .collect::<Result<_>>()?;
     for h in &hosts {
-        lab.start_agent(h, &[])?;
+        lab.start_agent(h, flags)?;
     }
     for h in &hosts {
         lab.wait_subnet_env(h, Duration::from_secs(20))?;
     }
-    let a = lab.pod(&hosts[0], "a")?;
-    let b = lab.pod(&hosts[1], "b")?;
-    measure(&lab, &a, &b, secs)
+    Setup::new(lab, &hosts)
 }
 
 /// Two hosts wired by hand with `ip`: `vxlan` as flannel's data path, else plain routes.
-fn hand_built(weft: &std::path::Path, vxlan: bool, secs: u32) -> Result<(f64, f64, f64)> {
+fn hand_built(weft: &std::path::Path, vxlan: bool) -> Result<Setup> {
     let mut lab = Lab::new("wdp", weft)?;
     let hosts: Vec<Host> = (0..2)
         .map(|i| lab.host(&format!("h{}", i + 1), 11 + i))
@@ -160,60 +174,75 @@ fn hand_built(weft: &std::path::Path, vxlan: bool, secs: u32) -> Result<(f64, f6
             )?;
         }
     }
-    let a = lab.pod(&hosts[0], "a")?;
-    let b = lab.pod(&hosts[1], "b")?;
-    measure(&lab, &a, &b, secs)
+    Setup::new(lab, &hosts)
 }
 
 /// Upstream flanneld v0.21.5's udp backend on this machine kind (Gbit/s).
 const UPSTREAM_UDP_GBPS: f64 = 0.45;
 
+const VXLAN: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"vxlan"}}"#;
+const HOST_GW: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"host-gw"}}"#;
+const UDP: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"udp"}}"#;
+const NO_FORWARD_RULES: &[&str] = &["--iptables-forward-rules=false"];
+
+/// Every set-up is built first; then each round measures each set-up once,
+/// so drift in the machine's speed spreads evenly over weft and baselines.
 pub fn run(weft: &std::path::Path, secs: u32) -> Result<serde_json::Value> {
-    println!("data path: pod-to-pod TCP (iperf3 -t {secs}, {RUNS} runs), Gbit/s min/median/max");
-    let kernel_vxlan = hand_built(weft, true, secs).context("hand-built vxlan")?;
-    let kernel_route = hand_built(weft, false, secs).context("hand-built routes")?;
-    let rows = [
-        (
-            "vxlan",
-            r#"{"Network":"100.64.0.0/16","Backend":{"Type":"vxlan"}}"#,
-            kernel_vxlan,
-            "hand-built vxlan",
-        ),
-        (
-            "host-gw",
-            r#"{"Network":"100.64.0.0/16","Backend":{"Type":"host-gw"}}"#,
-            kernel_route,
-            "plain routes",
-        ),
-        (
-            "udp",
-            r#"{"Network":"100.64.0.0/16","Backend":{"Type":"udp"}}"#,
-            kernel_vxlan,
-            "hand-built vxlan",
-        ),
-    ];
     println!(
-        "{:>8} | {:>20} | {:>20} | {:>7} | baseline",
+        "data path: pod-to-pod TCP (iperf3 -t {secs}, {RUNS} interleaved rounds), Gbit/s min/median/max"
+    );
+    let mut setups = vec![
+        hand_built(weft, true).context("hand-built vxlan")?,
+        hand_built(weft, false).context("hand-built routes")?,
+    ];
+    // (name, config, agent flags, index of the baseline set-up)
+    let rows: [(&str, &str, &[&str], usize); 5] = [
+        ("vxlan", VXLAN, &[], 0),
+        ("vxlan, no forward rules", VXLAN, NO_FORWARD_RULES, 0),
+        ("host-gw", HOST_GW, &[], 1),
+        ("host-gw, no forward rules", HOST_GW, NO_FORWARD_RULES, 1),
+        ("udp", UDP, &[], 0),
+    ];
+    for (name, config, flags, _) in rows {
+        setups.push(with_weft(weft, config, flags).with_context(|| format!("{name} backend"))?);
+    }
+    for _ in 0..RUNS {
+        for s in setups.iter_mut() {
+            let g = s.lab.iperf(&s.b, &s.a, secs)?;
+            s.gbps.push(g);
+        }
+    }
+    let figures: Vec<(f64, f64, f64)> = setups.iter().map(|s| median(s.gbps.clone())).collect();
+    let base_names = ["hand-built vxlan", "plain routes"];
+    println!(
+        "{:>25} | {:>20} | {:>20} | {:>7} | baseline",
         "backend", "weft", "baseline", "ratio"
     );
     let mut out = Vec::new();
-    for (name, config, base, base_name) in rows {
-        let w = with_weft(weft, config, secs).with_context(|| format!("{name} backend"))?;
-        let ratio = w.1 / base.1;
+    for (i, (name, _, _, base)) in rows.iter().enumerate() {
+        let (w, b) = (figures[2 + i], figures[*base]);
+        let ratio = w.1 / b.1;
         println!(
-            "{name:>8} | {:>6.2} {:>6.2} {:>6.2} | {:>6.2} {:>6.2} {:>6.2} | {:>6.0}% | {base_name}",
-            w.0, w.1, w.2, base.0, base.1, base.2, ratio * 100.0
+            "{name:>25} | {:>6.2} {:>6.2} {:>6.2} | {:>6.2} {:>6.2} {:>6.2} | {:>6.0}% | {}",
+            w.0,
+            w.1,
+            w.2,
+            b.0,
+            b.1,
+            b.2,
+            ratio * 100.0,
+            base_names[*base]
         );
         out.push(
             serde_json::json!({"backend": name, "gbps": {"min": w.0, "median": w.1, "max": w.2},
-            "baseline": base_name, "baseline_gbps": base.1, "ratio": ratio}),
+            "baseline": base_names[*base], "baseline_gbps": b.1, "ratio": ratio}),
         );
     }
-    if let Some(udp) = out.last().and_then(|v| v["gbps"]["median"].as_f64()) {
-        println!(
-            "udp vs upstream flanneld's udp backend ({UPSTREAM_UDP_GBPS} Gbit/s): {:.1}x",
-            udp / UPSTREAM_UDP_GBPS
-        );
-    }
+    println!("(forward rules: flanneld's default FLANNEL-FWD accept rules in FORWARD; their per-packet netfilter cost is the kernel's)");
+    let udp = figures[2 + rows.len() - 1].1;
+    println!(
+        "udp vs upstream flanneld's udp backend ({UPSTREAM_UDP_GBPS} Gbit/s): {:.1}x",
+        udp / UPSTREAM_UDP_GBPS
+    );
     Ok(serde_json::Value::Array(out))
 }
