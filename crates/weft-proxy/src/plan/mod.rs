@@ -45,6 +45,10 @@ pub struct EndpointPlan {
     pub addr: SocketAddr,
     /// Runs on this node (`nodeName` equals the proxy's node name).
     pub local: bool,
+    /// Runs on another node (`nodeName` names one). An endpoint can only
+    /// reach itself through a service on its own node, so it needs no
+    /// hairpin masquerade here.
+    pub remote: bool,
 }
 
 impl EndpointPlan {
@@ -105,6 +109,7 @@ pub fn plan_service(svc: &Service, eps: Option<&EndpointSet>, node: &str) -> Vec
                     .map(|e| EndpointPlan {
                         addr: SocketAddr::new(e.ip, port),
                         local: e.node.as_deref() == Some(node),
+                        remote: e.node.as_deref().is_some_and(|n| n != node),
                     })
                     .collect(),
                 _ => Vec::new(),

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::iptables::{normalize_saved, IptablesRenderer, HOOKS};
-use super::nft::{NftBatch, NftRenderer, PortNft};
+use super::nft::{NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::plan::catalog::Catalog;
 use crate::plan::PortPlan;
-use crate::spec::parse_documents;
+use crate::spec::{parse_documents, ServiceName};
 
 const ARTICLE: &str = include_str!("../../tests/golden/article.yaml");
 const CASES: &str = include_str!("../../tests/golden/cases.yaml");
@@ -152,18 +152,25 @@ fn nft_update_touches_only_what_changed() {
     );
     let new = n.port(&after[0]);
     let mut batch = NftBatch::default();
+    let shared = refs.clone();
     n.update(&mut batch, &mut refs, &old, &new);
+    n.update_pools(&mut batch, &shared, &refs);
     let mut text = String::new();
     batch.finish_into(&mut text);
     golden("update.nft", &text);
-    // Removing the service entirely unmaps it before deleting its chains.
+    // Removing the service entirely unmaps it before deleting the pools it
+    // was the last user of.
     let mut batch = NftBatch::default();
+    let shared = refs.clone();
     n.update(&mut batch, &mut refs, &new, PortNft::empty());
+    n.update_pools(&mut batch, &shared, &refs);
     let mut text = String::new();
     batch.finish_into(&mut text);
     let unmap = text.find("delete element").expect("element deleted");
-    let delete = text.find("delete chain").expect("chains deleted");
-    assert!(unmap < delete, "{text}");
+    let flush = text.find("flush chain").expect("pool chain flushed");
+    let delete = text.find("delete chain").expect("pool chain deleted");
+    let map = text.find("delete map").expect("pool map deleted");
+    assert!(unmap < flush && flush < delete && delete < map, "{text}");
     // No change, no commands.
     let mut batch = NftBatch::default();
     n.update(&mut batch, &mut refs, &new, &new);
@@ -175,5 +182,54 @@ fn probability_is_normalized_from_save_output() {
     assert_eq!(
         normalize_saved("-m statistic --mode random --probability 0.33333333349 -j X"),
         "-m statistic --mode random --probability 0.333333 -j X"
+    );
+}
+
+#[test]
+fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
+    let n = NftRenderer {
+        table: "kube-proxy".into(),
+        v6: false,
+        cluster_cidr: None,
+    };
+    let before = plans(ARTICLE, "host1");
+    let (two, mut one) = (before[0].clone(), before[0].clone());
+    one.endpoints.truncate(1);
+    let mut other = one.clone();
+    other.key.service = ServiceName::parse("default/other").expect("name");
+    other.cluster_ip = "10.254.0.99".parse().expect("ip");
+    other.node_port = None;
+    // Port A has 2 endpoints, port B 1; then A drops to 1 and B... goes.
+    let (a2, a1, b1) = (n.port(&two), n.port(&one), n.port(&other));
+    let mut refs = SharedRefs::new();
+    n.full(
+        &BTreeMap::from([
+            (two.key.clone(), a2.clone()),
+            (other.key.clone(), b1.clone()),
+        ]),
+        &mut refs,
+    );
+    let shared = refs.clone();
+    let mut batch = NftBatch::default();
+    n.update(&mut batch, &mut refs, &b1, PortNft::empty());
+    n.update(&mut batch, &mut refs, &a2, &a1);
+    n.update_pools(&mut batch, &shared, &refs);
+    let mut text = String::new();
+    batch.finish_into(&mut text);
+    assert!(
+        !text.contains("chain ip kube-proxy service-balance-1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("map ip kube-proxy service-endpoints-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("delete chain ip kube-proxy service-balance-2"),
+        "{text}"
+    );
+    assert_eq!(
+        refs.pools.keys().map(|p| p.chain()).collect::<Vec<_>>(),
+        ["service-balance-1", "nodeport-balance-1"]
     );
 }

@@ -16,7 +16,7 @@ use weft_firewall::FirewallError;
 
 use crate::plan::{PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
-use crate::render::nft::{self, NftBatch, NftRenderer, PairRefs, PortNft};
+use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::spec::ServiceName;
 
 /// Which firewall the proxy programs.
@@ -53,9 +53,8 @@ pub struct SyncReport {
 /// One address family's rendered rules.
 struct Family {
     ipt: IptablesRenderer,
-    /// nft mode: services spread over `kube-proxy-<i>` tables (see
-    /// [`NFT_SHARDS`]).
-    shards: Vec<NftShard>,
+    /// nft mode: the `kube-proxy` table's rendered ports.
+    nft: NftTable,
     ipt_ports: BTreeMap<PortKey, PortRules>,
     /// Whether rules of this family were ever written (IPv6 tables are
     /// left alone until an IPv6 service shows up).
@@ -69,17 +68,15 @@ impl Family {
                 v6,
                 cluster_cidr: cidr,
             },
-            shards: (0..NFT_SHARDS)
-                .map(|i| NftShard {
-                    r: NftRenderer {
-                        table: format!("{}-{i}", nft::TABLE),
-                        v6,
-                        cluster_cidr: cidr,
-                    },
-                    ports: BTreeMap::new(),
-                    pairs: PairRefs::new(),
-                })
-                .collect(),
+            nft: NftTable {
+                r: NftRenderer {
+                    table: nft::TABLE.to_string(),
+                    v6,
+                    cluster_cidr: cidr,
+                },
+                ports: BTreeMap::new(),
+                shared: SharedRefs::new(),
+            },
             ipt_ports: BTreeMap::new(),
             active: false,
         }
@@ -90,17 +87,15 @@ impl Family {
     }
 }
 
-/// nft tables the services are spread over. Every transaction that adds a
-/// NAT rule makes the kernel re-validate the whole table it touches, so one
-/// table of 10,000 services made adding a service cost ~60 ms; a change
-/// touches only its service's shard.
-pub const NFT_SHARDS: usize = 16;
+/// Tables `kube-proxy-0` … `kube-proxy-15` of earlier weft versions, which
+/// spread per-service chains over 16 tables; removed on cleanup.
+const LEGACY_NFT_SHARDS: usize = 16;
 
 /// One nft table's rendered ports.
-struct NftShard {
+struct NftTable {
     r: NftRenderer,
     ports: BTreeMap<PortKey, PortNft>,
-    pairs: PairRefs,
+    shared: SharedRefs,
 }
 
 /// Keeps the kernel's service rules equal to the plans it is given.
@@ -136,7 +131,7 @@ impl Syncer {
             .iter()
             .map(|f| match self.mode {
                 ProxyMode::Iptables => f.ipt_ports.len(),
-                ProxyMode::Nftables => f.shards.iter().map(|s| s.ports.len()).sum(),
+                ProxyMode::Nftables => f.nft.ports.len(),
             })
             .sum()
     }
@@ -167,26 +162,14 @@ impl Syncer {
                     r
                 }
                 ProxyMode::Nftables => {
-                    let mut text = String::new();
-                    let mut new = Vec::new();
-                    for (i, shard) in family.shards.iter().enumerate() {
-                        let mine: Vec<PortPlan> = plans
-                            .iter()
-                            .filter(|p| shard_of(&p.key.service) == i)
-                            .cloned()
-                            .collect();
-                        let ports = shard.r.ports(&mine);
-                        let mut refs = PairRefs::new();
-                        text.push_str(&shard.r.full(&ports, &mut refs));
-                        new.push((ports, refs));
-                    }
+                    let ports = family.nft.r.ports(&plans);
+                    let mut shared = SharedRefs::new();
+                    let text = family.nft.r.full(&ports, &mut shared);
                     report.render += t.elapsed();
                     let r = apply_nft(&text);
                     if r.is_ok() {
-                        for (shard, (ports, refs)) in family.shards.iter_mut().zip(new) {
-                            shard.ports = ports;
-                            shard.pairs = refs;
-                        }
+                        family.nft.ports = ports;
+                        family.nft.shared = shared;
                     }
                     r
                 }
@@ -376,91 +359,64 @@ fn partial_nft(
 ) -> Result<(usize, Duration), FirewallError> {
     if !f.active && plans.is_empty() {
         // Nothing of this family was ever written and nothing is wanted:
-        // do not create its tables (e.g. IPv6 without IPv6 services).
+        // do not create its table (e.g. IPv6 without IPv6 services).
         return Ok((0, Duration::ZERO));
     }
-    let mut text = String::new();
-    let mut undo = Vec::new();
-    let active = f.active;
-    for (i, shard) in f.shards.iter_mut().enumerate() {
-        let mine: Vec<&ServiceName> = services.iter().filter(|s| shard_of(s) == i).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let mut old: BTreeMap<PortKey, PortNft> = BTreeMap::new();
-        for s in &mine {
-            for k in service_range(&shard.ports, s) {
-                if let Some(r) = shard.ports.remove(&k) {
-                    old.insert(k, r);
-                }
+    let t = &mut f.nft;
+    let mut old: BTreeMap<PortKey, PortNft> = BTreeMap::new();
+    for s in services {
+        for k in service_range(&t.ports, s) {
+            if let Some(r) = t.ports.remove(&k) {
+                old.insert(k, r);
             }
         }
-        let mut batch = NftBatch::default();
-        let refs_before = shard.pairs.clone();
-        let mut added = Vec::new();
-        for p in plans.iter().filter(|p| shard_of(&p.key.service) == i) {
-            let new = shard.r.port(p);
-            let before = old.get(&p.key).unwrap_or(PortNft::empty());
-            if before != &new {
-                report.written += 1;
-                shard.r.update(&mut batch, &mut shard.pairs, before, &new);
-            }
-            shard.ports.insert(p.key.clone(), new);
-            added.push(p.key.clone());
-        }
-        for (k, gone) in &old {
-            if !shard.ports.contains_key(k) {
-                shard
-                    .r
-                    .update(&mut batch, &mut shard.pairs, gone, PortNft::empty());
-            }
-        }
-        if !active {
-            // The tables do not exist yet: create this one with everything.
-            text.push_str(&shard.r.full(&shard.ports, &mut shard.pairs));
-        } else {
-            batch.finish_into(&mut text);
-        }
-        undo.push((i, old, refs_before, added));
     }
+    let mut batch = NftBatch::default();
+    let shared_before = t.shared.clone();
+    let mut added = Vec::new();
+    for p in plans {
+        let new = t.r.port(p);
+        let before = old.get(&p.key).unwrap_or(PortNft::empty());
+        if before != &new {
+            report.written += 1;
+            t.r.update(&mut batch, &mut t.shared, before, &new);
+        }
+        t.ports.insert(p.key.clone(), new);
+        added.push(p.key.clone());
+    }
+    for (k, gone) in &old {
+        if !t.ports.contains_key(k) {
+            t.r.update(&mut batch, &mut t.shared, gone, PortNft::empty());
+        }
+    }
+    let text = if f.active {
+        t.r.update_pools(&mut batch, &shared_before, &t.shared);
+        let mut text = String::new();
+        batch.finish_into(&mut text);
+        text
+    } else {
+        // The table does not exist yet: create it with everything.
+        t.r.full(&t.ports, &mut t.shared)
+    };
     if text.is_empty() {
         return Ok((0, Duration::ZERO));
     }
-    if !active {
-        // Every shard table must exist before the first partial sync.
-        for shard in f.shards.iter_mut().filter(|s| s.ports.is_empty()) {
-            let mut refs = PairRefs::new();
-            text.push_str(&shard.r.full(&BTreeMap::new(), &mut refs));
+    let res = apply_nft(&text);
+    match res {
+        Ok(x) => {
+            f.active = true;
+            Ok(x)
         }
-        f.active = true;
-    }
-    apply_nft(&text).inspect_err(|_| {
-        // Nothing changed in the kernel: put the old rules back.
-        for (i, old, refs, added) in undo {
-            let shard = &mut f.shards[i];
+        Err(e) => {
+            // Nothing changed in the kernel: put the old rules back.
             for k in added {
-                shard.ports.remove(&k);
+                t.ports.remove(&k);
             }
-            shard.ports.extend(old);
-            shard.pairs = refs;
+            t.ports.extend(old);
+            t.shared = shared_before;
+            Err(e)
         }
-    })
-}
-
-/// Which nft shard a service's rules live in.
-fn shard_of(service: &ServiceName) -> usize {
-    // FNV-1a: stable across runs and releases (the tables outlive us).
-    let mut h: u32 = 0x811c_9dc5;
-    for b in service
-        .namespace
-        .bytes()
-        .chain([b'/'])
-        .chain(service.name.bytes())
-    {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
     }
-    (h % NFT_SHARDS as u32) as usize
 }
 
 /// Removes every rule, chain and table of the proxy (both modes, both
@@ -515,7 +471,8 @@ pub fn cleanup() -> Result<Vec<String>, FirewallError> {
     }
     for family in ["ip", "ip6"] {
         // `nft list tables` would fetch every rule: ask for each name.
-        for table in (0..NFT_SHARDS).map(|i| format!("{}-{i}", nft::TABLE)) {
+        let legacy = (0..LEGACY_NFT_SHARDS).map(|i| format!("{}-{i}", nft::TABLE));
+        for table in std::iter::once(nft::TABLE.to_string()).chain(legacy) {
             if run("nft", &["delete", "table", family, &table], None).is_ok() {
                 removed.push(format!("nft table {family} {table}"));
             }
