@@ -120,9 +120,19 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
     let (s, _) = service(i, 1);
     let ip = s.cluster_ip.map(|a| a.to_string()).unwrap_or_default();
     let r = if mode == "nftables" {
-        // The service may be in any shard table: look through the ruleset.
         let want = format!("{ip} . tcp . 80 : goto service-");
-        sh("ip", &["netns", "exec", &host.ns, "nft", "list", "ruleset"]).and_then(|o| {
+        let list = [
+            "netns",
+            "exec",
+            &host.ns,
+            "nft",
+            "list",
+            "map",
+            "ip",
+            "kube-proxy",
+            "service-ips",
+        ];
+        sh("ip", &list).and_then(|o| {
             if String::from_utf8_lossy(&o.stdout).contains(&want) {
                 Ok(o)
             } else {
