@@ -200,8 +200,12 @@ fn nft_partial_syncs_end_where_a_full_sync_does() {
     let ns = lab.netns("n").expect("netns");
     let mut c = catalog(&[CASES]);
     in_netns(&ns, || {
+        // A table of an earlier version (16 shard tables) goes on the first
+        // full sync.
+        sh("nft", &["add", "table", "ip", "kube-proxy-3"]).expect("legacy table");
         let mut s = syncer(ProxyMode::Nftables);
         let r = s.full(c.plan_all("host1")).expect("full sync");
+        assert!(!out(&ns, "nft", &["list", "tables"]).contains("kube-proxy-3"));
         assert_eq!(r.ports, 8);
         let before = nft_state(&ns);
         assert!(before.keys().any(|k| k.contains("affinity-")), "{before:?}");

@@ -59,6 +59,9 @@ struct Family {
     /// Whether rules of this family were ever written (IPv6 tables are
     /// left alone until an IPv6 service shows up).
     active: bool,
+    /// Whether a full nft sync has removed the legacy shard tables (so an
+    /// upgraded proxy does not leave the old rules in force beside its own).
+    legacy_removed: bool,
 }
 
 impl Family {
@@ -79,6 +82,7 @@ impl Family {
             },
             ipt_ports: BTreeMap::new(),
             active: false,
+            legacy_removed: false,
         }
     }
 
@@ -164,10 +168,19 @@ impl Syncer {
                 ProxyMode::Nftables => {
                     let ports = family.nft.r.ports(&plans);
                     let mut shared = SharedRefs::new();
-                    let text = family.nft.r.full(&ports, &mut shared);
+                    let mut text = String::new();
+                    if !family.legacy_removed {
+                        let fam = family.nft.r.family();
+                        for i in 0..LEGACY_NFT_SHARDS {
+                            let t = format!("{fam} {}-{i}", nft::TABLE);
+                            text.push_str(&format!("add table {t}\ndelete table {t}\n"));
+                        }
+                    }
+                    text.push_str(&family.nft.r.full(&ports, &mut shared));
                     report.render += t.elapsed();
                     let r = apply_nft(&text);
                     if r.is_ok() {
+                        family.legacy_removed = true;
                         family.nft.ports = ports;
                         family.nft.shared = shared;
                     }
