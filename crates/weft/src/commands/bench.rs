@@ -89,6 +89,15 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Writes `ops` in transactions of 128 (etcd's default limit is 128 ops).
+pub(crate) async fn put_in_batches(c: &mut Client, ops: &[TxnOp]) -> Result<()> {
+    for chunk in ops.chunks(128) {
+        c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Puts leases `range` into etcd (from inside the etcd namespace).
 fn load(lab: &Lab, range: std::ops::Range<usize>) -> Result<()> {
     let prefix = format!("{}/subnets/", lab.etcd_prefix());
@@ -106,11 +115,7 @@ fn load(lab: &Lab, range: std::ops::Range<usize>) -> Result<()> {
                     )
                 })
                 .collect();
-            for chunk in ops.chunks(128) {
-                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
-                    .await?;
-            }
-            Ok(())
+            put_in_batches(&mut c, &ops).await
         })
     })?
 }

@@ -18,7 +18,7 @@ use weft_proxy::spec::{
     TargetPort,
 };
 
-use super::bench::{etcd_version, rss_kib, runtime, stats};
+use super::bench::{etcd_version, put_in_batches, rss_kib, runtime, stats};
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
 
@@ -86,11 +86,7 @@ fn load(lab: &Lab, range: std::ops::Range<usize>, endpoints: usize) -> Result<()
                     ]
                 })
                 .collect();
-            for chunk in ops.chunks(128) {
-                c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
-                    .await?;
-            }
-            Ok(())
+            put_in_batches(&mut c, &ops).await
         })
     })?
 }
