@@ -9,7 +9,7 @@ use std::path::Path;
 use weft_lab::{in_netns, sh, Lab};
 use weft_proxy::plan::catalog::Catalog;
 use weft_proxy::plan::PortPlan;
-use weft_proxy::render::iptables::normalize_saved;
+use weft_proxy::render::iptables::{normalize_saved, CHAINS_PER_TRANSACTION};
 use weft_proxy::shell::sync::{cleanup, ProxyMode, Syncer};
 use weft_proxy::spec::{parse_documents, ServiceName};
 
@@ -154,6 +154,85 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
         assert_eq!(hook_count(&ns, "iptables-save"), 0);
         assert!(saved_rules(&ns, "iptables-save").is_empty());
         assert!(saved_rules(&ns, "ip6tables-save").is_empty());
+    })
+    .expect("in netns");
+}
+
+/// Services `first..first + n` of `e` endpoints each, as YAML documents.
+fn bulk(first: usize, n: usize, e: usize) -> String {
+    (first..first + n)
+        .map(|i| {
+            let eps: Vec<String> = (0..e)
+                .map(|j| format!("{{addresses: [172.30.{}.{}]}}", i % 250, j + 2))
+                .collect();
+            format!(
+                "kind: Service\nmetadata: {{name: b{i}, namespace: bulk}}\nspec: {{clusterIP: 10.254.{}.{}, ports: [{{port: 80}}]}}\n---\n\
+                 kind: EndpointSlice\nmetadata: {{name: b{i}, namespace: bulk}}\nendpoints: [{}]\nports: [{{port: 8080}}]\n---\n",
+                100 + i / 250,
+                i % 250 + 1,
+                eps.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Past `CHAINS_PER_TRANSACTION` port chains a sync takes several iptables-restore transactions
+/// (iptables-nft is quadratic in the chains of one): the kernel still ends
+/// up holding exactly the rules of the one-transaction form, after a full
+/// sync, a large partial one that adds and removes services, and a fresh
+/// full sync that must remove the chains nobody wants any more.
+#[test]
+fn iptables_large_syncs_in_several_transactions_read_back_equal() {
+    let mut lab = Lab::new("wpl", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let mut c = catalog(&[CASES, &bulk(0, 80, 5)]);
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Iptables);
+        s.full(c.plan_all("host1")).expect("full sync");
+        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
+        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        let nat_chains = || {
+            out(&ns, "iptables-save", &["-t", "nat"])
+                .lines()
+                .filter(|l| l.starts_with(":KUBE-S"))
+                .count()
+        };
+        // KUBE-SERVICES and the cases' own chains, besides 6 per bulk service.
+        let base = nat_chains() - 80 * 6;
+
+        // Services added (more chains than one transaction takes), 40 removed.
+        let add = CHAINS_PER_TRANSACTION / 6 + 10;
+        let mut services = BTreeSet::new();
+        for i in 0..40 {
+            let name = ServiceName::parse(&format!("bulk/b{i}")).expect("name");
+            c.remove_service(&name);
+            services.insert(name);
+        }
+        for o in parse_documents(&bulk(80, add, 5), "test").expect("valid") {
+            c.put(o);
+        }
+        for i in 80..80 + add {
+            services.insert(ServiceName::parse(&format!("bulk/b{i}")).expect("name"));
+        }
+        let plans = services.iter().flat_map(|n| c.plan(n, "host1")).collect();
+        s.partial(&services, plans).expect("partial sync");
+        let after_partial = saved_rules(&ns, "iptables-save");
+        assert_eq!(after_partial, expected(&s, false));
+        assert!(!after_partial.iter().any(|(_, l)| l.contains("bulk/b3:")));
+        assert_eq!(nat_chains(), base + (40 + add) * 6);
+
+        // A full sync from scratch with 50 more services gone removes
+        // their chains (stale) in its last transaction.
+        for i in 40..90 {
+            c.remove_service(&ServiceName::parse(&format!("bulk/b{i}")).expect("name"));
+        }
+        let mut fresh = syncer(ProxyMode::Iptables);
+        fresh.full(c.plan_all("host1")).expect("full from scratch");
+        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&fresh, false));
+        assert_eq!(nat_chains(), base + (add - 10) * 6);
+        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        cleanup().expect("cleanup");
+        assert!(saved_rules(&ns, "iptables-save").is_empty());
     })
     .expect("in netns");
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::iptables::{normalize_saved, IptablesRenderer, HOOKS};
+use super::iptables::{normalize_saved, IptablesRenderer, CHAINS_PER_TRANSACTION, HOOKS};
 use super::nft::{NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::plan::catalog::Catalog;
 use crate::plan::PortPlan;
@@ -232,4 +232,109 @@ fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
         refs.pools.keys().map(|p| p.chain()).collect::<Vec<_>>(),
         ["service-balance-1", "nodeport-balance-1"]
     );
+}
+
+/// `n` ClusterIP services of `e` endpoints each, as YAML documents.
+fn many_services(first: usize, n: usize, e: usize) -> String {
+    let mut y = String::new();
+    for i in first..first + n {
+        let eps: Vec<String> = (0..e)
+            .map(|j| format!("{{addresses: [172.30.{}.{}]}}", i % 250, j + 2))
+            .collect();
+        y.push_str(&format!(
+            "kind: Service\nmetadata: {{name: s{i}, namespace: bulk}}\nspec: {{clusterIP: 10.254.{}.{}, ports: [{{port: 80}}]}}\n---\n\
+             kind: EndpointSlice\nmetadata: {{name: s{i}, namespace: bulk}}\nendpoints: [{}]\nports: [{{port: 8080}}]\n---\n",
+            i / 250,
+            i % 250 + 1,
+            eps.join(", ")
+        ));
+    }
+    y
+}
+
+/// Checks the transactions of a restore text: every jump reaches a chain
+/// declared earlier (in its own or an earlier transaction), and the
+/// shared chains are only written in the last nat transaction. Returns
+/// the number of nat transactions.
+fn check_transactions(text: &str, shared_last: bool) -> usize {
+    let mut declared: BTreeSet<&str> = ["KUBE-MARK-MASQ", "KUBE-POSTROUTING"].into();
+    let blocks: Vec<&str> = text
+        .split("COMMIT\n")
+        .filter(|b| b.starts_with("*nat"))
+        .collect();
+    for (i, b) in blocks.iter().enumerate() {
+        for l in b.lines() {
+            if let Some(c) = l.strip_prefix(':') {
+                declared.insert(c.split(' ').next().unwrap_or(c));
+            }
+            if let Some((_, target)) = l.rsplit_once(" -j ") {
+                if target.starts_with("KUBE-") {
+                    assert!(declared.contains(target), "{l}: {target} not yet declared");
+                }
+            }
+            let shared = [
+                " KUBE-SERVICES ",
+                " KUBE-NODEPORTS ",
+                ":KUBE-SERVICES ",
+                ":KUBE-NODEPORTS ",
+            ]
+            .iter()
+            .any(|c| l.contains(c));
+            if shared_last && shared {
+                assert_eq!(i, blocks.len() - 1, "shared chain written early: {l}");
+            }
+        }
+    }
+    blocks.len()
+}
+
+#[test]
+fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_last() {
+    let r = IptablesRenderer {
+        v6: false,
+        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+    };
+    let rules = |text: &str| -> BTreeMap<_, _> {
+        plans(text, "host1")
+            .iter()
+            .filter(|p| !p.v6())
+            .map(|p| (p.key.clone(), r.port(p)))
+            .collect()
+    };
+    // 100 services x 5 endpoints: 600 port chains.
+    let big = rules(&format!("{}{CASES}", many_services(0, 100, 5)));
+    let text = r.restore(
+        &big,
+        &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
+        &HOOKS,
+    );
+    let n = check_transactions(&text, true);
+    assert!(n >= 4, "{n} nat transactions");
+    for t in text.split("COMMIT\n").filter(|b| b.starts_with("*nat")) {
+        let chains = t.lines().filter(|l| l.starts_with(":KUBE-S")).count();
+        assert!(
+            chains <= CHAINS_PER_TRANSACTION + 11,
+            "{chains} chains in one transaction"
+        );
+    }
+    // The same text, line for line, as the one-transaction form would hold.
+    let lines = |t: &str| -> BTreeSet<String> {
+        t.lines()
+            .filter(|l| l.starts_with('-'))
+            .map(str::to_string)
+            .collect()
+    };
+    let all: BTreeSet<String> = r.expected_saved(&big).into_iter().map(|(_, l)| l).collect();
+    assert!(all.is_subset(&lines(&text)));
+
+    // A partial sync adding more chains than one transaction takes splits
+    // the same way.
+    let added = rules(&many_services(100, CHAINS_PER_TRANSACTION / 6 + 10, 5));
+    let changes: Vec<_> = added.values().map(|p| (None, Some(p))).collect();
+    let text = r.partial_restore(&changes, &BTreeSet::new());
+    assert!(check_transactions(&text, true) >= 3);
+    // A small one stays one transaction per table.
+    let text = r.partial_restore(&changes[..3], &BTreeSet::new());
+    assert_eq!(check_transactions(&text, true), 1);
+    assert_eq!(text.matches("COMMIT").count(), 2);
 }
