@@ -306,3 +306,30 @@ fn nft_partial_syncs_end_where_a_full_sync_does() {
     })
     .expect("in netns");
 }
+
+/// A first sync into a kernel without the table loads it in several steps
+/// (elements by parallel nft processes): it ends with exactly the table a
+/// one-transaction full sync writes over an existing one.
+#[test]
+fn nft_cold_start_loads_the_table_a_full_sync_writes() {
+    let mut lab = Lab::new("wpc", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    // 1,500 services x 3 endpoints: 4,500 pool elements, more than one
+    // `add element` command holds, so the load has several parts.
+    let c = catalog(&[CASES, &bulk(0, 1500, 3)]);
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Nftables);
+        let r = s.full(c.plan_all("host1")).expect("cold start");
+        assert!(r.cold, "{r:?}");
+        let cold = nft_state(&ns);
+        assert!(cold.values().any(|v| v.contains("10.254.105.250")));
+        // The table exists now: a new syncer's first full sync replaces it
+        // in one transaction.
+        let mut again = syncer(ProxyMode::Nftables);
+        let r = again.full(c.plan_all("host1")).expect("full over it");
+        assert!(!r.cold, "{r:?}");
+        assert_eq!(nft_state(&ns), cold);
+        cleanup().expect("cleanup");
+    })
+    .expect("in netns");
+}

@@ -468,6 +468,35 @@ impl NftRenderer {
         out
     }
 
+    /// The first sync into a kernel without the table, as steps that
+    /// together take less time than [`full`](Self::full)'s one
+    /// transaction: nft spends most of a large sync parsing elements on
+    /// one core, and elements sent by several `nft` processes at once are
+    /// parsed on several. See [`ColdStart`]. `refs` is reset as by `full`.
+    pub fn cold(
+        &self,
+        ports: &BTreeMap<PortKey, PortNft>,
+        refs: &mut SharedRefs,
+        parts: usize,
+    ) -> ColdStart {
+        let fam = self.family();
+        let t = &self.table;
+        let mut batch = NftBatch::default();
+        *refs = SharedRefs::new();
+        for p in ports.values() {
+            self.update(&mut batch, refs, PortNft::empty(), p);
+        }
+        self.update_pools(&mut batch, &SharedRefs::new(), refs);
+        let mut create = format!("create table {fam} {t}\n");
+        self.skeleton(&mut create);
+        let (loads, live) = batch.finish_cold(&mut create, parts);
+        ColdStart {
+            create,
+            loads,
+            live,
+        }
+    }
+
     /// Adds to `batch` the commands that turn `old` into `new` for one
     /// service port: only chains, sets and map elements that differ. Pools
     /// are only counted here; [`update_pools`](Self::update_pools) creates
@@ -555,6 +584,35 @@ impl NftRenderer {
     }
 }
 
+/// A first sync in three steps, each one `nft -f` transaction:
+///
+/// 1. `create`: the table (which must not exist: `create` fails if it
+///    does, and nothing is applied), its chains, rules, sets and pools;
+/// 2. `loads`: the endpoint elements (pool maps, hairpin pairs), split
+///    into parts that are applied at the same time;
+/// 3. `live`: the verdict-map elements (`service-ips`, …) that send
+///    traffic into the rest, so services go live together, each with all
+///    its endpoints.
+///
+/// Until step 3 the table matches no packet, and there was no table to
+/// keep in force before step 1, so no state in between is inconsistent.
+/// A table that exists is replaced by [`NftRenderer::full`] in one
+/// transaction instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ColdStart {
+    pub create: String,
+    pub loads: Vec<String>,
+    pub live: String,
+}
+
+/// Maps whose elements send traffic into the table's chains and pools.
+const LIVE_MAPS: [&str; 4] = [
+    SERVICE_IPS,
+    SERVICE_NODEPORTS,
+    NO_ENDPOINT_SERVICES,
+    NO_ENDPOINT_NODEPORTS,
+];
+
 /// Commands of one `nft -f` transaction, grouped so that every object
 /// exists before it is referenced and is unreferenced before it is deleted.
 /// Set and map elements are sent as one command per set (per command line
@@ -624,6 +682,46 @@ impl NftBatch {
         out.push_str(&self.flush);
         out.push_str(&self.delete);
         out.push_str(&self.delete_last);
+    }
+}
+
+impl NftBatch {
+    /// For [`ColdStart`]: appends objects and rules to `create`, and
+    /// returns the elements split into `parts` loads (whole commands dealt
+    /// out in turn) and the live ones. A batch that adds from nothing has
+    /// nothing to delete; should it have, that goes with the live
+    /// elements, in [`finish_into`](Self::finish_into)'s order.
+    fn finish_cold(self, create: &mut String, parts: usize) -> (Vec<String>, String) {
+        create.push_str(&self.create);
+        create.push_str(&self.rules);
+        let mut loads = vec![String::new(); parts.max(1)];
+        let mut live = String::new();
+        for ((target, set), elements) in self.unmap {
+            for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
+                let _ = writeln!(
+                    live,
+                    "delete element {target} {set} {{ {} }}",
+                    chunk.join(", ")
+                );
+            }
+        }
+        let mut next = 0;
+        for ((target, set), elements) in self.map {
+            for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
+                let out = if LIVE_MAPS.contains(&set.as_str()) {
+                    &mut live
+                } else {
+                    next = (next + 1) % loads.len();
+                    &mut loads[next]
+                };
+                let _ = writeln!(out, "add element {target} {set} {{ {} }}", chunk.join(", "));
+            }
+        }
+        live.push_str(&self.flush);
+        live.push_str(&self.delete);
+        live.push_str(&self.delete_last);
+        loads.retain(|l| !l.is_empty());
+        (loads, live)
     }
 }
 

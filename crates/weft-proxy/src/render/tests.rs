@@ -338,3 +338,63 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
     assert_eq!(check_transactions(&text, true), 1);
     assert_eq!(text.matches("COMMIT").count(), 2);
 }
+
+/// Elements of the `add element` commands of `text`: `(set, element)`.
+fn nft_elements(text: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("add element ") else {
+            continue;
+        };
+        let (head, body) = rest.split_once(" { ").expect("element braces");
+        let set = head.rsplit(' ').next().expect("set name").to_string();
+        for e in body.trim_end_matches(" }").split(", ") {
+            out.insert((set.clone(), e.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_cold_start_loads_the_elements_of_a_full_sync_with_services_last() {
+    let n = NftRenderer {
+        table: "kube-proxy".into(),
+        v6: false,
+        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+    };
+    let v4: Vec<PortPlan> = plans(&format!("{}{CASES}", many_services(0, 1500, 3)), "host1")
+        .into_iter()
+        .filter(|p| !p.v6())
+        .collect();
+    let ports = n.ports(&v4);
+    let (mut full_refs, mut cold_refs) = (SharedRefs::new(), SharedRefs::new());
+    let full = n.full(&ports, &mut full_refs);
+    let cold = n.cold(&ports, &mut cold_refs, 2);
+    assert_eq!(full_refs, cold_refs);
+    assert!(cold.create.starts_with("create table ip kube-proxy\n"));
+    assert!(!cold.create.contains("add element"));
+    assert_eq!(cold.loads.len(), 2);
+    let live = nft_elements(&cold.live);
+    let live_maps = [
+        "service-ips",
+        "service-nodeports",
+        "no-endpoint-services",
+        "no-endpoint-nodeports",
+    ];
+    assert!(live.iter().all(|(s, _)| live_maps.contains(&s.as_str())));
+    let mut all = live;
+    for l in &cold.loads {
+        let part = nft_elements(l);
+        assert!(part.iter().all(|(s, _)| !live_maps.contains(&s.as_str())));
+        all.extend(part);
+    }
+    assert_eq!(all, nft_elements(&full));
+    // Objects and rules are the same as the full sync's.
+    let objects = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with("add element") && !l.contains(" table "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(objects(&cold.create), objects(&full));
+}

@@ -335,11 +335,16 @@ fn full_sync(syncer: &mut Syncer, catalog: &Catalog, opts: &ProxyOptions, stats:
         Ok(r) => {
             stats.record(&r, catalog.services.len());
             tracing::info!(
-                "full sync: {} services, {n} ports, {} bytes of rules, render {:?}, apply {:?}",
+                "full sync: {} services, {n} ports, {} bytes of rules, render {:?}, apply {:?}{}",
                 catalog.services.len(),
                 r.bytes,
                 r.render,
-                r.apply
+                r.apply,
+                if r.cold {
+                    " (new table, elements loaded in parallel)"
+                } else {
+                    ""
+                }
             );
         }
         Err(e) => {

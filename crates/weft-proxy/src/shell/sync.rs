@@ -48,6 +48,9 @@ pub struct SyncReport {
     pub bytes: usize,
     pub render: Duration,
     pub apply: Duration,
+    /// nft mode: a table was created from nothing, its elements loaded by
+    /// several `nft` processes at once (see [`nft::ColdStart`]).
+    pub cold: bool,
 }
 
 /// One address family's rendered rules.
@@ -176,9 +179,24 @@ impl Syncer {
                             text.push_str(&format!("add table {t}\ndelete table {t}\n"));
                         }
                     }
-                    text.push_str(&family.nft.r.full(&ports, &mut shared));
-                    report.render += t.elapsed();
-                    let r = apply_nft(&text);
+                    let mut r = None;
+                    if !family.active {
+                        // Maybe the first table since boot: load it faster.
+                        let mut cold = family.nft.r.cold(&ports, &mut shared, load_parts());
+                        cold.create.insert_str(0, &text);
+                        report.render += t.elapsed();
+                        r = apply_cold(&cold).transpose();
+                        report.cold |= r.is_some();
+                    }
+                    let r = match r {
+                        Some(r) => r,
+                        None => {
+                            let t = Instant::now();
+                            text.push_str(&family.nft.r.full(&ports, &mut shared));
+                            report.render += t.elapsed();
+                            apply_nft(&text)
+                        }
+                    };
                     if r.is_ok() {
                         family.legacy_removed = true;
                         family.nft.ports = ports;
@@ -362,6 +380,47 @@ fn apply_nft(text: &str) -> Result<(usize, Duration), FirewallError> {
     let t = Instant::now();
     run("nft", &["-f", "-"], Some(text))?;
     Ok((text.len(), t.elapsed()))
+}
+
+/// How many `nft` processes load a cold start's elements at once.
+fn load_parts() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Applies a [`nft::ColdStart`]; `None` if its first step failed (the
+/// table exists, most likely: then nothing was applied and a full sync
+/// must replace it in one transaction).
+fn apply_cold(cold: &nft::ColdStart) -> Result<Option<(usize, Duration)>, FirewallError> {
+    let t = Instant::now();
+    if apply_nft(&cold.create).is_err() {
+        return Ok(None);
+    }
+    let loads: Vec<Result<(usize, Duration), FirewallError>> = std::thread::scope(|s| {
+        let running: Vec<_> = cold
+            .loads
+            .iter()
+            .map(|text| s.spawn(move || apply_nft(text)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(FirewallError::Failed {
+                        cmd: "nft -f -".into(),
+                        stderr: "the thread running it panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut bytes = cold.create.len();
+    for r in loads {
+        bytes += r?.0;
+    }
+    if !cold.live.is_empty() {
+        bytes += apply_nft(&cold.live)?.0;
+    }
+    Ok(Some((bytes, t.elapsed())))
 }
 
 fn partial_nft(
