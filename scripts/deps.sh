@@ -2,7 +2,7 @@
 # Installs what weft builds and tests with, from Debian's packages.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
-PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler
+PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler libprotobuf-dev
       containernetworking-plugins iperf3 iputils-ping procps tcpdump openssl)
 missing=()
 for p in "${PKGS[@]}"; do
