@@ -4,9 +4,10 @@
 //!
 //! Flow: [`flags`] → [`underlay`] (which interface) → [`acquire`] (which
 //! subnet) → [`vxlan`] (device) → [`reconcile`] (routes, neighbours, FDB),
-//! driven by [`run`] from the etcd watch.
+//! driven by [`run`] from the etcd watch; [`cli`] is the program around it.
 
 pub mod acquire;
+pub mod cli;
 pub mod flags;
 pub mod memory;
 pub mod metrics;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub struct AgentMetrics {
@@ -31,7 +31,9 @@ pub fn get() -> &'static AgentMetrics {
     METRICS.get_or_init(|| {
         let m = AgentMetrics {
             leases: Gauge::default(),
-            reconcile_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            reconcile_seconds: Histogram::new(
+                weft_telemetry::geometric_buckets(0.0001, 4.0, 10).into_iter(),
+            ),
             netlink_errors: Counter::default(),
             etcd_reconnects: Counter::default(),
             rules_synced: Counter::default(),

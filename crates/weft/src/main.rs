@@ -3,7 +3,6 @@
 //! the demo cluster and the benchmarks.
 
 mod commands;
-mod logging;
 
 use std::process::ExitCode;
 

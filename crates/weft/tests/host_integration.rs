@@ -527,14 +527,19 @@ fn install_lays_out_the_host_and_the_units_verify() {
         std::fs::read_to_string(r.join("etc/systemd/system/weft-agent.service")).expect("unit");
     assert!(unit.contains("Type=notify"));
     assert!(unit.contains("EnvironmentFile=/etc/sysconfig/flanneld"));
-    assert!(unit.contains("ExecStart=/usr/bin/weft agent -etcd-endpoints=${FLANNEL_ETCD_ENDPOINTS} -etcd-prefix=${FLANNEL_ETCD_PREFIX} $FLANNEL_OPTIONS"));
+    assert!(unit.contains("ExecStart=/usr/bin/flanneld -etcd-endpoints=${FLANNEL_ETCD_ENDPOINTS} -etcd-prefix=${FLANNEL_ETCD_PREFIX} $FLANNEL_OPTIONS"));
     assert!(unit.contains(
         "ExecStartPost=/usr/bin/weft docker-opts -k DOCKER_NETWORK_OPTIONS -d /run/flannel/docker"
     ));
     // systemd itself checks the unit (pointed at the binary that exists here)
     let check_dir = tempfile::tempdir().expect("tempdir");
     let checked = check_dir.path().join("weft-agent.service");
-    std::fs::write(&checked, unit.replace("/usr/bin/weft", WEFT)).expect("write");
+    std::fs::write(
+        &checked,
+        unit.replace("/usr/bin/weft", WEFT)
+            .replace("/usr/bin/flanneld", WEFT),
+    )
+    .expect("write");
     let v = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&checked)
@@ -573,5 +578,45 @@ fn install_lays_out_the_host_and_the_units_verify() {
     assert_eq!(
         std::fs::read_to_string(r.join("etc/sysconfig/flanneld")).expect("kept"),
         "FLANNEL_ETCD_ENDPOINTS=mine\n"
+    );
+
+    // --agent-binary: flanneld becomes a copy of the agent-only binary
+    // (replacing the link), still started by the same unit
+    let agent = r.join("lean-flanneld");
+    std::fs::write(&agent, b"stand-in for target/lean/flanneld").expect("agent");
+    let o = Command::new(WEFT)
+        .args(["install", "--root"])
+        .arg(r)
+        .arg("--agent-binary")
+        .arg(&agent)
+        .output()
+        .expect("install with --agent-binary");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let installed = r.join("usr/bin/flanneld");
+    assert!(!installed.symlink_metadata().expect("flanneld").is_symlink());
+    assert_eq!(
+        std::fs::read(&installed).expect("flanneld"),
+        b"stand-in for target/lean/flanneld"
+    );
+    assert_eq!(
+        std::fs::metadata(&installed)
+            .expect("mode")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    let o = Command::new(WEFT)
+        .args(["install", "--root"])
+        .arg(r)
+        .args(["--agent-binary", "/nonexistent/flanneld"])
+        .output()
+        .expect("install with a missing --agent-binary");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--agent-binary: reading /nonexistent/flanneld"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

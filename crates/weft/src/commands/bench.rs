@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
     #[arg(long)]
     wrap: Option<String>,
+    /// The agent binary to measure, run with flanneld's flags (e.g. the lean
+    /// build, target/lean/flanneld); default: this binary's `weft agent`
+    #[arg(long)]
+    agent_bin: Option<std::path::PathBuf>,
     /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load
     #[arg(long, value_delimiter = ',', default_value = "leases")]
     scenario: Vec<String>,
@@ -53,6 +57,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
     proxy_modes: Vec<String>,
 }
+
+/// How long the agent idles after the add/remove samples before its RSS is read again.
+const IDLE_AFTER: Duration = Duration::from_secs(2);
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":26,"Backend":{"Type":"vxlan"}}"#;
 
@@ -160,23 +167,31 @@ fn device_index(nl: &mut Netlink) -> Option<u32> {
         .map(|l| l.index)
 }
 
-fn cold_start(lab: &mut Lab, host: &Host, n: usize, wrap: Option<&str>) -> Result<ColdStart> {
+fn cold_start(lab: &mut Lab, host: &Host, n: usize, a: &BenchArgs) -> Result<ColdStart> {
     let mut nl = lab.netlink(host)?;
+    let mut args = lab.agent_args(host, &[])?;
+    let program = match &a.agent_bin {
+        Some(bin) => {
+            args.remove(0); // "agent": a flanneld binary takes the flags alone
+            bin.to_string_lossy().into_owned()
+        }
+        None => lab.weft.to_string_lossy().into_owned(),
+    };
     let t0 = Instant::now();
-    match wrap {
-        None => lab.start_agent(host, &[])?,
+    match a.wrap.as_deref() {
+        None => lab.start_agent_with(host, &program, &args, &[])?,
         Some(w) => {
             let mut words = w.split_whitespace().map(String::from);
-            let program = words.next().ok_or_else(|| anyhow!("--wrap is empty"))?;
-            let mut args: Vec<String> = words.collect();
-            args.push(lab.weft.to_string_lossy().into_owned());
-            args.extend(lab.agent_args(host, &[])?);
-            lab.start_agent_with(host, &program, &args, &[])?;
+            let wrapper = words.next().ok_or_else(|| anyhow!("--wrap is empty"))?;
+            let mut wrapped: Vec<String> = words.collect();
+            wrapped.push(program);
+            wrapped.extend(args);
+            lab.start_agent_with(host, &wrapper, &wrapped, &[])?;
         }
     }
     let file = lab.subnet_file(host);
     let mut subnet_file = None;
-    let deadline = t0 + Duration::from_secs(if wrap.is_some() { 600 } else { 120 });
+    let deadline = t0 + Duration::from_secs(if a.wrap.is_some() { 600 } else { 120 });
     loop {
         if subnet_file.is_none() && file.exists() {
             subnet_file = Some(t0.elapsed());
@@ -280,8 +295,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     let mut json = Vec::new();
+    let agent = match &a.agent_bin {
+        Some(bin) => bin.display().to_string(),
+        None => format!("{} agent", weft.display()),
+    };
     println!(
-        "weft bench: agent vs real etcd {} in network namespaces, {} CPUs",
+        "weft bench: agent ({agent}) vs real etcd {} in network namespaces, {} CPUs",
         etcd_version(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -294,7 +313,7 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
         "subnet file ms min/med/max",
         "add ms med/p99/max",
         "remove ms med/p99/max",
-        "RSS/peak MiB"
+        "RSS MiB sync/idle/peak/anon"
     );
     for &n in &a.counts {
         let mut lab = Lab::new("wbench", weft)?;
@@ -315,7 +334,7 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
                 }
                 let _ = std::fs::remove_file(lab.subnet_file(&host));
             }
-            let c = cold_start(&mut lab, &host, n, a.wrap.as_deref())?;
+            let c = cold_start(&mut lab, &host, n, a)?;
             cold.push(c.programmed.as_secs_f64() * 1e3);
             file.push(c.subnet_file.as_secs_f64() * 1e3);
             last = Some(c);
@@ -338,14 +357,18 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
         }
         let pid = lab.agent(&host)?.pid().unwrap_or(0);
         let (rss_after, _, anon_after) = rss_kib(pid);
+        // idle: what the agent holds once the churn has settled
+        std::thread::sleep(IDLE_AFTER);
+        let (rss_idle, _, anon_idle) = rss_kib(pid);
         let c = last.ok_or_else(|| anyhow!("no run"))?;
         let (cmin, cmed, _, cmax) = stats(&mut cold);
         let (fmin, fmed, _, fmax) = stats(&mut file);
         let (_, amed, ap99, amax) = stats(&mut adds);
         let (_, dmed, dp99, dmax) = stats(&mut dels);
         println!(
-            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} {:>5.1} {:>5.1}",
+            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} {:>5.1} {:>5.1} {:>5.1}",
             c.rss_kib as f64 / 1024.0,
+            rss_idle as f64 / 1024.0,
             c.peak_kib as f64 / 1024.0,
             c.anon_kib as f64 / 1024.0,
         );
@@ -360,10 +383,13 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
             "anon_rss_kib_after_sync": c.anon_kib,
             "anon_rss_kib_after_churn": anon_after,
             "rss_kib_after_churn": rss_after,
+            "rss_kib_idle": rss_idle,
+            "anon_rss_kib_idle": anon_idle,
         }));
     }
     println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace;");
-    println!(" RSS after the cold start: VmRSS, VmHWM, RssAnon — the rest of VmRSS is the binary's clean, shared file pages)");
+    println!(" RSS: VmRSS after the cold start and {} s after the add/remove samples, VmHWM, RssAnon after the cold start;", IDLE_AFTER.as_secs());
+    println!(" the rest of VmRSS is the binary's clean, shared file pages)");
     Ok(serde_json::Value::Array(json))
 }
 

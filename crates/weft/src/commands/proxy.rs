@@ -54,7 +54,7 @@ fn node_name(given: Option<String>) -> String {
 }
 
 pub fn run(a: ProxyArgs) -> Result<()> {
-    crate::logging::init(a.verbose, a.log_format == "json");
+    weft_telemetry::logging::init(a.verbose, a.log_format == "json");
     if a.cleanup {
         for what in cleanup()? {
             println!("removed {what}");

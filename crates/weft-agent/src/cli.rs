@@ -1,0 +1,49 @@
+//! The agent as a program: flanneld's argv in, an exit code out. Shared by
+//! `weft agent` (and `weft` invoked as `flanneld`) and the agent-only
+//! `flanneld` binary (`src/bin/flanneld.rs`).
+
+use std::process::ExitCode;
+
+use crate::flags::parse_flanneld;
+
+/// Parses `argv` (argv[0] included) as flanneld does, sets up logging and
+/// runs the agent until it is told to stop. Exit codes: 0 after a clean
+/// stop or `-version`, 1 when the agent fails, 2 on bad flags.
+pub fn main(argv: Vec<String>) -> ExitCode {
+    let args = match parse_flanneld(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if args.version {
+        println!(
+            "weft {} (flanneld v0.21.5 compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    weft_telemetry::logging::init(args.v, args.log_format == "json");
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weft: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(crate::run(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
