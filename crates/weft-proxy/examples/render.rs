@@ -25,7 +25,8 @@ fn main() {
                 let a = IpAddr::V4(Ipv4Addr::from(
                     u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * e + j) as u32 + 2,
                 ));
-                serde_json::json!({"addresses":[a.to_string()]})
+                // spread over 50 nodes, as the bench does; this is node1
+                serde_json::json!({"addresses":[a.to_string()],"nodeName":format!("node{}", j % 50)})
             })
             .collect();
         let slice = serde_json::json!({"kind":"EndpointSlice","metadata":{"name":format!("svc-{i}"),"namespace":"bench"},

@@ -150,6 +150,58 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
     r.is_ok()
 }
 
+/// Feeds `input` to `tool args…` inside `host`'s namespace.
+fn feed(host: &Host, tool: &str, args: &[&str], input: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.ns, tool])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {tool}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The kernel floor of any change at this size: the median time of the
+/// smallest NAT transaction (one chain holding one `return`), added with
+/// the tool the mode uses into the table the proxy filled, then removed.
+/// The kernel re-validates the whole table on each such commit, so no
+/// proxy change can take less.
+fn kernel_floor_ms(host: &Host, mode: &str) -> Result<f64> {
+    let (tool, args, add, del): (&str, &[&str], &str, &str) = if mode == "nftables" {
+        (
+            "nft",
+            &["-f", "-"],
+            "add chain ip kube-proxy weft-bench-probe\nadd rule ip kube-proxy weft-bench-probe return\n",
+            "delete chain ip kube-proxy weft-bench-probe\n",
+        )
+    } else {
+        (
+            "iptables-restore",
+            &["-w", "--noflush"],
+            "*nat\n:WEFT-BENCH-PROBE - [0:0]\n-A WEFT-BENCH-PROBE -j RETURN\nCOMMIT\n",
+            "*nat\n-F WEFT-BENCH-PROBE\n-X WEFT-BENCH-PROBE\nCOMMIT\n",
+        )
+    };
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        feed(host, tool, args, add)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        feed(host, tool, args, del)?;
+    }
+    Ok(stats(&mut times).1)
+}
+
 /// `render 12.3ms, apply 456.7ms` from the proxy's full-sync log line.
 fn sync_split(log: &str) -> (f64, f64) {
     let line = log.lines().find(|l| l.contains("full sync:")).unwrap_or("");
@@ -195,12 +247,13 @@ pub fn run(
         etcd_version()
     );
     println!(
-        "{:>9} {:>8} | {:>20} | {:>26} | {:>30} | {:>8}",
+        "{:>9} {:>8} | {:>20} | {:>26} | {:>30} | {:>8} | {:>8}",
         "mode",
         "services",
         "ready ms min/med/max",
         "render, apply min/med/max",
         "add one ms med/p99/max (apply)",
+        "floor ms",
         "RSS MiB"
     );
     let mut json = Vec::new();
@@ -273,13 +326,14 @@ pub fn run(
             };
             let pid = lab.proxy(&host)?.pid().unwrap_or(0);
             let (rss, _, _) = rss_kib(pid);
+            let floor = kernel_floor_ms(&host, mode)?;
             let (_, amed, ap99, amax_add) = if adds.is_empty() {
                 (0.0, 0.0, 0.0, 0.0)
             } else {
                 stats(&mut adds)
             };
             println!(
-                "{mode:>9} {n:>8} | {rmin:>6.0} {ready_ms:>6.0} {rmax:>6.0} | {render:>5.0} {amin:>6.0} {apply:>6.0} {amax:>6.0} | {amed:>6.1} {ap99:>6.1} {amax_add:>8.1} ({apply_med:>5.1}) | {:>8.1}",
+                "{mode:>9} {n:>8} | {rmin:>6.0} {ready_ms:>6.0} {rmax:>6.0} | {render:>5.0} {amin:>6.0} {apply:>6.0} {amax:>6.0} | {amed:>6.1} {ap99:>6.1} {amax_add:>8.1} ({apply_med:>5.1}) | {floor:>8.1} | {:>8.1}",
                 rss as f64 / 1024.0
             );
             json.push(serde_json::json!({
@@ -289,12 +343,14 @@ pub fn run(
                 "full_sync_apply_ms": {"min": amin, "median": apply, "max": amax},
                 "add_one_ms": {"median": amed, "p99": ap99, "max": amax_add},
                 "add_one_apply_ms_median": apply_med,
+                "kernel_floor_ms": floor,
                 "rss_kib": rss,
             }));
             lab.stop_proxy(&host);
         }
     }
     println!("(ready: process start until /readyz, i.e. etcd listed and the first full sync applied; add one: etcd write of a");
-    println!(" service and its endpoints until the proxy's transaction with the kernel has returned, seen on its /metrics)");
+    println!(" service and its endpoints until the proxy's transaction with the kernel has returned, seen on its /metrics;");
+    println!(" floor: the smallest NAT transaction into the same table with the same tool, the least any change costs)");
     Ok(serde_json::Value::Array(json))
 }
