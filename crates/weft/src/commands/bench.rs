@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// build, target/lean/flanneld); default: this binary's `weft agent`
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
-    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load
+    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load, or all
     #[arg(long, value_delimiter = ',', default_value = "leases")]
     scenario: Vec<String>,
     /// Seconds per iperf3 run in the datapath scenario
@@ -57,6 +57,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
     proxy_modes: Vec<String>,
 }
+
+/// What `--scenario all` runs, in this order.
+const SCENARIOS: [&str; 4] = ["leases", "datapath", "proxy", "etcd-load"];
 
 /// How long the agent idles after the add/remove samples before its RSS is read again.
 const IDLE_AFTER: Duration = Duration::from_secs(2);
@@ -253,8 +256,13 @@ pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
 pub fn run(a: BenchArgs) -> Result<()> {
     let weft = std::env::current_exe().context("locating the weft binary")?;
     let mut report = serde_json::Map::new();
-    for s in &a.scenario {
-        match s.as_str() {
+    let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
+        SCENARIOS.to_vec()
+    } else {
+        a.scenario.iter().map(String::as_str).collect()
+    };
+    for s in scenarios {
+        match s {
             "leases" => {
                 report.insert("leases".into(), leases(&a, &weft)?);
             }
@@ -283,7 +291,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     super::bench_etcd::run(&weft, &a.etcd_hosts)?,
                 );
             }
-            other => bail!("--scenario {other:?}: want leases, datapath, proxy or etcd-load"),
+            other => bail!("--scenario {other:?}: want all, leases, datapath, proxy or etcd-load"),
         }
     }
     if let Some(path) = &a.json {
