@@ -415,6 +415,7 @@ async fn ensure_rules(mode: FirewallMode, rules: MasqRules) {
         }
         Ok(Ok(false)) => {}
         Ok(Err(e)) => tracing::error!("firewall rules: {e}"),
+        // the task panicked (the lean build aborts on panic instead)
         Err(e) => tracing::error!("firewall rules: {e}"),
     }
 }

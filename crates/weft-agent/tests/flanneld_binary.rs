@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use weft_lab::{Host, Lab};
 
-const FLANNELD: &str = env!("CARGO_BIN_EXE_flanneld");
+/// The binary under test: this build's, or another build of it named by
+/// `WEFT_FLANNELD` (CI points it at the lean profile's `target/lean/flanneld`).
+fn flanneld() -> String {
+    std::env::var("WEFT_FLANNELD").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flanneld").to_string())
+}
 
 #[test]
 fn answers_version_and_refuses_a_bad_flag_by_name() {
-    let o = Command::new(FLANNELD)
+    let o = Command::new(flanneld())
         .arg("-version")
         .output()
         .expect("run");
@@ -19,7 +23,7 @@ fn answers_version_and_refuses_a_bad_flag_by_name() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("flanneld v0.21.5 compatible"), "{out}");
 
-    let o = Command::new(FLANNELD)
+    let o = Command::new(flanneld())
         .arg("-subnet-lease-renew-margin=0")
         .output()
         .expect("run");
@@ -30,15 +34,15 @@ fn answers_version_and_refuses_a_bad_flag_by_name() {
 
 /// Starts the flanneld binary on `host` with the lab's etcd and files.
 fn start(lab: &mut Lab, host: &Host) {
-    let mut args = lab.agent_args(host, &[]).expect("args");
-    args.remove(0); // "agent": the subcommand of weft, not a flanneld flag
-    lab.start_agent_with(host, FLANNELD, &args, &[])
+    let args = lab.flanneld_args(host, &[]).expect("args");
+    lab.start_agent_with(host, &flanneld(), &args, &[])
         .expect("flanneld");
 }
 
 #[test]
 fn two_hosts_of_flanneld_give_pods_that_reach_each_other() {
-    let mut lab = Lab::new("wfd", Path::new(FLANNELD)).expect("lab: this test needs root");
+    let bin = flanneld();
+    let mut lab = Lab::new("wfd", Path::new(&bin)).expect("lab: this test needs root");
     lab.start_etcd().expect("etcd");
     lab.put_config(r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#)
         .expect("config");

@@ -519,6 +519,14 @@ impl Lab {
         Ok(args)
     }
 
+    /// The arguments an agent-only `flanneld` binary takes on `host`: those
+    /// of [`Lab::agent_args`] without weft's `agent` subcommand.
+    pub fn flanneld_args(&self, host: &Host, extra: &[&str]) -> Result<Vec<String>> {
+        let mut args = self.agent_args(host, extra)?;
+        args.remove(0);
+        Ok(args)
+    }
+
     /// Starts `program args…` as the agent of `host`, with extra environment.
     pub fn start_agent_with(
         &mut self,

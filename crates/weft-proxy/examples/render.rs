@@ -26,7 +26,7 @@ fn main() {
                     u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * e + j) as u32 + 2,
                 ));
                 // spread over 50 nodes, as the bench does; this is node1
-                serde_json::json!({"addresses":[a.to_string()],"nodeName":format!("node{}", j % 50)})
+                serde_json::json!({"addresses":[a.to_string()],"nodeName":format!("node{}", (i * e + j) % 50)})
             })
             .collect();
         let slice = serde_json::json!({"kind":"EndpointSlice","metadata":{"name":format!("svc-{i}"),"namespace":"bench"},

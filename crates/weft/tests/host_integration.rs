@@ -583,20 +583,25 @@ fn install_lays_out_the_host_and_the_units_verify() {
     // --agent-binary: flanneld becomes a copy of the agent-only binary
     // (replacing the link), still started by the same unit
     let agent = r.join("lean-flanneld");
-    std::fs::write(&agent, b"stand-in for target/lean/flanneld").expect("agent");
-    let o = Command::new(WEFT)
-        .args(["install", "--root"])
-        .arg(r)
-        .arg("--agent-binary")
-        .arg(&agent)
-        .output()
-        .expect("install with --agent-binary");
+    let stand_in = "#!/bin/sh\necho 'weft 0.1.0 (flanneld v0.21.5 compatible)'\n";
+    std::fs::write(&agent, stand_in).expect("agent");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let install_with = |agent: &Path| {
+        Command::new(WEFT)
+            .args(["install", "--root"])
+            .arg(r)
+            .arg("--agent-binary")
+            .arg(agent)
+            .output()
+            .expect("install with --agent-binary")
+    };
+    let o = install_with(&agent);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let installed = r.join("usr/bin/flanneld");
     assert!(!installed.symlink_metadata().expect("flanneld").is_symlink());
     assert_eq!(
-        std::fs::read(&installed).expect("flanneld"),
-        b"stand-in for target/lean/flanneld"
+        std::fs::read_to_string(&installed).expect("flanneld"),
+        stand_in
     );
     assert_eq!(
         std::fs::metadata(&installed)
@@ -606,17 +611,28 @@ fn install_lays_out_the_host_and_the_units_verify() {
             & 0o777,
         0o755
     );
-    let o = Command::new(WEFT)
-        .args(["install", "--root"])
-        .arg(r)
-        .args(["--agent-binary", "/nonexistent/flanneld"])
-        .output()
-        .expect("install with a missing --agent-binary");
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("--agent-binary: reading /nonexistent/flanneld"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // a missing file or one that is no weft agent is refused in one line,
+    // and the installed flanneld stays as it was
+    let not_agent = r.join("not-an-agent");
+    std::fs::write(&not_agent, "#!/bin/sh\necho hello\n").expect("write");
+    std::fs::set_permissions(&not_agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (bad, says) in [
+        (
+            Path::new("/nonexistent/flanneld"),
+            "--agent-binary: running /nonexistent/flanneld -version",
+        ),
+        (
+            not_agent.as_path(),
+            "is not a weft agent (its -version printed \"hello\")",
+        ),
+    ] {
+        let o = install_with(bad);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&installed).expect("flanneld kept"),
+            stand_in
+        );
+    }
 }

@@ -34,8 +34,9 @@ pub struct BenchArgs {
     /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
     #[arg(long)]
     wrap: Option<String>,
-    /// The agent binary to measure, run with flanneld's flags (e.g. the lean
-    /// build, target/lean/flanneld); default: this binary's `weft agent`
+    /// The agent binary the leases scenario measures, run with flanneld's
+    /// flags (e.g. the lean build, target/lean/flanneld); default: this
+    /// binary's `weft agent`. (The other scenarios run `weft agent`.)
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
     /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load, or all
@@ -172,13 +173,15 @@ fn device_index(nl: &mut Netlink) -> Option<u32> {
 
 fn cold_start(lab: &mut Lab, host: &Host, n: usize, a: &BenchArgs) -> Result<ColdStart> {
     let mut nl = lab.netlink(host)?;
-    let mut args = lab.agent_args(host, &[])?;
-    let program = match &a.agent_bin {
-        Some(bin) => {
-            args.remove(0); // "agent": a flanneld binary takes the flags alone
-            bin.to_string_lossy().into_owned()
-        }
-        None => lab.weft.to_string_lossy().into_owned(),
+    let (program, args) = match &a.agent_bin {
+        Some(bin) => (
+            bin.to_string_lossy().into_owned(),
+            lab.flanneld_args(host, &[])?,
+        ),
+        None => (
+            lab.weft.to_string_lossy().into_owned(),
+            lab.agent_args(host, &[])?,
+        ),
     };
     let t0 = Instant::now();
     match a.wrap.as_deref() {
@@ -256,6 +259,16 @@ pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
 pub fn run(a: BenchArgs) -> Result<()> {
     let weft = std::env::current_exe().context("locating the weft binary")?;
     let mut report = serde_json::Map::new();
+    if let Some(bad) = a
+        .scenario
+        .iter()
+        .find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str()))
+    {
+        bail!("--scenario {bad:?}: want all, leases, datapath, proxy or etcd-load");
+    }
+    if let Some(bin) = &a.agent_bin {
+        check_agent_bin(bin)?;
+    }
     let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
         SCENARIOS.to_vec()
     } else {
@@ -297,6 +310,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--agent-bin` must be an agent that answers `-version` as weft's does,
+/// or the bench would wait two minutes for leases it never programs.
+fn check_agent_bin(bin: &std::path::Path) -> Result<()> {
+    let out = std::process::Command::new(bin)
+        .arg("-version")
+        .output()
+        .with_context(|| format!("--agent-bin: running {} -version", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains(super::install::AGENT_VERSION_MARK) {
+        bail!(
+            "--agent-bin: {} is not a weft agent (its -version printed {:?})",
+            bin.display(),
+            text.trim()
+        );
     }
     Ok(())
 }

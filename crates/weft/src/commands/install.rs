@@ -71,6 +71,27 @@ fn symlink(target: &Path, link: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a weft agent prints for `-version` (see `weft_agent::cli`).
+pub const AGENT_VERSION_MARK: &str = "flanneld v0.21.5 compatible";
+
+/// The bytes of `--agent-binary`, once it has answered `-version` as a weft
+/// agent does (a stray file would replace a working flanneld otherwise).
+fn read_agent_binary(path: &Path) -> Result<Vec<u8>> {
+    let out = std::process::Command::new(path)
+        .arg("-version")
+        .output()
+        .with_context(|| format!("--agent-binary: running {} -version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains(AGENT_VERSION_MARK) {
+        bail!(
+            "--agent-binary: {} is not a weft agent (its -version printed {:?})",
+            path.display(),
+            text.trim()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("--agent-binary: reading {}", path.display()))
+}
+
 pub fn run(a: InstallArgs) -> Result<()> {
     if !a.prefix.is_absolute()
         || !a.cni_bin_dir.is_absolute()
@@ -81,12 +102,9 @@ pub fn run(a: InstallArgs) -> Result<()> {
     }
     let exe = std::env::current_exe().context("locating the running binary")?;
     let binary = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
-    // read before anything is written: a bad path changes nothing
+    // checked and read before anything is written: a bad path changes nothing
     let agent = match &a.agent_binary {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("--agent-binary: reading {}", path.display()))?,
-        ),
+        Some(path) => Some(read_agent_binary(path)?),
         None => None,
     };
     let bindir = a.prefix.join("bin");
@@ -96,7 +114,15 @@ pub fn run(a: InstallArgs) -> Result<()> {
     match &agent {
         // (written beside and renamed over: an earlier link is replaced)
         Some(bytes) => write_file(&flanneld, bytes, 0o755, true).map(|_| ())?,
-        None => symlink(Path::new("weft"), &flanneld)?,
+        None => {
+            if flanneld.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                println!(
+                    "note: {} was an agent-only binary; it becomes a link to weft (--agent-binary keeps it)",
+                    flanneld.display()
+                );
+            }
+            symlink(Path::new("weft"), &flanneld)?
+        }
     }
     symlink(
         &weft,
