@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use crate::flags::parse_flanneld;
 
+/// What `-version` says after weft's own version: the flanneld release
+/// whose keys, files and flags the agent keeps. Installers and the bench
+/// recognise a weft agent binary by it.
+pub const VERSION_MARK: &str = "flanneld v0.21.5 compatible";
+
 /// Parses `argv` (argv[0] included) as flanneld does, sets up logging and
 /// runs the agent until it is told to stop. Exit codes: 0 after a clean
 /// stop or `-version`, 1 when the agent fails, 2 on bad flags.
@@ -22,10 +27,7 @@ pub fn main(argv: Vec<String>) -> ExitCode {
         }
     };
     if args.version {
-        println!(
-            "weft {} (flanneld v0.21.5 compatible)",
-            env!("CARGO_PKG_VERSION")
-        );
+        println!("weft {} ({VERSION_MARK})", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     weft_telemetry::logging::init(args.v, args.log_format == "json");

@@ -322,7 +322,7 @@ fn check_agent_bin(bin: &std::path::Path) -> Result<()> {
         .output()
         .with_context(|| format!("--agent-bin: running {} -version", bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains(super::install::AGENT_VERSION_MARK) {
+    if !out.status.success() || !text.contains(weft_agent::cli::VERSION_MARK) {
         bail!(
             "--agent-bin: {} is not a weft agent (its -version printed {:?})",
             bin.display(),

@@ -71,9 +71,6 @@ fn symlink(target: &Path, link: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What a weft agent prints for `-version` (see `weft_agent::cli`).
-pub const AGENT_VERSION_MARK: &str = "flanneld v0.21.5 compatible";
-
 /// The bytes of `--agent-binary`, once it has answered `-version` as a weft
 /// agent does (a stray file would replace a working flanneld otherwise).
 fn read_agent_binary(path: &Path) -> Result<Vec<u8>> {
@@ -82,7 +79,7 @@ fn read_agent_binary(path: &Path) -> Result<Vec<u8>> {
         .output()
         .with_context(|| format!("--agent-binary: running {} -version", path.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains(AGENT_VERSION_MARK) {
+    if !out.status.success() || !text.contains(weft_agent::cli::VERSION_MARK) {
         bail!(
             "--agent-binary: {} is not a weft agent (its -version printed {:?})",
             path.display(),
