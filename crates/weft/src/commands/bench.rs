@@ -267,7 +267,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bail!("--scenario {bad:?}: want all, leases, datapath, proxy or etcd-load");
     }
     if let Some(bin) = &a.agent_bin {
-        check_agent_bin(bin)?;
+        // or the bench would wait two minutes for leases it never programs
+        super::check_agent_binary("--agent-bin", bin)?;
     }
     let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
         SCENARIOS.to_vec()
@@ -310,24 +311,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         println!("figures written to {}", path.display());
-    }
-    Ok(())
-}
-
-/// `--agent-bin` must be an agent that answers `-version` as weft's does,
-/// or the bench would wait two minutes for leases it never programs.
-fn check_agent_bin(bin: &std::path::Path) -> Result<()> {
-    let out = std::process::Command::new(bin)
-        .arg("-version")
-        .output()
-        .with_context(|| format!("--agent-bin: running {} -version", bin.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains(weft_agent::cli::VERSION_MARK) {
-        bail!(
-            "--agent-bin: {} is not a weft agent (its -version printed {:?})",
-            bin.display(),
-            text.trim()
-        );
     }
     Ok(())
 }

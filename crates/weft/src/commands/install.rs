@@ -74,18 +74,7 @@ fn symlink(target: &Path, link: &Path) -> Result<()> {
 /// The bytes of `--agent-binary`, once it has answered `-version` as a weft
 /// agent does (a stray file would replace a working flanneld otherwise).
 fn read_agent_binary(path: &Path) -> Result<Vec<u8>> {
-    let out = std::process::Command::new(path)
-        .arg("-version")
-        .output()
-        .with_context(|| format!("--agent-binary: running {} -version", path.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains(weft_agent::cli::VERSION_MARK) {
-        bail!(
-            "--agent-binary: {} is not a weft agent (its -version printed {:?})",
-            path.display(),
-            text.trim()
-        );
-    }
+    super::check_agent_binary("--agent-binary", path)?;
     std::fs::read(path).with_context(|| format!("--agent-binary: reading {}", path.display()))
 }
 
