@@ -40,7 +40,8 @@ pub struct BenchArgs {
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
     /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load, or all
-    #[arg(long, value_delimiter = ',', default_value = "leases")]
+    #[arg(long, value_delimiter = ',', default_value = "leases",
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load"])]
     scenario: Vec<String>,
     /// Seconds per iperf3 run in the datapath scenario
     #[arg(long, default_value_t = 3)]
@@ -259,13 +260,6 @@ pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
 pub fn run(a: BenchArgs) -> Result<()> {
     let weft = std::env::current_exe().context("locating the weft binary")?;
     let mut report = serde_json::Map::new();
-    if let Some(bad) = a
-        .scenario
-        .iter()
-        .find(|s| *s != "all" && !SCENARIOS.contains(&s.as_str()))
-    {
-        bail!("--scenario {bad:?}: want all, leases, datapath, proxy or etcd-load");
-    }
     if let Some(bin) = &a.agent_bin {
         // or the bench would wait two minutes for leases it never programs
         super::check_agent_binary("--agent-bin", bin)?;
