@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --release --workspace "$@"
-else
-  exec cargo test --release --workspace "$@"
+# nextest runs every test in its own process, all test binaries at once.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test: installing cargo-nextest (once per machine, a few minutes)"
+  cargo install --locked cargo-nextest
 fi
+exec cargo nextest run --release --workspace "$@"

@@ -22,7 +22,7 @@ use weft_etcd::{
 use weft_firewall::{MasqRules, Mode as FirewallMode};
 use weft_kernel::{Netlink, Ownership};
 
-use crate::acquire::{acquire, own_previous, Pools};
+use crate::acquire::{acquire, own_previous, AcquireError, Pools};
 use crate::flags::AgentArgs;
 use crate::reconcile::{Reconciler, Sink};
 use crate::underlay::{self, Selector};
@@ -141,13 +141,9 @@ async fn agent(args: AgentArgs) -> Result<Never> {
         ));
     }
 
-    let mut reg = connect_registry(&args).await;
+    let mut reg = connect_registry(&args).await?;
     let (pools, backend, enable_nftables) = wait_for_config(&mut reg).await;
-    let listing = retry("listing leases", || {
-        let mut r = reg.clone();
-        async move { r.list().await }
-    })
-    .await;
+    let listing = list_leases(&reg).await;
     let (has_v4, has_v6) = (pools.v4.is_some(), pools.v6.is_some());
     if has_v6 && (underlay.local_ipv6.is_none() || underlay.public_ipv6.is_none()) {
         bail!(
@@ -203,15 +199,23 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     };
 
     let subnet_path = Path::new(&args.subnet_file);
-    let lease = acquire(
-        &mut reg,
-        &pools,
-        &attrs,
-        subnet_file::previous_subnets(subnet_path),
-        listing,
-    )
-    .await
-    .context("acquiring a subnet lease")?;
+    let previous = subnet_file::previous_subnets(subnet_path);
+    let mut listing = Some(listing);
+    let lease = loop {
+        let current = match listing.take() {
+            Some(l) => l,
+            None => list_leases(&reg).await,
+        };
+        match acquire(&mut reg, &pools, &attrs, previous, current).await {
+            Ok(lease) => break lease,
+            // etcd trouble is never fatal here: flanneld keeps trying too
+            Err(AcquireError::Etcd(e)) => {
+                tracing::warn!("acquiring a subnet lease: {e}; retrying in 1 s");
+                sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("acquiring a subnet lease"),
+        }
+    };
     let key = lease.key;
     if let (Some(d), Some(s)) = (&dev4, key.v4) {
         weft_kernel::ensure_address(&mut nl, d.index, IpNet::V4(Ipv4Net::new(s.network(), 32)?))
@@ -474,15 +478,20 @@ fn write_subnet_file(
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Connects to etcd, retrying with backoff until it answers.
-async fn connect_registry(args: &AgentArgs) -> Registry {
-    let opts = etcd_options(args);
-    let client = retry("connecting to etcd", || {
-        let o = opts.clone();
-        async move { connect(&o).await }
+/// The registry on the etcd of the flags (fails on bad TLS files or
+/// endpoints only: nothing is sent yet).
+async fn connect_registry(args: &AgentArgs) -> Result<Registry> {
+    let etcd = connect(&etcd_options(args)).await?;
+    Ok(Registry::new(etcd, &args.etcd_prefix))
+}
+
+/// Every lease, retried until etcd answers.
+async fn list_leases(reg: &Registry) -> weft_etcd::LeaseListing {
+    retry("listing leases", || {
+        let mut r = reg.clone();
+        async move { r.list().await }
     })
-    .await;
-    Registry::new(client, &args.etcd_prefix)
+    .await
 }
 
 /// Reads `<prefix>/config` until it exists and is valid for weft.
@@ -555,11 +564,7 @@ where
 /// Lists all leases, makes them the desired state and runs a full pass.
 /// Returns the listing's revision.
 async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64> {
-    let listing = retry("listing leases", || {
-        let mut r = reg.clone();
-        async move { r.list().await }
-    })
-    .await;
+    let listing = list_leases(reg).await;
     for e in &listing.invalid {
         tracing::warn!("{e}");
     }
@@ -579,10 +584,9 @@ async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64
 }
 
 async fn open_watch(reg: &Registry, from: i64) -> LeaseWatch {
+    let prefix = reg.subnets_prefix();
     retry("watching leases", || {
-        let mut client = reg.client();
-        let prefix = reg.subnets_prefix();
-        async move { LeaseWatch::start(&mut client, &prefix, from).await }
+        LeaseWatch::start(reg.etcd(), &prefix, from)
     })
     .await
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-use crate::registry::EtcdError;
+use crate::error::{describe, EtcdError};
+use crate::failover::Etcd;
 
 /// How to reach etcd (flannel's `-etcd-*` flags).
 #[derive(Debug, Clone, Default)]
@@ -17,22 +18,27 @@ pub struct EtcdOptions {
     pub keyfile: Option<String>,
 }
 
+impl EtcdOptions {
+    fn tls_wanted(&self) -> bool {
+        self.cafile.is_some() || self.certfile.is_some() || self.keyfile.is_some()
+    }
+}
+
 fn read(path: &str, what: &str) -> Result<Vec<u8>, EtcdError> {
     std::fs::read(path).map_err(|e| EtcdError::Setup(format!("reading {what} {path}: {e}")))
 }
 
-/// Opens a client; fails fast when no endpoint answers within a few seconds.
-pub async fn connect(opts: &EtcdOptions) -> Result<Client, EtcdError> {
+/// The client options for every member; credentials only when `with_user`.
+fn client_options(opts: &EtcdOptions, with_user: bool) -> Result<ConnectOptions, EtcdError> {
     let mut o = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
-    if let Some(user) = &opts.username {
+    if let (true, Some(user)) = (with_user, &opts.username) {
         o = o.with_user(user.clone(), opts.password.clone().unwrap_or_default());
     }
-    let tls_wanted = opts.cafile.is_some() || opts.certfile.is_some() || opts.keyfile.is_some();
-    if tls_wanted {
+    if opts.tls_wanted() {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &opts.cafile {
             tls = tls.ca_certificate(Certificate::from_pem(read(ca, "-etcd-cafile")?));
@@ -53,21 +59,36 @@ pub async fn connect(opts: &EtcdOptions) -> Result<Client, EtcdError> {
         }
         o = o.with_tls(tls);
     }
+    Ok(o)
+}
+
+/// A handle on the cluster at `opts.endpoints`. Nothing is sent yet: this
+/// fails only on bad options (no endpoint, an endpoint that is not a URL,
+/// unreadable or half-given TLS files), naming the flag.
+pub async fn connect(opts: &EtcdOptions) -> Result<Etcd, EtcdError> {
+    if opts.endpoints.is_empty() {
+        return Err(EtcdError::Setup("-etcd-endpoints is empty".into()));
+    }
     let endpoints: Vec<String> = opts
         .endpoints
         .iter()
         .map(|e| {
-            if tls_wanted {
+            if opts.tls_wanted() {
                 e.replacen("http://", "https://", 1)
             } else {
                 e.clone()
             }
         })
         .collect();
-    Client::connect(&endpoints, Some(o))
-        .await
-        .map_err(|e| EtcdError::Etcd {
-            what: format!("connecting to {}", endpoints.join(",")),
-            source: e,
-        })
+    // Each endpoint checked by the client library itself: a client made
+    // without credentials sends nothing.
+    let check = client_options(opts, false)?;
+    for e in &endpoints {
+        Client::connect([e.as_str()], Some(check.clone()))
+            .await
+            .map_err(|err| {
+                EtcdError::Setup(format!("-etcd-endpoints {e:?}: {}", describe(&err)))
+            })?;
+    }
+    Ok(Etcd::new(endpoints, client_options(opts, true)?))
 }

@@ -1,28 +1,10 @@
 //! Reading the config and listing, creating, reusing and renewing leases.
 
-use std::time::Duration;
-
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use weft_core::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
-/// Timeout for one unary etcd call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    #[error("etcd: {what}: {source}")]
-    Etcd {
-        what: String,
-        #[source]
-        source: etcd_client::Error,
-    },
-    #[error("etcd: {0}: timed out")]
-    Timeout(String),
-    #[error("etcd setup: {0}")]
-    Setup(String),
-    #[error("etcd lease {0:x} no longer exists")]
-    LeaseLost(i64),
-}
+use crate::error::EtcdError;
+use crate::failover::Etcd;
 
 /// A lease key and what it holds, as read from etcd.
 #[derive(Debug, Clone)]
@@ -55,34 +37,21 @@ pub struct AcquiredLease {
 /// flannel's registry under one prefix.
 #[derive(Clone)]
 pub struct Registry {
-    client: Client,
+    etcd: Etcd,
     prefix: String,
-}
-
-async fn call<T>(
-    what: impl Fn() -> String,
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, EtcdError> {
-    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Err(_) => Err(EtcdError::Timeout(what())),
-        Ok(r) => r.map_err(|source| EtcdError::Etcd {
-            what: what(),
-            source,
-        }),
-    }
 }
 
 impl Registry {
     /// `prefix` as given by `-etcd-prefix` (a trailing `/` is ignored).
-    pub fn new(client: Client, prefix: &str) -> Self {
+    pub fn new(etcd: Etcd, prefix: &str) -> Self {
         Registry {
-            client,
+            etcd,
             prefix: prefix.trim_end_matches('/').to_string(),
         }
     }
 
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
     }
 
     pub fn config_key(&self) -> String {
@@ -100,11 +69,13 @@ impl Registry {
     /// The raw config JSON, or `None` when the key does not exist.
     pub async fn config(&mut self) -> Result<Option<String>, EtcdError> {
         let key = self.config_key();
-        let resp = call(
-            || format!("reading {key}"),
-            self.client.get(key.clone(), None),
-        )
-        .await?;
+        let resp = self
+            .etcd
+            .call(&format!("reading {key}"), |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
         Ok(resp
             .kvs()
             .first()
@@ -114,11 +85,13 @@ impl Registry {
     /// Every lease, with the revision of the read.
     pub async fn list(&mut self) -> Result<LeaseListing, EtcdError> {
         let prefix = self.subnets_prefix();
-        let (kvs, revision) = call(
-            || format!("listing {prefix}"),
-            crate::paged::get_prefix(&mut self.client, &prefix),
-        )
-        .await?;
+        let (kvs, revision) = self
+            .etcd
+            .call(&format!("listing {prefix}"), |mut c| {
+                let prefix = prefix.clone();
+                async move { crate::paged::get_prefix(&mut c, &prefix).await }
+            })
+            .await?;
         let mut out = LeaseListing {
             revision,
             ..Default::default()
@@ -141,27 +114,29 @@ impl Registry {
         ttl: i64,
     ) -> Result<Option<AcquiredLease>, EtcdError> {
         let k = self.lease_key(&key);
-        let grant = call(
-            || format!("granting a lease for {k}"),
-            self.client.lease_grant(ttl, None),
-        )
-        .await?;
+        let grant = self.grant(&k, ttl).await?;
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
                 k.clone(),
                 attrs.to_json(),
-                Some(PutOptions::new().with_lease(grant.id())),
+                Some(PutOptions::new().with_lease(grant.0)),
             )]);
-        let resp = call(|| format!("creating {k}"), self.client.txn(txn)).await?;
+        let resp = self.txn(&format!("creating {k}"), txn).await?;
         if !resp.succeeded() {
-            let _ = self.client.lease_revoke(grant.id()).await;
+            let id = grant.0;
+            let _ = self
+                .etcd
+                .call("revoking an unused lease", |mut c| async move {
+                    c.lease_revoke(id).await
+                })
+                .await;
             return Ok(None);
         }
         Ok(Some(AcquiredLease {
             key,
-            etcd_lease: grant.id(),
-            ttl: grant.ttl(),
+            etcd_lease: grant.0,
+            ttl: grant.1,
         }))
     }
 
@@ -182,12 +157,7 @@ impl Registry {
             }
         }
         if lease.1 <= 0 {
-            let grant = call(
-                || format!("granting a lease for {k}"),
-                self.client.lease_grant(ttl, None),
-            )
-            .await?;
-            lease = (grant.id(), grant.ttl());
+            lease = self.grant(&k, ttl).await?;
         }
         let txn = Txn::new()
             .when([Compare::mod_revision(
@@ -200,7 +170,7 @@ impl Registry {
                 attrs.to_json(),
                 Some(PutOptions::new().with_lease(lease.0)),
             )]);
-        let resp = call(|| format!("taking over {k}"), self.client.txn(txn)).await?;
+        let resp = self.txn(&format!("taking over {k}"), txn).await?;
         if !resp.succeeded() {
             return Ok(None);
         }
@@ -213,14 +183,39 @@ impl Registry {
 
     /// Refreshes an etcd lease to its full TTL; returns the seconds left.
     pub async fn renew(&mut self, etcd_lease: i64) -> Result<i64, EtcdError> {
-        let what = || format!("renewing lease {etcd_lease:x}");
-        let (mut keeper, mut stream) = call(what, self.client.lease_keep_alive(etcd_lease)).await?;
-        call(what, keeper.keep_alive()).await?;
-        let resp = call(what, stream.message()).await?;
+        let what = format!("renewing lease {etcd_lease:x}");
+        let resp = self
+            .etcd
+            .call(&what, |mut c| async move {
+                let (mut keeper, mut stream) = c.lease_keep_alive(etcd_lease).await?;
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await?;
         match resp {
             Some(r) if r.ttl() > 0 => Ok(r.ttl()),
             _ => Err(EtcdError::LeaseLost(etcd_lease)),
         }
+    }
+
+    /// A new etcd lease of `ttl` seconds for key `k`: (id, granted TTL).
+    async fn grant(&self, k: &str, ttl: i64) -> Result<(i64, i64), EtcdError> {
+        let resp = self
+            .etcd
+            .call(&format!("granting a lease for {k}"), |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?;
+        Ok((resp.id(), resp.ttl()))
+    }
+
+    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, EtcdError> {
+        self.etcd
+            .call(what, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
     }
 }
 

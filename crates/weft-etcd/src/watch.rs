@@ -1,8 +1,10 @@
 //! Watching `<prefix>/subnets/` from a revision.
 
-use etcd_client::{Client, EventType, WatchOptions, WatchStream};
+use etcd_client::{EventType, WatchOptions, WatchStream};
 use weft_core::lease::{LeaseError, LeaseKey};
 
+use crate::error::{describe, EtcdError};
+use crate::failover::Etcd;
 use crate::registry::{parse_record, LeaseRecord};
 
 /// One change to the lease table.
@@ -22,11 +24,18 @@ pub enum WatchError {
     Compacted(i64),
     #[error("watch stream: {0}")]
     Stream(String),
+    /// No member would open the watch.
+    #[error(transparent)]
+    Open(#[from] EtcdError),
 }
 
-/// An open watch.
+/// An open watch, on one member of the cluster. When the stream breaks,
+/// the member is reported failing, so that the watch re-opened from
+/// [`LeaseWatch::revision`] goes to another member first.
 pub struct LeaseWatch {
     stream: WatchStream,
+    etcd: Etcd,
+    member: usize,
     prefix: String,
     /// The revision up to which events have been delivered.
     pub revision: i64,
@@ -35,7 +44,7 @@ pub struct LeaseWatch {
 impl LeaseWatch {
     /// Starts watching `subnets_prefix` at `from_revision` (inclusive).
     pub async fn start(
-        client: &mut Client,
+        etcd: &Etcd,
         subnets_prefix: &str,
         from_revision: i64,
     ) -> Result<LeaseWatch, WatchError> {
@@ -43,33 +52,40 @@ impl LeaseWatch {
             .with_prefix()
             .with_start_revision(from_revision)
             .with_progress_notify();
-        let stream = client
-            .watch(subnets_prefix.to_string(), Some(opts))
-            .await
-            .map_err(|e| WatchError::Stream(e.to_string()))?;
+        let (stream, member) = etcd
+            .call_on(&format!("watching {subnets_prefix}"), |mut c| {
+                let (prefix, opts) = (subnets_prefix.to_string(), opts.clone());
+                async move { c.watch(prefix, Some(opts)).await }
+            })
+            .await?;
         Ok(LeaseWatch {
             stream,
+            etcd: etcd.clone(),
+            member,
             prefix: subnets_prefix.to_string(),
             revision: from_revision - 1,
         })
     }
 
+    fn broken(&self, reason: String) -> WatchError {
+        self.etcd.member_failed(self.member, &reason);
+        WatchError::Stream(format!("{reason} (on {})", self.etcd.endpoint(self.member)))
+    }
+
     /// The next batch of events (may be empty for progress notifications).
     pub async fn next(&mut self) -> Result<Vec<LeaseEvent>, WatchError> {
-        let resp = self
-            .stream
-            .message()
-            .await
-            .map_err(|e| WatchError::Stream(e.to_string()))?
-            .ok_or_else(|| WatchError::Stream("closed by server".into()))?;
+        let resp = match self.stream.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(self.broken("closed by the server".into())),
+            Err(e) => return Err(self.broken(describe(&e))),
+        };
         if resp.compact_revision() > 0 {
             return Err(WatchError::Compacted(resp.compact_revision()));
         }
         if resp.canceled() {
-            return Err(WatchError::Stream(format!(
-                "cancelled by server: {}",
-                resp.cancel_reason()
-            )));
+            let reason = resp.cancel_reason();
+            let reason = reason.strip_prefix("etcdserver: ").unwrap_or(reason);
+            return Err(self.broken(format!("cancelled by the server: {reason}")));
         }
         if let Some(h) = resp.header() {
             self.revision = self.revision.max(h.revision());

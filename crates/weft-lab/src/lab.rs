@@ -70,6 +70,9 @@ pub struct Lab {
     proxies: HashMap<String, Proc>,
     pods_per_host: HashMap<String, u8>,
     etcd_prefix: String,
+    /// Endpoints listed before the real ones in what agents, proxies and
+    /// client commands are given (fail-over tests).
+    dead_endpoints: Vec<String>,
 }
 
 impl Lab {
@@ -101,6 +104,7 @@ impl Lab {
             proxies: HashMap::new(),
             pods_per_host: HashMap::new(),
             etcd_prefix: "/coreos.com/network".into(),
+            dead_endpoints: Vec::new(),
         };
         let sw = lab.switch.clone();
         lab.add_netns(&sw)?;
@@ -412,6 +416,27 @@ impl Lab {
         Ok(urls.join(","))
     }
 
+    /// Lists `url` (where nothing answers) first in the endpoints that
+    /// agents, proxies and [`Lab::weft_client`] get from now on.
+    pub fn add_dead_endpoint(&mut self, url: &str) {
+        self.dead_endpoints.push(url.to_string());
+    }
+
+    /// The endpoints weft's programs get: [`Lab::etcd_url`] after any dead ones.
+    pub fn client_endpoints(&self) -> Result<String> {
+        let mut all = self.dead_endpoints.clone();
+        all.push(self.etcd_url()?);
+        Ok(all.join(","))
+    }
+
+    /// The host etcd member `i` runs on (agents may run there too).
+    pub fn etcd_host(&self, i: usize) -> Result<Host> {
+        self.etcd
+            .get(i)
+            .map(|(h, _)| h.clone())
+            .ok_or_else(|| anyhow!("no etcd member {i}"))
+    }
+
     /// The namespace etcd tools run in (the first member's).
     pub fn etcd_ns(&self) -> Result<String> {
         Ok(self
@@ -505,7 +530,7 @@ impl Lab {
     pub fn agent_args(&self, host: &Host, extra: &[&str]) -> Result<Vec<String>> {
         let mut args = vec![
             "agent".to_string(),
-            format!("-etcd-endpoints={}", self.etcd_url()?),
+            format!("-etcd-endpoints={}", self.client_endpoints()?),
             format!("-etcd-prefix={}", self.etcd_prefix),
             "-iface=eth0".to_string(),
             format!("-subnet-file={}", self.subnet_file(host).display()),
@@ -554,7 +579,7 @@ impl Lab {
     pub fn start_proxy(&mut self, host: &Host, extra: &[&str]) -> Result<()> {
         let mut args = vec![
             "proxy".to_string(),
-            format!("--etcd-endpoints={}", self.etcd_url()?),
+            format!("--etcd-endpoints={}", self.client_endpoints()?),
             format!("--etcd-prefix={}", self.etcd_prefix),
             format!("--hostname-override={}", host.name),
             "--metrics-bind-address=127.0.0.1:10249".to_string(),
@@ -597,7 +622,7 @@ impl Lab {
     pub fn weft_client(&self, args: &[&str]) -> Result<String> {
         let ns = self.etcd_ns()?;
         let weft = self.weft.to_string_lossy().into_owned();
-        let endpoints = format!("--etcd-endpoints={}", self.etcd_url()?);
+        let endpoints = format!("--etcd-endpoints={}", self.client_endpoints()?);
         let mut a = vec!["netns", "exec", ns.as_str(), weft.as_str()];
         a.extend_from_slice(args);
         a.push(&endpoints);

@@ -131,9 +131,19 @@ impl ProxyStats {
 /// Reads the pod networks from flannel's config (`Network`, `IPv6Network`).
 async fn flannel_networks(store: &Store, flannel_prefix: &str) -> Vec<IpNet> {
     let key = format!("{}/config", flannel_prefix.trim_end_matches('/'));
-    let mut client = store.client();
-    let Ok(resp) = client.get(key.clone(), None).await else {
-        return Vec::new();
+    let read = store
+        .etcd()
+        .call(&format!("reading {key}"), |mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })
+        .await;
+    let resp = match read {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}: off-cluster sources to cluster IPs are not masqueraded");
+            return Vec::new();
+        }
     };
     let Some(kv) = resp.kvs().first() else {
         tracing::warn!(
@@ -167,18 +177,8 @@ fn load(catalog: &mut Catalog, key: &str, obj: Result<Object, crate::spec::SpecE
 pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<()> {
     let mut syncer: Option<Syncer> = None;
     let mut catalog = Catalog::default();
+    let mut store = Store::new(connect(&opts.etcd).await?, &opts.prefix);
     loop {
-        // (Re)connect and list.
-        let client = match connect(&opts.etcd).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("etcd: {e}; retrying in 1s (rules stay in place)");
-                stats.etcd_reconnects.inc();
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let mut store = Store::new(client, &opts.prefix);
         let listing = match store.list().await {
             Ok(l) => l,
             Err(e) => {
@@ -235,8 +235,14 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
             .with_prefix()
             .with_start_revision(listing.revision + 1)
             .with_progress_notify();
-        let mut client = store.client();
-        let mut stream = match client.watch(store.root(), Some(wopts)).await {
+        let watch = store
+            .etcd()
+            .call_on(&format!("watching {}", store.root()), |mut c| {
+                let (root, wopts) = (store.root(), wopts.clone());
+                async move { c.watch(root, Some(wopts)).await }
+            })
+            .await;
+        let (mut stream, member) = match watch {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("watching services: {e}; re-listing in 1s");
@@ -260,17 +266,23 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                 .unwrap_or(next_full);
             tokio::select! {
                 msg = stream.message() => {
-                    let resp = match msg {
-                        Ok(Some(r)) => r,
-                        Ok(None) => break "watch closed by etcd".to_string(),
-                        Err(e) => break format!("watch: {e}"),
+                    // a broken stream says the member is in trouble: the
+                    // next watch goes to another one first
+                    let lost = |why: String| {
+                        store.etcd().member_failed(member, &why);
+                        format!("{why} (on {})", store.etcd().endpoint(member))
                     };
-                    if resp.compact_revision() > 0 {
-                        break format!("watch revision compacted at {}", resp.compact_revision());
-                    }
-                    if resp.canceled() {
-                        break format!("watch cancelled: {}", resp.cancel_reason());
-                    }
+                    let resp = match msg {
+                        Ok(Some(r)) if r.compact_revision() > 0 => {
+                            break format!("watch revision compacted at {}", r.compact_revision());
+                        }
+                        Ok(Some(r)) if r.canceled() => {
+                            break lost(format!("watch cancelled: {}", r.cancel_reason()));
+                        }
+                        Ok(Some(r)) => r,
+                        Ok(None) => break lost("watch closed by the server".into()),
+                        Err(e) => break lost(format!("watch: {}", weft_etcd::describe(&e))),
+                    };
                     for ev in resp.events() {
                         let Some(kv) = ev.kv() else { continue };
                         let key = String::from_utf8_lossy(kv.key()).into_owned();

@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnResponse};
 use ipnet::IpNet;
+use weft_etcd::Etcd;
 
 use crate::spec::{
     parse_object, EndpointSet, Object, Service, ServiceName, ServiceType, SpecError,
@@ -28,8 +29,8 @@ pub const NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Etcd(#[from] weft_etcd::EtcdError),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("{0}")]
@@ -46,7 +47,7 @@ pub enum KeyKind {
 }
 
 pub struct Store {
-    client: Client,
+    etcd: Etcd,
     prefix: String,
 }
 
@@ -57,15 +58,15 @@ pub struct Listing {
 }
 
 impl Store {
-    pub fn new(client: Client, prefix: &str) -> Store {
+    pub fn new(etcd: Etcd, prefix: &str) -> Store {
         Store {
-            client,
+            etcd,
             prefix: prefix.trim_end_matches('/').to_string(),
         }
     }
 
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
     }
 
     /// `<prefix>/`, the key prefix to list and watch.
@@ -133,7 +134,13 @@ impl Store {
     /// Every service and endpoint set, at one revision.
     pub async fn list(&mut self) -> Result<Listing, StoreError> {
         let root = self.root();
-        let (kvs, revision) = weft_etcd::paged::get_prefix(&mut self.client, &root).await?;
+        let (kvs, revision) = self
+            .etcd
+            .call(&format!("listing {root}"), |mut c| {
+                let root = root.clone();
+                async move { weft_etcd::paged::get_prefix(&mut c, &root).await }
+            })
+            .await?;
         let mut objects = Vec::new();
         for kv in &kvs {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -147,7 +154,13 @@ impl Store {
     }
 
     async fn get_object(&mut self, key: &str) -> Result<Option<(Object, i64)>, StoreError> {
-        let resp = self.client.get(key, None).await?;
+        let resp = self
+            .etcd
+            .call(&format!("reading {key}"), |mut c| {
+                let key = key.to_string();
+                async move { c.get(key, None).await }
+            })
+            .await?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some((
@@ -181,11 +194,17 @@ impl Store {
     async fn allocated(&mut self, what: &str) -> Result<BTreeSet<String>, StoreError> {
         let prefix = format!("{}/{what}/", self.prefix);
         let resp = self
-            .client
-            .get(
-                prefix.clone(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
+            .etcd
+            .call(&format!("listing {prefix}"), |mut c| {
+                let prefix = prefix.clone();
+                async move {
+                    c.get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    )
+                    .await
+                }
+            })
             .await?;
         Ok(resp
             .kvs()
@@ -288,8 +307,10 @@ impl Store {
                 None,
             ));
             let resp = self
-                .client
-                .txn(Txn::new().when(compares).and_then(ops))
+                .txn(
+                    &format!("writing service {}", svc.id),
+                    Txn::new().when(compares).and_then(ops),
+                )
                 .await?;
             if resp.succeeded() {
                 return Ok(cand);
@@ -355,8 +376,10 @@ impl Store {
         }
         let cmp = Compare::mod_revision(self.service_key(id), CompareOp::Equal, rev);
         let resp = self
-            .client
-            .txn(Txn::new().when([cmp]).and_then(ops))
+            .txn(
+                &format!("deleting service {id}"),
+                Txn::new().when([cmp]).and_then(ops),
+            )
             .await?;
         if !resp.succeeded() {
             return Err(StoreError::Conflict(format!(
@@ -381,7 +404,19 @@ impl Store {
                 .and_then([put]),
             None => Txn::new().and_then([put]),
         };
-        Ok(self.client.txn(txn).await?.succeeded())
+        let what = format!("writing endpoints of {}", set.service);
+        Ok(self.txn(&what, txn).await?.succeeded())
+    }
+
+    async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
+        let resp = self
+            .etcd
+            .call(what, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(resp)
     }
 }
 

@@ -39,10 +39,15 @@ pub struct BenchArgs {
     /// binary's `weft agent`. (The other scenarios run `weft agent`.)
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
-    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy, etcd-load, or all
+    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy,
+    /// etcd-load, all (those four), or etcd-chaos (a soak: etcd members
+    /// killed at random under agents, for --minutes)
     #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load"])]
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos"])]
     scenario: Vec<String>,
+    /// How long the etcd-chaos soak runs, in minutes
+    #[arg(long, default_value_t = 2.0)]
+    minutes: f64,
     /// Seconds per iperf3 run in the datapath scenario
     #[arg(long, default_value_t = 3)]
     iperf_secs: u32,
@@ -299,7 +304,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     super::bench_etcd::run(&weft, &a.etcd_hosts)?,
                 );
             }
-            other => bail!("--scenario {other:?}: want all, leases, datapath, proxy or etcd-load"),
+            "etcd-chaos" => {
+                report.insert(
+                    "etcd_chaos".into(),
+                    super::bench_chaos::run(&weft, a.minutes)?,
+                );
+            }
+            other => bail!(
+                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load or etcd-chaos"
+            ),
         }
     }
     if let Some(path) = &a.json {

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use weft_core::config::{BackendConfig, NetConfig};
@@ -49,23 +48,14 @@ fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> EtcdFacts {
         return facts;
     };
     rt.block_on(async {
-        let client = match tokio::time::timeout(
-            Duration::from_secs(5),
-            weft_etcd::connect(&a.etcd.options()),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
+        let etcd = match weft_etcd::connect(&a.etcd.options()).await {
+            Ok(e) => e,
+            Err(e) => {
                 facts.reached = Some(Err(e.to_string()));
                 return;
             }
-            Err(_) => {
-                facts.reached = Some(Err("no answer within 5 s".into()));
-                return;
-            }
         };
-        let mut reg = Registry::new(client, &a.etcd.prefix);
+        let mut reg = Registry::new(etcd, &a.etcd.prefix);
         match reg.config().await {
             Err(e) => {
                 facts.reached = Some(Err(e.to_string()));

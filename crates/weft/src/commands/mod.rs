@@ -1,5 +1,6 @@
 pub mod agent;
 pub mod bench;
+pub mod bench_chaos;
 pub mod bench_etcd;
 pub mod bench_proxy;
 pub mod cleanup;

@@ -69,22 +69,21 @@ pub fn run(a: StatusArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let (config, records, ttls) = rt.block_on(async {
-        let client = weft_etcd::connect(&a.etcd.options())
-            .await
-            .context("connecting to etcd")?;
-        let mut reg = Registry::new(client.clone(), &a.etcd.prefix);
+        let etcd = weft_etcd::connect(&a.etcd.options()).await?;
+        let mut reg = Registry::new(etcd.clone(), &a.etcd.prefix);
         let config = reg
             .config()
             .await?
             .ok_or_else(|| anyhow!("no network config at {}", reg.config_key()))?;
         let listing = reg.list().await?;
         let mut ttls = Vec::with_capacity(listing.leases.len());
-        let mut c = client;
         for r in &listing.leases {
             let ttl = match r.etcd_lease {
                 0 => -1,
-                id => c
-                    .lease_time_to_live(id, None)
+                id => etcd
+                    .call(&format!("reading lease {id:x}"), |mut c| async move {
+                        c.lease_time_to_live(id, None).await
+                    })
                     .await
                     .map(|t| t.ttl())
                     .unwrap_or(-1),
