@@ -330,7 +330,10 @@ pub fn etcd(
         return Finding::bad(
             C,
             Severity::Error,
-            format!("etcd is not reachable: {e}"),
+            format!(
+                "etcd is not reachable: {}",
+                e.strip_prefix("etcd: ").unwrap_or(&e)
+            ),
             "check --etcd-endpoints, that etcd runs (systemctl status etcd), TLS files and firewall",
         );
     }
