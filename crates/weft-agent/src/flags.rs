@@ -129,6 +129,14 @@ pub struct AgentArgs {
     /// the config's EnableNFTables also selects nftables)
     #[arg(long = "firewall", env = "FLANNELD_FIREWALL", default_value = "iptables", value_parser = ["iptables", "nftables"])]
     pub firewall: String,
+    /// iptables backend for those rules: auto (the one already holding
+    /// rules, else iptables' default), legacy or nft (weft)
+    #[arg(
+        long = "iptables-backend",
+        env = "FLANNELD_IPTABLES_BACKEND",
+        default_value = "auto"
+    )]
+    pub iptables_backend: weft_firewall::BackendChoice,
     /// Log format: text or json (weft)
     #[arg(
         long = "log-format",

@@ -19,7 +19,7 @@ use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::{
     connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseWatch, Registry, WatchError,
 };
-use weft_firewall::{MasqRules, Mode as FirewallMode};
+use weft_firewall::{Backend, Iptables, MasqRules, Mode as FirewallMode};
 use weft_kernel::{Netlink, Ownership};
 
 use crate::acquire::{acquire, own_previous, AcquireError, Pools};
@@ -392,22 +392,38 @@ async fn start_firewall(
         })
         .collect();
     let every = Duration::from_secs(args.iptables_resync.max(1) as u64);
+    let choice = args.iptables_backend;
+    let ipt = match mode {
+        FirewallMode::Iptables => {
+            let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
+                .await
+                .context("detecting the iptables backend")??;
+            tracing::info!("iptables backend: {ipt}");
+            ipt
+        }
+        // unused: the rules go to nft
+        FirewallMode::Nftables => Iptables::plain(Backend::Nft),
+    };
+    let ipt = Arc::new(ipt);
     for r in &rules {
-        ensure_rules(mode, *r).await;
+        ensure_rules(mode, &ipt, *r).await;
     }
     tokio::spawn(async move {
         loop {
             sleep(every).await;
             for r in &rules {
-                ensure_rules(mode, *r).await;
+                ensure_rules(mode, &ipt, *r).await;
             }
         }
     });
     Ok(())
 }
 
-async fn ensure_rules(mode: FirewallMode, rules: MasqRules) {
-    match tokio::task::spawn_blocking(move || weft_firewall::apply::ensure(mode, &rules)).await {
+async fn ensure_rules(mode: FirewallMode, ipt: &Arc<Iptables>, rules: MasqRules) {
+    let ipt = ipt.clone();
+    match tokio::task::spawn_blocking(move || weft_firewall::apply::ensure(mode, &ipt, &rules))
+        .await
+    {
         Ok(Ok(true)) => {
             crate::metrics::get().rules_synced.inc();
             tracing::info!(

@@ -4,18 +4,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::backend::Iptables;
 use crate::masq::{
     restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN,
 };
-
-/// The save and restore programs of one family.
-pub fn tools(v6: bool) -> (&'static str, &'static str) {
-    if v6 {
-        ("ip6tables-save", "ip6tables-restore")
-    } else {
-        ("iptables-save", "iptables-restore")
-    }
-}
 
 /// Which firewall to program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +26,9 @@ pub enum FirewallError {
     },
     #[error("{cmd} failed: {stderr}")]
     Failed { cmd: String, stderr: String },
+    /// The chosen iptables backend cannot be used here.
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// Runs a firewall tool, feeding `stdin`; its stdout, or its stderr as the error.
@@ -76,11 +71,14 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
 }
 
 /// What is wrong with the loaded rules: chains to rewrite, missing jumps.
-fn iptables_drift(chains: &[ChainRules]) -> Result<(bool, Vec<&'static str>), FirewallError> {
+fn iptables_drift(
+    ipt: &Iptables,
+    chains: &[ChainRules],
+) -> Result<(bool, Vec<&'static str>), FirewallError> {
     let mut rewrite = false;
     let mut missing = Vec::new();
     for c in chains {
-        let saved = run(tools(c.v6).0, &["-t", c.table], None)?;
+        let saved = run(&ipt.save(c.v6), &["-t", c.table], None)?;
         let prefix = format!("-A {} ", c.chain);
         let loaded: Vec<&str> = saved.lines().filter(|l| l.starts_with(&prefix)).collect();
         if loaded != c.rules.iter().map(String::as_str).collect::<Vec<_>>() {
@@ -95,20 +93,21 @@ fn iptables_drift(chains: &[ChainRules]) -> Result<(bool, Vec<&'static str>), Fi
     Ok((rewrite, missing))
 }
 
-/// Makes the kernel hold `rules`; returns whether anything had to change.
-pub fn ensure(mode: Mode, rules: &MasqRules) -> Result<bool, FirewallError> {
+/// Makes the kernel hold `rules` (with `ipt`'s programs in iptables mode);
+/// returns whether anything had to change.
+pub fn ensure(mode: Mode, ipt: &Iptables, rules: &MasqRules) -> Result<bool, FirewallError> {
     match mode {
         Mode::Iptables => {
             let chains = rules.iptables();
             if chains.is_empty() {
                 return Ok(false);
             }
-            let (rewrite, missing) = iptables_drift(&chains)?;
+            let (rewrite, missing) = iptables_drift(ipt, &chains)?;
             if !rewrite {
                 return Ok(false);
             }
             run(
-                tools(rules.v6()).1,
+                &ipt.restore(rules.v6()),
                 &["-w", "--noflush"],
                 Some(&restore_text(&chains, &missing)),
             )?;
@@ -145,9 +144,23 @@ pub fn nft_rule_count(family: &str, table: &str) -> Result<Option<usize>, Firewa
 }
 
 /// Removes every chain, jump and table weft (or flanneld) created for
-/// masquerading and forwarding; returns what was removed.
+/// masquerading and forwarding, from every installed iptables backend and
+/// nft; returns what was removed.
 pub fn remove_all() -> Result<Vec<String>, FirewallError> {
     let mut removed = Vec::new();
+    for ipt in crate::backend::installed() {
+        remove_iptables(&ipt, &mut removed)?;
+    }
+    for (family, table) in [("ip", NFT_TABLE), ("ip6", NFT_TABLE6)] {
+        if matches!(nft_rule_count(family, table), Ok(Some(_))) {
+            run("nft", &["delete", "table", family, table], None)?;
+            removed.push(format!("nft table {family} {table}"));
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_iptables(ipt: &Iptables, removed: &mut Vec<String>) -> Result<(), FirewallError> {
     let chains = [
         ("nat", POSTRTG_CHAIN, "POSTROUTING"),
         ("filter", FWD_CHAIN, "FORWARD"),
@@ -156,8 +169,7 @@ pub fn remove_all() -> Result<Vec<String>, FirewallError> {
         .into_iter()
         .flat_map(|v6| chains.map(|c| (v6, c)))
     {
-        let (save, restore) = tools(v6);
-        let saved = match run(save, &["-t", table], None) {
+        let saved = match run(&ipt.save(v6), &["-t", table], None) {
             Ok(s) => s,
             Err(FirewallError::Exec { .. }) => continue, // no iptables here
             Err(e) => return Err(e),
@@ -182,17 +194,12 @@ pub fn remove_all() -> Result<Vec<String>, FirewallError> {
             text.push_str(&format!("-F {chain}\n-X {chain}\n"));
         }
         text.push_str("COMMIT\n");
-        run(restore, &["-w", "--noflush"], Some(&text))?;
+        run(&ipt.restore(v6), &["-w", "--noflush"], Some(&text))?;
         removed.push(format!(
-            "{} {table} {chain}",
-            if v6 { "ip6tables" } else { "iptables" }
+            "{} ({}) {table} {chain}",
+            if v6 { "ip6tables" } else { "iptables" },
+            ipt.backend.name()
         ));
     }
-    for (family, table) in [("ip", NFT_TABLE), ("ip6", NFT_TABLE6)] {
-        if matches!(nft_rule_count(family, table), Ok(Some(_))) {
-            run("nft", &["delete", "table", family, table], None)?;
-            removed.push(format!("nft table {family} {table}"));
-        }
-    }
-    Ok(removed)
+    Ok(())
 }

@@ -2,10 +2,14 @@
 //! --noflush` for iptables, one `nft -f` transaction for nftables.
 //!
 //! [`masq`] renders flannel's masquerade and forward rules (pure, golden
-//! tested); [`apply`] checks what the kernel holds and re-applies.
+//! tested); [`apply`] checks what the kernel holds and re-applies;
+//! [`backend`] picks the iptables backend (legacy or nf_tables) and its
+//! programs.
 
 pub mod apply;
+pub mod backend;
 pub mod masq;
 
 pub use apply::{FirewallError, Mode};
+pub use backend::{Backend, BackendChoice, Iptables};
 pub use masq::MasqRules;

@@ -319,6 +319,116 @@ pub fn subnet_file(
     }
 }
 
+const BUILTIN_CHAINS: [&str; 5] = ["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+
+/// Who writes chains of a name: the group a chain is listed under.
+fn chain_group(chain: &str) -> &'static str {
+    if chain.starts_with("KUBE-") {
+        "KUBE-* (kube-proxy)"
+    } else if chain.starts_with("FLANNEL") {
+        "FLANNEL-* (flanneld)"
+    } else if chain.starts_with("DOCKER") {
+        "DOCKER* (docker)"
+    } else if chain.starts_with("CNI-") {
+        "CNI-* (CNI plugins)"
+    } else {
+        "other chains"
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// What one backend's `iptables-save` holds, in words: its rule count and
+/// its own chains by the tool that writes them (a built-in chain's rule
+/// that only jumps to such a chain belongs to it).
+fn backend_summary(saved: &str) -> (usize, String) {
+    let declared: std::collections::BTreeSet<&str> = saved
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|c| !BUILTIN_CHAINS.contains(c))
+        .collect();
+    let mut chains = declared.clone();
+    let (mut rules, mut builtin_rules) = (0, 0);
+    for rest in saved.lines().filter_map(|l| l.strip_prefix("-A ")) {
+        rules += 1;
+        let chain = rest.split(' ').next().unwrap_or("");
+        if !BUILTIN_CHAINS.contains(&chain) {
+            chains.insert(chain);
+            continue;
+        }
+        let target = rest
+            .split_once(" -j ")
+            .map(|(_, t)| t.split(' ').next().unwrap_or(""));
+        if !target.is_some_and(|t| declared.contains(t)) {
+            builtin_rules += 1;
+        }
+    }
+    let mut groups: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    for c in chains {
+        *groups.entry(chain_group(c)).or_default() += 1;
+    }
+    let mut parts: Vec<String> = groups
+        .into_iter()
+        .map(|(g, n)| format!("{g}: {}", plural(n, "chain")))
+        .collect();
+    if builtin_rules > 0 {
+        parts.push(format!(
+            "{} in built-in chains",
+            plural(builtin_rules, "rule")
+        ));
+    }
+    (rules, parts.join(", "))
+}
+
+/// The iptables backends: which one weft uses and why (`in_use`), and
+/// whether rules are split across both. `saved` is each installed
+/// backend's name and `iptables-save` output (IPv4 and IPv6). Rules in
+/// both backends (say kube-proxy in one, docker or flanneld in the other)
+/// make Services work on some nodes only.
+pub fn iptables_backends(in_use: Option<&str>, saved: &[(&str, String)]) -> Finding {
+    const C: &str = "iptables-backend";
+    let used = in_use.map_or(String::new(), |u| format!("weft uses {u}; "));
+    let holding: Vec<(&str, usize, String)> = saved
+        .iter()
+        .map(|(name, text)| {
+            let (rules, groups) = backend_summary(text);
+            (*name, rules, groups)
+        })
+        .filter(|(_, rules, _)| *rules > 0)
+        .collect();
+    match holding.as_slice() {
+        [] if saved.is_empty() => {
+            Finding::skip(C, format!("{used}no backend's iptables-save is installed"))
+        }
+        [] => Finding::ok(C, format!("{used}no iptables rules in any backend")),
+        [(name, rules, groups)] => Finding::ok(
+            C,
+            format!(
+                "{used}all {} are in {name} ({groups})",
+                plural(*rules, "iptables rule")
+            ),
+        ),
+        many => {
+            let split = many
+                .iter()
+                .map(|(name, rules, groups)| {
+                    format!("{name} holds {} ({groups})", plural(*rules, "rule"))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            Finding::bad(
+                C,
+                Severity::Warning,
+                format!("{used}iptables rules are split across backends: {split}. Packets meet both rule sets, so Services can work on some nodes only"),
+                "run every tool on one backend: point iptables at it (update-alternatives --set iptables /usr/sbin/iptables-nft, or -legacy), restart kube-proxy/weft proxy, docker and the agent (or pass --iptables-backend), then flush the other backend's tables",
+            )
+        }
+    }
+}
+
 /// etcd reachability and the network config.
 pub fn etcd(
     reached: Result<(), String>,
@@ -463,5 +573,54 @@ mod tests {
             Severity::Warning
         );
         assert_eq!(bridge_netfilter(None, &[]).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn rules_split_across_iptables_backends_are_named_by_tool() {
+        let kube = "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -j KUBE-SVC-X\n-A KUBE-SVC-X -j KUBE-SEP-Y\nCOMMIT\n";
+        let docker = "*filter\n:DOCKER - [0:0]\n-A FORWARD -j DOCKER\n-A DOCKER -j RETURN\n-A FLANNEL-FWD -s 10.0.0.0/16 -j ACCEPT\nCOMMIT\n";
+        let f = iptables_backends(
+            Some("legacy (123 rules in legacy, 4 in nf_tables)"),
+            &[("legacy", kube.into()), ("nf_tables", docker.into())],
+        );
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            f.message
+                .contains("legacy holds 3 rules (KUBE-* (kube-proxy): 2 chains)"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains(
+                "nf_tables holds 3 rules (DOCKER* (docker): 1 chain, FLANNEL-* (flanneld): 1 chain)"
+            ),
+            "{}",
+            f.message
+        );
+        let masq = "*nat\n-A POSTROUTING -s 10.0.0.0/16 -j MASQUERADE\nCOMMIT\n";
+        let f = iptables_backends(None, &[("legacy", masq.into()), ("nf_tables", kube.into())]);
+        assert!(
+            f.message
+                .contains("legacy holds 1 rule (1 rule in built-in chains)"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains('\n'));
+        let one = iptables_backends(
+            None,
+            &[("legacy", String::new()), ("nf_tables", kube.into())],
+        );
+        assert_eq!(one.severity, Severity::Ok);
+        assert!(
+            one.message
+                .contains("all 3 iptables rules are in nf_tables"),
+            "{}",
+            one.message
+        );
+        assert_eq!(
+            iptables_backends(None, &[("legacy", String::new())]).severity,
+            Severity::Ok
+        );
+        assert_eq!(iptables_backends(None, &[]).severity, Severity::Skipped);
     }
 }

@@ -45,6 +45,7 @@ fn main() {
         }
         let mut s = Syncer::new(
             ProxyMode::Nftables,
+            weft_firewall::Iptables::plain(weft_firewall::Backend::Nft),
             Some("100.64.0.0/10".parse().expect("cidr")),
             None,
         );

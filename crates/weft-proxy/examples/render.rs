@@ -1,6 +1,7 @@
 //! Prints the full rule text for N services × E endpoints, for timing the
 //! firewall tools by hand: `cargo run --release -p weft-proxy --example
-//! render -- nft 10000 10 > rules.nft; ip netns exec X nft -f rules.nft`.
+//! render -- nft 10000 10 > rules.nft; ip netns exec X nft -f rules.nft`
+//! (modes: nft, iptables, iptables-legacy).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -50,6 +51,8 @@ fn main() {
         let r = IptablesRenderer {
             v6: false,
             cluster_cidr: cidr,
+            // `iptables-legacy`: one transaction, as on the legacy backend
+            chunked: mode != "iptables-legacy",
         };
         let ports: BTreeMap<_, _> = plans.iter().map(|p| (p.key.clone(), r.port(p))).collect();
         r.restore(&ports, &BTreeSet::new(), &HOOKS)

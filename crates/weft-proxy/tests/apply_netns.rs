@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use weft_firewall::backend::detect;
+use weft_firewall::{Backend, BackendChoice, Iptables};
 use weft_lab::{in_netns, sh, Lab};
 use weft_proxy::plan::catalog::Catalog;
 use weft_proxy::plan::PortPlan;
@@ -27,11 +29,23 @@ fn catalog(texts: &[&str]) -> Catalog {
 }
 
 fn syncer(mode: ProxyMode) -> Syncer {
+    syncer_with(mode, Iptables::plain(Backend::Nft))
+}
+
+fn syncer_with(mode: ProxyMode, ipt: Iptables) -> Syncer {
     Syncer::new(
         mode,
+        ipt,
         Some("172.30.0.0/16".parse().expect("cidr")),
         Some("fd00:30::/56".parse().expect("cidr")),
     )
+}
+
+/// The programs of `backend` (both are installed here, and the kernel has both).
+fn iptables_of(backend: Backend) -> Iptables {
+    let ipt = detect(BackendChoice::Only(backend)).expect("the backend's programs are installed");
+    assert_eq!(ipt.backend, backend);
+    ipt
 }
 
 fn out(ns: &str, program: &str, args: &[&str]) -> String {
@@ -93,26 +107,37 @@ fn changed(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
 }
 
 #[test]
-fn iptables_rules_read_back_equal_and_partial_equals_full() {
+fn iptables_rules_read_back_equal_and_partial_equals_full_on_nf_tables() {
+    rules_read_back_equal_and_partial_equals_full(Backend::Nft);
+}
+
+#[test]
+fn iptables_rules_read_back_equal_and_partial_equals_full_on_legacy() {
+    rules_read_back_equal_and_partial_equals_full(Backend::Legacy);
+}
+
+fn rules_read_back_equal_and_partial_equals_full(backend: Backend) {
     let mut lab = Lab::new("wpi", Path::new("/bin/false")).expect("lab (needs root)");
     let ns = lab.netns("n").expect("netns");
     let mut c = catalog(&[CASES]);
+    let ipt = iptables_of(backend);
+    let (save4, save6) = (ipt.save(false), ipt.save(true));
     in_netns(&ns, || {
-        let mut s = syncer(ProxyMode::Iptables);
+        let mut s = syncer_with(ProxyMode::Iptables, ipt.clone());
         let r = s.full(c.plan_all("host1")).expect("full sync");
         assert_eq!(r.ports, 8);
-        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
-        assert_eq!(saved_rules(&ns, "ip6tables-save"), expected(&s, true));
-        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
+        assert_eq!(saved_rules(&ns, &save6), expected(&s, true));
+        assert_eq!(hook_count(&ns, &save4), 7);
         // A second full sync changes nothing and adds no second hook.
         s.full(c.plan_all("host1")).expect("full sync again");
-        assert_eq!(hook_count(&ns, "iptables-save"), 7);
-        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
+        assert_eq!(hook_count(&ns, &save4), 7);
+        assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
 
         let (services, plans) = changed(&mut c);
         let r = s.partial(&services, plans).expect("partial sync");
         assert!(r.written >= 2, "{r:?}");
-        let after_partial = saved_rules(&ns, "iptables-save");
+        let after_partial = saved_rules(&ns, &save4);
         assert_eq!(after_partial, expected(&s, false));
         assert!(!after_partial
             .iter()
@@ -123,7 +148,7 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
         // Lines inserted by a partial sync keep their order: a node port's
         // mark-for-masquerade comes before its jump (set equality above
         // cannot see that).
-        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        let nat = out(&ns, &save4, &["-t", "nat"]);
         let at = |needle: &str| {
             nat.lines().position(|l| {
                 l.starts_with("-A KUBE-NODEPORTS") && l.contains("32663") && l.ends_with(needle)
@@ -138,12 +163,12 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
             .rfind(|l| l.starts_with("-A KUBE-SERVICES"))
             .is_some_and(|l| l.contains("KUBE-NODEPORTS")));
         // No chain of the deleted service is left behind.
-        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        let nat = out(&ns, &save4, &["-t", "nat"]);
         let chains = nat.lines().filter(|l| l.starts_with(":KUBE-S")).count();
-        let mut fresh = syncer(ProxyMode::Iptables);
+        let mut fresh = syncer_with(ProxyMode::Iptables, ipt.clone());
         fresh.full(c.plan_all("host1")).expect("full from scratch");
-        assert_eq!(saved_rules(&ns, "iptables-save"), after_partial);
-        let nat = out(&ns, "iptables-save", &["-t", "nat"]);
+        assert_eq!(saved_rules(&ns, &save4), after_partial);
+        let nat = out(&ns, &save4, &["-t", "nat"]);
         assert_eq!(
             nat.lines().filter(|l| l.starts_with(":KUBE-S")).count(),
             chains
@@ -151,9 +176,9 @@ fn iptables_rules_read_back_equal_and_partial_equals_full() {
 
         let removed = cleanup().expect("cleanup");
         assert!(!removed.is_empty());
-        assert_eq!(hook_count(&ns, "iptables-save"), 0);
-        assert!(saved_rules(&ns, "iptables-save").is_empty());
-        assert!(saved_rules(&ns, "ip6tables-save").is_empty());
+        assert_eq!(hook_count(&ns, &save4), 0);
+        assert!(saved_rules(&ns, &save4).is_empty());
+        assert!(saved_rules(&ns, &save6).is_empty());
     })
     .expect("in netns");
 }
@@ -183,16 +208,29 @@ fn bulk(first: usize, n: usize, e: usize) -> String {
 /// full sync that must remove the chains nobody wants any more.
 #[test]
 fn iptables_large_syncs_in_several_transactions_read_back_equal() {
+    large_syncs_read_back_equal(Backend::Nft);
+}
+
+/// On legacy the same syncs are one transaction each (see
+/// `Backend::chunked`), with the same outcome.
+#[test]
+fn iptables_large_syncs_on_legacy_read_back_equal() {
+    large_syncs_read_back_equal(Backend::Legacy);
+}
+
+fn large_syncs_read_back_equal(backend: Backend) {
     let mut lab = Lab::new("wpl", Path::new("/bin/false")).expect("lab (needs root)");
     let ns = lab.netns("n").expect("netns");
     let mut c = catalog(&[CASES, &bulk(0, 80, 5)]);
+    let ipt = iptables_of(backend);
+    let save4 = ipt.save(false);
     in_netns(&ns, || {
-        let mut s = syncer(ProxyMode::Iptables);
+        let mut s = syncer_with(ProxyMode::Iptables, ipt.clone());
         s.full(c.plan_all("host1")).expect("full sync");
-        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&s, false));
-        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
+        assert_eq!(hook_count(&ns, &save4), 7);
         let nat_chains = || {
-            out(&ns, "iptables-save", &["-t", "nat"])
+            out(&ns, &save4, &["-t", "nat"])
                 .lines()
                 .filter(|l| l.starts_with(":KUBE-S"))
                 .count()
@@ -216,7 +254,7 @@ fn iptables_large_syncs_in_several_transactions_read_back_equal() {
         }
         let plans = services.iter().flat_map(|n| c.plan(n, "host1")).collect();
         s.partial(&services, plans).expect("partial sync");
-        let after_partial = saved_rules(&ns, "iptables-save");
+        let after_partial = saved_rules(&ns, &save4);
         assert_eq!(after_partial, expected(&s, false));
         assert!(!after_partial.iter().any(|(_, l)| l.contains("bulk/b3:")));
         assert_eq!(nat_chains(), base + (40 + add) * 6);
@@ -226,13 +264,13 @@ fn iptables_large_syncs_in_several_transactions_read_back_equal() {
         for i in 40..90 {
             c.remove_service(&ServiceName::parse(&format!("bulk/b{i}")).expect("name"));
         }
-        let mut fresh = syncer(ProxyMode::Iptables);
+        let mut fresh = syncer_with(ProxyMode::Iptables, ipt.clone());
         fresh.full(c.plan_all("host1")).expect("full from scratch");
-        assert_eq!(saved_rules(&ns, "iptables-save"), expected(&fresh, false));
+        assert_eq!(saved_rules(&ns, &save4), expected(&fresh, false));
         assert_eq!(nat_chains(), base + (add - 10) * 6);
-        assert_eq!(hook_count(&ns, "iptables-save"), 7);
+        assert_eq!(hook_count(&ns, &save4), 7);
         cleanup().expect("cleanup");
-        assert!(saved_rules(&ns, "iptables-save").is_empty());
+        assert!(saved_rules(&ns, &save4).is_empty());
     })
     .expect("in netns");
 }

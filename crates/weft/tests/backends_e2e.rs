@@ -482,8 +482,8 @@ fn cleanup_removes_everything_weft_made_and_nothing_else() {
     let report = cleanup(&["--subnet-file", &file]);
     assert!(report.contains("removed device flannel.1"), "{report}");
     assert!(
-        report.contains("iptables nat FLANNEL-POSTRTG")
-            && report.contains("iptables filter FLANNEL-FWD"),
+        report.contains("iptables (nf_tables) nat FLANNEL-POSTRTG")
+            && report.contains("iptables (nf_tables) filter FLANNEL-FWD"),
         "{report}"
     );
     let ip = |args: &[&str]| {

@@ -107,6 +107,10 @@ pub struct IptablesRenderer {
     pub v6: bool,
     /// The pod network: sources outside it are masqueraded to cluster IPs.
     pub cluster_cidr: Option<IpNet>,
+    /// Whether syncs of more than [`CHAINS_PER_TRANSACTION`] port chains
+    /// are cut into several transactions (nf_tables; on legacy one
+    /// transaction is cheapest: see `weft_firewall::Backend::chunked`).
+    pub chunked: bool,
 }
 
 fn host(ip: std::net::IpAddr) -> String {
@@ -330,8 +334,9 @@ impl IptablesRenderer {
     /// services) and inserts the missing `hooks` at the top of their
     /// built-in chains.
     ///
-    /// With more than [`CHAINS_PER_TRANSACTION`] port chains, nat takes
-    /// several transactions instead: the fixed chains (`KUBE-MARK-MASQ`,
+    /// When [`IptablesRenderer::chunked`] and with more than
+    /// [`CHAINS_PER_TRANSACTION`] port chains, nat takes several
+    /// transactions instead: the fixed chains (`KUBE-MARK-MASQ`,
     /// `KUBE-POSTROUTING`) that port chains jump to, then the ports' own
     /// chains a few hundred per transaction (each port whole within one,
     /// see [`port_chain_transactions`]), then one that rewrites the shared
@@ -374,14 +379,14 @@ impl IptablesRenderer {
             out.push_str(&line);
             out.push('\n');
         }
-        if ports.values().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION {
+        if self.chunked
+            && ports.values().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION
+        {
             out.push_str("COMMIT\n");
             port_chain_transactions(&mut out, ports.values());
             out.push_str("*nat\n");
         } else {
-            for r in ports.values() {
-                write_port_chains(&mut out, r);
-            }
+            self.write_ports_chains(&mut out, ports.values());
         }
         for c in [SERVICES, NODEPORTS] {
             let _ = writeln!(out, ":{c} - [0:0]");
@@ -413,8 +418,8 @@ impl IptablesRenderer {
     /// are deleted (`-D`) or inserted at the top (`-I … 1`; the node-ports
     /// jump stays last), `delete` chains are removed. The shared chains are
     /// not rewritten, so a change costs the same with 10 or 10,000
-    /// services. One transaction per table, unless the ports own more than
-    /// [`CHAINS_PER_TRANSACTION`] chains: then theirs go first in
+    /// services. One transaction per table, unless the renderer is chunked and
+    /// the ports own more than [`CHAINS_PER_TRANSACTION`] chains: then theirs go first in
     /// transactions of their own, as in [`IptablesRenderer::restore`]. If
     /// the kernel drifted, a `-D` fails, nothing more is applied, and the
     /// caller falls back to a full sync.
@@ -432,7 +437,8 @@ impl IptablesRenderer {
         let none = PortRules::default();
         let mut out = String::new();
         let written = || changes.iter().filter_map(|(_, new)| *new);
-        let split = written().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION;
+        let split = self.chunked
+            && written().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION;
         if split {
             port_chain_transactions(&mut out, written());
         }
@@ -447,9 +453,7 @@ impl IptablesRenderer {
             let _ = writeln!(out, "*{table}");
             if table == "nat" {
                 if !split {
-                    for r in written() {
-                        write_port_chains(&mut out, r);
-                    }
+                    self.write_ports_chains(&mut out, written());
                 }
                 for c in delete {
                     let _ = writeln!(out, ":{c} - [0:0]");
@@ -480,6 +484,35 @@ impl IptablesRenderer {
             out.push_str("COMMIT\n");
         }
         out
+    }
+
+    /// The nat chains of `ports` within one transaction. On nf_tables each
+    /// port's declarations and rules together; on legacy every
+    /// declaration first, in name order: libiptc inserts a new chain into
+    /// its sorted chain list by walking from the nearest entry of an index
+    /// it rebuilds only every few hundred chains, so chains declared in
+    /// name order land at the end of a short walk (10,000 services × 10
+    /// endpoints: iptables-legacy-restore 17.8 s in port order, 13.0 s in
+    /// name order).
+    fn write_ports_chains<'a>(&self, out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
+        if self.chunked {
+            for r in ports {
+                write_port_chains(out, r);
+            }
+            return;
+        }
+        let ports: Vec<&PortRules> = ports.collect();
+        let mut names: Vec<&String> = ports.iter().flat_map(|r| &r.chains).collect();
+        names.sort_unstable();
+        for c in names {
+            let _ = writeln!(out, ":{c} - [0:0]");
+        }
+        for r in ports {
+            for line in &r.nat {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
 
     /// Every rule the kernel should hold in weft's chains, as

@@ -47,6 +47,7 @@ fn article_service_renders_as_the_article_shows() {
     let r = IptablesRenderer {
         v6: false,
         cluster_cidr: None,
+        chunked: true,
     };
     let ports: BTreeMap<_, _> = plans(ARTICLE, "host1")
         .iter()
@@ -74,6 +75,7 @@ fn iptables_cases_golden() {
     let r = IptablesRenderer {
         v6: false,
         cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+        chunked: true,
     };
     let ports: BTreeMap<_, _> = plans(CASES, "host1")
         .iter()
@@ -95,6 +97,7 @@ fn ipv6_cases_golden() {
     let r = IptablesRenderer {
         v6: true,
         cluster_cidr: Some("fd00:30::/56".parse().expect("cidr")),
+        chunked: true,
     };
     let n = NftRenderer {
         table: "kube-proxy".into(),
@@ -293,6 +296,7 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
     let r = IptablesRenderer {
         v6: false,
         cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
+        chunked: true,
     };
     let rules = |text: &str| -> BTreeMap<_, _> {
         plans(text, "host1")
@@ -337,6 +341,27 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
     let text = r.partial_restore(&changes[..3], &BTreeSet::new());
     assert_eq!(check_transactions(&text, true), 1);
     assert_eq!(text.matches("COMMIT").count(), 2);
+
+    // On the legacy backend every sync is one transaction per table, as
+    // kube-proxy's, holding the same rules.
+    let legacy = IptablesRenderer {
+        chunked: false,
+        ..r.clone()
+    };
+    let one = legacy.restore(
+        &big,
+        &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
+        &HOOKS,
+    );
+    assert_eq!(one.matches("COMMIT").count(), 2, "filter and nat");
+    let chunked = r.restore(
+        &big,
+        &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
+        &HOOKS,
+    );
+    assert_eq!(lines(&one), lines(&chunked));
+    let partial = legacy.partial_restore(&changes, &BTreeSet::new());
+    assert_eq!(partial.matches("COMMIT").count(), 2);
 }
 
 /// Elements of the `add element` commands of `text`: `(set, element)`.

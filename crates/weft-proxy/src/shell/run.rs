@@ -32,6 +32,8 @@ pub struct ProxyOptions {
     /// flannel's prefix, to read the pod network from its config.
     pub flannel_prefix: String,
     pub mode: ProxyMode,
+    /// iptables mode: which iptables backend (auto-detected by default).
+    pub iptables_backend: weft_firewall::BackendChoice,
     /// This node's name (`nodeName` of local endpoints).
     pub node: String,
     /// Pod networks; read from flannel's config when not given.
@@ -178,6 +180,16 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
     let mut syncer: Option<Syncer> = None;
     let mut catalog = Catalog::default();
     let mut store = Store::new(connect(&opts.etcd).await?, &opts.prefix);
+    let iptables = match opts.mode {
+        ProxyMode::Iptables => {
+            let choice = opts.iptables_backend;
+            let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
+                .await??;
+            tracing::info!("iptables backend: {ipt}");
+            ipt
+        }
+        ProxyMode::Nftables => weft_firewall::Iptables::plain(weft_firewall::Backend::Nft),
+    };
     loop {
         let listing = match store.list().await {
             Ok(l) => l,
@@ -204,7 +216,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                     opts.node,
                     nets
                 );
-                syncer.insert(Syncer::new(opts.mode, v4, v6))
+                syncer.insert(Syncer::new(opts.mode, iptables.clone(), v4, v6))
             }
         };
         let mut fresh = Catalog::default();

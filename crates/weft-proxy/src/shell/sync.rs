@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use weft_firewall::apply::{run, tools};
-use weft_firewall::FirewallError;
+use weft_firewall::apply::run;
+use weft_firewall::{FirewallError, Iptables};
 
 use crate::plan::{PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
@@ -68,11 +68,12 @@ struct Family {
 }
 
 impl Family {
-    fn new(v6: bool, cidr: Option<IpNet>) -> Family {
+    fn new(v6: bool, cidr: Option<IpNet>, chunked: bool) -> Family {
         Family {
             ipt: IptablesRenderer {
                 v6,
                 cluster_cidr: cidr,
+                chunked,
             },
             nft: NftTable {
                 r: NftRenderer {
@@ -108,6 +109,8 @@ struct NftTable {
 /// Keeps the kernel's service rules equal to the plans it is given.
 pub struct Syncer {
     mode: ProxyMode,
+    /// iptables mode: the backend's programs.
+    iptables: Iptables,
     families: [Family; 2],
     /// Set after a failed transaction: the next sync must be full.
     pub needs_full: bool,
@@ -123,11 +126,22 @@ fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<Po
 
 impl Syncer {
     /// `cidr4` / `cidr6`: the pod networks (off-cluster sources to cluster
-    /// IPs are masqueraded).
-    pub fn new(mode: ProxyMode, cidr4: Option<IpNet>, cidr6: Option<IpNet>) -> Syncer {
+    /// IPs are masqueraded). `iptables`: the backend iptables mode writes
+    /// to (it also decides how large syncs are cut).
+    pub fn new(
+        mode: ProxyMode,
+        iptables: Iptables,
+        cidr4: Option<IpNet>,
+        cidr6: Option<IpNet>,
+    ) -> Syncer {
+        let chunked = iptables.backend.chunked();
         Syncer {
             mode,
-            families: [Family::new(false, cidr4), Family::new(true, cidr6)],
+            iptables,
+            families: [
+                Family::new(false, cidr4, chunked),
+                Family::new(true, cidr6, chunked),
+            ],
             needs_full: true,
         }
     }
@@ -162,7 +176,7 @@ impl Syncer {
                         .map(|p| (p.key.clone(), family.ipt.port(p)))
                         .collect();
                     report.render += t.elapsed();
-                    let r = full_iptables(&family.ipt, &ports);
+                    let r = full_iptables(&self.iptables, &family.ipt, &ports);
                     if r.is_ok() {
                         family.ipt_ports = ports;
                     }
@@ -234,7 +248,9 @@ impl Syncer {
         for (family, plans) in self.families.iter_mut().zip([v4, v6]) {
             let t = Instant::now();
             let res = match self.mode {
-                ProxyMode::Iptables => partial_iptables(family, services, &plans, &mut report),
+                ProxyMode::Iptables => {
+                    partial_iptables(&self.iptables, family, services, &plans, &mut report)
+                }
                 ProxyMode::Nftables => partial_nft(family, services, &plans, &mut report),
             };
             report.render += t
@@ -264,10 +280,13 @@ impl Syncer {
 }
 
 /// The nat chains of service ports the kernel holds, and the missing hooks.
-fn iptables_state(v6: bool) -> Result<(BTreeSet<String>, Vec<iptables::Hook>), FirewallError> {
-    let save = tools(v6).0;
-    let nat = run(save, &["-t", "nat"], None)?;
-    let filter = run(save, &["-t", "filter"], None)?;
+fn iptables_state(
+    ipt: &Iptables,
+    v6: bool,
+) -> Result<(BTreeSet<String>, Vec<iptables::Hook>), FirewallError> {
+    let save = ipt.save(v6);
+    let nat = run(&save, &["-t", "nat"], None)?;
+    let filter = run(&save, &["-t", "filter"], None)?;
     let chains = nat
         .lines()
         .filter_map(|l| l.strip_prefix(':'))
@@ -287,26 +306,28 @@ fn iptables_state(v6: bool) -> Result<(BTreeSet<String>, Vec<iptables::Hook>), F
     Ok((chains, missing))
 }
 
-fn restore(v6: bool, text: &str) -> Result<(usize, Duration), FirewallError> {
+fn restore(ipt: &Iptables, v6: bool, text: &str) -> Result<(usize, Duration), FirewallError> {
     let t = Instant::now();
-    run(tools(v6).1, &["-w", "--noflush"], Some(text))?;
+    run(&ipt.restore(v6), &["-w", "--noflush"], Some(text))?;
     Ok((text.len(), t.elapsed()))
 }
 
 fn full_iptables(
+    ipt: &Iptables,
     r: &IptablesRenderer,
     ports: &BTreeMap<PortKey, PortRules>,
 ) -> Result<(usize, Duration), FirewallError> {
-    let (existing, missing) = iptables_state(r.v6)?;
+    let (existing, missing) = iptables_state(ipt, r.v6)?;
     let wanted: BTreeSet<&String> = ports.values().flat_map(|p| &p.chains).collect();
     let stale: BTreeSet<String> = existing
         .into_iter()
         .filter(|c| !wanted.contains(c))
         .collect();
-    restore(r.v6, &r.restore(ports, &stale, &missing))
+    restore(ipt, r.v6, &r.restore(ports, &stale, &missing))
 }
 
 fn partial_iptables(
+    ipt: &Iptables,
     f: &mut Family,
     services: &BTreeSet<ServiceName>,
     plans: &[PortPlan],
@@ -346,7 +367,7 @@ fn partial_iptables(
     report.written += write.len();
     if !f.active {
         // First rules of this family: write everything, hooks included.
-        full_iptables(&f.ipt, &f.ipt_ports)?;
+        full_iptables(ipt, &f.ipt, &f.ipt_ports)?;
         f.active = true;
         return Ok((0, Duration::ZERO));
     }
@@ -360,7 +381,7 @@ fn partial_iptables(
             .map(|(_, r)| (Some(r), None)),
     );
     let text = f.ipt.partial_restore(&changes, &delete);
-    match restore(f.ipt.v6, &text) {
+    match restore(ipt, f.ipt.v6, &text) {
         Ok(x) => {
             f.active = true;
             Ok(x)
@@ -492,14 +513,16 @@ fn partial_nft(
 }
 
 /// Removes every rule, chain and table of the proxy (both modes, both
-/// families); returns what was removed.
+/// families, every installed iptables backend); returns what was removed.
 pub fn cleanup() -> Result<Vec<String>, FirewallError> {
     let mut removed = Vec::new();
-    for v6 in [false, true] {
-        let (save, restore) = tools(v6);
+    for (ipt, v6) in weft_firewall::backend::installed()
+        .into_iter()
+        .flat_map(|i| [(i.clone(), false), (i, true)])
+    {
         let mut text = String::new();
         for table in ["filter", "nat"] {
-            let saved = match run(save, &["-t", table], None) {
+            let saved = match run(&ipt.save(v6), &["-t", table], None) {
                 Ok(s) => s,
                 Err(FirewallError::Exec { .. }) => continue,
                 Err(e) => return Err(e),
@@ -532,13 +555,14 @@ pub fn cleanup() -> Result<Vec<String>, FirewallError> {
             }
             text.push_str("COMMIT\n");
             removed.push(format!(
-                "{} {table}: {} chains",
+                "{} ({}) {table}: {} chains",
                 if v6 { "ip6tables" } else { "iptables" },
+                ipt.backend.name(),
                 ours.len()
             ));
         }
         if !text.is_empty() {
-            run(restore, &["-w", "--noflush"], Some(&text))?;
+            run(&ipt.restore(v6), &["-w", "--noflush"], Some(&text))?;
         }
     }
     for family in ["ip", "ip6"] {

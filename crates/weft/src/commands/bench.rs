@@ -60,8 +60,10 @@ pub struct BenchArgs {
     /// Simulated hosts for the etcd-load scenario
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     etcd_hosts: Vec<usize>,
-    /// Proxy modes to measure
-    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables")]
+    /// Proxy modes to measure: nftables, iptables (the backend weft
+    /// detects), iptables-legacy, iptables-nft
+    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables",
+          value_parser = ["nftables", "iptables", "iptables-legacy", "iptables-nft"])]
     proxy_modes: Vec<String>,
 }
 

@@ -111,6 +111,25 @@ fn partial_syncs(host: &Host) -> u64 {
         .unwrap_or(0)
 }
 
+/// A bench mode's `weft proxy` flags and the iptables program suffix it
+/// writes with: `iptables` (the backend weft detects), `iptables-legacy`,
+/// `iptables-nft`, `nftables`.
+fn mode_flags(mode: &str) -> (Vec<String>, &'static str) {
+    let (proxy_mode, backend, suffix) = match mode {
+        "nftables" => ("nftables", "auto", ""),
+        "iptables-legacy" => ("iptables", "legacy", "-legacy"),
+        "iptables-nft" => ("iptables", "nft", "-nft"),
+        _ => ("iptables", "auto", ""),
+    };
+    (
+        vec![
+            format!("--proxy-mode={proxy_mode}"),
+            format!("--iptables-backend={backend}"),
+        ],
+        suffix,
+    )
+}
+
 /// Whether service i's rule is in the kernel.
 fn present(host: &Host, mode: &str, i: usize) -> bool {
     let (s, _) = service(i, 1);
@@ -140,10 +159,11 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
             "KUBE-SVC-{}",
             service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
         );
+        let iptables = format!("iptables{}", mode_flags(mode).1);
         sh(
             "ip",
             &[
-                "netns", "exec", &host.ns, "iptables", "-w", "-t", "nat", "-S", &chain,
+                "netns", "exec", &host.ns, &iptables, "-w", "-t", "nat", "-S", &chain,
             ],
         )
     };
@@ -156,6 +176,7 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
 /// re-validates the whole table on each such commit, so a proxy change
 /// costs about this much however little it changes.
 fn kernel_floor_ms(host: &Host, mode: &str) -> Result<f64> {
+    let restore = format!("iptables{}-restore", mode_flags(mode).1);
     let (tool, args, add, del): (&str, &[&str], &str, &str) = if mode == "nftables" {
         (
             "nft",
@@ -165,7 +186,7 @@ fn kernel_floor_ms(host: &Host, mode: &str) -> Result<f64> {
         )
     } else {
         (
-            "iptables-restore",
+            &restore,
             &["-w", "--noflush"],
             "*nat\n:WEFT-BENCH-PROBE - [0:0]\n-A WEFT-BENCH-PROBE -j RETURN\nCOMMIT\n",
             "*nat\n-F WEFT-BENCH-PROBE\n-X WEFT-BENCH-PROBE\nCOMMIT\n",
@@ -231,7 +252,7 @@ pub fn run(
         etcd_version()
     );
     println!(
-        "{:>9} {:>8} | {:>20} | {:>26} | {:>30} | {:>8} | {:>8}",
+        "{:>15} {:>8} | {:>20} | {:>26} | {:>30} | {:>8} | {:>8}",
         "mode",
         "services",
         "ready ms min/med/max",
@@ -258,7 +279,10 @@ pub fn run(
                 }
                 let log_start = lab.proxy_log(&host).len();
                 let t0 = Instant::now();
-                lab.start_proxy(&host, &[&format!("--proxy-mode={mode}"), "-v"])?;
+                let mut flags = mode_flags(mode).0;
+                flags.push("-v".into());
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                lab.start_proxy(&host, &flags)?;
                 while !ready(&host) {
                     if t0.elapsed() > Duration::from_secs(900) {
                         bail!("proxy not ready after 900 s:\n{}", lab.proxy_log(&host));
@@ -317,7 +341,7 @@ pub fn run(
                 stats(&mut adds)
             };
             println!(
-                "{mode:>9} {n:>8} | {rmin:>6.0} {ready_ms:>6.0} {rmax:>6.0} | {render:>5.0} {amin:>6.0} {apply:>6.0} {amax:>6.0} | {amed:>6.1} {ap99:>6.1} {amax_add:>8.1} ({apply_med:>5.1}) | {floor:>8.1} | {:>8.1}",
+                "{mode:>15} {n:>8} | {rmin:>6.0} {ready_ms:>6.0} {rmax:>6.0} | {render:>5.0} {amin:>6.0} {apply:>6.0} {amax:>6.0} | {amed:>6.1} {ap99:>6.1} {amax_add:>8.1} ({apply_med:>5.1}) | {floor:>8.1} | {:>8.1}",
                 rss as f64 / 1024.0
             );
             json.push(serde_json::json!({

@@ -19,6 +19,10 @@ pub struct ProxyArgs {
     /// iptables (kube-proxy's chains) or nftables (kube-proxy's verdict maps)
     #[arg(long = "proxy-mode", default_value = "iptables")]
     mode: String,
+    /// iptables mode's backend: auto (the one already holding rules, else
+    /// the one `iptables` runs), legacy or nft
+    #[arg(long = "iptables-backend", default_value = "auto")]
+    iptables_backend: weft_firewall::BackendChoice,
     /// This node's name, matched against endpoints' nodeName (traffic policy Local)
     #[arg(long = "hostname-override")]
     hostname: Option<String>,
@@ -68,6 +72,7 @@ pub fn run(a: ProxyArgs) -> Result<()> {
         prefix: a.etcd.service_prefix.clone(),
         flannel_prefix: a.etcd.prefix.clone(),
         mode,
+        iptables_backend: a.iptables_backend,
         node: node_name(a.hostname),
         cluster_cidr: a.cluster_cidr,
         sync_period: a.sync_period,

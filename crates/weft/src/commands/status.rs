@@ -198,11 +198,15 @@ pub fn run(a: StatusArgs) -> Result<()> {
         })
         .collect();
 
+    // where this host's iptables rules go (the agent's and the proxy's choice)
+    let iptables = weft_firewall::backend::detect(weft_firewall::BackendChoice::Auto)
+        .map_or_else(|e| format!("unknown: {e}"), |i| i.to_string());
     if a.output == "json" {
         let out = json!({
             "network": pools.v4.as_ref().map(|p| p.network().to_string()),
             "ipv6_network": pools.v6.as_ref().map(|p| p.network().to_string()),
             "backend": backend.type_name(),
+            "iptables_backend": iptables,
             "leases": leases,
             "dataplane": dataplane,
         });
@@ -273,5 +277,6 @@ pub fn run(a: StatusArgs) -> Result<()> {
             }
         }
     }
+    println!("iptables backend: {iptables}");
     Ok(())
 }
