@@ -6,5 +6,9 @@
 # down`). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "demo: checking the Debian packages weft needs"
 ./scripts/deps.sh
-exec cargo run --release -q --bin weft -- demo "$@"
+echo "demo: building weft (cargo build --release: several minutes on a fresh machine)"
+cargo build --release --bin weft
+echo "demo: starting the cluster"
+exec ./target/release/weft demo "$@"

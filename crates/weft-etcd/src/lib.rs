@@ -8,6 +8,7 @@ mod error;
 mod failover;
 pub mod paged;
 mod registry;
+mod requests;
 mod watch;
 
 pub use connect::{connect, EtcdOptions};

@@ -69,13 +69,7 @@ impl Registry {
     /// The raw config JSON, or `None` when the key does not exist.
     pub async fn config(&mut self) -> Result<Option<String>, EtcdError> {
         let key = self.config_key();
-        let resp = self
-            .etcd
-            .call(&format!("reading {key}"), |mut c| {
-                let key = key.clone();
-                async move { c.get(key, None).await }
-            })
-            .await?;
+        let resp = self.etcd.get(&key, None).await?;
         Ok(resp
             .kvs()
             .first()
@@ -85,13 +79,7 @@ impl Registry {
     /// Every lease, with the revision of the read.
     pub async fn list(&mut self) -> Result<LeaseListing, EtcdError> {
         let prefix = self.subnets_prefix();
-        let (kvs, revision) = self
-            .etcd
-            .call(&format!("listing {prefix}"), |mut c| {
-                let prefix = prefix.clone();
-                async move { crate::paged::get_prefix(&mut c, &prefix).await }
-            })
-            .await?;
+        let (kvs, revision) = self.etcd.get_prefix(&prefix).await?;
         let mut out = LeaseListing {
             revision,
             ..Default::default()
@@ -122,7 +110,7 @@ impl Registry {
                 attrs.to_json(),
                 Some(PutOptions::new().with_lease(grant.0)),
             )]);
-        let resp = self.txn(&format!("creating {k}"), txn).await?;
+        let resp = self.etcd.txn(&format!("creating {k}"), txn).await?;
         if !resp.succeeded() {
             let id = grant.0;
             let _ = self
@@ -170,7 +158,7 @@ impl Registry {
                 attrs.to_json(),
                 Some(PutOptions::new().with_lease(lease.0)),
             )]);
-        let resp = self.txn(&format!("taking over {k}"), txn).await?;
+        let resp = self.etcd.txn(&format!("taking over {k}"), txn).await?;
         if !resp.succeeded() {
             return Ok(None);
         }
@@ -207,15 +195,6 @@ impl Registry {
             })
             .await?;
         Ok((resp.id(), resp.ttl()))
-    }
-
-    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, EtcdError> {
-        self.etcd
-            .call(what, |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await
     }
 }
 

@@ -214,12 +214,24 @@ pub fn installed() -> Vec<Iptables> {
 /// The backend to use and its programs: `choice`, or detected (see the
 /// module's doc). Fails, naming the backend, when its programs are missing.
 pub fn detect(choice: BackendChoice) -> Result<Iptables, FirewallError> {
+    let saved = match choice {
+        BackendChoice::Auto => saved_by_backend(),
+        BackendChoice::Only(_) => Vec::new(),
+    };
+    detect_with(choice, &saved)
+}
+
+/// [`detect`] with the rules of each backend already read
+/// ([`saved_by_backend`]; used by `Auto` only).
+pub fn detect_with(
+    choice: BackendChoice,
+    saved: &[(Backend, String)],
+) -> Result<Iptables, FirewallError> {
     let version = default_version();
     let default = version.as_deref().and_then(version_backend);
     let (backend, reason) = match choice {
         BackendChoice::Only(b) => (b, "chosen with --iptables-backend".to_string()),
         BackendChoice::Auto => {
-            let saved = saved_by_backend();
             let count = |b: Backend| {
                 saved
                     .iter()

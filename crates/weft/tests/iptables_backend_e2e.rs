@@ -17,6 +17,15 @@ fn saved(ns: &str, program: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `tool` (an iptables program) with each of `rules` in `ns`.
+fn add_rules(ns: &str, tool: &str, rules: &[&[&str]]) {
+    for rule in rules {
+        let mut a = vec!["netns", "exec", ns, tool];
+        a.extend_from_slice(rule);
+        sh("ip", &a).expect("rule added");
+    }
+}
+
 #[test]
 fn the_agent_follows_the_backend_holding_rules_and_doctor_flags_a_split() {
     let mut lab = Lab::new("wib", Path::new(WEFT)).expect("lab: these tests need root");
@@ -24,14 +33,14 @@ fn the_agent_follows_the_backend_holding_rules_and_doctor_flags_a_split() {
     lab.put_config(CONFIG).expect("config");
     let h1 = lab.host("h1", 11).expect("host");
     // kube-proxy ran here on legacy before
-    for rule in [
-        &["-t", "nat", "-N", "KUBE-SERVICES"][..],
-        &["-t", "nat", "-A", "PREROUTING", "-j", "KUBE-SERVICES"],
-    ] {
-        let mut a = vec!["netns", "exec", &h1.ns, "iptables-legacy"];
-        a.extend_from_slice(rule);
-        sh("ip", &a).expect("legacy rule");
-    }
+    add_rules(
+        &h1.ns,
+        "iptables-legacy",
+        &[
+            &["-t", "nat", "-N", "KUBE-SERVICES"],
+            &["-t", "nat", "-A", "PREROUTING", "-j", "KUBE-SERVICES"],
+        ],
+    );
     lab.start_agent(&h1, &[]).expect("agent");
     lab.wait_subnet_env(&h1, Duration::from_secs(20))
         .expect("subnet");
@@ -49,14 +58,14 @@ fn the_agent_follows_the_backend_holding_rules_and_doctor_flags_a_split() {
     assert!(log.contains("iptables backend: legacy ("), "{log}");
 
     // docker on the other backend: doctor names who holds what
-    for rule in [
-        &["-t", "filter", "-N", "DOCKER"][..],
-        &["-t", "filter", "-A", "FORWARD", "-j", "DOCKER"],
-    ] {
-        let mut a = vec!["netns", "exec", &h1.ns, "iptables-nft"];
-        a.extend_from_slice(rule);
-        sh("ip", &a).expect("nft rule");
-    }
+    add_rules(
+        &h1.ns,
+        "iptables-nft",
+        &[
+            &["-t", "filter", "-N", "DOCKER"],
+            &["-t", "filter", "-A", "FORWARD", "-j", "DOCKER"],
+        ],
+    );
     let endpoints = format!("--etcd-endpoints={}", lab.etcd_url().expect("url"));
     let subnet_file = format!("--subnet-file={}", lab.subnet_file(&h1).display());
     let out = Command::new("ip")

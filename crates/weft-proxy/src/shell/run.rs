@@ -133,14 +133,7 @@ impl ProxyStats {
 /// Reads the pod networks from flannel's config (`Network`, `IPv6Network`).
 async fn flannel_networks(store: &Store, flannel_prefix: &str) -> Vec<IpNet> {
     let key = format!("{}/config", flannel_prefix.trim_end_matches('/'));
-    let read = store
-        .etcd()
-        .call(&format!("reading {key}"), |mut c| {
-            let key = key.clone();
-            async move { c.get(key, None).await }
-        })
-        .await;
-    let resp = match read {
+    let resp = match store.etcd().get(&key, None).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{e}: off-cluster sources to cluster IPs are not masqueraded");

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnResponse};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use ipnet::IpNet;
 use weft_etcd::Etcd;
 
@@ -134,13 +134,7 @@ impl Store {
     /// Every service and endpoint set, at one revision.
     pub async fn list(&mut self) -> Result<Listing, StoreError> {
         let root = self.root();
-        let (kvs, revision) = self
-            .etcd
-            .call(&format!("listing {root}"), |mut c| {
-                let root = root.clone();
-                async move { weft_etcd::paged::get_prefix(&mut c, &root).await }
-            })
-            .await?;
+        let (kvs, revision) = self.etcd.get_prefix(&root).await?;
         let mut objects = Vec::new();
         for kv in &kvs {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -154,13 +148,7 @@ impl Store {
     }
 
     async fn get_object(&mut self, key: &str) -> Result<Option<(Object, i64)>, StoreError> {
-        let resp = self
-            .etcd
-            .call(&format!("reading {key}"), |mut c| {
-                let key = key.to_string();
-                async move { c.get(key, None).await }
-            })
-            .await?;
+        let resp = self.etcd.get(key, None).await?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some((
@@ -307,6 +295,7 @@ impl Store {
                 None,
             ));
             let resp = self
+                .etcd
                 .txn(
                     &format!("writing service {}", svc.id),
                     Txn::new().when(compares).and_then(ops),
@@ -376,6 +365,7 @@ impl Store {
         }
         let cmp = Compare::mod_revision(self.service_key(id), CompareOp::Equal, rev);
         let resp = self
+            .etcd
             .txn(
                 &format!("deleting service {id}"),
                 Txn::new().when([cmp]).and_then(ops),
@@ -405,18 +395,7 @@ impl Store {
             None => Txn::new().and_then([put]),
         };
         let what = format!("writing endpoints of {}", set.service);
-        Ok(self.txn(&what, txn).await?.succeeded())
-    }
-
-    async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
-        let resp = self
-            .etcd
-            .call(what, |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
-        Ok(resp)
+        Ok(self.etcd.txn(&what, txn).await?.succeeded())
     }
 }
 

@@ -141,13 +141,14 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         .and_then(|c| c.ipv4.as_ref().map(|p| p.network()))
         .or(env.as_ref().and_then(|e| e.network.map(IpNet::V4)));
     // the backend weft's agent and proxy would use, and what each backend holds
-    let ipt = weft_firewall::backend::detect(weft_firewall::BackendChoice::Auto).ok();
+    let saved = weft_firewall::backend::saved_by_backend();
+    let ipt = weft_firewall::backend::detect_with(weft_firewall::BackendChoice::Auto, &saved).ok();
     let save = ipt
         .as_ref()
         .map_or_else(|| "iptables-save".to_string(), |i| i.save(false));
     let filter = output_of(&save, &["-t", "filter"]);
     findings.push(doctor::forward_policy(filter.as_deref(), network));
-    let saved: Vec<(&str, String)> = weft_firewall::backend::saved_by_backend()
+    let saved: Vec<(&str, String)> = saved
         .into_iter()
         .map(|(b, text)| (b.name(), text))
         .collect();
