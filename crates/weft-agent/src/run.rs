@@ -143,6 +143,25 @@ async fn agent(args: AgentArgs) -> Result<Never> {
 
     let mut reg = connect_registry(&args).await?;
     let (pools, backend, enable_nftables) = wait_for_config(&mut reg).await;
+    // the firewall and, for iptables, its backend: settled before any lease
+    // is taken, so a backend whose programs are missing changes nothing
+    let firewall = if enable_nftables || args.firewall == "nftables" {
+        FirewallMode::Nftables
+    } else {
+        FirewallMode::Iptables
+    };
+    let iptables = match firewall {
+        FirewallMode::Iptables => {
+            let choice = args.iptables_backend;
+            let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
+                .await
+                .context("detecting the iptables backend")??;
+            tracing::info!("iptables backend: {ipt}");
+            ipt
+        }
+        // unused: the rules go to nft
+        FirewallMode::Nftables => Iptables::plain(Backend::Nft),
+    };
     let listing = list_leases(&reg).await;
     let (has_v4, has_v6) = (pools.v4.is_some(), pools.v6.is_some());
     if has_v6 && (underlay.local_ipv6.is_none() || underlay.public_ipv6.is_none()) {
@@ -226,7 +245,7 @@ async fn agent(args: AgentArgs) -> Result<Never> {
             .context("addressing the IPv6 vxlan device")?;
     }
     write_subnet_file(subnet_path, &pools, key, mtu, args.ip_masq)?;
-    start_firewall(&args, &pools, key, enable_nftables).await?;
+    start_firewall(&args, &pools, key, firewall, iptables).await;
 
     let devices: Vec<u32> = [&dev4, &dev6]
         .into_iter()
@@ -370,13 +389,9 @@ async fn start_firewall(
     args: &AgentArgs,
     pools: &Pools,
     key: LeaseKey,
-    nftables: bool,
-) -> Result<()> {
-    let mode = if nftables || args.firewall == "nftables" {
-        FirewallMode::Nftables
-    } else {
-        FirewallMode::Iptables
-    };
+    mode: FirewallMode,
+    ipt: Iptables,
+) {
     let families = [
         pools.v4.as_ref().zip(key.v4.map(IpNet::V4)),
         pools.v6.as_ref().zip(key.v6.map(IpNet::V6)),
@@ -392,18 +407,6 @@ async fn start_firewall(
         })
         .collect();
     let every = Duration::from_secs(args.iptables_resync.max(1) as u64);
-    let choice = args.iptables_backend;
-    let ipt = match mode {
-        FirewallMode::Iptables => {
-            let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
-                .await
-                .context("detecting the iptables backend")??;
-            tracing::info!("iptables backend: {ipt}");
-            ipt
-        }
-        // unused: the rules go to nft
-        FirewallMode::Nftables => Iptables::plain(Backend::Nft),
-    };
     let ipt = Arc::new(ipt);
     for r in &rules {
         ensure_rules(mode, &ipt, *r).await;
@@ -416,7 +419,6 @@ async fn start_firewall(
             }
         }
     });
-    Ok(())
 }
 
 async fn ensure_rules(mode: FirewallMode, ipt: &Arc<Iptables>, rules: MasqRules) {

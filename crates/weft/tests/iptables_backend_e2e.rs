@@ -137,7 +137,32 @@ fn a_chosen_backend_without_its_programs_is_one_clear_error() {
         ) && last.contains("(nf_tables)"),
         "{err}"
     );
-    // the agent's flag is refused the same way at parse time if misspelled
+    // the agent refuses the same before it takes a lease or writes a file
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let h1 = lab.host("h1", 11).expect("host");
+    let file = lab.subnet_file(&h1);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &h1.ns, "env"])
+        .arg(format!("PATH={}", bin.display()))
+        .args([WEFT, "agent", "-iface=eth0", "-iptables-backend=legacy"])
+        .arg(format!("-etcd-endpoints={}", lab.etcd_url().expect("url")))
+        .arg(format!("-subnet-file={}", file.display()))
+        .output()
+        .expect("weft agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("iptables backend legacy: iptables-legacy-restore is not installed"),
+        "{err}"
+    );
+    assert!(
+        lab.lease_keys().expect("leases").is_empty(),
+        "no lease taken"
+    );
+    assert!(!file.exists(), "no subnet file written");
+
+    // a misspelled backend is refused at flag parsing
     let out = Command::new(WEFT)
         .args(["agent", "-iptables-backend=xtables"])
         .output()

@@ -90,11 +90,18 @@ fn status_shows_leases_data_path_drift_and_reachability() {
         assert_eq!(code, 0, "{out}");
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
-    let s = eventually(Duration::from_secs(10), "peers reachable", || {
-        let s = status(&lab);
-        let leases = s["leases"].as_array().cloned().unwrap_or_default();
-        (leases.iter().filter(|l| l["reachable"] == true).count() == 2).then_some(s)
-    });
+    // h1's agent wrote its subnet file before the later agents' leases
+    // reached it: wait for the peers and for its data path to take them in
+    let s = eventually(
+        Duration::from_secs(10),
+        "peers reachable and in sync",
+        || {
+            let s = status(&lab);
+            let leases = s["leases"].as_array().cloned().unwrap_or_default();
+            let reachable = leases.iter().filter(|l| l["reachable"] == true).count() == 2;
+            (reachable && s["dataplane"]["in_sync"] == true).then_some(s)
+        },
+    );
     assert_eq!(s["backend"], "vxlan");
     assert_eq!(s["network"], "172.30.0.0/16");
     let leases = s["leases"].as_array().expect("leases");
