@@ -168,8 +168,8 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let start = Instant::now();
-        let mut failures: Vec<Option<String>> = vec![None; self.shared.members.len()];
-        let mut tried_order: Vec<usize> = Vec::new();
+        // each member's last failure, in the order they were last tried
+        let mut failures: Vec<(usize, String)> = Vec::new();
         let mut delay = BACKOFF_FIRST;
         loop {
             let order = self.health().order();
@@ -195,18 +195,14 @@ impl Etcd {
                     Err(_) => "timed out".to_string(),
                 };
                 self.member_failed(i, &reason);
-                failures[i] = Some(reason);
-                tried_order.retain(|&j| j != i);
-                tried_order.push(i);
+                failures.retain(|(j, _)| *j != i);
+                failures.push((i, reason));
             }
             let elapsed = start.elapsed();
             if elapsed >= self.shared.budget {
-                let failures = tried_order
-                    .iter()
-                    .filter_map(|&i| {
-                        let why = failures[i].clone()?;
-                        Some((self.shared.members[i].endpoint.clone(), why))
-                    })
+                let failures = failures
+                    .into_iter()
+                    .map(|(i, why)| (self.shared.members[i].endpoint.clone(), why))
                     .collect();
                 return Err(EtcdError::Unreachable {
                     what: what.to_string(),
