@@ -240,6 +240,14 @@ impl Etcd {
         }
     }
 
+    /// A stream opened on member `i` broke for `why`: the member is
+    /// recorded failing ([`Etcd::member_failed`]) and the reason comes back
+    /// naming it, for the caller's log.
+    pub fn stream_broken(&self, i: usize, why: &str) -> String {
+        self.member_failed(i, why);
+        format!("{why} (on {})", self.endpoint(i))
+    }
+
     /// The endpoint of member `i`.
     pub fn endpoint(&self, i: usize) -> &str {
         &self.shared.members[i].endpoint

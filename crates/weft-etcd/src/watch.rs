@@ -68,8 +68,7 @@ impl LeaseWatch {
     }
 
     fn broken(&self, reason: String) -> WatchError {
-        self.etcd.member_failed(self.member, &reason);
-        WatchError::Stream(format!("{reason} (on {})", self.etcd.endpoint(self.member)))
+        WatchError::Stream(self.etcd.stream_broken(self.member, &reason))
     }
 
     /// The next batch of events (may be empty for progress notifications).

@@ -273,10 +273,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                 msg = stream.message() => {
                     // a broken stream says the member is in trouble: the
                     // next watch goes to another one first
-                    let lost = |why: String| {
-                        store.etcd().member_failed(member, &why);
-                        format!("{why} (on {})", store.etcd().endpoint(member))
-                    };
+                    let lost = |why: String| store.etcd().stream_broken(member, &why);
                     let resp = match msg {
                         Ok(Some(r)) if r.compact_revision() > 0 => {
                             break format!("watch revision compacted at {}", r.compact_revision());
