@@ -3,7 +3,8 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler libprotobuf-dev
-      containernetworking-plugins iperf3 iputils-ping procps tcpdump openssl)
+      containernetworking-plugins iperf3 iputils-ping procps tcpdump openssl
+      docker.io busybox-static)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,7 +13,16 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
+  # Packages must not start their services (a system dockerd would change
+  # the root namespace's firewall; etcd would take port 2379): the tests
+  # start their own, inside namespaces.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 # etcd-server's package starts a system etcd; weft's tests run their own in netns.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then

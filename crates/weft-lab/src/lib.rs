@@ -7,11 +7,13 @@
 //! the root namespace. Dropping the [`Lab`] kills the processes it started
 //! (by PID) and deletes its namespaces, also when a test panics.
 
+mod docker;
 mod echo;
 mod lab;
 mod netns;
 mod process;
 
+pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, in_netns, sh};

@@ -51,6 +51,28 @@ impl Proc {
         })
     }
 
+    /// Starts a prepared command (one that enters its namespace itself,
+    /// e.g. through `nsenter`, and execs the program so the PID is its own).
+    pub fn spawn_command(name: &str, log: PathBuf, mut cmd: Command) -> Result<Proc> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            log,
+            child: Some(child),
+        })
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -38,7 +38,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+    pub(crate) fn ok(check: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             check,
             severity: Severity::Ok,
@@ -47,7 +47,7 @@ impl Finding {
         }
     }
 
-    fn skip(check: &'static str, message: impl Into<String>) -> Finding {
+    pub(crate) fn skip(check: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             check,
             severity: Severity::Skipped,
@@ -125,8 +125,12 @@ pub fn forward_policy(filter: Option<&str>, network: Option<IpNet>) -> Finding {
         return Finding::skip(C, "FORWARD policy is DROP; the cluster network is unknown");
     };
     let n = net.to_string();
+    let reached = chains_reached_from("FORWARD", filter);
     let accepts = filter.lines().any(|l| {
-        l.starts_with("-A ")
+        let chain = l
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next());
+        chain.is_some_and(|c| reached.contains(c))
             && l.ends_with("-j ACCEPT")
             && (l.contains(&format!("-s {n}")) || l.contains(&format!("-d {n}")))
     });
@@ -143,6 +147,30 @@ pub fn forward_policy(filter: Option<&str>, network: Option<IpNet>) -> Finding {
             format!("run the agent with -iptables-forward-rules (default), or iptables -A FORWARD -s {n} -j ACCEPT; iptables -A FORWARD -d {n} -j ACCEPT"),
         )
     }
+}
+
+/// `start` and every chain its rules jump or go to, transitively, in
+/// `iptables-save` output: an accept rule counts only where a packet
+/// traversing `start` can meet it.
+fn chains_reached_from<'a>(start: &'a str, saved: &'a str) -> std::collections::BTreeSet<&'a str> {
+    let mut reached = std::collections::BTreeSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(chain) = todo.pop() {
+        let prefix = format!("-A {chain} ");
+        for rule in saved.lines().filter(|l| l.starts_with(&prefix)) {
+            let mut words = rule.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "-j" || w == "-g" {
+                    if let Some(target) = words.next() {
+                        if reached.insert(target) {
+                            todo.push(target);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    reached
 }
 
 /// br_netfilter and `net.bridge.bridge-nf-call-iptables`: without them,
@@ -494,8 +522,16 @@ mod tests {
             forward_policy(Some(":FORWARD DROP [0:0]\n"), n).severity,
             Severity::Error
         );
-        let accepted = ":FORWARD DROP [0:0]\n-A FLANNEL-FWD -s 172.30.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT\n";
-        assert_eq!(forward_policy(Some(accepted), n).severity, Severity::Ok);
+        let chain =
+            "-A FLANNEL-FWD -s 172.30.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT\n";
+        let jump = "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD\n";
+        let accepted = format!(":FORWARD DROP [0:0]\n{chain}{jump}");
+        assert_eq!(forward_policy(Some(&accepted), n).severity, Severity::Ok);
+        // the accepting chain is no use when nothing jumps to it
+        let orphan = format!(":FORWARD DROP [0:0]\n{chain}");
+        assert_eq!(forward_policy(Some(&orphan), n).severity, Severity::Error);
+        let direct = ":FORWARD DROP [0:0]\n-A FORWARD -d 172.30.0.0/16 -j ACCEPT\n";
+        assert_eq!(forward_policy(Some(direct), n).severity, Severity::Ok);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct DoctorArgs {
     /// The agent's subnet file
     #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
     subnet_file: PathBuf,
-    /// Root of the files read for the kubelet/docker cgroup driver check
+    /// Root of the files read for the kubelet/docker cgroup driver and
+    /// leftover kubepods checks (its etc/, sys/fs/cgroup/ and proc/)
     #[arg(long, default_value = "/")]
     root: PathBuf,
     /// table or json
@@ -245,6 +246,10 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
             },
         },
     );
+    // The article's kubelet restart failure: QoS slices left behind.
+    findings.push(weft_ops::kubepods::finding(&weft_ops::kubepods::scan(
+        &a.root,
+    )));
     findings
 }
 
