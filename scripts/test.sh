@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, kernel tests in network namespaces and
-# end-to-end clusters with real etcd. Needs root. One release build serves
+# end-to-end clusters with real etcd and a real kube-apiserver. Needs root. One release build serves
 # every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +10,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test: installing cargo-nextest (once per machine, a few minutes)"
   cargo install --locked cargo-nextest
 fi
+# Pinned upstream Kubernetes programs (kube-apiserver, kube-proxy, kubectl)
+# the tests run beside weft, built once per machine from the Go module proxy.
+WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
+export WEFT_UPSTREAM_KUBERNETES
 exec cargo nextest run --release --workspace "$@"

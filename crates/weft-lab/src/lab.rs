@@ -585,6 +585,12 @@ impl Lab {
             "--metrics-bind-address=127.0.0.1:10249".to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        self.start_proxy_args(host, &args)
+    }
+
+    /// Starts `weft <args>` as the proxy of `host` (e.g. with a Kubernetes
+    /// source instead of the lab's etcd).
+    pub fn start_proxy_args(&mut self, host: &Host, args: &[String]) -> Result<()> {
         let log = self.dir().join(&host.name).join("proxy.log");
         let weft = self.weft.to_string_lossy().into_owned();
         let p = Proc::spawn(
@@ -592,7 +598,7 @@ impl Lab {
             &format!("proxy@{}", host.name),
             log,
             &weft,
-            &args,
+            args,
             &[],
         )?;
         if let Some(mut old) = self.proxies.insert(host.name.clone(), p) {

@@ -11,7 +11,12 @@ pub fn init(verbosity: u8, json: bool) {
         1..=4 => "debug",
         _ => "trace",
     };
-    let default = format!("{level},h2=warn,tower=warn,hyper=warn,tonic=warn");
+    // The Kubernetes client's own logs are Debug dumps of its errors; the
+    // proxy reports them itself, in words. They show at -v 5 and up.
+    let quiet = if verbosity >= 5 { "trace" } else { "off" };
+    let default = format!(
+        "{level},h2=warn,tower=warn,hyper=warn,tonic=warn,hyper_util={quiet},rustls={quiet},kube={quiet},kube_client={quiet},kube_runtime={quiet}"
+    );
     let filter: Targets = std::env::var("RUST_LOG")
         .ok()
         .and_then(|s| s.parse().ok())

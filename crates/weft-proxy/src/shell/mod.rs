@@ -1,6 +1,8 @@
-//! The thin shell around the pure core: the etcd [`store`], the kernel
+//! The thin shell around the pure core: where Services come from
+//! ([`source`]: weft's etcd [`store`] or the Kubernetes API), the kernel
 //! [`sync`] through the firewall tools, and the proxy's [`run`] loop.
 
 pub mod run;
+pub mod source;
 pub mod store;
 pub mod sync;

@@ -1,42 +1,59 @@
-//! The proxy's life: list services and endpoints from etcd, full sync,
-//! then watch and partially sync the services that changed (coalescing
-//! bursts), with a periodic full sync. etcd outages leave the rules as they
-//! are; a bad object is logged with its field and the last good version of
-//! it stays in effect.
+//! The proxy's life: a source (weft's etcd store or the Kubernetes API,
+//! [`super::source`]) reports Services and endpoints; every snapshot it
+//! sends is a full sync, single changes are partial syncs of the Services
+//! they touch (coalescing bursts), with a periodic full sync. While the
+//! source is away, the rules stay as they are.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
 use weft_etcd::{connect, EtcdOptions};
 
-use super::store::{KeyKind, Store};
+use super::source::{self, Change};
+use super::store::Store;
 use super::sync::{ProxyMode, SyncReport, Syncer};
 use crate::plan::catalog::Catalog;
-use crate::spec::{Object, ServiceName};
+use crate::spec::ServiceName;
+
+/// Where Services and endpoints come from.
+#[derive(Debug, Clone)]
+pub enum SourceOptions {
+    /// weft's own store in etcd.
+    Etcd {
+        etcd: EtcdOptions,
+        /// weft's service prefix (`/weft`).
+        prefix: String,
+        /// flannel's prefix, to read the pod network from its config.
+        flannel_prefix: String,
+    },
+    /// The Kubernetes API (`--kubeconfig`, `--master`, else in-cluster).
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        master: Option<String>,
+    },
+}
 
 /// How the proxy runs (`weft proxy` flags).
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    pub etcd: EtcdOptions,
-    /// weft's service prefix (`/weft`).
-    pub prefix: String,
-    /// flannel's prefix, to read the pod network from its config.
-    pub flannel_prefix: String,
+    pub source: SourceOptions,
     pub mode: ProxyMode,
     /// iptables mode: which iptables backend (auto-detected by default).
     pub iptables_backend: weft_firewall::BackendChoice,
     /// This node's name (`nodeName` of local endpoints).
     pub node: String,
-    /// Pod networks; read from flannel's config when not given.
+    /// Pod networks; with the etcd source read from flannel's config when
+    /// not given.
     pub cluster_cidr: Vec<IpNet>,
     /// Full sync period.
     pub sync_period: Duration,
@@ -159,20 +176,39 @@ async fn flannel_networks(store: &Store, flannel_prefix: &str) -> Vec<IpNet> {
     }
 }
 
-fn load(catalog: &mut Catalog, key: &str, obj: Result<Object, crate::spec::SpecError>) {
-    match obj {
-        Ok(o) => {
-            catalog.put(o);
+/// Starts the source; returns its channel and the pod networks (given,
+/// or flannel's from etcd).
+async fn start_source(opts: &ProxyOptions) -> anyhow::Result<(mpsc::Receiver<Change>, Vec<IpNet>)> {
+    let (tx, rx) = mpsc::channel(1024);
+    let mut nets = opts.cluster_cidr.clone();
+    match &opts.source {
+        SourceOptions::Etcd {
+            etcd,
+            prefix,
+            flannel_prefix,
+        } => {
+            let store = Store::new(connect(etcd).await?, prefix);
+            if nets.is_empty() {
+                nets = flannel_networks(&store, flannel_prefix).await;
+            }
+            tokio::spawn(source::etcd::run(store, tx));
         }
-        Err(e) => tracing::error!("ignoring {key}: {e}"),
+        SourceOptions::Kubernetes { kubeconfig, master } => {
+            let client =
+                source::kubernetes::client(kubeconfig.as_deref(), master.as_deref()).await?;
+            if nets.is_empty() {
+                tracing::warn!(
+                    "no --cluster-cidr: off-cluster sources to cluster IPs are not masqueraded"
+                );
+            }
+            tokio::spawn(source::kubernetes::run(client, tx));
+        }
     }
+    Ok((rx, nets))
 }
 
 /// Runs until the future is dropped; returns only on a fatal error.
 pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<()> {
-    let mut syncer: Option<Syncer> = None;
-    let mut catalog = Catalog::default();
-    let mut store = Store::new(connect(&opts.etcd).await?, &opts.prefix);
     let iptables = match opts.mode {
         ProxyMode::Iptables => {
             let choice = opts.iptables_backend;
@@ -183,162 +219,96 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
         }
         ProxyMode::Nftables => weft_firewall::Iptables::plain(weft_firewall::Backend::Nft),
     };
+    let (mut changes, nets) = start_source(&opts).await?;
+    let v4 = nets.iter().find(|n| matches!(n, IpNet::V4(_))).copied();
+    let v6 = nets.iter().find(|n| matches!(n, IpNet::V6(_))).copied();
+    tracing::info!(
+        "proxy mode {:?}, node {:?}, cluster networks {:?}",
+        opts.mode,
+        opts.node,
+        nets
+    );
+    let mut syncer = Syncer::new(opts.mode, iptables, v4, v6);
+    let mut catalog = Catalog::default();
+    // nothing is synced before the source's first snapshot
+    let mut listed = false;
+    let mut next_full = Instant::now() + opts.sync_period;
+    let mut dirty: BTreeSet<ServiceName> = BTreeSet::new();
+    let mut flush_at: Option<Instant> = None;
     loop {
-        let listing = match store.list().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("listing services: {e}; retrying in 1s");
-                stats.etcd_reconnects.inc();
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let syncer = match &mut syncer {
-            Some(s) => s,
-            None => {
-                let nets = if opts.cluster_cidr.is_empty() {
-                    flannel_networks(&store, &opts.flannel_prefix).await
-                } else {
-                    opts.cluster_cidr.clone()
+        let retry = (listed && syncer.needs_full).then(|| Instant::now() + Duration::from_secs(1));
+        let wake = [Some(next_full), flush_at, retry]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_full);
+        tokio::select! {
+            change = changes.recv() => {
+                let Some(change) = change else {
+                    anyhow::bail!("the service source stopped");
                 };
-                let v4 = nets.iter().find(|n| matches!(n, IpNet::V4(_))).copied();
-                let v6 = nets.iter().find(|n| matches!(n, IpNet::V6(_))).copied();
-                tracing::info!(
-                    "proxy mode {:?}, node {:?}, cluster networks {:?}",
-                    opts.mode,
-                    opts.node,
-                    nets
-                );
-                syncer.insert(Syncer::new(opts.mode, iptables.clone(), v4, v6))
-            }
-        };
-        let mut fresh = Catalog::default();
-        for (key, obj) in listing.objects {
-            // Keep the last good version of an object that went bad.
-            if obj.is_err() {
-                match store.classify(&key) {
-                    KeyKind::Service(id) => {
-                        if let Some(s) = catalog.services.get(&id) {
-                            fresh.services.insert(id, s.clone());
-                        }
+                let id = match change {
+                    Change::Snapshot(fresh) => {
+                        catalog = fresh;
+                        listed = true;
+                        dirty.clear();
+                        flush_at = None;
+                        full_sync(&mut syncer, &catalog, &opts, &stats);
+                        next_full = Instant::now() + opts.sync_period;
+                        continue;
                     }
-                    KeyKind::Endpoints(id) => {
-                        if let Some(e) = catalog.endpoints.get(&id) {
-                            fresh.endpoints.insert(id, e.clone());
-                        }
+                    Change::Relisting => {
+                        stats.etcd_reconnects.inc();
+                        continue;
                     }
-                    KeyKind::Other => {}
-                }
-            }
-            load(&mut fresh, &key, obj);
-        }
-        catalog = fresh;
-        full_sync(syncer, &catalog, &opts, &stats);
-
-        // Watch from the listing's revision.
-        let wopts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(listing.revision + 1)
-            .with_progress_notify();
-        let watch = store
-            .etcd()
-            .call_on(&format!("watching {}", store.root()), |mut c| {
-                let (root, wopts) = (store.root(), wopts.clone());
-                async move { c.watch(root, Some(wopts)).await }
-            })
-            .await;
-        let (mut stream, member) = match watch {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("watching services: {e}; re-listing in 1s");
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let mut next_full = Instant::now() + opts.sync_period;
-        let mut dirty: BTreeSet<ServiceName> = BTreeSet::new();
-        let mut flush_at: Option<Instant> = None;
-        let reason = loop {
-            let retry = if syncer.needs_full {
-                Some(Instant::now() + Duration::from_secs(1))
-            } else {
-                None
-            };
-            let wake = [Some(next_full), flush_at, retry]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(next_full);
-            tokio::select! {
-                msg = stream.message() => {
-                    // a broken stream says the member is in trouble: the
-                    // next watch goes to another one first
-                    let lost = |why: String| store.etcd().stream_broken(member, &why);
-                    let resp = match msg {
-                        Ok(Some(r)) if r.compact_revision() > 0 => {
-                            break format!("watch revision compacted at {}", r.compact_revision());
-                        }
-                        Ok(Some(r)) if r.canceled() => {
-                            break lost(format!("watch cancelled: {}", r.cancel_reason()));
-                        }
-                        Ok(Some(r)) => r,
-                        Ok(None) => break lost("watch closed by the server".into()),
-                        Err(e) => break lost(format!("watch: {}", weft_etcd::describe(&e))),
-                    };
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let key = String::from_utf8_lossy(kv.key()).into_owned();
-                        let kind = store.classify(&key);
-                        let id = match &kind {
-                            KeyKind::Service(id) | KeyKind::Endpoints(id) => id.clone(),
-                            KeyKind::Other => continue,
-                        };
-                        match ev.event_type() {
-                            EventType::Put => load(&mut catalog, &key, store.parse_value(&key, kv.value())),
-                            EventType::Delete => match kind {
-                                KeyKind::Service(_) => catalog.remove_service(&id),
-                                _ => catalog.remove_endpoints(&id),
-                            },
-                        }
-                        dirty.insert(id);
+                    Change::Put(obj) => catalog.put(obj),
+                    Change::RemoveService(id) => {
+                        catalog.remove_service(&id);
+                        id
                     }
-                    if !dirty.is_empty() && flush_at.is_none() {
+                    Change::RemoveEndpoints(id) => {
+                        catalog.remove_endpoints(&id);
+                        id
+                    }
+                };
+                if listed {
+                    dirty.insert(id);
+                    if flush_at.is_none() {
                         flush_at = Some(Instant::now() + opts.min_sync_period);
                     }
                 }
-                _ = sleep_until(wake) => {
-                    if syncer.needs_full || Instant::now() >= next_full {
-                        dirty.clear();
-                        flush_at = None;
-                        full_sync(syncer, &catalog, &opts, &stats);
-                        next_full = Instant::now() + opts.sync_period;
-                    } else if flush_at.is_some_and(|t| Instant::now() >= t) {
-                        flush_at = None;
-                        let services = std::mem::take(&mut dirty);
-                        let plans = services
-                            .iter()
-                            .flat_map(|id| catalog.plan(id, &opts.node))
-                            .collect();
-                        match syncer.partial(&services, plans) {
-                            Ok(r) => {
-                                stats.record(&r, catalog.services.len());
-                                tracing::debug!(
-                                    "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
-                                    services.len(), r.written, r.bytes, r.render, r.apply
-                                );
-                            }
-                            Err(e) => {
-                                stats.sync_errors.inc();
-                                tracing::error!("partial sync failed (full sync next): {e}");
-                            }
+            }
+            _ = sleep_until(wake) => {
+                if !listed {
+                    next_full = Instant::now() + opts.sync_period;
+                } else if syncer.needs_full || Instant::now() >= next_full {
+                    dirty.clear();
+                    flush_at = None;
+                    full_sync(&mut syncer, &catalog, &opts, &stats);
+                    next_full = Instant::now() + opts.sync_period;
+                } else if flush_at.is_some_and(|t| Instant::now() >= t) {
+                    flush_at = None;
+                    let services = std::mem::take(&mut dirty);
+                    let plans = services
+                        .iter()
+                        .flat_map(|id| catalog.plan(id, &opts.node))
+                        .collect();
+                    match syncer.partial(&services, plans) {
+                        Ok(r) => {
+                            stats.record(&r, catalog.services.len());
+                            tracing::debug!(
+                                "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
+                                services.len(), r.written, r.bytes, r.render, r.apply
+                            );
+                        }
+                        Err(e) => {
+                            stats.sync_errors.inc();
+                            tracing::error!("partial sync failed (full sync next): {e}");
                         }
                     }
                 }
             }
-        };
-        stats.etcd_reconnects.inc();
-        tracing::warn!("{reason}; re-listing (rules stay in place)");
-        sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 

@@ -1,13 +1,15 @@
-//! `weft proxy`: the service proxy (kube-proxy's job) — watches weft's
-//! services and endpoints in etcd and programs Service virtual IPs and
-//! NodePorts through iptables or nftables. `--cleanup` removes its rules.
+//! `weft proxy`: the service proxy (kube-proxy's job) — watches Services
+//! and endpoints, from the Kubernetes API (`--kubeconfig`, `--master`, or
+//! in-cluster) or from weft's own store in etcd (`--etcd-endpoints`), and
+//! programs Service virtual IPs and NodePorts through iptables or
+//! nftables. `--cleanup` removes its rules.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
-use weft_proxy::shell::run::{ProxyOptions, ProxyStats};
+use weft_proxy::shell::run::{ProxyOptions, ProxyStats, SourceOptions};
 use weft_proxy::shell::sync::{cleanup, ProxyMode};
 
 use super::etcd_args::{parse_duration, EtcdArgs};
@@ -16,6 +18,13 @@ use super::etcd_args::{parse_duration, EtcdArgs};
 pub struct ProxyArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
+    /// Kubeconfig file of the API server to take Services and
+    /// EndpointSlices from (instead of weft's etcd store)
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// The API server's URL (overrides the kubeconfig's)
+    #[arg(long)]
+    master: Option<String>,
     /// iptables (kube-proxy's chains) or nftables (kube-proxy's verdict maps)
     #[arg(long = "proxy-mode", default_value = "iptables")]
     mode: String,
@@ -57,6 +66,34 @@ fn node_name(given: Option<String>) -> String {
     })
 }
 
+/// Exactly one source: the Kubernetes API when `--kubeconfig` or
+/// `--master` is given (or, with neither nor `--etcd-endpoints`, inside a
+/// pod), else weft's etcd store.
+fn source(a: &ProxyArgs) -> Result<SourceOptions> {
+    let etcd_given = std::env::args()
+        .any(|arg| arg == "--etcd-endpoints" || arg.starts_with("--etcd-endpoints="))
+        || std::env::var_os("FLANNELD_ETCD_ENDPOINTS").is_some();
+    let kube_given = a.kubeconfig.is_some() || a.master.is_some();
+    if etcd_given && kube_given {
+        return Err(anyhow!(
+            "--etcd-endpoints and --kubeconfig/--master name two sources of Services: give one"
+        ));
+    }
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    Ok(if kube_given || (in_pod && !etcd_given) {
+        SourceOptions::Kubernetes {
+            kubeconfig: a.kubeconfig.clone(),
+            master: a.master.clone(),
+        }
+    } else {
+        SourceOptions::Etcd {
+            etcd: a.etcd.options(),
+            prefix: a.etcd.service_prefix.clone(),
+            flannel_prefix: a.etcd.prefix.clone(),
+        }
+    })
+}
+
 pub fn run(a: ProxyArgs) -> Result<()> {
     weft_telemetry::logging::init(a.verbose, a.log_format == "json");
     if a.cleanup {
@@ -68,9 +105,7 @@ pub fn run(a: ProxyArgs) -> Result<()> {
     let mode = ProxyMode::parse(&a.mode)
         .ok_or_else(|| anyhow!("--proxy-mode {:?}: expected iptables or nftables", a.mode))?;
     let opts = ProxyOptions {
-        etcd: a.etcd.options(),
-        prefix: a.etcd.service_prefix.clone(),
-        flannel_prefix: a.etcd.prefix.clone(),
+        source: source(&a)?,
         mode,
         iptables_backend: a.iptables_backend,
         node: node_name(a.hostname),

@@ -1,0 +1,297 @@
+//! A real Kubernetes control plane in the lab: the pinned upstream
+//! kube-apiserver (built by `scripts/upstream.sh` from the Go module proxy
+//! into a cache outside the repository) on the lab's etcd under its own
+//! `--etcd-prefix`, with RBAC on, a serving certificate from a lab CA,
+//! service-account signing keys, and a kubeconfig per client (client
+//! certificates: a name and groups). Started in a lab host's namespace,
+//! ready once `/readyz` answers, stopped by PID.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::lab::{Host, Lab};
+use crate::netns::sh;
+use crate::process::Proc;
+
+/// The article's Service range.
+pub const SERVICE_CIDR: &str = "10.254.0.0/16";
+const PORT: u16 = 6443;
+
+/// The folder holding kube-apiserver, kube-proxy and kubectl:
+/// `WEFT_UPSTREAM_KUBERNETES` (set by `scripts/test.sh`), else what
+/// `scripts/upstream.sh kubernetes` prints (building them the first time).
+pub fn upstream_kubernetes() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WEFT_UPSTREAM_KUBERNETES") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/upstream.sh");
+    let out = std::process::Command::new(&script)
+        .arg("kubernetes")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} kubernetes failed (the Kubernetes test peers are needed): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// A running (or stopped) kube-apiserver.
+pub struct ApiServer {
+    pub host: Host,
+    /// `https://<host ip>:6443`
+    pub url: String,
+    /// kube-apiserver, kube-proxy and kubectl live here.
+    pub bin: PathBuf,
+    dir: PathBuf,
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+fn openssl(args: &[&str]) -> Result<()> {
+    sh("openssl", args).map(|_| ())
+}
+
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+impl Lab {
+    /// Starts kube-apiserver on `host` (which must reach the lab's etcd),
+    /// with the lab's etcd under `/registry-<lab prefix>`; waits for
+    /// `/readyz`.
+    pub fn start_apiserver(&mut self, host: &Host) -> Result<ApiServer> {
+        let bin = upstream_kubernetes()?;
+        let dir = self.dir().join("kubernetes");
+        std::fs::create_dir_all(&dir)?;
+        let p = |n: &str| dir.join(n).display().to_string();
+        // CA, serving certificate, service-account keys
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weft-lab-kubernetes-ca",
+        ];
+        ca.extend(EC);
+        let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+        openssl(&ca)?;
+        let san = format!(
+            "subjectAltName=IP:{},IP:127.0.0.1,IP:10.254.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth",
+            host.ip
+        );
+        sign(&dir, "apiserver", "/CN=kube-apiserver", &san)?;
+        let (sa_key, sa_pub) = (p("sa.key"), p("sa.pub"));
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &sa_key,
+        ])?;
+        openssl(&["ec", "-in", &sa_key, "-pubout", "-out", &sa_pub])?;
+        let url = format!("https://{}:{PORT}", host.ip);
+        let args: Vec<String> = [
+            format!("--etcd-servers={}", self.etcd_url()?),
+            format!("--etcd-prefix=/registry-{}", self.prefix),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--bind-address={}", host.ip),
+            format!("--advertise-address={}", host.ip),
+            format!("--secure-port={PORT}"),
+            format!("--tls-cert-file={}", p("apiserver.pem")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={ca_pem}"),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={sa_pub}"),
+            format!("--service-account-signing-key-file={sa_key}"),
+            "--authorization-mode=Node,RBAC".into(),
+            "--allow-privileged=true".into(),
+            format!("--cert-dir={}", p("cert-dir")),
+        ]
+        .into();
+        let mut api = ApiServer {
+            host: host.clone(),
+            url,
+            bin,
+            dir,
+            args,
+            proc: None,
+        };
+        api.admin_kubeconfig()?;
+        api.start()?;
+        Ok(api)
+    }
+}
+
+/// A key and a certificate signed by the lab CA in `dir`, with `ext`.
+fn sign(dir: &Path, name: &str, subject: &str, ext: &str) -> Result<()> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (key, csr, pem, extfile) = (
+        p(&format!("{name}.key")),
+        p(&format!("{name}.csr")),
+        p(&format!("{name}.pem")),
+        p(&format!("{name}.ext")),
+    );
+    std::fs::write(&extfile, ext)?;
+    let mut req = vec!["req", "-subj", subject, "-keyout", &key, "-out", &csr];
+    req.extend(EC);
+    openssl(&req)?;
+    let (ca_pem, ca_key) = (p("ca.pem"), p("ca.key"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &pem,
+        "-extfile",
+        &extfile,
+    ])
+}
+
+impl ApiServer {
+    /// Starts the stopped server again (same certificates, same data).
+    pub fn start(&mut self) -> Result<()> {
+        if self.proc.is_some() {
+            return Ok(());
+        }
+        let program = self.bin.join("kube-apiserver").display().to_string();
+        let proc = Proc::spawn(
+            &self.host.ns,
+            "kube-apiserver",
+            self.dir.join("kube-apiserver.log"),
+            &program,
+            &self.args,
+            &[],
+        )?;
+        self.proc = Some(proc);
+        self.wait_ready(Duration::from_secs(90))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        loop {
+            if self
+                .kubectl(&["get", "--raw", "/readyz"])
+                .is_ok_and(|s| s.trim() == "ok")
+            {
+                return Ok(());
+            }
+            if let Some(p) = self.proc.as_mut() {
+                if let Some(code) = p.exit_code() {
+                    bail!("kube-apiserver exited with {code}:\n{}", p.log_tail(20));
+                }
+            }
+            if Instant::now() > end {
+                let tail = self
+                    .proc
+                    .as_ref()
+                    .map(|p| p.log_tail(20))
+                    .unwrap_or_default();
+                bail!("kube-apiserver not ready after {timeout:?}:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// A kubeconfig for `user` in `groups` (a client certificate from the
+    /// lab CA), written once in the lab directory.
+    pub fn kubeconfig(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let file = self.dir.join(format!("{user}.kubeconfig"));
+        if file.exists() {
+            return Ok(file);
+        }
+        let mut subject = String::new();
+        for g in groups {
+            subject.push_str(&format!("/O={g}"));
+        }
+        subject.push_str(&format!("/CN={user}"));
+        let name = format!("user-{}", user.replace([':', '/'], "-"));
+        sign(&self.dir, &name, &subject, "extendedKeyUsage=clientAuth")?;
+        let p = |n: &str| self.dir.join(n).display().to_string();
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {user}\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: {user}\ncurrent-context: lab\n",
+            self.url,
+            p("ca.pem"),
+            p(&format!("{name}.pem")),
+            p(&format!("{name}.key")),
+        );
+        std::fs::write(&file, text)?;
+        Ok(file)
+    }
+
+    /// The cluster administrator's kubeconfig (`system:masters`).
+    pub fn admin_kubeconfig(&self) -> Result<PathBuf> {
+        self.kubeconfig("admin", &["system:masters"])
+    }
+
+    /// Runs kubectl as the administrator in the server's namespace; stdout.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let kubectl = self.bin.join("kubectl").display().to_string();
+        let kubeconfig = format!("--kubeconfig={}", self.admin_kubeconfig()?.display());
+        let mut all = vec![
+            "netns",
+            "exec",
+            self.host.ns.as_str(),
+            &kubectl,
+            &kubeconfig,
+        ];
+        all.extend_from_slice(args);
+        let out = sh("ip", &all)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> Result<String> {
+        let file = self.dir.join(format!(
+            "apply-{}.yaml",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::write(&file, yaml)?;
+        let out = self.kubectl(&["apply", "-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(&file);
+        out
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

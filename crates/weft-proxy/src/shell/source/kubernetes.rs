@@ -1,0 +1,414 @@
+//! The Kubernetes API as a source: Services and `discovery.k8s.io/v1`
+//! EndpointSlices watched the way kube-proxy watches them — list, then
+//! watch from the list's resourceVersion with bookmarks, a fresh list when
+//! the version is gone (`410 Gone`), reconnects with backoff (kube-runtime's
+//! watcher, retrying within 5 s), and kube-proxy's label selector, which leaves out objects of
+//! another service proxy and the slices of headless Services.
+//!
+//! API objects go through the same validation as weft's own store (their
+//! JSON is parsed by [`crate::spec`]), so a bad one is one logged line
+//! naming the field and is skipped (the last good version stays). A
+//! Service's slices are merged ([`super::slices`]). ExternalName Services
+//! need no rules and are left out; LoadBalancer Services get what their
+//! NodePort part needs (cluster IP and node ports).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service as ApiService;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::mpsc::Sender;
+
+use super::slices::Slices;
+use super::Change;
+use crate::plan::catalog::Catalog;
+use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
+
+/// kube-proxy's selector for both watches.
+pub const LABEL_SELECTOR: &str =
+    "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// How to reach the API server: `--kubeconfig` and/or `--master`, else the
+/// in-cluster service account.
+pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<Client> {
+    use anyhow::Context;
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {}", path.display(), words(&e)))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {}", path.display(), words(&e)))?
+        }
+        None => match master {
+            Some(url) => kube::Config::new(
+                url.parse()
+                    .with_context(|| format!("--master {url:?} is not a URL"))?,
+            ),
+            None => kube::Config::incluster().map_err(|e| {
+                anyhow::anyhow!(
+                    "no --kubeconfig, --master or --etcd-endpoints, and not in a pod: {}",
+                    words(&e)
+                )
+            })?,
+        },
+    };
+    if let (Some(url), Some(_)) = (master, kubeconfig) {
+        config.cluster_url = url
+            .parse()
+            .with_context(|| format!("--master {url:?} is not a URL"))?;
+    }
+    Client::try_from(config).map_err(|e| anyhow::anyhow!("Kubernetes client: {}", words(&e)))
+}
+
+/// An error and its causes on one line, in their own words.
+pub fn words(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out.replace('\n', " ")
+}
+
+/// Retries of a failed list or watch: 200 ms doubling to 5 s, ±25 %
+/// jitter, back to 200 ms once a retry succeeds (the watcher resets it).
+/// kube-proxy's reflectors back off to 30 s; one API server's outage should
+/// not cost a node 30 s of stale rules after it returns.
+#[derive(Clone, Copy)]
+struct Retry {
+    next: Duration,
+    seed: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(7)
+            | 1;
+        Retry {
+            next: Duration::from_millis(200),
+            seed,
+        }
+    }
+}
+
+impl Iterator for Retry {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        // xorshift: jitter without a random-number dependency
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
+        let now = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Retry {
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(200);
+    }
+}
+
+/// One watched kind: what is live, what a (re)listing is building, and
+/// whether the first listing is complete.
+#[derive(Default)]
+struct Side<T> {
+    live: T,
+    building: Option<T>,
+    synced: bool,
+}
+
+#[derive(Default)]
+struct State {
+    services: Side<BTreeMap<ServiceName, Service>>,
+    slices: Side<Slices>,
+}
+
+impl State {
+    fn snapshot(&self) -> Catalog {
+        let mut c = Catalog {
+            services: self.services.live.clone(),
+            ..Catalog::default()
+        };
+        for set in self.slices.live.all() {
+            c.endpoints.insert(set.service.clone(), set);
+        }
+        c
+    }
+
+    fn synced(&self) -> bool {
+        self.services.synced && self.slices.synced
+    }
+}
+
+/// Runs until the receiver is gone.
+pub async fn run(client: Client, tx: Sender<Change>) {
+    let config = watcher::Config::default().labels(LABEL_SELECTOR);
+    let services: Api<ApiService> = Api::all(client.clone());
+    let slices: Api<EndpointSlice> = Api::all(client);
+    let mut service_events = watcher(services, config.clone())
+        .backoff(Retry::default())
+        .boxed();
+    let mut slice_events = watcher(slices, config).backoff(Retry::default()).boxed();
+    let mut state = State::default();
+    let mut failing = false;
+    loop {
+        let changes = tokio::select! {
+            ev = service_events.next() => match ev {
+                None => return,
+                Some(Ok(ev)) => on_service(&mut state, ev),
+                Some(Err(e)) => { report(&mut failing, "Services", &e); continue }
+            },
+            ev = slice_events.next() => match ev {
+                None => return,
+                Some(Ok(ev)) => on_slice(&mut state, ev),
+                Some(Err(e)) => { report(&mut failing, "EndpointSlices", &e); continue }
+            },
+        };
+        if failing && !changes.is_empty() {
+            tracing::info!("Kubernetes API answering again");
+            failing = false;
+        }
+        for c in changes {
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn report(failing: &mut bool, what: &str, e: &watcher::Error) {
+    if !*failing {
+        tracing::warn!(
+            "watching {what}: {}; retrying with backoff (rules stay in place)",
+            words(e)
+        );
+        *failing = true;
+    } else {
+        tracing::debug!("watching {what}: {}", words(e));
+    }
+}
+
+fn service_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ServiceName {
+    ServiceName {
+        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: meta.name.clone().unwrap_or_default(),
+    }
+}
+
+/// What the rule engine sees of an API Service: `None` when it needs no
+/// rules (ExternalName).
+fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
+    let id = service_id(&svc.metadata);
+    let origin = format!("Service {id}");
+    let mut v = serde_json::to_value(svc).map_err(|e| SpecError {
+        object: origin.clone(),
+        field: "(object)".into(),
+        message: e.to_string(),
+    })?;
+    v["kind"] = Value::from("Service");
+    match v.pointer("/spec/type").and_then(Value::as_str) {
+        Some("ExternalName") => return Ok(None),
+        Some("LoadBalancer") => v["spec"]["type"] = Value::from("NodePort"),
+        _ => {}
+    }
+    match parse_object(&v, &origin)? {
+        Object::Service(s) => Ok(Some(s)),
+        Object::Endpoints(_) => Ok(None),
+    }
+}
+
+fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
+    let side = &mut state.services;
+    match ev {
+        Event::Init => {
+            if side.synced {
+                tracing::info!("re-listing Services");
+            }
+            side.building = Some(BTreeMap::new());
+            if side.synced {
+                vec![Change::Relisting]
+            } else {
+                Vec::new()
+            }
+        }
+        Event::InitApply(svc) => {
+            let id = service_id(&svc.metadata);
+            let kept = side.live.get(&id).cloned();
+            if let Some(b) = side.building.as_mut() {
+                match convert_service(&svc) {
+                    Ok(Some(s)) => {
+                        b.insert(id, s);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!("ignoring {e}");
+                        if let Some(s) = kept {
+                            b.insert(id, s);
+                        }
+                    }
+                }
+            }
+            Vec::new()
+        }
+        Event::InitDone => {
+            if let Some(b) = side.building.take() {
+                side.live = b;
+            }
+            side.synced = true;
+            if state.synced() {
+                vec![Change::Snapshot(state.snapshot())]
+            } else {
+                Vec::new()
+            }
+        }
+        Event::Apply(svc) => {
+            let id = service_id(&svc.metadata);
+            let changes = match convert_service(&svc) {
+                Ok(Some(s)) => {
+                    side.live.insert(id, s.clone());
+                    vec![Change::Put(Object::Service(s))]
+                }
+                Ok(None) => {
+                    side.live.remove(&id);
+                    vec![Change::RemoveService(id)]
+                }
+                Err(e) => {
+                    tracing::error!("ignoring {e}");
+                    Vec::new()
+                }
+            };
+            // before both first listings are complete, the snapshot that
+            // completes them carries the change
+            if state.synced() {
+                changes
+            } else {
+                Vec::new()
+            }
+        }
+        Event::Delete(svc) => {
+            let id = service_id(&svc.metadata);
+            side.live.remove(&id);
+            if state.synced() {
+                vec![Change::RemoveService(id)]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The slice as weft's endpoint set; `None` for slices kube-proxy ignores
+/// (no Service label, FQDN addresses).
+fn convert_slice(slice: &EndpointSlice) -> Result<Option<crate::spec::EndpointSet>, SpecError> {
+    let labels = slice.metadata.labels.as_ref();
+    if labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_none() || slice.address_type == "FQDN" {
+        return Ok(None);
+    }
+    let origin = format!(
+        "EndpointSlice {}/{}",
+        slice.metadata.namespace.as_deref().unwrap_or(""),
+        slice.metadata.name.as_deref().unwrap_or("")
+    );
+    let mut v = serde_json::to_value(slice).map_err(|e| SpecError {
+        object: origin.clone(),
+        field: "(object)".into(),
+        message: e.to_string(),
+    })?;
+    v["kind"] = Value::from("EndpointSlice");
+    match parse_object(&v, &origin)? {
+        Object::Endpoints(e) => Ok(Some(e)),
+        Object::Service(_) => Ok(None),
+    }
+}
+
+fn slice_key(slice: &EndpointSlice) -> (String, String) {
+    (
+        slice.metadata.namespace.clone().unwrap_or_default(),
+        slice.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
+    let side = &mut state.slices;
+    let touched = match ev {
+        Event::Init => {
+            if side.synced {
+                tracing::info!("re-listing EndpointSlices");
+            }
+            side.building = Some(Slices::default());
+            return if side.synced {
+                vec![Change::Relisting]
+            } else {
+                Vec::new()
+            };
+        }
+        Event::InitApply(slice) => {
+            let (ns, name) = slice_key(&slice);
+            if let Some(b) = side.building.as_mut() {
+                match convert_slice(&slice) {
+                    Ok(Some(set)) => {
+                        b.put(&ns, &name, set);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("ignoring {e}"),
+                }
+            }
+            return Vec::new();
+        }
+        Event::InitDone => {
+            if let Some(b) = side.building.take() {
+                side.live = b;
+            }
+            side.synced = true;
+            return if state.synced() {
+                vec![Change::Snapshot(state.snapshot())]
+            } else {
+                Vec::new()
+            };
+        }
+        Event::Apply(slice) => {
+            let (ns, name) = slice_key(&slice);
+            match convert_slice(&slice) {
+                Ok(Some(set)) => side.live.put(&ns, &name, set),
+                Ok(None) => side.live.remove(&ns, &name).into_iter().collect(),
+                Err(e) => {
+                    tracing::error!("ignoring {e}");
+                    Vec::new()
+                }
+            }
+        }
+        Event::Delete(slice) => {
+            let (ns, name) = slice_key(&slice);
+            side.live.remove(&ns, &name).into_iter().collect()
+        }
+    };
+    if !state.synced() {
+        return Vec::new();
+    }
+    touched
+        .into_iter()
+        .map(|id| match state.slices.live.merged(&id) {
+            Some(set) => Change::Put(Object::Endpoints(set)),
+            None => Change::RemoveEndpoints(id),
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! `weft proxy` with a real kube-apiserver as its source: the article's
+//! Service and its endpoints created through the API, served on a 3-host
+//! weft cluster (cluster IP and NodePort from a pod on another host);
+//! an endpoint turning not-ready leaves the rules; the API server stopped
+//! for 30 s leaves traffic flowing and a change made after it returns is
+//! applied; a deleted Service loses its rules.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use weft_lab::{eventually, serve_name, sh, tcp_ask, Lab, Pod};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: example-service
+  namespace: default
+spec:
+  type: NodePort
+  clusterIP: 10.254.180.209
+  ports:
+  - port: 80
+    targetPort: 80
+    nodePort: 32663
+    protocol: TCP
+";
+
+/// The Service's one EndpointSlice with `(pod, ready)` endpoints.
+fn slice(endpoints: &[(&Pod, bool)]) -> String {
+    let mut y = String::from(
+        "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: example-service-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: example-service
+    endpointslice.kubernetes.io/managed-by: weft-tests
+addressType: IPv4
+ports:
+- name: \"\"
+  port: 80
+  protocol: TCP
+endpoints:
+",
+    );
+    for (pod, ready) in endpoints {
+        y.push_str(&format!(
+            "- addresses: [\"{}\"]\n  nodeName: {}\n  conditions:\n    ready: {ready}\n    serving: true\n    terminating: {}\n",
+            pod.ip,
+            pod.host,
+            !ready
+        ));
+    }
+    y
+}
+
+/// The names answering `to` from `client` over `tries` connections.
+fn answers(client: &Pod, to: SocketAddr, tries: usize) -> BTreeSet<String> {
+    (0..tries)
+        .filter_map(|_| tcp_ask(&client.ns, to, Duration::from_secs(1)).ok())
+        .collect()
+}
+
+#[test]
+fn the_article_service_from_the_api_server_on_three_hosts() {
+    let mut lab = Lab::new("wkp", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd");
+    lab.put_config(CONFIG).expect("config");
+    let mut hosts = Vec::new();
+    for i in 1..=3u8 {
+        let h = lab.host(&format!("h{i}"), 10 + i).expect("host");
+        lab.start_agent(&h, &[]).expect("agent");
+        hosts.push(h);
+    }
+    let mut pods = Vec::new();
+    for h in &hosts {
+        lab.wait_subnet_env(h, Duration::from_secs(30))
+            .expect("subnet");
+        pods.push(lab.pod(h, "pod").expect("pod"));
+    }
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let mut api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
+    for h in &hosts {
+        sh(
+            "ip",
+            &["-n", &h.ns, "route", "add", "10.254.0.0/16", "dev", "eth0"],
+        )
+        .expect("service route");
+        let args = [
+            "proxy".to_string(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--hostname-override={}", h.name),
+            "--cluster-cidr=172.30.0.0/16".into(),
+            "--metrics-bind-address=127.0.0.1:10249".into(),
+        ];
+        lab.start_proxy_args(h, &args).expect("proxy");
+    }
+    let _servers: Vec<_> = pods[..2]
+        .iter()
+        .map(|p| serve_name(p, 80).expect("server"))
+        .collect();
+    let (p1, p2, client) = (&pods[0], &pods[1], &pods[2]);
+    api.apply(SERVICE).expect("service");
+    api.apply(&slice(&[(p1, true), (p2, true)]))
+        .expect("endpoints");
+
+    let vip: SocketAddr = "10.254.180.209:80".parse().expect("vip");
+    let node_port = SocketAddr::new(hosts[0].ip.into(), 32663);
+    let both: BTreeSet<String> = [p1.name.clone(), p2.name.clone()].into();
+    for to in [vip, node_port] {
+        let mut seen = BTreeSet::new();
+        eventually(Duration::from_secs(30), "both endpoints answering", || {
+            seen.extend(answers(client, to, 4));
+            (seen == both).then_some(())
+        });
+    }
+
+    // not ready: out of the rules (its terminating state does not matter
+    // while a ready endpoint exists)
+    api.apply(&slice(&[(p1, true), (p2, false)]))
+        .expect("not ready");
+    let only_p1: BTreeSet<String> = [p1.name.clone()].into();
+    eventually(Duration::from_secs(20), "only the ready endpoint", || {
+        (answers(client, vip, 10) == only_p1).then_some(())
+    });
+
+    // The API server away for 30 s: traffic goes on.
+    api.stop();
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            answers(client, vip, 2),
+            only_p1,
+            "traffic while the API server is away"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for h in &hosts {
+        assert!(
+            lab.proxy(h).expect("proxy").alive(),
+            "proxy on {} exited",
+            h.name
+        );
+    }
+    api.start().expect("kube-apiserver again");
+    api.apply(&slice(&[(p1, true), (p2, true)]))
+        .expect("ready again");
+    let mut seen = BTreeSet::new();
+    eventually(
+        Duration::from_secs(60),
+        "the change made after the return",
+        || {
+            seen.extend(answers(client, vip, 4));
+            (seen == both).then_some(())
+        },
+    );
+
+    // deleted: its rules go
+    api.kubectl(&["delete", "service", "example-service"])
+        .expect("delete");
+    let nat = || {
+        let saved = sh(
+            "ip",
+            &["netns", "exec", &hosts[2].ns, "iptables-save", "-t", "nat"],
+        )
+        .expect("iptables-save");
+        String::from_utf8_lossy(&saved.stdout).into_owned()
+    };
+    let deleted = Instant::now();
+    while nat().contains("example-service") {
+        assert!(
+            deleted.elapsed() < Duration::from_secs(20),
+            "the service's rules stay after its deletion:\n{}\n{}",
+            nat(),
+            lab.proxy_log(&hosts[2])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answers(client, vip, 2).is_empty());
+    for h in &hosts {
+        let log = lab.proxy_log(h);
+        assert!(!log.contains(" ERROR "), "{log}");
+        assert!(
+            !log.contains("Error {") && !log.contains("Status {"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn one_source_at_a_time_and_bad_kubeconfig_is_one_line() {
+    let out = Command::new(WEFT)
+        .args([
+            "proxy",
+            "--kubeconfig=/nonexistent",
+            "--etcd-endpoints=http://192.0.2.1:2379",
+            "--metrics-bind-address=",
+        ])
+        .output()
+        .expect("weft proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("two sources of Services: give one"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // (a bad kubeconfig is found after the iptables backend is chosen:
+    // run in a namespace of the test's own)
+    let mut lab = Lab::new("wkpc", Path::new(WEFT)).expect("lab: these tests need root");
+    let ns = lab.netns("cli").expect("netns");
+    let bad = lab.dir().join("kubeconfig");
+    std::fs::write(&bad, "clusters: [1, 2").expect("write");
+    let out = Command::new("ip")
+        .args(["netns", "exec"])
+        .arg(&ns)
+        .arg(WEFT)
+        .arg("proxy")
+        .arg(format!("--kubeconfig={}", bad.display()))
+        .arg("--metrics-bind-address=")
+        .output()
+        .expect("weft proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("weft: --kubeconfig "), "{err}");
+    assert!(!err.contains("Error {"), "{err}");
+}
