@@ -231,3 +231,94 @@ fn one_source_at_a_time_and_bad_kubeconfig_is_one_line() {
     assert!(last.starts_with("weft: --kubeconfig "), "{err}");
     assert!(!err.contains("Error {"), "{err}");
 }
+
+#[test]
+fn the_daemonset_manifest_is_valid_and_its_role_is_enough() {
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/kubernetes/weft-proxy.yml");
+    let manifest = manifest.display().to_string();
+    let mut lab = Lab::new("wkpm", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let dry = api
+        .kubectl(&["apply", "--dry-run=server", "-f", &manifest])
+        .expect("server-side dry run");
+    for object in [
+        "serviceaccount/weft-proxy",
+        "clusterrole.rbac.authorization.k8s.io/weft-proxy",
+        "clusterrolebinding.rbac.authorization.k8s.io/weft-proxy",
+        "configmap/weft-proxy",
+        "daemonset.apps/weft-proxy",
+    ] {
+        assert!(
+            dry.contains(&format!("{object} created (server dry run)")),
+            "{dry}"
+        );
+    }
+    // The role is enough: the proxy runs with the ServiceAccount's token
+    // (no controller manager or kubelet here, so the DaemonSet makes no pod).
+    api.kubectl(&["apply", "-f", &manifest]).expect("apply");
+    let token = api
+        .kubectl(&["-n", "kube-system", "create", "token", "weft-proxy"])
+        .expect("token");
+    let dir = lab.dir().join("sa");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("token"), token.trim()).expect("token file");
+    let ca = api
+        .admin_kubeconfig()
+        .expect("admin")
+        .with_file_name("ca.pem");
+    // the manifest's kubeconfig, with the lab's address and files
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let start = text
+        .find("kubeconfig.conf: |")
+        .expect("kubeconfig in the ConfigMap");
+    let body: String = text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    let body = body
+        .replace("https://API-SERVER-ADDRESS:6443", &api.url)
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+            &ca.display().to_string(),
+        )
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            &dir.join("token").display().to_string(),
+        );
+    let kubeconfig = dir.join("kubeconfig.conf");
+    std::fs::write(&kubeconfig, body).expect("kubeconfig");
+    let node = lab.host("node1", 11).expect("host");
+    let args = [
+        "proxy".to_string(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--hostname-override=node1".into(),
+        "--cluster-cidr=172.30.0.0/16".into(),
+        "--metrics-bind-address=127.0.0.1:10249".into(),
+    ];
+    lab.start_proxy_args(&node, &args).expect("proxy");
+    api.apply(SERVICE).expect("service");
+    let started = Instant::now();
+    loop {
+        // (no endpoints: the service's address is rejected in the filter table)
+        let saved = sh("ip", &["netns", "exec", &node.ns, "iptables-save"]).expect("iptables-save");
+        if String::from_utf8_lossy(&saved.stdout).contains("10.254.180.209/32") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no rules for the service with the ServiceAccount's role:\n{}",
+            lab.proxy_log(&node)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = lab.proxy_log(&node);
+    assert!(
+        !log.contains("forbidden") && !log.contains(" WARN "),
+        "{log}"
+    );
+}
