@@ -49,3 +49,22 @@ pub fn main(argv: Vec<String>) -> ExitCode {
         }
     }
 }
+
+/// Checks that `path` (given by `flag`) is a weft agent binary: it must
+/// answer `-version` with [`VERSION_MARK`].
+pub fn check_agent_binary(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let out = std::process::Command::new(path)
+        .arg("-version")
+        .output()
+        .with_context(|| format!("{flag}: running {} -version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains(VERSION_MARK) {
+        anyhow::bail!(
+            "{flag}: {} is not a weft agent (its -version printed {:?})",
+            path.display(),
+            text.trim()
+        );
+    }
+    Ok(())
+}

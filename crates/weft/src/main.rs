@@ -38,7 +38,7 @@ enum Command {
     /// Build a multi-host cluster in network namespaces and show it working
     Demo(commands::demo::DemoArgs),
     /// Measure the agent against real etcd in network namespaces
-    Bench(commands::bench::BenchArgs),
+    Bench(weft_bench::BenchArgs),
     /// Run the service proxy (kube-proxy's job): Service IPs and NodePorts
     Proxy(commands::proxy::ProxyArgs),
     /// Manage the services and endpoints the proxy serves
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::DockerOpts(a) => commands::report(commands::docker_opts::run(a)),
         Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),
-        Command::Bench(a) => commands::report(commands::bench::run(a)),
+        Command::Bench(a) => commands::report(weft_bench::run(a)),
         Command::Proxy(a) => commands::report(commands::proxy::run(a)),
         Command::Service(a) => commands::report(commands::service::run(a)),
         Command::Status(a) => commands::report(commands::status::run(a)),

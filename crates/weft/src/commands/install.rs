@@ -74,7 +74,7 @@ fn symlink(target: &Path, link: &Path) -> Result<()> {
 /// The bytes of `--agent-binary`, once it has answered `-version` as a weft
 /// agent does (a stray file would replace a working flanneld otherwise).
 fn read_agent_binary(path: &Path) -> Result<Vec<u8>> {
-    super::check_agent_binary("--agent-binary", path)?;
+    weft_agent::cli::check_agent_binary("--agent-binary", path)?;
     std::fs::read(path).with_context(|| format!("--agent-binary: reading {}", path.display()))
 }
 

@@ -1,11 +1,6 @@
 pub mod agent;
-pub mod bench;
-pub mod bench_chaos;
-pub mod bench_etcd;
-pub mod bench_proxy;
 pub mod cleanup;
 pub mod cni;
-pub mod datapath;
 pub mod demo;
 pub mod docker_opts;
 pub mod doctor;
@@ -27,25 +22,6 @@ pub fn report(r: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Checks that `path` (given by `flag`) is a weft agent binary: it must
-/// answer `-version` with [`weft_agent::cli::VERSION_MARK`].
-pub fn check_agent_binary(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let out = std::process::Command::new(path)
-        .arg("-version")
-        .output()
-        .with_context(|| format!("{flag}: running {} -version", path.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains(weft_agent::cli::VERSION_MARK) {
-        anyhow::bail!(
-            "{flag}: {} is not a weft agent (its -version printed {:?})",
-            path.display(),
-            text.trim()
-        );
-    }
-    Ok(())
 }
 
 /// Left-aligned columns separated by three spaces (kubectl's look).

@@ -18,7 +18,7 @@ use weft_proxy::spec::{
     TargetPort,
 };
 
-use super::bench::{etcd_version, put_in_batches, rss_kib, runtime, stats};
+use crate::{etcd_version, put_in_batches, rss_kib, runtime, stats};
 
 const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
 

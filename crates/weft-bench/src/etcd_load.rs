@@ -17,7 +17,7 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptio
 use tokio::sync::Semaphore;
 use weft_lab::{in_netns, Lab};
 
-use super::bench::{rss_kib, stats};
+use crate::{rss_kib, stats};
 
 const PREFIX: &str = "/coreos.com/network/subnets/";
 const TTL: i64 = 24 * 3600;
@@ -46,7 +46,7 @@ fn value(i: usize) -> String {
 pub fn run(weft: &std::path::Path, counts: &[usize]) -> Result<serde_json::Value> {
     println!(
         "weft bench etcd-load: N simulated agents vs real etcd {} in network namespaces ({CONNECTIONS} connections, {IN_FLIGHT} requests in flight)",
-        super::bench::etcd_version()
+        crate::etcd_version()
     );
     println!(
         "{:>6} | {:>18} | {:>18} | {:>28} | {:>12} | {:>16}",

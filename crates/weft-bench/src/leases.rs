@@ -1,6 +1,3 @@
-//! `weft bench`: the agent (and, in [`super::bench_proxy`], the proxy)
-//! against real etcd in network namespaces.
-//!
 //! Scenario "leases": N remote vxlan leases are loaded into etcd, the agent
 //! is started, and the time until every route, neighbour and FDB entry is
 //! in the kernel is measured from outside (netlink dumps in the host's
@@ -17,58 +14,7 @@ use weft_core::MacAddr;
 use weft_kernel::Netlink;
 use weft_lab::{in_netns, Host, Lab};
 
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Numbers of remote leases to program from a cold start
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
-    counts: Vec<usize>,
-    /// Single-lease add/remove samples per count
-    #[arg(long, default_value_t = 20)]
-    samples: usize,
-    /// Cold-start runs per count (min/median/max are printed)
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Also write the figures as JSON here
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
-    /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
-    #[arg(long)]
-    wrap: Option<String>,
-    /// The agent binary the leases scenario measures, run with flanneld's
-    /// flags (e.g. the lean build, target/lean/flanneld); default: this
-    /// binary's `weft agent`. (The other scenarios run `weft agent`.)
-    #[arg(long)]
-    agent_bin: Option<std::path::PathBuf>,
-    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy,
-    /// etcd-load, all (those four), or etcd-chaos (a soak: etcd members
-    /// killed at random under agents, for --minutes)
-    #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos"])]
-    scenario: Vec<String>,
-    /// How long the etcd-chaos soak runs, in minutes
-    #[arg(long, default_value_t = 2.0)]
-    minutes: f64,
-    /// Seconds per iperf3 run in the datapath scenario
-    #[arg(long, default_value_t = 3)]
-    iperf_secs: u32,
-    /// Service counts for the proxy scenario
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-    proxy_services: Vec<usize>,
-    /// Endpoints per service in the proxy scenario
-    #[arg(long, default_value_t = 10)]
-    proxy_endpoints: usize,
-    /// Simulated hosts for the etcd-load scenario
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
-    etcd_hosts: Vec<usize>,
-    /// Proxy modes to measure: nftables, iptables (the backend weft
-    /// detects), iptables-legacy, iptables-nft
-    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables",
-          value_parser = ["nftables", "iptables", "iptables-legacy", "iptables-nft"])]
-    proxy_modes: Vec<String>,
-}
-
-/// What `--scenario all` runs, in this order.
-const SCENARIOS: [&str; 4] = ["leases", "datapath", "proxy", "etcd-load"];
+use crate::{etcd_version, put_in_batches, rss_kib, runtime, stats, BenchArgs};
 
 /// How long the agent idles after the add/remove samples before its RSS is read again.
 const IDLE_AFTER: Duration = Duration::from_secs(2);
@@ -102,21 +48,6 @@ fn fake_lease(i: usize) -> (LeaseKey, LeaseAttrs) {
     )
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// Writes `ops` in transactions of 128 (etcd's default limit is 128 ops).
-pub(crate) async fn put_in_batches(c: &mut Client, ops: &[TxnOp]) -> Result<()> {
-    for chunk in ops.chunks(128) {
-        c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
-            .await?;
-    }
-    Ok(())
-}
-
 /// Puts leases `range` into etcd (from inside the etcd namespace).
 fn load(lab: &Lab, range: std::ops::Range<usize>) -> Result<()> {
     let prefix = format!("{}/subnets/", lab.etcd_prefix());
@@ -148,20 +79,6 @@ fn delete(lab: &Lab, i: usize) -> Result<()> {
             Ok(())
         })
     })?
-}
-
-/// (VmRSS, VmHWM, RssAnon) in KiB.
-pub(crate) fn rss_kib(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 struct ColdStart {
@@ -258,73 +175,7 @@ fn until_route(nl: &mut Netlink, i: usize, present: bool, t0: Instant) -> Result
     }
 }
 
-pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (pick(0.0), pick(0.5), pick(0.99), pick(1.0))
-}
-
-pub fn run(a: BenchArgs) -> Result<()> {
-    let weft = std::env::current_exe().context("locating the weft binary")?;
-    let mut report = serde_json::Map::new();
-    if let Some(bin) = &a.agent_bin {
-        // or the bench would wait two minutes for leases it never programs
-        super::check_agent_binary("--agent-bin", bin)?;
-    }
-    let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
-        SCENARIOS.to_vec()
-    } else {
-        a.scenario.iter().map(String::as_str).collect()
-    };
-    for s in scenarios {
-        match s {
-            "leases" => {
-                report.insert("leases".into(), leases(&a, &weft)?);
-            }
-            "datapath" => {
-                report.insert(
-                    "datapath".into(),
-                    super::datapath::run(&weft, a.iperf_secs)?,
-                );
-            }
-            "proxy" => {
-                report.insert(
-                    "proxy".into(),
-                    super::bench_proxy::run(
-                        &weft,
-                        &a.proxy_modes,
-                        &a.proxy_services,
-                        a.proxy_endpoints,
-                        a.samples,
-                        a.runs,
-                    )?,
-                );
-            }
-            "etcd-load" => {
-                report.insert(
-                    "etcd_load".into(),
-                    super::bench_etcd::run(&weft, &a.etcd_hosts)?,
-                );
-            }
-            "etcd-chaos" => {
-                report.insert(
-                    "etcd_chaos".into(),
-                    super::bench_chaos::run(&weft, a.minutes)?,
-                );
-            }
-            other => bail!(
-                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load or etcd-chaos"
-            ),
-        }
-    }
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-        println!("figures written to {}", path.display());
-    }
-    Ok(())
-}
-
-fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
+pub(crate) fn run(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     let mut json = Vec::new();
     let agent = match &a.agent_bin {
         Some(bin) => bin.display().to_string(),
@@ -422,14 +273,4 @@ fn leases(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     println!(" RSS: VmRSS after the cold start and {} s after the add/remove samples, VmHWM, RssAnon after the cold start;", IDLE_AFTER.as_secs());
     println!(" the rest of VmRSS is the binary's clean, shared file pages)");
     Ok(serde_json::Value::Array(json))
-}
-
-pub(crate) fn etcd_version() -> String {
-    std::process::Command::new("etcd")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(|l| l.replace("etcd Version: ", "v")))
-        .unwrap_or_else(|| "?".into())
 }

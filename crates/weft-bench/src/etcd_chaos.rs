@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use ipnet::IpNet;
 use weft_lab::{Host, Lab};
 
-use super::bench::stats;
+use crate::stats;
 
 const MEMBERS: u8 = 3;
 const AGENTS: u8 = 4;
@@ -77,7 +77,7 @@ fn leased(lab: &Lab) -> Result<BTreeSet<IpNet>> {
 pub fn run(weft: &std::path::Path, minutes: f64) -> Result<serde_json::Value> {
     println!(
         "weft bench etcd-chaos: {MEMBERS}-member etcd {}, {AGENTS} vxlan agents, members killed at random for {minutes} min while leases churn",
-        super::bench::etcd_version()
+        crate::etcd_version()
     );
     let mut lab = Lab::new("wbc", weft)?;
     lab.start_etcd_cluster(MEMBERS)?;

@@ -1,0 +1,424 @@
+//! `weft bench --scenario proxy --against kube-proxy`: weft proxy and the
+//! pinned upstream kube-proxy side by side in one run, on one real
+//! kube-apiserver holding N Services × E endpoints (EndpointSlices), each
+//! proxy in a host namespace of its own, in each mode asked for. Measured
+//! the same way for both, from outside: process start until the kernel
+//! holds a rule for every Service (polled), RSS and CPU seconds at that
+//! point, and single Services added through the API until their rule is in
+//! the kernel (polled: the figure includes one poll, ~the listing's cost).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_lab::{in_netns, sh, ApiServer, Host, Lab, Proc};
+use weft_proxy::plan::names::service_hash;
+use weft_proxy::spec::Protocol;
+
+use crate::{rss_kib, runtime, stats};
+
+const POD_CIDR: &str = "100.64.0.0/10";
+
+fn service_json(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": format!("svc-{i}"), "namespace": "bench"},
+        "spec": {
+            "clusterIP": cluster_ip(i).to_string(),
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    })
+}
+
+/// Service i's address in 10.254.0.0/16 (the lab's service range).
+fn cluster_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 254, 0, 0)) + 10 + i as u32)
+}
+
+fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
+    let eps: Vec<serde_json::Value> = (0..endpoints)
+        .map(|j| {
+            let ip = Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * endpoints + j) as u32 + 2,
+            );
+            serde_json::json!({
+                "addresses": [ip.to_string()],
+                "conditions": {"ready": true},
+                "nodeName": format!("node{}", (i * endpoints + j) % 50),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("svc-{i}-1"), "namespace": "bench",
+            "labels": {"kubernetes.io/service-name": format!("svc-{i}")},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": eps,
+    })
+}
+
+/// Creates Services (and their slices) `range` through the API, 64 requests
+/// in flight.
+fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<()> {
+    let kubeconfig = api.admin_kubeconfig()?;
+    in_netns(&api.host.ns, move || -> Result<()> {
+        runtime()?.block_on(async move {
+            let client = weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
+            let ns: kube::Api<Namespace> = kube::Api::all(client.clone());
+            let bench: Namespace = serde_json::from_value(
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+            )?;
+            let pp = kube::api::PostParams::default();
+            if ns.get_opt("bench").await?.is_none() {
+                ns.create(&pp, &bench).await?;
+            }
+            let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "bench");
+            let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "bench");
+            let results: Vec<Result<()>> = futures::stream::iter(range)
+                .map(|i| {
+                    let (services, slices, pp) = (services.clone(), slices.clone(), pp.clone());
+                    async move {
+                        let s: Service = serde_json::from_value(service_json(i))?;
+                        services.create(&pp, &s).await?;
+                        let e: EndpointSlice = serde_json::from_value(slice_json(i, endpoints))?;
+                        slices.create(&pp, &e).await?;
+                        Ok(())
+                    }
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<Vec<()>>>()?;
+            Ok(())
+        })
+    })?
+}
+
+/// One proxy under test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Weft,
+    KubeProxy,
+}
+
+impl Who {
+    fn name(self) -> &'static str {
+        match self {
+            Who::Weft => "weft",
+            Who::KubeProxy => "kube-proxy",
+        }
+    }
+}
+
+/// A directory whose iptables programs are the legacy ones, first in
+/// kube-proxy's PATH (what kube-proxy's image wrapper does on legacy hosts).
+fn legacy_shims(dir: &Path) -> Result<PathBuf> {
+    let shims = dir.join("legacy-bin");
+    std::fs::create_dir_all(&shims)?;
+    for tool in [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+    ] {
+        let link = shims.join(tool);
+        if !link.exists() {
+            let target = format!("/usr/sbin/{}", tool.replacen("tables", "tables-legacy", 1));
+            std::os::unix::fs::symlink(target, &link)?;
+        }
+    }
+    Ok(shims)
+}
+
+fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Result<Proc> {
+    let kubeconfig = api.admin_kubeconfig()?.display().to_string();
+    let log = lab.dir().join(format!("{}-{}.log", who.name(), host.name));
+    let proxy_mode = if mode == "nftables" {
+        "nftables"
+    } else {
+        "iptables"
+    };
+    let mut args = vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--hostname-override={}", host.name),
+        format!("--proxy-mode={proxy_mode}"),
+        format!("--cluster-cidr={POD_CIDR}"),
+        "--metrics-bind-address=127.0.0.1:10249".to_string(),
+    ];
+    match who {
+        Who::Weft => {
+            let backend = if mode == "iptables-legacy" {
+                "legacy"
+            } else {
+                "nft"
+            };
+            args.insert(0, "proxy".into());
+            if proxy_mode == "iptables" {
+                args.push(format!("--iptables-backend={backend}"));
+            }
+            Proc::spawn(
+                &host.ns,
+                "weft proxy",
+                log,
+                &lab.weft.display().to_string(),
+                &args,
+                &[],
+            )
+        }
+        Who::KubeProxy => {
+            args.push(format!("--bind-address={}", host.ip));
+            args.push("--healthz-bind-address=127.0.0.1:10256".into());
+            args.push("--conntrack-max-per-core=0".into());
+            let mut env = Vec::new();
+            if mode == "iptables-legacy" {
+                let shims = legacy_shims(lab.dir())?;
+                let path = std::env::var("PATH").unwrap_or_default();
+                env.push(("PATH".to_string(), format!("{}:{path}", shims.display())));
+            }
+            let program = api.bin.join("kube-proxy").display().to_string();
+            Proc::spawn(&host.ns, "kube-proxy", log, &program, &args, &env)
+        }
+    }
+}
+
+/// Services with a rule in `host`'s kernel (iptables: `KUBE-SVC-` chains;
+/// nftables: elements of the `service-ips` map, the same name in both).
+fn rules_count(host: &Host, mode: &str) -> usize {
+    let out = match mode {
+        "nftables" => sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.ns,
+                "nft",
+                "list",
+                "map",
+                "ip",
+                "kube-proxy",
+                "service-ips",
+            ],
+        ),
+        "iptables-legacy" => sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.ns,
+                "iptables-legacy-save",
+                "-t",
+                "nat",
+            ],
+        ),
+        _ => sh(
+            "ip",
+            &["netns", "exec", &host.ns, "iptables-nft-save", "-t", "nat"],
+        ),
+    };
+    let Ok(out) = out else { return 0 };
+    let text = String::from_utf8_lossy(&out.stdout);
+    if mode == "nftables" {
+        text.matches("goto service-").count()
+    } else {
+        text.lines().filter(|l| l.starts_with(":KUBE-SVC-")).count()
+    }
+}
+
+/// Whether service i has its rule (both proxies name a named port's
+/// chain `KUBE-SVC-` + hash of `bench/svc-i:http` + `tcp`).
+fn present(host: &Host, mode: &str, i: usize) -> bool {
+    match mode {
+        "nftables" => {
+            let element = format!("{{ {} . tcp . 80 }}", cluster_ip(i));
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &host.ns,
+                    "nft",
+                    "get",
+                    "element",
+                    "ip",
+                    "kube-proxy",
+                    "service-ips",
+                    &element,
+                ],
+            )
+            .is_ok()
+        }
+        _ => {
+            let chain = format!(
+                "KUBE-SVC-{}",
+                service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
+            );
+            let tool = if mode == "iptables-legacy" {
+                "iptables-legacy"
+            } else {
+                "iptables-nft"
+            };
+            sh(
+                "ip",
+                &[
+                    "netns", "exec", &host.ns, tool, "-w", "-t", "nat", "-S", &chain,
+                ],
+            )
+            .is_ok()
+        }
+    }
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+pub fn run(
+    weft: &Path,
+    modes: &[String],
+    counts: &[usize],
+    endpoints: usize,
+    samples: usize,
+) -> Result<serde_json::Value> {
+    let bin = weft_lab::upstream_kubernetes()?;
+    let version = sh(
+        &bin.join("kube-proxy").display().to_string(),
+        &["--version"],
+    )
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    .unwrap_or_default();
+    println!(
+        "weft bench proxy --against kube-proxy ({version}): one kube-apiserver, {endpoints} endpoints per service, {} CPUs",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!(
+        "{:>15} {:>8} {:>11} | {:>12} | {:>22} | {:>8} | {:>7}",
+        "mode", "services", "proxy", "rules ms", "add one ms med/p99/max", "RSS MiB", "CPU s"
+    );
+    let mut json = Vec::new();
+    for &n in counts {
+        let mut lab = Lab::new("wbk", weft)?;
+        lab.start_etcd()?;
+        let api_host = lab.etcd_host(0)?;
+        let api = lab.start_apiserver(&api_host)?;
+        let t = Instant::now();
+        load(&api, 0..n, endpoints).context("creating the services through the API")?;
+        println!(
+            "  ({n} Services and EndpointSlices created through the API in {:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+        let mut next = n;
+        let mut octet = 10u8;
+        for mode in modes.iter().map(String::as_str) {
+            let mut row = BTreeMap::new();
+            for who in [Who::Weft, Who::KubeProxy] {
+                octet += 1;
+                let host = lab.host(&format!("p{octet}"), octet)?;
+                // a node of the cluster with its address, as kubelet
+                // registers it (kube-proxy waits 30 s for both)
+                api.apply(&format!(
+                    "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
+                    host.name
+                ))?;
+                let status = format!(
+                    r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{}"}}]}}}}"#,
+                    host.ip
+                );
+                api.kubectl(&[
+                    "patch",
+                    "node",
+                    &host.name,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &status,
+                ])?;
+                let t0 = Instant::now();
+                let mut proc = start(&lab, &api, who, mode, &host)?;
+                loop {
+                    if rules_count(&host, mode) >= n {
+                        break;
+                    }
+                    if let Some(code) = proc.exit_code() {
+                        bail!("{} exited with {code}:\n{}", who.name(), proc.log_tail(20));
+                    }
+                    if t0.elapsed() > Duration::from_secs(1200) {
+                        bail!(
+                            "{} has no rules for {n} services after 1200 s:\n{}",
+                            who.name(),
+                            proc.log_tail(20)
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let rules_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let pid = proc.pid().unwrap_or(0);
+                let (rss, _, _) = rss_kib(pid);
+                let cpu = cpu_seconds(pid);
+                let mut adds = Vec::new();
+                for _ in 0..samples {
+                    let i = next;
+                    next += 1;
+                    let t = Instant::now();
+                    load(&api, i..i + 1, endpoints)?;
+                    while !present(&host, mode, i) {
+                        if t.elapsed() > Duration::from_secs(300) {
+                            bail!("{}: service {i} not programmed after 300 s", who.name());
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    adds.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let (_, med, p99, max) = if adds.is_empty() {
+                    (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+                } else {
+                    stats(&mut adds)
+                };
+                println!(
+                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>12.0} | {med:>6.0} {p99:>6.0} {max:>8.0} | {:>8.1} | {cpu:>7.2}",
+                    who.name(),
+                    rss as f64 / 1024.0
+                );
+                row.insert(
+                    who.name(),
+                    serde_json::json!({
+                        "start_to_rules_ms": rules_ms,
+                        "add_one_ms": {"median": med, "p99": p99, "max": max},
+                        "rss_kib": rss, "cpu_seconds": cpu,
+                    }),
+                );
+                proc.stop(Duration::from_secs(5));
+            }
+            json.push(serde_json::json!({
+                "mode": mode, "services": n, "endpoints_per_service": endpoints,
+                "weft": row.get("weft"), "kube_proxy": row.get("kube-proxy"),
+            }));
+        }
+        drop(api);
+    }
+    println!("(rules: process start until the kernel holds a rule for every Service, polled from outside every 50 ms plus");
+    println!(" the listing's own time; add one: API create of a Service and its EndpointSlice until its rule is in the kernel,");
+    println!(" polled; RSS and CPU s: the proxy process when its rules were complete)");
+    Ok(serde_json::Value::Array(json))
+}

@@ -1,0 +1,187 @@
+//! `weft bench`: weft measured against real etcd, real kernels and, where
+//! the scenario has one, the upstream program it replaces, in network
+//! namespaces. One module per scenario:
+//! - [`leases`]: the agent programming remote leases (cold start, churn, RSS);
+//! - [`datapath`]: pod-to-pod throughput per backend (iperf3);
+//! - [`proxy`]: the service proxy with N services (etcd store);
+//! - [`kube_proxy`]: the proxy and upstream kube-proxy side by side on one
+//!   kube-apiserver;
+//! - [`etcd_load`]: many simulated hosts on one etcd;
+//! - [`etcd_chaos`]: a soak with etcd members killed under agents.
+//!
+//! The `weft bench` subcommand is [`BenchArgs`] and [`run`].
+
+mod datapath;
+mod etcd_chaos;
+mod etcd_load;
+mod kube_proxy;
+mod leases;
+mod proxy;
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{Client, TxnOp};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Numbers of remote leases to program from a cold start
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    counts: Vec<usize>,
+    /// Single-lease add/remove samples per count
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Cold-start runs per count (min/median/max are printed)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also write the figures as JSON here
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
+    #[arg(long)]
+    wrap: Option<String>,
+    /// The agent binary the leases scenario measures, run with flanneld's
+    /// flags (e.g. the lean build, target/lean/flanneld); default: this
+    /// binary's `weft agent`. (The other scenarios run `weft agent`.)
+    #[arg(long)]
+    agent_bin: Option<std::path::PathBuf>,
+    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy,
+    /// etcd-load, all (those four), or etcd-chaos (a soak: etcd members
+    /// killed at random under agents, for --minutes)
+    #[arg(long, value_delimiter = ',', default_value = "leases",
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos"])]
+    scenario: Vec<String>,
+    /// How long the etcd-chaos soak runs, in minutes
+    #[arg(long, default_value_t = 2.0)]
+    minutes: f64,
+    /// Seconds per iperf3 run in the datapath scenario
+    #[arg(long, default_value_t = 3)]
+    iperf_secs: u32,
+    /// Service counts for the proxy scenario
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    proxy_services: Vec<usize>,
+    /// Endpoints per service in the proxy scenario
+    #[arg(long, default_value_t = 10)]
+    proxy_endpoints: usize,
+    /// Simulated hosts for the etcd-load scenario
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    etcd_hosts: Vec<usize>,
+    /// Proxy modes to measure: nftables, iptables (the backend weft
+    /// detects), iptables-legacy, iptables-nft
+    #[arg(long, value_delimiter = ',', default_value = "nftables,iptables",
+          value_parser = ["nftables", "iptables", "iptables-legacy", "iptables-nft"])]
+    proxy_modes: Vec<String>,
+    /// Proxy scenario: also run this upstream program side by side on one
+    /// kube-apiserver (Services from the API instead of etcd)
+    #[arg(long, value_parser = ["kube-proxy"])]
+    against: Option<String>,
+}
+
+/// What `--scenario all` runs, in this order.
+const SCENARIOS: [&str; 4] = ["leases", "datapath", "proxy", "etcd-load"];
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Writes `ops` in transactions of 128 (etcd's default limit is 128 ops).
+pub(crate) async fn put_in_batches(c: &mut Client, ops: &[TxnOp]) -> Result<()> {
+    for chunk in ops.chunks(128) {
+        c.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// (VmRSS, VmHWM, RssAnon) in KiB.
+pub(crate) fn rss_kib(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
+}
+
+pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (pick(0.0), pick(0.5), pick(0.99), pick(1.0))
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let weft = std::env::current_exe().context("locating the weft binary")?;
+    let mut report = serde_json::Map::new();
+    if let Some(bin) = &a.agent_bin {
+        // or the bench would wait two minutes for leases it never programs
+        weft_agent::cli::check_agent_binary("--agent-bin", bin)?;
+    }
+    let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
+        SCENARIOS.to_vec()
+    } else {
+        a.scenario.iter().map(String::as_str).collect()
+    };
+    for s in scenarios {
+        match s {
+            "leases" => {
+                report.insert("leases".into(), leases::run(&a, &weft)?);
+            }
+            "datapath" => {
+                report.insert("datapath".into(), datapath::run(&weft, a.iperf_secs)?);
+            }
+            "proxy" if a.against.is_some() => {
+                report.insert(
+                    "proxy_against_kube_proxy".into(),
+                    kube_proxy::run(
+                        &weft,
+                        &a.proxy_modes,
+                        &a.proxy_services,
+                        a.proxy_endpoints,
+                        a.samples,
+                    )?,
+                );
+            }
+            "proxy" => {
+                report.insert(
+                    "proxy".into(),
+                    proxy::run(
+                        &weft,
+                        &a.proxy_modes,
+                        &a.proxy_services,
+                        a.proxy_endpoints,
+                        a.samples,
+                        a.runs,
+                    )?,
+                );
+            }
+            "etcd-load" => {
+                report.insert("etcd_load".into(), etcd_load::run(&weft, &a.etcd_hosts)?);
+            }
+            "etcd-chaos" => {
+                report.insert("etcd_chaos".into(), etcd_chaos::run(&weft, a.minutes)?);
+            }
+            other => bail!(
+                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load or etcd-chaos"
+            ),
+        }
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+pub(crate) fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(|l| l.replace("etcd Version: ", "v")))
+        .unwrap_or_else(|| "?".into())
+}
