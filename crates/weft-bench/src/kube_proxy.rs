@@ -294,12 +294,36 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// SIGKILLs the children of `pid` (by PID, from /proc's parent links).
+fn kill_children(pid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) && pid != 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 pub fn run(
     weft: &Path,
     modes: &[String],
     counts: &[usize],
     endpoints: usize,
     samples: usize,
+    timeout: Duration,
 ) -> Result<serde_json::Value> {
     let bin = weft_lab::upstream_kubernetes()?;
     let version = sh(
@@ -356,6 +380,7 @@ pub fn run(
                 ])?;
                 let t0 = Instant::now();
                 let mut proc = start(&lab, &api, who, mode, &host)?;
+                let mut complete = true;
                 loop {
                     if rules_count(&host, mode) >= n {
                         break;
@@ -363,14 +388,26 @@ pub fn run(
                     if let Some(code) = proc.exit_code() {
                         bail!("{} exited with {code}:\n{}", who.name(), proc.log_tail(20));
                     }
-                    if t0.elapsed() > Duration::from_secs(1200) {
-                        bail!(
-                            "{} has no rules for {n} services after 1200 s:\n{}",
-                            who.name(),
-                            proc.log_tail(20)
-                        );
+                    if t0.elapsed() > timeout {
+                        complete = false;
+                        break;
                     }
                     std::thread::sleep(Duration::from_millis(50));
+                }
+                if !complete {
+                    println!(
+                        "{mode:>15} {n:>8} {:>11} | not complete after {} s: stopped",
+                        who.name(),
+                        timeout.as_secs()
+                    );
+                    row.insert(
+                        who.name(),
+                        serde_json::json!({"incomplete_after_s": timeout.as_secs()}),
+                    );
+                    // its iptables-restore or nft would go on without it
+                    kill_children(proc.pid().unwrap_or(0));
+                    proc.stop(Duration::from_secs(5));
+                    continue;
                 }
                 let rules_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let pid = proc.pid().unwrap_or(0);

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// kube-apiserver (Services from the API instead of etcd)
     #[arg(long, value_parser = ["kube-proxy"])]
     against: Option<String>,
+    /// With --against: seconds a proxy gets to program every Service
+    /// before it is reported incomplete and stopped
+    #[arg(long, default_value_t = 900)]
+    rules_timeout: u64,
 }
 
 /// What `--scenario all` runs, in this order.
@@ -142,6 +146,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         &a.proxy_services,
                         a.proxy_endpoints,
                         a.samples,
+                        std::time::Duration::from_secs(a.rules_timeout),
                     )?,
                 );
             }
