@@ -26,28 +26,14 @@ impl Proc {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<Proc> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let err = out.try_clone()?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, program])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.args(["netns", "exec", ns, program]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} in {ns}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            log,
-            child: Some(child),
+        Proc::spawn_command(&format!("{name} in {ns}"), log, cmd).map(|mut p| {
+            p.name = name.to_string();
+            p
         })
     }
 
