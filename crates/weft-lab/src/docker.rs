@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::{Host, Lab};
 use crate::netns::sh;
-use crate::process::Proc;
+use crate::process::{tail, Proc};
 
 /// Debian's docker client, the daemon's own version (a newer client in
 /// PATH may speak an API the daemon does not).
@@ -212,9 +212,7 @@ impl Dockerd {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.dir.join("dockerd.log"), lines)
     }
 
     /// The daemon's PID while it runs.

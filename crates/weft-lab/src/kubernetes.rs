@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::{Host, Lab};
 use crate::netns::sh;
-use crate::process::Proc;
+use crate::process::{tail, Proc};
+use crate::tls::{make_ca, sign};
 
 /// The article's Service range.
 pub const SERVICE_CIDR: &str = "10.254.0.0/16";
@@ -53,18 +54,6 @@ pub struct ApiServer {
     proc: Option<Proc>,
 }
 
-fn openssl(args: &[&str]) -> Result<()> {
-    sh("openssl", args).map(|_| ())
-}
-
-const EC: [&str; 5] = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-];
-
 impl Lab {
     /// Starts kube-apiserver on `host` (which must reach the lab's etcd),
     /// with the lab's etcd under `/registry-<lab prefix>`; waits for
@@ -75,25 +64,15 @@ impl Lab {
         std::fs::create_dir_all(&dir)?;
         let p = |n: &str| dir.join(n).display().to_string();
         // CA, serving certificate, service-account keys
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=weft-lab-kubernetes-ca",
-        ];
-        ca.extend(EC);
-        let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
-        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
-        openssl(&ca)?;
+        make_ca(&dir, "weft-lab-kubernetes-ca")?;
+        let ca_pem = p("ca.pem");
         let san = format!(
             "subjectAltName=IP:{},IP:127.0.0.1,IP:10.254.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth",
             host.ip
         );
         sign(&dir, "apiserver", "/CN=kube-apiserver", &san)?;
         let (sa_key, sa_pub) = (p("sa.key"), p("sa.pub"));
-        openssl(&[
+        let key = [
             "ecparam",
             "-name",
             "prime256v1",
@@ -101,8 +80,12 @@ impl Lab {
             "-noout",
             "-out",
             &sa_key,
-        ])?;
-        openssl(&["ec", "-in", &sa_key, "-pubout", "-out", &sa_pub])?;
+        ];
+        sh("openssl", &key)?;
+        sh(
+            "openssl",
+            &["ec", "-in", &sa_key, "-pubout", "-out", &sa_pub],
+        )?;
         let url = format!("https://{}:{PORT}", host.ip);
         let args: Vec<String> = [
             format!("--etcd-servers={}", self.etcd_url()?),
@@ -134,39 +117,6 @@ impl Lab {
         api.start()?;
         Ok(api)
     }
-}
-
-/// A key and a certificate signed by the lab CA in `dir`, with `ext`.
-fn sign(dir: &Path, name: &str, subject: &str, ext: &str) -> Result<()> {
-    let p = |n: &str| dir.join(n).display().to_string();
-    let (key, csr, pem, extfile) = (
-        p(&format!("{name}.key")),
-        p(&format!("{name}.csr")),
-        p(&format!("{name}.pem")),
-        p(&format!("{name}.ext")),
-    );
-    std::fs::write(&extfile, ext)?;
-    let mut req = vec!["req", "-subj", subject, "-keyout", &key, "-out", &csr];
-    req.extend(EC);
-    openssl(&req)?;
-    let (ca_pem, ca_key) = (p("ca.pem"), p("ca.key"));
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_pem,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        &pem,
-        "-extfile",
-        &extfile,
-    ])
 }
 
 impl ApiServer {
@@ -284,9 +234,7 @@ impl ApiServer {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.dir.join("kube-apiserver.log"), lines)
     }
 }
 

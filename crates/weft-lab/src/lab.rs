@@ -227,31 +227,19 @@ impl Lab {
     pub fn enable_etcd_tls(&mut self) -> Result<TlsFiles> {
         let dir = self.dir().join("tls");
         std::fs::create_dir_all(&dir)?;
-        let p = |n: &str| dir.join(n).display().to_string();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=weft-lab-ca"];
-        ca.extend(ec);
-        let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
-        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
-        sh("openssl", &ca)?;
-        for (name, cn, ext) in [
-            ("server", "etcd", format!("subjectAltName=IP:{UNDERLAY_PREFIX}.{ETCD_OCTET},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth")),
-            ("client", "weft-agent", "extendedKeyUsage=clientAuth".to_string()),
-        ] {
-            let (key, csr, pem, extfile) = (p(&format!("{name}.key")), p(&format!("{name}.csr")), p(&format!("{name}.pem")), p(&format!("{name}.ext")));
-            std::fs::write(&extfile, ext.replace("\\n", "\n"))?;
-            let subj = format!("/CN={cn}");
-            let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
-            req.extend(ec);
-            sh("openssl", &req)?;
-            sh("openssl", &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-days", "1", "-out", &pem, "-extfile", &extfile])?;
-        }
+        crate::tls::make_ca(&dir, "weft-lab-ca")?;
+        crate::tls::sign(
+            &dir,
+            "server",
+            "/CN=etcd",
+            &format!("subjectAltName=IP:{UNDERLAY_PREFIX}.{ETCD_OCTET},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+        )?;
+        crate::tls::sign(
+            &dir,
+            "client",
+            "/CN=weft-agent",
+            "extendedKeyUsage=clientAuth",
+        )?;
         let files = TlsFiles {
             ca: dir.join("ca.pem"),
             server_cert: dir.join("server.pem"),

@@ -13,6 +13,7 @@ mod kubernetes;
 mod lab;
 mod netns;
 mod process;
+mod tls;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
