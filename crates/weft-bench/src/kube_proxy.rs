@@ -296,24 +296,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// SIGKILLs the children of `pid` (by PID, from /proc's parent links).
 fn kill_children(pid: u32) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) && pid != 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    if pid != 0 {
+        weft_lab::kill_where(|_, parent, _| parent == pid);
     }
 }
 

@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::lab::{Host, Lab};
 use crate::netns::sh;
-use crate::process::{tail, Proc};
+use crate::process::{kill_where, tail, Proc};
 
 /// Debian's docker client, the daemon's own version (a newer client in
 /// PATH may speak an API the daemon does not).
@@ -251,21 +251,8 @@ impl Drop for Dockerd {
 /// SIGKILLs (by PID) every process whose command line names `dir`: what the
 /// daemon started and left behind (containerd, shims).
 fn kill_holders(dir: &Path) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
     let needle = dir.display().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    kill_where(|_, _, cmdline| cmdline.contains(&needle));
 }
 
 /// Lazily unmounts every mount point below `dir`, deepest first.

@@ -141,3 +141,28 @@ impl Drop for Proc {
         self.stop(Duration::from_secs(2));
     }
 }
+
+/// SIGKILLs, by PID, every process for which `pick(pid, parent pid,
+/// command line)` holds: what the lab's programs started and left behind.
+pub fn kill_where(pick: impl Fn(u32, u32, &str) -> bool) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // the parent PID is the second field after the command name, which
+        // is in parentheses and may hold spaces
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if pick(pid, ppid, &String::from_utf8_lossy(&cmdline)) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
