@@ -195,20 +195,7 @@ fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Resul
 /// nftables: elements of the `service-ips` map, the same name in both).
 fn rules_count(host: &Host, mode: &str) -> usize {
     let out = match mode {
-        "nftables" => sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &host.ns,
-                "nft",
-                "list",
-                "map",
-                "ip",
-                "kube-proxy",
-                "service-ips",
-            ],
-        ),
+        "nftables" => crate::proxy::service_ips_map(host),
         "iptables-legacy" => sh(
             "ip",
             &[

@@ -130,24 +130,30 @@ fn mode_flags(mode: &str) -> (Vec<String>, &'static str) {
     )
 }
 
+/// `nft list map ip kube-proxy service-ips` in `host` (weft's nftables
+/// mode and kube-proxy's name the table and map alike).
+pub(crate) fn service_ips_map(host: &Host) -> Result<std::process::Output> {
+    let list = [
+        "netns",
+        "exec",
+        &host.ns,
+        "nft",
+        "list",
+        "map",
+        "ip",
+        "kube-proxy",
+        "service-ips",
+    ];
+    sh("ip", &list)
+}
+
 /// Whether service i's rule is in the kernel.
 fn present(host: &Host, mode: &str, i: usize) -> bool {
     let (s, _) = service(i, 1);
     let ip = s.cluster_ip.map(|a| a.to_string()).unwrap_or_default();
     let r = if mode == "nftables" {
         let want = format!("{ip} . tcp . 80 : goto service-");
-        let list = [
-            "netns",
-            "exec",
-            &host.ns,
-            "nft",
-            "list",
-            "map",
-            "ip",
-            "kube-proxy",
-            "service-ips",
-        ];
-        sh("ip", &list).and_then(|o| {
+        service_ips_map(host).and_then(|o| {
             if String::from_utf8_lossy(&o.stdout).contains(&want) {
                 Ok(o)
             } else {

@@ -214,21 +214,35 @@ fn service_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
     }
 }
 
-/// What the rule engine sees of an API Service: `None` when it needs no
-/// rules (ExternalName).
-fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
-    let id = service_id(&svc.metadata);
-    let origin = format!("Service {id}");
-    let mut v = serde_json::to_value(svc).map_err(|e| SpecError {
-        object: origin.clone(),
+/// An API object as JSON the spec parser reads: `kind` set (the client
+/// does not always carry it), then `adjust` applied.
+fn api_json(
+    obj: &impl serde::Serialize,
+    kind: &str,
+    origin: &str,
+    adjust: impl FnOnce(&mut Value),
+) -> Result<Value, SpecError> {
+    let mut v = serde_json::to_value(obj).map_err(|e| SpecError {
+        object: origin.into(),
         field: "(object)".into(),
         message: e.to_string(),
     })?;
-    v["kind"] = Value::from("Service");
-    match v.pointer("/spec/type").and_then(Value::as_str) {
-        Some("ExternalName") => return Ok(None),
-        Some("LoadBalancer") => v["spec"]["type"] = Value::from("NodePort"),
-        _ => {}
+    v["kind"] = Value::from(kind);
+    adjust(&mut v);
+    Ok(v)
+}
+
+/// What the rule engine sees of an API Service: `None` when it needs no
+/// rules (ExternalName).
+fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
+    let origin = format!("Service {}", service_id(&svc.metadata));
+    let v = api_json(svc, "Service", &origin, |v| {
+        if v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer") {
+            v["spec"]["type"] = Value::from("NodePort");
+        }
+    })?;
+    if v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        return Ok(None);
     }
     match parse_object(&v, &origin)? {
         Object::Service(s) => Ok(Some(s)),
@@ -328,12 +342,7 @@ fn convert_slice(slice: &EndpointSlice) -> Result<Option<crate::spec::EndpointSe
         slice.metadata.namespace.as_deref().unwrap_or(""),
         slice.metadata.name.as_deref().unwrap_or("")
     );
-    let mut v = serde_json::to_value(slice).map_err(|e| SpecError {
-        object: origin.clone(),
-        field: "(object)".into(),
-        message: e.to_string(),
-    })?;
-    v["kind"] = Value::from("EndpointSlice");
+    let v = api_json(slice, "EndpointSlice", &origin, |_| {})?;
     match parse_object(&v, &origin)? {
         Object::Endpoints(e) => Ok(Some(e)),
         Object::Service(_) => Ok(None),
