@@ -42,18 +42,23 @@ fn service(i: usize, endpoints: usize) -> (Service, EndpointSet) {
             node_port: None,
         }],
         affinity_seconds: None,
+        external_ips: Vec::new(),
+        load_balancer_ips: Vec::new(),
+        source_ranges: Vec::new(),
+        health_check_node_port: None,
         external_local: false,
         internal_local: false,
     };
     let eps = EndpointSet {
         service: id,
         endpoints: (0..endpoints)
-            .map(|j| Endpoint {
-                ip: IpAddr::V4(Ipv4Addr::from(
-                    u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * endpoints + j) as u32 + 2,
-                )),
-                ready: true,
-                node: Some(format!("node{}", (i * endpoints + j) % 50)),
+            .map(|j| {
+                Endpoint::ready(
+                    IpAddr::V4(Ipv4Addr::from(
+                        u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * endpoints + j) as u32 + 2,
+                    )),
+                    Some(format!("node{}", (i * endpoints + j) % 50)),
+                )
             })
             .collect(),
         ports: vec![EndpointPort {

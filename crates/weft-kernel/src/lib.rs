@@ -14,6 +14,7 @@ mod link;
 mod messages;
 mod netlink;
 mod nexthop;
+mod nfacct;
 
 pub use dataplane::{
     apply, main_table_routes, read_dataplane, supports_nexthops, ApplyReport, Ownership,
@@ -25,3 +26,4 @@ pub use link::{
     VxlanSpec,
 };
 pub use netlink::{Netlink, RawMessage, Request};
+pub use nfacct::{ensure_nfacct, nfacct_counts};

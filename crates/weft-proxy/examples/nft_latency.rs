@@ -48,6 +48,7 @@ fn main() {
             weft_firewall::Iptables::plain(weft_firewall::Backend::Nft),
             Some("100.64.0.0/10".parse().expect("cidr")),
             None,
+            &Default::default(),
         );
         let t = Instant::now();
         let r = s.full(c.plan_all("node1")).expect("full");

@@ -48,14 +48,10 @@ fn main() {
         let ports = r.ports(&plans);
         r.full(&ports, &mut Default::default())
     } else {
-        let r = IptablesRenderer {
-            v6: false,
-            cluster_cidr: cidr,
-            // `iptables-legacy`: one transaction, as on the legacy backend
-            chunked: mode != "iptables-legacy",
-        };
+        // `iptables-legacy`: one transaction, as on the legacy backend
+        let r = IptablesRenderer::new(false, cidr, mode != "iptables-legacy");
         let ports: BTreeMap<_, _> = plans.iter().map(|p| (p.key.clone(), r.port(p))).collect();
-        r.restore(&ports, &BTreeSet::new(), &HOOKS)
+        r.restore(&ports, &BTreeSet::new(), &HOOKS, true)
     };
     eprintln!("rendered {} bytes in {:?}", text.len(), t.elapsed());
     print!("{text}");

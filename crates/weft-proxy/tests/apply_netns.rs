@@ -11,7 +11,7 @@ use weft_firewall::{Backend, BackendChoice, Iptables};
 use weft_lab::{in_netns, sh, Lab};
 use weft_proxy::plan::catalog::Catalog;
 use weft_proxy::plan::PortPlan;
-use weft_proxy::render::iptables::{normalize_saved, CHAINS_PER_TRANSACTION};
+use weft_proxy::render::iptables::{normalize_saved, CHAINS_PER_TRANSACTION, HOOKS};
 use weft_proxy::shell::sync::{cleanup, ProxyMode, Syncer};
 use weft_proxy::spec::{parse_documents, ServiceName};
 
@@ -38,6 +38,10 @@ fn syncer_with(mode: ProxyMode, ipt: Iptables) -> Syncer {
         ipt,
         Some("172.30.0.0/16".parse().expect("cidr")),
         Some("fd00:30::/56".parse().expect("cidr")),
+        &weft_proxy::shell::sync::HostSettings {
+            localhost_node_ports: true,
+            ..Default::default()
+        },
     )
 }
 
@@ -92,7 +96,7 @@ fn hook_count(ns: &str, save: &str) -> usize {
 fn changed(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
     // Endpoint removed from one service, a service deleted, one added.
     let sticky = ServiceName::parse("shop/sticky").expect("name");
-    if let Some(e) = c.endpoints.get_mut(&sticky) {
+    if let Some(e) = c.endpoints.get_mut(&sticky).and_then(|s| s.first_mut()) {
         e.endpoints.remove(0);
     }
     let dns = ServiceName::parse("kube-system/dns").expect("name");
@@ -128,10 +132,10 @@ fn rules_read_back_equal_and_partial_equals_full(backend: Backend) {
         assert_eq!(r.ports, 8);
         assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
         assert_eq!(saved_rules(&ns, &save6), expected(&s, true));
-        assert_eq!(hook_count(&ns, &save4), 7);
+        assert_eq!(hook_count(&ns, &save4), HOOKS.len());
         // A second full sync changes nothing and adds no second hook.
         s.full(c.plan_all("host1")).expect("full sync again");
-        assert_eq!(hook_count(&ns, &save4), 7);
+        assert_eq!(hook_count(&ns, &save4), HOOKS.len());
         assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
 
         let (services, plans) = changed(&mut c);
@@ -144,18 +148,18 @@ fn rules_read_back_equal_and_partial_equals_full(backend: Backend) {
             .any(|(_, l)| l.contains("kube-system/dns")));
         assert!(after_partial
             .iter()
-            .any(|(_, l)| l.contains("KUBE-SVC-BR4KARPIGKMRMN3E")));
-        // Lines inserted by a partial sync keep their order: a node port's
-        // mark-for-masquerade comes before its jump (set equality above
+            .any(|(_, l)| l.contains("KUBE-SVC-QLK4GP7H447Z7HSM")));
+        // A partial sync writes a port's chains in order: the external
+        // chain marks for masquerade before it jumps (set equality above
         // cannot see that).
         let nat = out(&ns, &save4, &["-t", "nat"]);
         let at = |needle: &str| {
-            nat.lines().position(|l| {
-                l.starts_with("-A KUBE-NODEPORTS") && l.contains("32663") && l.ends_with(needle)
-            })
+            nat.lines()
+                .position(|l| l.starts_with("-A KUBE-EXT-QLK4GP7H447Z7HSM") && l.ends_with(needle))
         };
+        assert!(at("-j KUBE-MARK-MASQ").is_some());
         assert!(
-            at("-j KUBE-MARK-MASQ") < at("-j KUBE-SVC-BR4KARPIGKMRMN3E"),
+            at("-j KUBE-MARK-MASQ") < at("-j KUBE-SVC-QLK4GP7H447Z7HSM"),
             "{nat}"
         );
         assert!(nat
@@ -176,9 +180,11 @@ fn rules_read_back_equal_and_partial_equals_full(backend: Backend) {
 
         let removed = cleanup().expect("cleanup");
         assert!(!removed.is_empty());
-        assert_eq!(hook_count(&ns, &save4), 0);
-        assert!(saved_rules(&ns, &save4).is_empty());
-        assert!(saved_rules(&ns, &save6).is_empty());
+        // kubelet's KUBE-FIREWALL stays, as kube-proxy's cleanup leaves it
+        let kubelet = |r: &(String, String)| r.1.starts_with("-A KUBE-FIREWALL ");
+        assert_eq!(hook_count(&ns, &save4), 2);
+        assert!(saved_rules(&ns, &save4).iter().all(kubelet));
+        assert!(saved_rules(&ns, &save6).iter().all(kubelet));
     })
     .expect("in netns");
 }
@@ -228,7 +234,7 @@ fn large_syncs_read_back_equal(backend: Backend) {
         let mut s = syncer_with(ProxyMode::Iptables, ipt.clone());
         s.full(c.plan_all("host1")).expect("full sync");
         assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
-        assert_eq!(hook_count(&ns, &save4), 7);
+        assert_eq!(hook_count(&ns, &save4), HOOKS.len());
         let nat_chains = || {
             out(&ns, &save4, &["-t", "nat"])
                 .lines()
@@ -256,7 +262,12 @@ fn large_syncs_read_back_equal(backend: Backend) {
         s.partial(&services, plans).expect("partial sync");
         let after_partial = saved_rules(&ns, &save4);
         assert_eq!(after_partial, expected(&s, false));
-        assert!(!after_partial.iter().any(|(_, l)| l.contains("bulk/b3:")));
+        assert!(!after_partial
+            .iter()
+            .any(|(_, l)| l.contains("\"bulk/b3 ") || l.contains("\"bulk/b3\"")));
+        assert!(after_partial
+            .iter()
+            .any(|(_, l)| l.contains("\"bulk/b50 cluster IP\"")));
         assert_eq!(nat_chains(), base + (40 + add) * 6);
 
         // A full sync from scratch with 50 more services gone removes
@@ -268,9 +279,11 @@ fn large_syncs_read_back_equal(backend: Backend) {
         fresh.full(c.plan_all("host1")).expect("full from scratch");
         assert_eq!(saved_rules(&ns, &save4), expected(&fresh, false));
         assert_eq!(nat_chains(), base + (add - 10) * 6);
-        assert_eq!(hook_count(&ns, &save4), 7);
+        assert_eq!(hook_count(&ns, &save4), HOOKS.len());
         cleanup().expect("cleanup");
-        assert!(saved_rules(&ns, &save4).is_empty());
+        assert!(saved_rules(&ns, &save4)
+            .iter()
+            .all(|(_, l)| l.starts_with("-A KUBE-FIREWALL ")));
     })
     .expect("in netns");
 }

@@ -138,7 +138,7 @@ fn scenario(mode: &str) {
         )
         .expect("save");
         let saved = String::from_utf8_lossy(&saved.stdout).into_owned();
-        assert!(saved.contains("-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment \"default/example-service: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-BR4KARPIGKMRMN3E"), "{saved}");
+        assert!(saved.contains("-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment \"default/example-service cluster IP\" -m tcp --dport 80 -j KUBE-SVC-QLK4GP7H447Z7HSM"), "{saved}");
     } else {
         let listed = sh(
             "ip",

@@ -9,7 +9,8 @@ use crate::spec::{EndpointSet, Object, Service, ServiceName};
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub services: BTreeMap<ServiceName, Service>,
-    pub endpoints: BTreeMap<ServiceName, EndpointSet>,
+    /// Each service's EndpointSlices.
+    pub endpoints: BTreeMap<ServiceName, Vec<EndpointSet>>,
 }
 
 impl Catalog {
@@ -23,10 +24,15 @@ impl Catalog {
             }
             Object::Endpoints(e) => {
                 let id = e.service.clone();
-                self.endpoints.insert(id.clone(), e);
+                self.endpoints.insert(id.clone(), vec![e]);
                 id
             }
         }
+    }
+
+    /// Replaces the slices of service `id`.
+    pub fn put_slices(&mut self, id: ServiceName, slices: Vec<EndpointSet>) {
+        self.endpoints.insert(id, slices);
     }
 
     pub fn remove_service(&mut self, id: &ServiceName) {
@@ -41,7 +47,7 @@ impl Catalog {
     pub fn plan(&self, id: &ServiceName, node: &str) -> Vec<PortPlan> {
         self.services
             .get(id)
-            .map(|s| plan_service(s, self.endpoints.get(id), node))
+            .map(|s| plan_service(s, self.slices(id), node))
             .unwrap_or_default()
     }
 
@@ -49,7 +55,11 @@ impl Catalog {
     pub fn plan_all(&self, node: &str) -> Vec<PortPlan> {
         self.services
             .values()
-            .flat_map(|s| plan_service(s, self.endpoints.get(&s.id), node))
+            .flat_map(|s| plan_service(s, self.slices(&s.id), node))
             .collect()
+    }
+
+    fn slices(&self, id: &ServiceName) -> &[EndpointSet] {
+        self.endpoints.get(id).map_or(&[], Vec::as_slice)
     }
 }

@@ -7,10 +7,13 @@
 pub mod catalog;
 pub mod names;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::spec::{EndpointSet, Protocol, Service, ServiceName, ServiceType, TargetPort};
+use ipnet::IpNet;
+
+use crate::spec::{EndpointSet, Protocol, Service, ServiceName, ServiceType};
 
 /// One service port: `ns/name:port` plus protocol.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,9 +24,14 @@ pub struct PortKey {
 }
 
 impl PortKey {
-    /// kube-proxy's service port name, `ns/name:port` (port may be empty).
+    /// kube-proxy's service port name: `ns/name:port`, or `ns/name` for
+    /// an unnamed port.
     pub fn svc_port_name(&self) -> String {
-        format!("{}:{}", self.service, self.port_name)
+        if self.port_name.is_empty() {
+            self.service.to_string()
+        } else {
+            format!("{}:{}", self.service, self.port_name)
+        }
     }
 }
 
@@ -49,12 +57,19 @@ pub struct EndpointPlan {
     /// reach itself through a service on its own node, so it needs no
     /// hairpin masquerade here.
     pub remote: bool,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
 }
 
 impl EndpointPlan {
     /// `ip:port` as kube-proxy hashes and comments it (`[ip6]:port`).
     pub fn text(&self) -> String {
         self.addr.to_string()
+    }
+
+    fn serving_terminating(&self) -> bool {
+        self.serving && self.terminating
     }
 }
 
@@ -65,11 +80,27 @@ pub struct PortPlan {
     pub cluster_ip: IpAddr,
     pub port: u16,
     pub node_port: Option<u16>,
+    /// External IPs and load-balancer IPs of the cluster IP's family.
+    pub external_ips: Vec<IpAddr>,
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// Load-balancer source ranges of the family (none: anyone).
+    pub source_ranges: Vec<IpNet>,
+    pub health_check_node_port: Option<u16>,
     pub affinity_seconds: Option<u32>,
     pub external_local: bool,
     pub internal_local: bool,
-    /// Ready endpoints of the cluster IP's family, sorted.
+    /// Endpoints for the Cluster traffic policy: the ready ones, or when
+    /// none is ready anywhere the serving terminating ones (kube-proxy's
+    /// fallback), sorted as kube-proxy sorts them (as `ip:port` strings).
     pub endpoints: Vec<EndpointPlan>,
+    /// Endpoints for the Local traffic policy: this node's ready ones, or
+    /// its serving terminating ones when none is ready.
+    pub local: Vec<EndpointPlan>,
+    /// Some endpoint, on any node, can serve.
+    pub has_endpoints: bool,
+    /// Every endpoint of the port, ready or not (kube-proxy counts these
+    /// to decide on its large-cluster mode).
+    pub all_endpoints: usize,
 }
 
 impl PortPlan {
@@ -77,45 +108,105 @@ impl PortPlan {
         self.cluster_ip.is_ipv6()
     }
 
-    pub fn local_endpoints(&self) -> impl Iterator<Item = &EndpointPlan> {
-        self.endpoints.iter().filter(|e| e.local)
+    /// Reached from outside the cluster (node port, load balancer or
+    /// external IPs).
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port.is_some()
+            || !self.load_balancer_ips.is_empty()
+            || !self.external_ips.is_empty()
+    }
+
+    /// Some traffic goes to endpoints on any node.
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        !self.internal_local || self.externally_accessible()
+    }
+
+    /// Some traffic goes to this node's endpoints only.
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_local || (self.external_local && self.externally_accessible())
+    }
+
+    /// Endpoints some traffic may reach from this node (each needs its
+    /// endpoint chain): the Cluster ones, then Local ones not among them.
+    pub fn reachable(&self) -> Vec<&EndpointPlan> {
+        let mut out: Vec<&EndpointPlan> = Vec::new();
+        if self.uses_cluster_endpoints() {
+            out.extend(&self.endpoints);
+        }
+        if self.uses_local_endpoints() {
+            for e in &self.local {
+                if !out.iter().any(|o| o.addr == e.addr) {
+                    out.push(e);
+                }
+            }
+        }
+        out
     }
 }
 
+/// A port's endpoints from all slices of its service, as kube-proxy's
+/// endpoint-slice cache collects them: slices of the cluster IP's family
+/// listing a port of the same name and protocol; an address in two slices
+/// once (the non-terminating one wins); sorted as `ip:port` strings.
+fn port_endpoints(
+    slices: &[EndpointSet],
+    sp: &crate::spec::ServicePort,
+    v6: bool,
+    node: &str,
+) -> Vec<EndpointPlan> {
+    let mut by_text: BTreeMap<String, EndpointPlan> = BTreeMap::new();
+    for set in slices {
+        for p in set
+            .ports
+            .iter()
+            .filter(|p| p.name == sp.name && p.protocol == sp.protocol)
+        {
+            for e in set.endpoints.iter().filter(|e| e.ip.is_ipv6() == v6) {
+                let plan = EndpointPlan {
+                    addr: SocketAddr::new(e.ip, p.port),
+                    local: !node.is_empty() && e.node.as_deref() == Some(node),
+                    remote: e.node.as_deref().is_some_and(|n| n != node),
+                    ready: e.ready,
+                    serving: e.serving,
+                    terminating: e.terminating,
+                };
+                let text = plan.text();
+                if !by_text.contains_key(&text) || !e.terminating {
+                    by_text.insert(text, plan);
+                }
+            }
+        }
+    }
+    by_text.into_values().collect()
+}
+
 /// The port plans of one service (none for headless or unallocated ones).
-pub fn plan_service(svc: &Service, eps: Option<&EndpointSet>, node: &str) -> Vec<PortPlan> {
+pub fn plan_service(svc: &Service, slices: &[EndpointSet], node: &str) -> Vec<PortPlan> {
     let Some(cluster_ip) = svc.cluster_ip else {
         return Vec::new();
     };
+    let v6 = cluster_ip.is_ipv6();
+    let family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+        ips.iter()
+            .copied()
+            .filter(|ip| ip.is_ipv6() == v6)
+            .collect()
+    };
+    let mut source_ranges: Vec<IpNet> = svc
+        .source_ranges
+        .iter()
+        .copied()
+        .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+        .collect();
+    // a zero-length prefix lets anyone in, as no ranges do
+    if source_ranges.iter().any(|n| n.prefix_len() == 0) {
+        source_ranges.clear();
+    }
     svc.ports
         .iter()
         .map(|sp| {
-            let port = eps.and_then(|set| {
-                set.ports
-                    .iter()
-                    .find(|p| p.name == sp.name && p.protocol == sp.protocol)
-                    .map(|p| p.port)
-                    // A slice without ports: the service's numeric targetPort.
-                    .or(match (&sp.target_port, set.ports.as_slice()) {
-                        (TargetPort::Number(n), []) => Some(*n),
-                        _ => None,
-                    })
-            });
-            let mut endpoints: Vec<EndpointPlan> = match (eps, port) {
-                (Some(set), Some(port)) => set
-                    .endpoints
-                    .iter()
-                    .filter(|e| e.ready && e.ip.is_ipv6() == cluster_ip.is_ipv6())
-                    .map(|e| EndpointPlan {
-                        addr: SocketAddr::new(e.ip, port),
-                        local: e.node.as_deref() == Some(node),
-                        remote: e.node.as_deref().is_some_and(|n| n != node),
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            endpoints.sort();
-            PortPlan {
+            let all = port_endpoints(slices, sp, v6, node);
+            let mut plan = PortPlan {
                 key: PortKey {
                     service: svc.id.clone(),
                     port_name: sp.name.clone(),
@@ -123,16 +214,61 @@ pub fn plan_service(svc: &Service, eps: Option<&EndpointSet>, node: &str) -> Vec
                 },
                 cluster_ip,
                 port: sp.port,
-                node_port: if svc.kind == ServiceType::NodePort {
+                node_port: if svc.kind.node_ports() {
                     sp.node_port
                 } else {
                     None
                 },
+                external_ips: family(&svc.external_ips),
+                load_balancer_ips: if svc.kind == ServiceType::LoadBalancer {
+                    family(&svc.load_balancer_ips)
+                } else {
+                    Vec::new()
+                },
+                source_ranges: source_ranges.clone(),
+                health_check_node_port: svc.health_check_node_port,
                 affinity_seconds: svc.affinity_seconds,
                 external_local: svc.external_local,
                 internal_local: svc.internal_local,
-                endpoints,
-            }
+                endpoints: Vec::new(),
+                local: Vec::new(),
+                has_endpoints: false,
+                all_endpoints: all.len(),
+            };
+            categorize(&mut plan, all);
+            plan
         })
         .collect()
+}
+
+/// kube-proxy's endpoint categorisation (without topology hints): the
+/// Cluster and Local endpoint lists, with the fallback to serving
+/// terminating endpoints, and whether any endpoint can serve at all.
+fn categorize(p: &mut PortPlan, all: Vec<EndpointPlan>) {
+    if all.is_empty() {
+        return;
+    }
+    if p.uses_cluster_endpoints() {
+        p.endpoints = all.iter().filter(|e| e.ready).cloned().collect();
+        if p.endpoints.is_empty() {
+            p.endpoints = all
+                .iter()
+                .filter(|e| e.serving_terminating())
+                .cloned()
+                .collect();
+        }
+        p.has_endpoints = !p.endpoints.is_empty();
+    }
+    if !p.uses_local_endpoints() {
+        return;
+    }
+    p.has_endpoints |= all.iter().any(|e| e.ready || e.serving_terminating());
+    p.local = all.iter().filter(|e| e.local && e.ready).cloned().collect();
+    if p.local.is_empty() {
+        p.local = all
+            .iter()
+            .filter(|e| e.local && e.serving_terminating())
+            .cloned()
+            .collect();
+    }
 }

@@ -1,13 +1,14 @@
-//! kube-proxy's iptables rules, rendered as `iptables-restore` text.
+//! kube-proxy's iptables rules, rendered as `iptables-restore` text: the
+//! rules of the pinned kube-proxy (v1.36) exactly, chain names, comments
+//! and matches, so operators replacing kube-proxy keep their scripts.
 //!
 //! Rules are written in the canonical form `iptables-save` prints (address
 //! matches, protocol, comment, then the other matches, then the target), so
-//! what is read back compares line for line with what was written. The
-//! article's service renders exactly as its `iptables-save | grep` shows,
-//! apart from the probability, which kube-proxy writes with 10 decimals.
+//! what is read back compares line for line with what was written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -21,9 +22,28 @@ pub const NODEPORTS: &str = "KUBE-NODEPORTS";
 pub const POSTROUTING: &str = "KUBE-POSTROUTING";
 pub const MARK_MASQ: &str = "KUBE-MARK-MASQ";
 pub const FORWARD: &str = "KUBE-FORWARD";
+/// Drops load-balancer traffic from outside its source ranges.
+pub const PROXY_FIREWALL: &str = "KUBE-PROXY-FIREWALL";
+/// kubelet's chain, which kube-proxy also fills: it blocks connections to
+/// 127.0.0.0/8 from elsewhere when node ports answer on localhost.
+pub const LOCALNET_FIREWALL: &str = "KUBE-FIREWALL";
+
+/// nfacct counters kube-proxy's rules feed (its metrics' sources).
+pub const NFACCT_INVALID: &str = "ct_state_invalid_dropped_pkts";
+pub const NFACCT_LOCALHOST: &str = "localhost_nps_accepted_pkts";
+
+/// kube-proxy's large-cluster mode starts above this many endpoints:
+/// endpoint rules lose their comments (40% less text).
+pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 
 /// Prefixes of the per-service chains weft owns in the nat table.
-pub const SERVICE_CHAIN_PREFIXES: [&str; 4] = ["KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-"];
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SEP-",
+    "KUBE-EXT-",
+    "KUBE-SVL-",
+    "KUBE-FW-",
+];
 
 /// A jump from a built-in chain into kube-proxy's chains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,43 +60,27 @@ impl Hook {
     }
 }
 
-/// The jumps kube-proxy inserts at the top of the built-in chains.
-pub const HOOKS: [Hook; 7] = [
-    Hook {
-        table: "nat",
-        chain: "PREROUTING",
-        rule: "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    },
-    Hook {
-        table: "nat",
-        chain: "OUTPUT",
-        rule: "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    },
-    Hook {
-        table: "nat",
-        chain: "POSTROUTING",
-        rule: "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
-    },
-    Hook {
-        table: "filter",
-        chain: "INPUT",
-        rule: "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES",
-    },
-    Hook {
-        table: "filter",
-        chain: "FORWARD",
-        rule: "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    },
-    Hook {
-        table: "filter",
-        chain: "OUTPUT",
-        rule: "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    },
-    Hook {
-        table: "filter",
-        chain: "FORWARD",
-        rule: "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
-    },
+const fn hook(table: &'static str, chain: &'static str, rule: &'static str) -> Hook {
+    Hook { table, chain, rule }
+}
+
+/// The jumps kube-proxy ensures, in its order: each missing one is put at
+/// the top of its built-in chain, so the last listed ends up first.
+pub const HOOKS: [Hook; 14] = [
+    hook("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"),
+    hook("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"),
+    hook("filter", "INPUT", "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS"),
+    hook("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    hook("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    hook("filter", "FORWARD", "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD"),
+    hook("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"),
+    hook("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"),
+    hook("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL"),
+    hook("nat", "OUTPUT", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    hook("nat", "PREROUTING", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    hook("nat", "POSTROUTING", "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING"),
+    hook("filter", "INPUT", "-j KUBE-FIREWALL"),
+    hook("filter", "OUTPUT", "-j KUBE-FIREWALL"),
 ];
 
 /// The rules of one service port, split by the chain they go to.
@@ -89,9 +93,12 @@ pub struct PortRules {
     /// Its rules in nat `KUBE-SERVICES` and `KUBE-NODEPORTS`.
     pub services: Vec<String>,
     pub nodeports: Vec<String>,
-    /// Its rules in filter `KUBE-SERVICES` / `KUBE-EXTERNAL-SERVICES`.
+    /// Its rules in filter `KUBE-SERVICES`, `KUBE-EXTERNAL-SERVICES`,
+    /// `KUBE-PROXY-FIREWALL` and `KUBE-NODEPORTS` (health check ports).
     pub filter_services: Vec<String>,
     pub filter_external: Vec<String>,
+    pub filter_firewall: Vec<String>,
+    pub filter_nodeports: Vec<String>,
 }
 
 impl PortRules {
@@ -99,21 +106,50 @@ impl PortRules {
     pub fn rule_count(&self) -> usize {
         self.nat.len() + self.services.len() + self.nodeports.len()
     }
+
+    /// The port's lines in the filter table's shared chains.
+    fn filter_lines(&self) -> [&Vec<String>; 4] {
+        [
+            &self.filter_services,
+            &self.filter_external,
+            &self.filter_firewall,
+            &self.filter_nodeports,
+        ]
+    }
 }
 
 /// Renders one address family's rules.
 #[derive(Debug, Clone)]
 pub struct IptablesRenderer {
     pub v6: bool,
-    /// The pod network: sources outside it are masqueraded to cluster IPs.
+    /// The pod network (kube-proxy's local-traffic detector): sources
+    /// outside it are masqueraded to cluster IPs.
     pub cluster_cidr: Option<IpNet>,
     /// Whether syncs of more than [`CHAINS_PER_TRANSACTION`] port chains
     /// are cut into several transactions (nf_tables; on legacy one
     /// transaction is cheapest: see `weft_firewall::Backend::chunked`).
     pub chunked: bool,
+    /// `--masquerade-all`: every packet to a cluster IP is masqueraded.
+    pub masquerade_all: bool,
+    /// This node's address: load balancers whose source ranges hold it
+    /// also admit their own IPs (traffic from the node to its VIP).
+    pub node_ip: Option<IpAddr>,
+    /// IPv4 node ports answer on 127.0.0.1 too (kube-proxy's
+    /// `--iptables-localhost-nodeports`, with `route_localnet`).
+    pub localhost_node_ports: bool,
+    /// The nfacct counters exist, so rules may feed them.
+    pub nfacct: bool,
+    /// `nf_conntrack_tcp_be_liberal` is set: no DROP of INVALID packets.
+    pub conntrack_liberal: bool,
+    /// More than [`LARGE_CLUSTER_ENDPOINTS`] endpoints: no comments on
+    /// endpoint rules.
+    pub large_cluster: bool,
+    /// `--nodeport-addresses`: the node's addresses that serve node ports
+    /// (`None`: every local address).
+    pub node_port_ips: Option<Vec<IpAddr>>,
 }
 
-fn host(ip: std::net::IpAddr) -> String {
+fn host(ip: IpAddr) -> String {
     if ip.is_ipv6() {
         format!("{ip}/128")
     } else {
@@ -121,7 +157,34 @@ fn host(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// One port's names and matches, shared by its rules.
+struct Names {
+    spn: String,
+    proto: &'static str,
+    svc: String,
+    svl: String,
+    ext: String,
+    fw: String,
+}
+
 impl IptablesRenderer {
+    /// A renderer with kube-proxy's defaults for everything but the family,
+    /// the pod network and the transaction strategy.
+    pub fn new(v6: bool, cluster_cidr: Option<IpNet>, chunked: bool) -> IptablesRenderer {
+        IptablesRenderer {
+            v6,
+            cluster_cidr,
+            chunked,
+            masquerade_all: false,
+            node_ip: None,
+            localhost_node_ports: !v6,
+            nfacct: false,
+            conntrack_liberal: false,
+            large_cluster: false,
+            node_port_ips: None,
+        }
+    }
+
     fn reject(&self) -> &'static str {
         if self.v6 {
             "REJECT --reject-with icmp6-port-unreachable"
@@ -138,159 +201,280 @@ impl IptablesRenderer {
         }
     }
 
-    /// The rules of one service port.
+    /// Node ports on 127.0.0.1: IPv4 only.
+    fn localhost(&self) -> bool {
+        self.localhost_node_ports && !self.v6
+    }
+
+    /// ` -m comment --comment "text"`, left out in large-cluster mode.
+    fn endpoint_comment(&self, text: &str) -> String {
+        if self.large_cluster {
+            String::new()
+        } else {
+            format!(" -m comment --comment \"{text}\"")
+        }
+    }
+
+    /// The rules of one service port, as kube-proxy's `syncProxyRules`
+    /// writes them.
     pub fn port(&self, p: &PortPlan) -> PortRules {
         let mut r = PortRules::default();
         let spn = p.key.svc_port_name();
-        let proto = p.key.protocol.lower();
         let hash = service_hash(&spn, p.key.protocol);
-        let svc = format!("KUBE-SVC-{hash}");
-        let svl = format!("KUBE-SVL-{hash}");
-        let ext = format!("KUBE-EXT-{hash}");
-        let cip = host(p.cluster_ip);
-        let cluster_match = format!(
-            "-d {cip} -p {proto} -m comment --comment \"{spn} cluster IP\" -m {proto} --dport {}",
-            p.port
-        );
-        let local_dst = |np: u16, comment: &str| {
+        let n = Names {
+            proto: p.key.protocol.lower(),
+            svc: format!("KUBE-SVC-{hash}"),
+            svl: format!("KUBE-SVL-{hash}"),
+            ext: format!("KUBE-EXT-{hash}"),
+            fw: format!("KUBE-FW-{hash}"),
+            spn,
+        };
+        let (spn, proto) = (&n.spn, n.proto);
+        let has_endpoints = p.has_endpoints;
+        let has_internal = has_endpoints && !(p.internal_local && p.local.is_empty());
+        let has_external = has_endpoints && !(p.external_local && p.local.is_empty());
+        let internal_chain = if p.internal_local { &n.svl } else { &n.svc };
+        let external_policy_chain = if p.external_local { &n.svl } else { &n.svc };
+        let uses_fw =
+            has_endpoints && !p.load_balancer_ips.is_empty() && !p.source_ranges.is_empty();
+        let lb_chain = if uses_fw { &n.fw } else { &n.ext };
+        let (internal_filter, external_filter) = if !has_endpoints {
+            let c = format!("\"{spn} has no endpoints\"");
+            let t = self.reject();
+            ((c.clone(), t), (c, t))
+        } else {
+            let c = format!("\"{spn} has no local endpoints\"");
+            ((c.clone(), "DROP"), (c, "DROP"))
+        };
+        let dest = |ip: IpAddr, port: u16, comment: &str| {
             format!(
-                "-p {proto} -m comment --comment \"{spn}{comment}\" -m addrtype --dst-type LOCAL -m {proto} --dport {np}"
+                "-d {} -p {proto} -m comment --comment {comment} -m {proto} --dport {port}",
+                host(ip)
             )
         };
 
-        if p.endpoints.is_empty() {
-            r.filter_services.push(format!(
-                "-A {SERVICES} -d {cip} -p {proto} -m comment --comment \"{spn} has no endpoints\" -m {proto} --dport {} -j {}",
-                p.port,
-                self.reject()
-            ));
-            if let Some(np) = p.node_port {
-                r.filter_external.push(format!(
-                    "-A {EXTERNAL_SERVICES} {} -j {}",
-                    local_dst(np, " has no endpoints"),
-                    self.reject()
-                ));
-            }
-            return r;
-        }
-
-        // The cluster-wide chain, over every endpoint.
-        r.chains.push(svc.clone());
-        if let Some(cidr) = self.cluster_cidr {
-            r.nat.push(format!(
-                "-A {svc} ! -s {cidr} {cluster_match} -j {MARK_MASQ}"
-            ));
-        }
-        self.balance(
-            &mut r,
-            &svc,
-            &spn,
-            p,
-            &p.endpoints.iter().collect::<Vec<_>>(),
-        );
-        for ep in &p.endpoints {
-            self.endpoint(&mut r, &spn, p, ep);
-        }
-
-        // The node-local chain, over local endpoints only.
-        let local: Vec<&EndpointPlan> = p.local_endpoints().collect();
-        let wants_local = p.internal_local || (p.external_local && p.node_port.is_some());
-        if wants_local && !local.is_empty() {
-            r.chains.push(svl.clone());
-            self.balance(&mut r, &svl, &spn, p, &local);
-        }
-
-        if !p.internal_local {
+        // The cluster IP.
+        let cluster_ip = dest(p.cluster_ip, p.port, &format!("\"{spn} cluster IP\""));
+        if has_internal {
             r.services
-                .push(format!("-A {SERVICES} {cluster_match} -j {svc}"));
-        } else if !local.is_empty() {
-            r.services
-                .push(format!("-A {SERVICES} {cluster_match} -j {svl}"));
+                .push(format!("-A {SERVICES} {cluster_ip} -j {internal_chain}"));
         } else {
             r.filter_services.push(format!(
-                "-A {SERVICES} -d {cip} -p {proto} -m comment --comment \"{spn} has no local endpoints\" -m {proto} --dport {} -j DROP",
-                p.port
+                "-A {SERVICES} {} -j {}",
+                dest(p.cluster_ip, p.port, &internal_filter.0),
+                internal_filter.1
+            ));
+        }
+        // External IPs.
+        for ip in &p.external_ips {
+            if has_endpoints {
+                r.services.push(format!(
+                    "-A {SERVICES} {} -j {}",
+                    dest(*ip, p.port, &format!("\"{spn} external IP\"")),
+                    n.ext
+                ));
+            }
+            if !has_external {
+                r.filter_external.push(format!(
+                    "-A {EXTERNAL_SERVICES} {} -j {}",
+                    dest(*ip, p.port, &external_filter.0),
+                    external_filter.1
+                ));
+            }
+        }
+        // Load-balancer IPs.
+        for ip in &p.load_balancer_ips {
+            if has_endpoints {
+                r.services.push(format!(
+                    "-A {SERVICES} {} -j {lb_chain}",
+                    dest(*ip, p.port, &format!("\"{spn} loadbalancer IP\""))
+                ));
+            }
+            if uses_fw {
+                r.filter_firewall.push(format!(
+                    "-A {PROXY_FIREWALL} {} -j DROP",
+                    dest(
+                        *ip,
+                        p.port,
+                        &format!("\"{spn} traffic not accepted by {}\"", n.fw)
+                    )
+                ));
+            }
+        }
+        if !has_external {
+            for ip in &p.load_balancer_ips {
+                r.filter_external.push(format!(
+                    "-A {EXTERNAL_SERVICES} {} -j {}",
+                    dest(*ip, p.port, &external_filter.0),
+                    external_filter.1
+                ));
+            }
+        }
+        // The node port.
+        if let Some(np) = p.node_port {
+            if has_endpoints {
+                if self.localhost() && self.nfacct {
+                    r.nodeports.push(format!(
+                        "-A {NODEPORTS} -d 127.0.0.0/8 -p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -m nfacct --nfacct-name  {NFACCT_LOCALHOST} -j {}",
+                        n.ext
+                    ));
+                }
+                r.nodeports.push(format!(
+                    "-A {NODEPORTS} -p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -j {}",
+                    n.ext
+                ));
+            }
+            if !has_external {
+                r.filter_external.push(format!(
+                    "-A {EXTERNAL_SERVICES} -p {proto} -m comment --comment {} -m addrtype --dst-type LOCAL -m {proto} --dport {np} -j {}",
+                    external_filter.0, external_filter.1
+                ));
+            }
+        }
+        // The health check node port.
+        if let Some(hc) = p.health_check_node_port {
+            r.filter_nodeports.push(format!(
+                "-A {NODEPORTS} -p tcp -m comment --comment \"{spn} health check node port\" -m tcp --dport {hc} -j ACCEPT"
             ));
         }
 
-        if let Some(np) = p.node_port {
-            let np_match = format!(
-                "-A {NODEPORTS} -p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np}"
-            );
-            if !p.external_local {
-                r.nodeports.push(format!("{np_match} -j {MARK_MASQ}"));
-                r.nodeports.push(format!("{np_match} -j {svc}"));
-            } else {
-                r.nodeports.push(format!("{np_match} -j {ext}"));
-                r.chains.push(ext.clone());
-                if let Some(cidr) = self.cluster_cidr {
-                    r.nat.push(format!(
-                        "-A {ext} -s {cidr} -m comment --comment \"pod traffic for {spn} external destinations\" -j {svc}"
-                    ));
-                }
-                r.nat.push(format!(
-                    "-A {ext} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {MARK_MASQ}"
+        // Internal traffic: masquerade what comes from outside the pods.
+        let mut own: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        if has_internal {
+            if self.masquerade_all {
+                own.entry(internal_chain)
+                    .or_default()
+                    .push(format!("-A {internal_chain} {cluster_ip} -j {MARK_MASQ}"));
+            } else if let Some(cidr) = self.cluster_cidr {
+                own.entry(internal_chain).or_default().push(format!(
+                    "-A {internal_chain} ! -s {} {cluster_ip} -j {MARK_MASQ}",
+                    cidr.trunc()
                 ));
-                r.nat.push(format!(
-                    "-A {ext} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {svc}"
-                ));
-                if local.is_empty() {
-                    r.filter_external.push(format!(
-                        "-A {EXTERNAL_SERVICES} {} -j DROP",
-                        local_dst(np, " has no local endpoints")
-                    ));
-                } else {
-                    r.nat.push(format!("-A {ext} -j {svl}"));
-                }
             }
         }
+        let mut chains: Vec<String> = Vec::new();
+        // External destinations: one chain for node ports, external and
+        // load-balancer IPs.
+        if has_endpoints && p.externally_accessible() {
+            chains.push(n.ext.clone());
+            let ext = own.entry(&n.ext).or_default();
+            if !p.external_local {
+                ext.push(format!(
+                    "-A {} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j {MARK_MASQ}",
+                    n.ext
+                ));
+            } else {
+                if let Some(cidr) = self.cluster_cidr {
+                    ext.push(format!(
+                        "-A {} -s {} -m comment --comment \"pod traffic for {spn} external destinations\" -j {}",
+                        n.ext,
+                        cidr.trunc(),
+                        n.svc
+                    ));
+                }
+                ext.push(format!(
+                    "-A {} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {MARK_MASQ}",
+                    n.ext
+                ));
+                ext.push(format!(
+                    "-A {} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {}",
+                    n.ext, n.svc
+                ));
+            }
+            if has_external {
+                ext.push(format!("-A {} -j {external_policy_chain}", n.ext));
+            }
+        }
+        // The load balancer's source ranges.
+        if uses_fw {
+            chains.push(n.fw.clone());
+            let fw = own.entry(&n.fw).or_default();
+            let head = format!("-A {}", n.fw);
+            let comment = format!("-m comment --comment \"{spn} loadbalancer IP\"");
+            for cidr in &p.source_ranges {
+                fw.push(format!("{head} -s {} {comment} -j {}", cidr.trunc(), n.ext));
+            }
+            let from_node = self
+                .node_ip
+                .is_some_and(|ip| p.source_ranges.iter().any(|c| c.contains(&ip)));
+            if from_node {
+                for ip in &p.load_balancer_ips {
+                    fw.push(format!("{head} -s {} {comment} -j {}", host(*ip), n.ext));
+                }
+            }
+            fw.push(format!(
+                "{head} -m comment --comment \"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL\""
+            ));
+        }
+        if p.uses_cluster_endpoints() && !p.endpoints.is_empty() {
+            chains.push(n.svc.clone());
+            let eps: Vec<&EndpointPlan> = p.endpoints.iter().collect();
+            let rules = self.balance(&n.svc, &n, p, &eps);
+            own.entry(&n.svc).or_default().extend(rules);
+        }
+        if p.uses_local_endpoints() && !p.local.is_empty() {
+            chains.push(n.svl.clone());
+            let eps: Vec<&EndpointPlan> = p.local.iter().collect();
+            let rules = self.balance(&n.svl, &n, p, &eps);
+            own.entry(&n.svl).or_default().extend(rules);
+        }
+        for ep in p.reachable() {
+            let (chain, rules) = self.endpoint(&n, p, ep);
+            chains.push(chain.clone());
+            r.nat.extend(rules);
+        }
+        // Per chain in creation order: its rules (the masquerade rule of
+        // the internal chain first).
+        let mut nat = Vec::new();
+        for c in &chains {
+            if let Some(rules) = own.remove(c.as_str()) {
+                nat.extend(rules);
+            }
+        }
+        nat.append(&mut r.nat);
+        r.nat = nat;
+        r.chains = chains;
         r
     }
 
     /// Affinity checks, then random selection (`1/(n-i)`, last rule
     /// unconditional), in `chain`.
-    fn balance(
-        &self,
-        r: &mut PortRules,
-        chain: &str,
-        spn: &str,
-        p: &PortPlan,
-        eps: &[&EndpointPlan],
-    ) {
-        let sep = |ep: &EndpointPlan| endpoint_chain(spn, p.key.protocol, &ep.text());
+    fn balance(&self, chain: &str, n: &Names, p: &PortPlan, eps: &[&EndpointPlan]) -> Vec<String> {
+        let mut out = Vec::new();
+        let sep = |ep: &EndpointPlan| endpoint_chain(&n.spn, p.key.protocol, &ep.text());
+        let comment =
+            |ep: &EndpointPlan| self.endpoint_comment(&format!("{} -> {}", n.spn, ep.text()));
         if let Some(secs) = p.affinity_seconds {
             for ep in eps {
                 let s = sep(ep);
-                r.nat.push(format!(
-                    "-A {chain} -m comment --comment \"{spn}\" -m recent --rcheck --seconds {secs} --reap --name {s} --mask {} --rsource -j {s}",
+                out.push(format!(
+                    "-A {chain}{} -m recent --rcheck --seconds {secs} --reap --name {s} --mask {} --rsource -j {s}",
+                    comment(ep),
                     self.mask()
                 ));
             }
         }
-        let n = eps.len();
+        let count = eps.len();
         for (i, ep) in eps.iter().enumerate() {
             let s = sep(ep);
-            if i + 1 < n {
-                let prob = 1.0 / (n - i) as f64;
-                r.nat.push(format!(
-                    "-A {chain} -m comment --comment \"{spn}\" -m statistic --mode random --probability {prob:.10} -j {s}"
+            if i + 1 < count {
+                let prob = 1.0 / (count - i) as f64;
+                out.push(format!(
+                    "-A {chain}{} -m statistic --mode random --probability {prob:.10} -j {s}",
+                    comment(ep)
                 ));
             } else {
-                r.nat
-                    .push(format!("-A {chain} -m comment --comment \"{spn}\" -j {s}"));
+                out.push(format!("-A {chain}{} -j {s}", comment(ep)));
             }
         }
+        out
     }
 
     /// `KUBE-SEP-…`: hairpin masquerade, then DNAT (recording affinity).
-    fn endpoint(&self, r: &mut PortRules, spn: &str, p: &PortPlan, ep: &EndpointPlan) {
-        let proto = p.key.protocol.lower();
-        let s = endpoint_chain(spn, p.key.protocol, &ep.text());
-        r.chains.push(s.clone());
-        r.nat.push(format!(
-            "-A {s} -s {} -m comment --comment \"{spn}\" -j {MARK_MASQ}",
-            host(ep.addr.ip())
-        ));
+    fn endpoint(&self, n: &Names, p: &PortPlan, ep: &EndpointPlan) -> (String, Vec<String>) {
+        let proto = n.proto;
+        let s = endpoint_chain(&n.spn, p.key.protocol, &ep.text());
+        let comment = self.endpoint_comment(&n.spn);
         let recent = match p.affinity_seconds {
             Some(_) => format!(
                 " -m recent --set --name {s} --mask {} --rsource",
@@ -298,10 +482,14 @@ impl IptablesRenderer {
             ),
             None => String::new(),
         };
-        r.nat.push(format!(
-            "-A {s} -p {proto} -m comment --comment \"{spn}\"{recent} -m {proto} -j DNAT --to-destination {}",
-            ep.text()
-        ));
+        let rules = vec![
+            format!("-A {s} -s {}{comment} -j {MARK_MASQ}", host(ep.addr.ip())),
+            format!(
+                "-A {s} -p {proto}{comment}{recent} -m {proto} -j DNAT --to-destination {}",
+                ep.text()
+            ),
+        ];
+        (s, rules)
     }
 
     /// The fixed rules of the nat table (masquerade chain and mark).
@@ -314,17 +502,53 @@ impl IptablesRenderer {
         ]
     }
 
-    fn static_filter(&self) -> [String; 3] {
-        [
-            format!("-A {FORWARD} -m conntrack --ctstate INVALID -j DROP"),
-            format!("-A {FORWARD} -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT"),
-            format!("-A {FORWARD} -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-        ]
+    /// The fixed rules of the filter table: forwarding, and the localnet
+    /// firewall when node ports answer on localhost.
+    fn static_filter(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.localhost() {
+            out.push(format!("-A {LOCALNET_FIREWALL} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"));
+        }
+        if !self.conntrack_liberal {
+            let counter = if self.nfacct {
+                format!(" -m nfacct --nfacct-name  {NFACCT_INVALID}")
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "-A {FORWARD} -m conntrack --ctstate INVALID{counter} -j DROP"
+            ));
+        }
+        out.push(format!("-A {FORWARD} -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT"));
+        out.push(format!("-A {FORWARD} -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
+        out
     }
 
-    /// The last rule of nat `KUBE-SERVICES`.
-    pub fn nodeports_jump() -> String {
-        format!("-A {SERVICES} -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j {NODEPORTS}")
+    /// The last rules of nat `KUBE-SERVICES`: local destinations go on to
+    /// the node ports.
+    pub fn nodeports_jumps(&self) -> Vec<String> {
+        const COMMENT: &str =
+            "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+        match &self.node_port_ips {
+            None => {
+                let not_loopback = if self.v6 {
+                    "! -d ::1/128 "
+                } else if !self.localhost_node_ports {
+                    "! -d 127.0.0.0/8 "
+                } else {
+                    ""
+                };
+                vec![format!(
+                    "-A {SERVICES} {not_loopback}{COMMENT} -m addrtype --dst-type LOCAL -j {NODEPORTS}"
+                )]
+            }
+            Some(ips) => ips
+                .iter()
+                .filter(|ip| ip.is_ipv6() == self.v6)
+                .filter(|ip| !ip.is_loopback() || self.localhost())
+                .map(|ip| format!("-A {SERVICES} -d {} {COMMENT} -j {NODEPORTS}", host(*ip)))
+                .collect(),
+        }
     }
 
     /// The full sync, as `iptables-restore --noflush` text: the filter
@@ -350,13 +574,24 @@ impl IptablesRenderer {
         ports: &BTreeMap<PortKey, PortRules>,
         delete: &BTreeSet<String>,
         hooks: &[Hook],
+        localnet_exists: bool,
     ) -> String {
         let cap = ports.values().map(|r| r.nat.len() * 120).sum::<usize>() + ports.len() * 160;
         let mut out = String::with_capacity(cap + 4096);
 
         out.push_str("*filter\n");
-        for c in [SERVICES, EXTERNAL_SERVICES, FORWARD] {
+        for c in [
+            SERVICES,
+            EXTERNAL_SERVICES,
+            FORWARD,
+            NODEPORTS,
+            PROXY_FIREWALL,
+        ] {
             let _ = writeln!(out, ":{c} - [0:0]");
+        }
+        // kubelet's chain: declared (so flushed) only when written or absent
+        if self.localhost() || !localnet_exists {
+            let _ = writeln!(out, ":{LOCALNET_FIREWALL} - [0:0]");
         }
         for h in hooks.iter().filter(|h| h.table == "filter") {
             let _ = writeln!(out, "-I {} 1 {}", h.chain, h.rule);
@@ -366,7 +601,7 @@ impl IptablesRenderer {
             out.push('\n');
         }
         for r in ports.values() {
-            for line in r.filter_services.iter().chain(&r.filter_external) {
+            for line in r.filter_lines().into_iter().flatten() {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -403,8 +638,10 @@ impl IptablesRenderer {
                 out.push('\n');
             }
         }
-        out.push_str(&Self::nodeports_jump());
-        out.push('\n');
+        for line in self.nodeports_jumps() {
+            out.push_str(&line);
+            out.push('\n');
+        }
         for c in delete {
             let _ = writeln!(out, "-X {c}");
         }
@@ -445,10 +682,9 @@ impl IptablesRenderer {
         for (table, pick) in [
             (
                 "filter",
-                (|r: &PortRules| [&r.filter_services, &r.filter_external])
-                    as fn(&PortRules) -> [&Vec<String>; 2],
+                (|r: &PortRules| r.filter_lines().to_vec()) as fn(&PortRules) -> Vec<&Vec<String>>,
             ),
-            ("nat", |r: &PortRules| [&r.services, &r.nodeports]),
+            ("nat", |r: &PortRules| vec![&r.services, &r.nodeports]),
         ] {
             let _ = writeln!(out, "*{table}");
             if table == "nat" {
@@ -461,8 +697,8 @@ impl IptablesRenderer {
             }
             for (old, new) in changes {
                 let (o, n) = (pick(old.unwrap_or(&none)), pick(new.unwrap_or(&none)));
-                for k in 0..2 {
-                    let (gone, added) = diff(o[k], n[k]);
+                for (o, n) in o.iter().zip(&n) {
+                    let (gone, added) = diff(o, n);
                     for l in gone {
                         let _ = writeln!(out, "-D{}", &l[2..]);
                     }
@@ -524,9 +760,9 @@ impl IptablesRenderer {
         let mut out = Vec::new();
         out.extend(self.static_filter().into_iter().map(|l| ("filter", l)));
         out.extend(self.static_nat().into_iter().map(|l| ("nat", l)));
-        out.push(("nat", Self::nodeports_jump()));
+        out.extend(self.nodeports_jumps().into_iter().map(|l| ("nat", l)));
         for r in ports.values() {
-            for l in r.filter_services.iter().chain(&r.filter_external) {
+            for l in r.filter_lines().into_iter().flatten() {
                 out.push(("filter", l.clone()));
             }
             for l in r.services.iter().chain(&r.nodeports).chain(&r.nat) {

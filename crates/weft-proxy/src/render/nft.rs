@@ -195,7 +195,20 @@ impl NftRenderer {
         let proto = p.key.protocol.lower();
         let l3 = self.l3();
         let key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
-        if p.endpoints.is_empty() {
+        let outside: Vec<String> = p
+            .external_ips
+            .iter()
+            .chain(&p.load_balancer_ips)
+            .map(|ip| format!("{ip} . {proto} . {}", p.port))
+            .collect();
+        if !p.has_endpoints {
+            for k in &outside {
+                out.elements.push((
+                    NO_ENDPOINT_SERVICES.into(),
+                    k.clone(),
+                    format!("goto {REJECT_CHAIN}"),
+                ));
+            }
             out.elements.push((
                 NO_ENDPOINT_SERVICES.into(),
                 key,
@@ -220,7 +233,8 @@ impl NftRenderer {
         }
         if p.affinity_seconds.is_none()
             && !p.internal_local
-            && !(p.external_local && p.node_port.is_some())
+            && !(p.external_local && p.externally_accessible())
+            && outside.is_empty()
         {
             self.pooled(p, &key, &mut out);
             return out;
@@ -252,10 +266,9 @@ impl NftRenderer {
         rules.extend(self.balance(p, &all));
         out.chains.push((service.clone(), rules));
 
-        let local: Vec<&EndpointPlan> = p.local_endpoints().collect();
+        let local: Vec<&EndpointPlan> = p.local.iter().collect();
         let local_chain = Self::named("local", p);
-        let wants_local = p.internal_local || (p.external_local && p.node_port.is_some());
-        if wants_local && !local.is_empty() {
+        if p.uses_local_endpoints() && !local.is_empty() {
             out.chains
                 .push((local_chain.clone(), self.balance(p, &local)));
         }
@@ -271,7 +284,7 @@ impl NftRenderer {
                 .push((NO_ENDPOINT_SERVICES.into(), key, "drop".into()));
         }
 
-        if let Some(np) = p.node_port {
+        if p.externally_accessible() {
             let external = Self::named("external", p);
             let mut rules = Vec::new();
             if !p.external_local {
@@ -284,21 +297,63 @@ impl NftRenderer {
                 rules.push(format!("fib saddr type local jump {MARK_CHAIN}"));
                 rules.push(format!("fib saddr type local goto {service}"));
                 if local.is_empty() {
-                    out.elements.push((
-                        NO_ENDPOINT_NODEPORTS.into(),
-                        format!("{proto} . {np}"),
-                        "drop".into(),
-                    ));
+                    for k in &outside {
+                        out.elements
+                            .push((NO_ENDPOINT_SERVICES.into(), k.clone(), "drop".into()));
+                    }
+                    if let Some(np) = p.node_port {
+                        out.elements.push((
+                            NO_ENDPOINT_NODEPORTS.into(),
+                            format!("{proto} . {np}"),
+                            "drop".into(),
+                        ));
+                    }
                 } else {
                     rules.push(format!("goto {local_chain}"));
                 }
             }
             out.chains.push((external.clone(), rules));
-            out.elements.push((
-                SERVICE_NODEPORTS.into(),
-                format!("{proto} . {np}"),
-                format!("goto {external}"),
-            ));
+            for k in p
+                .external_ips
+                .iter()
+                .map(|ip| format!("{ip} . {proto} . {}", p.port))
+            {
+                out.elements
+                    .push((SERVICE_IPS.into(), k, format!("goto {external}")));
+            }
+            // Load-balancer IPs, through the source ranges when there are some.
+            let mut lb_target = external.clone();
+            if !p.source_ranges.is_empty() && !p.load_balancer_ips.is_empty() {
+                let firewall = Self::named("firewall", p);
+                let ranges: Vec<String> = p
+                    .source_ranges
+                    .iter()
+                    .map(|r| r.trunc().to_string())
+                    .collect();
+                out.chains.push((
+                    firewall.clone(),
+                    vec![
+                        format!("{l3} saddr {{ {} }} goto {external}", ranges.join(", ")),
+                        "drop".into(),
+                    ],
+                ));
+                lb_target = firewall;
+            }
+            for k in p
+                .load_balancer_ips
+                .iter()
+                .map(|ip| format!("{ip} . {proto} . {}", p.port))
+            {
+                out.elements
+                    .push((SERVICE_IPS.into(), k, format!("goto {lb_target}")));
+            }
+            if let Some(np) = p.node_port {
+                out.elements.push((
+                    SERVICE_NODEPORTS.into(),
+                    format!("{proto} . {np}"),
+                    format!("goto {external}"),
+                ));
+            }
         }
         out
     }

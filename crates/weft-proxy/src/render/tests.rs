@@ -1,4 +1,4 @@
-//! Golden tests: the article's service renders as the article shows it;
+//! Golden tests: the article's service renders as kube-proxy writes it;
 //! affinity, traffic policies, no endpoints and nft text are compared with
 //! files under `tests/golden/` (`WEFT_UPDATE_GOLDEN=1` rewrites them).
 
@@ -13,16 +13,21 @@ use crate::spec::{parse_documents, ServiceName};
 const ARTICLE: &str = include_str!("../../tests/golden/article.yaml");
 const CASES: &str = include_str!("../../tests/golden/cases.yaml");
 
-/// The article's `iptables-save | grep example-service` output.
-const ARTICLE_SAVED: &str = r#"-A KUBE-NODEPORTS -p tcp -m comment --comment "default/example-service:" -m tcp --dport 32663 -j KUBE-MARK-MASQ
--A KUBE-NODEPORTS -p tcp -m comment --comment "default/example-service:" -m tcp --dport 32663 -j KUBE-SVC-BR4KARPIGKMRMN3E
--A KUBE-SEP-NCPBOLUH5XTTHG3E -s 172.30.46.2/32 -m comment --comment "default/example-service:" -j KUBE-MARK-MASQ
--A KUBE-SEP-NCPBOLUH5XTTHG3E -p tcp -m comment --comment "default/example-service:" -m tcp -j DNAT --to-destination 172.30.46.2:80
--A KUBE-SEP-ONEKQBIWICF7RAR3 -s 172.30.14.2/32 -m comment --comment "default/example-service:" -j KUBE-MARK-MASQ
--A KUBE-SEP-ONEKQBIWICF7RAR3 -p tcp -m comment --comment "default/example-service:" -m tcp -j DNAT --to-destination 172.30.14.2:80
--A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment "default/example-service: cluster IP" -m tcp --dport 80 -j KUBE-SVC-BR4KARPIGKMRMN3E
--A KUBE-SVC-BR4KARPIGKMRMN3E -m comment --comment "default/example-service:" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-ONEKQBIWICF7RAR3
--A KUBE-SVC-BR4KARPIGKMRMN3E -m comment --comment "default/example-service:" -j KUBE-SEP-NCPBOLUH5XTTHG3E"#;
+/// The article's service as the pinned kube-proxy (v1.36) writes it, seen
+/// with `iptables-save | grep example-service` on a real cluster. The
+/// article's 2017 kube-proxy named the unnamed port `default/example-service:`
+/// (`KUBE-SVC-BR4KARPIGKMRMN3E`, see `plan::names`); today's drops the
+/// colon, comments each endpoint and sends node ports through `KUBE-EXT-`.
+const ARTICLE_SAVED: &str = r#"-A KUBE-EXT-QLK4GP7H447Z7HSM -m comment --comment "masquerade traffic for default/example-service external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-QLK4GP7H447Z7HSM -j KUBE-SVC-QLK4GP7H447Z7HSM
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/example-service" -m tcp --dport 32663 -j KUBE-EXT-QLK4GP7H447Z7HSM
+-A KUBE-SEP-E4ZYPU7XJJSL73XT -s 172.30.46.2/32 -m comment --comment "default/example-service" -j KUBE-MARK-MASQ
+-A KUBE-SEP-E4ZYPU7XJJSL73XT -p tcp -m comment --comment "default/example-service" -m tcp -j DNAT --to-destination 172.30.46.2:80
+-A KUBE-SEP-K3P44OZ7P7LXNPVT -s 172.30.14.2/32 -m comment --comment "default/example-service" -j KUBE-MARK-MASQ
+-A KUBE-SEP-K3P44OZ7P7LXNPVT -p tcp -m comment --comment "default/example-service" -m tcp -j DNAT --to-destination 172.30.14.2:80
+-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment "default/example-service cluster IP" -m tcp --dport 80 -j KUBE-SVC-QLK4GP7H447Z7HSM
+-A KUBE-SVC-QLK4GP7H447Z7HSM -m comment --comment "default/example-service -> 172.30.14.2:80" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-K3P44OZ7P7LXNPVT
+-A KUBE-SVC-QLK4GP7H447Z7HSM -m comment --comment "default/example-service -> 172.30.46.2:80" -j KUBE-SEP-E4ZYPU7XJJSL73XT"#;
 
 fn plans(text: &str, node: &str) -> Vec<PortPlan> {
     let mut c = Catalog::default();
@@ -43,12 +48,8 @@ fn golden(name: &str, got: &str) {
 }
 
 #[test]
-fn article_service_renders_as_the_article_shows() {
-    let r = IptablesRenderer {
-        v6: false,
-        cluster_cidr: None,
-        chunked: true,
-    };
+fn article_service_renders_as_kube_proxy_writes_it_today() {
+    let r = IptablesRenderer::new(false, None, true);
     let ports: BTreeMap<_, _> = plans(ARTICLE, "host1")
         .iter()
         .map(|p| (p.key.clone(), r.port(p)))
@@ -56,27 +57,24 @@ fn article_service_renders_as_the_article_shows() {
     let mut got: Vec<String> = r
         .expected_saved(&ports)
         .into_iter()
-        .filter(|(_, l)| l.contains("example-service"))
+        .filter(|(_, l)| l.contains("example-service") || l.contains("QLK4GP7H447Z7HSM"))
         .map(|(_, l)| normalize_saved(&l))
         .collect();
     got.sort();
     let mut want: Vec<String> = ARTICLE_SAVED.lines().map(normalize_saved).collect();
     want.sort();
     assert_eq!(got, want);
-    // Two endpoints: 2 + 3n nat rules, as the notes count.
+    // Two endpoints: 2 + 3n nat rules, as the notes count, and the
+    // external chain's two.
     assert_eq!(
         ports.values().map(|p| p.rule_count()).sum::<usize>(),
-        2 + 3 * 2 + 1
+        2 + 3 * 2 + 2
     );
 }
 
 #[test]
 fn iptables_cases_golden() {
-    let r = IptablesRenderer {
-        v6: false,
-        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
-        chunked: true,
-    };
+    let r = IptablesRenderer::new(false, Some("172.30.0.0/16".parse().expect("cidr")), true);
     let ports: BTreeMap<_, _> = plans(CASES, "host1")
         .iter()
         .filter(|p| !p.v6())
@@ -88,17 +86,14 @@ fn iptables_cases_golden() {
             &ports,
             &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
             &HOOKS,
+            true,
         ),
     );
 }
 
 #[test]
 fn ipv6_cases_golden() {
-    let r = IptablesRenderer {
-        v6: true,
-        cluster_cidr: Some("fd00:30::/56".parse().expect("cidr")),
-        chunked: true,
-    };
+    let r = IptablesRenderer::new(true, Some("fd00:30::/56".parse().expect("cidr")), true);
     let n = NftRenderer {
         table: "kube-proxy".into(),
         v6: true,
@@ -115,7 +110,7 @@ fn ipv6_cases_golden() {
         "cases6.txt",
         &format!(
             "{}{}",
-            r.restore(&ipt, &BTreeSet::new(), &[]),
+            r.restore(&ipt, &BTreeSet::new(), &[], true),
             n.full(&nft, &mut Default::default())
         ),
     );
@@ -293,11 +288,7 @@ fn check_transactions(text: &str, shared_last: bool) -> usize {
 
 #[test]
 fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_last() {
-    let r = IptablesRenderer {
-        v6: false,
-        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
-        chunked: true,
-    };
+    let r = IptablesRenderer::new(false, Some("172.30.0.0/16".parse().expect("cidr")), true);
     let rules = |text: &str| -> BTreeMap<_, _> {
         plans(text, "host1")
             .iter()
@@ -311,6 +302,7 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
         &big,
         &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
         &HOOKS,
+        true,
     );
     let n = check_transactions(&text, true);
     assert!(n >= 4, "{n} nat transactions");
@@ -352,12 +344,14 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
         &big,
         &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
         &HOOKS,
+        true,
     );
     assert_eq!(one.matches("COMMIT").count(), 2, "filter and nat");
     let chunked = r.restore(
         &big,
         &BTreeSet::from(["KUBE-SVC-STALE".to_string()]),
         &HOOKS,
+        true,
     );
     assert_eq!(lines(&one), lines(&chunked));
     let partial = legacy.partial_restore(&changes, &BTreeSet::new());

@@ -5,6 +5,7 @@
 //! source is away, the rules stay as they are.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use weft_etcd::{connect, EtcdOptions};
 
 use super::source::{self, Change};
 use super::store::Store;
-use super::sync::{ProxyMode, SyncReport, Syncer};
+use super::sync::{HostSettings, ProxyMode, SyncReport, Syncer};
 use crate::plan::catalog::Catalog;
 use crate::spec::ServiceName;
 
@@ -59,6 +60,64 @@ pub struct ProxyOptions {
     pub sync_period: Duration,
     /// Events arriving within this window are synced together.
     pub min_sync_period: Duration,
+    /// `--masquerade-all`.
+    pub masquerade_all: bool,
+    /// `--bind-address`: this node's address (else the Node object's, with
+    /// the Kubernetes source).
+    pub node_ip: Option<IpAddr>,
+    /// `--iptables-localhost-nodeports`.
+    pub localhost_node_ports: bool,
+    /// `--nodeport-addresses`: CIDRs, or `primary` (the node's addresses);
+    /// empty: every local address.
+    pub node_port_addresses: Vec<String>,
+}
+
+/// The node's addresses: `--bind-address`, else (Kubernetes source) its
+/// Node's InternalIPs.
+async fn node_ips(opts: &ProxyOptions, client: Option<&kube::Client>) -> Vec<IpAddr> {
+    if let Some(ip) = opts.node_ip.filter(|ip| !ip.is_unspecified()) {
+        return vec![ip];
+    }
+    let Some(client) = client else {
+        return Vec::new();
+    };
+    match source::kubernetes::node_addresses(client, &opts.node).await {
+        Ok(ips) => ips,
+        Err(e) => {
+            tracing::warn!("node {:?}: {e}; its address is unknown", opts.node);
+            Vec::new()
+        }
+    }
+}
+
+/// `--nodeport-addresses` resolved to this host's addresses.
+fn node_port_ips(given: &[String], node_ips: &[IpAddr]) -> anyhow::Result<Option<Vec<IpAddr>>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let mut cidrs = Vec::new();
+    let mut out = Vec::new();
+    for g in given {
+        if g == "primary" {
+            out.extend(node_ips.iter().copied());
+        } else {
+            let net: IpNet = g.parse().map_err(|_| {
+                anyhow::anyhow!("--nodeport-addresses {g:?}: expected CIDRs or \"primary\"")
+            })?;
+            cidrs.push(net);
+        }
+    }
+    if !cidrs.is_empty() {
+        let mut nl = weft_kernel::Netlink::open()?;
+        for iface in weft_kernel::list_interfaces(&mut nl)? {
+            for a in iface.addrs {
+                if cidrs.iter().any(|c| c.contains(&a.addr())) && !out.contains(&a.addr()) {
+                    out.push(a.addr());
+                }
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The proxy's Prometheus metrics (served by `weft proxy`).
@@ -176,11 +235,14 @@ async fn flannel_networks(store: &Store, flannel_prefix: &str) -> Vec<IpNet> {
     }
 }
 
-/// Starts the source; returns its channel and the pod networks (given,
-/// or flannel's from etcd).
-async fn start_source(opts: &ProxyOptions) -> anyhow::Result<(mpsc::Receiver<Change>, Vec<IpNet>)> {
+/// Starts the source; returns its channel, the pod networks (given, or
+/// flannel's from etcd) and the node's addresses.
+async fn start_source(
+    opts: &ProxyOptions,
+) -> anyhow::Result<(mpsc::Receiver<Change>, Vec<IpNet>, Vec<IpAddr>)> {
     let (tx, rx) = mpsc::channel(1024);
     let mut nets = opts.cluster_cidr.clone();
+    let ips;
     match &opts.source {
         SourceOptions::Etcd {
             etcd,
@@ -191,6 +253,7 @@ async fn start_source(opts: &ProxyOptions) -> anyhow::Result<(mpsc::Receiver<Cha
             if nets.is_empty() {
                 nets = flannel_networks(&store, flannel_prefix).await;
             }
+            ips = node_ips(opts, None).await;
             tokio::spawn(source::etcd::run(store, tx));
         }
         SourceOptions::Kubernetes { kubeconfig, master } => {
@@ -201,10 +264,11 @@ async fn start_source(opts: &ProxyOptions) -> anyhow::Result<(mpsc::Receiver<Cha
                     "no --cluster-cidr: off-cluster sources to cluster IPs are not masqueraded"
                 );
             }
+            ips = node_ips(opts, Some(&client)).await;
             tokio::spawn(source::kubernetes::run(client, tx));
         }
     }
-    Ok((rx, nets))
+    Ok((rx, nets, ips))
 }
 
 /// Runs until the future is dropped; returns only on a fatal error.
@@ -219,16 +283,23 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
         }
         ProxyMode::Nftables => weft_firewall::Iptables::plain(weft_firewall::Backend::Nft),
     };
-    let (mut changes, nets) = start_source(&opts).await?;
+    let (mut changes, nets, node_ips) = start_source(&opts).await?;
+    let host = HostSettings {
+        masquerade_all: opts.masquerade_all,
+        node_port_ips: node_port_ips(&opts.node_port_addresses, &node_ips)?,
+        node_ips,
+        localhost_node_ports: opts.localhost_node_ports,
+    };
     let v4 = nets.iter().find(|n| matches!(n, IpNet::V4(_))).copied();
     let v6 = nets.iter().find(|n| matches!(n, IpNet::V6(_))).copied();
     tracing::info!(
-        "proxy mode {:?}, node {:?}, cluster networks {:?}",
+        "proxy mode {:?}, node {:?} {:?}, cluster networks {:?}",
         opts.mode,
         opts.node,
+        host.node_ips,
         nets
     );
-    let mut syncer = Syncer::new(opts.mode, iptables, v4, v6);
+    let mut syncer = Syncer::new(opts.mode, iptables, v4, v6, &host);
     let mut catalog = Catalog::default();
     // nothing is synced before the source's first snapshot
     let mut listed = false;
@@ -262,6 +333,10 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                         continue;
                     }
                     Change::Put(obj) => catalog.put(obj),
+                    Change::Slices(id, slices) => {
+                        catalog.put_slices(id.clone(), slices);
+                        id
+                    }
                     Change::RemoveService(id) => {
                         catalog.remove_service(&id);
                         id
@@ -294,6 +369,10 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                         .flat_map(|id| catalog.plan(id, &opts.node))
                         .collect();
                     match syncer.partial(&services, plans) {
+                        Ok(_) if syncer.needs_full => {
+                            full_sync(&mut syncer, &catalog, &opts, &stats);
+                            next_full = Instant::now() + opts.sync_period;
+                        }
                         Ok(r) => {
                             stats.record(&r, catalog.services.len());
                             tracing::debug!(

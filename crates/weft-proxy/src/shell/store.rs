@@ -18,9 +18,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use ipnet::IpNet;
 use weft_etcd::Etcd;
 
-use crate::spec::{
-    parse_object, EndpointSet, Object, Service, ServiceName, ServiceType, SpecError,
-};
+use crate::spec::{parse_object, EndpointSet, Object, Service, ServiceName, SpecError};
 
 /// The default prefix of weft's service objects.
 pub const DEFAULT_PREFIX: &str = "/weft";
@@ -257,7 +255,7 @@ impl Store {
             let old_ports: BTreeSet<u16> = old
                 .map(|o| o.ports.iter().filter_map(|p| p.node_port).collect())
                 .unwrap_or_default();
-            if cand.kind == ServiceType::NodePort {
+            if cand.kind.node_ports() {
                 let mut taken = self.allocated("node-ports").await?;
                 for p in cand.ports.iter_mut() {
                     if p.node_port.is_none() {

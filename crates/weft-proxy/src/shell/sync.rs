@@ -8,6 +8,7 @@
 //! next sync is a full one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -53,6 +54,52 @@ pub struct SyncReport {
     pub cold: bool,
 }
 
+/// What the proxy knows of its host beyond the plans (kube-proxy's flags
+/// and the node's addresses).
+#[derive(Debug, Clone, Default)]
+pub struct HostSettings {
+    /// `--masquerade-all`.
+    pub masquerade_all: bool,
+    /// The node's addresses (at most one per family is used).
+    pub node_ips: Vec<IpAddr>,
+    /// `--iptables-localhost-nodeports`: IPv4 node ports on 127.0.0.1.
+    pub localhost_node_ports: bool,
+    /// `--nodeport-addresses`, resolved to this node's addresses (`None`:
+    /// every local address serves node ports).
+    pub node_port_ips: Option<Vec<IpAddr>>,
+}
+
+/// Prepares the host for kube-proxy's iptables rules: creates the nfacct
+/// counters its rules feed (rules naming a missing counter are refused),
+/// turns on `route_localnet` for node ports on localhost, and reads
+/// whether conntrack is liberal. Returns (counters exist, liberal).
+fn prepare_iptables_host(localhost_node_ports: bool) -> (bool, bool) {
+    let nfacct = [iptables::NFACCT_INVALID, iptables::NFACCT_LOCALHOST]
+        .iter()
+        .all(|name| match weft_kernel::ensure_nfacct(name) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!("no nfacct counter {name} ({e}): its rules go without it");
+                false
+            }
+        });
+    if localhost_node_ports {
+        let path = "/proc/sys/net/ipv4/conf/all/route_localnet";
+        match std::fs::write(path, "1") {
+            Ok(()) => tracing::info!(
+                "route_localnet=1: node ports answer on localhost too (--iptables-localhost-nodeports=false to stop)"
+            ),
+            Err(e) => tracing::warn!("setting {path}: {e}"),
+        }
+    }
+    let liberal = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal")
+        .is_ok_and(|v| v.trim() != "0");
+    if liberal {
+        tracing::info!("nf_conntrack_tcp_be_liberal is set: INVALID packets are not dropped");
+    }
+    (nfacct, liberal)
+}
+
 /// One address family's rendered rules.
 struct Family {
     ipt: IptablesRenderer,
@@ -65,16 +112,14 @@ struct Family {
     /// Whether a full nft sync has removed the legacy shard tables (so an
     /// upgraded proxy does not leave the old rules in force beside its own).
     legacy_removed: bool,
+    /// Every endpoint of each port (kube-proxy's large-cluster count).
+    endpoint_counts: BTreeMap<PortKey, usize>,
 }
 
 impl Family {
-    fn new(v6: bool, cidr: Option<IpNet>, chunked: bool) -> Family {
+    fn new(v6: bool, cidr: Option<IpNet>, ipt: IptablesRenderer) -> Family {
         Family {
-            ipt: IptablesRenderer {
-                v6,
-                cluster_cidr: cidr,
-                chunked,
-            },
+            ipt,
             nft: NftTable {
                 r: NftRenderer {
                     table: nft::TABLE.to_string(),
@@ -87,7 +132,12 @@ impl Family {
             ipt_ports: BTreeMap::new(),
             active: false,
             legacy_removed: false,
+            endpoint_counts: BTreeMap::new(),
         }
+    }
+
+    fn large_cluster(&self) -> bool {
+        self.endpoint_counts.values().sum::<usize>() > iptables::LARGE_CLUSTER_ENDPOINTS
     }
 
     fn v6(&self) -> bool {
@@ -112,8 +162,13 @@ pub struct Syncer {
     /// iptables mode: the backend's programs.
     iptables: Iptables,
     families: [Family; 2],
-    /// Set after a failed transaction: the next sync must be full.
+    /// Set after a failed transaction, or when a change must rewrite every
+    /// service (the large-cluster mode turned on or off): the next sync
+    /// must be full.
     pub needs_full: bool,
+    /// iptables mode: both families' kube-proxy chains exist even without
+    /// services (as kube-proxy does on a host with IPv6).
+    dual_stack: bool,
 }
 
 fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
@@ -133,16 +188,33 @@ impl Syncer {
         iptables: Iptables,
         cidr4: Option<IpNet>,
         cidr6: Option<IpNet>,
+        host: &HostSettings,
     ) -> Syncer {
         let chunked = iptables.backend.chunked();
+        let (nfacct, liberal) = if mode == ProxyMode::Iptables {
+            prepare_iptables_host(host.localhost_node_ports)
+        } else {
+            (false, false)
+        };
+        let renderer = |v6: bool, cidr: Option<IpNet>| IptablesRenderer {
+            masquerade_all: host.masquerade_all,
+            node_ip: host.node_ips.iter().copied().find(|ip| ip.is_ipv6() == v6),
+            localhost_node_ports: host.localhost_node_ports,
+            nfacct,
+            conntrack_liberal: liberal,
+            node_port_ips: host.node_port_ips.clone(),
+            ..IptablesRenderer::new(v6, cidr, chunked)
+        };
         Syncer {
             mode,
             iptables,
             families: [
-                Family::new(false, cidr4, chunked),
-                Family::new(true, cidr6, chunked),
+                Family::new(false, cidr4, renderer(false, cidr4)),
+                Family::new(true, cidr6, renderer(true, cidr6)),
             ],
             needs_full: true,
+            dual_stack: mode == ProxyMode::Iptables
+                && std::path::Path::new("/proc/net/if_inet6").exists(),
         }
     }
 
@@ -165,12 +237,17 @@ impl Syncer {
         };
         let (v4, v6): (Vec<PortPlan>, Vec<PortPlan>) = plans.into_iter().partition(|p| !p.v6());
         for (family, plans) in self.families.iter_mut().zip([v4, v6]) {
-            if plans.is_empty() && !family.active && family.v6() {
+            if plans.is_empty() && !family.active && family.v6() && !self.dual_stack {
                 continue;
             }
             let t = Instant::now();
             let res = match self.mode {
                 ProxyMode::Iptables => {
+                    family.endpoint_counts = plans
+                        .iter()
+                        .map(|p| (p.key.clone(), p.all_endpoints))
+                        .collect();
+                    family.ipt.large_cluster = family.large_cluster();
                     let ports: BTreeMap<PortKey, PortRules> = plans
                         .iter()
                         .map(|p| (p.key.clone(), family.ipt.port(p)))
@@ -245,6 +322,27 @@ impl Syncer {
     ) -> Result<SyncReport, FirewallError> {
         let mut report = SyncReport::default();
         let (v4, v6): (Vec<PortPlan>, Vec<PortPlan>) = plans.into_iter().partition(|p| !p.v6());
+        if self.mode == ProxyMode::Iptables {
+            for (family, plans) in self.families.iter_mut().zip([&v4, &v6]) {
+                for s in services {
+                    for k in service_range(&family.endpoint_counts, s) {
+                        family.endpoint_counts.remove(&k);
+                    }
+                }
+                for p in plans {
+                    family
+                        .endpoint_counts
+                        .insert(p.key.clone(), p.all_endpoints);
+                }
+                if family.large_cluster() != family.ipt.large_cluster {
+                    // every endpoint rule gains or loses its comment
+                    self.needs_full = true;
+                }
+            }
+            if self.needs_full {
+                return Ok(report);
+            }
+        }
         for (family, plans) in self.families.iter_mut().zip([v4, v6]) {
             let t = Instant::now();
             let res = match self.mode {
@@ -279,11 +377,17 @@ impl Syncer {
     }
 }
 
-/// The nat chains of service ports the kernel holds, and the missing hooks.
-fn iptables_state(
-    ipt: &Iptables,
-    v6: bool,
-) -> Result<(BTreeSet<String>, Vec<iptables::Hook>), FirewallError> {
+/// What the kernel holds of the proxy's iptables state.
+struct IptablesState {
+    /// nat chains of service ports.
+    service_chains: BTreeSet<String>,
+    /// Hooks missing from the built-in chains.
+    missing: Vec<iptables::Hook>,
+    /// kubelet's `KUBE-FIREWALL` chain exists.
+    localnet_exists: bool,
+}
+
+fn iptables_state(ipt: &Iptables, v6: bool) -> Result<IptablesState, FirewallError> {
     let save = ipt.save(v6);
     let nat = run(&save, &["-t", "nat"], None)?;
     let filter = run(&save, &["-t", "filter"], None)?;
@@ -303,7 +407,12 @@ fn iptables_state(
         })
         .copied()
         .collect();
-    Ok((chains, missing))
+    let localnet = format!(":{} ", iptables::LOCALNET_FIREWALL);
+    Ok(IptablesState {
+        service_chains: chains,
+        missing,
+        localnet_exists: filter.lines().any(|l| l.starts_with(&localnet)),
+    })
 }
 
 fn restore(ipt: &Iptables, v6: bool, text: &str) -> Result<(usize, Duration), FirewallError> {
@@ -317,13 +426,18 @@ fn full_iptables(
     r: &IptablesRenderer,
     ports: &BTreeMap<PortKey, PortRules>,
 ) -> Result<(usize, Duration), FirewallError> {
-    let (existing, missing) = iptables_state(ipt, r.v6)?;
+    let state = iptables_state(ipt, r.v6)?;
     let wanted: BTreeSet<&String> = ports.values().flat_map(|p| &p.chains).collect();
-    let stale: BTreeSet<String> = existing
+    let stale: BTreeSet<String> = state
+        .service_chains
         .into_iter()
         .filter(|c| !wanted.contains(c))
         .collect();
-    restore(ipt, r.v6, &r.restore(ports, &stale, &missing))
+    restore(
+        ipt,
+        r.v6,
+        &r.restore(ports, &stale, &state.missing, state.localnet_exists),
+    )
 }
 
 fn partial_iptables(
@@ -527,15 +641,16 @@ pub fn cleanup() -> Result<Vec<String>, FirewallError> {
                 Err(FirewallError::Exec { .. }) => continue,
                 Err(e) => return Err(e),
             };
+            // kubelet's chain and its jumps stay, as kube-proxy leaves them
             let ours: Vec<&str> = saved
                 .lines()
                 .filter_map(|l| l.strip_prefix(':'))
                 .filter_map(|l| l.split(' ').next())
-                .filter(|c| c.starts_with("KUBE-"))
+                .filter(|c| c.starts_with("KUBE-") && *c != iptables::LOCALNET_FIREWALL)
                 .collect();
             let hooks: Vec<String> = HOOKS
                 .iter()
-                .filter(|h| h.table == table)
+                .filter(|h| h.table == table && !h.rule.ends_with(iptables::LOCALNET_FIREWALL))
                 .map(|h| h.saved())
                 .filter(|want| saved.lines().any(|l| l == want))
                 .collect();

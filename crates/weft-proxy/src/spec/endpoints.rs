@@ -17,8 +17,25 @@ pub struct Endpoint {
     pub ip: IpAddr,
     /// `conditions.ready` (default true).
     pub ready: bool,
+    /// `conditions.serving` (default true): answers even while terminating.
+    pub serving: bool,
+    /// `conditions.terminating` (default false).
+    pub terminating: bool,
     /// The node the endpoint runs on (traffic policy Local).
     pub node: Option<String>,
+}
+
+impl Endpoint {
+    /// A ready (so serving, not terminating) endpoint.
+    pub fn ready(ip: IpAddr, node: Option<String>) -> Endpoint {
+        Endpoint {
+            ip,
+            ready: true,
+            serving: true,
+            terminating: false,
+            node,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +46,8 @@ pub struct EndpointPort {
     pub port: u16,
 }
 
-/// All endpoints of one service (one slice per service in weft).
+/// One EndpointSlice: endpoints of one service (weft's own store keeps one
+/// per service; Kubernetes may split a service's endpoints over several).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSet {
     pub service: ServiceName,
@@ -78,12 +96,16 @@ impl EndpointSet {
             if addrs.is_empty() {
                 return Err(f.err(&at("addresses"), "at least one address is required"));
             }
-            let ready = f
-                .bool(
-                    e.get("conditions").and_then(|c| c.get("ready")),
-                    &at("conditions.ready"),
-                )?
-                .unwrap_or(true);
+            let condition = |name: &str, default: bool| {
+                f.bool(
+                    e.get("conditions").and_then(|c| c.get(name)),
+                    &at(&format!("conditions.{name}")),
+                )
+                .map(|v| v.unwrap_or(default))
+            };
+            let ready = condition("ready", true)?;
+            let serving = condition("serving", true)?;
+            let terminating = condition("terminating", false)?;
             let node = f
                 .str(e.get("nodeName"), &at("nodeName"))?
                 .map(str::to_string);
@@ -104,6 +126,8 @@ impl EndpointSet {
                 endpoints.push(Endpoint {
                     ip,
                     ready,
+                    serving,
+                    terminating,
                     node: node.clone(),
                 });
             }
@@ -154,7 +178,11 @@ impl EndpointSet {
             .map(|e| {
                 let mut o = json!({
                     "addresses": [e.ip.to_string()],
-                    "conditions": {"ready": e.ready},
+                    "conditions": {
+                        "ready": e.ready,
+                        "serving": e.serving,
+                        "terminating": e.terminating,
+                    },
                 });
                 if let Some(n) = &e.node {
                     o["nodeName"] = json!(n);

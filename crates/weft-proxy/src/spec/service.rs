@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use super::fields::{check_dns_label, metadata, Fields};
@@ -58,6 +59,24 @@ impl fmt::Display for Protocol {
 pub enum ServiceType {
     ClusterIP,
     NodePort,
+    /// A NodePort service whose load balancer's addresses (its status'
+    /// VIP-mode ingress IPs) the node also serves.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+
+    /// Has node ports (kube-proxy's NodePort and LoadBalancer types).
+    pub fn node_ports(self) -> bool {
+        self != ServiceType::ClusterIP
+    }
 }
 
 /// Where endpoints listen: a number, or a named container port.
@@ -90,7 +109,20 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     /// ClientIP session affinity timeout, when affinity is on.
     pub affinity_seconds: Option<u32>,
-    /// `externalTrafficPolicy: Local`.
+    /// `spec.externalIPs`: addresses routed to the node that it serves as
+    /// the service.
+    pub external_ips: Vec<IpAddr>,
+    /// `status.loadBalancer.ingress[].ip` in VIP mode (kube-proxy ignores
+    /// `ipMode: Proxy` ones, which the load balancer does not pass through).
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerSourceRanges`: who may use the load balancer's IPs.
+    pub source_ranges: Vec<IpNet>,
+    /// `spec.healthCheckNodePort` of a LoadBalancer service with
+    /// `externalTrafficPolicy: Local`, where the node answers whether it
+    /// has local endpoints.
+    pub health_check_node_port: Option<u16>,
+    /// `externalTrafficPolicy: Local` (on a service reachable from outside:
+    /// NodePort, LoadBalancer or with external IPs).
     pub external_local: bool,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
@@ -127,10 +159,11 @@ impl Service {
         let kind = match f.str(spec.get("type"), "spec.type")? {
             None | Some("ClusterIP") => ServiceType::ClusterIP,
             Some("NodePort") => ServiceType::NodePort,
+            Some("LoadBalancer") => ServiceType::LoadBalancer,
             Some(o) => {
                 return Err(f.err(
                     "spec.type",
-                    format!("{o:?} is not supported (ClusterIP or NodePort)"),
+                    format!("{o:?} is not supported (ClusterIP, NodePort or LoadBalancer)"),
                 ))
             }
         };
@@ -145,8 +178,11 @@ impl Service {
                     false,
                 ),
             };
-        if headless && kind == ServiceType::NodePort {
-            return Err(f.err("spec.clusterIP", "a NodePort service cannot be headless"));
+        if headless && kind.node_ports() {
+            return Err(f.err(
+                "spec.clusterIP",
+                format!("a {} service cannot be headless", kind.name()),
+            ));
         }
 
         let raw_ports = f.list(spec.get("ports"), "spec.ports")?;
@@ -198,8 +234,11 @@ impl Service {
             let node_port = f
                 .int(p.get("nodePort"), &at("nodePort"), 1, 65535)?
                 .map(|n| n as u16);
-            if node_port.is_some() && kind != ServiceType::NodePort {
-                return Err(f.err(&at("nodePort"), "only a NodePort service has node ports"));
+            if node_port.is_some() && !kind.node_ports() {
+                return Err(f.err(
+                    &at("nodePort"),
+                    "only a NodePort or LoadBalancer service has node ports",
+                ));
             }
             ports.push(ServicePort {
                 name,
@@ -230,17 +269,76 @@ impl Service {
                 ))
             }
         };
+        let ips = |path: &str, v: Option<&Value>| -> Result<Vec<IpAddr>, SpecError> {
+            f.list(v, path)?
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let at = format!("{path}[{i}]");
+                    let s = f.str(Some(a), &at)?.unwrap_or("");
+                    s.parse()
+                        .map_err(|_| f.err(&at, format!("{s:?} is not an IP address")))
+                })
+                .collect()
+        };
+        let external_ips = ips("spec.externalIPs", spec.get("externalIPs"))?;
+        let mut load_balancer_ips = Vec::new();
+        let ingress = v
+            .get("status")
+            .and_then(|s| s.get("loadBalancer"))
+            .and_then(|l| l.get("ingress"));
+        for (i, ing) in f
+            .list(ingress, "status.loadBalancer.ingress")?
+            .iter()
+            .enumerate()
+        {
+            let at = |field: &str| format!("status.loadBalancer.ingress[{i}].{field}");
+            let vip = match f.str(ing.get("ipMode"), &at("ipMode"))? {
+                None | Some("VIP") => true,
+                Some("Proxy") => false,
+                Some(o) => return Err(f.err(&at("ipMode"), format!("{o:?} is not VIP or Proxy"))),
+            };
+            if let (true, Some(ip)) = (vip, ing.get("ip")) {
+                load_balancer_ips.extend(ips(&at("ip"), Some(&json!([ip])))?);
+            }
+        }
+        let source_ranges = f
+            .list(
+                spec.get("loadBalancerSourceRanges"),
+                "spec.loadBalancerSourceRanges",
+            )?
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = format!("spec.loadBalancerSourceRanges[{i}]");
+                let s = f.str(Some(r), &at)?.unwrap_or("").trim();
+                s.parse::<IpNet>()
+                    .map_err(|_| f.err(&at, format!("{s:?} is not a CIDR")))
+            })
+            .collect::<Result<Vec<IpNet>, SpecError>>()?;
         let external_local = policy(
             &f,
             spec.get("externalTrafficPolicy"),
             "spec.externalTrafficPolicy",
         )?;
-        if external_local && kind != ServiceType::NodePort {
+        if external_local && !kind.node_ports() && external_ips.is_empty() {
             return Err(f.err(
                 "spec.externalTrafficPolicy",
-                "Local applies to NodePort services only",
+                "Local applies to services reachable from outside only (NodePort, LoadBalancer or with externalIPs)",
             ));
         }
+        let health_check_node_port = match f
+            .int(
+                spec.get("healthCheckNodePort"),
+                "spec.healthCheckNodePort",
+                0,
+                65535,
+            )?
+            .filter(|p| *p > 0)
+        {
+            Some(p) if kind == ServiceType::LoadBalancer && external_local => Some(p as u16),
+            _ => None,
+        };
         let internal_local = policy(
             &f,
             spec.get("internalTrafficPolicy"),
@@ -257,6 +355,10 @@ impl Service {
             headless,
             ports,
             affinity_seconds,
+            external_ips,
+            load_balancer_ips,
+            source_ranges,
+            health_check_node_port,
             external_local,
             internal_local,
         })
@@ -284,10 +386,7 @@ impl Service {
             })
             .collect();
         let mut spec = json!({
-            "type": match self.kind {
-                ServiceType::ClusterIP => "ClusterIP",
-                ServiceType::NodePort => "NodePort",
-            },
+            "type": self.kind.name(),
             "ports": ports,
             "sessionAffinity": if self.affinity_seconds.is_some() { "ClientIP" } else { "None" },
             "internalTrafficPolicy": if self.internal_local { "Local" } else { "Cluster" },
@@ -300,18 +399,44 @@ impl Service {
         if let Some(t) = self.affinity_seconds {
             spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": t}});
         }
-        if self.kind == ServiceType::NodePort {
+        if self.kind.node_ports() || !self.external_ips.is_empty() {
             spec["externalTrafficPolicy"] = json!(if self.external_local {
                 "Local"
             } else {
                 "Cluster"
             });
         }
-        json!({
+        if !self.external_ips.is_empty() {
+            spec["externalIPs"] = json!(self
+                .external_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>());
+        }
+        if !self.source_ranges.is_empty() {
+            spec["loadBalancerSourceRanges"] = json!(self
+                .source_ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>());
+        }
+        if let Some(p) = self.health_check_node_port {
+            spec["healthCheckNodePort"] = json!(p);
+        }
+        let mut out = json!({
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": self.id.name, "namespace": self.id.namespace},
             "spec": spec,
-        })
+        });
+        if !self.load_balancer_ips.is_empty() {
+            let ingress: Vec<Value> = self
+                .load_balancer_ips
+                .iter()
+                .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+                .collect();
+            out["status"] = json!({"loadBalancer": {"ingress": ingress}});
+        }
+        out
     }
 }

@@ -110,7 +110,7 @@ fn bad_specs_name_the_field() {
         ),
         (
             "kind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80, nodePort: 30080}]}",
-            "Service default/web: spec.ports[0].nodePort: only a NodePort service has node ports",
+            "Service default/web: spec.ports[0].nodePort: only a NodePort or LoadBalancer service has node ports",
         ),
         (
             "kind: Service\nmetadata: {name: web}\nspec: {sessionAffinity: Sticky, ports: [{port: 80}]}",
@@ -118,7 +118,7 @@ fn bad_specs_name_the_field() {
         ),
         (
             "kind: Service\nmetadata: {name: web}\nspec: {externalTrafficPolicy: Local, ports: [{port: 80}]}",
-            "Service default/web: spec.externalTrafficPolicy: Local applies to NodePort services only",
+            "Service default/web: spec.externalTrafficPolicy: Local applies to services reachable from outside only (NodePort, LoadBalancer or with externalIPs)",
         ),
         (
             "kind: Service\nmetadata: {name: web}\nspec: {ports: [{port: \"80\"}]}",

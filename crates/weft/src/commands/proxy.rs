@@ -44,6 +44,22 @@ pub struct ProxyArgs {
     /// Changes arriving within this window are applied together
     #[arg(long = "min-sync-period", default_value = "0s", value_parser = parse_duration)]
     min_sync_period: Duration,
+    /// This node's IP (kube-proxy's `--bind-address`); default: the Node
+    /// object's InternalIP, else the address of the default route
+    #[arg(long = "bind-address")]
+    bind_address: Option<std::net::IpAddr>,
+    /// Masquerade every packet to a cluster IP (not only those from
+    /// outside --cluster-cidr)
+    #[arg(long = "masquerade-all")]
+    masquerade_all: bool,
+    /// iptables mode: IPv4 node ports also answer on 127.0.0.1
+    /// (sets route_localnet)
+    #[arg(long = "iptables-localhost-nodeports", default_value_t = true, action = clap::ArgAction::Set)]
+    localhost_node_ports: bool,
+    /// Addresses that serve node ports: CIDRs (comma-separated), or
+    /// "primary" (the node's own addresses); default: every local address
+    #[arg(long = "nodeport-addresses", value_delimiter = ',')]
+    nodeport_addresses: Vec<String>,
     /// Remove every rule the proxy created (both modes) and exit
     #[arg(long)]
     cleanup: bool,
@@ -112,6 +128,10 @@ pub fn run(a: ProxyArgs) -> Result<()> {
         cluster_cidr: a.cluster_cidr,
         sync_period: a.sync_period,
         min_sync_period: a.min_sync_period,
+        masquerade_all: a.masquerade_all,
+        node_ip: a.bind_address,
+        localhost_node_ports: a.localhost_node_ports,
+        node_port_addresses: a.nodeport_addresses,
     };
     let stats = Arc::new(ProxyStats::default());
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use weft_proxy::shell::store::Store;
 use weft_proxy::spec::{
     parse_documents, Endpoint, EndpointPort, EndpointSet, Object, Service, ServiceName,
-    ServicePort, ServiceType, TargetPort,
+    ServicePort, TargetPort,
 };
 
 use super::etcd_args::EtcdArgs;
@@ -67,7 +67,7 @@ struct ExposeArgs {
     /// [NAME=]PORT[:TARGET][/PROTOCOL], repeatable (e.g. 80, http=80:8080/tcp)
     #[arg(long = "port", required = true)]
     ports: Vec<String>,
-    /// ClusterIP or NodePort
+    /// ClusterIP, NodePort or LoadBalancer
     #[arg(long = "type", default_value = "ClusterIP")]
     kind: String,
     /// Node ports, in the order of --port (allocated when absent)
@@ -311,10 +311,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                     rows.push([
                         s.id.namespace.clone(),
                         s.id.name.clone(),
-                        match s.kind {
-                            ServiceType::ClusterIP => "ClusterIP".into(),
-                            ServiceType::NodePort => "NodePort".into(),
-                        },
+                        s.kind.name().to_string(),
                         cluster_ip_text(s),
                         ports_text(s),
                         eps,
@@ -357,11 +354,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                     set.endpoints.retain(|e| !wanted.contains(&e.ip));
                     if add {
                         for ip in &ips {
-                            set.endpoints.push(Endpoint {
-                                ip: *ip,
-                                ready: true,
-                                node: node.clone(),
-                            });
+                            set.endpoints.push(Endpoint::ready(*ip, node.clone()));
                         }
                     }
                     if store.put_endpoints(&set, Some(rev)).await? {

@@ -8,16 +8,17 @@
 //! API objects go through the same validation as weft's own store (their
 //! JSON is parsed by [`crate::spec`]), so a bad one is one logged line
 //! naming the field and is skipped (the last good version stays). A
-//! Service's slices are merged ([`super::slices`]). ExternalName Services
-//! need no rules and are left out; LoadBalancer Services get what their
-//! NodePort part needs (cluster IP and node ports).
+//! Service's slices are kept together ([`super::slices`]) and merged per
+//! port by the planner. ExternalName Services need no rules and are left
+//! out.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service as ApiService;
+use k8s_openapi::api::core::v1::{Node, Service as ApiService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -68,8 +69,37 @@ pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::
     Client::try_from(config).map_err(|e| anyhow::anyhow!("Kubernetes client: {}", words(&e)))
 }
 
+/// The InternalIPs of Node `name` (kube-proxy's node addresses), one per
+/// family; ExternalIPs when it has no internal one.
+pub async fn node_addresses(client: &Client, name: &str) -> anyhow::Result<Vec<IpAddr>> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes
+        .get(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the Node: {}", words(&e)))?;
+    let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
+    let mut out: Vec<IpAddr> = Vec::new();
+    for kind in ["InternalIP", "ExternalIP"] {
+        for a in addresses.iter().filter(|a| a.type_ == kind) {
+            if let Ok(ip) = a.address.parse::<IpAddr>() {
+                if !out.iter().any(|o| o.is_ipv6() == ip.is_ipv6()) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!("it has no InternalIP or ExternalIP address");
+    }
+    Ok(out)
+}
+
 /// An error and its causes on one line, in their own words.
-pub fn words(e: &dyn std::error::Error) -> String {
+pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
+    // the API server's own words, not the Status object's Debug form
+    if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+        return status.message.replace('\n', " ");
+    }
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -148,9 +178,7 @@ impl State {
             services: self.services.live.clone(),
             ..Catalog::default()
         };
-        for set in self.slices.live.all() {
-            c.endpoints.insert(set.service.clone(), set);
-        }
+        c.endpoints = self.slices.live.all();
         c
     }
 
@@ -236,11 +264,7 @@ fn api_json(
 /// rules (ExternalName).
 fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
     let origin = format!("Service {}", service_id(&svc.metadata));
-    let v = api_json(svc, "Service", &origin, |v| {
-        if v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer") {
-            v["spec"]["type"] = Value::from("NodePort");
-        }
-    })?;
+    let v = api_json(svc, "Service", &origin, |_| {})?;
     if v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
         return Ok(None);
     }
@@ -415,8 +439,8 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
     }
     touched
         .into_iter()
-        .map(|id| match state.slices.live.merged(&id) {
-            Some(set) => Change::Put(Object::Endpoints(set)),
+        .map(|id| match state.slices.live.of(&id) {
+            Some(slices) => Change::Slices(id, slices),
             None => Change::RemoveEndpoints(id),
         })
         .collect()

@@ -14,7 +14,7 @@ pub mod kubernetes;
 pub mod slices;
 
 use crate::plan::catalog::Catalog;
-use crate::spec::{Object, ServiceName};
+use crate::spec::{EndpointSet, Object, ServiceName};
 
 #[derive(Debug)]
 pub enum Change {
@@ -22,6 +22,8 @@ pub enum Change {
     Snapshot(Catalog),
     /// An object was added or changed (already validated).
     Put(Object),
+    /// A service's EndpointSlices changed: all of them now.
+    Slices(ServiceName, Vec<EndpointSet>),
     RemoveService(ServiceName),
     RemoveEndpoints(ServiceName),
     /// The source lost its watch and re-lists (counted in the metrics).

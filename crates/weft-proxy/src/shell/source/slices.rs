@@ -1,7 +1,7 @@
-//! A Service's endpoints from all its EndpointSlices. Kubernetes splits
-//! endpoints over several slices per Service (100 endpoints per slice by
-//! default, one slice per address family); the rule engine wants one
-//! [`EndpointSet`] per Service. Pure.
+//! The EndpointSlices seen, by Service. Kubernetes splits endpoints over
+//! several slices per Service (100 endpoints per slice by default, one
+//! slice per address family); the planner merges them per service port
+//! as kube-proxy does. Pure.
 
 use std::collections::BTreeMap;
 
@@ -39,44 +39,26 @@ impl Slices {
         self.slices.clear();
     }
 
-    /// The merged endpoints of `service`, `None` when it has no slice.
-    /// Endpoints are the union (an address listed by two slices counts
-    /// once, as kube-proxy does); ports are the union by name and
-    /// protocol, the first slice (by name) winning a conflict.
-    pub fn merged(&self, service: &ServiceName) -> Option<EndpointSet> {
-        let mut out: Option<EndpointSet> = None;
-        for set in self.slices.values().filter(|s| &s.service == service) {
-            let Some(acc) = out.as_mut() else {
-                out = Some(set.clone());
-                continue;
-            };
-            for e in &set.endpoints {
-                if !acc.endpoints.iter().any(|a| a.ip == e.ip) {
-                    acc.endpoints.push(e.clone());
-                }
-            }
-            for p in &set.ports {
-                if !acc
-                    .ports
-                    .iter()
-                    .any(|a| a.name == p.name && a.protocol == p.protocol)
-                {
-                    acc.ports.push(p.clone());
-                }
-            }
-        }
-        out
+    /// The slices of `service` (by slice name), `None` when it has none.
+    pub fn of(&self, service: &ServiceName) -> Option<Vec<EndpointSet>> {
+        let out: Vec<EndpointSet> = self
+            .slices
+            .values()
+            .filter(|s| &s.service == service)
+            .cloned()
+            .collect();
+        (!out.is_empty()).then_some(out)
     }
 
-    /// The merged endpoints of every Service that has slices.
-    pub fn all(&self) -> Vec<EndpointSet> {
-        let mut services: Vec<&ServiceName> = self.slices.values().map(|s| &s.service).collect();
-        services.sort();
-        services.dedup();
-        services
-            .into_iter()
-            .filter_map(|s| self.merged(s))
-            .collect()
+    /// Every service's slices.
+    pub fn all(&self) -> BTreeMap<ServiceName, Vec<EndpointSet>> {
+        let mut out: BTreeMap<ServiceName, Vec<EndpointSet>> = BTreeMap::new();
+        for set in self.slices.values() {
+            out.entry(set.service.clone())
+                .or_default()
+                .push(set.clone());
+        }
+        out
     }
 }
 
@@ -90,11 +72,7 @@ mod tests {
             service: ServiceName::parse(service).expect("name"),
             endpoints: ips
                 .iter()
-                .map(|ip| Endpoint {
-                    ip: ip.parse().expect("ip"),
-                    ready: true,
-                    node: None,
-                })
+                .map(|ip| Endpoint::ready(ip.parse().expect("ip"), None))
                 .collect(),
             ports: ports
                 .iter()
@@ -108,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn slices_of_a_service_merge_and_moves_touch_both_services() {
+    fn slices_group_by_service_and_moves_touch_both_services() {
         let mut s = Slices::default();
         let web = ServiceName::parse("web").expect("name");
         s.put(
@@ -121,17 +99,15 @@ mod tests {
             "web-b",
             set("web", &["172.30.2.2", "172.30.1.3"], &[("", 81), ("x", 9)]),
         );
-        let m = s.merged(&web).expect("merged");
-        let ips: Vec<String> = m.endpoints.iter().map(|e| e.ip.to_string()).collect();
-        assert_eq!(ips, ["172.30.1.2", "172.30.1.3", "172.30.2.2"]);
-        let ports: Vec<(String, u16)> = m.ports.iter().map(|p| (p.name.clone(), p.port)).collect();
-        assert_eq!(ports, [("".to_string(), 80), ("x".to_string(), 9)]);
+        let m = s.of(&web).expect("slices");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].ports.len(), 2);
 
         let touched = s.put("default", "web-b", set("api", &["172.30.3.2"], &[("", 80)]));
         assert_eq!(touched.len(), 2);
         assert_eq!(s.all().len(), 2);
         assert_eq!(s.remove("default", "web-a"), Some(web.clone()));
-        assert!(s.merged(&web).is_none());
+        assert!(s.of(&web).is_none());
         s.clear();
         assert!(s.all().is_empty());
     }

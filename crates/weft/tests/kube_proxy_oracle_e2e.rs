@@ -1,0 +1,856 @@
+//! The strongest oracle for `weft proxy` in iptables mode: the pinned
+//! upstream kube-proxy and weft run side by side, each in its own network
+//! namespace, against one kube-apiserver holding the same objects (Services
+//! with every feature kube-proxy's iptables mode has), for the same node
+//! name. Their `iptables-save` output, KUBE-* chains and the jumps into
+//! them, must be equal after normalising counters and the order of rules
+//! kube-proxy writes in Go map order (the shared `KUBE-SERVICES`,
+//! `KUBE-NODEPORTS`, `KUBE-EXTERNAL-SERVICES` and `KUBE-PROXY-FIREWALL`
+//! chains). Then the objects change (partial syncs) and a service with
+//! 1,000 endpoints puts both into kube-proxy's large-cluster mode, and the
+//! rules must still be equal.
+//!
+//! Deliberate differences are listed in [`IGNORED_CHAINS`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use weft_lab::{sh, Host, Lab, Proc};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const NODE: &str = "node-a";
+const CLUSTER_CIDR: &str = "172.30.0.0/16";
+
+/// Chains only kube-proxy makes, on purpose: its iptables monitor's canary
+/// (weft notices lost rules by its periodic resync instead).
+const IGNORED_CHAINS: [&str; 1] = ["KUBE-PROXY-CANARY"];
+
+/// Chains whose rule order kube-proxy leaves to Go's map iteration.
+const UNORDERED: [&str; 4] = [
+    "KUBE-SERVICES",
+    "KUBE-NODEPORTS",
+    "KUBE-EXTERNAL-SERVICES",
+    "KUBE-PROXY-FIREWALL",
+];
+
+/// One EndpointSlice: `(address, node, ready, serving, terminating)`.
+fn slice(
+    ns: &str,
+    service: &str,
+    name: &str,
+    family: &str,
+    ports: &str,
+    endpoints: &[(&str, &str, bool, bool, bool)],
+) -> String {
+    let mut y = format!(
+        "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    kubernetes.io/service-name: {service}
+    endpointslice.kubernetes.io/managed-by: weft-tests
+addressType: {family}
+ports: {ports}
+endpoints:
+"
+    );
+    if endpoints.is_empty() {
+        y = y.replace("endpoints:\n", "endpoints: []\n");
+    }
+    for (ip, node, ready, serving, terminating) in endpoints {
+        y.push_str(&format!(
+            "- addresses: [\"{ip}\"]\n  nodeName: {node}\n  conditions: {{ready: {ready}, serving: {serving}, terminating: {terminating}}}\n"
+        ));
+    }
+    y
+}
+
+fn ready(ip: &'static str, node: &'static str) -> (&'static str, &'static str, bool, bool, bool) {
+    (ip, node, true, true, false)
+}
+
+const HTTP: &str = "[{name: http, port: 8080, protocol: TCP}]";
+const UNNAMED: &str = "[{name: \"\", port: 80, protocol: TCP}]";
+
+/// Every feature of kube-proxy's iptables mode, in two namespaces.
+fn objects() -> String {
+    let mut y = String::from(
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: example-service, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.254.180.209
+  ports: [{port: 80, targetPort: 80, nodePort: 32663, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.254.1.1
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+  - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: shop}
+spec:
+  clusterIP: 10.254.1.2
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np-local, namespace: shop}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  clusterIP: 10.254.1.3
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30003, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np-local-none, namespace: shop}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  clusterIP: 10.254.1.4
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30004, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: itp-local, namespace: shop}
+spec:
+  internalTrafficPolicy: Local
+  clusterIP: 10.254.1.5
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: itp-local-none, namespace: shop}
+spec:
+  internalTrafficPolicy: Local
+  clusterIP: 10.254.1.6
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: shop}
+spec:
+  clusterIP: 10.254.1.7
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-ip, namespace: shop}
+spec:
+  clusterIP: 10.254.1.8
+  externalIPs: [192.0.2.50]
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-ip-none, namespace: shop}
+spec:
+  clusterIP: 10.254.1.9
+  externalIPs: [192.0.2.51]
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.254.1.10
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30010, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb-local, namespace: shop}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32011
+  clusterIP: 10.254.1.11
+  loadBalancerSourceRanges: [198.18.0.0/24, 203.0.113.0/24]
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30011, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb-local-none, namespace: shop}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32012
+  clusterIP: 10.254.1.12
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30012, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb-no-node-ports, namespace: shop}
+spec:
+  type: LoadBalancer
+  allocateLoadBalancerNodePorts: false
+  clusterIP: 10.254.1.13
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: terminating, namespace: shop}
+spec:
+  clusterIP: 10.254.1.14
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: not-serving, namespace: shop}
+spec:
+  clusterIP: 10.254.1.15
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless, namespace: shop}
+spec:
+  clusterIP: None
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere, namespace: shop}
+spec:
+  type: ExternalName
+  externalName: example.invalid
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: other-proxy
+  namespace: shop
+  labels: {service.kubernetes.io/service-proxy-name: someone-else}
+spec:
+  clusterIP: 10.254.1.16
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v6-slice, namespace: shop}
+spec:
+  clusterIP: 10.254.1.17
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: portless-slice, namespace: shop}
+spec:
+  clusterIP: 10.254.1.18
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp-np, namespace: shop}
+spec:
+  type: NodePort
+  clusterIP: 10.254.1.19
+  ports: [{name: syslog, port: 514, targetPort: 514, nodePort: 30019, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lb-proxy-mode, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.254.1.20
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30020, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np-sticky-local, namespace: shop}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  internalTrafficPolicy: Local
+  sessionAffinity: ClientIP
+  externalIPs: [192.0.2.52]
+  clusterIP: 10.254.1.21
+  ports:
+  - {name: http, port: 80, targetPort: 8080, nodePort: 30021, protocol: TCP}
+  - {name: https, port: 443, targetPort: 8443, nodePort: 30022, protocol: TCP}
+",
+    );
+    y.push('\n');
+    y.push_str(&slice(
+        "default",
+        "example-service",
+        "example-service-1",
+        "IPv4",
+        UNNAMED,
+        &[
+            ready("172.30.14.2", "node-a"),
+            ready("172.30.46.2", "node-b"),
+        ],
+    ));
+    // twelve endpoints in two slices, one of them in both: kube-proxy sorts
+    // endpoints as strings ("…10:8080" before "…2:8080")
+    let web_a: Vec<_> = [
+        "172.30.1.2",
+        "172.30.1.3",
+        "172.30.1.4",
+        "172.30.1.5",
+        "172.30.1.6",
+        "172.30.1.7",
+    ]
+    .iter()
+    .map(|ip| ready(ip, "node-b"))
+    .collect();
+    let web_b: Vec<_> = [
+        "172.30.1.7",
+        "172.30.1.8",
+        "172.30.1.9",
+        "172.30.1.10",
+        "172.30.1.11",
+        "172.30.1.12",
+        "172.30.1.13",
+    ]
+    .iter()
+    .map(|ip| ready(ip, "node-a"))
+    .collect();
+    let web_ports =
+        "[{name: http, port: 8080, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]";
+    y.push_str(&slice("shop", "web", "web-a", "IPv4", web_ports, &web_a));
+    y.push_str(&slice("shop", "web", "web-b", "IPv4", web_ports, &web_b));
+    let local_and_remote = [ready("172.30.2.2", "node-a"), ready("172.30.2.3", "node-b")];
+    for svc in [
+        "np-local",
+        "itp-local",
+        "ext-ip",
+        "lb",
+        "lb-local",
+        "lb-no-node-ports",
+    ] {
+        y.push_str(&slice(
+            "shop",
+            svc,
+            &format!("{svc}-1"),
+            "IPv4",
+            HTTP,
+            &local_and_remote,
+        ));
+    }
+    y.push_str(&slice(
+        "shop",
+        "lb-proxy-mode",
+        "lb-proxy-mode-1",
+        "IPv4",
+        HTTP,
+        &local_and_remote,
+    ));
+    let remote_only = [ready("172.30.3.2", "node-b"), ready("172.30.3.3", "node-b")];
+    for svc in ["np-local-none", "itp-local-none", "lb-local-none"] {
+        y.push_str(&slice(
+            "shop",
+            svc,
+            &format!("{svc}-1"),
+            "IPv4",
+            HTTP,
+            &remote_only,
+        ));
+    }
+    y.push_str(&slice(
+        "shop",
+        "sticky",
+        "sticky-1",
+        "IPv4",
+        HTTP,
+        &[
+            ready("172.30.4.2", "node-a"),
+            ready("172.30.4.3", "node-b"),
+            ready("172.30.4.4", "node-b"),
+        ],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "terminating",
+        "terminating-1",
+        "IPv4",
+        HTTP,
+        &[
+            ("172.30.5.2", "node-a", false, true, true),
+            ("172.30.5.3", "node-b", false, true, true),
+            ("172.30.5.4", "node-b", false, false, true),
+        ],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "not-serving",
+        "not-serving-1",
+        "IPv4",
+        HTTP,
+        &[("172.30.6.2", "node-a", false, false, false)],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "v6-slice",
+        "v6-slice-1",
+        "IPv6",
+        HTTP,
+        &[ready("fd00:30::2", "node-a")],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "portless-slice",
+        "portless-slice-1",
+        "IPv4",
+        "[]",
+        &[ready("172.30.7.2", "node-a")],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "udp-np",
+        "udp-np-1",
+        "IPv4",
+        "[{name: syslog, port: 514, protocol: UDP}]",
+        &[ready("172.30.8.2", "node-b")],
+    ));
+    y.push_str(&slice(
+        "shop",
+        "np-sticky-local",
+        "np-sticky-local-1",
+        "IPv4",
+        "[{name: http, port: 8080, protocol: TCP}, {name: https, port: 8443, protocol: TCP}]",
+        &[
+            ready("172.30.9.2", "node-a"),
+            ready("172.30.9.3", "node-a"),
+            ready("172.30.9.4", "node-b"),
+        ],
+    ));
+    for i in 0..20 {
+        y.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Service
+metadata: {{name: plain-{i}, namespace: default}}
+spec:
+  clusterIP: 10.254.2.{}
+  ports: [{{port: 80, targetPort: 8080, protocol: TCP}}]
+",
+            i + 1
+        ));
+        let endpoints: Vec<(String, &str, bool, bool, bool)> = (0..=(i % 4))
+            .map(|k| {
+                (
+                    format!("172.30.{}.{}", 20 + i, k + 2),
+                    "node-b",
+                    true,
+                    true,
+                    false,
+                )
+            })
+            .collect();
+        let eps: Vec<(&str, &str, bool, bool, bool)> = endpoints
+            .iter()
+            .map(|(ip, n, r, s, t)| (ip.as_str(), *n, *r, *s, *t))
+            .collect();
+        y.push_str(&slice(
+            "default",
+            &format!("plain-{i}"),
+            &format!("plain-{i}-1"),
+            "IPv4",
+            "[{name: \"\", port: 8080, protocol: TCP}]",
+            &eps,
+        ));
+    }
+    y
+}
+
+/// Load-balancer status: one VIP-mode ingress per service, one in Proxy
+/// mode (which kube-proxy ignores).
+fn ingress(api: &weft_lab::ApiServer) {
+    for (svc, ip, mode) in [
+        ("lb", "192.0.2.60", "VIP"),
+        ("lb-local", "192.0.2.61", "VIP"),
+        ("lb-local-none", "192.0.2.62", "VIP"),
+        ("lb-no-node-ports", "192.0.2.63", "VIP"),
+        ("lb-proxy-mode", "192.0.2.64", "Proxy"),
+    ] {
+        let patch = format!(
+            r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}","ipMode":"{mode}"}}]}}}}}}"#
+        );
+        api.kubectl(&[
+            "-n",
+            "shop",
+            "patch",
+            "service",
+            svc,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .expect("load-balancer status");
+    }
+}
+
+/// `iptables-save` (or `ip6tables-save`) of `host`, normalised: per
+/// `table/chain`, its rules without counters; KUBE-* chains whole, built-in
+/// chains only their jumps into KUBE-* chains.
+fn rules(host: &Host, tool: &str) -> BTreeMap<String, Vec<String>> {
+    let out = sh("ip", &["netns", "exec", &host.ns, tool]).expect("iptables-save");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut table = String::new();
+    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+        } else if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split(' ').next().unwrap_or_default();
+            if name.starts_with("KUBE-") && !IGNORED_CHAINS.contains(&name) {
+                chains.entry(format!("{table}/{name}")).or_default();
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let (chain, rest) = rule.split_once(' ').unwrap_or((rule, ""));
+            let target = rest.rsplit("-j ").next().unwrap_or_default();
+            let ours = chain.starts_with("KUBE-") && !IGNORED_CHAINS.contains(&chain);
+            let jump = target.starts_with("KUBE-")
+                && !IGNORED_CHAINS.iter().any(|c| target.starts_with(c));
+            if ours || jump {
+                chains
+                    .entry(format!("{table}/{chain}"))
+                    .or_default()
+                    .push(normalize(rest));
+            }
+        }
+    }
+    for (name, rules) in chains.iter_mut() {
+        let chain = name.split_once('/').map(|(_, c)| c).unwrap_or_default();
+        if UNORDERED.contains(&chain) {
+            // the node-ports jump stays last in nat KUBE-SERVICES
+            let last = rules
+                .iter()
+                .position(|r| r.contains("NOTE: this must be the last rule"))
+                .map(|i| rules.remove(i));
+            rules.sort();
+            rules.extend(last);
+        }
+    }
+    chains
+}
+
+/// Probabilities to 5 decimals (iptables-save prints the kernel's 32-bit
+/// fraction with 11; both proxies write `%0.10f`, which rounds alike).
+fn normalize(rule: &str) -> String {
+    let mut out = Vec::new();
+    let mut words = rule.split(' ').peekable();
+    while let Some(w) = words.next() {
+        out.push(w.to_string());
+        if w == "--probability" {
+            if let Some(p) = words.next() {
+                let v: f64 = p.parse().unwrap_or(-1.0);
+                out.push(format!("{v:.5}"));
+            }
+        }
+    }
+    out.join(" ")
+}
+
+/// A readable difference of two rule sets (chains missing on either side,
+/// then rules that differ per chain).
+fn difference(
+    kube: &BTreeMap<String, Vec<String>>,
+    weft: &BTreeMap<String, Vec<String>>,
+) -> String {
+    let mut out = String::new();
+    for (name, k) in kube {
+        match weft.get(name) {
+            None => out.push_str(&format!("only kube-proxy has {name}: {k:#?}\n")),
+            Some(w) if w != k => {
+                out.push_str(&format!("{name} differs:\n"));
+                let (mut i, mut j) = (0, 0);
+                while i < k.len() || j < w.len() {
+                    match (k.get(i), w.get(j)) {
+                        (Some(a), Some(b)) if a == b => {
+                            i += 1;
+                            j += 1;
+                        }
+                        (Some(a), _) if !w[j..].contains(a) => {
+                            out.push_str(&format!("  kube-proxy: {a}\n"));
+                            i += 1;
+                        }
+                        (_, Some(b)) => {
+                            out.push_str(&format!("  weft:       {b}\n"));
+                            j += 1;
+                        }
+                        (Some(a), None) => {
+                            out.push_str(&format!("  kube-proxy: {a}\n"));
+                            i += 1;
+                        }
+                        (None, None) => break,
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, w) in weft {
+        if !kube.contains_key(name) {
+            out.push_str(&format!("only weft has {name}: {w:#?}\n"));
+        }
+    }
+    out
+}
+
+struct Side<'a> {
+    host: &'a Host,
+}
+
+/// Waits until kube-proxy's rules show `marker` (they are written in one
+/// transaction), then until both hosts hold equal rules (for both
+/// families), or fails with the difference.
+fn converge(what: &str, marker: &str, kube: Side, weft: Side, logs: &dyn Fn() -> String) {
+    let started = Instant::now();
+    loop {
+        let out =
+            sh("ip", &["netns", "exec", &kube.host.ns, "iptables-save"]).expect("iptables-save");
+        if String::from_utf8_lossy(&out.stdout).contains(marker) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: kube-proxy never wrote {marker:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = Instant::now();
+    loop {
+        let mut diff = String::new();
+        for tool in ["iptables-save", "ip6tables-save"] {
+            let (k, w) = (rules(kube.host, tool), rules(weft.host, tool));
+            let d = difference(&k, &w);
+            if !d.is_empty() {
+                diff.push_str(&format!("== {tool}\n{d}"));
+            }
+            if std::env::var_os("WEFT_ORACLE_DUMP").is_some() {
+                eprintln!("== {tool} kube-proxy\n{k:#?}\n== {tool} weft\n{w:#?}");
+            }
+        }
+        if diff.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{what}: kube-proxy's and weft's rules differ:\n{diff}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
+    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
+    let args = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--hostname-override={NODE}"),
+        "--proxy-mode=iptables".to_string(),
+        format!("--cluster-cidr={CLUSTER_CIDR}"),
+        format!("--bind-address={}", host.ip),
+        "--metrics-bind-address=127.0.0.1:10249".into(),
+        "--healthz-bind-address=127.0.0.1:10256".into(),
+        "--conntrack-max-per-core=0".into(),
+    ];
+    let program = api.bin.join("kube-proxy").display().to_string();
+    Proc::spawn(
+        &host.ns,
+        "kube-proxy",
+        lab.dir().join("kube-proxy.log"),
+        &program,
+        &args,
+        &[],
+    )
+    .expect("kube-proxy")
+}
+
+#[test]
+fn weft_writes_the_rules_kube_proxy_writes() {
+    let mut lab = Lab::new("wko", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    api.apply(&objects()).expect("objects");
+    ingress(&api);
+    // both proxies take node-a's address from its Node (one in both
+    // hosts' network, so a source range holding it holds either host)
+    api.kubectl(&[
+        "patch",
+        "node",
+        NODE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"198.18.0.11"},{"type":"InternalIP","address":"fd00:198:18::11"}]}}"#,
+    ])
+    .expect("node address");
+
+    let kube_host = lab.host("kp", 11).expect("host");
+    let weft_host = lab.host("wp", 12).expect("host");
+    let mut kube_proxy = start_kube_proxy(&lab, &api, &kube_host);
+    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
+    lab.start_proxy_args(
+        &weft_host,
+        &[
+            "proxy".to_string(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--hostname-override={NODE}"),
+            "--proxy-mode=iptables".into(),
+            format!("--cluster-cidr={CLUSTER_CIDR}"),
+            format!("--bind-address={}", weft_host.ip),
+            "--metrics-bind-address=127.0.0.1:10249".into(),
+        ],
+    )
+    .expect("weft proxy");
+    let logs = || {
+        format!(
+            "--- kube-proxy log (tail)\n{}\n--- weft proxy log\n{}",
+            weft_lab::tail(&lab.dir().join("kube-proxy.log"), 30),
+            lab.proxy_log(&weft_host)
+        )
+    };
+    let sides = || (Side { host: &kube_host }, Side { host: &weft_host });
+
+    let (k, w) = sides();
+    converge(
+        "the first full sync",
+        "default/example-service cluster IP",
+        k,
+        w,
+        &logs,
+    );
+
+    // Changes, applied by both as partial syncs.
+    api.kubectl(&["delete", "service", "plain-0"])
+        .expect("delete");
+    api.kubectl(&["-n", "shop", "delete", "endpointslice", "web-b"])
+        .expect("delete slice");
+    let mut changed = slice(
+        "default",
+        "example-service",
+        "example-service-1",
+        "IPv4",
+        UNNAMED,
+        &[
+            ready("172.30.14.2", "node-a"),
+            ("172.30.46.2", "node-b", false, false, false),
+        ],
+    );
+    changed.push_str(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {name: np-local, namespace: shop}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Cluster
+  clusterIP: 10.254.1.3
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30003, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: shop}
+spec:
+  clusterIP: 10.254.1.7
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1200}}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+",
+    );
+    api.apply(&changed).expect("changes");
+    let mut late = String::from(
+        "apiVersion: v1
+kind: Service
+metadata: {name: late, namespace: shop}
+spec:
+  clusterIP: 10.254.1.30
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+",
+    );
+    late.push_str(&slice(
+        "shop",
+        "late",
+        "late-1",
+        "IPv4",
+        HTTP,
+        &[ready("172.30.10.2", "node-a")],
+    ));
+    api.apply(&late).expect("late service");
+    let (k, w) = sides();
+    converge("partial syncs", "shop/late:http cluster IP", k, w, &logs);
+
+    // More than 1,000 endpoints: kube-proxy's large-cluster mode drops the
+    // endpoint rules' comments. (A running kube-proxy applies the mode to
+    // the services it rewrites only, until its next full sync: restarted,
+    // it writes them all. weft rewrites everything when the mode changes.)
+    let ips: Vec<String> = (0..1200)
+        .map(|i| format!("172.30.{}.{}", 100 + i / 200, 2 + i % 200))
+        .collect();
+    let mut big = String::from(
+        "apiVersion: v1
+kind: Service
+metadata: {name: big, namespace: shop}
+spec:
+  clusterIP: 10.254.1.31
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+",
+    );
+    for (i, chunk) in ips.chunks(600).enumerate() {
+        let eps: Vec<_> = chunk
+            .iter()
+            .map(|ip| (ip.as_str(), "node-b", true, true, false))
+            .collect();
+        big.push_str(&slice(
+            "shop",
+            "big",
+            &format!("big-{i}"),
+            "IPv4",
+            HTTP,
+            &eps,
+        ));
+    }
+    api.apply(&big).expect("big service");
+    kube_proxy.stop(Duration::from_secs(5));
+    let _kube_proxy = start_kube_proxy(&lab, &api, &kube_host);
+    let (k, w) = sides();
+    converge(
+        "large-cluster mode",
+        "shop/big:http cluster IP",
+        k,
+        w,
+        &logs,
+    );
+    let saved = sh(
+        "ip",
+        &["netns", "exec", &weft_host.ns, "iptables-save", "-t", "nat"],
+    )
+    .expect("iptables-save");
+    let saved = String::from_utf8_lossy(&saved.stdout);
+    assert!(
+        !saved.contains("\"shop/big:http -> "),
+        "large-cluster mode keeps no endpoint comments"
+    );
+}
