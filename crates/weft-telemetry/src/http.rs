@@ -25,6 +25,25 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// One answer: status line, content type, extra headers and body.
+pub struct Response {
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl From<(&'static str, &'static str, String)> for Response {
+    fn from((status, content_type, body): (&'static str, &'static str, String)) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
+    }
+}
+
 fn respond(ep: &Endpoints, method: &str, path: &str) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain";
     match (method, path) {
@@ -65,8 +84,21 @@ fn respond(ep: &Endpoints, method: &str, path: &str) -> (&'static str, &'static 
     }
 }
 
-/// Answers requests until the process ends.
+/// Answers `/healthz`, `/readyz` and `/metrics` until the process ends.
 pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>) {
+    serve_with(listener, move |method, path| {
+        respond(&endpoints, method, path).into()
+    })
+    .await
+}
+
+/// Answers every request with `answer(method, path)` until the future is
+/// dropped (one request per connection).
+pub async fn serve_with<F>(listener: TcpListener, answer: F)
+where
+    F: Fn(&str, &str) -> Response + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
     loop {
         let mut sock = match listener.accept().await {
             Ok((sock, _)) => sock,
@@ -77,7 +109,7 @@ pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>) {
                 continue;
             }
         };
-        let ep = endpoints.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(512);
             let read = tokio::time::timeout(Duration::from_secs(5), async {
@@ -99,11 +131,18 @@ pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>) {
             let line = String::from_utf8_lossy(line);
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, ctype, body) = respond(&ep, method, path);
+            let r = answer(method, path);
+            let extra: String = r
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect();
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                body.len(),
-                if method == "HEAD" { "" } else { &body }
+                "HTTP/1.1 {}\r\nContent-Type: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                r.status,
+                r.content_type,
+                r.body.len(),
+                if method == "HEAD" { "" } else { &r.body }
             );
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;

@@ -6,7 +6,7 @@
 pub mod http;
 pub mod logging;
 
-pub use http::{bind, serve, Endpoints};
+pub use http::{bind, serve, serve_with, Endpoints, Response};
 pub use prometheus_client;
 
 /// Histogram buckets `start, start·factor, …` (`count` of them), by repeated

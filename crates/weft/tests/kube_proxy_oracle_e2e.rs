@@ -10,7 +10,10 @@
 //! 1,000 endpoints puts both into kube-proxy's large-cluster mode, and the
 //! rules must still be equal.
 //!
-//! Deliberate differences are listed in [`IGNORED_CHAINS`].
+//! Both run from one KubeProxyConfiguration file (`--config`), as a
+//! kube-proxy DaemonSet's ConfigMap would give them, and both take the
+//! node's address from its Node object. Deliberate differences are listed
+//! in [`IGNORED_CHAINS`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -663,25 +666,82 @@ fn converge(what: &str, marker: &str, kube: Side, weft: Side, logs: &dyn Fn() ->
     }
 }
 
-fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
+/// One HTTP/1.1 request to `host`'s own address.
+fn get(host: &Host, port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::new(host.ip.into(), port);
+    weft_lab::in_netns(&host.ns, || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+fn status_and_body(response: &str) -> (String, String) {
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn header(response: &str, name: &str) -> Option<String> {
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+/// One KubeProxyConfiguration for both proxies (as a kube-proxy
+/// DaemonSet's ConfigMap): kube-proxy and `weft proxy` each run with
+/// `--config` only.
+fn config_file(lab: &Lab, api: &weft_lab::ApiServer) -> std::path::PathBuf {
     let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
-    let args = vec![
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--hostname-override={NODE}"),
-        "--proxy-mode=iptables".to_string(),
-        format!("--cluster-cidr={CLUSTER_CIDR}"),
-        format!("--bind-address={}", host.ip),
-        "--metrics-bind-address=127.0.0.1:10249".into(),
-        "--healthz-bind-address=127.0.0.1:10256".into(),
-        "--conntrack-max-per-core=0".into(),
-    ];
+    let file = lab.dir().join("kube-proxy-config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {}
+hostnameOverride: {NODE}
+bindAddress: 0.0.0.0
+healthzBindAddress: 0.0.0.0:10256
+metricsBindAddress: 127.0.0.1:10249
+mode: iptables
+clusterCIDR: {CLUSTER_CIDR}
+conntrack:
+  maxPerCore: 0
+iptables:
+  syncPeriod: 30s
+  minSyncPeriod: 0s
+",
+            kubeconfig.display()
+        ),
+    )
+    .expect("config file");
+    file
+}
+
+fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
+    let config = config_file(lab, api);
     let program = api.bin.join("kube-proxy").display().to_string();
     Proc::spawn(
         &host.ns,
         "kube-proxy",
         lab.dir().join("kube-proxy.log"),
         &program,
-        &args,
+        &[format!("--config={}", config.display())],
         &[],
     )
     .expect("kube-proxy")
@@ -711,17 +771,12 @@ fn weft_writes_the_rules_kube_proxy_writes() {
     let kube_host = lab.host("kp", 11).expect("host");
     let weft_host = lab.host("wp", 12).expect("host");
     let mut kube_proxy = start_kube_proxy(&lab, &api, &kube_host);
-    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
+    let config = config_file(&lab, &api);
     lab.start_proxy_args(
         &weft_host,
         &[
             "proxy".to_string(),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--hostname-override={NODE}"),
-            "--proxy-mode=iptables".into(),
-            format!("--cluster-cidr={CLUSTER_CIDR}"),
-            format!("--bind-address={}", weft_host.ip),
-            "--metrics-bind-address=127.0.0.1:10249".into(),
+            format!("--config={}", config.display()),
         ],
     )
     .expect("weft proxy");
@@ -742,6 +797,35 @@ fn weft_writes_the_rules_kube_proxy_writes() {
         w,
         &logs,
     );
+
+    // kube-proxy's health endpoints: each LoadBalancer Service with
+    // externalTrafficPolicy Local answers on its health check node port
+    // (200 with local endpoints, 503 without), in the same words.
+    for port in [32011, 32012] {
+        let (k, w) = (get(&kube_host, port, "/"), get(&weft_host, port, "/"));
+        assert_eq!(
+            status_and_body(&w),
+            status_and_body(&k),
+            "port {port}\n{w}\n{k}"
+        );
+        assert_eq!(
+            header(&w, "X-Load-Balancing-Endpoint-Weight"),
+            header(&k, "X-Load-Balancing-Endpoint-Weight")
+        );
+    }
+    assert!(get(&weft_host, 32011, "/").starts_with("HTTP/1.1 200"));
+    assert!(get(&weft_host, 32012, "/").starts_with("HTTP/1.1 503"));
+    for path in ["/healthz", "/livez"] {
+        let (k, w) = (get(&kube_host, 10256, path), get(&weft_host, 10256, path));
+        assert_eq!(status_and_body(&w).0, status_and_body(&k).0, "{path}");
+        let fields = |r: &str| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(&status_and_body(r).1).expect("json");
+            let mut keys: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(fields(&w), fields(&k), "{path}: {w}\n{k}");
+    }
 
     // Changes, applied by both as partial syncs.
     api.kubectl(&["delete", "service", "plain-0"])

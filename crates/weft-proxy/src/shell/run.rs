@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use weft_etcd::{connect, EtcdOptions};
 
+use super::health::{ProxyHealth, ServiceHealth};
 use super::source::{self, Change};
 use super::store::Store;
 use super::sync::{HostSettings, ProxyMode, SyncReport, Syncer};
@@ -70,6 +72,8 @@ pub struct ProxyOptions {
     /// `--nodeport-addresses`: CIDRs, or `primary` (the node's addresses);
     /// empty: every local address.
     pub node_port_addresses: Vec<String>,
+    /// `--healthz-bind-address`: where `/healthz` and `/livez` answer.
+    pub healthz: Option<std::net::SocketAddr>,
 }
 
 /// The node's addresses: `--bind-address`, else (Kubernetes source) its
@@ -300,6 +304,15 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
         nets
     );
     let mut syncer = Syncer::new(opts.mode, iptables, v4, v6, &host);
+    let proxy_health = ProxyHealth::default();
+    if let Some(addr) = opts.healthz {
+        proxy_health
+            .clone()
+            .serve(addr)
+            .await
+            .with_context(|| format!("--healthz-bind-address {addr}"))?;
+    }
+    let mut service_health = ServiceHealth::new(proxy_health.clone());
     let mut catalog = Catalog::default();
     // nothing is synced before the source's first snapshot
     let mut listed = false;
@@ -324,7 +337,9 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                         listed = true;
                         dirty.clear();
                         flush_at = None;
-                        full_sync(&mut syncer, &catalog, &opts, &stats);
+                        if full_sync(&mut syncer, &catalog, &opts, &stats) {
+                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
+                        }
                         next_full = Instant::now() + opts.sync_period;
                         continue;
                     }
@@ -359,7 +374,9 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                 } else if syncer.needs_full || Instant::now() >= next_full {
                     dirty.clear();
                     flush_at = None;
-                    full_sync(&mut syncer, &catalog, &opts, &stats);
+                    if full_sync(&mut syncer, &catalog, &opts, &stats) {
+                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
+                        }
                     next_full = Instant::now() + opts.sync_period;
                 } else if flush_at.is_some_and(|t| Instant::now() >= t) {
                     flush_at = None;
@@ -370,11 +387,14 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                         .collect();
                     match syncer.partial(&services, plans) {
                         Ok(_) if syncer.needs_full => {
-                            full_sync(&mut syncer, &catalog, &opts, &stats);
+                            if full_sync(&mut syncer, &catalog, &opts, &stats) {
+                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
+                        }
                             next_full = Instant::now() + opts.sync_period;
                         }
                         Ok(r) => {
                             stats.record(&r, catalog.services.len());
+                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
                             tracing::debug!(
                                 "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
                                 services.len(), r.written, r.bytes, r.render, r.apply
@@ -391,7 +411,19 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
     }
 }
 
-fn full_sync(syncer: &mut Syncer, catalog: &Catalog, opts: &ProxyOptions, stats: &ProxyStats) {
+/// After a successful sync: the proxy is healthy, and the health-check
+/// node ports follow the catalog.
+fn synced(health: &mut ServiceHealth, proxy: &ProxyHealth, catalog: &Catalog, node: &str) {
+    proxy.synced_now();
+    health.sync(catalog, node);
+}
+
+fn full_sync(
+    syncer: &mut Syncer,
+    catalog: &Catalog,
+    opts: &ProxyOptions,
+    stats: &ProxyStats,
+) -> bool {
     let plans = catalog.plan_all(&opts.node);
     let n = plans.len();
     match syncer.full(plans) {
@@ -409,10 +441,12 @@ fn full_sync(syncer: &mut Syncer, catalog: &Catalog, opts: &ProxyOptions, stats:
                     ""
                 }
             );
+            true
         }
         Err(e) => {
             stats.sync_errors.inc();
             tracing::error!("full sync failed (retrying in 1s): {e}");
+            false
         }
     }
 }

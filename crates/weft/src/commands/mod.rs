@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod etcd_args;
 pub mod install;
 pub mod proxy;
+pub mod proxy_config;
 pub mod qos;
 pub mod service;
 pub mod status;

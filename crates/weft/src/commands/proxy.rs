@@ -66,6 +66,13 @@ pub struct ProxyArgs {
     /// Address of /healthz, /readyz and /metrics ("" to disable)
     #[arg(long = "metrics-bind-address", default_value = "127.0.0.1:10249")]
     metrics: String,
+    /// Address of kube-proxy's /healthz and /livez (JSON; "" to disable)
+    #[arg(long = "healthz-bind-address", default_value = "0.0.0.0:10256")]
+    healthz: String,
+    /// kube-proxy's KubeProxyConfiguration file; its settings win over
+    /// flags (except --hostname-override), as in kube-proxy
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Log format: text or json
     #[arg(long = "log-format", default_value = "text")]
     log_format: String,
@@ -110,8 +117,41 @@ fn source(a: &ProxyArgs) -> Result<SourceOptions> {
     })
 }
 
-pub fn run(a: ProxyArgs) -> Result<()> {
+/// Applies `--config`: the file's settings replace the flags' (kube-proxy's
+/// rule), `--hostname-override` excepted.
+fn apply_config(a: &mut ProxyArgs) -> Result<()> {
+    let Some(path) = a.config.clone() else {
+        return Ok(());
+    };
+    let c = super::proxy_config::read(&path)?;
+    a.kubeconfig = c.kubeconfig.or(a.kubeconfig.take());
+    a.hostname = a.hostname.take().or(c.hostname_override);
+    a.bind_address = c.bind_address.or(a.bind_address);
+    if let Some(h) = c.healthz_bind_address {
+        a.healthz = h;
+    }
+    if let Some(m) = c.metrics_bind_address {
+        a.metrics = m;
+    }
+    if let Some(m) = c.mode {
+        a.mode = m;
+    }
+    if !c.cluster_cidr.is_empty() {
+        a.cluster_cidr = c.cluster_cidr;
+    }
+    if let Some(n) = c.node_port_addresses {
+        a.nodeport_addresses = n;
+    }
+    a.masquerade_all = c.masquerade_all.unwrap_or(a.masquerade_all);
+    a.localhost_node_ports = c.localhost_node_ports.unwrap_or(a.localhost_node_ports);
+    a.sync_period = c.sync_period.unwrap_or(a.sync_period);
+    a.min_sync_period = c.min_sync_period.unwrap_or(a.min_sync_period);
+    Ok(())
+}
+
+pub fn run(mut a: ProxyArgs) -> Result<()> {
     weft_telemetry::logging::init(a.verbose, a.log_format == "json");
+    apply_config(&mut a)?;
     if a.cleanup {
         for what in cleanup()? {
             println!("removed {what}");
@@ -131,7 +171,8 @@ pub fn run(a: ProxyArgs) -> Result<()> {
         masquerade_all: a.masquerade_all,
         node_ip: a.bind_address,
         localhost_node_ports: a.localhost_node_ports,
-        node_port_addresses: a.nodeport_addresses,
+        node_port_addresses: a.nodeport_addresses.clone(),
+        healthz: super::proxy_config::bind_address(&a.healthz, 10256, "--healthz-bind-address")?,
     };
     let stats = Arc::new(ProxyStats::default());
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,207 @@
+//! kube-proxy's health endpoints.
+//!
+//! - `/healthz` and `/livez` on `--healthz-bind-address` (10256): 200 with
+//!   `{"lastUpdated", "currentTime", "nodeEligible", "healthy"}` once the
+//!   rules are synced, 503 before.
+//! - One HTTP server per `healthCheckNodePort` (LoadBalancer Services with
+//!   `externalTrafficPolicy: Local`): cloud load balancers probe it and
+//!   send traffic only to nodes answering 200, those with ready local
+//!   endpoints; the body counts them (`localEndpoints`), as kube-proxy's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::jiff::Timestamp;
+use tokio::task::JoinHandle;
+use weft_telemetry::Response;
+
+use crate::plan::catalog::Catalog;
+use crate::spec::ServiceName;
+
+const JSON: &str = "application/json";
+
+fn json_response(ok: bool, body: String, headers: Vec<(&'static str, String)>) -> Response {
+    let mut headers = headers;
+    headers.push(("X-Content-Type-Options", "nosniff".into()));
+    Response {
+        status: if ok {
+            "200 OK"
+        } else {
+            "503 Service Unavailable"
+        },
+        content_type: JSON,
+        headers,
+        body,
+    }
+}
+
+/// The proxy's own health: synced once, and when last.
+#[derive(Clone, Default)]
+pub struct ProxyHealth {
+    pub synced: Arc<AtomicBool>,
+    last: Arc<Mutex<Option<Timestamp>>>,
+}
+
+impl ProxyHealth {
+    /// Records a successful sync.
+    pub fn synced_now(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(Timestamp::now());
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    fn answer(&self, path: &str) -> Response {
+        if path != "/healthz" && path != "/livez" {
+            return Response::from(("404 Not Found", "text/plain", "not found\n".into()));
+        }
+        let now = Timestamp::now();
+        let healthy = self.healthy();
+        let last = match (healthy, self.last.lock().ok().and_then(|l| *l)) {
+            // kube-proxy reports a healthy proxy as updated "now"
+            (true, _) => now,
+            (false, Some(t)) => t,
+            (false, None) => Timestamp::UNIX_EPOCH,
+        };
+        let eligible = if path == "/healthz" {
+            ",\"nodeEligible\":true"
+        } else {
+            ""
+        };
+        // per family, as kube-proxy's dual-stack proxiers report (weft syncs
+        // both families together)
+        let synced = self
+            .last
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let family = format!("{{\"lastUpdated\":\"{synced}\",\"healthy\":{healthy}}}");
+        json_response(
+            healthy,
+            format!(
+                "{{\"lastUpdated\":\"{last}\",\"currentTime\":\"{now}\"{eligible},\"healthy\":{healthy},\"status\":{{\"IPv4\":{family},\"IPv6\":{family}}}}}"
+            ),
+            Vec::new(),
+        )
+    }
+
+    /// Serves `/healthz` and `/livez` on `addr` until dropped.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tokio::spawn(weft_telemetry::serve_with(listener, move |_, path| {
+            self.answer(path)
+        }));
+        Ok(())
+    }
+}
+
+/// Ready endpoints of `service` on `node`, by address.
+fn local_ready(catalog: &Catalog, service: &ServiceName, node: &str) -> usize {
+    let ips: BTreeSet<IpAddr> = catalog
+        .endpoints
+        .get(service)
+        .into_iter()
+        .flatten()
+        .flat_map(|slice| &slice.endpoints)
+        .filter(|e| e.ready && e.node.as_deref() == Some(node))
+        .map(|e| e.ip)
+        .collect();
+    ips.len()
+}
+
+/// The health-check node port servers.
+pub struct ServiceHealth {
+    proxy: ProxyHealth,
+    counts: Arc<Mutex<BTreeMap<ServiceName, usize>>>,
+    servers: BTreeMap<u16, (ServiceName, JoinHandle<()>)>,
+}
+
+impl ServiceHealth {
+    pub fn new(proxy: ProxyHealth) -> ServiceHealth {
+        ServiceHealth {
+            proxy,
+            counts: Arc::default(),
+            servers: BTreeMap::new(),
+        }
+    }
+
+    /// Opens a server for every health-check node port of `catalog`,
+    /// closes the others, and updates the local endpoint counts.
+    pub fn sync(&mut self, catalog: &Catalog, node: &str) {
+        let wanted: BTreeMap<u16, &ServiceName> = catalog
+            .services
+            .values()
+            .filter_map(|s| s.health_check_node_port.map(|p| (p, &s.id)))
+            .collect();
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts = wanted
+                .values()
+                .map(|id| ((*id).clone(), local_ready(catalog, id, node)))
+                .collect();
+        }
+        self.servers.retain(|port, (id, task)| {
+            let keep = wanted.get(port) == Some(&&*id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (port, id) in wanted {
+            if self.servers.contains_key(&port) {
+                continue;
+            }
+            match self.open(port, id.clone()) {
+                Ok(task) => {
+                    self.servers.insert(port, (id.clone(), task));
+                }
+                Err(e) => tracing::error!(
+                    "health check node port {port} of {id}: {e} (load balancers will see this node as unhealthy)"
+                ),
+            }
+        }
+    }
+
+    fn open(&self, port: u16, id: ServiceName) -> std::io::Result<JoinHandle<()>> {
+        // every address of both families, as kube-proxy's ":port"
+        let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+        let std_listener = std::net::TcpListener::bind(any6)
+            .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)))?;
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let (counts, proxy) = (self.counts.clone(), self.proxy.clone());
+        Ok(tokio::spawn(weft_telemetry::serve_with(
+            listener,
+            move |_, _| {
+                let count = counts
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&id).copied())
+                    .unwrap_or(0);
+                let healthy = proxy.healthy();
+                json_response(
+                    count > 0 && healthy,
+                    format!(
+                        "{{\n\t\"service\": {{\n\t\t\"namespace\": \"{}\",\n\t\t\"name\": \"{}\"\n\t}},\n\t\"localEndpoints\": {count},\n\t\"serviceProxyHealthy\": {healthy}\n}}",
+                        id.namespace, id.name
+                    ),
+                    vec![("X-Load-Balancing-Endpoint-Weight", count.to_string())],
+                )
+            },
+        )))
+    }
+}
+
+impl Drop for ServiceHealth {
+    fn drop(&mut self) {
+        for (_, task) in self.servers.values() {
+            task.abort();
+        }
+    }
+}
