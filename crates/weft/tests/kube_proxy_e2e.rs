@@ -3,7 +3,8 @@
 //! weft cluster (cluster IP and NodePort from a pod on another host);
 //! an endpoint turning not-ready leaves the rules; the API server stopped
 //! for 30 s leaves traffic flowing and a change made after it returns is
-//! applied; a deleted Service loses its rules.
+//! applied; a deleted Service loses its rules; a watch whose
+//! resourceVersion was compacted away (`410 Gone`) re-lists.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -321,4 +322,80 @@ fn the_daemonset_manifest_is_valid_and_its_role_is_enough() {
         !log.contains("forbidden") && !log.contains(" WARN "),
         "{log}"
     );
+}
+
+/// A watch that cannot resume: while the proxy is frozen, a Service
+/// changes, etcd is compacted and the API server
+/// restarts (a fresh watch cache), so the proxy's resourceVersion is gone
+/// (`410 Gone`). It re-lists and converges on the change.
+#[test]
+fn a_compacted_resource_version_makes_the_proxy_relist() {
+    let mut lab = Lab::new("wkpg", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let mut api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
+    let node = lab.host("node1", 11).expect("host");
+    lab.start_proxy_args(
+        &node,
+        &[
+            "proxy".to_string(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--hostname-override=node1".into(),
+            "--cluster-cidr=172.30.0.0/16".into(),
+        ],
+    )
+    .expect("proxy");
+    let pid = lab
+        .proxy(&node)
+        .expect("proxy")
+        .pid()
+        .expect("pid")
+        .to_string();
+    api.apply(SERVICE).expect("service");
+    let nat = || {
+        let saved = sh("ip", &["netns", "exec", &node.ns, "iptables-save"]).expect("iptables-save");
+        String::from_utf8_lossy(&saved.stdout).into_owned()
+    };
+    let wait_for = |what: &str, needle: &str| {
+        let started = Instant::now();
+        while !nat().contains(needle) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: no {needle:?}:\n{}",
+                lab.proxy_log(&node)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("first sync", "10.254.180.209/32");
+
+    // The proxy frozen (SIGSTOP, by PID) while the Service changes, etcd
+    // is compacted and the API server restarts with a fresh watch cache.
+    sh("kill", &["-STOP", &pid]).expect("freeze");
+    // (its watches end before the change, so no event of it is in flight)
+    api.stop();
+    api.start().expect("kube-apiserver again");
+    api.apply(&SERVICE.replace("port: 80\n", "port: 8080\n"))
+        .expect("change");
+    let status = lab
+        .etcdctl(&["endpoint", "status", "-w", "json"])
+        .expect("status");
+    let revision = status
+        .split("\"revision\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .expect("revision")
+        .to_string();
+    lab.etcdctl(&["compact", &revision]).expect("compact");
+    api.stop();
+    api.start().expect("kube-apiserver again");
+    sh("kill", &["-CONT", &pid]).expect("thaw");
+
+    // (no endpoints: rejected in the filter table, at the new port)
+    wait_for("after the relist", "-m tcp --dport 8080 -j REJECT");
+    let log = lab.proxy_log(&node);
+    assert!(log.contains("too old resource version"), "{log}");
+    assert!(log.contains("re-listing Services"), "{log}");
+    assert!(!log.contains(" ERROR "), "{log}");
 }
