@@ -9,7 +9,6 @@
 pub mod acquire;
 pub mod cli;
 pub mod flags;
-pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;

@@ -597,7 +597,7 @@ async fn relist_and_sync(reg: &mut Registry, rec: &mut Reconciler) -> Result<i64
         ms = report.elapsed.as_secs_f64() * 1e3,
         "data path in sync with {count} leases"
     );
-    crate::memory::release_free_heap();
+    weft_kernel::release_free_heap();
     Ok(revision)
 }
 
@@ -636,8 +636,8 @@ async fn event_loop(
                     if !ops.is_empty() {
                         let rep = rec.incremental_pass(ops).context("updating the data path")?;
                         tracing::debug!(changes = rep.ops, us = rep.elapsed.as_micros() as u64, "lease events applied");
-                        if rep.ops >= crate::memory::LARGE_PASS_OPS {
-                            crate::memory::release_free_heap();
+                        if rep.ops >= weft_kernel::LARGE_PASS_OPS {
+                            weft_kernel::release_free_heap();
                         }
                     }
                 }
@@ -672,7 +672,7 @@ async fn event_loop(
                 if rep.ops > 0 {
                     tracing::info!(repaired = rep.ops, "data path had drifted from the leases; repaired");
                 }
-                crate::memory::release_free_heap();
+                weft_kernel::release_free_heap();
                 let wait = if rec.needs_full { FAILED_PASS_RETRY } else { resync_every };
                 rec.needs_full = false;
                 next_full = Instant::now() + wait;

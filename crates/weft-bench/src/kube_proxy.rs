@@ -4,8 +4,9 @@
 //! proxy in a host namespace of its own, in each mode asked for. Measured
 //! the same way for both, from outside: process start until the kernel
 //! holds a rule for every Service (polled), RSS and CPU seconds at that
-//! point, and single Services added through the API until their rule is in
-//! the kernel (polled: the figure includes one poll, ~the listing's cost).
+//! point, and single Services added through the API, from the write of
+//! their EndpointSlice until the kernel gains their rule (seen by `nft
+//! monitor`, without polling; polled on iptables-legacy).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -66,10 +67,12 @@ fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
 }
 
 /// Creates Services (and their slices) `range` through the API, 64 requests
-/// in flight.
-fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<()> {
+/// in flight; returns when the last EndpointSlice write was sent (a
+/// Service's rules need its endpoints, so that write starts the clock of
+/// an added Service).
+fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<Instant> {
     let kubeconfig = api.admin_kubeconfig()?;
-    in_netns(&api.host.ns, move || -> Result<()> {
+    in_netns(&api.host.ns, move || -> Result<Instant> {
         runtime()?.block_on(async move {
             let client = weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
             let ns: kube::Api<Namespace> = kube::Api::all(client.clone());
@@ -82,24 +85,82 @@ fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Res
             }
             let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "bench");
             let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "bench");
-            let results: Vec<Result<()>> = futures::stream::iter(range)
+            let results: Vec<Result<Instant>> = futures::stream::iter(range)
                 .map(|i| {
                     let (services, slices, pp) = (services.clone(), slices.clone(), pp.clone());
                     async move {
                         let s: Service = serde_json::from_value(service_json(i))?;
                         services.create(&pp, &s).await?;
                         let e: EndpointSlice = serde_json::from_value(slice_json(i, endpoints))?;
+                        let sent = Instant::now();
                         slices.create(&pp, &e).await?;
-                        Ok(())
+                        Ok(sent)
                     }
                 })
                 .buffer_unordered(64)
                 .collect()
                 .await;
-            results.into_iter().collect::<Result<Vec<()>>>()?;
-            Ok(())
+            let sent = results.into_iter().collect::<Result<Vec<Instant>>>()?;
+            Ok(sent.into_iter().max().unwrap_or_else(Instant::now))
         })
     })?
+}
+
+/// `nft monitor` in a host's namespace: every rule and element the kernel
+/// gains, as it gains them (iptables-nft's rules are nftables objects too),
+/// so an added Service is timed without polling.
+struct Monitor {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+}
+
+impl Monitor {
+    fn start(host: &Host) -> Result<Monitor> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &host.ns, "nft", "monitor", "new"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting nft monitor")?;
+        let out = child.stdout.take().context("nft monitor's output")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        // nft monitor prints nothing when it is ready: give it a moment
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(Monitor { child, lines })
+    }
+
+    /// Forgets what was seen so far.
+    fn drain(&self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+
+    /// When a line `wanted` came (waiting up to `timeout`).
+    fn until(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> Option<Instant> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if wanted(&line) => return Some(at),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One proxy under test.
@@ -385,19 +446,50 @@ pub fn run(
                 let (rss, _, _) = rss_kib(pid);
                 let cpu = cpu_seconds(pid);
                 let mut adds = Vec::new();
+                // legacy iptables has no event stream: polled there
+                let monitor = match mode {
+                    "iptables-legacy" => None,
+                    _ => Some(Monitor::start(&host)?),
+                };
                 for _ in 0..samples {
                     let i = next;
                     next += 1;
-                    let t = Instant::now();
-                    load(&api, i..i + 1, endpoints)?;
-                    while !present(&host, mode, i) {
-                        if t.elapsed() > Duration::from_secs(300) {
-                            bail!("{}: service {i} not programmed after 300 s", who.name());
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
+                    if let Some(m) = &monitor {
+                        m.drain();
                     }
-                    adds.push(t.elapsed().as_secs_f64() * 1e3);
+                    let sent = load(&api, i..i + 1, endpoints)?;
+                    let done = match &monitor {
+                        Some(m) => {
+                            // the rule that sends the cluster IP to its
+                            // endpoints (not the one rejecting it while the
+                            // Service has none yet)
+                            let ip = format!("{} ", cluster_ip(i));
+                            let wanted = |l: &str| {
+                                l.contains(&ip)
+                                    && !l.contains("reject")
+                                    && (mode == "nftables" || l.contains("KUBE-SVC-"))
+                            };
+                            m.until(wanted, Duration::from_secs(300))
+                        }
+                        None => {
+                            let t = Instant::now();
+                            loop {
+                                if present(&host, mode, i) {
+                                    break Some(Instant::now());
+                                }
+                                if t.elapsed() > Duration::from_secs(300) {
+                                    break None;
+                                }
+                                std::thread::sleep(Duration::from_millis(2));
+                            }
+                        }
+                    };
+                    let Some(done) = done else {
+                        bail!("{}: service {i} not programmed after 300 s", who.name());
+                    };
+                    adds.push(done.saturating_duration_since(sent).as_secs_f64() * 1e3);
                 }
+                drop(monitor);
                 let (_, med, p99, max) = if adds.is_empty() {
                     (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
                 } else {
@@ -426,7 +518,8 @@ pub fn run(
         drop(api);
     }
     println!("(rules: process start until the kernel holds a rule for every Service, polled from outside every 50 ms plus");
-    println!(" the listing's own time; add one: API create of a Service and its EndpointSlice until its rule is in the kernel,");
-    println!(" polled; RSS and CPU s: the proxy process when its rules were complete)");
+    println!(" the listing's own time; add one: a Service created through the API, from its EndpointSlice's write until");
+    println!(" `nft monitor` shows its cluster IP in a new rule or element (iptables-legacy: polled every 2 ms);");
+    println!(" RSS and CPU s: the proxy process when its rules were complete)");
     Ok(serde_json::Value::Array(json))
 }

@@ -11,6 +11,7 @@ mod dataplane;
 mod error;
 mod iface;
 mod link;
+mod memory;
 mod messages;
 mod netlink;
 mod nexthop;
@@ -25,5 +26,6 @@ pub use link::{
     delete_link, ensure_address, ensure_vxlan, link_by_name, list_links, set_link_up, LinkState,
     VxlanSpec,
 };
+pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};

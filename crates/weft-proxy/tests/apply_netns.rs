@@ -33,7 +33,7 @@ fn syncer(mode: ProxyMode) -> Syncer {
 }
 
 fn syncer_with(mode: ProxyMode, ipt: Iptables) -> Syncer {
-    Syncer::new(
+    let mut s = Syncer::new(
         mode,
         ipt,
         Some("172.30.0.0/16".parse().expect("cidr")),
@@ -42,7 +42,10 @@ fn syncer_with(mode: ProxyMode, ipt: Iptables) -> Syncer {
             localhost_node_ports: true,
             ..Default::default()
         },
-    )
+    );
+    // every rule kept, to compare with what the kernel reads back
+    s.keep_rules = true;
+    s
 }
 
 /// The programs of `backend` (both are installed here, and the kernel has both).
@@ -97,7 +100,7 @@ fn changed(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
     // Endpoint removed from one service, a service deleted, one added.
     let sticky = ServiceName::parse("shop/sticky").expect("name");
     if let Some(e) = c.endpoints.get_mut(&sticky).and_then(|s| s.first_mut()) {
-        e.endpoints.remove(0);
+        std::sync::Arc::make_mut(e).endpoints.remove(0);
     }
     let dns = ServiceName::parse("kube-system/dns").expect("name");
     c.remove_service(&dns);

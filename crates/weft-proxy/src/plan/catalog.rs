@@ -2,6 +2,7 @@
 //! give on one node.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{plan_service, PortPlan};
 use crate::spec::{EndpointSet, Object, Service, ServiceName};
@@ -9,8 +10,9 @@ use crate::spec::{EndpointSet, Object, Service, ServiceName};
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub services: BTreeMap<ServiceName, Service>,
-    /// Each service's EndpointSlices.
-    pub endpoints: BTreeMap<ServiceName, Vec<EndpointSet>>,
+    /// Each service's EndpointSlices (shared with the source that keeps
+    /// them).
+    pub endpoints: BTreeMap<ServiceName, Vec<Arc<EndpointSet>>>,
 }
 
 impl Catalog {
@@ -24,14 +26,14 @@ impl Catalog {
             }
             Object::Endpoints(e) => {
                 let id = e.service.clone();
-                self.endpoints.insert(id.clone(), vec![e]);
+                self.endpoints.insert(id.clone(), vec![Arc::new(e)]);
                 id
             }
         }
     }
 
     /// Replaces the slices of service `id`.
-    pub fn put_slices(&mut self, id: ServiceName, slices: Vec<EndpointSet>) {
+    pub fn put_slices(&mut self, id: ServiceName, slices: Vec<Arc<EndpointSet>>) {
         self.endpoints.insert(id, slices);
     }
 
@@ -59,7 +61,7 @@ impl Catalog {
             .collect()
     }
 
-    fn slices(&self, id: &ServiceName) -> &[EndpointSet] {
+    fn slices(&self, id: &ServiceName) -> &[Arc<EndpointSet>] {
         self.endpoints.get(id).map_or(&[], Vec::as_slice)
     }
 }

@@ -149,7 +149,7 @@ impl PortPlan {
 /// listing a port of the same name and protocol; an address in two slices
 /// once (the non-terminating one wins); sorted as `ip:port` strings.
 fn port_endpoints(
-    slices: &[EndpointSet],
+    slices: &[std::sync::Arc<EndpointSet>],
     sp: &crate::spec::ServicePort,
     v6: bool,
     node: &str,
@@ -181,7 +181,11 @@ fn port_endpoints(
 }
 
 /// The port plans of one service (none for headless or unallocated ones).
-pub fn plan_service(svc: &Service, slices: &[EndpointSet], node: &str) -> Vec<PortPlan> {
+pub fn plan_service(
+    svc: &Service,
+    slices: &[std::sync::Arc<EndpointSet>],
+    node: &str,
+) -> Vec<PortPlan> {
     let Some(cluster_ip) = svc.cluster_ip else {
         return Vec::new();
     };

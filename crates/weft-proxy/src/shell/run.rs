@@ -418,6 +418,12 @@ fn synced(health: &mut ServiceHealth, proxy: &ProxyHealth, catalog: &Catalog, no
     health.sync(catalog, node);
 }
 
+/// A full sync's transient text (rules, `iptables-save` output) is freed
+/// by now: hand those pages back to the kernel.
+fn after_full_sync() {
+    weft_kernel::release_free_heap();
+}
+
 fn full_sync(
     syncer: &mut Syncer,
     catalog: &Catalog,
@@ -441,6 +447,7 @@ fn full_sync(
                     ""
                 }
             );
+            after_full_sync();
             true
         }
         Err(e) => {

@@ -169,6 +169,9 @@ pub struct Syncer {
     /// iptables mode: both families' kube-proxy chains exist even without
     /// services (as kube-proxy does on a host with IPv6).
     dual_stack: bool,
+    /// Keep every applied rule (for read-back checks); by default only
+    /// what a partial sync needs is kept.
+    pub keep_rules: bool,
 }
 
 fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
@@ -215,6 +218,7 @@ impl Syncer {
             needs_full: true,
             dual_stack: mode == ProxyMode::Iptables
                 && std::path::Path::new("/proc/net/if_inet6").exists(),
+            keep_rules: false,
         }
     }
 
@@ -256,6 +260,9 @@ impl Syncer {
                     let r = full_iptables(&self.iptables, &family.ipt, &ports);
                     if r.is_ok() {
                         family.ipt_ports = ports;
+                        if !self.keep_rules {
+                            family.ipt_ports.values_mut().for_each(PortRules::slim);
+                        }
                     }
                     r
                 }
@@ -347,7 +354,15 @@ impl Syncer {
             let t = Instant::now();
             let res = match self.mode {
                 ProxyMode::Iptables => {
-                    partial_iptables(&self.iptables, family, services, &plans, &mut report)
+                    let r = partial_iptables(&self.iptables, family, services, &plans, &mut report);
+                    if r.is_ok() && !self.keep_rules {
+                        for p in &plans {
+                            if let Some(rules) = family.ipt_ports.get_mut(&p.key) {
+                                rules.slim();
+                            }
+                        }
+                    }
+                    r
                 }
                 ProxyMode::Nftables => partial_nft(family, services, &plans, &mut report),
             };
@@ -370,7 +385,7 @@ impl Syncer {
     }
 
     /// Every rule the kernel should hold, as `iptables-save` prints it, per
-    /// family (iptables mode; for read-back checks).
+    /// family (iptables mode; for read-back checks, with `keep_rules`).
     pub fn expected_iptables(&self, v6: bool) -> Vec<(&'static str, String)> {
         let f = &self.families[usize::from(v6)];
         f.ipt.expected_saved(&f.ipt_ports)

@@ -245,7 +245,15 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                             let stored = store.put_service(s, a.ip_range, false).await?;
                             println!("service/{} configured: {}", stored.id, summary(&stored));
                         }
-                        Object::Endpoints(e) => {
+                        Object::Endpoints(mut e) => {
+                            // A slice without ports gets its service's numeric
+                            // target ports (the proxy, as kube-proxy, uses no
+                            // endpoint of a slice that lists no port).
+                            if e.ports.is_empty() {
+                                if let Some((svc, _)) = store.get_service(&e.service).await? {
+                                    e.ports = slice_ports(&svc)?;
+                                }
+                            }
                             store.put_endpoints(&e, None).await?;
                             println!(
                                 "endpointslice/{} configured: {} endpoints",

@@ -23,7 +23,7 @@ pub enum Change {
     /// An object was added or changed (already validated).
     Put(Object),
     /// A service's EndpointSlices changed: all of them now.
-    Slices(ServiceName, Vec<EndpointSet>),
+    Slices(ServiceName, Vec<std::sync::Arc<EndpointSet>>),
     RemoveService(ServiceName),
     RemoveEndpoints(ServiceName),
     /// The source lost its watch and re-lists (counted in the metrics).

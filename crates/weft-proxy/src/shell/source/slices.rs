@@ -4,13 +4,15 @@
 //! as kube-proxy does. Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::spec::{EndpointSet, ServiceName};
 
 /// The slices seen, by namespace and slice name.
 #[derive(Debug, Default, Clone)]
 pub struct Slices {
-    slices: BTreeMap<(String, String), EndpointSet>,
+    /// Shared with the sync loop's catalog (one copy of every endpoint).
+    slices: BTreeMap<(String, String), Arc<EndpointSet>>,
 }
 
 impl Slices {
@@ -19,9 +21,9 @@ impl Slices {
     pub fn put(&mut self, namespace: &str, name: &str, set: EndpointSet) -> Vec<ServiceName> {
         let key = (namespace.to_string(), name.to_string());
         let mut touched = vec![set.service.clone()];
-        if let Some(old) = self.slices.insert(key, set) {
+        if let Some(old) = self.slices.insert(key, Arc::new(set)) {
             if !touched.contains(&old.service) {
-                touched.push(old.service);
+                touched.push(old.service.clone());
             }
         }
         touched
@@ -31,7 +33,7 @@ impl Slices {
     pub fn remove(&mut self, namespace: &str, name: &str) -> Option<ServiceName> {
         self.slices
             .remove(&(namespace.to_string(), name.to_string()))
-            .map(|s| s.service)
+            .map(|s| s.service.clone())
     }
 
     /// Forgets every slice.
@@ -40,8 +42,8 @@ impl Slices {
     }
 
     /// The slices of `service` (by slice name), `None` when it has none.
-    pub fn of(&self, service: &ServiceName) -> Option<Vec<EndpointSet>> {
-        let out: Vec<EndpointSet> = self
+    pub fn of(&self, service: &ServiceName) -> Option<Vec<Arc<EndpointSet>>> {
+        let out: Vec<Arc<EndpointSet>> = self
             .slices
             .values()
             .filter(|s| &s.service == service)
@@ -51,8 +53,8 @@ impl Slices {
     }
 
     /// Every service's slices.
-    pub fn all(&self) -> BTreeMap<ServiceName, Vec<EndpointSet>> {
-        let mut out: BTreeMap<ServiceName, Vec<EndpointSet>> = BTreeMap::new();
+    pub fn all(&self) -> BTreeMap<ServiceName, Vec<Arc<EndpointSet>>> {
+        let mut out: BTreeMap<ServiceName, Vec<Arc<EndpointSet>>> = BTreeMap::new();
         for set in self.slices.values() {
             out.entry(set.service.clone())
                 .or_default()

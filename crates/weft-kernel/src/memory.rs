@@ -1,4 +1,5 @@
-//! Handing memory freed by a large pass back to the kernel.
+//! Handing memory freed by a large pass back to the kernel (the agent and
+//! the proxy).
 //!
 //! A cold start lists every lease from etcd and dumps the kernel's tables;
 //! once the pass is over that memory is free, but glibc keeps it in its
