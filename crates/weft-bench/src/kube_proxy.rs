@@ -117,8 +117,11 @@ struct Monitor {
 impl Monitor {
     fn start(host: &Host) -> Result<Monitor> {
         use std::io::BufRead;
+        // line-buffered: a pipe would otherwise hold events back
         let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &host.ns, "nft", "monitor", "new"])
+            .args([
+                "netns", "exec", &host.ns, "stdbuf", "-oL", "nft", "monitor", "new",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -132,9 +135,28 @@ impl Monitor {
                 }
             }
         });
-        // nft monitor prints nothing when it is ready: give it a moment
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(Monitor { child, lines })
+        let m = Monitor { child, lines };
+        // nft monitor says nothing when it is listening (with a large
+        // ruleset it first reads it all): make an event and wait for it
+        // (repeated: events before it listens are not seen)
+        let marker = "weft-bench-marker";
+        for _ in 0..20 {
+            for verb in ["add", "delete"] {
+                sh(
+                    "ip",
+                    &[
+                        "netns", "exec", &host.ns, "nft", verb, "table", "ip", marker,
+                    ],
+                )?;
+            }
+            if m.until(|l| l.contains(marker), Duration::from_millis(500))
+                .is_some()
+            {
+                m.drain();
+                return Ok(m);
+            }
+        }
+        bail!("nft monitor did not start listening within 10 s")
     }
 
     /// Forgets what was seen so far.
@@ -449,7 +471,13 @@ pub fn run(
                 // legacy iptables has no event stream: polled there
                 let monitor = match mode {
                     "iptables-legacy" => None,
-                    _ => Some(Monitor::start(&host)?),
+                    _ => match Monitor::start(&host) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            println!("  ({}: {e:#}; added Services polled instead)", who.name());
+                            None
+                        }
+                    },
                 };
                 for _ in 0..samples {
                     let i = next;
@@ -485,7 +513,11 @@ pub fn run(
                         }
                     };
                     let Some(done) = done else {
-                        bail!("{}: service {i} not programmed after 300 s", who.name());
+                        bail!(
+                            "{}: service {i} not programmed after 300 s:\n{}",
+                            who.name(),
+                            proc.log_tail(20)
+                        );
                     };
                     adds.push(done.saturating_duration_since(sent).as_secs_f64() * 1e3);
                 }
