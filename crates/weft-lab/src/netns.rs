@@ -41,11 +41,22 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
 /// `GET <path>` to `127.0.0.1:<port>` inside namespace `ns` (health and
 /// metrics endpoints); the whole response, or `None` when nothing answers.
 pub fn http_get(ns: &str, port: u16, path: &str) -> Option<String> {
+    http_get_at(ns, std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// `GET <path>` to `addr` from inside namespace `ns` (the connection
+/// closed after one answer, 5 s at most); the whole response, or `None`.
+pub fn http_get_at(ns: &str, addr: std::net::SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
+    use std::time::Duration;
     in_netns(ns, || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-            .ok()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)

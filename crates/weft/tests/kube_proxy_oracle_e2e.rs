@@ -668,22 +668,8 @@ fn converge(what: &str, marker: &str, kube: Side, weft: Side, logs: &dyn Fn() ->
 
 /// One HTTP/1.1 request to `host`'s own address.
 fn get(host: &Host, port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
     let addr = std::net::SocketAddr::new(host.ip.into(), port);
-    weft_lab::in_netns(&host.ns, || {
-        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    weft_lab::http_get_at(&host.ns, addr, path).unwrap_or_default()
 }
 
 fn status_and_body(response: &str) -> (String, String) {

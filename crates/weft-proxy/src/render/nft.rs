@@ -195,11 +195,12 @@ impl NftRenderer {
         let proto = p.key.protocol.lower();
         let l3 = self.l3();
         let key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
+        let ip_key = |ip: &std::net::IpAddr| format!("{ip} . {proto} . {}", p.port);
         let outside: Vec<String> = p
             .external_ips
             .iter()
             .chain(&p.load_balancer_ips)
-            .map(|ip| format!("{ip} . {proto} . {}", p.port))
+            .map(ip_key)
             .collect();
         if !p.has_endpoints {
             for k in &outside {
@@ -313,11 +314,7 @@ impl NftRenderer {
                 }
             }
             out.chains.push((external.clone(), rules));
-            for k in p
-                .external_ips
-                .iter()
-                .map(|ip| format!("{ip} . {proto} . {}", p.port))
-            {
+            for k in p.external_ips.iter().map(ip_key) {
                 out.elements
                     .push((SERVICE_IPS.into(), k, format!("goto {external}")));
             }
@@ -339,11 +336,7 @@ impl NftRenderer {
                 ));
                 lb_target = firewall;
             }
-            for k in p
-                .load_balancer_ips
-                .iter()
-                .map(|ip| format!("{ip} . {proto} . {}", p.port))
-            {
+            for k in p.load_balancer_ips.iter().map(ip_key) {
                 out.elements
                     .push((SERVICE_IPS.into(), k, format!("goto {lb_target}")));
             }
