@@ -406,19 +406,14 @@ impl Service {
                 "Cluster"
             });
         }
+        fn texts<T: ToString>(items: &[T]) -> Value {
+            items.iter().map(ToString::to_string).collect()
+        }
         if !self.external_ips.is_empty() {
-            spec["externalIPs"] = json!(self
-                .external_ips
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>());
+            spec["externalIPs"] = texts(&self.external_ips);
         }
         if !self.source_ranges.is_empty() {
-            spec["loadBalancerSourceRanges"] = json!(self
-                .source_ranges
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>());
+            spec["loadBalancerSourceRanges"] = texts(&self.source_ranges);
         }
         if let Some(p) = self.health_check_node_port {
             spec["healthCheckNodePort"] = json!(p);

@@ -184,3 +184,32 @@ fn errors_stay_on_one_line() {
     let e = parse_documents(text, "t").expect_err("invalid name");
     assert!(!e.to_string().contains('\n'), "{e}");
 }
+
+#[test]
+fn load_balancer_fields_round_trip() {
+    let text = "kind: Service
+metadata: {name: lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32011
+  clusterIP: 10.254.1.11
+  externalIPs: [192.0.2.50]
+  loadBalancerSourceRanges: [198.18.0.0/24]
+  ports: [{name: http, port: 80, nodePort: 30011}]
+status:
+  loadBalancer:
+    ingress: [{ip: 192.0.2.61}, {ip: 192.0.2.62, ipMode: Proxy}]
+";
+    let Object::Service(s) = parse_documents(text, "t").expect("valid").remove(0) else {
+        panic!("a Service");
+    };
+    assert_eq!(
+        s.load_balancer_ips.len(),
+        1,
+        "Proxy-mode ingress is left out"
+    );
+    assert_eq!(s.health_check_node_port, Some(32011));
+    let back = Service::from_value(&s.to_value(), "t").expect("parses back");
+    assert_eq!(back, s);
+}
