@@ -5,8 +5,9 @@
 //! the same way for both, from outside: process start until the kernel
 //! holds a rule for every Service (polled), RSS and CPU seconds at that
 //! point, and single Services added through the API, from the write of
-//! their EndpointSlice until the kernel gains their rule (seen by `nft
-//! monitor`, without polling; polled on iptables-legacy).
+//! their EndpointSlice until the kernel gains their rule (seen in the
+//! kernel's nftables netlink events, without polling; polled on
+//! iptables-legacy).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -21,6 +22,7 @@ use weft_lab::{in_netns, sh, ApiServer, Host, Lab, Proc};
 use weft_proxy::plan::names::service_hash;
 use weft_proxy::spec::Protocol;
 
+use crate::nft_events::{Event, Kind, NftEvents};
 use crate::{rss_kib, runtime, stats};
 
 const POD_CIDR: &str = "100.64.0.0/10";
@@ -66,13 +68,20 @@ fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
     })
 }
 
+/// When the last EndpointSlice write of a load was sent, and when the API
+/// server answered it (committed to etcd). A Service's rules need its
+/// endpoints, so that write starts the clock of an added Service.
+#[derive(Clone, Copy)]
+struct Written {
+    sent: Instant,
+    acked: Instant,
+}
+
 /// Creates Services (and their slices) `range` through the API, 64 requests
-/// in flight; returns when the last EndpointSlice write was sent (a
-/// Service's rules need its endpoints, so that write starts the clock of
-/// an added Service).
-fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<Instant> {
+/// in flight.
+fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<Written> {
     let kubeconfig = api.admin_kubeconfig()?;
-    in_netns(&api.host.ns, move || -> Result<Instant> {
+    in_netns(&api.host.ns, move || -> Result<Written> {
         runtime()?.block_on(async move {
             let client = weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
             let ns: kube::Api<Namespace> = kube::Api::all(client.clone());
@@ -85,7 +94,7 @@ fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Res
             }
             let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "bench");
             let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "bench");
-            let results: Vec<Result<Instant>> = futures::stream::iter(range)
+            let results: Vec<Result<Written>> = futures::stream::iter(range)
                 .map(|i| {
                     let (services, slices, pp) = (services.clone(), slices.clone(), pp.clone());
                     async move {
@@ -94,95 +103,19 @@ fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Res
                         let e: EndpointSlice = serde_json::from_value(slice_json(i, endpoints))?;
                         let sent = Instant::now();
                         slices.create(&pp, &e).await?;
-                        Ok(sent)
+                        Ok(Written { sent, acked: Instant::now() })
                     }
                 })
                 .buffer_unordered(64)
                 .collect()
                 .await;
-            let sent = results.into_iter().collect::<Result<Vec<Instant>>>()?;
-            Ok(sent.into_iter().max().unwrap_or_else(Instant::now))
+            let written = results.into_iter().collect::<Result<Vec<Written>>>()?;
+            Ok(written
+                .into_iter()
+                .max_by_key(|w| w.sent)
+                .unwrap_or(Written { sent: Instant::now(), acked: Instant::now() }))
         })
     })?
-}
-
-/// `nft monitor` in a host's namespace: every rule and element the kernel
-/// gains, as it gains them (iptables-nft's rules are nftables objects too),
-/// so an added Service is timed without polling.
-struct Monitor {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<(Instant, String)>,
-}
-
-impl Monitor {
-    fn start(host: &Host) -> Result<Monitor> {
-        use std::io::BufRead;
-        // line-buffered: a pipe would otherwise hold events back
-        let mut child = std::process::Command::new("ip")
-            .args([
-                "netns", "exec", &host.ns, "stdbuf", "-oL", "nft", "monitor", "new",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting nft monitor")?;
-        let out = child.stdout.take().context("nft monitor's output")?;
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        let m = Monitor { child, lines };
-        // nft monitor says nothing when it is listening (with a large
-        // ruleset it first reads it all): make an event and wait for it
-        // (repeated: events before it listens are not seen)
-        let marker = "weft-bench-marker";
-        for _ in 0..20 {
-            for verb in ["add", "delete"] {
-                sh(
-                    "ip",
-                    &[
-                        "netns", "exec", &host.ns, "nft", verb, "table", "ip", marker,
-                    ],
-                )?;
-            }
-            if m.until(|l| l.contains(marker), Duration::from_millis(500))
-                .is_some()
-            {
-                m.drain();
-                return Ok(m);
-            }
-        }
-        bail!("nft monitor did not start listening within 10 s")
-    }
-
-    /// Forgets what was seen so far.
-    fn drain(&self) {
-        while self.lines.try_recv().is_ok() {}
-    }
-
-    /// When a line `wanted` came (waiting up to `timeout`).
-    fn until(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> Option<Instant> {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) if wanted(&line) => return Some(at),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One proxy under test.
@@ -348,6 +281,15 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
     }
 }
 
+/// Median, p99 and maximum (NaN when there are no samples).
+fn med_p99_max(v: &mut [f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (_, med, p99, max) = stats(v);
+    (med, p99, max)
+}
+
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -378,6 +320,7 @@ pub fn run(
     endpoints: usize,
     samples: usize,
     timeout: Duration,
+    proxies: &[String],
 ) -> Result<serde_json::Value> {
     let bin = weft_lab::upstream_kubernetes()?;
     let version = sh(
@@ -391,8 +334,8 @@ pub fn run(
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(
-        "{:>15} {:>8} {:>11} | {:>12} | {:>22} | {:>8} | {:>7}",
-        "mode", "services", "proxy", "rules ms", "add one ms med/p99/max", "RSS MiB", "CPU s"
+        "{:>15} {:>8} {:>11} | {:>9} | {:>20} | {:>13} | {:>5} | {:>13} | {:>6}",
+        "mode", "services", "proxy", "rules ms", "add ms med/p99/max", "after ack", "write", "RSS MiB", "CPU s"
     );
     let mut json = Vec::new();
     for &n in counts {
@@ -410,7 +353,10 @@ pub fn run(
         let mut octet = 10u8;
         for mode in modes.iter().map(String::as_str) {
             let mut row = BTreeMap::new();
-            for who in [Who::Weft, Who::KubeProxy] {
+            for who in [Who::Weft, Who::KubeProxy]
+                .into_iter()
+                .filter(|w| proxies.iter().any(|p| p == w.name()))
+            {
                 octet += 1;
                 let host = lab.host(&format!("p{octet}"), octet)?;
                 // a node of the cluster with its address, as kubelet
@@ -468,10 +414,11 @@ pub fn run(
                 let (rss, _, _) = rss_kib(pid);
                 let cpu = cpu_seconds(pid);
                 let mut adds = Vec::new();
+                let (mut after_ack, mut write_ms) = (Vec::new(), Vec::new());
                 // legacy iptables has no event stream: polled there
                 let monitor = match mode {
                     "iptables-legacy" => None,
-                    _ => match Monitor::start(&host) {
+                    _ => match NftEvents::start(&host.ns) {
                         Ok(m) => Some(m),
                         Err(e) => {
                             println!("  ({}: {e:#}; added Services polled instead)", who.name());
@@ -485,17 +432,22 @@ pub fn run(
                     if let Some(m) = &monitor {
                         m.drain();
                     }
-                    let sent = load(&api, i..i + 1, endpoints)?;
+                    let written = load(&api, i..i + 1, endpoints)?;
                     let done = match &monitor {
                         Some(m) => {
-                            // the rule that sends the cluster IP to its
-                            // endpoints (not the one rejecting it while the
-                            // Service has none yet)
-                            let ip = format!("{} ", cluster_ip(i));
-                            let wanted = |l: &str| {
-                                l.contains(&ip)
-                                    && !l.contains("reject")
-                                    && (mode == "nftables" || l.contains("KUBE-SVC-"))
+                            // what sends the cluster IP to its endpoints
+                            // (not what rejects it while the Service has
+                            // none yet, which is in other sets and tables)
+                            let ip = cluster_ip(i).octets();
+                            let wanted = |e: &Event| {
+                                e.mentions(&ip)
+                                    && if mode == "nftables" {
+                                        e.kind == Kind::Element && e.container == "service-ips"
+                                    } else {
+                                        e.kind == Kind::Rule
+                                            && e.table == "nat"
+                                            && e.container == "KUBE-SERVICES"
+                                    }
                             };
                             m.until(wanted, Duration::from_secs(300))
                         }
@@ -519,25 +471,30 @@ pub fn run(
                             proc.log_tail(20)
                         );
                     };
-                    adds.push(done.saturating_duration_since(sent).as_secs_f64() * 1e3);
+                    adds.push(done.saturating_duration_since(written.sent).as_secs_f64() * 1e3);
+                    after_ack.push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
+                    write_ms.push((written.acked - written.sent).as_secs_f64() * 1e3);
                 }
                 drop(monitor);
-                let (_, med, p99, max) = if adds.is_empty() {
-                    (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
-                } else {
-                    stats(&mut adds)
-                };
+                // after the adds, with the first sync's garbage given back
+                let (settled, _, _) = rss_kib(pid);
+                let (med, p99, max) = med_p99_max(&mut adds);
+                let (ack_med, ack_p99, _) = med_p99_max(&mut after_ack);
+                let (write_med, _, _) = med_p99_max(&mut write_ms);
                 println!(
-                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>12.0} | {med:>6.0} {p99:>6.0} {max:>8.0} | {:>8.1} | {cpu:>7.2}",
+                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>9.0} | {med:>6.1} {p99:>6.1} {max:>6.1} | {ack_med:>6.1} {ack_p99:>6.1} | {write_med:>5.1} | {:>6.1} {:>6.1} | {cpu:>6.2}",
                     who.name(),
-                    rss as f64 / 1024.0
+                    rss as f64 / 1024.0,
+                    settled as f64 / 1024.0
                 );
                 row.insert(
                     who.name(),
                     serde_json::json!({
                         "start_to_rules_ms": rules_ms,
                         "add_one_ms": {"median": med, "p99": p99, "max": max},
-                        "rss_kib": rss, "cpu_seconds": cpu,
+                        "add_one_after_write_acked_ms": {"median": ack_med, "p99": ack_p99},
+                        "slice_write_ms_median": write_med,
+                        "rss_kib": rss, "rss_after_adds_kib": settled, "cpu_seconds": cpu,
                     }),
                 );
                 proc.stop(Duration::from_secs(5));
@@ -551,7 +508,9 @@ pub fn run(
     }
     println!("(rules: process start until the kernel holds a rule for every Service, polled from outside every 50 ms plus");
     println!(" the listing's own time; add one: a Service created through the API, from its EndpointSlice's write until");
-    println!(" `nft monitor` shows its cluster IP in a new rule or element (iptables-legacy: polled every 2 ms);");
-    println!(" RSS and CPU s: the proxy process when its rules were complete)");
+    println!(" the kernel announces (nftables netlink events) its cluster IP in a service-ips element or a nat");
+    println!(" KUBE-SERVICES rule (iptables-legacy: polled every 2 ms); after ack: the same from the API server's");
+    println!(" answer to that write (committed to etcd), whose own median time is `write`; RSS MiB and CPU s: the");
+    println!(" proxy process when its rules were complete, and RSS again after the adds)");
     Ok(serde_json::Value::Array(json))
 }

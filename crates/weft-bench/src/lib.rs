@@ -16,6 +16,7 @@ mod etcd_chaos;
 mod etcd_load;
 mod kube_proxy;
 mod leases;
+mod nft_events;
 mod proxy;
 
 use anyhow::{bail, Context, Result};
@@ -73,6 +74,10 @@ pub struct BenchArgs {
     /// kube-apiserver (Services from the API instead of etcd)
     #[arg(long, value_parser = ["kube-proxy"])]
     against: Option<String>,
+    /// With --against: which of the two proxies to run
+    #[arg(long, value_delimiter = ',', default_value = "weft,kube-proxy",
+          value_parser = ["weft", "kube-proxy"])]
+    proxies: Vec<String>,
     /// With --against: seconds a proxy gets to program every Service
     /// before it is reported incomplete and stopped
     #[arg(long, default_value_t = 900)]
@@ -147,6 +152,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         a.proxy_endpoints,
                         a.samples,
                         std::time::Duration::from_secs(a.rules_timeout),
+                        &a.proxies,
                     )?,
                 );
             }

@@ -57,7 +57,7 @@ fn service(i: usize, endpoints: usize) -> (Service, EndpointSet) {
                     IpAddr::V4(Ipv4Addr::from(
                         u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (i * endpoints + j) as u32 + 2,
                     )),
-                    Some(format!("node{}", (i * endpoints + j) % 50)),
+                    Some(format!("node{}", (i * endpoints + j) % 50).as_str()),
                 )
             })
             .collect(),

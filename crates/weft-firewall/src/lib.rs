@@ -4,12 +4,15 @@
 //! [`masq`] renders flannel's masquerade and forward rules (pure, golden
 //! tested); [`apply`] checks what the kernel holds and re-applies;
 //! [`backend`] picks the iptables backend (legacy or nf_tables) and its
-//! programs.
+//! programs; [`nft_library`] applies nft text in-process through
+//! libnftables when it is installed.
 
 pub mod apply;
 pub mod backend;
 pub mod masq;
+pub mod nft_library;
 
 pub use apply::{FirewallError, Mode};
 pub use backend::{Backend, BackendChoice, Iptables};
 pub use masq::MasqRules;
+pub use nft_library::NftLibrary;

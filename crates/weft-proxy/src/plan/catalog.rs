@@ -9,7 +9,8 @@ use crate::spec::{EndpointSet, Object, Service, ServiceName};
 
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
-    pub services: BTreeMap<ServiceName, Service>,
+    /// Shared with the source that keeps them, as the slices are.
+    pub services: BTreeMap<ServiceName, Arc<Service>>,
     /// Each service's EndpointSlices (shared with the source that keeps
     /// them).
     pub endpoints: BTreeMap<ServiceName, Vec<Arc<EndpointSet>>>,
@@ -19,17 +20,20 @@ impl Catalog {
     /// Stores an object; returns the service it affects.
     pub fn put(&mut self, obj: Object) -> ServiceName {
         match obj {
-            Object::Service(s) => {
-                let id = s.id.clone();
-                self.services.insert(id.clone(), s);
-                id
-            }
+            Object::Service(s) => self.put_service(Arc::new(s)),
             Object::Endpoints(e) => {
                 let id = e.service.clone();
                 self.endpoints.insert(id.clone(), vec![Arc::new(e)]);
                 id
             }
         }
+    }
+
+    /// Stores a service; returns its name.
+    pub fn put_service(&mut self, s: Arc<Service>) -> ServiceName {
+        let id = s.id.clone();
+        self.services.insert(id.clone(), s);
+        id
     }
 
     /// Replaces the slices of service `id`.

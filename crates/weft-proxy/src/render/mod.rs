@@ -3,6 +3,7 @@
 
 pub mod iptables;
 pub mod nft;
+mod nft_element;
 
 #[cfg(test)]
 mod tests;

@@ -16,12 +16,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::plan::names::nft_hash;
 use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
+
+pub use super::nft_element::{Element, ElementKey, ElementValue, MapName};
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
@@ -32,20 +35,36 @@ pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 const MARK_CHAIN: &str = "mark-for-masquerade";
 /// `endpoint . endpoint` pairs: connections from an endpoint to itself.
 pub const HAIRPIN: &str = "hairpin-endpoints";
-const REJECT_CHAIN: &str = "reject-chain";
+pub const REJECT_CHAIN: &str = "reject-chain";
 
 /// Objects many service ports share, with how many ports use each: the
 /// hairpin pairs (an endpoint IP can back several ports and services; its
-/// pair leaves the set with the last one) and the balancing pools.
+/// pair `ip . ip` leaves the set with the last one) and the balancing
+/// pools.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedRefs {
-    pub pairs: BTreeMap<String, usize>,
+    pub pairs: BTreeMap<IpAddr, u32>,
     pub pools: BTreeMap<Pool, usize>,
 }
 
 impl SharedRefs {
     pub fn new() -> SharedRefs {
         SharedRefs::default()
+    }
+
+    /// The counts of `ports` (after a failed transaction, to start again
+    /// from what the kernel still holds).
+    pub fn of<'a>(ports: impl IntoIterator<Item = &'a PortNft>) -> SharedRefs {
+        let mut refs = SharedRefs::new();
+        for p in ports {
+            for ip in &p.pairs {
+                *refs.pairs.entry(*ip).or_insert(0) += 1;
+            }
+            for pool in &p.pools {
+                *refs.pools.entry(*pool).or_insert(0) += 1;
+            }
+        }
+        refs
     }
 }
 
@@ -90,9 +109,6 @@ impl Pool {
     }
 }
 
-/// One map element: `(map, key, value)`.
-pub type Element = (String, String, String);
-
 /// Everything one service port owns in the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortNft {
@@ -101,8 +117,9 @@ pub struct PortNft {
     /// Chains and their rules, endpoint chains before the chains that use them.
     pub chains: Vec<(String, Vec<String>)>,
     pub elements: Vec<Element>,
-    /// Elements of the shared hairpin set (reference-counted across ports).
-    pub pairs: Vec<String>,
+    /// Endpoint IPs whose pair `ip . ip` is in the shared hairpin set
+    /// (reference-counted across ports).
+    pub pairs: Vec<IpAddr>,
     /// Shared balancing pools the port's elements live in.
     pub pools: Vec<Pool>,
 }
@@ -189,37 +206,44 @@ impl NftRenderer {
             .collect()
     }
 
-    /// What one service port owns.
+    /// What one service port owns, with no spare capacity (kept between
+    /// syncs).
     pub fn port(&self, p: &PortPlan) -> PortNft {
+        let mut out = self.render_port(p);
+        out.sets.shrink_to_fit();
+        out.chains.shrink_to_fit();
+        out.elements.shrink_to_fit();
+        out.pairs.shrink_to_fit();
+        out.pools.shrink_to_fit();
+        out
+    }
+
+    fn render_port(&self, p: &PortPlan) -> PortNft {
         let mut out = PortNft::default();
-        let proto = p.key.protocol.lower();
+        let protocol = p.key.protocol;
+        let proto = protocol.lower();
         let l3 = self.l3();
-        let key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
-        let ip_key = |ip: &std::net::IpAddr| format!("{ip} . {proto} . {}", p.port);
-        let outside: Vec<String> = p
+        let key = ElementKey::addr(p.cluster_ip, protocol, p.port);
+        let ip_key = |ip: &IpAddr| ElementKey::addr(*ip, protocol, p.port);
+        let outside: Vec<ElementKey> = p
             .external_ips
             .iter()
             .chain(&p.load_balancer_ips)
             .map(ip_key)
             .collect();
         if !p.has_endpoints {
-            for k in &outside {
-                out.elements.push((
-                    NO_ENDPOINT_SERVICES.into(),
-                    k.clone(),
-                    format!("goto {REJECT_CHAIN}"),
+            for k in outside.iter().chain([&key]) {
+                out.elements.push(Element::new(
+                    NO_ENDPOINT_SERVICES,
+                    *k,
+                    ElementValue::Reject,
                 ));
             }
-            out.elements.push((
-                NO_ENDPOINT_SERVICES.into(),
-                key,
-                format!("goto {REJECT_CHAIN}"),
-            ));
             if let Some(np) = p.node_port {
-                out.elements.push((
-                    NO_ENDPOINT_NODEPORTS.into(),
-                    format!("{proto} . {np}"),
-                    format!("goto {REJECT_CHAIN}"),
+                out.elements.push(Element::new(
+                    NO_ENDPOINT_NODEPORTS,
+                    ElementKey::node_port(protocol, np),
+                    ElementValue::Reject,
                 ));
             }
             return out;
@@ -228,16 +252,18 @@ impl NftRenderer {
         // (postrouting looks its source and destination pair up). Only pods
         // on this node (or on an unknown one) can: another node's pod is
         // DNATed by its own node.
-        for ep in p.endpoints.iter().filter(|ep| !ep.remote) {
-            let ip = ep.addr.ip();
-            out.pairs.push(format!("{ip} . {ip}"));
-        }
+        out.pairs = p
+            .endpoints
+            .iter()
+            .filter(|ep| !ep.remote)
+            .map(|ep| ep.addr.ip())
+            .collect();
         if p.affinity_seconds.is_none()
             && !p.internal_local
             && !(p.external_local && p.externally_accessible())
             && outside.is_empty()
         {
-            self.pooled(p, &key, &mut out);
+            self.pooled(p, key, &mut out);
             return out;
         }
         // ClientIP affinity needs a chain and a timeout set per endpoint, as
@@ -274,15 +300,16 @@ impl NftRenderer {
                 .push((local_chain.clone(), self.balance(p, &local)));
         }
 
+        let goto = |chain: &str| ElementValue::Goto(chain.into());
         if !p.internal_local {
             out.elements
-                .push((SERVICE_IPS.into(), key, format!("goto {service}")));
+                .push(Element::new(SERVICE_IPS, key, goto(&service)));
         } else if !local.is_empty() {
             out.elements
-                .push((SERVICE_IPS.into(), key, format!("goto {local_chain}")));
+                .push(Element::new(SERVICE_IPS, key, goto(&local_chain)));
         } else {
             out.elements
-                .push((NO_ENDPOINT_SERVICES.into(), key, "drop".into()));
+                .push(Element::new(NO_ENDPOINT_SERVICES, key, ElementValue::Drop));
         }
 
         if p.externally_accessible() {
@@ -300,13 +327,13 @@ impl NftRenderer {
                 if local.is_empty() {
                     for k in &outside {
                         out.elements
-                            .push((NO_ENDPOINT_SERVICES.into(), k.clone(), "drop".into()));
+                            .push(Element::new(NO_ENDPOINT_SERVICES, *k, ElementValue::Drop));
                     }
                     if let Some(np) = p.node_port {
-                        out.elements.push((
-                            NO_ENDPOINT_NODEPORTS.into(),
-                            format!("{proto} . {np}"),
-                            "drop".into(),
+                        out.elements.push(Element::new(
+                            NO_ENDPOINT_NODEPORTS,
+                            ElementKey::node_port(protocol, np),
+                            ElementValue::Drop,
                         ));
                     }
                 } else {
@@ -316,7 +343,7 @@ impl NftRenderer {
             out.chains.push((external.clone(), rules));
             for k in p.external_ips.iter().map(ip_key) {
                 out.elements
-                    .push((SERVICE_IPS.into(), k, format!("goto {external}")));
+                    .push(Element::new(SERVICE_IPS, k, goto(&external)));
             }
             // Load-balancer IPs, through the source ranges when there are some.
             let mut lb_target = external.clone();
@@ -338,13 +365,13 @@ impl NftRenderer {
             }
             for k in p.load_balancer_ips.iter().map(ip_key) {
                 out.elements
-                    .push((SERVICE_IPS.into(), k, format!("goto {lb_target}")));
+                    .push(Element::new(SERVICE_IPS, k, goto(&lb_target)));
             }
             if let Some(np) = p.node_port {
-                out.elements.push((
-                    SERVICE_NODEPORTS.into(),
-                    format!("{proto} . {np}"),
-                    format!("goto {external}"),
+                out.elements.push(Element::new(
+                    SERVICE_NODEPORTS,
+                    ElementKey::node_port(protocol, np),
+                    goto(&external),
                 ));
             }
         }
@@ -353,36 +380,23 @@ impl NftRenderer {
 
     /// A plain port: elements in the shared pools of its endpoint count.
     /// Slot i of the port's key maps to endpoint i.
-    fn pooled(&self, p: &PortPlan, key: &str, out: &mut PortNft) {
+    fn pooled(&self, p: &PortPlan, key: ElementKey, out: &mut PortNft) {
         let n = p.endpoints.len();
-        let proto = p.key.protocol.lower();
-        let target = |ep: &EndpointPlan| format!("{} . {}", ep.addr.ip(), ep.addr.port());
-        let cluster = Pool {
-            node_port: false,
-            n,
-        };
-        out.pools.push(cluster);
-        out.elements.push((
-            SERVICE_IPS.into(),
-            key.to_string(),
-            format!("goto {}", cluster.chain()),
-        ));
-        for (i, ep) in p.endpoints.iter().enumerate() {
-            out.elements
-                .push((cluster.map(), format!("{key} . {i}"), target(ep)));
-        }
+        let mut keys = vec![(SERVICE_IPS, key, Pool { node_port: false, n })];
         if let Some(np) = p.node_port {
-            let external = Pool { node_port: true, n };
-            out.pools.push(external);
-            let nkey = format!("{proto} . {np}");
-            out.elements.push((
-                SERVICE_NODEPORTS.into(),
-                nkey.clone(),
-                format!("goto {}", external.chain()),
-            ));
+            let nkey = ElementKey::node_port(p.key.protocol, np);
+            keys.push((SERVICE_NODEPORTS, nkey, Pool { node_port: true, n }));
+        }
+        for (map, key, pool) in keys {
+            out.pools.push(pool);
+            out.elements
+                .push(Element::new(map, key, ElementValue::GotoPool(pool)));
             for (i, ep) in p.endpoints.iter().enumerate() {
-                out.elements
-                    .push((external.map(), format!("{nkey} . {i}"), target(ep)));
+                out.elements.push(Element {
+                    map: MapName::Pool(pool),
+                    key: key.slot(i),
+                    value: ElementValue::Endpoint(ep.addr),
+                });
             }
         }
     }
@@ -421,13 +435,18 @@ impl NftRenderer {
     /// those it no longer has: called once per transaction, after every
     /// port's [`update`](Self::update), so that a pool one port leaves and
     /// another joins stays.
-    pub fn update_pools(&self, batch: &mut NftBatch, before: &SharedRefs, after: &SharedRefs) {
+    pub fn update_pools(
+        &self,
+        batch: &mut NftBatch,
+        before: &BTreeMap<Pool, usize>,
+        after: &BTreeMap<Pool, usize>,
+    ) {
         let fam = self.family();
         let t = &self.table;
-        for pool in after.pools.keys().filter(|p| !before.pools.contains_key(p)) {
+        for pool in after.keys().filter(|p| !before.contains_key(p)) {
             self.create_pool(batch, *pool);
         }
-        for pool in before.pools.keys().filter(|p| !after.pools.contains_key(p)) {
+        for pool in before.keys().filter(|p| !after.contains_key(p)) {
             let _ = writeln!(batch.flush, "flush chain {fam} {t} {}", pool.chain());
             let _ = writeln!(batch.delete_last, "delete chain {fam} {t} {}", pool.chain());
             let _ = writeln!(batch.delete_last, "delete map {fam} {t} {}", pool.map());
@@ -508,7 +527,7 @@ impl NftRenderer {
         for p in ports.values() {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
-        self.update_pools(&mut batch, &SharedRefs::new(), refs);
+        self.update_pools(&mut batch, &BTreeMap::new(), &refs.pools);
         let mut out = String::with_capacity(batch.len() + 4096);
         let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
         self.skeleton(&mut out);
@@ -534,7 +553,7 @@ impl NftRenderer {
         for p in ports.values() {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
-        self.update_pools(&mut batch, &SharedRefs::new(), refs);
+        self.update_pools(&mut batch, &BTreeMap::new(), &refs.pools);
         let mut create = format!("create table {fam} {t}\n");
         self.skeleton(&mut create);
         let (loads, live) = batch.finish_cold(&mut create, parts);
@@ -560,19 +579,19 @@ impl NftRenderer {
         let t = &self.table;
         let target = format!("{fam} {t}");
         let a = self.addr_type();
-        for pair in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
-            let n = refs.pairs.entry(pair.clone()).or_insert(0);
+        for ip in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
+            let n = refs.pairs.entry(*ip).or_insert(0);
             *n += 1;
             if *n == 1 {
-                batch.add(&target, HAIRPIN, pair.clone());
+                batch.add(&target, HAIRPIN, format!("{ip} . {ip}"));
             }
         }
-        for pair in old.pairs.iter().filter(|p| !new.pairs.contains(p)) {
-            if let Some(n) = refs.pairs.get_mut(pair) {
+        for ip in old.pairs.iter().filter(|p| !new.pairs.contains(p)) {
+            if let Some(n) = refs.pairs.get_mut(ip) {
                 *n -= 1;
                 if *n == 0 {
-                    refs.pairs.remove(pair);
-                    batch.remove(&target, HAIRPIN, pair.clone());
+                    refs.pairs.remove(ip);
+                    batch.remove(&target, HAIRPIN, format!("{ip} . {ip}"));
                 }
             }
         }
@@ -604,14 +623,14 @@ impl NftRenderer {
                 let _ = writeln!(batch.rules, "add rule {fam} {t} {name} {r}");
             }
         }
-        for e @ (map, key, _) in &old.elements {
+        for e in &old.elements {
             if !new.elements.contains(e) {
-                batch.remove(&target, map, key.clone());
+                batch.remove(&target, &e.map.to_string(), e.key.to_string());
             }
         }
-        for e @ (map, key, value) in &new.elements {
+        for e in &new.elements {
             if !old.elements.contains(e) {
-                batch.add(&target, map, format!("{key} : {value}"));
+                batch.add(&target, &e.map.to_string(), format!("{} : {}", e.key, e.value));
             }
         }
         for (name, _) in old

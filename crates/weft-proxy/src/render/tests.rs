@@ -152,7 +152,7 @@ fn nft_update_touches_only_what_changed() {
     let mut batch = NftBatch::default();
     let shared = refs.clone();
     n.update(&mut batch, &mut refs, &old, &new);
-    n.update_pools(&mut batch, &shared, &refs);
+    n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
     batch.finish_into(&mut text);
     golden("update.nft", &text);
@@ -161,7 +161,7 @@ fn nft_update_touches_only_what_changed() {
     let mut batch = NftBatch::default();
     let shared = refs.clone();
     n.update(&mut batch, &mut refs, &new, PortNft::empty());
-    n.update_pools(&mut batch, &shared, &refs);
+    n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
     batch.finish_into(&mut text);
     let unmap = text.find("delete element").expect("element deleted");
@@ -211,7 +211,7 @@ fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
     let mut batch = NftBatch::default();
     n.update(&mut batch, &mut refs, &b1, PortNft::empty());
     n.update(&mut batch, &mut refs, &a2, &a1);
-    n.update_pools(&mut batch, &shared, &refs);
+    n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
     batch.finish_into(&mut text);
     assert!(

@@ -348,6 +348,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                         continue;
                     }
                     Change::Put(obj) => catalog.put(obj),
+                    Change::Service(s) => catalog.put_service(s),
                     Change::Slices(id, slices) => {
                         catalog.put_slices(id.clone(), slices);
                         id
@@ -375,8 +376,8 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                     dirty.clear();
                     flush_at = None;
                     if full_sync(&mut syncer, &catalog, &opts, &stats) {
-                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
-                        }
+                        synced(&mut service_health, &proxy_health, &catalog, &opts.node);
+                    }
                     next_full = Instant::now() + opts.sync_period;
                 } else if flush_at.is_some_and(|t| Instant::now() >= t) {
                     flush_at = None;
@@ -388,8 +389,8 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
                     match syncer.partial(&services, plans) {
                         Ok(_) if syncer.needs_full => {
                             if full_sync(&mut syncer, &catalog, &opts, &stats) {
-                            synced(&mut service_health, &proxy_health, &catalog, &opts.node);
-                        }
+                                synced(&mut service_health, &proxy_health, &catalog, &opts.node);
+                            }
                             next_full = Instant::now() + opts.sync_period;
                         }
                         Ok(r) => {

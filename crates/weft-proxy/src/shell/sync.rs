@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use weft_firewall::apply::run;
 use weft_firewall::{FirewallError, Iptables};
 
+use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::{PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
 use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
@@ -172,6 +173,8 @@ pub struct Syncer {
     /// Keep every applied rule (for read-back checks); by default only
     /// what a partial sync needs is kept.
     pub keep_rules: bool,
+    /// nft mode: how transactions reach the kernel.
+    nft: NftApplier,
 }
 
 fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
@@ -219,6 +222,7 @@ impl Syncer {
             dual_stack: mode == ProxyMode::Iptables
                 && std::path::Path::new("/proc/net/if_inet6").exists(),
             keep_rules: false,
+            nft: NftApplier::new(mode == ProxyMode::Nftables),
         }
     }
 
@@ -292,7 +296,7 @@ impl Syncer {
                             let t = Instant::now();
                             text.push_str(&family.nft.r.full(&ports, &mut shared));
                             report.render += t.elapsed();
-                            apply_nft(&text)
+                            self.nft.apply(&text)
                         }
                     };
                     if r.is_ok() {
@@ -364,7 +368,9 @@ impl Syncer {
                     }
                     r
                 }
-                ProxyMode::Nftables => partial_nft(family, services, &plans, &mut report),
+                ProxyMode::Nftables => {
+                    partial_nft(&mut self.nft, family, services, &plans, &mut report)
+                }
             };
             report.render += t
                 .elapsed()
@@ -526,54 +532,8 @@ fn partial_iptables(
     }
 }
 
-fn apply_nft(text: &str) -> Result<(usize, Duration), FirewallError> {
-    let t = Instant::now();
-    run("nft", &["-f", "-"], Some(text))?;
-    Ok((text.len(), t.elapsed()))
-}
-
-/// How many `nft` processes load a cold start's elements at once.
-fn load_parts() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
-
-/// Applies a [`nft::ColdStart`]; `None` if its first step failed (the
-/// table exists, most likely: then nothing was applied and a full sync
-/// must replace it in one transaction).
-fn apply_cold(cold: &nft::ColdStart) -> Result<Option<(usize, Duration)>, FirewallError> {
-    let t = Instant::now();
-    if apply_nft(&cold.create).is_err() {
-        return Ok(None);
-    }
-    let loads: Vec<Result<(usize, Duration), FirewallError>> = std::thread::scope(|s| {
-        let running: Vec<_> = cold
-            .loads
-            .iter()
-            .map(|text| s.spawn(move || apply_nft(text)))
-            .collect();
-        running
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(FirewallError::Failed {
-                        cmd: "nft -f -".into(),
-                        stderr: "the thread running it panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
-    let mut bytes = cold.create.len();
-    for r in loads {
-        bytes += r?.0;
-    }
-    if !cold.live.is_empty() {
-        bytes += apply_nft(&cold.live)?.0;
-    }
-    Ok(Some((bytes, t.elapsed())))
-}
-
 fn partial_nft(
+    apply: &mut NftApplier,
     f: &mut Family,
     services: &BTreeSet<ServiceName>,
     plans: &[PortPlan],
@@ -594,7 +554,9 @@ fn partial_nft(
         }
     }
     let mut batch = NftBatch::default();
-    let shared_before = t.shared.clone();
+    // only the pools are compared after the ports are updated (the pairs,
+    // 100,000 at 10,000 services, are counted as they change)
+    let pools_before = t.shared.pools.clone();
     let mut added = Vec::new();
     for p in plans {
         let new = t.r.port(p);
@@ -612,7 +574,7 @@ fn partial_nft(
         }
     }
     let text = if f.active {
-        t.r.update_pools(&mut batch, &shared_before, &t.shared);
+        t.r.update_pools(&mut batch, &pools_before, &t.shared.pools);
         let mut text = String::new();
         batch.finish_into(&mut text);
         text
@@ -623,7 +585,7 @@ fn partial_nft(
     if text.is_empty() {
         return Ok((0, Duration::ZERO));
     }
-    let res = apply_nft(&text);
+    let res = apply.apply(&text);
     match res {
         Ok(x) => {
             f.active = true;
@@ -635,7 +597,7 @@ fn partial_nft(
                 t.ports.remove(&k);
             }
             t.ports.extend(old);
-            t.shared = shared_before;
+            t.shared = SharedRefs::of(t.ports.values());
             Err(e)
         }
     }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -22,20 +23,40 @@ pub struct Endpoint {
     /// `conditions.terminating` (default false).
     pub terminating: bool,
     /// The node the endpoint runs on (traffic policy Local).
-    pub node: Option<String>,
+    pub node: Option<NodeName>,
 }
 
 impl Endpoint {
     /// A ready (so serving, not terminating) endpoint.
-    pub fn ready(ip: IpAddr, node: Option<String>) -> Endpoint {
+    pub fn ready(ip: IpAddr, node: Option<&str>) -> Endpoint {
         Endpoint {
             ip,
             ready: true,
             serving: true,
             terminating: false,
-            node,
+            node: node.map(node_name),
         }
     }
+}
+
+/// A node's name, shared by every endpoint on that node (100,000
+/// endpoints name a few hundred nodes).
+pub type NodeName = Arc<str>;
+
+/// The one shared copy of node name `name`.
+pub fn node_name(name: &str) -> NodeName {
+    static NAMES: Mutex<BTreeSet<NodeName>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    // names of nodes that left are forgotten before the set grows on
+    if names.len() >= 1024 && names.len().is_power_of_two() {
+        names.retain(|n| Arc::strong_count(n) > 1);
+    }
+    let n: NodeName = name.into();
+    names.insert(n.clone());
+    n
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +127,7 @@ impl EndpointSet {
             let ready = condition("ready", true)?;
             let serving = condition("serving", true)?;
             let terminating = condition("terminating", false)?;
-            let node = f
-                .str(e.get("nodeName"), &at("nodeName"))?
-                .map(str::to_string);
+            let node = f.str(e.get("nodeName"), &at("nodeName"))?.map(node_name);
             for (j, a) in addrs.iter().enumerate() {
                 let path = at(&format!("addresses[{j}]"));
                 let s = f.str(Some(a), &path)?.unwrap_or("");
@@ -185,7 +204,7 @@ impl EndpointSet {
                     },
                 });
                 if let Some(n) = &e.node {
-                    o["nodeName"] = json!(n);
+                    o["nodeName"] = json!(&**n);
                 }
                 o
             })

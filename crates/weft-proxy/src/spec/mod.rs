@@ -9,7 +9,7 @@ mod endpoints;
 mod fields;
 mod service;
 
-pub use endpoints::{Endpoint, EndpointPort, EndpointSet};
+pub use endpoints::{node_name, Endpoint, EndpointPort, EndpointSet, NodeName};
 pub use service::{Protocol, Service, ServicePort, ServiceType, TargetPort};
 
 use std::fmt;

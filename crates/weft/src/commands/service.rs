@@ -362,7 +362,7 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                     set.endpoints.retain(|e| !wanted.contains(&e.ip));
                     if add {
                         for ip in &ips {
-                            set.endpoints.push(Endpoint::ready(*ip, node.clone()));
+                            set.endpoints.push(Endpoint::ready(*ip, node.as_deref()));
                         }
                     }
                     if store.put_endpoints(&set, Some(rev)).await? {

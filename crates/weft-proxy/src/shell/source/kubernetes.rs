@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -168,7 +169,7 @@ struct Side<T> {
 
 #[derive(Default)]
 struct State {
-    services: Side<BTreeMap<ServiceName, Service>>,
+    services: Side<BTreeMap<ServiceName, Arc<Service>>>,
     slices: Side<Slices>,
 }
 
@@ -294,7 +295,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             if let Some(b) = side.building.as_mut() {
                 match convert_service(&svc) {
                     Ok(Some(s)) => {
-                        b.insert(id, s);
+                        b.insert(id, Arc::new(s));
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -322,8 +323,9 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             let id = service_id(&svc.metadata);
             let changes = match convert_service(&svc) {
                 Ok(Some(s)) => {
+                    let s = Arc::new(s);
                     side.live.insert(id, s.clone());
-                    vec![Change::Put(Object::Service(s))]
+                    vec![Change::Service(s)]
                 }
                 Ok(None) => {
                     side.live.remove(&id);

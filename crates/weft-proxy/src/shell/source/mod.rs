@@ -14,7 +14,7 @@ pub mod kubernetes;
 pub mod slices;
 
 use crate::plan::catalog::Catalog;
-use crate::spec::{EndpointSet, Object, ServiceName};
+use crate::spec::{EndpointSet, Object, Service, ServiceName};
 
 #[derive(Debug)]
 pub enum Change {
@@ -22,6 +22,8 @@ pub enum Change {
     Snapshot(Catalog),
     /// An object was added or changed (already validated).
     Put(Object),
+    /// A Service was added or changed (shared with the source).
+    Service(std::sync::Arc<Service>),
     /// A service's EndpointSlices changed: all of them now.
     Slices(ServiceName, Vec<std::sync::Arc<EndpointSet>>),
     RemoveService(ServiceName),

@@ -1,0 +1,177 @@
+//! nft's engine, libnftables, inside the process: the text `nft -f`
+//! reads, applied as one transaction by the same parser and the same
+//! netlink code, without starting a process for it. Starting `nft` costs
+//! about 5 ms on this kind of machine (loading its libraries, opening its
+//! socket, reading the ruleset's objects), more than a small transaction
+//! itself; a proxy adding one Service pays it on every change.
+//!
+//! The library is loaded at run time (`dlopen` of `libnftables.so.1`,
+//! which the `nftables` package installs with `nft`), so weft builds and
+//! runs without it: [`NftLibrary::open`] says `None` and callers run
+//! `nft -f` instead.
+//!
+//! A context is used by one thread only (it holds a raw pointer, so it is
+//! neither `Send` nor `Sync`), and its netlink socket belongs to the
+//! network namespace of the thread that made it.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ptr::NonNull;
+
+use crate::FirewallError;
+
+type CtxNew = unsafe extern "C" fn(u32) -> *mut c_void;
+type CtxFree = unsafe extern "C" fn(*mut c_void);
+type CtxSetup = unsafe extern "C" fn(*mut c_void) -> c_int;
+type CtxBuffer = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+type RunFromBuffer = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+
+/// An open libnftables context.
+pub struct NftLibrary {
+    handle: NonNull<c_void>,
+    ctx: NonNull<c_void>,
+    free: CtxFree,
+    run: RunFromBuffer,
+    output: CtxBuffer,
+    error: CtxBuffer,
+}
+
+/// The library's ABI version (its symbols are versioned `LIBNFTABLES_1`).
+const VERSION: &CStr = c"LIBNFTABLES_1";
+
+impl NftLibrary {
+    /// Loads libnftables and makes a context, with its output and error
+    /// messages kept for the caller; `None` when the library is missing.
+    pub fn open() -> Option<NftLibrary> {
+        // SAFETY: dlopen(3) takes a NUL-terminated name (a C string
+        // literal) and flags; it returns a handle or NULL, checked below.
+        // Loading runs the library's constructors, which libnftables (a
+        // plain C library depending on libc, libmnl, libnftnl, libjansson
+        // and libgmp) uses for nothing that touches this process's state.
+        #[allow(unsafe_code)]
+        let handle = unsafe { libc::dlopen(c"libnftables.so.1".as_ptr(), libc::RTLD_NOW) };
+        let handle = NonNull::new(handle)?;
+        let lib = Self::symbols(handle);
+        if lib.is_none() {
+            // SAFETY: the handle came from dlopen above and nothing
+            // resolved from it is kept.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::dlclose(handle.as_ptr());
+            }
+        }
+        lib
+    }
+
+    fn symbols(handle: NonNull<c_void>) -> Option<NftLibrary> {
+        let find = |name: &CStr| {
+            // SAFETY: dlvsym(3) with a live handle and NUL-terminated
+            // name and version; NULL (missing symbol) is checked.
+            #[allow(unsafe_code)]
+            let f = unsafe { libc::dlvsym(handle.as_ptr(), name.as_ptr(), VERSION.as_ptr()) };
+            NonNull::new(f)
+        };
+        let new = find(c"nft_ctx_new")?;
+        let free = find(c"nft_ctx_free")?;
+        let buffer_output = find(c"nft_ctx_buffer_output")?;
+        let buffer_error = find(c"nft_ctx_buffer_error")?;
+        let output = find(c"nft_ctx_get_output_buffer")?;
+        let error = find(c"nft_ctx_get_error_buffer")?;
+        let run = find(c"nft_run_cmd_from_buffer")?;
+        // SAFETY: each pointer is the versioned LIBNFTABLES_1 symbol of the
+        // name, whose C prototype (libnftables.h, stable since 0.9) is the
+        // type it becomes:
+        //   struct nft_ctx *nft_ctx_new(uint32_t flags);
+        //   void nft_ctx_free(struct nft_ctx *ctx);
+        //   int nft_ctx_buffer_output(struct nft_ctx *ctx);
+        //   int nft_ctx_buffer_error(struct nft_ctx *ctx);
+        //   const char *nft_ctx_get_output_buffer(struct nft_ctx *ctx);
+        //   const char *nft_ctx_get_error_buffer(struct nft_ctx *ctx);
+        //   int nft_run_cmd_from_buffer(struct nft_ctx *nft, const char *buf);
+        // A function pointer and a data pointer have the same size here.
+        #[allow(unsafe_code)]
+        let lib = unsafe {
+            let new: CtxNew = std::mem::transmute(new.as_ptr());
+            let free: CtxFree = std::mem::transmute(free.as_ptr());
+            let buffer_output: CtxSetup = std::mem::transmute(buffer_output.as_ptr());
+            let buffer_error: CtxSetup = std::mem::transmute(buffer_error.as_ptr());
+            // NFT_CTX_DEFAULT
+            let ctx = NonNull::new(new(0))?;
+            let lib = NftLibrary {
+                handle,
+                ctx,
+                free,
+                run: std::mem::transmute::<*mut c_void, RunFromBuffer>(run.as_ptr()),
+                output: std::mem::transmute::<*mut c_void, CtxBuffer>(output.as_ptr()),
+                error: std::mem::transmute::<*mut c_void, CtxBuffer>(error.as_ptr()),
+            };
+            // messages go to buffers, not to this process's stdout/stderr
+            if buffer_output(ctx.as_ptr()) != 0 || buffer_error(ctx.as_ptr()) != 0 {
+                return None;
+            }
+            lib
+        };
+        Some(lib)
+    }
+
+    /// Applies `text` (what `nft -f` would read) as one transaction; on
+    /// failure nothing is applied and the error is nft's message.
+    pub fn apply(&mut self, text: &str) -> Result<(), FirewallError> {
+        let failed = |stderr: String| FirewallError::Failed {
+            cmd: "nft -f (libnftables)".into(),
+            stderr,
+        };
+        let buf = CString::new(text).map_err(|_| failed("the rules contain a NUL byte".into()))?;
+        // SAFETY: the context is live (freed only in drop) and used by this
+        // thread alone (the type is neither Send nor Sync); `buf` is
+        // NUL-terminated and outlives the call, which only reads it. The
+        // returned buffers are owned by the context and read before the
+        // next call into it.
+        #[allow(unsafe_code)]
+        let (rc, error) = unsafe {
+            let rc = (self.run)(self.ctx.as_ptr(), buf.as_ptr());
+            // read (and so reset) both buffers after every run
+            let _ = (self.output)(self.ctx.as_ptr());
+            let error = (self.error)(self.ctx.as_ptr());
+            let error = if error.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(error).to_string_lossy().trim().to_string()
+            };
+            (rc, error)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(failed(error))
+        }
+    }
+}
+
+impl Drop for NftLibrary {
+    fn drop(&mut self) {
+        // SAFETY: the context was made by this library's nft_ctx_new and is
+        // freed once, here; the handle is closed after it, and no function
+        // pointer from it is used afterwards (they die with `self`).
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.free)(self.ctx.as_ptr());
+            libc::dlclose(self.handle.as_ptr());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A syntax error needs no privilege, and comes back as nft's message.
+    #[test]
+    fn a_syntax_error_comes_back_as_nfts_message() {
+        let mut lib = NftLibrary::open().expect("libnftables.so.1 (Debian's libnftables1)");
+        let e = lib.apply("add tabel ip x\n").expect_err("a typo");
+        let text = e.to_string();
+        assert!(text.contains("syntax error"), "{text}");
+        let e = lib.apply("add table ip x\0\n").expect_err("a NUL byte");
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+}
