@@ -335,7 +335,15 @@ pub fn run(
     );
     println!(
         "{:>15} {:>8} {:>11} | {:>9} | {:>20} | {:>13} | {:>5} | {:>13} | {:>6}",
-        "mode", "services", "proxy", "rules ms", "add ms med/p99/max", "after ack", "write", "RSS MiB", "CPU s"
+        "mode",
+        "services",
+        "proxy",
+        "rules ms",
+        "add ms med/p99/max",
+        "after ack",
+        "write",
+        "RSS MiB",
+        "CPU s"
     );
     let mut json = Vec::new();
     for &n in counts {
@@ -472,7 +480,8 @@ pub fn run(
                         );
                     };
                     adds.push(done.saturating_duration_since(written.sent).as_secs_f64() * 1e3);
-                    after_ack.push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
+                    after_ack
+                        .push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
                     write_ms.push((written.acked - written.sent).as_secs_f64() * 1e3);
                 }
                 drop(monitor);

@@ -142,12 +142,8 @@ fn libc_enobufs() -> i32 {
     nix::errno::Errno::ENOBUFS as i32
 }
 
-
 fn set_read_timeout(socket: &Socket, timeout: Duration) -> Result<()> {
-    let tv = nix::sys::time::TimeVal::new(
-        timeout.as_secs() as i64,
-        timeout.subsec_micros() as i64,
-    );
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
     nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
         .context("setting the socket's read timeout")
 }
@@ -246,11 +242,18 @@ mod tests {
         let ip = [10, 254, 0, 12];
         let mut buf = message(
             MSG_NEWSETELEM,
-            &[attr(1, b"kube-proxy\0"), attr(2, b"service-ips\0"), attr(3 | 0x8000, &ip)],
+            &[
+                attr(1, b"kube-proxy\0"),
+                attr(2, b"service-ips\0"),
+                attr(3 | 0x8000, &ip),
+            ],
         );
         // a table deletion is not kept
         buf.extend(message(2, &[attr(1, b"x\0")]));
-        buf.extend(message(MSG_NEWRULE, &[attr(1, b"nat\0"), attr(2, b"KUBE-SERVICES\0")]));
+        buf.extend(message(
+            MSG_NEWRULE,
+            &[attr(1, b"nat\0"), attr(2, b"KUBE-SERVICES\0")],
+        ));
         let events = parse(&buf, Instant::now());
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].kind, Kind::Element);

@@ -233,11 +233,8 @@ impl NftRenderer {
             .collect();
         if !p.has_endpoints {
             for k in outside.iter().chain([&key]) {
-                out.elements.push(Element::new(
-                    NO_ENDPOINT_SERVICES,
-                    *k,
-                    ElementValue::Reject,
-                ));
+                out.elements
+                    .push(Element::new(NO_ENDPOINT_SERVICES, *k, ElementValue::Reject));
             }
             if let Some(np) = p.node_port {
                 out.elements.push(Element::new(
@@ -326,8 +323,11 @@ impl NftRenderer {
                 rules.push(format!("fib saddr type local goto {service}"));
                 if local.is_empty() {
                     for k in &outside {
-                        out.elements
-                            .push(Element::new(NO_ENDPOINT_SERVICES, *k, ElementValue::Drop));
+                        out.elements.push(Element::new(
+                            NO_ENDPOINT_SERVICES,
+                            *k,
+                            ElementValue::Drop,
+                        ));
                     }
                     if let Some(np) = p.node_port {
                         out.elements.push(Element::new(
@@ -382,7 +382,14 @@ impl NftRenderer {
     /// Slot i of the port's key maps to endpoint i.
     fn pooled(&self, p: &PortPlan, key: ElementKey, out: &mut PortNft) {
         let n = p.endpoints.len();
-        let mut keys = vec![(SERVICE_IPS, key, Pool { node_port: false, n })];
+        let mut keys = vec![(
+            SERVICE_IPS,
+            key,
+            Pool {
+                node_port: false,
+                n,
+            },
+        )];
         if let Some(np) = p.node_port {
             let nkey = ElementKey::node_port(p.key.protocol, np);
             keys.push((SERVICE_NODEPORTS, nkey, Pool { node_port: true, n }));
@@ -630,7 +637,11 @@ impl NftRenderer {
         }
         for e in &new.elements {
             if !old.elements.contains(e) {
-                batch.add(&target, &e.map.to_string(), format!("{} : {}", e.key, e.value));
+                batch.add(
+                    &target,
+                    &e.map.to_string(),
+                    format!("{} : {}", e.key, e.value),
+                );
             }
         }
         for (name, _) in old

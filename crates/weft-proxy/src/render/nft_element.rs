@@ -133,7 +133,9 @@ mod tests {
         assert_eq!(key.to_string(), "10.96.0.10 . tcp . 80");
         assert_eq!(key.slot(3).to_string(), "10.96.0.10 . tcp . 80 . 3");
         assert_eq!(
-            ElementKey::node_port(Protocol::Udp, 30053).slot(0).to_string(),
+            ElementKey::node_port(Protocol::Udp, 30053)
+                .slot(0)
+                .to_string(),
             "udp . 30053 . 0"
         );
         let pool = Pool {
@@ -141,7 +143,10 @@ mod tests {
             n: 2,
         };
         assert_eq!(MapName::Pool(pool).to_string(), "service-endpoints-2");
-        assert_eq!(ElementValue::GotoPool(pool).to_string(), "goto service-balance-2");
+        assert_eq!(
+            ElementValue::GotoPool(pool).to_string(),
+            "goto service-balance-2"
+        );
         assert_eq!(ElementValue::Reject.to_string(), "goto reject-chain");
         let ep: SocketAddr = "[fd00::5]:8080".parse().expect("addr");
         assert_eq!(ElementValue::Endpoint(ep).to_string(), "fd00::5 . 8080");

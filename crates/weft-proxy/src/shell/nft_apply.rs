@@ -23,7 +23,9 @@ impl NftApplier {
         if in_process {
             match library {
                 Some(_) => tracing::info!("nft transactions applied in-process (libnftables)"),
-                None => tracing::info!("libnftables.so.1 not found: running nft -f per transaction"),
+                None => {
+                    tracing::info!("libnftables.so.1 not found: running nft -f per transaction")
+                }
             }
         }
         NftApplier { library }

@@ -46,7 +46,9 @@ pub type NodeName = Arc<str>;
 /// The one shared copy of node name `name`.
 pub fn node_name(name: &str) -> NodeName {
     static NAMES: Mutex<BTreeSet<NodeName>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(n) = names.get(name) {
         return n.clone();
     }
