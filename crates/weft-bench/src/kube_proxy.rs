@@ -281,6 +281,34 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
     }
 }
 
+/// Replaces the first endpoint of service i's slice with `ip` (a merge
+/// patch replaces the whole list).
+fn change_endpoint(api: &ApiServer, i: usize, endpoints: usize, ip: Ipv4Addr) -> Result<Written> {
+    let kubeconfig = api.admin_kubeconfig()?;
+    let mut eps = slice_json(i, endpoints)["endpoints"].clone();
+    eps[0]["addresses"] = serde_json::json!([ip.to_string()]);
+    in_netns(&api.host.ns, move || -> Result<Written> {
+        runtime()?.block_on(async move {
+            let client =
+                weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
+            let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "bench");
+            let patch = serde_json::json!({"endpoints": eps});
+            let sent = Instant::now();
+            slices
+                .patch(
+                    &format!("svc-{i}-1"),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
+            Ok(Written {
+                sent,
+                acked: Instant::now(),
+            })
+        })
+    })?
+}
+
 /// Median, p99 and maximum (NaN when there are no samples).
 fn med_p99_max(v: &mut [f64]) -> (f64, f64, f64) {
     if v.is_empty() {
@@ -334,7 +362,7 @@ pub fn run(
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(
-        "{:>15} {:>8} {:>11} | {:>9} | {:>20} | {:>13} | {:>5} | {:>13} | {:>6}",
+        "{:>15} {:>8} {:>11} | {:>9} | {:>20} | {:>13} | {:>5} | {:>13} | {:>13} | {:>6}",
         "mode",
         "services",
         "proxy",
@@ -342,6 +370,7 @@ pub fn run(
         "add ms med/p99/max",
         "after ack",
         "write",
+        "endpoint chg",
         "RSS MiB",
         "CPU s"
     );
@@ -358,6 +387,7 @@ pub fn run(
             t.elapsed().as_secs_f64()
         );
         let mut next = n;
+        let mut changed = 0usize;
         let mut octet = 10u8;
         for mode in modes.iter().map(String::as_str) {
             let mut row = BTreeMap::new();
@@ -484,14 +514,41 @@ pub fn run(
                         .push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
                     write_ms.push((written.acked - written.sent).as_secs_f64() * 1e3);
                 }
+                // one endpoint of an existing Service replaced: from the
+                // API's answer until a rule or element names the new address
+                let mut changes = Vec::new();
+                if let Some(m) = &monitor {
+                    for _ in 0..samples {
+                        let k = changed;
+                        changed += 1;
+                        let ip =
+                            Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 127, 0, 1)) + k as u32);
+                        m.drain();
+                        let written = change_endpoint(&api, k % n, endpoints, ip)?;
+                        let Some(done) =
+                            m.until(|e| e.mentions(&ip.octets()), Duration::from_secs(300))
+                        else {
+                            bail!(
+                                "{}: endpoint {ip} of service {} not programmed after 300 s:\n{}",
+                                who.name(),
+                                k % n,
+                                proc.log_tail(20)
+                            );
+                        };
+                        changes.push(
+                            done.saturating_duration_since(written.acked).as_secs_f64() * 1e3,
+                        );
+                    }
+                }
                 drop(monitor);
                 // after the adds, with the first sync's garbage given back
                 let (settled, _, _) = rss_kib(pid);
                 let (med, p99, max) = med_p99_max(&mut adds);
                 let (ack_med, ack_p99, _) = med_p99_max(&mut after_ack);
                 let (write_med, _, _) = med_p99_max(&mut write_ms);
+                let (change_med, change_p99, _) = med_p99_max(&mut changes);
                 println!(
-                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>9.0} | {med:>6.1} {p99:>6.1} {max:>6.1} | {ack_med:>6.1} {ack_p99:>6.1} | {write_med:>5.1} | {:>6.1} {:>6.1} | {cpu:>6.2}",
+                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>9.0} | {med:>6.1} {p99:>6.1} {max:>6.1} | {ack_med:>6.1} {ack_p99:>6.1} | {write_med:>5.1} | {change_med:>6.1} {change_p99:>6.1} | {:>6.1} {:>6.1} | {cpu:>6.2}",
                     who.name(),
                     rss as f64 / 1024.0,
                     settled as f64 / 1024.0
@@ -503,6 +560,7 @@ pub fn run(
                         "add_one_ms": {"median": med, "p99": p99, "max": max},
                         "add_one_after_write_acked_ms": {"median": ack_med, "p99": ack_p99},
                         "slice_write_ms_median": write_med,
+                        "endpoint_change_after_write_acked_ms": {"median": change_med, "p99": change_p99},
                         "rss_kib": rss, "rss_after_adds_kib": settled, "cpu_seconds": cpu,
                     }),
                 );
@@ -520,6 +578,8 @@ pub fn run(
     println!(" the kernel announces (nftables netlink events) its cluster IP in a service-ips element or a nat");
     println!(" KUBE-SERVICES rule (iptables-legacy: polled every 2 ms); after ack: the same from the API server's");
     println!(" answer to that write (committed to etcd), whose own median time is `write`; RSS MiB and CPU s: the");
-    println!(" proxy process when its rules were complete, and RSS again after the adds)");
+    println!(" proxy process when its rules were complete, and RSS again after the adds; endpoint chg: one endpoint");
+    println!(" of an existing Service replaced, from the API's answer until a rule or element names the new address,");
+    println!(" med/p99 (not on iptables-legacy, which has no events))");
     Ok(serde_json::Value::Array(json))
 }
