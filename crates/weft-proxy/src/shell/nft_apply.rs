@@ -33,17 +33,16 @@ impl NftApplier {
 
     /// Applies `text` as one transaction: (bytes, time taken).
     pub fn apply(&mut self, text: &str) -> Result<(usize, Duration), FirewallError> {
+        let Some(lib) = &mut self.library else {
+            return nft_process(text);
+        };
         let t = Instant::now();
-        match &mut self.library {
-            Some(lib) => lib.apply(text)?,
-            None => {
-                run("nft", &["-f", "-"], Some(text))?;
-            }
-        }
+        lib.apply(text)?;
         Ok((text.len(), t.elapsed()))
     }
 }
 
+/// Applies `text` with one `nft -f` process.
 fn nft_process(text: &str) -> Result<(usize, Duration), FirewallError> {
     let t = Instant::now();
     run("nft", &["-f", "-"], Some(text))?;

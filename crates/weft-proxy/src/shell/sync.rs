@@ -1,6 +1,8 @@
 //! Applying port plans to the kernel: full syncs (everything, stale chains
 //! removed) and partial syncs (only the services that changed), through
-//! `iptables-restore -w --noflush` or `nft -f`, one transaction each.
+//! `iptables-restore -w --noflush` or `nft -f` text (applied in-process
+//! where libnftables is installed, see [`super::nft_apply`]), one
+//! transaction each.
 //!
 //! The rendered rules of every port are kept, so a partial sync renders
 //! only changed services and sends only what differs. A failed transaction
