@@ -10,8 +10,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test: installing cargo-nextest (once per machine, a few minutes)"
   cargo install --locked cargo-nextest
 fi
-# Pinned upstream Kubernetes programs (kube-apiserver, kube-proxy, kubectl)
+# Pinned upstream programs (kube-apiserver, kube-proxy, kubectl; flanneld)
 # the tests run beside weft, built once per machine from the Go module proxy.
 WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
-export WEFT_UPSTREAM_KUBERNETES
+WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
+export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL
 exec cargo nextest run --release --workspace "$@"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream programs the tests run beside weft (test peers,
 # never part of the product): kube-apiserver, kube-proxy and kubectl from
-# the tool module in tools/upstream/kubernetes. Only go.mod/go.sum are in the
-# repository; the sources come from the Go module proxy. Each set is built
-# once per machine into a cache folder outside the repository, keyed by the
-# pinned version, and this script prints that folder.
+# the tool module in tools/upstream/kubernetes, flanneld (Go names the
+# binary `flannel`) from tools/upstream/flannel. Only go.mod/go.sum are in
+# the repository; the sources come from the Go module proxy. Each set is
+# built once per machine into a cache folder outside the repository, keyed
+# by the pinned version, and this script prints that folder.
 #
 #   scripts/upstream.sh kubernetes    -> prints e.g. /var/cache/weft-upstream/kubernetes-v1.36.3
+#   scripts/upstream.sh flannel       -> prints e.g. /var/cache/weft-upstream/flannel-v0.26.7
 #
 # WEFT_UPSTREAM_CACHE moves the cache (default /var/cache/weft-upstream).
 set -euo pipefail
@@ -29,7 +31,8 @@ pinned() {
   awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod"
 }
 
-# build SET MODULE_DIR LDFLAGS PACKAGE...: builds into $cache/SET-VERSION.
+# build SET MODULE_DIR VERSION LDFLAGS PACKAGE...: builds into
+# $cache/SET-VERSION (with cgo when CGO=1).
 build() {
   local set=$1 dir=$2 version=$3 ldflags=$4
   shift 4
@@ -51,9 +54,9 @@ build() {
     echo "$out"
     return
   fi
-  say "building $set $version ($*) into $out (once per machine; about 10 minutes on 2 cores)"
+  say "building $set $version ($*) into $out (once per machine; up to 10 minutes on 2 cores)"
   mkdir -p "$out.partial"
-  (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.partial/" "$@")
+  (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go build -trimpath -ldflags "$ldflags" -o "$out.partial/" "$@")
   mkdir -p "$out"
   for pkg in "$@"; do
     mv "$out.partial/$(basename "$pkg")" "$out/"
@@ -76,11 +79,22 @@ kubernetes() {
     k8s.io/kubernetes/cmd/kubectl
 }
 
+# flanneld's udp backend is C (cgo), as in flannel's own release builds.
+flannel() {
+  local dir="$repo/tools/upstream/flannel"
+  local version
+  version=$(pinned "$dir" github.com/flannel-io/flannel)
+  CGO=1 build flannel "$dir" "$version" \
+    "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$version" \
+    github.com/flannel-io/flannel
+}
+
 case "${1:-}" in
   kubernetes) kubernetes ;;
-  all) kubernetes >/dev/null ;;
+  flannel) flannel ;;
+  all) kubernetes >/dev/null && flannel >/dev/null ;;
   *)
-    echo "usage: scripts/upstream.sh kubernetes|all" >&2
+    echo "usage: scripts/upstream.sh kubernetes|flannel|all" >&2
     exit 2
     ;;
 esac

@@ -6,41 +6,20 @@
 //! certificates: a name and groups). Started in a lab host's namespace,
 //! ready once `/readyz` answers, stopped by PID.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::lab::{Host, Lab};
 use crate::netns::sh;
 use crate::process::{tail, Proc};
 use crate::tls::{make_ca, sign};
+use crate::upstream::upstream_kubernetes;
 
 /// The article's Service range.
 pub const SERVICE_CIDR: &str = "10.254.0.0/16";
 const PORT: u16 = 6443;
-
-/// The folder holding kube-apiserver, kube-proxy and kubectl:
-/// `WEFT_UPSTREAM_KUBERNETES` (set by `scripts/test.sh`), else what
-/// `scripts/upstream.sh kubernetes` prints (building them the first time).
-pub fn upstream_kubernetes() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("WEFT_UPSTREAM_KUBERNETES") {
-        return Ok(PathBuf::from(dir));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/upstream.sh");
-    let out = std::process::Command::new(&script)
-        .arg("kubernetes")
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} kubernetes failed (the Kubernetes test peers are needed): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
 
 /// A running (or stopped) kube-apiserver.
 pub struct ApiServer {

@@ -14,10 +14,12 @@ mod lab;
 mod netns;
 mod process;
 mod tls;
+mod upstream;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
-pub use kubernetes::{upstream_kubernetes, ApiServer, SERVICE_CIDR};
+pub use kubernetes::{ApiServer, SERVICE_CIDR};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, http_get_at, in_netns, sh};
 pub use process::{kill_where, tail, Proc};
+pub use upstream::{upstream_flanneld, upstream_kubernetes};

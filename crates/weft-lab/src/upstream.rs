@@ -1,0 +1,40 @@
+//! Where the pinned upstream test peers are: the folders
+//! `scripts/upstream.sh` builds once per machine (Go module proxy sources,
+//! cached outside the repository).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The folder of upstream set `set`: `$env` when set (`scripts/test.sh`
+/// sets it), else what `scripts/upstream.sh SET` prints (building the set
+/// the first time).
+fn upstream(set: &str, env: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(env) {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/upstream.sh");
+    let out = std::process::Command::new(&script)
+        .arg(set)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {set} failed (the upstream test peers are needed): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The folder holding kube-apiserver, kube-proxy and kubectl
+/// (`WEFT_UPSTREAM_KUBERNETES`).
+pub fn upstream_kubernetes() -> Result<PathBuf> {
+    upstream("kubernetes", "WEFT_UPSTREAM_KUBERNETES")
+}
+
+/// Upstream flanneld, the binary (`WEFT_UPSTREAM_FLANNEL` names its folder).
+pub fn upstream_flanneld() -> Result<PathBuf> {
+    Ok(upstream("flannel", "WEFT_UPSTREAM_FLANNEL")?.join("flannel"))
+}

@@ -1,0 +1,137 @@
+//! weft and upstream flanneld (the pinned release `scripts/upstream.sh
+//! flannel` builds) hosts in one cluster: one etcd prefix, the same flags,
+//! vxlan and host-gw. Pods on each side reach the other's; a lease removed
+//! while its owner is stopped is unrouted by the other side; the two
+//! subnet files say the same things.
+
+use std::path::Path;
+use std::time::Duration;
+
+use weft_core::subnet_file::SubnetEnv;
+use weft_lab::{eventually, upstream_flanneld, Host, Lab};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Whether `host`'s main table routes to `subnet` (`a.b.c.d/len`).
+fn routes_to(lab: &Lab, host: &Host, subnet: &str) -> bool {
+    let mut nl = lab.netlink(host).expect("netlink");
+    weft_kernel::main_table_routes(&mut nl)
+        .expect("routes")
+        .iter()
+        .any(|r| r.dst.to_string() == subnet)
+}
+
+/// Deletes the lease of `subnet` from etcd.
+fn del(lab: &Lab, subnet: &str) {
+    lab.etcdctl(&[
+        "del",
+        &format!("{}/subnets/{}", lab.etcd_prefix(), subnet.replace('/', "-")),
+    ])
+    .expect("del");
+}
+
+fn subnet_of(env: &SubnetEnv) -> String {
+    env.subnet.expect("FLANNEL_SUBNET").trunc().to_string()
+}
+
+/// The variable names of a subnet file, in order.
+fn keys(lab: &Lab, host: &Host) -> Vec<String> {
+    std::fs::read_to_string(lab.subnet_file(host))
+        .expect("subnet file")
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+fn mixed(backend: &str) {
+    let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
+    let flanneld = flanneld.display().to_string();
+    let mut lab = Lab::new("wmx", Path::new(WEFT)).expect("lab: this test needs root");
+    lab.start_etcd().expect("etcd");
+    lab.put_config(&format!(
+        r#"{{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#
+    ))
+    .expect("config");
+    let w = lab.host("weft", 11).expect("weft host");
+    let f = lab.host("flanneld", 12).expect("flanneld host");
+    lab.start_agent(&w, &["-ip-masq"]).expect("weft agent");
+    let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
+    lab.start_agent_with(&f, &flanneld, &args, &[])
+        .expect("flanneld");
+    let envs: Vec<SubnetEnv> = [&w, &f]
+        .iter()
+        .map(|h| {
+            lab.wait_subnet_env(h, SECS(30)).unwrap_or_else(|e| {
+                panic!(
+                    "{backend}: subnet file of {}: {e:#}\n{}",
+                    h.name,
+                    lab.agent_log(h)
+                )
+            })
+        })
+        .collect();
+    // the same variables, with the same network, MTU and masquerading
+    assert_eq!(
+        keys(&lab, &w),
+        keys(&lab, &f),
+        "{backend}: subnet file variables"
+    );
+    assert_eq!(envs[0].network, envs[1].network);
+    assert_eq!(envs[0].mtu, envs[1].mtu, "{backend}: MTU");
+    assert_eq!(envs[0].ipmasq, envs[1].ipmasq);
+    let (ws, fs) = (subnet_of(&envs[0]), subnet_of(&envs[1]));
+    eventually(SECS(20), "each side routes to the other's subnet", || {
+        (routes_to(&lab, &w, &fs) && routes_to(&lab, &f, &ws)).then_some(())
+    });
+    let pw = lab.pod(&w, "pw").expect("pod on the weft host");
+    let pf = lab.pod(&f, "pf").expect("pod on the flanneld host");
+    lab.ping(&pw, pf.ip, SECS(10))
+        .unwrap_or_else(|e| panic!("{backend}: weft pod -> flanneld pod: {e:#}"));
+    lab.ping(&pf, pw.ip, SECS(10))
+        .unwrap_or_else(|e| panic!("{backend}: flanneld pod -> weft pod: {e:#}"));
+
+    // Each side unroutes a lease the other's owner no longer holds (the
+    // owner is stopped first, or it would take its lease back).
+    lab.stop_agent(&f, false);
+    del(&lab, &fs);
+    eventually(SECS(20), "weft unroutes flanneld's removed lease", || {
+        (!routes_to(&lab, &w, &fs)).then_some(())
+    });
+    lab.start_agent_with(&f, &flanneld, &args, &[])
+        .expect("flanneld again");
+    // its routes outlive it, so wait for its second start to watch leases
+    eventually(SECS(30), "flanneld back, watching leases", || {
+        (lab.agent_log(&f)
+            .to_lowercase()
+            .matches("watching for new subnet leases")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    assert!(
+        routes_to(&lab, &f, &ws),
+        "{backend}: flanneld routes to weft's subnet"
+    );
+    lab.stop_agent(&w, false);
+    del(&lab, &ws);
+    let end = std::time::Instant::now() + SECS(20);
+    while routes_to(&lab, &f, &ws) {
+        assert!(
+            std::time::Instant::now() < end,
+            "{backend}: flanneld still routes to weft's removed lease {ws}:\n{}",
+            lab.agent_log(&f)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn weft_and_flanneld_share_a_vxlan_cluster() {
+    mixed("vxlan");
+}
+
+#[test]
+fn weft_and_flanneld_share_a_host_gw_cluster() {
+    mixed("host-gw");
+}
