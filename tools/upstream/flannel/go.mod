@@ -1,5 +1,8 @@
 // Pinned upstream flanneld used as a test peer (built by
-// scripts/upstream.sh into a cache outside the repository).
+// scripts/upstream.sh into a cache outside the repository). v0.26.7 is the
+// newest release tried whose dependencies the module proxy here serves:
+// v0.27.0, v0.28.4 and v0.28.10 need tencentcloud-sdk-go modules it refuses,
+// and v0.21.5 itself is not served.
 module weft.test/upstream/flannel
 
 go 1.26.0
