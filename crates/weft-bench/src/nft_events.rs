@@ -54,9 +54,11 @@ impl Event {
 }
 
 /// A listening socket's events, read by a thread of their own (stamped
-/// as they arrive, so a slow reader does not delay them).
+/// as they arrive, so a slow reader does not delay them). The thread also
+/// sends `None` after each quiet read timeout, to learn whether anybody
+/// still listens.
 pub struct NftEvents {
-    events: Receiver<Event>,
+    events: Receiver<Option<Event>>,
 }
 
 impl NftEvents {
@@ -81,14 +83,14 @@ impl NftEvents {
                     Ok(n) => {
                         let at = Instant::now();
                         for e in parse(&buf[..n], at) {
-                            if tx.send(e).is_err() {
+                            if tx.send(Some(e)).is_err() {
                                 return;
                             }
                         }
                     }
                     // a burst larger than the buffer: the ones lost were
                     // not what is waited for, or it is seen in the next
-                    Err(e) if e.raw_os_error() == Some(libc_enobufs()) => {}
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {}
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -96,7 +98,7 @@ impl NftEvents {
                         ) =>
                     {
                         // nobody listens any more: stop
-                        if tx.send(idle()).is_err() {
+                        if tx.send(None).is_err() {
                             return;
                         }
                     }
@@ -118,28 +120,13 @@ impl NftEvents {
         loop {
             let left = end.checked_duration_since(Instant::now())?;
             match self.events.recv_timeout(left) {
-                Ok(e) if !e.container.is_empty() && wanted(&e) => return Some(e.at),
+                Ok(Some(e)) if wanted(&e) => return Some(e.at),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => return None,
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
-}
-
-/// The reader's keep-alive, matched by nothing (its container is empty).
-fn idle() -> Event {
-    Event {
-        at: Instant::now(),
-        kind: Kind::Rule,
-        table: String::new(),
-        container: String::new(),
-        payload: Vec::new(),
-    }
-}
-
-fn libc_enobufs() -> i32 {
-    nix::errno::Errno::ENOBUFS as i32
 }
 
 fn set_read_timeout(socket: &Socket, timeout: Duration) -> Result<()> {
