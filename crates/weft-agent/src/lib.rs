@@ -1,17 +1,24 @@
-//! The weft agent: flanneld's job. Reads the network config from etcd,
-//! leases a subnet, writes the subnet file, and keeps the kernel's vxlan
-//! data path equal to the other hosts' leases.
+//! The weft agent: flanneld's job. Takes the network config and this
+//! host's subnet lease from etcd or from the Kubernetes API, writes the
+//! subnet file, and keeps the kernel's data path equal to the other
+//! hosts' leases.
 //!
-//! Flow: [`flags`] → [`underlay`] (which interface) → [`acquire`] (which
-//! subnet) → [`vxlan`] (device) → [`reconcile`] (routes, neighbours, FDB),
-//! driven by [`run`] from the etcd watch; [`cli`] is the program around it.
+//! Flow: [`flags`] → [`source`] (where leases come from: etcd or
+//! Kubernetes) → [`underlay`] (which interface) → [`datapath`] (the
+//! backend's devices: [`vxlan`], [`udp`]) → [`subnet_file`] and
+//! [`firewall`] → [`follow`] (lease events) → [`reconcile`] (routes,
+//! neighbours, FDB); [`run`] puts them in order, [`cli`] is the program
+//! around it.
 
-pub mod acquire;
 pub mod cli;
+pub mod datapath;
+pub mod firewall;
 pub mod flags;
+pub mod follow;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
+pub mod source;
 pub mod subnet_file;
 pub mod udp;
 pub mod underlay;
@@ -19,3 +26,6 @@ pub mod vxlan;
 
 pub use flags::AgentArgs;
 pub use run::{run, AgentExit};
+
+/// A value that cannot exist: what "runs until it fails" returns on success.
+pub enum Never {}

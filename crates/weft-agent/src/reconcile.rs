@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use weft_core::lease::LeaseKey;
+use weft_core::lease::{Lease, LeaseKey};
 use weft_core::plan::dataplane::diff;
 use weft_core::plan::{Desired, Op, Planner};
-use weft_etcd::LeaseRecord;
 use weft_kernel::{KernelError, Netlink, Ownership};
 
 use crate::udp::UdpPeers;
@@ -62,7 +61,7 @@ impl Reconciler {
     }
 
     /// Replaces every peer with `records` (own lease skipped).
-    pub fn reset(&mut self, records: &[LeaseRecord]) {
+    pub fn reset(&mut self, records: &[Lease]) {
         if let Some(peers) = &self.sink.udp {
             peers.clear();
         }
@@ -73,7 +72,7 @@ impl Reconciler {
 
     /// Kernel entries for a remote lease, per family, keyed by subnet;
     /// nothing for our own lease; unusable leases are logged once each.
-    fn plan(&mut self, rec: &LeaseRecord) -> Vec<(IpNet, weft_core::plan::PeerEntries)> {
+    fn plan(&mut self, rec: &Lease) -> Vec<(IpNet, weft_core::plan::PeerEntries)> {
         if rec.key == self.own {
             return Vec::new();
         }
@@ -111,7 +110,7 @@ impl Reconciler {
     /// A lease appeared or changed: the operations to apply. Unusable
     /// leases are skipped, leaving whatever was programmed for that subnet
     /// before in place.
-    pub fn upsert(&mut self, rec: &LeaseRecord) -> Vec<Op> {
+    pub fn upsert(&mut self, rec: &Lease) -> Vec<Op> {
         let planned = self.plan(rec);
         let mut ops = Vec::new();
         for (subnet, entries) in planned {

@@ -4,8 +4,15 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::IpAddr;
+
+use anyhow::Context;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use weft_core::lease::LeaseKey;
+use weft_core::subnet::first_host;
 use weft_core::subnet_file::SubnetEnv;
+
+use crate::source::Pools;
 
 /// Writes `contents` to `path` via a temporary file and a rename, mode
 /// 0644, creating the directory if needed. Readers never see a half file.
@@ -43,6 +50,39 @@ pub fn previous_subnets(path: &Path) -> (Option<Ipv4Net>, Option<Ipv6Net>) {
         env.subnet.map(|s| s.trunc()),
         env.ipv6_subnet.map(|s| s.trunc()),
     )
+}
+
+/// Writes this host's subnet file: the network and subnet per family
+/// (the subnet's first address, as flanneld writes it), MTU and masquerading.
+pub fn write(
+    path: &Path,
+    pools: &Pools,
+    key: LeaseKey,
+    mtu: u32,
+    ipmasq: bool,
+) -> anyhow::Result<()> {
+    let mut env = SubnetEnv {
+        mtu: Some(mtu),
+        ipmasq: Some(ipmasq),
+        ..Default::default()
+    };
+    if let (Some(pool), Some(subnet)) = (&pools.v4, key.v4) {
+        if let (IpNet::V4(network), IpAddr::V4(host)) =
+            (pool.network(), first_host(&IpNet::V4(subnet)))
+        {
+            env.network = Some(network);
+            env.subnet = Some(Ipv4Net::new(host, subnet.prefix_len())?);
+        }
+    }
+    if let (Some(pool), Some(subnet)) = (&pools.v6, key.v6) {
+        if let (IpNet::V6(network), IpAddr::V6(host)) =
+            (pool.network(), first_host(&IpNet::V6(subnet)))
+        {
+            env.ipv6_network = Some(network);
+            env.ipv6_subnet = Some(Ipv6Net::new(host, subnet.prefix_len())?);
+        }
+    }
+    write_atomic(path, &env.render()).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -98,6 +98,14 @@ impl fmt::Display for LeaseKey {
     }
 }
 
+/// A lease as the data path sees it, whatever stored it (etcd's key and
+/// value, or a Kubernetes Node's podCIDRs and annotations).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub key: LeaseKey,
+    pub attrs: LeaseAttrs,
+}
+
 /// The JSON value of a lease. Field order on output is flannel's:
 /// PublicIP, PublicIPv6, BackendType, BackendData, BackendV6Data.
 /// Backend data is kept as the raw JSON text (compact, and unknown

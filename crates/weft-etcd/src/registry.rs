@@ -1,7 +1,7 @@
 //! Reading the config and listing, creating, reusing and renewing leases.
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
-use weft_core::lease::{LeaseAttrs, LeaseError, LeaseKey};
+use weft_core::lease::{Lease, LeaseAttrs, LeaseError, LeaseKey};
 
 use crate::error::EtcdError;
 use crate::failover::Etcd;
@@ -14,6 +14,16 @@ pub struct LeaseRecord {
     /// The etcd lease the key is bound to (0 = none).
     pub etcd_lease: i64,
     pub mod_revision: i64,
+}
+
+impl LeaseRecord {
+    /// The lease without etcd's bookkeeping.
+    pub fn into_lease(self) -> Lease {
+        Lease {
+            key: self.key,
+            attrs: self.attrs,
+        }
+    }
 }
 
 /// All leases at one revision.

@@ -93,8 +93,9 @@ pub fn run(a: StatusArgs) -> Result<()> {
         anyhow::Ok((config, listing.leases, ttls))
     })?;
     let net = NetConfig::parse(&config).map_err(|e| anyhow!("network config: {e}"))?;
-    let (pools, backend) =
-        weft_agent::run::usable(net).map_err(|e| anyhow!("network config: {e}"))?;
+    let network = weft_agent::source::Network::from_config(net)
+        .map_err(|e| anyhow!("network config: {e}"))?;
+    let (pools, backend) = (network.pools, network.backend);
     let env = std::fs::read_to_string(&a.subnet_file)
         .ok()
         .and_then(|t| SubnetEnv::parse(&t).ok());
@@ -130,8 +131,9 @@ pub fn run(a: StatusArgs) -> Result<()> {
             }
         }
         let nexthops = weft_kernel::supports_nexthops(&mut nl);
-        let (planners, ownership) =
-            weft_agent::run::kernel_plan(&backend, &pools, own.key, &under, &devices, nexthops);
+        let (planners, ownership) = weft_agent::datapath::kernel_plan(
+            &backend, &pools, own.key, &under, &devices, nexthops,
+        );
         let mut rec = Reconciler::new(
             nl,
             Sink {
@@ -141,7 +143,8 @@ pub fn run(a: StatusArgs) -> Result<()> {
             ownership,
             own.key,
         );
-        rec.reset(&records);
+        let leases: Vec<_> = records.iter().cloned().map(|r| r.into_lease()).collect();
+        rec.reset(&leases);
         let ops = rec.drift()?;
         let missing: Vec<String> = ops
             .iter()

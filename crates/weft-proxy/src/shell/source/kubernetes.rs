@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service as ApiService};
@@ -37,37 +36,17 @@ pub const LABEL_SELECTOR: &str =
     "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The proxy's flags for the connection, in error messages.
+const FLAGS: weft_kube::FlagNames = weft_kube::FlagNames {
+    kubeconfig: "--kubeconfig",
+    url: "--master",
+    alternative: " or --etcd-endpoints",
+};
+
 /// How to reach the API server: `--kubeconfig` and/or `--master`, else the
 /// in-cluster service account.
 pub async fn client(kubeconfig: Option<&Path>, master: Option<&str>) -> anyhow::Result<Client> {
-    use anyhow::Context;
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {}", path.display(), words(&e)))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {}", path.display(), words(&e)))?
-        }
-        None => match master {
-            Some(url) => kube::Config::new(
-                url.parse()
-                    .with_context(|| format!("--master {url:?} is not a URL"))?,
-            ),
-            None => kube::Config::incluster().map_err(|e| {
-                anyhow::anyhow!(
-                    "no --kubeconfig, --master or --etcd-endpoints, and not in a pod: {}",
-                    words(&e)
-                )
-            })?,
-        },
-    };
-    if let (Some(url), Some(_)) = (master, kubeconfig) {
-        config.cluster_url = url
-            .parse()
-            .with_context(|| format!("--master {url:?} is not a URL"))?;
-    }
-    Client::try_from(config).map_err(|e| anyhow::anyhow!("Kubernetes client: {}", words(&e)))
+    weft_kube::client(kubeconfig, master, FLAGS).await
 }
 
 /// The InternalIPs of Node `name` (kube-proxy's node addresses), one per
@@ -95,68 +74,8 @@ pub async fn node_addresses(client: &Client, name: &str) -> anyhow::Result<Vec<I
     Ok(out)
 }
 
-/// An error and its causes on one line, in their own words.
-pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
-    // the API server's own words, not the Status object's Debug form
-    if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
-        return status.message.replace('\n', " ");
-    }
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out.replace('\n', " ")
-}
-
-/// Retries of a failed list or watch: 200 ms doubling to 5 s, ±25 %
-/// jitter, back to 200 ms once a retry succeeds (the watcher resets it).
-/// kube-proxy's reflectors back off to 30 s; one API server's outage should
-/// not cost a node 30 s of stale rules after it returns.
-#[derive(Clone, Copy)]
-struct Retry {
-    next: Duration,
-    seed: u64,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(7)
-            | 1;
-        Retry {
-            next: Duration::from_millis(200),
-            seed,
-        }
-    }
-}
-
-impl Iterator for Retry {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        // xorshift: jitter without a random-number dependency
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
-        let now = self.next.mul_f64(jitter);
-        self.next = (self.next * 2).min(Duration::from_secs(5));
-        Some(now)
-    }
-}
-
-impl kube::runtime::utils::Backoff for Retry {
-    fn reset(&mut self) {
-        self.next = Duration::from_millis(200);
-    }
-}
+pub use weft_kube::words;
+use weft_kube::Retry;
 
 /// One watched kind: what is live, what a (re)listing is building, and
 /// whether the first listing is complete.

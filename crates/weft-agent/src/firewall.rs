@@ -1,0 +1,91 @@
+//! The agent's firewall rules: masquerading (`-ip-masq`) and FORWARD
+//! accepts (`-iptables-forward-rules`) for each address family of the
+//! lease, applied once and then re-asserted every `-iptables-resync`
+//! seconds, with iptables (on the backend the host uses) or nftables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ipnet::IpNet;
+use tokio::time::sleep;
+use weft_core::lease::LeaseKey;
+use weft_firewall::{Backend, Iptables, MasqRules, Mode as FirewallMode};
+
+use crate::flags::AgentArgs;
+use crate::source::{Network, Pools};
+
+/// Which firewall and, for iptables, which of its backends: settled
+/// before any lease is taken, so a backend whose programs are missing
+/// changes nothing.
+pub async fn choose(args: &AgentArgs, network: &Network) -> Result<(FirewallMode, Iptables)> {
+    if network.enable_nftables || args.firewall == "nftables" {
+        // the iptables handle is unused: the rules go to nft
+        return Ok((FirewallMode::Nftables, Iptables::plain(Backend::Nft)));
+    }
+    let choice = args.iptables_backend;
+    let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
+        .await
+        .context("detecting the iptables backend")??;
+    tracing::info!("iptables backend: {ipt}");
+    Ok((FirewallMode::Iptables, ipt))
+}
+
+/// Masquerade and forward rules per address family: applied once now,
+/// then re-asserted every `-iptables-resync` seconds in the background.
+pub async fn start(
+    args: &AgentArgs,
+    pools: &Pools,
+    key: LeaseKey,
+    mode: FirewallMode,
+    ipt: Iptables,
+) {
+    let families = [
+        pools.v4.as_ref().zip(key.v4.map(IpNet::V4)),
+        pools.v6.as_ref().zip(key.v6.map(IpNet::V6)),
+    ];
+    let rules: Vec<MasqRules> = families
+        .into_iter()
+        .flatten()
+        .map(|(pool, subnet)| MasqRules {
+            network: pool.network(),
+            subnet,
+            masquerade: args.ip_masq,
+            forward: args.iptables_forward_rules,
+        })
+        .collect();
+    let every = Duration::from_secs(args.iptables_resync.max(1) as u64);
+    let ipt = Arc::new(ipt);
+    for r in &rules {
+        ensure_rules(mode, &ipt, *r).await;
+    }
+    tokio::spawn(async move {
+        loop {
+            sleep(every).await;
+            for r in &rules {
+                ensure_rules(mode, &ipt, *r).await;
+            }
+        }
+    });
+}
+
+async fn ensure_rules(mode: FirewallMode, ipt: &Arc<Iptables>, rules: MasqRules) {
+    let ipt = ipt.clone();
+    match tokio::task::spawn_blocking(move || weft_firewall::apply::ensure(mode, &ipt, &rules))
+        .await
+    {
+        Ok(Ok(true)) => {
+            crate::metrics::get().rules_synced.inc();
+            tracing::info!(
+                ?mode,
+                masquerade = rules.masquerade,
+                forward = rules.forward,
+                "firewall rules (re)applied"
+            )
+        }
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::error!("firewall rules: {e}"),
+        // the task panicked (the lean build aborts on panic instead)
+        Err(e) => tracing::error!("firewall rules: {e}"),
+    }
+}

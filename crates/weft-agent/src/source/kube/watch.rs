@@ -1,0 +1,138 @@
+//! Following every Node: a list, then a watch from its resourceVersion
+//! (kube-runtime's watcher: bookmarks, a fresh list on `410 Gone`,
+//! reconnects with backoff). Each Node is turned into a lease as it
+//! arrives and then dropped: nothing per Node is kept here, the data
+//! path's desired state is the only copy. This host's own Node is also
+//! checked against what it publishes.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use futures::StreamExt;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::{mpsc, Notify};
+use weft_core::lease::{Lease, LeaseKey};
+use weft_kube::{words, Retry};
+
+use super::annotations::pod_cidrs;
+use super::node::LeaseNode;
+use super::KubeSource;
+use crate::source::{Change, Update};
+use crate::Never;
+
+impl KubeSource {
+    /// Sends every managed Node's lease, then each change, until a fatal
+    /// condition (this host's Node deleted, a refused patch).
+    pub async fn follow(
+        mut self: Box<Self>,
+        own: LeaseKey,
+        updates: mpsc::Sender<Update>,
+        ready: Arc<Notify>,
+    ) -> Result<Never> {
+        let mut events = watcher(self.nodes.clone(), watcher::Config::default())
+            .backoff(Retry::default())
+            .boxed();
+        let mut building: Option<Vec<Lease>> = None;
+        let mut marked = !self.set_network_unavailable;
+        let mut failing = false;
+        loop {
+            let ev = tokio::select! {
+                ev = events.next() => ev,
+                _ = ready.notified(), if !marked => {
+                    self.mark_network_available().await;
+                    marked = true;
+                    continue;
+                }
+            };
+            let ev = match ev {
+                None => bail!("the Node watch ended"),
+                Some(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(
+                            "watching Nodes: {}; retrying with backoff (routes stay in place)",
+                            words(&e)
+                        );
+                        failing = true;
+                    }
+                    continue;
+                }
+                Some(Ok(ev)) => ev,
+            };
+            if failing {
+                tracing::info!("Kubernetes API answering again");
+                failing = false;
+            }
+            let update = match ev {
+                Event::Init => {
+                    building = Some(Vec::new());
+                    None
+                }
+                Event::InitApply(n) => {
+                    self.saw(&n).await?;
+                    if let (Some(b), Some(l)) = (building.as_mut(), self.lease(&n)) {
+                        b.push(l);
+                    }
+                    None
+                }
+                Event::InitDone => building.take().map(Update::All),
+                Event::Apply(n) => {
+                    self.saw(&n).await?;
+                    self.lease(&n)
+                        .map(|l| Update::Changes(vec![Change::Put(l)]))
+                }
+                Event::Delete(n) => {
+                    if n.name() == self.name {
+                        bail!("this host's Node {} was deleted; exiting so that the agent restarts with the Node's new pod range", self.name);
+                    }
+                    removed(&n, &own).map(|k| Update::Changes(vec![Change::Delete(k)]))
+                }
+            };
+            if let Some(u) = update {
+                updates
+                    .send(u)
+                    .await
+                    .map_err(|_| anyhow!("the data path stopped taking lease updates"))?;
+            }
+        }
+    }
+
+    /// This host's Node changed: re-publish when it no longer says what
+    /// this node publishes.
+    async fn saw(&mut self, n: &LeaseNode) -> Result<()> {
+        if n.name() != self.name {
+            return Ok(());
+        }
+        self.node = n.clone();
+        self.announce().await
+    }
+
+    /// The lease of a Node, when it holds one; a Node whose annotations
+    /// cannot be read is logged once and left out (routes to it stay as
+    /// they were).
+    fn lease(&mut self, n: &LeaseNode) -> Option<Lease> {
+        let (v4, v6) = self.families;
+        match self.names.lease_of(&n.view(), v4, v6) {
+            Ok(l) => {
+                self.warned.remove(n.name());
+                l
+            }
+            Err(e) => {
+                if self.warned.insert(n.name().to_string()) {
+                    tracing::warn!("ignoring {e}");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The lease key a deleted Node held (its pod ranges).
+fn removed(n: &LeaseNode, own: &LeaseKey) -> Option<LeaseKey> {
+    let (v4, v6) = pod_cidrs(&n.view()).ok()?;
+    let key = LeaseKey {
+        v4: v4.filter(|_| own.v4.is_some()),
+        v6: v6.filter(|_| own.v6.is_some()),
+    };
+    key.primary().map(|_| key)
+}

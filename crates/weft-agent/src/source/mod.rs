@@ -1,0 +1,145 @@
+//! Where leases come from: one seam, two sources.
+//!
+//! - [`etcd`]: flannel's registry under `-etcd-prefix` (the `config` key,
+//!   leases under `subnets/` that this host creates, renews and watches);
+//! - [`kube`]: `-kube-subnet-mgr`, the Kubernetes API (`-net-config-path`
+//!   for the config, each Node's `spec.podCIDR(s)` as its subnet, the lease
+//!   attributes as annotations on the Node).
+//!
+//! Both answer the same four questions in the agent's start-up order —
+//! the network config, what this host published before (its VTEP MACs),
+//! this host's lease — and then follow the other hosts' leases as a
+//! stream of [`Update`]s. What the agent does with an update is the same
+//! for both ([`crate::follow`]).
+
+pub mod etcd;
+pub mod kube;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::{mpsc, Notify};
+use weft_core::config::{BackendConfig, NetConfig};
+use weft_core::lease::{Lease, LeaseAttrs, LeaseKey};
+use weft_core::MacAddr;
+
+use crate::flags::AgentArgs;
+use crate::Never;
+
+/// The address pools of the cluster, per family.
+pub use etcd::acquire::Pools;
+
+/// The cluster's network config as the agent uses it.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub pools: Pools,
+    pub backend: BackendConfig,
+    /// The config's `EnableNFTables`.
+    pub enable_nftables: bool,
+}
+
+impl Network {
+    /// The network of a config, or why weft cannot use it (naming the field).
+    pub fn from_config(c: NetConfig) -> std::result::Result<Network, String> {
+        if c.ipv6.is_some() && matches!(c.backend, BackendConfig::Udp(_)) {
+            return Err("field EnableIPv6: the udp backend carries IPv4 only".into());
+        }
+        Ok(Network {
+            enable_nftables: c.enable_nftables,
+            pools: Pools {
+                v4: c.ipv4,
+                v6: c.ipv6,
+            },
+            backend: c.backend,
+        })
+    }
+}
+
+/// What a source reports about the other hosts.
+#[derive(Debug)]
+pub enum Update {
+    /// Every lease there is (the first listing, or a re-listing): what is
+    /// not in it is gone.
+    All(Vec<Lease>),
+    /// Leases added, changed or removed since the last update, in order.
+    Changes(Vec<Change>),
+}
+
+#[derive(Debug)]
+pub enum Change {
+    Put(Lease),
+    Delete(LeaseKey),
+}
+
+/// The lease source the flags select.
+pub enum Source {
+    Etcd(etcd::EtcdSource),
+    Kube(Box<kube::KubeSource>),
+}
+
+impl Source {
+    /// Connects (Kubernetes: finds this host's Node and reads it; etcd:
+    /// nothing is sent yet). Fails on bad flags, TLS files or kubeconfig.
+    pub async fn open(args: &AgentArgs) -> Result<Source> {
+        Ok(if args.kube_subnet_mgr {
+            Source::Kube(Box::new(kube::KubeSource::open(args).await?))
+        } else {
+            Source::Etcd(etcd::EtcdSource::open(args).await?)
+        })
+    }
+
+    /// The network config; etcd waits until a valid one is stored, the
+    /// Kubernetes source reads its file once (a bad file is fatal).
+    pub async fn network(&mut self) -> Result<Network> {
+        match self {
+            Source::Etcd(s) => Ok(s.network().await),
+            Source::Kube(s) => s.network(),
+        }
+    }
+
+    /// Public addresses stored for this host that replace `-public-ip` and
+    /// `-public-ipv6` (the Node's `node-public-ip(v6)` annotations).
+    pub fn stored_public_ips(&self) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        match self {
+            Source::Etcd(_) => (None, None),
+            Source::Kube(s) => s.stored_public_ips(),
+        }
+    }
+
+    /// The VTEP MACs (IPv4, IPv6) this host published before, so that a
+    /// re-created vxlan device keeps them and peers' entries stay valid.
+    pub async fn previous_macs(
+        &mut self,
+        network: &Network,
+        probe: &LeaseAttrs,
+    ) -> (Option<MacAddr>, Option<MacAddr>) {
+        match self {
+            Source::Etcd(s) => s.previous_macs(network, probe).await,
+            Source::Kube(s) => s.previous_macs(),
+        }
+    }
+
+    /// Takes (etcd) or finds and announces (Kubernetes) this host's lease.
+    pub async fn acquire(&mut self, network: &Network, attrs: &LeaseAttrs) -> Result<LeaseKey> {
+        match self {
+            Source::Etcd(s) => s.acquire(network, attrs).await,
+            Source::Kube(s) => s.acquire(network, attrs).await,
+        }
+    }
+
+    /// Follows every host's lease until a fatal condition: sends an
+    /// [`Update::All`] first, then changes. `ready` is notified once the
+    /// data path holds the first listing.
+    pub async fn follow(
+        self,
+        own: LeaseKey,
+        updates: mpsc::Sender<Update>,
+        ready: Arc<Notify>,
+    ) -> Result<Never> {
+        match self {
+            Source::Etcd(s) => s.follow(own, updates).await,
+            Source::Kube(s) => s.follow(own, updates, ready).await,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! What every weft component that talks to the Kubernetes API shares: a
+//! client built from a kubeconfig and/or API URL (else the in-cluster
+//! service account), errors turned into one line of words, and the
+//! retry backoff of its watches. Used by the proxy's Kubernetes source
+//! and the agent's `-kube-subnet-mgr` lease source.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use kube::Client;
+
+/// The names of the flags the connection comes from, for error messages:
+/// `--kubeconfig`/`--master` for the proxy, `-kubeconfig-file`/
+/// `-kube-api-url` for the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagNames {
+    pub kubeconfig: &'static str,
+    pub url: &'static str,
+    /// What else could have been given instead (e.g. the etcd flags).
+    pub alternative: &'static str,
+}
+
+/// How to reach the API server: `kubeconfig` (with `url` replacing its
+/// server when both are given), or `url` alone, else the in-cluster
+/// service account (`KUBERNETES_SERVICE_HOST`, the mounted token and CA).
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    url: Option<&str>,
+    flags: FlagNames,
+) -> Result<Client> {
+    let parse_url = |u: &str| {
+        u.parse()
+            .with_context(|| format!("{} {u:?} is not a URL", flags.url))
+    };
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow!("{} {}: {}", flags.kubeconfig, path.display(), words(&e)))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| anyhow!("{} {}: {}", flags.kubeconfig, path.display(), words(&e)))?
+        }
+        None => match url {
+            Some(u) => kube::Config::new(parse_url(u)?),
+            None => kube::Config::incluster().map_err(|e| {
+                anyhow!(
+                    "no {}, {}{}, and not in a pod: {}",
+                    flags.kubeconfig,
+                    flags.url,
+                    flags.alternative,
+                    words(&e)
+                )
+            })?,
+        },
+    };
+    if let (Some(u), Some(_)) = (url, kubeconfig) {
+        config.cluster_url = parse_url(u)?;
+    }
+    Client::try_from(config).map_err(|e| anyhow!("Kubernetes client: {}", words(&e)))
+}
+
+/// An error and its causes on one line, in their own words.
+pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
+    // the API server's own words, not the Status object's Debug form
+    if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+        return status.message.replace('\n', " ");
+    }
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out.replace('\n', " ")
+}
+
+/// Whether `e` is the API server answering 404 Not Found.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Retries of a failed list or watch: 200 ms doubling to 5 s, ±25 %
+/// jitter, back to 200 ms once a retry succeeds (the watcher resets it).
+/// client-go's reflectors back off to 30 s; one API server's outage should
+/// not cost a node 30 s of stale state after it returns.
+#[derive(Clone, Copy)]
+pub struct Retry {
+    next: Duration,
+    seed: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(7)
+            | 1;
+        Retry {
+            next: Duration::from_millis(200),
+            seed,
+        }
+    }
+}
+
+impl Iterator for Retry {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        // xorshift: jitter without a random-number dependency
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
+        let now = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Retry {
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(200);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_to_five_seconds_with_jitter_and_reset() {
+        use kube::runtime::utils::Backoff;
+        let mut r = Retry::default();
+        let first: Vec<Duration> = (0..8).filter_map(|_| r.next()).collect();
+        assert!(first[0] >= Duration::from_millis(150) && first[0] <= Duration::from_millis(250));
+        assert!(first[7] >= Duration::from_millis(3750) && first[7] <= Duration::from_millis(6250));
+        r.reset();
+        let again = r.next().unwrap_or_default();
+        assert!(again <= Duration::from_millis(250), "{again:?}");
+    }
+}
