@@ -36,6 +36,7 @@ impl KubeSource {
         let mut building: Option<Vec<Lease>> = None;
         let mut marked = !self.set_network_unavailable;
         let mut failing = false;
+        let mut own_listed = false;
         loop {
             let ev = tokio::select! {
                 ev = events.next() => ev,
@@ -59,6 +60,7 @@ impl KubeSource {
                 }
                 Some(Ok(ev)) => ev,
             };
+            tracing::debug!(event = event_name(&ev), "Node watch");
             if failing {
                 tracing::info!("Kubernetes API answering again");
                 failing = false;
@@ -69,13 +71,21 @@ impl KubeSource {
                     None
                 }
                 Event::InitApply(n) => {
+                    own_listed |= n.name() == self.name;
                     self.saw(&n).await?;
                     if let (Some(b), Some(l)) = (building.as_mut(), self.lease(&n)) {
                         b.push(l);
                     }
                     None
                 }
-                Event::InitDone => building.take().map(Update::All),
+                Event::InitDone => {
+                    // deleted while the watch was down: absent from the listing
+                    if !own_listed {
+                        bail!("{}", self.deleted());
+                    }
+                    own_listed = false;
+                    building.take().map(Update::All)
+                }
                 Event::Apply(n) => {
                     self.saw(&n).await?;
                     self.lease(&n)
@@ -83,7 +93,7 @@ impl KubeSource {
                 }
                 Event::Delete(n) => {
                     if n.name() == self.name {
-                        bail!("this host's Node {} was deleted; exiting so that the agent restarts with the Node's new pod range", self.name);
+                        bail!("{}", self.deleted());
                     }
                     removed(&n, &own).map(|k| Update::Changes(vec![Change::Delete(k)]))
                 }
@@ -95,6 +105,13 @@ impl KubeSource {
                     .map_err(|_| anyhow!("the data path stopped taking lease updates"))?;
             }
         }
+    }
+
+    fn deleted(&self) -> String {
+        format!(
+            "this host's Node {} was deleted; exiting so that the agent restarts with the Node's new pod range",
+            self.name
+        )
     }
 
     /// This host's Node changed: re-publish when it no longer says what
@@ -135,4 +152,14 @@ fn removed(n: &LeaseNode, own: &LeaseKey) -> Option<LeaseKey> {
         v6: v6.filter(|_| own.v6.is_some()),
     };
     key.primary().map(|_| key)
+}
+
+fn event_name(ev: &Event<LeaseNode>) -> String {
+    match ev {
+        Event::Init => "init".into(),
+        Event::InitApply(n) => format!("listed {}", n.name()),
+        Event::InitDone => "listed all".into(),
+        Event::Apply(n) => format!("changed {}", n.name()),
+        Event::Delete(n) => format!("deleted {}", n.name()),
+    }
 }

@@ -1,0 +1,471 @@
+//! The agent in Kubernetes mode (`-kube-subnet-mgr`) on a real
+//! kube-apiserver: no etcd for the agents, each Node's podCIDR its subnet,
+//! the lease in the Node's annotations. The tests create the Nodes with
+//! their podCIDRs (as the controller-manager would).
+//!
+//! - three weft nodes run on the ServiceAccount token of
+//!   `dist/kubernetes/weft-flannel.yml` (its ClusterRole is enough), pods
+//!   ping across them, the annotations and NetworkUnavailable condition
+//!   are flanneld's, an operator's `public-ip-overwrite` is followed by
+//!   the peers, a deleted Node is unrouted, and an API server restart
+//!   leaves the data path working and resyncs;
+//! - weft and upstream flanneld nodes share one API server (vxlan,
+//!   host-gw): pods reach each other both ways, a deleted Node is
+//!   unrouted by the other kind, the subnet files say the same things.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weft_core::subnet_file::SubnetEnv;
+use weft_lab::{eventually, upstream_flanneld, ApiServer, Host, Lab};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+const PREFIX: &str = "flannel.alpha.coreos.com";
+
+fn manifest() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/kubernetes/weft-flannel.yml")
+        .display()
+        .to_string()
+}
+
+/// A Node named `name` with pod range `172.30.<third>.0/24`.
+fn create_node(api: &ApiServer, name: &str, third: u8) {
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: 172.30.{third}.0/24\n  podCIDRs: [\"172.30.{third}.0/24\"]\n"
+    ))
+    .unwrap_or_else(|e| panic!("creating Node {name}: {e:#}"));
+}
+
+/// A kubeconfig with the token of ServiceAccount kube-flannel/flannel.
+fn service_account_kubeconfig(lab: &Lab, api: &ApiServer) -> PathBuf {
+    let token = api
+        .kubectl(&["-n", "kube-flannel", "create", "token", "flannel"])
+        .expect("token");
+    let ca = api
+        .admin_kubeconfig()
+        .expect("admin")
+        .with_file_name("ca.pem");
+    let file = lab.dir().join("flannel-sa.kubeconfig");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: flannel\n  user:\n    token: {}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: flannel\ncurrent-context: lab\n",
+            api.url,
+            ca.display(),
+            token.trim()
+        ),
+    )
+    .expect("kubeconfig");
+    file
+}
+
+fn net_conf(lab: &Lab, backend: &str) -> PathBuf {
+    let file = lab.dir().join(format!("net-conf-{backend}.json"));
+    std::fs::write(
+        &file,
+        format!(r#"{{"Network":"172.30.0.0/16","Backend":{{"Type":"{backend}"}}}}"#),
+    )
+    .expect("net-conf.json");
+    file
+}
+
+/// flanneld's flags in Kubernetes mode for `host` (without argv[0]).
+fn kube_args(lab: &Lab, host: &Host, kubeconfig: &Path, conf: &Path) -> Vec<String> {
+    vec![
+        "-kube-subnet-mgr".into(),
+        format!("-kubeconfig-file={}", kubeconfig.display()),
+        format!("-net-config-path={}", conf.display()),
+        "-iface=eth0".into(),
+        format!("-subnet-file={}", lab.subnet_file(host).display()),
+        "-ip-masq".into(),
+        "-v=2".into(),
+    ]
+}
+
+fn start_weft(lab: &mut Lab, host: &Host, kubeconfig: &Path, conf: &Path) {
+    let mut args = vec!["agent".to_string()];
+    args.extend(kube_args(lab, host, kubeconfig, conf));
+    let env = [("NODE_NAME".to_string(), host.name.clone())];
+    lab.start_agent_with(host, WEFT, &args, &env)
+        .expect("weft agent");
+}
+
+fn routes_to(lab: &Lab, host: &Host, subnet: &str) -> bool {
+    let mut nl = lab.netlink(host).expect("netlink");
+    weft_kernel::main_table_routes(&mut nl)
+        .expect("routes")
+        .iter()
+        .any(|r| r.dst.to_string() == subnet)
+}
+
+/// The underlay address `host`'s vxlan FDB sends `mac`'s frames to.
+fn fdb_dst(lab: &Lab, host: &Host, mac: &str) -> Option<String> {
+    let mut nl = lab.netlink(host).expect("netlink");
+    let dev = weft_kernel::link_by_name(&mut nl, "flannel.1").ok()??;
+    let plane =
+        weft_kernel::read_dataplane(&mut nl, &weft_kernel::Ownership::device(dev.index)).ok()?;
+    plane
+        .fdb
+        .values()
+        .find(|f| f.mac.to_string() == mac)
+        .map(|f| f.dst.to_string())
+}
+
+fn node_json(api: &ApiServer, name: &str) -> serde_json::Value {
+    let text = api
+        .kubectl(&["get", "node", name, "-o", "json"])
+        .expect("get node");
+    serde_json::from_str(&text).expect("node JSON")
+}
+
+fn annotation(node: &serde_json::Value, key: &str) -> Option<String> {
+    node["metadata"]["annotations"][format!("{PREFIX}/{key}")]
+        .as_str()
+        .map(String::from)
+}
+
+fn wait_env(lab: &mut Lab, host: &Host) -> SubnetEnv {
+    lab.wait_subnet_env(host, SECS(40))
+        .unwrap_or_else(|e| panic!("subnet file of {}: {e:#}", host.name))
+}
+
+#[test]
+fn three_weft_nodes_on_the_manifest_s_role() {
+    let mut lab = Lab::new("wka", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let mut api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+
+    // the manifest is valid as a whole (its namespace must exist for a
+    // dry run of the objects in it), then its objects are created
+    api.kubectl(&["create", "namespace", "kube-flannel"])
+        .expect("namespace");
+    let dry = api
+        .kubectl(&["apply", "--dry-run=server", "-f", &manifest()])
+        .expect("server-side dry run");
+    assert!(dry.contains("namespace/kube-flannel"), "{dry}");
+    for object in [
+        "serviceaccount/flannel",
+        "clusterrole.rbac.authorization.k8s.io/flannel",
+        "clusterrolebinding.rbac.authorization.k8s.io/flannel",
+        "configmap/kube-flannel-cfg",
+        "daemonset.apps/kube-flannel-ds",
+    ] {
+        assert!(
+            dry.contains(&format!("{object} created (server dry run)")),
+            "{dry}"
+        );
+    }
+    api.kubectl(&["apply", "-f", &manifest()]).expect("apply");
+    // the agents run with the ServiceAccount's token: the ClusterRole is enough
+    let kubeconfig = service_account_kubeconfig(&lab, &api);
+    let conf = net_conf(&lab, "vxlan");
+
+    let mut hosts = Vec::new();
+    for i in 1..=3u8 {
+        let h = lab.host(&format!("k{i}"), 10 + i).expect("host");
+        create_node(&api, &h.name, i);
+        start_weft(&mut lab, &h, &kubeconfig, &conf);
+        hosts.push(h);
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        let env = wait_env(&mut lab, h);
+        assert_eq!(
+            env.subnet.map(|s| s.to_string()),
+            Some(format!("172.30.{}.1/24", i + 1)),
+            "{}'s subnet is its Node's podCIDR",
+            h.name
+        );
+        assert_eq!(
+            env.network.map(|n| n.to_string()).as_deref(),
+            Some("172.30.0.0/16")
+        );
+    }
+    // flanneld's annotations and condition
+    let node = eventually(SECS(20), "k1's annotations and condition", || {
+        let n = node_json(&api, "k1");
+        let ready = n["status"]["conditions"].as_array()?.iter().any(|c| {
+            c["type"] == "NetworkUnavailable"
+                && c["status"] == "False"
+                && c["reason"] == "FlannelIsUp"
+        });
+        (ready && annotation(&n, "kube-subnet-manager").is_some()).then_some(n)
+    });
+    assert_eq!(
+        annotation(&node, "kube-subnet-manager").as_deref(),
+        Some("true")
+    );
+    assert_eq!(annotation(&node, "backend-type").as_deref(), Some("vxlan"));
+    assert_eq!(
+        annotation(&node, "public-ip"),
+        Some(hosts[0].ip.to_string())
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(&annotation(&node, "backend-data").expect("backend-data"))
+            .expect("JSON");
+    assert_eq!(data["VNI"], 1);
+    let k3_mac = {
+        let n = node_json(&api, "k3");
+        let d: serde_json::Value =
+            serde_json::from_str(&annotation(&n, "backend-data").expect("k3 backend-data"))
+                .expect("JSON");
+        d["VtepMAC"].as_str().expect("VtepMAC").to_string()
+    };
+
+    let pods: Vec<_> = hosts
+        .iter()
+        .map(|h| lab.pod(h, "p").expect("pod"))
+        .collect();
+    for (a, b) in [(0, 1), (1, 2), (2, 0)] {
+        lab.ping(&pods[a], pods[b].ip, SECS(20))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} → {}: {e:#}\n{}",
+                    hosts[a].name,
+                    hosts[b].name,
+                    lab.agent_log(&hosts[a])
+                )
+            });
+    }
+
+    // an operator moves k3's public address: k3 republishes, peers follow
+    let moved = Ipv4Addr::new(
+        hosts[2].ip.octets()[0],
+        hosts[2].ip.octets()[1],
+        hosts[2].ip.octets()[2],
+        113,
+    );
+    weft_lab::sh(
+        "ip",
+        &[
+            "-n",
+            &hosts[2].ns,
+            "addr",
+            "add",
+            &format!("{moved}/24"),
+            "dev",
+            "eth0",
+        ],
+    )
+    .expect("second address");
+    api.kubectl(&[
+        "annotate",
+        "node",
+        "k3",
+        &format!("{PREFIX}/public-ip-overwrite={moved}"),
+    ])
+    .expect("annotate");
+    eventually(
+        SECS(20),
+        "k1's FDB entry for k3 at the overwritten address",
+        || {
+            (fdb_dst(&lab, &hosts[0], &k3_mac).as_deref() == Some(moved.to_string().as_str()))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        annotation(&node_json(&api, "k3"), "public-ip"),
+        Some(moved.to_string())
+    );
+    lab.ping(&pods[0], pods[2].ip, SECS(20))
+        .expect("k1 → k3 over the new address");
+
+    // the API server away: the data path keeps working; back: resync
+    api.stop();
+    std::thread::sleep(SECS(3));
+    lab.ping(&pods[0], pods[1].ip, SECS(10))
+        .expect("k1 → k2 without the API server");
+    api.start().expect("API server back");
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: ghost\n  annotations:\n    {PREFIX}/kube-subnet-manager: \"true\"\n    {PREFIX}/backend-type: vxlan\n    {PREFIX}/backend-data: '{{\"VNI\":1,\"VtepMAC\":\"0e:00:00:00:09:09\"}}'\n    {PREFIX}/public-ip: 198.18.250.9\nspec:\n  podCIDR: 172.30.9.0/24\n"
+    ))
+    .expect("ghost Node");
+    eventually(
+        SECS(30),
+        "a Node added after the restart routed on k1",
+        || routes_to(&lab, &hosts[0], "172.30.9.0/24").then_some(()),
+    );
+
+    // a deleted Node is unrouted everywhere (its own agent exits)
+    api.kubectl(&["delete", "node", "k2"]).expect("delete");
+    for h in [&hosts[0], &hosts[2]] {
+        eventually(SECS(20), "k2's subnet unrouted", || {
+            (!routes_to(&lab, h, "172.30.2.0/24")).then_some(())
+        });
+    }
+    let code = (0..100).find_map(|_| {
+        let code = lab.agent(&hosts[1]).ok()?.exit_code();
+        if code.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        code
+    });
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "k2's agent still runs:\n{}",
+        lab.agent_log(&hosts[1])
+    );
+    assert!(
+        lab.agent_log(&hosts[1]).contains("Node k2 was deleted"),
+        "{}",
+        lab.agent_log(&hosts[1])
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_field() {
+    let mut lab = Lab::new("wkb", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let admin = api.admin_kubeconfig().expect("admin");
+    let conf = net_conf(&lab, "vxlan");
+    let h = lab.host("b1", 11).expect("host");
+
+    // a Node with no annotations at all, and no podCIDR yet: wait and say so
+    api.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: b1\n")
+        .expect("node");
+    start_weft(&mut lab, &h, &admin, &conf);
+    eventually(SECS(20), "the wait is reported", || {
+        lab.agent_log(&h)
+            .contains("has no spec.podCIDR yet")
+            .then_some(())
+    });
+    api.kubectl(&[
+        "patch",
+        "node",
+        "b1",
+        "-p",
+        r#"{"spec":{"podCIDR":"172.30.4.0/24","podCIDRs":["172.30.4.0/24"]}}"#,
+    ])
+    .expect("podCIDR");
+    let env = wait_env(&mut lab, &h);
+    assert_eq!(
+        env.subnet.map(|s| s.to_string()).as_deref(),
+        Some("172.30.4.1/24")
+    );
+    lab.stop_agent(&h, false);
+
+    // a podCIDR outside the network: one clear error, non-zero exit
+    create_node_outside(&api);
+    let h2 = lab.host("b2", 12).expect("host");
+    start_weft(&mut lab, &h2, &admin, &conf);
+    let code = eventually(SECS(20), "the agent exits", || {
+        lab.agent(&h2).ok()?.exit_code()
+    });
+    assert_ne!(code, 0);
+    let log = lab.agent_log(&h2);
+    assert!(
+        log.contains("10.99.0.0/24") && log.contains("outside the network 172.30.0.0/16"),
+        "{log}"
+    );
+    assert!(!routes_to(&lab, &h2, "172.30.4.0/24"), "nothing programmed");
+
+    // a bad annotation prefix: refused before anything is touched
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &h2.ns,
+            WEFT,
+            "agent",
+            "-kube-subnet-mgr",
+            "-kube-annotation-prefix=a/b/c",
+        ])
+        .output()
+        .expect("weft agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-kube-annotation-prefix") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+fn create_node_outside(api: &ApiServer) {
+    api.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: b2\nspec:\n  podCIDR: 10.99.0.0/24\n",
+    )
+    .expect("node b2");
+}
+
+/// weft on `w1` and `w2`, upstream flanneld on `f`, one API server.
+fn mixed(backend: &str, tag: &str) {
+    let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
+    let flanneld = flanneld.display().to_string();
+    let mut lab = Lab::new(tag, Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let admin = api.admin_kubeconfig().expect("admin");
+    let conf = net_conf(&lab, backend);
+    let w1 = lab.host("w1", 11).expect("host");
+    let f = lab.host("f", 12).expect("host");
+    let w2 = lab.host("w2", 13).expect("host");
+    for (h, third) in [(&w1, 1), (&f, 2), (&w2, 3)] {
+        create_node(&api, &h.name, third);
+    }
+    start_weft(&mut lab, &w1, &admin, &conf);
+    start_weft(&mut lab, &w2, &admin, &conf);
+    let args = kube_args(&lab, &f, &admin, &conf);
+    let env = [("NODE_NAME".to_string(), "f".to_string())];
+    lab.start_agent_with(&f, &flanneld, &args, &env)
+        .expect("flanneld");
+    let envs: Vec<SubnetEnv> = [&w1, &f, &w2]
+        .iter()
+        .map(|h| wait_env(&mut lab, h))
+        .collect();
+    let keys = |h: &Host| -> Vec<String> {
+        std::fs::read_to_string(lab.subnet_file(h))
+            .expect("subnet file")
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    assert_eq!(keys(&w1), keys(&f), "{backend}: subnet file variables");
+    assert_eq!(envs[0].network, envs[1].network);
+    assert_eq!(envs[0].mtu, envs[1].mtu, "{backend}: MTU");
+    assert_eq!(envs[0].ipmasq, envs[1].ipmasq);
+
+    // each kind reads the other's annotations
+    let pods: Vec<_> = [&w1, &f, &w2]
+        .iter()
+        .map(|h| lab.pod(h, "p").expect("pod"))
+        .collect();
+    for (a, b) in [(0, 1), (1, 0), (1, 2), (2, 1)] {
+        lab.ping(&pods[a], pods[b].ip, SECS(30))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{backend}: {} → {}: {e:#}\nflanneld:\n{}",
+                    pods[a].host,
+                    pods[b].host,
+                    lab.agent_log(&f)
+                )
+            });
+    }
+    // a weft Node deleted: flanneld unroutes it
+    lab.stop_agent(&w2, false);
+    api.kubectl(&["delete", "node", "w2"]).expect("delete w2");
+    eventually(SECS(20), "flanneld unroutes w2", || {
+        (!routes_to(&lab, &f, "172.30.3.0/24")).then_some(())
+    });
+    // flanneld's Node deleted: weft unroutes it
+    lab.stop_agent(&f, false);
+    api.kubectl(&["delete", "node", "f"]).expect("delete f");
+    eventually(SECS(20), "weft unroutes f", || {
+        (!routes_to(&lab, &w1, "172.30.2.0/24")).then_some(())
+    });
+}
+
+#[test]
+fn weft_and_flanneld_share_a_kube_vxlan_cluster() {
+    mixed("vxlan", "wkmv");
+}
+
+#[test]
+fn weft_and_flanneld_share_a_kube_host_gw_cluster() {
+    mixed("host-gw", "wkmh");
+}
