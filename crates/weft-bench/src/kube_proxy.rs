@@ -319,7 +319,7 @@ fn med_p99_max(v: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // fields after the command name, which is in parentheses
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

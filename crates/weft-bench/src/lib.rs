@@ -4,6 +4,8 @@
 //! - [`leases`]: the agent programming remote leases (cold start, churn, RSS);
 //! - [`datapath`]: pod-to-pod throughput per backend (iperf3);
 //! - [`proxy`]: the service proxy with N services (etcd store);
+//! - [`kube_leases`]: the agent and upstream flanneld in Kubernetes mode
+//!   side by side on one kube-apiserver (N Nodes);
 //! - [`kube_proxy`]: the proxy and upstream kube-proxy side by side on one
 //!   kube-apiserver;
 //! - [`etcd_load`]: many simulated hosts on one etcd;
@@ -14,6 +16,7 @@
 mod datapath;
 mod etcd_chaos;
 mod etcd_load;
+mod kube_leases;
 mod kube_proxy;
 mod leases;
 mod nft_events;
@@ -45,10 +48,11 @@ pub struct BenchArgs {
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
     /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy,
-    /// etcd-load, all (those four), or etcd-chaos (a soak: etcd members
-    /// killed at random under agents, for --minutes)
+    /// etcd-load, all (those four), etcd-chaos (a soak: etcd members
+    /// killed at random under agents, for --minutes), or kube-leases (the
+    /// agent and upstream flanneld in Kubernetes mode, --counts Nodes)
     #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos"])]
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases"])]
     scenario: Vec<String>,
     /// How long the etcd-chaos soak runs, in minutes
     #[arg(long, default_value_t = 2.0)]
@@ -139,6 +143,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "leases" => {
                 report.insert("leases".into(), leases::run(&a, &weft)?);
             }
+            "kube-leases" => {
+                report.insert("kube_leases".into(), kube_leases::run(&a, &weft)?);
+            }
             "datapath" => {
                 report.insert("datapath".into(), datapath::run(&weft, a.iperf_secs)?);
             }
@@ -176,7 +183,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 report.insert("etcd_chaos".into(), etcd_chaos::run(&weft, a.minutes)?);
             }
             other => bail!(
-                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load or etcd-chaos"
+                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load, etcd-chaos or kube-leases"
             ),
         }
     }
