@@ -98,16 +98,6 @@ struct Agent {
     queue_depth: bool,
 }
 
-fn kube_flags(lab: &Lab, host: &Host, kubeconfig: &Path, conf: &Path) -> Vec<String> {
-    vec![
-        "-kube-subnet-mgr".into(),
-        format!("-kubeconfig-file={}", kubeconfig.display()),
-        format!("-net-config-path={}", conf.display()),
-        "-iface=eth0".into(),
-        format!("-subnet-file={}", lab.subnet_file(host).display()),
-    ]
-}
-
 /// Back to a cold host: no agent, no device (so no routes), no subnet file.
 fn reset(lab: &mut Lab, host: &Host) -> Result<()> {
     lab.stop_agent(host, false);
@@ -189,7 +179,7 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
         for agent in &agents {
             reset(&mut lab, &host)?;
             let mut args = agent.first.clone();
-            args.extend(kube_flags(&lab, &host, &kubeconfig, &conf));
+            args.extend(lab.kube_agent_args(&host, &kubeconfig, &conf));
             let mut env = vec![("NODE_NAME".to_string(), "node1".to_string())];
             if agent.queue_depth {
                 env.push(("EVENT_QUEUE_DEPTH".into(), (2 * n + 100).to_string()));

@@ -540,6 +540,28 @@ impl Lab {
         Ok(args)
     }
 
+    /// flanneld's flags in Kubernetes mode for `host` (no argv[0], no
+    /// `agent`): the API server of `kubeconfig`, the network config file
+    /// `net_conf`, `-iface eth0` and the host's subnet file.
+    pub fn kube_agent_args(&self, host: &Host, kubeconfig: &Path, net_conf: &Path) -> Vec<String> {
+        vec![
+            "-kube-subnet-mgr".into(),
+            format!("-kubeconfig-file={}", kubeconfig.display()),
+            format!("-net-config-path={}", net_conf.display()),
+            "-iface=eth0".into(),
+            format!("-subnet-file={}", self.subnet_file(host).display()),
+        ]
+    }
+
+    /// Whether `host`'s main routing table has a route to `subnet`
+    /// (`a.b.c.d/len`).
+    pub fn routes_to(&self, host: &Host, subnet: &str) -> Result<bool> {
+        let mut nl = self.netlink(host)?;
+        Ok(weft_kernel::main_table_routes(&mut nl)?
+            .iter()
+            .any(|r| r.dst.to_string() == subnet))
+    }
+
     /// Starts `program args…` as the agent of `host`, with extra environment.
     pub fn start_agent_with(
         &mut self,

@@ -13,13 +13,8 @@ use weft_lab::{eventually, upstream_flanneld, Host, Lab};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// Whether `host`'s main table routes to `subnet` (`a.b.c.d/len`).
 fn routes_to(lab: &Lab, host: &Host, subnet: &str) -> bool {
-    let mut nl = lab.netlink(host).expect("netlink");
-    weft_kernel::main_table_routes(&mut nl)
-        .expect("routes")
-        .iter()
-        .any(|r| r.dst.to_string() == subnet)
+    lab.routes_to(host, subnet).expect("routes")
 }
 
 /// Deletes the lease of `subnet` from etcd.

@@ -72,17 +72,12 @@ fn net_conf(lab: &Lab, backend: &str) -> PathBuf {
     file
 }
 
-/// flanneld's flags in Kubernetes mode for `host` (without argv[0]).
+/// flanneld's flags in Kubernetes mode for `host` (without argv[0]), with
+/// masquerading and the Node watch's events in the log.
 fn kube_args(lab: &Lab, host: &Host, kubeconfig: &Path, conf: &Path) -> Vec<String> {
-    vec![
-        "-kube-subnet-mgr".into(),
-        format!("-kubeconfig-file={}", kubeconfig.display()),
-        format!("-net-config-path={}", conf.display()),
-        "-iface=eth0".into(),
-        format!("-subnet-file={}", lab.subnet_file(host).display()),
-        "-ip-masq".into(),
-        "-v=2".into(),
-    ]
+    let mut args = lab.kube_agent_args(host, kubeconfig, conf);
+    args.extend(["-ip-masq".into(), "-v=2".into()]);
+    args
 }
 
 fn start_weft(lab: &mut Lab, host: &Host, kubeconfig: &Path, conf: &Path) {
@@ -94,11 +89,7 @@ fn start_weft(lab: &mut Lab, host: &Host, kubeconfig: &Path, conf: &Path) {
 }
 
 fn routes_to(lab: &Lab, host: &Host, subnet: &str) -> bool {
-    let mut nl = lab.netlink(host).expect("netlink");
-    weft_kernel::main_table_routes(&mut nl)
-        .expect("routes")
-        .iter()
-        .any(|r| r.dst.to_string() == subnet)
+    lab.routes_to(host, subnet).expect("routes")
 }
 
 /// The underlay address `host`'s vxlan FDB sends `mac`'s frames to.
