@@ -31,9 +31,21 @@ pub async fn follow(
     let mut synced = false;
     loop {
         tokio::select! {
-            // first, so that a failed source's error is what is reported
+            // the source first, so that a failed source's error is what is
+            // reported; the timer before the updates, so that a steady
+            // stream of them cannot put off drift repair
             biased;
             r = &mut source => return r,
+            _ = sleep_until(next_full) => {
+                let rep = rec.full_pass().context("re-checking the data path")?;
+                if rep.ops > 0 {
+                    tracing::info!(repaired = rep.ops, "data path had drifted from the leases; repaired");
+                }
+                weft_kernel::release_free_heap();
+                let wait = if rec.needs_full { FAILED_PASS_RETRY } else { resync_every };
+                rec.needs_full = false;
+                next_full = Instant::now() + wait;
+            }
             u = updates.recv() => match u.ok_or_else(|| anyhow!("the lease source stopped"))? {
                 Update::All(leases) => {
                     let count = leases.len();
@@ -74,16 +86,6 @@ pub async fn follow(
                     }
                 }
             },
-            _ = sleep_until(next_full) => {
-                let rep = rec.full_pass().context("re-checking the data path")?;
-                if rep.ops > 0 {
-                    tracing::info!(repaired = rep.ops, "data path had drifted from the leases; repaired");
-                }
-                weft_kernel::release_free_heap();
-                let wait = if rec.needs_full { FAILED_PASS_RETRY } else { resync_every };
-                rec.needs_full = false;
-                next_full = Instant::now() + wait;
-            }
         }
         if rec.needs_full {
             next_full = next_full.min(Instant::now() + FAILED_PASS_RETRY);

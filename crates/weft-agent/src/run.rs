@@ -1,7 +1,7 @@
-//! The agent's life, in flanneld's order: the lease source and the
-//! network config, the underlay interface, the backend's devices, this
-//! host's lease, the subnet file and firewall, then following the other
-//! hosts' leases until a signal or a fatal error.
+//! The agent's life: the lease source, the underlay interface, the
+//! network config, the backend's devices, this host's lease, the subnet
+//! file and firewall, then following the other hosts' leases until a
+//! signal or a fatal error.
 //!
 //! Where leases come from is [`crate::source`]; what happens on a lease
 //! event is [`crate::follow`]; the backend's local devices are

@@ -62,9 +62,14 @@ pub async fn client(
 
 /// An error and its causes on one line, in their own words.
 pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
-    // the API server's own words, not the Status object's Debug form
-    if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
-        return status.message.replace('\n', " ");
+    // the API server's own words, not the Status object's Debug form (a
+    // kube-runtime watcher error wraps it, and its Display shows the Debug)
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
+            return status.message.replace('\n', " ");
+        }
+        cause = c.source();
     }
     let mut out = e.to_string();
     let mut source = e.source();
@@ -131,6 +136,36 @@ impl kube::runtime::utils::Backoff for Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that wraps another, as kube-runtime's watcher errors do.
+    #[derive(Debug)]
+    struct Wrapped(kube::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "listing failed: {:?}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_api_server_s_words_even_when_wrapped() {
+        let status: kube::core::Status = serde_json::from_str(
+            r#"{"code":403,"message":"nodes is forbidden: User \"x\" cannot list resource \"nodes\""}"#,
+        )
+        .expect("status");
+        let e = Wrapped(kube::Error::Api(Box::new(status)));
+        let text = words(&e);
+        assert_eq!(
+            text,
+            r#"nodes is forbidden: User "x" cannot list resource "nodes""#
+        );
+    }
 
     #[test]
     fn retries_double_to_five_seconds_with_jitter_and_reset() {

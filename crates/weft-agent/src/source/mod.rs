@@ -6,9 +6,10 @@
 //!   for the config, each Node's `spec.podCIDR(s)` as its subnet, the lease
 //!   attributes as annotations on the Node).
 //!
-//! Both answer the same four questions in the agent's start-up order —
-//! the network config, what this host published before (its VTEP MACs),
-//! this host's lease — and then follow the other hosts' leases as a
+//! Both answer the same questions in the agent's start-up order — the
+//! network config, what this host published before (its VTEP MACs and,
+//! for Kubernetes, stored public addresses), this host's lease — and then
+//! follow the other hosts' leases as a
 //! stream of [`Update`]s. What the agent does with an update is the same
 //! for both ([`crate::follow`]).
 
@@ -79,8 +80,9 @@ pub enum Source {
 }
 
 impl Source {
-    /// Connects (Kubernetes: finds this host's Node and reads it; etcd:
-    /// nothing is sent yet). Fails on bad flags, TLS files or kubeconfig.
+    /// Connects. etcd: nothing is sent yet; fails on bad flags or TLS
+    /// files. Kubernetes: finds this host's Node and reads it, waiting for
+    /// it to exist; fails on a bad kubeconfig or a refused request.
     pub async fn open(args: &AgentArgs) -> Result<Source> {
         Ok(if args.kube_subnet_mgr {
             Source::Kube(Box::new(kube::KubeSource::open(args).await?))

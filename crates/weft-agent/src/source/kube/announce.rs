@@ -18,8 +18,9 @@ use super::KubeSource;
 
 impl KubeSource {
     /// Patches this Node's annotations to what it publishes; nothing is
-    /// sent when they already say it. Retried while the API server is
-    /// unreachable; refused patches are fatal.
+    /// sent when they already say it. Retried (for about two minutes)
+    /// while the API server is unreachable or answers 409/5xx; refused
+    /// patches are fatal.
     pub(super) async fn announce(&mut self) -> Result<()> {
         let Some(attrs) = &self.published else {
             return Ok(());

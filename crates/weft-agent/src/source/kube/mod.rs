@@ -48,8 +48,9 @@ pub struct KubeSource {
     set_network_unavailable: bool,
     /// This host's Node as last read.
     node: LeaseNode,
-    /// The families the network enables (IPv4, IPv6).
-    families: (bool, bool),
+    /// The networks of the config (IPv4, IPv6): the families read, and
+    /// where a peer's pod range must lie.
+    networks: (Option<IpNet>, Option<IpNet>),
     /// The attributes this node publishes, once its lease is known.
     published: Option<LeaseAttrs>,
     /// Nodes whose lease could not be read, each logged once.
@@ -75,7 +76,7 @@ impl KubeSource {
             net_config_path: PathBuf::from(&args.net_config_path),
             set_network_unavailable: args.set_node_network_unavailable,
             node,
-            families: (false, false),
+            networks: (None, None),
             published: None,
             warned: HashSet::new(),
         })
@@ -91,7 +92,8 @@ impl KubeSource {
             NetConfig::parse(&text).map_err(|e| anyhow!("-net-config-path {path}: {e}"))?;
         let network =
             Network::from_config(config).map_err(|e| anyhow!("-net-config-path {path}: {e}"))?;
-        self.families = (network.pools.v4.is_some(), network.pools.v6.is_some());
+        let net = |p: &Option<weft_core::subnet::SubnetPool>| p.as_ref().map(|p| p.network());
+        self.networks = (net(&network.pools.v4), net(&network.pools.v6));
         Ok(network)
     }
 
@@ -192,8 +194,9 @@ async fn node_name(client: &Client) -> Result<String> {
         .ok_or_else(|| anyhow!("pod {ns}/{pod} has no spec.nodeName"))
 }
 
-/// Node `name`, retried while the API server is unreachable or the Node
-/// does not exist yet; other API errors (forbidden, …) are fatal.
+/// Node `name`, retried while the API server is unreachable or busy
+/// (5xx, 429) or the Node does not exist yet; other API errors
+/// (forbidden, …) are fatal.
 async fn read_node(nodes: &Api<LeaseNode>, name: &str) -> Result<LeaseNode> {
     let mut backoff = Retry::default();
     let mut said = String::new();
@@ -201,7 +204,9 @@ async fn read_node(nodes: &Api<LeaseNode>, name: &str) -> Result<LeaseNode> {
         let problem = match nodes.get(name).await {
             Ok(n) => return Ok(n),
             Err(e) if is_not_found(&e) => format!("Node {name} does not exist yet"),
-            Err(kube::Error::Api(s)) => bail!("reading Node {name}: {}", s.message),
+            Err(kube::Error::Api(s)) if s.code < 500 && s.code != 429 => {
+                bail!("reading Node {name}: {}", s.message)
+            }
             Err(e) => format!("reading Node {name}: {}", words(&e)),
         };
         if problem != said {

@@ -1,14 +1,16 @@
 //! Following every Node: a list, then a watch from its resourceVersion
 //! (kube-runtime's watcher: bookmarks, a fresh list on `410 Gone`,
 //! reconnects with backoff). Each Node is turned into a lease as it
-//! arrives and then dropped: nothing per Node is kept here, the data
-//! path's desired state is the only copy. This host's own Node is also
-//! checked against what it publishes.
+//! arrives and the Node itself dropped; between watch events nothing per
+//! Node is kept here but the names of unreadable ones (a listing holds
+//! its leases until it is complete). This host's own Node is also checked
+//! against what it publishes.
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
+use ipnet::IpNet;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::{mpsc, Notify};
@@ -90,6 +92,9 @@ impl KubeSource {
             let update = match ev {
                 Event::Init => {
                     listing_since = std::time::Instant::now();
+                    // a listing that failed part-way starts again from here
+                    own_listed = false;
+                    self.warned.clear();
                     building = Some(Vec::new());
                     None
                 }
@@ -130,6 +135,7 @@ impl KubeSource {
                     if n.name() == self.name {
                         bail!("{}", self.deleted());
                     }
+                    self.warned.remove(n.name());
                     removed(&n, &own).map(|k| Update::Changes(vec![Change::Delete(k)]))
                 }
             };
@@ -157,11 +163,19 @@ impl KubeSource {
     }
 
     /// The lease of a Node, when it holds one; a Node whose annotations
-    /// cannot be read is logged once and left out (routes to it stay as
-    /// they were).
+    /// cannot be read, or whose pod range lies outside the network, is
+    /// logged once and left out (a change to it leaves its routes as they
+    /// were; a re-listing without it removes them).
     fn lease(&mut self, n: &LeaseNode) -> Option<Lease> {
-        let (v4, v6) = self.families;
-        match self.names.lease_of(&n.view(), v4, v6) {
+        let (net4, net6) = self.networks;
+        let lease = self
+            .names
+            .lease_of(&n.view(), net4.is_some(), net6.is_some())
+            .and_then(|l| match &l {
+                Some(l) => inside(l, net4, net6).map(|_| Some(l.clone())),
+                None => Ok(None),
+            });
+        match lease {
             Ok(l) => {
                 self.warned.remove(n.name());
                 l
@@ -174,6 +188,23 @@ impl KubeSource {
             }
         }
     }
+}
+
+/// A peer's pod ranges must lie in the network: routes elsewhere are not
+/// the agent's to keep (a full pass would neither see nor remove them).
+fn inside(l: &Lease, net4: Option<IpNet>, net6: Option<IpNet>) -> std::result::Result<(), String> {
+    let ranges = [
+        (l.key.v4.map(IpNet::V4), net4),
+        (l.key.v6.map(IpNet::V6), net6),
+    ];
+    for (range, net) in ranges {
+        if let (Some(r), Some(n)) = (range, net) {
+            if !n.contains(&r) {
+                return Err(format!("pod range {r}: outside the network {n}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn send(updates: &mpsc::Sender<Update>, u: Update) -> Result<()> {
@@ -200,5 +231,26 @@ fn event_name(ev: &Event<LeaseNode>) -> String {
         Event::InitDone => "listed all".into(),
         Event::Apply(n) => format!("changed {}", n.name()),
         Event::Delete(n) => format!("deleted {}", n.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_core::lease::LeaseAttrs;
+
+    #[test]
+    fn a_peer_range_outside_the_network_is_refused() {
+        let lease = |key: &str| Lease {
+            key: key.parse().expect("key"),
+            attrs: LeaseAttrs::host_gw("198.18.0.12".parse().expect("ip")),
+        };
+        let net4 = Some("172.30.0.0/16".parse().expect("net"));
+        assert_eq!(inside(&lease("172.30.9.0-24"), net4, None), Ok(()));
+        let e = inside(&lease("10.244.9.0-24"), net4, None).expect_err("outside");
+        assert!(
+            e.contains("10.244.9.0/24") && e.contains("172.30.0.0/16"),
+            "{e}"
+        );
     }
 }
