@@ -171,8 +171,10 @@ impl KubeSource {
         let lease = self
             .names
             .lease_of(&n.view(), net4.is_some(), net6.is_some())
-            .and_then(|l| match &l {
-                Some(l) => inside(l, net4, net6).map(|_| Some(l.clone())),
+            .and_then(|l| match l {
+                Some(l) => inside(&l, net4, net6)
+                    .map(|_| Some(l))
+                    .map_err(|e| format!("Node {}: spec.podCIDRs: {e}", n.name())),
                 None => Ok(None),
             });
         match lease {
