@@ -55,24 +55,35 @@ fn peer_node(i: usize) -> Result<Node> {
     ))?)
 }
 
-/// Creates (or, with `delete`, deletes) Nodes through the API, 32 requests
-/// in flight.
-fn nodes(api: &ApiServer, range: std::ops::Range<usize>, delete: bool) -> Result<()> {
+enum Write {
+    Create(Box<Node>),
+    Delete(String),
+}
+
+/// Creates `create` and deletes the Nodes named `delete` through the API,
+/// 32 requests in flight.
+fn write_nodes(api: &ApiServer, create: Vec<Node>, delete: Vec<String>) -> Result<()> {
     let kubeconfig = api.admin_kubeconfig()?;
     in_netns(&api.host.ns, move || -> Result<()> {
         runtime()?.block_on(async move {
             let client =
                 weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
             let api: kube::Api<Node> = kube::Api::all(client);
-            let results: Vec<Result<()>> = futures::stream::iter(range)
-                .map(|i| {
+            let writes = create
+                .into_iter()
+                .map(|n| Write::Create(Box::new(n)))
+                .chain(delete.into_iter().map(Write::Delete));
+            let results: Vec<Result<()>> = futures::stream::iter(writes)
+                .map(|write| {
                     let api = api.clone();
                     async move {
-                        if delete {
-                            api.delete(&format!("peer-{i}"), &DeleteParams::default())
-                                .await?;
-                        } else {
-                            api.create(&PostParams::default(), &peer_node(i)?).await?;
+                        match write {
+                            Write::Create(node) => {
+                                drop(api.create(&PostParams::default(), &node).await?)
+                            }
+                            Write::Delete(name) => {
+                                drop(api.delete(&name, &DeleteParams::default()).await?)
+                            }
                         }
                         Ok(())
                     }
@@ -83,6 +94,11 @@ fn nodes(api: &ApiServer, range: std::ops::Range<usize>, delete: bool) -> Result
             results.into_iter().collect()
         })
     })?
+}
+
+/// Nodes `peer-<i>` for `range`.
+fn peers(range: std::ops::Range<usize>) -> Result<Vec<Node>> {
+    range.map(peer_node).collect()
 }
 
 /// One agent under test.
@@ -158,20 +174,9 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
         let kubeconfig = api.admin_kubeconfig()?;
         let own: Node =
             serde_json::from_value(node_json("node1", OWN_RANGE, serde_json::json!({})))?;
-        let own_kubeconfig = kubeconfig.clone();
-        in_netns(&api.host.ns, move || -> Result<()> {
-            runtime()?.block_on(async move {
-                let client =
-                    weft_proxy::shell::source::kubernetes::client(Some(&own_kubeconfig), None)
-                        .await?;
-                kube::Api::<Node>::all(client)
-                    .create(&PostParams::default(), &own)
-                    .await?;
-                Ok(())
-            })
-        })??;
+        write_nodes(&api, vec![own], Vec::new())?;
         let t = Instant::now();
-        nodes(&api, 0..n, false)?;
+        write_nodes(&api, peers(0..n)?, Vec::new())?;
         println!(
             "({n} Nodes created through the API in {:.1} s)",
             t.elapsed().as_secs_f64()
@@ -190,10 +195,10 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
             let (mut adds, mut dels) = (Vec::new(), Vec::new());
             for i in (n + 10..).take(a.samples) {
                 let t0 = Instant::now();
-                nodes(&api, i..i + 1, false)?;
+                write_nodes(&api, peers(i..i + 1)?, Vec::new())?;
                 adds.push(until_route(&mut nl, i, true, t0)?.as_secs_f64() * 1e3);
                 let t0 = Instant::now();
-                nodes(&api, i..i + 1, true)?;
+                write_nodes(&api, Vec::new(), vec![format!("peer-{i}")])?;
                 dels.push(until_route(&mut nl, i, false, t0)?.as_secs_f64() * 1e3);
             }
             // idle: what the agent holds once the samples have settled
