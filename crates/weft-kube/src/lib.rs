@@ -81,7 +81,12 @@ pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    out.replace('\n', " ")
+    // a library's pointer to its manual is not the reader's business
+    out.split(": ")
+        .filter(|part| !part.starts_with("https://docs.rs/"))
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }
 
 /// Whether `e` is the API server answering 404 Not Found.
@@ -164,6 +169,22 @@ mod tests {
         assert_eq!(
             text,
             r#"nodes is forbidden: User "x" cannot list resource "nodes""#
+        );
+    }
+
+    #[test]
+    fn library_manual_links_are_left_out() {
+        #[derive(Debug)]
+        struct Eof;
+        impl std::fmt::Display for Eof {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof")
+            }
+        }
+        impl std::error::Error for Eof {}
+        assert_eq!(
+            words(&Eof),
+            "peer closed connection without sending TLS close_notify"
         );
     }
 

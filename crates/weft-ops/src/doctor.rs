@@ -308,12 +308,14 @@ pub fn checksum_offload(device: &str, ethtool: Option<&str>) -> Finding {
     }
 }
 
-/// The subnet file: present, parseable, and matching a lease in etcd.
+/// The subnet file: present, parseable, and matching a lease in `store`
+/// (etcd, or the Nodes' annotations).
 pub fn subnet_file(
     path: &str,
     read: Result<(), String>,
     subnet: Option<IpNet>,
     leased: Option<bool>,
+    store: &str,
 ) -> Finding {
     const C: &str = "subnet-file";
     match read {
@@ -336,14 +338,14 @@ pub fn subnet_file(
         );
     };
     match leased {
-        Some(true) => Finding::ok(C, format!("{path}: {subnet}, leased in etcd")),
+        Some(true) => Finding::ok(C, format!("{path}: {subnet}, leased in {store}")),
         Some(false) => Finding::bad(
             C,
             Severity::Error,
-            format!("{path} says {subnet}, but etcd has no lease for it (stale file: another host may take it)"),
+            format!("{path} says {subnet}, but {store} holds no lease for it (stale file: another host may take it)"),
             "restart the agent: it re-acquires a lease and rewrites the file; then restart docker",
         ),
-        None => Finding::skip(C, format!("{path}: {subnet} (etcd not reachable to confirm)")),
+        None => Finding::skip(C, format!("{path}: {subnet} ({store} not reachable to confirm)")),
     }
 }
 
@@ -487,6 +489,47 @@ pub fn etcd(
     }
 }
 
+/// Kubernetes mode: the API server reachable, the network config file,
+/// and this host's Node holding its lease (`node`: what it says, or what
+/// is wrong with it).
+pub fn kube(
+    reached: Result<(), String>,
+    config: Option<Result<String, String>>,
+    config_path: &str,
+    node: Result<String, String>,
+) -> Finding {
+    const C: &str = "kubernetes";
+    if let Err(e) = reached {
+        return Finding::bad(
+            C,
+            Severity::Error,
+            format!("the Kubernetes API is not reachable: {e}"),
+            "check --kubeconfig-file / --kube-api-url (FLANNELD_KUBECONFIG_FILE, FLANNELD_KUBE_API_URL), the API server and its certificate",
+        );
+    }
+    match config {
+        None => {
+            return Finding::bad(
+                C,
+                Severity::Error,
+                format!("no network config at {config_path}"),
+                "mount the kube-flannel-cfg ConfigMap's net-conf.json there (--net-config-path)",
+            )
+        }
+        Some(Err(e)) => return Finding::bad(C, Severity::Error, e, format!("fix {config_path}")),
+        Some(Ok(_)) => {}
+    }
+    match node {
+        Ok(desc) => Finding::ok(C, format!("API reachable; {config_path} read; {desc}")),
+        Err(e) => Finding::bad(
+            C,
+            Severity::Error,
+            e,
+            "start the agent with -kube-subnet-mgr on this host (the DaemonSet's pod); check the controller-manager assigns pod ranges (--allocate-node-cidrs)",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,11 +632,18 @@ mod tests {
             Severity::Error
         );
         assert_eq!(
-            subnet_file("/x", Err("missing".into()), None, None).severity,
+            subnet_file("/x", Err("missing".into()), None, None, "etcd").severity,
             Severity::Error
         );
         assert_eq!(
-            subnet_file("/x", Ok(()), Some(net("172.30.1.1/24")), Some(false)).severity,
+            subnet_file(
+                "/x",
+                Ok(()),
+                Some(net("172.30.1.1/24")),
+                Some(false),
+                "etcd"
+            )
+            .severity,
             Severity::Error
         );
         assert_eq!(

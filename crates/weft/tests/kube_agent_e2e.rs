@@ -118,6 +118,25 @@ fn annotation(node: &serde_json::Value, key: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// `weft <command> <flags…> <extra…> -o json` in `host`'s namespace, its
+/// output parsed (whatever its exit status: the doctor's says how well).
+fn weft_json(host: &Host, command: &str, flags: &[String], extra: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.ns, WEFT, command])
+        .args(flags)
+        .args(extra)
+        .args(["-o", "json"])
+        .output()
+        .unwrap_or_else(|e| panic!("weft {command}: {e}"));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "weft {command}: {e}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 fn wait_env(lab: &mut Lab, host: &Host) -> SubnetEnv {
     lab.wait_subnet_env(host, SECS(40))
         .unwrap_or_else(|e| panic!("subnet file of {}: {e:#}", host.name))
@@ -221,6 +240,53 @@ fn three_weft_nodes_on_the_manifest_s_role() {
                 )
             });
     }
+
+    // weft status and weft doctor read the cluster as the agents do
+    let kube_flags = [
+        "--kube-subnet-mgr".to_string(),
+        format!("--kubeconfig-file={}", kubeconfig.display()),
+        format!("--net-config-path={}", conf.display()),
+        format!("--subnet-file={}", lab.subnet_file(&hosts[0]).display()),
+    ];
+    let status = weft_json(&hosts[0], "status", &kube_flags, &["--iface=eth0"]);
+    assert_eq!(status["source"], "kubernetes", "{status}");
+    let leases = status["leases"].as_array().expect("leases");
+    let nodes: Vec<&str> = leases.iter().filter_map(|l| l["node"].as_str()).collect();
+    assert_eq!(nodes, ["k1", "k2", "k3"], "{status}");
+    assert_eq!(leases[0]["this_host"], true, "{status}");
+    assert_eq!(leases[1]["subnet"], "172.30.2.0/24", "{status}");
+    assert_eq!(status["dataplane"]["in_sync"], true, "{status}");
+    let doctor = weft_json(&hosts[0], "doctor", &kube_flags, &["--node-name=k1"]);
+    let finding = |check: &str| {
+        doctor
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["check"] == check))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {check} finding: {doctor}"))
+    };
+    let k = finding("kubernetes");
+    assert_eq!(k["severity"], "ok", "{k}");
+    assert!(
+        k["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Node k1 holds lease 172.30.1.0-24")),
+        "{k}"
+    );
+    let f = finding("subnet-file");
+    assert_eq!(f["severity"], "ok", "{f}");
+    let stranger = weft_json(&hosts[0], "doctor", &kube_flags, &["--node-name=k9"]);
+    let k9 = stranger
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["check"] == "kubernetes"))
+        .cloned()
+        .expect("kubernetes finding");
+    assert_eq!(k9["severity"], "error", "{k9}");
+    assert!(
+        k9["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("there is no Node k9")),
+        "{k9}"
+    );
 
     // an operator moves k3's public address: k3 republishes, peers follow
     let moved = Ipv4Addr::new(

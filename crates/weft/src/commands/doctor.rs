@@ -1,7 +1,8 @@
 //! `weft doctor`: diagnoses the failures the article's troubleshooting
 //! list (and flannel operators) keep meeting. Gathers facts from this host
-//! and etcd; the judgements live in `weft_ops::doctor`. Exit status: 0 all
-//! well, 1 warnings, 2 errors.
+//! and etcd (or, with `--kube-subnet-mgr`, the Kubernetes API and the
+//! network config file); the judgements live in `weft_ops::doctor`. Exit
+//! status: 0 all well, 1 warnings, 2 errors.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,11 +14,17 @@ use weft_etcd::Registry;
 use weft_ops::doctor::{self, Finding};
 
 use super::etcd_args::EtcdArgs;
+use super::kube_args::KubeArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// This host's Node, in Kubernetes mode (default: the host name)
+    #[arg(long = "node-name", env = "NODE_NAME")]
+    node_name: Option<String>,
     /// The agent's subnet file
     #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
     subnet_file: PathBuf,
@@ -30,22 +37,96 @@ pub struct DoctorArgs {
     output: String,
 }
 
-/// What etcd told us.
+/// What the lease store (etcd, or the Kubernetes API) told us.
 #[derive(Default)]
-struct EtcdFacts {
+struct StoreFacts {
     reached: Option<Result<(), String>>,
     config: Option<Result<NetConfig, String>>,
     /// Whether the subnet file's subnet has a lease, and that lease's VtepMAC.
     leased: Option<bool>,
     vtep_mac: Option<String>,
+    /// Kubernetes mode: this host's Node and its lease, or what is wrong.
+    node: Option<Result<String, String>>,
 }
 
-fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> EtcdFacts {
-    let mut facts = EtcdFacts::default();
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    else {
+        .ok()
+}
+
+fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
+    let mut facts = StoreFacts::default();
+    let config = a.kube.net_config().map_err(|e| format!("{e:#}"));
+    let network = config
+        .clone()
+        .ok()
+        .and_then(|c| weft_agent::source::Network::from_config(c).ok());
+    facts.config = Some(config);
+    let Some(rt) = runtime() else { return facts };
+    let node = a
+        .node_name
+        .clone()
+        .or_else(|| read_trim("/proc/sys/kernel/hostname"));
+    rt.block_on(async {
+        let client = match a.kube.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                facts.reached = Some(Err(format!("{e:#}")));
+                return;
+            }
+        };
+        let Some(network) = network else {
+            facts.reached = Some(Ok(()));
+            return;
+        };
+        let prefix = &a.kube.kube_annotation_prefix;
+        let listed = match weft_agent::source::kube::list_leases(client, prefix, &network).await {
+            Ok(l) => l,
+            Err(e) => {
+                facts.reached = Some(Err(format!("{e:#}")));
+                return;
+            }
+        };
+        facts.reached = Some(Ok(()));
+        let own = subnet.and_then(|subnet| {
+            listed.leases.iter().find(|(_, l)| {
+                l.key.v4.map(IpNet::V4) == Some(subnet.trunc())
+                    || l.key.v6.map(IpNet::V6) == Some(subnet.trunc())
+            })
+        });
+        if subnet.is_some() {
+            facts.leased = Some(own.is_some());
+        }
+        facts.vtep_mac = own
+            .and_then(|(_, l)| {
+                l.attrs
+                    .vxlan_data("", subnet.is_some_and(|s| s.addr().is_ipv6()))
+                    .ok()
+            })
+            .map(|d| d.vtep_mac.to_string());
+        let Some(node) = node else {
+            facts.node = Some(Err("this host's Node name is unknown: give --node-name (or NODE_NAME)".into()));
+            return;
+        };
+        let held = listed.leases.iter().find(|(n, _)| *n == node);
+        let unusable = listed.left_out.iter().find(|w| w.starts_with(&format!("Node {node}:")));
+        facts.node = Some(match (held, unusable) {
+            (Some((_, l)), _) => Ok(format!("Node {node} holds lease {} ({} via {})", l.key, l.attrs.backend(), l.attrs.public_ip)),
+            (None, Some(why)) => Err(format!("{why} (the agent and its peers leave this Node out)")),
+            (None, None) if listed.without_lease.contains(&node) => Err(format!(
+                "Node {node} publishes no lease (no {prefix}/kube-subnet-manager annotation): is the agent running here with -kube-subnet-mgr?"
+            )),
+            (None, None) => Err(format!("there is no Node {node}: give this host's Node name with --node-name (or NODE_NAME)")),
+        });
+    });
+    facts
+}
+
+fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
+    let mut facts = StoreFacts::default();
+    let Some(rt) = runtime() else {
         return facts;
     };
     rt.block_on(async {
@@ -107,31 +188,48 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         .as_ref()
         .and_then(|e| e.subnet.map(IpNet::V4).or(e.ipv6_subnet.map(IpNet::V6)));
 
-    // etcd and the config.
-    let facts = etcd_facts(a, subnet);
-    let key = format!("{}/config", a.etcd.prefix.trim_end_matches('/'));
+    // The lease store (etcd, or the Kubernetes API) and the config.
+    let kube = a.kube.kube_subnet_mgr;
+    let facts = if kube {
+        kube_facts(a, subnet)
+    } else {
+        etcd_facts(a, subnet)
+    };
     let config = facts.config.as_ref().and_then(|c| c.as_ref().ok());
-    findings.push(doctor::etcd(
-        facts.reached.clone().unwrap_or(Err("not tried".into())),
-        facts.config.as_ref().map(|c| match c {
-            Ok(c) => Ok(format!(
-                "network {}, backend {}",
-                c.ipv4
-                    .as_ref()
-                    .map(|p| p.network().to_string())
-                    .or(c.ipv6.as_ref().map(|p| p.network().to_string()))
-                    .unwrap_or_default(),
-                c.backend.type_name()
-            )),
-            Err(e) => Err(e.clone()),
-        }),
-        &key,
-    ));
+    let described = facts.config.as_ref().map(|c| match c {
+        Ok(c) => Ok(format!(
+            "network {}, backend {}",
+            c.ipv4
+                .as_ref()
+                .map(|p| p.network().to_string())
+                .or(c.ipv6.as_ref().map(|p| p.network().to_string()))
+                .unwrap_or_default(),
+            c.backend.type_name()
+        )),
+        Err(e) => Err(e.clone()),
+    });
+    let reached = facts.reached.clone().unwrap_or(Err("not tried".into()));
+    if kube {
+        findings.push(doctor::kube(
+            reached,
+            described,
+            &a.kube.net_config_path,
+            facts.node.clone().unwrap_or(Err("not read".into())),
+        ));
+    } else {
+        let key = format!("{}/config", a.etcd.prefix.trim_end_matches('/'));
+        findings.push(doctor::etcd(reached, described, &key));
+    }
     findings.push(doctor::subnet_file(
         &path,
         file.as_ref().map(|_| ()).map_err(Clone::clone),
         subnet,
         facts.leased,
+        if kube {
+            "the Nodes' annotations"
+        } else {
+            "etcd"
+        },
     ));
 
     // Kernel settings and firewall.

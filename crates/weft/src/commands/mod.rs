@@ -6,6 +6,7 @@ pub mod docker_opts;
 pub mod doctor;
 pub mod etcd_args;
 pub mod install;
+pub mod kube_args;
 pub mod proxy;
 pub mod proxy_config;
 pub mod qos;

@@ -1,8 +1,10 @@
-//! `weft status`: the cluster's lease table from etcd (subnet, public IP,
-//! backend, VTEP MAC, time left on the lease, which one is this host), the
-//! local data path compared with what those leases require (the agent's
-//! own planner, so "missing" and "stale" mean what the agent would fix),
-//! and optionally whether each peer answers a ping over the overlay.
+//! `weft status`: the cluster's lease table (subnet, public IP, backend,
+//! VTEP MAC, which one is this host; from etcd with the time left on each
+//! lease, or, with `--kube-subnet-mgr`, from the Nodes' annotations with
+//! each lease's Node), the local data path compared with what those
+//! leases require (the agent's own planner, so "missing" and "stale" mean
+//! what the agent would fix), and optionally whether each peer answers a
+//! ping over the overlay.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,18 +12,23 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use weft_agent::reconcile::{Reconciler, Sink};
+use weft_agent::source::Network;
 use weft_agent::underlay::{self, Selector};
 use weft_core::config::{BackendConfig, NetConfig};
+use weft_core::lease::Lease;
 use weft_core::plan::Op;
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
 
 use super::etcd_args::EtcdArgs;
+use super::kube_args::KubeArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// The agent's subnet file (tells which lease is this host's)
     #[arg(long = "subnet-file", default_value = "/run/flannel/subnet.env")]
     subnet_file: PathBuf,
@@ -34,6 +41,79 @@ pub struct StatusArgs {
     /// table or json
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: String,
+}
+
+/// One lease and where it lives: its etcd lease's seconds left (-1: none
+/// or unknown) or its Node.
+struct Row {
+    lease: Lease,
+    expires_in: Option<i64>,
+    node: Option<String>,
+}
+
+/// The cluster as the agent sees it.
+struct Cluster {
+    network: Network,
+    rows: Vec<Row>,
+    /// Nodes whose lease the agent leaves out, with why.
+    left_out: Vec<String>,
+}
+
+async fn from_etcd(etcd_args: &EtcdArgs) -> Result<Cluster> {
+    let etcd = weft_etcd::connect(&etcd_args.options()).await?;
+    let mut reg = Registry::new(etcd.clone(), &etcd_args.prefix);
+    let config = reg
+        .config()
+        .await?
+        .ok_or_else(|| anyhow!("no network config at {}", reg.config_key()))?;
+    let net = NetConfig::parse(&config).map_err(|e| anyhow!("network config: {e}"))?;
+    let network = Network::from_config(net).map_err(|e| anyhow!("network config: {e}"))?;
+    let listing = reg.list().await?;
+    let mut rows = Vec::with_capacity(listing.leases.len());
+    for r in listing.leases {
+        let ttl = match r.etcd_lease {
+            0 => -1,
+            id => etcd
+                .call(&format!("reading lease {id:x}"), |mut c| async move {
+                    c.lease_time_to_live(id, None).await
+                })
+                .await
+                .map(|t| t.ttl())
+                .unwrap_or(-1),
+        };
+        rows.push(Row {
+            lease: r.into_lease(),
+            expires_in: Some(ttl),
+            node: None,
+        });
+    }
+    Ok(Cluster {
+        network,
+        rows,
+        left_out: Vec::new(),
+    })
+}
+
+async fn from_kube(kube_args: &KubeArgs) -> Result<Cluster> {
+    let network = kube_args.network()?;
+    let client = kube_args.client().await?;
+    let listed =
+        weft_agent::source::kube::list_leases(client, &kube_args.kube_annotation_prefix, &network)
+            .await?;
+    let rows = listed
+        .leases
+        .into_iter()
+        .map(|(node, lease)| Row {
+            lease,
+            expires_in: None,
+            node: Some(node),
+        })
+        .collect();
+    Ok(Cluster {
+        network,
+        rows,
+        left_out: listed.left_out,
+    })
 }
 
 fn describe(op: &Op) -> String {
@@ -68,38 +148,19 @@ pub fn run(a: StatusArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let (config, records, ttls) = rt.block_on(async {
-        let etcd = weft_etcd::connect(&a.etcd.options()).await?;
-        let mut reg = Registry::new(etcd.clone(), &a.etcd.prefix);
-        let config = reg
-            .config()
-            .await?
-            .ok_or_else(|| anyhow!("no network config at {}", reg.config_key()))?;
-        let listing = reg.list().await?;
-        let mut ttls = Vec::with_capacity(listing.leases.len());
-        for r in &listing.leases {
-            let ttl = match r.etcd_lease {
-                0 => -1,
-                id => etcd
-                    .call(&format!("reading lease {id:x}"), |mut c| async move {
-                        c.lease_time_to_live(id, None).await
-                    })
-                    .await
-                    .map(|t| t.ttl())
-                    .unwrap_or(-1),
-            };
-            ttls.push(ttl);
+    let cluster = rt.block_on(async {
+        if a.kube.kube_subnet_mgr {
+            from_kube(&a.kube).await
+        } else {
+            from_etcd(&a.etcd).await
         }
-        anyhow::Ok((config, listing.leases, ttls))
     })?;
-    let net = NetConfig::parse(&config).map_err(|e| anyhow!("network config: {e}"))?;
-    let network = weft_agent::source::Network::from_config(net)
-        .map_err(|e| anyhow!("network config: {e}"))?;
-    let (pools, backend) = (network.pools, network.backend);
+    let (pools, backend) = (&cluster.network.pools, &cluster.network.backend);
+    let records = &cluster.rows;
     let env = std::fs::read_to_string(&a.subnet_file)
         .ok()
         .and_then(|t| SubnetEnv::parse(&t).ok());
-    let own = records.iter().find(|r| {
+    let own = records.iter().map(|r| &r.lease).find(|r| {
         env.as_ref().is_some_and(|e| {
             e.subnet.map(|s| s.trunc()) == r.key.v4
                 || (r.key.v4.is_none() && e.ipv6_subnet.map(|s| s.trunc()) == r.key.v6)
@@ -131,9 +192,8 @@ pub fn run(a: StatusArgs) -> Result<()> {
             }
         }
         let nexthops = weft_kernel::supports_nexthops(&mut nl);
-        let (planners, ownership) = weft_agent::datapath::kernel_plan(
-            &backend, &pools, own.key, &under, &devices, nexthops,
-        );
+        let (planners, ownership) =
+            weft_agent::datapath::kernel_plan(backend, pools, own.key, &under, &devices, nexthops);
         let mut rec = Reconciler::new(
             nl,
             Sink {
@@ -143,7 +203,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             ownership,
             own.key,
         );
-        let leases: Vec<_> = records.iter().cloned().map(|r| r.into_lease()).collect();
+        let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
         rec.reset(&leases);
         let ops = rec.drift()?;
         let missing: Vec<String> = ops
@@ -177,8 +237,8 @@ pub fn run(a: StatusArgs) -> Result<()> {
 
     let leases: Vec<serde_json::Value> = records
         .iter()
-        .zip(&ttls)
-        .map(|(r, ttl)| {
+        .map(|row| {
+            let r = &row.lease;
             let this = own.is_some_and(|o| o.key == r.key);
             let mac = r
                 .attrs
@@ -194,7 +254,8 @@ pub fn run(a: StatusArgs) -> Result<()> {
                 "public_ip": r.attrs.public_ip.to_string(),
                 "backend": r.attrs.backend(),
                 "vtep_mac": mac,
-                "expires_in_seconds": ttl,
+                "expires_in_seconds": row.expires_in,
+                "node": row.node,
                 "this_host": this,
                 "reachable": reachable,
             })
@@ -210,7 +271,9 @@ pub fn run(a: StatusArgs) -> Result<()> {
             "ipv6_network": pools.v6.as_ref().map(|p| p.network().to_string()),
             "backend": backend.type_name(),
             "iptables_backend": iptables,
+            "source": if a.kube.kube_subnet_mgr { "kubernetes" } else { "etcd" },
             "leases": leases,
+            "left_out": cluster.left_out,
             "dataplane": dataplane,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -231,7 +294,11 @@ pub fn run(a: StatusArgs) -> Result<()> {
         "PUBLIC IP".into(),
         "BACKEND".into(),
         "VTEP MAC".into(),
-        "EXPIRES".into(),
+        if a.kube.kube_subnet_mgr {
+            "NODE".into()
+        } else {
+            "EXPIRES".into()
+        },
         "REACHABLE".into(),
         "".into(),
     ]];
@@ -246,7 +313,10 @@ pub fn run(a: StatusArgs) -> Result<()> {
             s("public_ip"),
             s("backend"),
             s("vtep_mac"),
-            human(l["expires_in_seconds"].as_i64().unwrap_or(-1)),
+            match l["node"].as_str() {
+                Some(node) => node.to_string(),
+                None => human(l["expires_in_seconds"].as_i64().unwrap_or(-1)),
+            },
             match l["reachable"].as_bool() {
                 Some(true) => "yes".into(),
                 Some(false) => "NO".into(),
@@ -260,6 +330,9 @@ pub fn run(a: StatusArgs) -> Result<()> {
         ]);
     }
     print!("{}", super::table(&rows));
+    for why in &cluster.left_out {
+        println!("left out: {why}");
+    }
     match (&dataplane, own) {
         (serde_json::Value::Null, _) => println!(
             "data path: not checked ({} has no lease of this cluster)",

@@ -9,7 +9,9 @@
 
 pub mod annotations;
 mod announce;
+mod list_watch;
 pub mod node;
+mod proto;
 mod watch;
 
 use std::collections::HashSet;
@@ -19,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
+use tokio::sync::mpsc;
 use tokio::time::sleep;
 use weft_core::config::NetConfig;
 use weft_core::lease::{LeaseAttrs, LeaseKey};
@@ -41,6 +43,9 @@ const FLAGS: FlagNames = FlagNames {
 
 pub struct KubeSource {
     nodes: Api<LeaseNode>,
+    /// Every Node, followed from the moment the source opens: the list is
+    /// on its way while the data path is set up.
+    events: Option<mpsc::Receiver<list_watch::Signal>>,
     /// This host's Node.
     name: String,
     names: AnnotationNames,
@@ -68,9 +73,11 @@ impl KubeSource {
         let name = node_name(&client).await?;
         let nodes: Api<LeaseNode> = Api::all(client);
         let node = read_node(&nodes, &name).await?;
+        let events = Some(list_watch::spawn(nodes.clone().into_client()));
         tracing::info!(node = %name, prefix = %args.kube_annotation_prefix, "leases from the Kubernetes API (Node annotations)");
         Ok(KubeSource {
             nodes,
+            events,
             name,
             names,
             net_config_path: PathBuf::from(&args.net_config_path),
@@ -131,6 +138,43 @@ impl KubeSource {
     }
 }
 
+/// Every Node's lease, read as the agent reads them (for `weft status`
+/// and `weft doctor`).
+pub struct NodeLeases {
+    /// (Node name, its lease), in the API server's order (by name).
+    pub leases: Vec<(String, weft_core::lease::Lease)>,
+    /// Nodes whose lease cannot be used, with why.
+    pub left_out: Vec<String>,
+    /// Nodes that publish no lease (no `kube-subnet-manager` annotation).
+    pub without_lease: Vec<String>,
+}
+
+/// Lists the Nodes once and reads their leases under `prefix` for
+/// `network`.
+pub async fn list_leases(client: Client, prefix: &str, network: &Network) -> Result<NodeLeases> {
+    let names = AnnotationNames::new(prefix).map_err(|e| anyhow!(e))?;
+    let nodes: Api<LeaseNode> = Api::all(client);
+    let list = nodes
+        .list(&Default::default())
+        .await
+        .map_err(|e| anyhow!("listing the Nodes: {}", words(&e)))?;
+    let net = |p: &Option<weft_core::subnet::SubnetPool>| p.as_ref().map(|p| p.network());
+    let networks = (net(&network.pools.v4), net(&network.pools.v6));
+    let mut out = NodeLeases {
+        leases: Vec::new(),
+        left_out: Vec::new(),
+        without_lease: Vec::new(),
+    };
+    for n in list {
+        match watch::node_lease(&names, networks, &n.view()) {
+            Ok(Some(l)) => out.leases.push((n.name().to_string(), l)),
+            Ok(None) => out.without_lease.push(n.name().to_string()),
+            Err(e) => out.left_out.push(e),
+        }
+    }
+    Ok(out)
+}
+
 /// The lease key of this node's pod ranges: one per family the network
 /// enables, each inside that family's network.
 fn own_key(
@@ -183,9 +227,29 @@ async fn node_name(client: &Client) -> Result<String> {
     let (Some(pod), Some(ns)) = (env("POD_NAME"), env("POD_NAMESPACE")) else {
         bail!("-kube-subnet-mgr needs the node's name: set NODE_NAME, or POD_NAME and POD_NAMESPACE (the DaemonSet sets them from the downward API)");
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let p = pods
-        .get(&pod)
+    for (var, value) in [("POD_NAMESPACE", &ns), ("POD_NAME", &pod)] {
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            bail!("{var} {value:?}: not a Kubernetes object name (lower-case letters, digits, '-', '.')");
+        }
+    }
+    // only spec.nodeName is read: a Pod's full type is a large decoder
+    #[derive(serde::Deserialize)]
+    struct PodNode {
+        spec: Option<PodNodeSpec>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PodNodeSpec {
+        node_name: Option<String>,
+    }
+    let request = http::Request::get(format!("/api/v1/namespaces/{ns}/pods/{pod}"))
+        .body(Vec::new())
+        .map_err(|e| anyhow!("reading pod {ns}/{pod}: {e}"))?;
+    let p: PodNode = client
+        .request(request)
         .await
         .map_err(|e| anyhow!("reading pod {ns}/{pod} for its node name: {}", words(&e)))?;
     p.spec

@@ -48,6 +48,26 @@ fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     })
 }
 
+impl From<super::proto::Node> for LeaseNode {
+    fn from(n: super::proto::Node) -> Self {
+        let meta = n.metadata.unwrap_or_default();
+        let spec = n.spec.unwrap_or_default();
+        let some = |s: String| Some(s).filter(|s| !s.is_empty());
+        LeaseNode {
+            metadata: ObjectMeta {
+                name: some(meta.name),
+                resource_version: some(meta.resource_version),
+                annotations: Some(meta.annotations).filter(|a| !a.is_empty()),
+                ..ObjectMeta::default()
+            },
+            spec: PodRanges {
+                pod_cidr: some(spec.pod_cidr),
+                pod_cidrs: spec.pod_cidrs,
+            },
+        }
+    }
+}
+
 static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
 
 impl LeaseNode {

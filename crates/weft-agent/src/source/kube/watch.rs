@@ -1,6 +1,5 @@
-//! Following every Node: a list, then a watch from its resourceVersion
-//! (kube-runtime's watcher: bookmarks, a fresh list on `410 Gone`,
-//! reconnects with backoff). Each Node is turned into a lease as it
+//! What the agent does with every Node ([`super::list_watch`]: a list,
+//! then a watch from its resourceVersion). Each Node is turned into a lease as it
 //! arrives and the Node itself dropped; between watch events nothing per
 //! Node is kept here but the names of unreadable ones (a listing holds
 //! its leases until it is complete). This host's own Node is also checked
@@ -9,22 +8,16 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use futures::StreamExt;
 use ipnet::IpNet;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
 use tokio::sync::{mpsc, Notify};
 use weft_core::lease::{Lease, LeaseKey};
-use weft_kube::{words, Retry};
 
-use super::annotations::pod_cidrs;
-use super::node::LeaseNode;
+use super::annotations::{pod_cidrs, AnnotationNames, NodeView};
+use super::list_watch::{self, NodeEvent as Event};
+use super::proto::Node;
 use super::KubeSource;
 use crate::source::{Change, Update};
 use crate::Never;
-
-/// Nodes per list request.
-const LIST_PAGE: u32 = 2000;
 
 impl KubeSource {
     /// Sends every managed Node's lease, then each change, until a fatal
@@ -35,31 +28,26 @@ impl KubeSource {
         updates: mpsc::Sender<Update>,
         ready: Arc<Notify>,
     ) -> Result<Never> {
-        // Pages of 2,000 Nodes: fewer round trips than kube-runtime's 500
-        // (the list is most of a cold start), each page programmed while
-        // the next is on its way. (resourceVersion=0, client-go's list
-        // from the watch cache, is faster per byte but comes as one
-        // response, so nothing overlaps: slower here at 5,000 Nodes.)
-        let config = watcher::Config::default().page_size(LIST_PAGE);
-        let mut events = watcher(self.nodes.clone(), config)
-            .backoff(Retry::default())
-            .boxed();
+        let mut events = match self.events.take() {
+            Some(events) => events,
+            None => list_watch::spawn(self.nodes.clone().into_client()),
+        };
         let mut building: Option<Vec<Lease>> = None;
         let mut marked = !self.set_network_unavailable;
         let mut failing = false;
         let mut own_listed = false;
-        // The first listing is also sent page by page as it arrives, so
-        // the kernel is programmed while the next page is on its way (the
-        // complete listing follows, as after any re-listing).
+        // The first listing is also sent in parts as it arrives, so the
+        // kernel is programmed while the rest is on its way (the complete
+        // listing follows, as after any re-listing).
         let mut listed_once = false;
         let mut early: Vec<Change> = Vec::new();
         let mut listing_since = std::time::Instant::now();
         loop {
             let ev = tokio::select! {
                 biased;
-                ev = events.next() => ev,
-                // the first listing's page is consumed and the next one
-                // requested: program what came while the API server works
+                ev = events.recv() => ev,
+                // nothing more has arrived yet: program what came while
+                // the API server sends the rest
                 _ = std::future::ready(()), if !early.is_empty() => {
                     send(&updates, Update::Changes(std::mem::take(&mut early))).await?;
                     continue;
@@ -74,10 +62,7 @@ impl KubeSource {
                 None => bail!("the Node watch ended"),
                 Some(Err(e)) => {
                     if !failing {
-                        tracing::warn!(
-                            "watching Nodes: {}; retrying with backoff (routes stay in place)",
-                            words(&e)
-                        );
+                        tracing::warn!("{e}; retrying with backoff (routes stay in place)");
                         failing = true;
                     }
                     continue;
@@ -154,11 +139,11 @@ impl KubeSource {
 
     /// This host's Node changed: re-publish when it no longer says what
     /// this node publishes.
-    async fn saw(&mut self, n: &LeaseNode) -> Result<()> {
+    async fn saw(&mut self, n: &Node) -> Result<()> {
         if n.name() != self.name {
             return Ok(());
         }
-        self.node = n.clone();
+        self.node = n.clone().into();
         self.announce().await
     }
 
@@ -166,18 +151,8 @@ impl KubeSource {
     /// cannot be read, or whose pod range lies outside the network, is
     /// logged once and left out (a change to it leaves its routes as they
     /// were; a re-listing without it removes them).
-    fn lease(&mut self, n: &LeaseNode) -> Option<Lease> {
-        let (net4, net6) = self.networks;
-        let lease = self
-            .names
-            .lease_of(&n.view(), net4.is_some(), net6.is_some())
-            .and_then(|l| match l {
-                Some(l) => inside(&l, net4, net6)
-                    .map(|_| Some(l))
-                    .map_err(|e| format!("Node {}: spec.podCIDRs: {e}", n.name())),
-                None => Ok(None),
-            });
-        match lease {
+    fn lease(&mut self, n: &Node) -> Option<Lease> {
+        match node_lease(&self.names, self.networks, &n.view()) {
             Ok(l) => {
                 self.warned.remove(n.name());
                 l
@@ -189,6 +164,21 @@ impl KubeSource {
                 None
             }
         }
+    }
+}
+
+/// The lease a Node holds, if any, read as the agent reads it: its
+/// annotations, and its pod ranges inside the network (IPv4, IPv6).
+pub(super) fn node_lease(
+    names: &AnnotationNames,
+    (net4, net6): (Option<IpNet>, Option<IpNet>),
+    n: &NodeView,
+) -> std::result::Result<Option<Lease>, String> {
+    match names.lease_of(n, net4.is_some(), net6.is_some())? {
+        Some(l) => inside(&l, net4, net6)
+            .map(|_| Some(l))
+            .map_err(|e| format!("Node {}: spec.podCIDRs: {e}", n.name)),
+        None => Ok(None),
     }
 }
 
@@ -217,7 +207,7 @@ async fn send(updates: &mpsc::Sender<Update>, u: Update) -> Result<()> {
 }
 
 /// The lease key a deleted Node held (its pod ranges).
-fn removed(n: &LeaseNode, own: &LeaseKey) -> Option<LeaseKey> {
+fn removed(n: &Node, own: &LeaseKey) -> Option<LeaseKey> {
     let (v4, v6) = pod_cidrs(&n.view()).ok()?;
     let key = LeaseKey {
         v4: v4.filter(|_| own.v4.is_some()),
@@ -226,7 +216,7 @@ fn removed(n: &LeaseNode, own: &LeaseKey) -> Option<LeaseKey> {
     key.primary().map(|_| key)
 }
 
-fn event_name(ev: &Event<LeaseNode>) -> String {
+fn event_name(ev: &Event) -> String {
     match ev {
         Event::Init => "init".into(),
         Event::InitApply(n) => format!("listed {}", n.name()),

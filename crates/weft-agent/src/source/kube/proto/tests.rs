@@ -1,0 +1,145 @@
+//! Against bytes captured from kube-apiserver v1.36.3 (`testdata/`):
+//! a list of three Nodes, watch frames (MODIFIED, DELETED, BOOKMARK, an
+//! ERROR for an expired resourceVersion) and a 404's Status.
+
+use super::*;
+
+const LIST: &[u8] = include_bytes!("../testdata/node-list.pb");
+const MODIFIED: &[u8] = include_bytes!("../testdata/watch-modified.pb");
+const DELETED_BOOKMARK: &[u8] = include_bytes!("../testdata/watch-delete-bookmark.pb");
+const GONE: &[u8] = include_bytes!("../testdata/watch-gone.pb");
+const NOT_FOUND: &[u8] = include_bytes!("../testdata/not-found.pb");
+
+fn list_in_chunks(bytes: &[u8], chunk: usize) -> (Vec<ListItem>, bool) {
+    let mut d = ListDecoder::default();
+    let mut items = Vec::new();
+    for c in bytes.chunks(chunk) {
+        d.push(c);
+        while let Some(item) = d.next().expect("decodes") {
+            items.push(item);
+        }
+    }
+    (items, d.complete())
+}
+
+fn name(n: &Node) -> &str {
+    n.metadata.as_ref().map_or("", |m| m.name.as_str())
+}
+
+#[test]
+fn a_list_gives_its_version_then_each_node_however_it_is_cut() {
+    for chunk in [1, 7, 100, 1 << 20] {
+        let (items, complete) = list_in_chunks(LIST, chunk);
+        assert!(complete, "chunks of {chunk}");
+        assert_eq!(items.len(), 4, "chunks of {chunk}");
+        assert_eq!(items[0], ListItem::Version("5262".into()));
+        let ListItem::Node(peer) = &items[2] else {
+            panic!("a Node")
+        };
+        assert_eq!(name(peer), "peer-0");
+        let meta = peer.metadata.as_ref().expect("metadata");
+        assert_eq!(
+            meta.annotations
+                .get("flannel.alpha.coreos.com/backend-type")
+                .map(String::as_str),
+            Some("vxlan")
+        );
+        assert!(!meta.resource_version.is_empty());
+        let spec = peer.spec.as_ref().expect("spec");
+        assert_eq!(spec.pod_cidr, "100.64.0.64/26");
+        assert_eq!(spec.pod_cidrs, vec!["100.64.0.64/26"]);
+    }
+}
+
+#[test]
+fn a_cut_list_is_not_complete_and_garbage_is_refused() {
+    let (items, complete) = list_in_chunks(&LIST[..LIST.len() - 200], 64);
+    assert!(!complete);
+    assert_eq!(items.len(), 3, "the last Node is not given half-read");
+    let mut d = ListDecoder::default();
+    d.push(b"{\"kind\":\"NodeList\"}");
+    assert!(d.next().expect_err("JSON").contains("k8s"));
+    // a Node where a NodeList belongs
+    let mut d = ListDecoder::default();
+    let envelope = MODIFIED
+        .windows(4)
+        .position(|w| w == b"k8s\0")
+        .expect("an envelope");
+    d.push(&MODIFIED[envelope..]);
+    let e = d.next().expect_err("a Node");
+    assert!(e.contains("NodeList") && e.contains("Node"), "{e}");
+}
+
+#[test]
+fn watch_frames_give_modified_deleted_bookmark() {
+    let mut d = WatchDecoder::default();
+    for c in MODIFIED.chunks(5) {
+        d.push(c);
+    }
+    let ev = d.next().expect("decodes").expect("an event");
+    assert_eq!(ev.kind, "MODIFIED");
+    let Object::Node(n) = ev.object else {
+        panic!("a Node")
+    };
+    assert_eq!(name(&n), "peer-7");
+    let bookmark = d
+        .next()
+        .expect("decodes")
+        .expect("the bookmark before the timeout");
+    assert_eq!(bookmark.kind, "BOOKMARK");
+    assert_eq!(d.next().expect("decodes"), None);
+
+    let mut d = WatchDecoder::default();
+    d.push(DELETED_BOOKMARK);
+    let deleted = d.next().expect("decodes").expect("an event");
+    assert_eq!(deleted.kind, "DELETED");
+    let Object::Node(n) = deleted.object else {
+        panic!("a Node")
+    };
+    assert_eq!(name(&n), "peer-4999");
+    assert_eq!(
+        n.spec.map(|s| s.pod_cidrs),
+        Some(vec!["100.68.226.0/26".to_string()])
+    );
+    let bookmark = d.next().expect("decodes").expect("an event");
+    assert_eq!(bookmark.kind, "BOOKMARK");
+    let Object::Node(b) = bookmark.object else {
+        panic!("a Node")
+    };
+    assert_eq!(b.resource_version(), "5266");
+    // the watch's last frame, a bookmark just before its timeout
+    let last = d.next().expect("decodes").expect("an event");
+    assert_eq!(last.kind, "BOOKMARK");
+    assert_eq!(d.next().expect("decodes"), None);
+}
+
+#[test]
+fn an_expired_version_and_a_missing_node_are_statuses() {
+    let mut d = WatchDecoder::default();
+    d.push(GONE);
+    let ev = d.next().expect("decodes").expect("an event");
+    assert_eq!(ev.kind, "ERROR");
+    let Object::Status(s) = ev.object else {
+        panic!("a Status")
+    };
+    assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
+    assert!(
+        s.message.starts_with("too old resource version"),
+        "{}",
+        s.message
+    );
+
+    let Object::Status(s) = decode_object(NOT_FOUND).expect("decodes") else {
+        panic!("a Status")
+    };
+    assert_eq!(s.code, 404);
+    assert_eq!(s.message, r#"nodes "no-such-node" not found"#);
+    assert!(decode_object(b"{}").is_err());
+}
+
+#[test]
+fn an_oversized_frame_is_refused() {
+    let mut d = WatchDecoder::default();
+    d.push(&[0xff, 0xff, 0xff, 0xff]);
+    assert!(d.next().is_err());
+}
