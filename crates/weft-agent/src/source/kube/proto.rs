@@ -197,6 +197,9 @@ fn field(b: &[u8]) -> Result<Option<Field>, String> {
         },
         w => return Err(format!("protobuf wire type {w} in field {number}")),
     };
+    if head.checked_add(len).is_none() {
+        return Err(format!("protobuf field {number}: a length beyond memory"));
+    }
     Ok(Some(Field {
         number,
         length_delimited: wire == 2,

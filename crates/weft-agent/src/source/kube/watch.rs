@@ -143,6 +143,12 @@ impl KubeSource {
         if n.name() != self.name {
             return Ok(());
         }
+        let known = self.node.metadata.resource_version.as_deref().unwrap_or("");
+        if older(n.resource_version(), known) {
+            // a listing from the watch cache can predate this node's own
+            // patch: its copy of the Node is not a drift to correct
+            return Ok(());
+        }
         self.node = n.clone().into();
         self.announce().await
     }
@@ -164,6 +170,16 @@ impl KubeSource {
                 None
             }
         }
+    }
+}
+
+/// Whether resourceVersion `a` is older than `b`. They are opaque to
+/// clients, but every API server on etcd gives etcd revisions (decimal
+/// numbers); anything else is never called older.
+fn older(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
     }
 }
 
@@ -230,6 +246,15 @@ fn event_name(ev: &Event) -> String {
 mod tests {
     use super::*;
     use weft_core::lease::LeaseAttrs;
+
+    #[test]
+    fn only_decimal_versions_are_compared() {
+        assert!(older("5237", "5262"));
+        assert!(!older("5262", "5262"));
+        assert!(!older("99", "5"));
+        assert!(!older("abc", "5262"));
+        assert!(!older("5", ""));
+    }
 
     #[test]
     fn a_peer_range_outside_the_network_is_refused() {

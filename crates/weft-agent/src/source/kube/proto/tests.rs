@@ -143,3 +143,35 @@ fn an_oversized_frame_is_refused() {
     d.push(&[0xff, 0xff, 0xff, 0xff]);
     assert!(d.next().is_err());
 }
+
+#[test]
+fn cut_or_corrupted_bytes_are_errors_never_panics() {
+    for end in 0..LIST.len() {
+        let mut d = ListDecoder::default();
+        d.push(&LIST[..end]);
+        while let Ok(Some(_)) = d.next() {}
+        // complete once the NodeList is whole: only the envelope's empty
+        // encoding and content-type fields (4 bytes) follow it
+        assert!(!d.complete() || end >= LIST.len() - 4, "complete at {end}");
+    }
+    for at in (0..LIST.len()).step_by(7) {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bytes = LIST.to_vec();
+            bytes[at] ^= flip;
+            let mut d = ListDecoder::default();
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next() {}
+        }
+    }
+    for at in 0..DELETED_BOOKMARK.len() {
+        let mut bytes = DELETED_BOOKMARK.to_vec();
+        bytes[at] ^= 0xff;
+        let mut d = WatchDecoder::default();
+        d.push(&bytes);
+        while let Ok(Some(_)) = d.next() {}
+    }
+    // a length varint of ten bytes (near u64::MAX) inside the list
+    let mut d = ListDecoder::default();
+    d.push(b"k8s\0\x12\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01");
+    assert!(d.next().is_err());
+}
