@@ -406,6 +406,44 @@ fn bad_input_is_one_line_naming_the_field() {
     );
     lab.stop_agent(&h, false);
 
+    // the node's name from the agent's own pod (POD_NAME, POD_NAMESPACE),
+    // for deployments that do not set NODE_NAME
+    api.kubectl(&["create", "serviceaccount", "default", "-n", "default"])
+        .expect("the namespace's default ServiceAccount (no controller-manager here)");
+    api.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: agent-b1\n  namespace: default\nspec:\n  nodeName: b1\n  automountServiceAccountToken: false\n  containers:\n  - name: agent\n    image: weft\n")
+        .expect("pod");
+    std::fs::remove_file(lab.subnet_file(&h)).expect("old subnet file");
+    let mut args = vec!["agent".to_string()];
+    args.extend(kube_args(&lab, &h, &admin, &conf));
+    let pod_env = [
+        ("POD_NAME".to_string(), "agent-b1".to_string()),
+        ("POD_NAMESPACE".to_string(), "default".to_string()),
+    ];
+    lab.start_agent_with(&h, WEFT, &args, &pod_env)
+        .expect("weft agent");
+    let env = wait_env(&mut lab, &h);
+    assert_eq!(
+        env.subnet.map(|s| s.to_string()).as_deref(),
+        Some("172.30.4.1/24"),
+        "{}",
+        lab.agent_log(&h)
+    );
+    lab.stop_agent(&h, false);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns, WEFT])
+        .args(&args)
+        .env_remove("NODE_NAME")
+        .env("POD_NAME", "../nodes/b1")
+        .env("POD_NAMESPACE", "default")
+        .output()
+        .expect("weft agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("POD_NAME") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
     // a podCIDR outside the network: one clear error, non-zero exit
     create_node_outside(&api);
     let h2 = lab.host("b2", 12).expect("host");

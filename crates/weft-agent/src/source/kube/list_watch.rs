@@ -150,8 +150,10 @@ async fn watch(
     let uri = format!(
         "/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={seconds}"
     );
+    let started = std::time::Instant::now();
     let mut body = get(client, &uri, PROTOBUF_WATCH).await?;
     let mut decoder = WatchDecoder::default();
+    let mut events = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("reading the Node watch: {}", words(&e)))?;
         let Ok(data) = frame.into_data() else {
@@ -159,6 +161,7 @@ async fn watch(
         };
         decoder.push(&data);
         while let Some(ev) = decoder.next().map_err(|e| format!("the Node watch: {e}"))? {
+            events += 1;
             let node = match ev.object {
                 Object::Node(n) => n,
                 Object::Status(s) if s.code == 410 => return Err(Fault::Gone),
@@ -176,6 +179,13 @@ async fn watch(
             send(tx, ev).await?;
         }
     }
+    if events == 0 && started.elapsed() < Duration::from_secs(1) {
+        // not the API server's timeout: something between ends watches at
+        // once; back off rather than ask again at full speed
+        return Err("the Node watch ended as soon as it began"
+            .to_string()
+            .into());
+    }
     Ok(())
 }
 
@@ -186,7 +196,7 @@ async fn get(client: &Client, uri: &str, accept: &str) -> Result<Body, Fault> {
     if accept == PROTOBUF {
         // a list's megabytes grow the connection's read buffer, which a
         // pooled connection would keep for the watch's trickle: this one
-        // is closed after the list instead
+        // is closed after the list instead (kube's client speaks HTTP/1.1)
         request = request.header(http::header::CONNECTION, "close");
     }
     let request = request
