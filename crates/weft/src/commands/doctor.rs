@@ -59,11 +59,15 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
     let mut facts = StoreFacts::default();
     let config = a.kube.net_config().map_err(|e| format!("{e:#}"));
-    let network = config
-        .clone()
-        .ok()
-        .and_then(|c| weft_agent::source::Network::from_config(c).ok());
-    facts.config = Some(config);
+    let network = config.clone().and_then(|c| {
+        weft_agent::source::Network::from_config(c)
+            .map_err(|e| format!("--net-config-path {}: {e}", a.kube.net_config_path))
+    });
+    facts.config = Some(match (&config, &network) {
+        (Ok(_), Err(e)) => Err(e.clone()),
+        _ => config,
+    });
+    let network = network.ok();
     let Some(rt) = runtime() else { return facts };
     let node = a
         .node_name
