@@ -208,6 +208,33 @@ fn field(b: &[u8]) -> Result<Option<Field>, String> {
     }))
 }
 
+/// Bytes received and not yet decoded: a stream's chunks appended, what
+/// is decoded consumed from the front (the consumed part dropped once it
+/// is half the buffer).
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: &[u8]) {
+        if self.at > 0 && self.at * 2 >= self.buf.len() {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+}
+
 /// What a list gives, in order.
 #[derive(Debug, PartialEq)]
 pub enum ListItem {
@@ -228,16 +255,14 @@ enum ListState {
 /// A `NodeList` decoded while it arrives: [`push`](Self::push) each chunk
 /// of the body, then take [`next`](Self::next) until it says `None`.
 pub struct ListDecoder {
-    buf: Vec<u8>,
-    at: usize,
+    pending: Pending,
     state: ListState,
 }
 
 impl Default for ListDecoder {
     fn default() -> Self {
         ListDecoder {
-            buf: Vec::new(),
-            at: 0,
+            pending: Pending::default(),
             state: ListState::Magic,
         }
     }
@@ -245,11 +270,7 @@ impl Default for ListDecoder {
 
 impl ListDecoder {
     pub fn push(&mut self, chunk: &[u8]) {
-        if self.at > 0 && self.at * 2 >= self.buf.len() {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        self.buf.extend_from_slice(chunk);
+        self.pending.push(chunk);
     }
 
     /// Whether the whole list has been read.
@@ -260,7 +281,7 @@ impl ListDecoder {
     /// The next item whose bytes are all here; `None` until more come.
     pub fn next(&mut self) -> Result<Option<ListItem>, String> {
         loop {
-            let b = &self.buf[self.at..];
+            let b = self.pending.rest();
             match self.state {
                 ListState::Magic => {
                     if b.len() < MAGIC.len() {
@@ -269,13 +290,13 @@ impl ListDecoder {
                     if !b.starts_with(MAGIC) {
                         return Err("not a Kubernetes protobuf list (no k8s\\0 prefix)".into());
                     }
-                    self.at += MAGIC.len();
+                    self.pending.consume(MAGIC.len());
                     self.state = ListState::Envelope;
                 }
                 ListState::Envelope => {
                     let Some(f) = field(b)? else { return Ok(None) };
                     if f.number == 2 && f.length_delimited {
-                        self.at += f.head;
+                        self.pending.consume(f.head);
                         self.state = ListState::Items(f.len);
                         continue;
                     }
@@ -289,7 +310,7 @@ impl ListDecoder {
                             return Err(format!("expected a NodeList, got kind {:?}", t.kind));
                         }
                     }
-                    self.at += f.head + f.len;
+                    self.pending.consume(f.head + f.len);
                 }
                 ListState::Items(0) => self.state = ListState::Done,
                 ListState::Items(left) => {
@@ -310,7 +331,7 @@ impl ListDecoder {
                             .map_err(|e| format!("protobuf Node: {e}"))?,
                         _ => None,
                     };
-                    self.at += end;
+                    self.pending.consume(end);
                     self.state = ListState::Items(left - end);
                     if item.is_some() {
                         return Ok(item);
@@ -334,22 +355,17 @@ pub struct WatchEvent {
 /// A watch stream's frames decoded while they arrive.
 #[derive(Default)]
 pub struct WatchDecoder {
-    buf: Vec<u8>,
-    at: usize,
+    pending: Pending,
 }
 
 impl WatchDecoder {
     pub fn push(&mut self, chunk: &[u8]) {
-        if self.at > 0 && self.at * 2 >= self.buf.len() {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        self.buf.extend_from_slice(chunk);
+        self.pending.push(chunk);
     }
 
     /// The next event whose frame is complete; `None` until more comes.
     pub fn next(&mut self) -> Result<Option<WatchEvent>, String> {
-        let b = &self.buf[self.at..];
+        let b = self.pending.rest();
         let Some(len) = b.get(..4) else {
             return Ok(None);
         };
@@ -362,7 +378,7 @@ impl WatchDecoder {
         };
         let ev =
             WatchEventMessage::decode(frame).map_err(|e| format!("protobuf WatchEvent: {e}"))?;
-        self.at += 4 + len;
+        self.pending.consume(4 + len);
         let raw = ev.object.map(|o| o.raw).unwrap_or_default();
         let object = decode_object(&raw).map_err(|e| format!("{} event: {e}", ev.kind))?;
         Ok(Some(WatchEvent {
