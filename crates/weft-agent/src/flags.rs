@@ -21,6 +21,36 @@ fn renew_margin(s: &str) -> Result<u32, String> {
     }
 }
 
+/// Where Kubernetes-mode leases come from: the agent's flags, also read
+/// by `weft status` and `weft doctor` (in their double-dash spelling).
+#[derive(Args, Debug, Clone)]
+pub struct KubeFlags {
+    /// Leases from the Kubernetes API (each Node's podCIDR, annotations on
+    /// the Node) instead of etcd
+    #[arg(long = "kube-subnet-mgr", env = "FLANNELD_KUBE_SUBNET_MGR", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub kube_subnet_mgr: bool,
+    /// Kubernetes API server URL (default: the kubeconfig's, else in-cluster)
+    #[arg(long = "kube-api-url", env = "FLANNELD_KUBE_API_URL")]
+    pub kube_api_url: Option<String>,
+    /// kubeconfig file (default: in-cluster service account)
+    #[arg(long = "kubeconfig-file", env = "FLANNELD_KUBECONFIG_FILE")]
+    pub kubeconfig_file: Option<String>,
+    /// Prefix of the Node annotations that hold the lease
+    #[arg(
+        long = "kube-annotation-prefix",
+        env = "FLANNELD_KUBE_ANNOTATION_PREFIX",
+        default_value = "flannel.alpha.coreos.com"
+    )]
+    pub kube_annotation_prefix: String,
+    /// The network config file in Kubernetes mode (etcd's config key otherwise)
+    #[arg(
+        long = "net-config-path",
+        env = "FLANNELD_NET_CONFIG_PATH",
+        default_value = "/etc/kube-flannel/net-conf.json"
+    )]
+    pub net_config_path: String,
+}
+
 /// flanneld's flags (etcd and Kubernetes subnet managers).
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
@@ -109,30 +139,8 @@ pub struct AgentArgs {
         default_value = "0"
     )]
     pub healthz_port: u16,
-    /// Leases from the Kubernetes API (each Node's podCIDR, annotations on
-    /// the Node) instead of etcd
-    #[arg(long = "kube-subnet-mgr", env = "FLANNELD_KUBE_SUBNET_MGR", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
-    pub kube_subnet_mgr: bool,
-    /// Kubernetes API server URL (default: the kubeconfig's, else in-cluster)
-    #[arg(long = "kube-api-url", env = "FLANNELD_KUBE_API_URL")]
-    pub kube_api_url: Option<String>,
-    /// kubeconfig file (default: in-cluster service account)
-    #[arg(long = "kubeconfig-file", env = "FLANNELD_KUBECONFIG_FILE")]
-    pub kubeconfig_file: Option<String>,
-    /// Prefix of the Node annotations that hold the lease
-    #[arg(
-        long = "kube-annotation-prefix",
-        env = "FLANNELD_KUBE_ANNOTATION_PREFIX",
-        default_value = "flannel.alpha.coreos.com"
-    )]
-    pub kube_annotation_prefix: String,
-    /// The network config file in Kubernetes mode (etcd's config key otherwise)
-    #[arg(
-        long = "net-config-path",
-        env = "FLANNELD_NET_CONFIG_PATH",
-        default_value = "/etc/kube-flannel/net-conf.json"
-    )]
-    pub net_config_path: String,
+    #[command(flatten)]
+    pub kube: KubeFlags,
     /// Set the Node's NetworkUnavailable condition to False once ready
     #[arg(long = "set-node-network-unavailable", env = "FLANNELD_SET_NODE_NETWORK_UNAVAILABLE", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = go_bool)]
     pub set_node_network_unavailable: bool,

@@ -106,12 +106,12 @@ fn normalisation_leaves_other_arguments() {
 #[test]
 fn kubernetes_mode_flags_and_defaults_match_flanneld() {
     let a = parse(&[]);
-    assert!(!a.kube_subnet_mgr);
-    assert_eq!(a.kube_annotation_prefix, "flannel.alpha.coreos.com");
-    assert_eq!(a.net_config_path, "/etc/kube-flannel/net-conf.json");
+    assert!(!a.kube.kube_subnet_mgr);
+    assert_eq!(a.kube.kube_annotation_prefix, "flannel.alpha.coreos.com");
+    assert_eq!(a.kube.net_config_path, "/etc/kube-flannel/net-conf.json");
     assert!(a.set_node_network_unavailable);
-    assert_eq!(a.kube_api_url, None);
-    assert_eq!(a.kubeconfig_file, None);
+    assert_eq!(a.kube.kube_api_url, None);
+    assert_eq!(a.kube.kubeconfig_file, None);
     let a = parse(&[
         "--kube-subnet-mgr",
         "-kube-api-url=https://198.18.0.1:6443",
@@ -121,13 +121,16 @@ fn kubernetes_mode_flags_and_defaults_match_flanneld() {
         "-net-config-path=/etc/weft/net-conf.json",
         "-set-node-network-unavailable=false",
     ]);
-    assert!(a.kube_subnet_mgr);
-    assert_eq!(a.kube_api_url.as_deref(), Some("https://198.18.0.1:6443"));
+    assert!(a.kube.kube_subnet_mgr);
     assert_eq!(
-        a.kubeconfig_file.as_deref(),
+        a.kube.kube_api_url.as_deref(),
+        Some("https://198.18.0.1:6443")
+    );
+    assert_eq!(
+        a.kube.kubeconfig_file.as_deref(),
         Some("/etc/kubernetes/flannel.kubeconfig")
     );
-    assert_eq!(a.kube_annotation_prefix, "example.com/net");
-    assert_eq!(a.net_config_path, "/etc/weft/net-conf.json");
+    assert_eq!(a.kube.kube_annotation_prefix, "example.com/net");
+    assert_eq!(a.kube.net_config_path, "/etc/weft/net-conf.json");
     assert!(!a.set_node_network_unavailable);
 }

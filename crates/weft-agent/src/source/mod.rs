@@ -84,7 +84,7 @@ impl Source {
     /// files. Kubernetes: finds this host's Node and reads it, waiting for
     /// it to exist; fails on a bad kubeconfig or a refused request.
     pub async fn open(args: &AgentArgs) -> Result<Source> {
-        Ok(if args.kube_subnet_mgr {
+        Ok(if args.kube.kube_subnet_mgr {
             Source::Kube(Box::new(kube::KubeSource::open(args).await?))
         } else {
             Source::Etcd(etcd::EtcdSource::open(args).await?)

@@ -61,7 +61,7 @@ fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
     let config = a.kube.net_config().map_err(|e| format!("{e:#}"));
     let network = config.clone().and_then(|c| {
         weft_agent::source::Network::from_config(c)
-            .map_err(|e| format!("--net-config-path {}: {e}", a.kube.net_config_path))
+            .map_err(|e| format!("--net-config-path {}: {e}", a.kube.flags.net_config_path))
     });
     facts.config = Some(match (&config, &network) {
         (Ok(_), Err(e)) => Err(e.clone()),
@@ -85,7 +85,7 @@ fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
             facts.reached = Some(Ok(()));
             return;
         };
-        let prefix = &a.kube.kube_annotation_prefix;
+        let prefix = &a.kube.flags.kube_annotation_prefix;
         let listed = match weft_agent::source::kube::list_leases(client, prefix, &network).await {
             Ok(l) => l,
             Err(e) => {
@@ -193,7 +193,7 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         .and_then(|e| e.subnet.map(IpNet::V4).or(e.ipv6_subnet.map(IpNet::V6)));
 
     // The lease store (etcd, or the Kubernetes API) and the config.
-    let kube = a.kube.kube_subnet_mgr;
+    let kube = a.kube.flags.kube_subnet_mgr;
     let facts = if kube {
         kube_facts(a, subnet)
     } else {
@@ -217,7 +217,7 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         findings.push(doctor::kube(
             reached,
             described,
-            &a.kube.net_config_path,
+            &a.kube.flags.net_config_path,
             facts.node.clone().unwrap_or(Err("not read".into())),
         ));
     } else {

@@ -97,9 +97,12 @@ async fn from_etcd(etcd_args: &EtcdArgs) -> Result<Cluster> {
 async fn from_kube(kube_args: &KubeArgs) -> Result<Cluster> {
     let network = kube_args.network()?;
     let client = kube_args.client().await?;
-    let listed =
-        weft_agent::source::kube::list_leases(client, &kube_args.kube_annotation_prefix, &network)
-            .await?;
+    let listed = weft_agent::source::kube::list_leases(
+        client,
+        &kube_args.flags.kube_annotation_prefix,
+        &network,
+    )
+    .await?;
     let rows = listed
         .leases
         .into_iter()
@@ -149,7 +152,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let cluster = rt.block_on(async {
-        if a.kube.kube_subnet_mgr {
+        if a.kube.flags.kube_subnet_mgr {
             from_kube(&a.kube).await
         } else {
             from_etcd(&a.etcd).await
@@ -271,7 +274,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             "ipv6_network": pools.v6.as_ref().map(|p| p.network().to_string()),
             "backend": backend.type_name(),
             "iptables_backend": iptables,
-            "source": if a.kube.kube_subnet_mgr { "kubernetes" } else { "etcd" },
+            "source": if a.kube.flags.kube_subnet_mgr { "kubernetes" } else { "etcd" },
             "leases": leases,
             "left_out": cluster.left_out,
             "dataplane": dataplane,
@@ -294,7 +297,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         "PUBLIC IP".into(),
         "BACKEND".into(),
         "VTEP MAC".into(),
-        if a.kube.kube_subnet_mgr {
+        if a.kube.flags.kube_subnet_mgr {
             "NODE".into()
         } else {
             "EXPIRES".into()

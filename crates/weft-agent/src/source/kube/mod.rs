@@ -67,20 +67,22 @@ impl KubeSource {
     /// of pod `POD_NAMESPACE/POD_NAME`) and reads the Node, waiting for it
     /// to exist.
     pub async fn open(args: &AgentArgs) -> Result<KubeSource> {
-        let names = AnnotationNames::new(&args.kube_annotation_prefix).map_err(|e| anyhow!(e))?;
-        let kubeconfig = args.kubeconfig_file.as_deref().map(Path::new);
-        let client = weft_kube::client(kubeconfig, args.kube_api_url.as_deref(), FLAGS).await?;
+        let names =
+            AnnotationNames::new(&args.kube.kube_annotation_prefix).map_err(|e| anyhow!(e))?;
+        let kubeconfig = args.kube.kubeconfig_file.as_deref().map(Path::new);
+        let client =
+            weft_kube::client(kubeconfig, args.kube.kube_api_url.as_deref(), FLAGS).await?;
         let name = node_name(&client).await?;
         let nodes: Api<LeaseNode> = Api::all(client);
         let node = read_node(&nodes, &name).await?;
         let events = Some(list_watch::spawn(nodes.clone().into_client()));
-        tracing::info!(node = %name, prefix = %args.kube_annotation_prefix, "leases from the Kubernetes API (Node annotations)");
+        tracing::info!(node = %name, prefix = %args.kube.kube_annotation_prefix, "leases from the Kubernetes API (Node annotations)");
         Ok(KubeSource {
             nodes,
             events,
             name,
             names,
-            net_config_path: PathBuf::from(&args.net_config_path),
+            net_config_path: PathBuf::from(&args.kube.net_config_path),
             set_network_unavailable: args.set_node_network_unavailable,
             node,
             networks: (None, None),
