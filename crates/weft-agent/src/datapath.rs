@@ -19,7 +19,8 @@ use weft_kernel::{LinkState, Netlink, Ownership};
 use crate::reconcile::Sink;
 use crate::source::{Network, Pools};
 use crate::underlay::Underlay;
-use crate::{udp, vxlan};
+use crate::wireguard::{WgLocal, WgOptions};
+use crate::{udp, vxlan, wireguard};
 
 /// The backend's devices before the lease is known.
 pub struct LocalDataPath {
@@ -30,6 +31,7 @@ pub struct LocalDataPath {
     dev4: Option<LinkState>,
     dev6: Option<LinkState>,
     tun: Option<tun_rs::SyncDevice>,
+    wg: Option<WgLocal>,
 }
 
 /// The attributes a vxlan host would publish before its devices exist:
@@ -50,6 +52,7 @@ pub fn prepare(
     network: &Network,
     underlay: &Underlay,
     macs: (Option<MacAddr>, Option<MacAddr>),
+    wg_opts: &WgOptions,
 ) -> Result<LocalDataPath> {
     let pools = &network.pools;
     let mut local = LocalDataPath {
@@ -58,6 +61,7 @@ pub fn prepare(
         dev4: None,
         dev6: None,
         tun: None,
+        wg: None,
     };
     match &network.backend {
         BackendConfig::Vxlan(vx) => {
@@ -88,6 +92,12 @@ pub fn prepare(
                 .with_context(|| format!("creating the TUN device {}", udp::DEVICE))?;
             local.tun = Some(dev);
             local.attrs = LeaseAttrs::udp(underlay.public_ip);
+        }
+        BackendConfig::Wireguard(cfg) => {
+            let (wg, attrs) = wireguard::prepare(nl, cfg, network, underlay, wg_opts)?;
+            local.mtu = wg.mtu();
+            local.attrs = attrs;
+            local.wg = Some(wg);
         }
     }
     Ok(local)
@@ -129,7 +139,11 @@ impl LocalDataPath {
         let mut sink = Sink {
             planners,
             udp: None,
+            wireguard: None,
         };
+        if let (BackendConfig::Wireguard(cfg), Some(wg)) = (&network.backend, self.wg) {
+            sink.wireguard = Some(wg.start(nl, cfg, network, key, underlay)?);
+        }
         if let BackendConfig::Udp(u) = &network.backend {
             let (Some(pool), Some(subnet), Some(dev)) = (&network.pools.v4, key.v4, self.tun)
             else {
@@ -228,7 +242,7 @@ pub fn kernel_plan(
                 }));
             }
         }
-        BackendConfig::Udp(_) => {}
+        BackendConfig::Udp(_) | BackendConfig::Wireguard(_) => {}
     }
     (planners, ownership)
 }

@@ -169,6 +169,23 @@ pub struct AgentArgs {
         default_value = "auto"
     )]
     pub iptables_backend: weft_firewall::BackendChoice,
+    /// wireguard backend: auto (the kernel's WireGuard where it has one,
+    /// else userspace), kernel or userspace (weft)
+    #[arg(
+        long = "wireguard-impl",
+        env = "FLANNELD_WIREGUARD_IMPL",
+        default_value = "auto",
+        value_enum
+    )]
+    pub wireguard_impl: crate::wireguard::Implementation,
+    /// wireguard backend, userspace: folder of the devices' configuration
+    /// sockets, which `wg` reads (weft)
+    #[arg(
+        long = "wireguard-socket-dir",
+        env = "FLANNELD_WIREGUARD_SOCKET_DIR",
+        default_value = crate::wireguard::uapi::DEFAULT_DIR
+    )]
+    pub wireguard_socket_dir: String,
     /// Log format: text or json (weft)
     #[arg(
         long = "log-format",
@@ -188,6 +205,16 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// The wireguard backend's settings: these flags and flanneld's
+    /// `WIREGUARD_KEY_FILE`.
+    pub fn wireguard_options(&self) -> crate::wireguard::WgOptions {
+        crate::wireguard::WgOptions {
+            implementation: self.wireguard_impl,
+            key_file: crate::wireguard::key_file::path_from_env(),
+            uapi_dir: self.wireguard_socket_dir.clone().into(),
+        }
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.etcd_endpoints
             .split(',')

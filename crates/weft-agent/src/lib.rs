@@ -5,7 +5,8 @@
 //!
 //! Flow: [`flags`] → [`source`] (where leases come from: etcd or
 //! Kubernetes) → [`underlay`] (which interface) → [`datapath`] (the
-//! backend's devices: [`vxlan`], [`udp`]) → [`subnet_file`] and
+//! backend's devices: [`vxlan`], [`udp`],
+//! [`wireguard`]) → [`subnet_file`] and
 //! [`firewall`] → [`follow`] (lease events) → [`reconcile`] (routes,
 //! neighbours, FDB); [`run`] puts them in order, [`cli`] is the program
 //! around it.
@@ -15,6 +16,7 @@ pub mod datapath;
 pub mod firewall;
 pub mod flags;
 pub mod follow;
+pub mod gso;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;
@@ -23,6 +25,7 @@ pub mod subnet_file;
 pub mod udp;
 pub mod underlay;
 pub mod vxlan;
+pub mod wireguard;
 
 pub use flags::AgentArgs;
 pub use run::{run, AgentExit};

@@ -16,6 +16,7 @@ use weft_core::plan::{Desired, Op, Planner};
 use weft_kernel::{KernelError, Netlink, Ownership};
 
 use crate::udp::UdpPeers;
+use crate::wireguard::sink::WgSink;
 
 /// Passes with at least this many kernel changes log a progress line.
 const PROGRESS_OPS: usize = 1000;
@@ -29,10 +30,11 @@ pub struct PassReport {
 }
 
 /// Where remote leases go: kernel entries planned by a backend per address
-/// family, and/or the udp backend's userspace peer table.
+/// family, the udp backend's userspace peer table, or WireGuard peers.
 pub struct Sink {
     pub planners: Vec<Planner>,
     pub udp: Option<Arc<UdpPeers>>,
+    pub wireguard: Option<WgSink>,
 }
 
 pub struct Reconciler {
@@ -65,8 +67,14 @@ impl Reconciler {
         if let Some(peers) = &self.sink.udp {
             peers.clear();
         }
+        if let Some(wg) = &mut self.sink.wireguard {
+            wg.begin_reset();
+        }
         let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> =
             records.iter().flat_map(|r| self.plan(r)).collect();
+        if let Some(wg) = &mut self.sink.wireguard {
+            wg.end_reset();
+        }
         self.desired.reset(usable.into_iter());
     }
 
@@ -91,6 +99,12 @@ impl Reconciler {
         }
         let mut out = Vec::new();
         let mut problems = Vec::new();
+        if let Some(wg) = &mut self.sink.wireguard {
+            match wg.planner.peers(&rec.key, &rec.attrs) {
+                Ok(peers) => wg.apply(rec.key, peers),
+                Err(e) => problems.push(e),
+            }
+        }
         for planner in &self.sink.planners {
             match planner.entries(&rec.key, &rec.attrs) {
                 Ok(entries) => out.push((entries.route.dst, entries)),
@@ -124,6 +138,9 @@ impl Reconciler {
         self.warned.remove(key);
         if let (Some(peers), Some(subnet)) = (&self.sink.udp, key.v4) {
             peers.remove(subnet);
+        }
+        if let Some(wg) = &mut self.sink.wireguard {
+            wg.remove(key);
         }
         let mut ops = Vec::new();
         for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]

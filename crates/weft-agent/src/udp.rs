@@ -14,7 +14,10 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::{Arc, RwLock};
 
 use ipnet::Ipv4Net;
+use nix::sys::socket::SockaddrIn;
 use tun_rs::SyncDevice;
+
+use crate::gso;
 
 /// IPv4 header + UDP header: what encapsulation costs per packet.
 pub const UDP_V4_OVERHEAD: u32 = 28;
@@ -87,9 +90,15 @@ pub fn ipv4_dst(packet: &[u8]) -> Option<Ipv4Addr> {
 /// one write can carry many coalesced segments; plain packet I/O where the
 /// kernel cannot.
 pub fn open_device(mtu: u32) -> io::Result<SyncDevice> {
+    open_tun(DEVICE, mtu)
+}
+
+/// A TUN device `name` with offload where the kernel has it (see
+/// [`open_device`]); the wireguard backend's devices are made the same way.
+pub fn open_tun(name: &str, mtu: u32) -> io::Result<SyncDevice> {
     let build = |offload: bool| {
         tun_rs::DeviceBuilder::new()
-            .name(DEVICE)
+            .name(name)
             .mtu(mtu.min(u16::MAX as u32) as u16)
             .offload(offload)
             .build_sync()
@@ -100,10 +109,6 @@ pub fn open_device(mtu: u32) -> io::Result<SyncDevice> {
     })
 }
 
-/// Most datagrams one UDP GSO send may carry.
-const GSO_MAX_SEGMENTS: usize = 64;
-/// Most bytes one UDP GSO send may carry.
-const GSO_MAX_BYTES: usize = 65_000;
 const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Starts the two forwarding threads.
@@ -167,59 +172,24 @@ fn transmit(dev: &SyncDevice, sock: &UdpSocket, peers: &UdpPeers) -> io::Result<
                 i += 1;
                 continue;
             };
-            let seg = sizes[i];
-            let (mut j, mut total) = (i + 1, seg);
-            while j < n
-                && j - i < GSO_MAX_SEGMENTS
-                && dsts[j] == Some(peer)
-                && sizes[j] <= seg
-                && total + sizes[j] <= GSO_MAX_BYTES
-            {
-                total += sizes[j];
+            let mut j = i + 1;
+            while j < n && dsts[j] == Some(peer) {
                 j += 1;
-                if sizes[j - 1] < seg {
-                    break; // only the last segment may be shorter
-                }
             }
-            // a full socket buffer drops the packets, as a NIC would
-            let _ = send_run(fd, &bufs[i..j], &sizes[i..j], seg, peer);
+            let to = SockaddrIn::from(peer);
+            for (s, e, seg) in gso::trains(&sizes[i..j]) {
+                // a full socket buffer drops the packets, as a NIC would
+                let _ = gso::send_train(fd, &bufs[i + s..i + e], &sizes[i + s..i + e], seg, &to);
+            }
             i = j;
         }
     }
 }
 
-/// Sends packets as one UDP GSO datagram train (or one plain datagram).
-fn send_run(
-    fd: std::os::fd::RawFd,
-    bufs: &[Vec<u8>],
-    sizes: &[usize],
-    seg: usize,
-    peer: SocketAddrV4,
-) -> nix::Result<usize> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
-    let iov: Vec<io::IoSlice> = bufs
-        .iter()
-        .zip(sizes)
-        .map(|(b, n)| io::IoSlice::new(&b[..*n]))
-        .collect();
-    let addr = SockaddrIn::from(peer);
-    if iov.len() == 1 {
-        return sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&addr));
-    }
-    let gso = seg as u16;
-    sendmsg(
-        fd,
-        &iov,
-        &[ControlMessage::UdpGsoSegments(&gso)],
-        MsgFlags::empty(),
-        Some(&addr),
-    )
-}
-
 /// UDP → TUN. Coalesced datagrams are split into packets and written with
 /// GRO, so a TCP flow's segments reach the kernel as few large writes.
 fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::AsRawFd;
     let hdr = tun_rs::VIRTIO_NET_HDR_LEN;
     let mut big = vec![0u8; BUF];
@@ -233,7 +203,7 @@ fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
         let mut count = 0;
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
-        while count + GSO_MAX_SEGMENTS <= bufs.len() {
+        while count + gso::MAX_SEGMENTS <= bufs.len() {
             let (n, seg) = {
                 let mut iov = [io::IoSliceMut::new(&mut big)];
                 let msg = match recvmsg::<SockaddrIn>(fd, &mut iov, gro.then_some(&mut cmsg), flags)
@@ -316,7 +286,8 @@ mod tests {
             packet(900, 4),
         ];
         let sizes: Vec<usize> = bufs.iter().map(Vec::len).collect();
-        let sent = send_run(tx.as_raw_fd(), &bufs, &sizes, 1400, to).expect("gso send");
+        let sent = gso::send_train(tx.as_raw_fd(), &bufs, &sizes, 1400, &SockaddrIn::from(to))
+            .expect("gso send");
         assert_eq!(sent, 5100);
         let mut buf = [0u8; 65536];
         for want in &bufs {

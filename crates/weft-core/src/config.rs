@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::subnet::SubnetPool;
 
+mod wireguard;
+pub use wireguard::{WgMode, WireguardConfig, WG_DEFAULT_PORT, WG_DEFAULT_PORT_V6, WG_OVERHEAD};
+
 /// A validated network configuration with flannel's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
@@ -29,6 +32,7 @@ pub enum BackendConfig {
     Vxlan(VxlanConfig),
     HostGw,
     Udp(UdpConfig),
+    Wireguard(WireguardConfig),
 }
 
 impl BackendConfig {
@@ -38,6 +42,7 @@ impl BackendConfig {
             BackendConfig::Vxlan(_) => "vxlan",
             BackendConfig::HostGw => "host-gw",
             BackendConfig::Udp(_) => "udp",
+            BackendConfig::Wireguard(_) => "wireguard",
         }
     }
 }
@@ -353,9 +358,10 @@ fn parse_backend(value: Option<&Value>) -> Result<BackendConfig, ConfigError> {
             let port = port_field(&f, "Port", "Backend.Port")?.unwrap_or(UDP_DEFAULT_PORT);
             Ok(BackendConfig::Udp(UdpConfig { port }))
         }
+        "wireguard" => wireguard::parse_wireguard(&f).map(BackendConfig::Wireguard),
         other => Err(field_err(
             "Backend.Type",
-            format!("{other:?} is not supported (weft supports vxlan, host-gw and udp)"),
+            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp and wireguard)"),
         )),
     }
 }

@@ -155,7 +155,54 @@ pub struct VxlanLeaseData {
     pub vtep_mac: MacAddr,
 }
 
+/// wireguard's BackendData and BackendV6Data: `{"PublicKey":"…","Port":51820}`
+/// (flannel before v0.22 wrote no Port; readers then use their own listen port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireguardLeaseData {
+    #[serde(rename = "PublicKey", default)]
+    pub public_key: String,
+    #[serde(rename = "Port", default)]
+    pub port: u16,
+}
+
 impl LeaseAttrs {
+    /// The value a wireguard host publishes: BackendData for the IPv4
+    /// network, BackendV6Data for the IPv6 one (flanneld's order and fields).
+    pub fn wireguard(
+        public_ip: Ipv4Addr,
+        public_ipv6: Option<Ipv6Addr>,
+        v4: Option<WireguardLeaseData>,
+        v6: Option<WireguardLeaseData>,
+    ) -> LeaseAttrs {
+        // A struct of a string and a number always converts.
+        let raw = |d: Option<WireguardLeaseData>| {
+            d.and_then(|d| serde_json::value::to_raw_value(&d).ok())
+        };
+        LeaseAttrs {
+            public_ip,
+            public_ipv6,
+            backend_type: Some("wireguard".into()),
+            backend_data: raw(v4),
+            backend_v6_data: raw(v6),
+        }
+    }
+
+    /// Decodes the wireguard BackendData (IPv4 or, with `v6`, BackendV6Data).
+    pub fn wireguard_data(&self, key: &str, v6: bool) -> Result<WireguardLeaseData, LeaseError> {
+        let (field, data) = if v6 {
+            ("BackendV6Data", &self.backend_v6_data)
+        } else {
+            ("BackendData", &self.backend_data)
+        };
+        let err = |msg: String| LeaseError::Value {
+            key: key.to_string(),
+            field,
+            msg,
+        };
+        let data = raw_text(data).ok_or_else(|| err("missing".into()))?;
+        serde_json::from_str(data).map_err(|e| err(e.to_string()))
+    }
+
     /// The value a vxlan host publishes (no IPv6).
     pub fn vxlan(public_ip: Ipv4Addr, data: VxlanLeaseData) -> LeaseAttrs {
         LeaseAttrs {
@@ -316,6 +363,32 @@ mod tests {
             hostgw.to_json(),
             r#"{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"host-gw"}"#
         );
+    }
+
+    #[test]
+    fn wireguard_value_is_flanneld_s() {
+        let data = |port| WireguardLeaseData {
+            public_key: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into(),
+            port,
+        };
+        let a = LeaseAttrs::wireguard(
+            "192.0.2.11".parse().expect("ip"),
+            Some("2001:db8::11".parse().expect("ip")),
+            Some(data(51820)),
+            Some(data(51821)),
+        );
+        assert_eq!(
+            a.to_json(),
+            r#"{"PublicIP":"192.0.2.11","PublicIPv6":"2001:db8::11","BackendType":"wireguard","BackendData":{"PublicKey":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","Port":51820},"BackendV6Data":{"PublicKey":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","Port":51821}}"#
+        );
+        assert_eq!(a.wireguard_data("k", true).expect("v6"), data(51821));
+        let old = LeaseAttrs::parse(
+            "k",
+            br#"{"PublicIP":"192.0.2.11","BackendType":"wireguard","BackendData":{"PublicKey":"x"}}"#,
+        )
+        .expect("v0.21 shape");
+        assert_eq!(old.wireguard_data("k", false).expect("data").port, 0);
+        assert!(old.wireguard_data("k", true).is_err(), "no v6 data");
     }
 
     #[test]

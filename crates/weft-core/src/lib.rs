@@ -10,7 +10,9 @@ pub mod mac;
 pub mod plan;
 pub mod subnet;
 pub mod subnet_file;
+pub mod wg_key;
 
 pub use config::{BackendConfig, ConfigError, NetConfig, VxlanConfig};
 pub use lease::{LeaseAttrs, LeaseError, LeaseKey};
 pub use mac::MacAddr;
+pub use wg_key::{WgKey, WgSecret};

@@ -275,3 +275,51 @@ pub fn ensure_address(nl: &mut Netlink, index: u32, addr: IpNet) -> Result<(), K
         &format!("adding address {addr} to device #{index}"),
     )
 }
+
+/// Routes `dst` straight out of a device (`ip route replace DST dev DEV
+/// scope link`): what flannel's wireguard backend does for the network.
+pub fn replace_device_route(nl: &mut Netlink, index: u32, dst: IpNet) -> Result<(), KernelError> {
+    use netlink_packet_route::route::{
+        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+        RouteType,
+    };
+    let mut m = RouteMessage::default();
+    m.header.address_family = family_of(&dst.addr());
+    m.header.destination_prefix_length = dst.prefix_len();
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = RouteScope::Link;
+    m.header.kind = RouteType::Unicast;
+    m.attributes = vec![
+        RouteAttribute::Destination(RouteAddress::from(dst.network())),
+        RouteAttribute::Oif(index),
+    ];
+    nl.request(
+        RouteNetlinkMessage::NewRoute(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        &format!("routing {dst} to device #{index}"),
+    )
+}
+
+/// Whether the kernel can make WireGuard devices: makes one named
+/// `probe` and deletes it again.
+pub fn kernel_has_wireguard(nl: &mut Netlink, probe: &str) -> bool {
+    let mut m = LinkMessage::default();
+    m.attributes = vec![
+        LinkAttribute::IfName(probe.to_string()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Wireguard)]),
+    ];
+    let made = nl
+        .request(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            "probing for kernel WireGuard",
+        )
+        .is_ok();
+    if made {
+        if let Ok(Some(l)) = link_by_name(nl, probe) {
+            let _ = delete_link(nl, l.index);
+        }
+    }
+    made
+}

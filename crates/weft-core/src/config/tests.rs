@@ -159,8 +159,36 @@ fn bad_inputs_name_the_field() {
             "field Backend.Type",
         ),
         (
-            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard"}}"#,
-            "field Backend.Type: \"wireguard\" is not supported",
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"geneve"}}"#,
+            "field Backend.Type: \"geneve\" is not supported",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","PSK":"no pe!"}}"#,
+            "field Backend.PSK: is not base64",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","PSK":"AAAA"}}"#,
+            "field Backend.PSK: holds 3 bytes",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","Mode":"both"}}"#,
+            "field Backend.Mode: \"both\" is not a mode",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","ListenPort":0}}"#,
+            "field Backend.ListenPort",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","ListenPortV6":65536}}"#,
+            "field Backend.ListenPortV6",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","MTU":600}}"#,
+            "field Backend.MTU",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","PersistentKeepaliveInterval":"25s"}}"#,
+            "field Backend.PersistentKeepaliveInterval",
         ),
         (
             r#"{"Network":"10.0.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}"#,
@@ -238,4 +266,32 @@ fn enable_nftables() {
     assert!(!ok(r#"{"Network":"10.0.0.0/16"}"#).enable_nftables);
     assert!(ok(r#"{"Network":"10.0.0.0/16","EnableNFTables":true}"#).enable_nftables);
     assert!(err(r#"{"Network":"10.0.0.0/16","EnableNFTables":"yes"}"#).contains("EnableNFTables"));
+}
+
+#[test]
+fn wireguard_defaults_and_fields() {
+    use crate::config::{WgMode, WireguardConfig};
+    let c = ok(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard"}}"#);
+    assert_eq!(
+        c.backend,
+        BackendConfig::Wireguard(WireguardConfig::default())
+    );
+    assert_eq!(c.backend.type_name(), "wireguard");
+    let c = ok(
+        r#"{"Network":"10.0.0.0/16","Backend":{"type":"WireGuard","listenPort":5000,
+        "ListenPortV6":5001,"MTU":1400,"psk":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+        "PersistentKeepaliveInterval":25,"Mode":"auto"}}"#,
+    );
+    let BackendConfig::Wireguard(w) = c.backend else {
+        panic!("not wireguard")
+    };
+    assert_eq!(
+        (w.listen_port, w.listen_port_v6, w.mtu, w.keepalive, w.mode),
+        (5000, 5001, Some(1400), 25, WgMode::Auto)
+    );
+    assert!(w.psk.is_some());
+    assert!(
+        !format!("{w:?}").contains("HIgo9"),
+        "the PSK never shows in Debug output"
+    );
 }

@@ -3,12 +3,14 @@
 //! - [`dataplane`]: the kernel objects weft owns (routes, neighbours, FDB
 //!   entries) as plain data, and the diff between two such sets.
 //! - [`desired`]: the desired set, kept incrementally as leases come and go.
-//! - [`vxlan`], [`hostgw`]: what one remote lease means for each backend.
+//! - [`vxlan`], [`hostgw`]: what one remote lease means for each backend;
+//!   [`wireguard`]: the WireGuard peers it means.
 
 pub mod dataplane;
 pub mod desired;
 pub mod hostgw;
 pub mod vxlan;
+pub mod wireguard;
 
 pub use dataplane::Keys;
 pub use dataplane::{DataPlane, FdbSpec, NeighSpec, NextHop, NexthopSpec, Op, RouteSpec, RouteVia};

@@ -291,6 +291,7 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
     let (dev_name, overhead) = match backend {
         Some(BackendConfig::Vxlan(vx)) => (Some(format!("flannel.{}", vx.vni)), 50),
         Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
+        Some(BackendConfig::Wireguard(_)) => (Some("flannel-wg".to_string()), 80),
         Some(BackendConfig::HostGw) => (None, 0),
         None => (Some("flannel.1".to_string()), 50),
     };

@@ -202,6 +202,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             Sink {
                 planners,
                 udp: None,
+                wireguard: None,
             },
             ownership,
             own.key,

@@ -1,0 +1,114 @@
+//! This host's WireGuard private key, kept where flanneld keeps it:
+//! `/run/flannel/wgkey` (or `$WIREGUARD_KEY_FILE`), base64 as `wg genkey`
+//! prints it, made once (file 0400, folder 0755) and reused, so the public
+//! key in the lease survives restarts.
+//!
+//! A key file that others can read is refused: whoever reads it can
+//! decrypt this host's pod traffic. Errors never quote the file's content.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use weft_core::WgSecret;
+
+pub const DEFAULT_KEY_FILE: &str = "/run/flannel/wgkey";
+
+/// `$WIREGUARD_KEY_FILE`, else flanneld's default.
+pub fn path_from_env() -> PathBuf {
+    std::env::var_os("WIREGUARD_KEY_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE))
+}
+
+/// Whether the key was read or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Read,
+    Made,
+}
+
+/// Reads the key at `path`, or makes one there when there is none.
+pub fn load_or_create(path: &Path) -> Result<(WgSecret, Origin)> {
+    match std::fs::metadata(path) {
+        Ok(meta) => read(path, meta.permissions().mode()).map(|k| (k, Origin::Read)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create(path).map(|k| (k, Origin::Made))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the WireGuard key file {}", path.display())),
+    }
+}
+
+fn read(path: &Path, mode: u32) -> Result<WgSecret> {
+    if mode & 0o077 != 0 {
+        bail!(
+            "the WireGuard key file {} can be read by other users (mode {:04o}): run `chmod 0400 {}`, or remove it to have a new key made",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the WireGuard key file {}", path.display()))?;
+    WgSecret::from_base64(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the WireGuard key file {} {e}; remove it to have a new key made",
+            path.display()
+        )
+    })
+}
+
+fn create(path: &Path) -> Result<WgSecret> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for the WireGuard key", dir.display()))?;
+    }
+    let key = WgSecret::private_from_random(rand::random());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .with_context(|| format!("creating the WireGuard key file {}", path.display()))?;
+    f.write_all(key.to_base64().as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing the WireGuard key file {}", path.display()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_once_then_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("wgkey");
+        let (k1, o1) = load_or_create(&path).expect("made");
+        assert_eq!(o1, Origin::Made);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400);
+        let (k2, o2) = load_or_create(&path).expect("read");
+        assert_eq!((k1, o2), (k2, Origin::Read));
+    }
+
+    #[test]
+    fn a_readable_or_broken_key_file_is_refused_without_quoting_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wgkey");
+        std::fs::write(&path, "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = load_or_create(&path).expect_err("world-readable").to_string();
+        assert!(e.contains("can be read by other users (mode 0644)"), "{e}");
+        assert!(!e.contains("HIgo9"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        assert!(load_or_create(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(&path, "secret-but-not-a-key").expect("write");
+        let e = load_or_create(&path).expect_err("not a key").to_string();
+        assert!(e.contains("is not base64"), "{e}");
+        assert!(!e.contains("secret-but"), "{e}");
+    }
+}

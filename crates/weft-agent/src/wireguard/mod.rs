@@ -1,0 +1,195 @@
+//! flannel's wireguard backend: pod traffic between hosts encrypted by
+//! WireGuard, wire-compatible with flanneld's (same key file, lease data,
+//! device names, addresses and routes), so any WireGuard implementation
+//! configured from the leases is a peer.
+//!
+//! The data path here is userspace: a TUN device per WireGuard device,
+//! [`io`] moving packets in batches through boringtun's protocol state
+//! ([`device`]), and the standard configuration socket ([`uapi`]) so `wg`
+//! reads and changes it. [`sink`] turns leases into peers; [`key_file`]
+//! keeps the host's key.
+
+pub mod device;
+pub mod io;
+pub mod key_file;
+pub mod peers;
+pub mod sink;
+pub mod socket;
+pub mod uapi;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use weft_core::config::{WgMode, WireguardConfig, WG_OVERHEAD};
+use weft_core::lease::{LeaseAttrs, LeaseKey, WireguardLeaseData};
+use weft_core::plan::wireguard::{devices, WgDeviceId, WgPeerPlanner};
+use weft_kernel::Netlink;
+
+use crate::source::Network;
+use crate::underlay::Underlay;
+use device::WgDevice;
+use sink::WgSink;
+use socket::Udp;
+
+/// Which WireGuard the backend uses (`--wireguard-impl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Implementation {
+    /// The kernel's where it has WireGuard, else userspace.
+    Auto,
+    /// The kernel module, configured over generic netlink.
+    Kernel,
+    /// weft's own data path over TUN devices (any kernel).
+    Userspace,
+}
+
+/// Where the backend keeps things.
+#[derive(Debug, Clone)]
+pub struct WgOptions {
+    pub implementation: Implementation,
+    pub key_file: PathBuf,
+    pub uapi_dir: PathBuf,
+}
+
+/// The devices before the lease is known.
+pub struct WgLocal {
+    devices: Vec<(WgDeviceId, tun_rs::SyncDevice, Arc<WgDevice>)>,
+    mtu: u32,
+    uapi_dir: PathBuf,
+}
+
+/// Which implementation `opts` and this kernel give.
+fn choose(nl: &mut Netlink, opts: &WgOptions) -> Result<Implementation> {
+    let mut kernel = || weft_kernel::kernel_has_wireguard(nl, "weft-wgprobe");
+    match opts.implementation {
+        Implementation::Userspace => Ok(Implementation::Userspace),
+        Implementation::Auto => {
+            if kernel() {
+                tracing::info!("the kernel has WireGuard; weft configures its userspace data path all the same (kernel configuration is not built in yet)");
+            }
+            Ok(Implementation::Userspace)
+        }
+        Implementation::Kernel => {
+            if kernel() {
+                bail!("--wireguard-impl=kernel: this weft cannot configure kernel WireGuard yet; use --wireguard-impl=userspace (or auto)")
+            }
+            bail!("--wireguard-impl=kernel: this kernel cannot make WireGuard devices (no wireguard module); use --wireguard-impl=userspace (or auto)")
+        }
+    }
+}
+
+/// Makes the devices (TUN, socket, key) and the lease's attributes.
+pub fn prepare(
+    nl: &mut Netlink,
+    cfg: &WireguardConfig,
+    network: &Network,
+    underlay: &Underlay,
+    opts: &WgOptions,
+) -> Result<(WgLocal, LeaseAttrs)> {
+    let implementation = choose(nl, opts)?;
+    let (secret, origin) = key_file::load_or_create(&opts.key_file)?;
+    let mtu = cfg
+        .mtu
+        .unwrap_or(underlay.mtu)
+        .checked_sub(WG_OVERHEAD)
+        .filter(|m| *m >= 576)
+        .ok_or_else(|| anyhow!("the underlay MTU {} leaves too little for WireGuard's {WG_OVERHEAD} bytes", underlay.mtu))?;
+    let (v4, v6) = (network.pools.v4.is_some(), network.pools.v6.is_some());
+    let mut local = WgLocal {
+        devices: Vec::new(),
+        mtu,
+        uapi_dir: opts.uapi_dir.clone(),
+    };
+    for id in devices(cfg.mode, v4, v6) {
+        let port = match id {
+            WgDeviceId::V6 => cfg.listen_port_v6,
+            WgDeviceId::Main => cfg.listen_port,
+        };
+        let udp = Udp::bind(port).with_context(|| format!("binding UDP port {port} for {}", id.name()))?;
+        let tun = crate::udp::open_tun(id.name(), mtu)
+            .with_context(|| format!("creating the TUN device {}", id.name()))?;
+        let wg = Arc::new(WgDevice::new(id.name(), secret.clone(), udp));
+        local.devices.push((id, tun, wg));
+    }
+    let public = local
+        .devices
+        .first()
+        .map(|(_, _, w)| w.public_key)
+        .ok_or_else(|| anyhow!("the network has no address family for WireGuard"))?;
+    tracing::info!(
+        implementation = ?implementation,
+        key_file = %opts.key_file.display(),
+        key = if origin == key_file::Origin::Made { "made" } else { "read" },
+        public_key = %public,
+        mode = cfg.mode.name(),
+        mtu,
+        "WireGuard devices ready"
+    );
+    let data = |port| WireguardLeaseData {
+        public_key: public.to_base64(),
+        port,
+    };
+    // one device listens on ListenPort in the single-device modes: say so
+    let v6_port = if cfg.mode == WgMode::Separate {
+        cfg.listen_port_v6
+    } else {
+        cfg.listen_port
+    };
+    let attrs = LeaseAttrs::wireguard(
+        underlay.public_ip,
+        if v6 { underlay.public_ipv6 } else { None },
+        v4.then(|| data(cfg.listen_port)),
+        v6.then(|| data(v6_port)),
+    );
+    Ok((local, attrs))
+}
+
+impl WgLocal {
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// With the lease known: addresses and routes the devices (the
+    /// subnet's first address as /32 or /128, the network through the
+    /// device), starts them, and returns the sink for remote leases.
+    pub fn start(
+        self,
+        nl: &mut Netlink,
+        cfg: &WireguardConfig,
+        network: &Network,
+        key: LeaseKey,
+        underlay: &Underlay,
+    ) -> Result<WgSink> {
+        let mut started = Vec::new();
+        for (id, tun, wg) in self.devices {
+            let link = weft_kernel::link_by_name(nl, id.name())?
+                .ok_or_else(|| anyhow!("{} vanished after creation", id.name()))?;
+            let carries_v4 = id == WgDeviceId::Main;
+            let carries_v6 = id == WgDeviceId::V6 || cfg.mode != WgMode::Separate;
+            weft_kernel::set_link_up(nl, link.index, Some(self.mtu))?;
+            if let (true, Some(s), Some(pool)) = (carries_v4, key.v4, &network.pools.v4) {
+                weft_kernel::ensure_address(nl, link.index, IpNet::V4(Ipv4Net::new(s.network(), 32)?))
+                    .with_context(|| format!("addressing {}", id.name()))?;
+                weft_kernel::replace_device_route(nl, link.index, pool.network())?;
+            }
+            if let (true, Some(s), Some(pool)) = (carries_v6, key.v6, &network.pools.v6) {
+                weft_kernel::ensure_address(nl, link.index, IpNet::V6(Ipv6Net::new(s.network(), 128)?))
+                    .with_context(|| format!("addressing {}", id.name()))?;
+                weft_kernel::replace_device_route(nl, link.index, pool.network())?;
+            }
+            let sock = uapi::serve(&self.uapi_dir, wg.clone())?;
+            io::start(tun, wg.clone()).context("starting the WireGuard data path")?;
+            tracing::info!(device = id.name(), port = wg.udp.port(), socket = %sock.display(), "WireGuard device up");
+            started.push((id, wg));
+        }
+        let planner = WgPeerPlanner::new(
+            cfg,
+            network.pools.v4.is_some(),
+            network.pools.v6.is_some(),
+            Some(underlay.public_ip),
+            underlay.public_ipv6,
+        );
+        Ok(WgSink::new(planner, started, cfg.psk.clone(), cfg.keepalive))
+    }
+}

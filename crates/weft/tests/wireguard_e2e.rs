@@ -1,0 +1,270 @@
+//! End to end: the wireguard backend (userspace here: this kernel has no
+//! WireGuard module) on hosts in network namespaces with a real etcd,
+//! `wg` from wireguard-tools reading the devices, and wireguard-go as a
+//! peer configured the way flanneld configures its devices.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weft_core::subnet_file::SubnetEnv;
+use weft_lab::{eventually, sh, Host, Lab};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const WG_NET: &str = r#"{"Network":"172.30.0.0/16","Backend":{"Type":"wireguard"}}"#;
+
+fn lab() -> Lab {
+    Lab::new("wwg", Path::new(WEFT)).expect("lab: these tests need root")
+}
+
+fn key_file(lab: &Lab, h: &Host) -> PathBuf {
+    lab.dir().join(&h.name).join("wgkey")
+}
+
+fn socket_dir(lab: &Lab, h: &Host) -> PathBuf {
+    lab.dir().join(&h.name).join("wg")
+}
+
+/// Starts weft's agent on `h` with its own key file and socket folder.
+fn start_agent(lab: &mut Lab, h: &Host, extra: &[&str]) {
+    let mut flags = vec![format!(
+        "--wireguard-socket-dir={}",
+        socket_dir(lab, h).display()
+    )];
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let args = lab.agent_args(h, &flags).expect("args");
+    let env = vec![(
+        "WIREGUARD_KEY_FILE".to_string(),
+        key_file(lab, h).display().to_string(),
+    )];
+    lab.start_agent_with(h, WEFT, &args, &env).expect("agent");
+}
+
+fn hosts(lab: &mut Lab, config: &str, n: u8) -> Vec<(Host, SubnetEnv)> {
+    lab.start_etcd().expect("etcd");
+    lab.put_config(config).expect("config");
+    let hosts: Vec<Host> = (0..n)
+        .map(|i| lab.host(&format!("h{}", i + 1), 11 + i).expect("host"))
+        .collect();
+    for h in &hosts {
+        start_agent(lab, h, &[]);
+    }
+    hosts
+        .into_iter()
+        .map(|h| {
+            let env = lab
+                .wait_subnet_env(&h, Duration::from_secs(20))
+                .expect("subnet");
+            (h, env)
+        })
+        .collect()
+}
+
+fn text(out: std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `wg <args…>` on `h` against weft's socket folder: wg looks for
+/// sockets in /var/run/wireguard only, so the folder is mounted there in
+/// a private mount namespace.
+fn wg(lab: &Lab, h: &Host, args: &str) -> String {
+    let script = format!(
+        "mount -t tmpfs weft-wg /run && mkdir /run/wireguard && mount --bind {} /run/wireguard && wg {args}",
+        socket_dir(lab, h).display()
+    );
+    text(
+        sh(
+            "ip",
+            &["netns", "exec", &h.ns, "unshare", "-m", "sh", "-c", &script],
+        )
+        .unwrap_or_else(|e| panic!("wg {args} on {}: {e}", h.name)),
+    )
+}
+
+fn lease_key(env: &SubnetEnv) -> String {
+    env.subnet
+        .expect("subnet")
+        .trunc()
+        .to_string()
+        .replace('/', "-")
+}
+
+/// The PublicKey in a host's lease.
+fn published_key(lab: &Lab, env: &SubnetEnv) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.lease_value(&lease_key(env)).expect("lease")).expect("json");
+    v["BackendData"]["PublicKey"]
+        .as_str()
+        .expect("PublicKey")
+        .to_string()
+}
+
+#[test]
+fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
+    let mut lab = lab();
+    let hosts = hosts(&mut lab, WG_NET, 3);
+    let (h1, env1) = &hosts[0];
+    assert_eq!(env1.mtu, Some(1420), "underlay 1500 - 80");
+
+    // the lease is flanneld's: BackendType wireguard, PublicKey and Port
+    let value = lab.lease_value(&lease_key(env1)).expect("lease");
+    let public = published_key(&lab, env1);
+    assert_eq!(
+        value,
+        format!(
+            r#"{{"PublicIP":"{}","PublicIPv6":null,"BackendType":"wireguard","BackendData":{{"PublicKey":"{public}","Port":51820}}}}"#,
+            h1.ip
+        )
+    );
+    // the key file: base64 of 32 bytes, 0400, and the lease's key is its public half
+    let kf = key_file(&lab, h1);
+    let mode = std::fs::metadata(&kf).expect("key file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+    let derived = text(
+        sh(
+            "sh",
+            &["-c", &format!("wg pubkey < {}", kf.display())],
+        )
+        .expect("wg pubkey"),
+    );
+    assert_eq!(derived.trim(), public);
+
+    // the device as flanneld leaves it: /32 address, the network routed into it
+    let addr = text(sh("ip", &["-n", &h1.ns, "addr", "show", "flannel-wg"]).expect("device"));
+    let own = env1.subnet.expect("subnet").network();
+    assert!(addr.contains(&format!("inet {own}/32")), "{addr}");
+    assert!(addr.contains("mtu 1420"), "{addr}");
+    let routes = text(sh("ip", &["-n", &h1.ns, "route", "show", "172.30.0.0/16"]).expect("route"));
+    assert!(routes.contains("dev flannel-wg"), "{routes}");
+
+    let pods: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (h, _))| lab.pod(h, &format!("p{i}")).expect("pod"))
+        .collect();
+    for (i, a) in pods.iter().enumerate() {
+        for b in pods.iter().skip(i + 1) {
+            lab.ping(a, b.ip, Duration::from_secs(15)).expect("ping");
+            lab.ping(b, a.ip, Duration::from_secs(15)).expect("ping back");
+        }
+    }
+
+    // wg reads the userspace device over its socket
+    let show = wg(&lab, h1, "show flannel-wg");
+    assert!(show.contains("listening port: 51820"), "{show}");
+    assert!(show.contains("private key: (hidden)"), "{show}");
+    for (_, env) in &hosts[1..] {
+        let k = published_key(&lab, env);
+        assert!(show.contains(&format!("peer: {k}")), "{show}");
+        assert!(
+            show.contains(&format!("allowed ips: {}", env.subnet.expect("s").trunc())),
+            "{show}"
+        );
+    }
+    assert!(show.contains("latest handshake"), "{show}");
+
+    // on the underlay: only WireGuard datagrams, no pod payload in clear
+    let cap = lab.dir().join("underlay.pcap");
+    let mut dump = std::process::Command::new("ip")
+        .args(["netns", "exec", &h1.ns, "tcpdump", "-i", "eth0", "-U", "-n", "-w"])
+        .arg(&cap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(Duration::from_millis(500));
+    let marker = "77656674636c656172"; // "weftclear"
+    sh(
+        "ip",
+        &[
+            "netns", "exec", &pods[0].ns, "ping", "-c", "5", "-i", "0.2", "-p", marker,
+            &pods[1].ip.to_string(),
+        ],
+    )
+    .expect("marked ping");
+    let gbps = lab.iperf(&pods[1], &pods[0], 2).expect("iperf3");
+    assert!(gbps > 0.05, "TCP over wireguard: {gbps} Gbit/s");
+    eprintln!("wireguard (userspace), pod to pod: {gbps:.2} Gbit/s (iperf3, 2 s)");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dump.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = dump.wait();
+    let read = |filter: &str| {
+        let f = cap.display().to_string();
+        text(sh("tcpdump", &["-r", &f, "-n", filter]).expect("tcpdump -r"))
+    };
+    let wg_lines = read("udp port 51820").lines().count();
+    assert!(wg_lines > 100, "WireGuard datagrams on the underlay: {wg_lines}");
+    let clear = read("ip and not udp port 51820 and not tcp port 2379");
+    assert!(clear.trim().is_empty(), "only WireGuard carries pod traffic:\n{clear}");
+    let bytes = std::fs::read(&cap).expect("pcap");
+    assert!(
+        !bytes.windows(9).any(|w| w == b"weftclear"),
+        "the ping's payload never crosses the underlay in clear"
+    );
+
+    // a restart keeps the key
+    let (h2, env2) = &hosts[1];
+    let before = published_key(&lab, env2);
+    lab.stop_agent(h2, false);
+    start_agent(&mut lab, h2, &[]);
+    let env2b = lab.wait_subnet_env(h2, Duration::from_secs(20)).expect("subnet");
+    assert_eq!(env2b.subnet, env2.subnet);
+    assert_eq!(published_key(&lab, env2), before, "same key after a restart");
+    lab.ping(&pods[0], pods[1].ip, Duration::from_secs(15))
+        .expect("ping after the restart");
+
+    // a new key on h2 (key file removed): the others drop the old peer, take the new
+    lab.stop_agent(h2, false);
+    std::fs::remove_file(key_file(&lab, h2)).expect("remove key");
+    start_agent(&mut lab, h2, &[]);
+    let new = eventually(Duration::from_secs(20), "h2's new key in its lease", || {
+        let k = published_key(&lab, env2);
+        (k != before).then_some(k)
+    });
+    eventually(Duration::from_secs(20), "h1 follows h2's new key", || {
+        let show = wg(&lab, h1, "show flannel-wg peers");
+        (show.contains(&new) && !show.contains(&before)).then_some(())
+    });
+    lab.ping(&pods[0], pods[1].ip, Duration::from_secs(15))
+        .expect("ping with h2's new key");
+
+    // h3's lease deleted (its agent stopped): the peer goes from h1 and h2
+    let (h3, env3) = &hosts[2];
+    let k3 = published_key(&lab, env3);
+    lab.stop_agent(h3, false);
+    lab.etcdctl(&["del", &format!("{}/subnets/{}", lab.etcd_prefix(), lease_key(env3))])
+        .expect("del");
+    for h in [h1, h2] {
+        eventually(Duration::from_secs(20), "the peer of a deleted lease goes", || {
+            (!wg(&lab, h, "show flannel-wg peers").contains(&k3)).then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_naming_it() {
+    let mut lab = lab();
+    lab.start_etcd().expect("etcd");
+    lab.put_config(WG_NET).expect("config");
+    let h = lab.host("h1", 11).expect("host");
+    let kf = key_file(&lab, &h);
+    std::fs::write(&kf, "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").expect("key");
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    start_agent(&mut lab, &h, &[]);
+    let code = lab
+        .agent(&h)
+        .expect("agent")
+        .wait_exit(Duration::from_secs(20));
+    assert!(code.is_some_and(|c| c != 0), "the agent refuses to run: {code:?}");
+    let log = lab.agent_log(&h);
+    let line = format!("{} can be read by other users (mode 0644)", kf.display());
+    assert!(log.contains(&line), "{log}");
+    assert!(!log.contains("HIgo9"), "the key never reaches the log: {log}");
+    assert!(
+        lab.lease_keys().expect("keys").is_empty(),
+        "no lease taken with a refused key"
+    );
+}
