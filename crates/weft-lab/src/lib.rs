@@ -15,6 +15,7 @@ mod netns;
 mod process;
 mod tls;
 mod upstream;
+mod wireguard_go;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
@@ -23,3 +24,4 @@ pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, http_get_at, in_netns, sh};
 pub use process::{kill_where, tail, Proc};
 pub use upstream::{upstream_flanneld, upstream_kubernetes};
+pub use wireguard_go::{wg_keypair, WgPeerSpec};

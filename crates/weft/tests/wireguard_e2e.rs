@@ -268,3 +268,57 @@ fn a_key_file_others_can_read_is_refused_naming_it() {
         "no lease taken with a refused key"
     );
 }
+
+#[test]
+fn wireguard_go_configured_as_flanneld_would_is_a_peer_both_ways() {
+    let mut lab = lab();
+    let weft_hosts = hosts(&mut lab, WG_NET, 2);
+    // h3: wireguard-go and wg, with a lease written as flanneld writes it
+    let h3 = lab.host("h3", 13).expect("host");
+    let (key, public) = weft_lab::wg_keypair(lab.dir(), "h3").expect("keys");
+    let subnet: ipnet::Ipv4Net = "172.30.200.0/24".parse().expect("net");
+    lab.etcdctl(&[
+        "put",
+        &format!("{}/subnets/172.30.200.0-24", lab.etcd_prefix()),
+        &format!(
+            r#"{{"PublicIP":"{}","PublicIPv6":null,"BackendType":"wireguard","BackendData":{{"PublicKey":"{public}","Port":51820}}}}"#,
+            h3.ip
+        ),
+    ])
+    .expect("h3's lease");
+    lab.start_wireguard_go(&h3, &key, 51820, subnet, "172.30.0.0/16", 1420)
+        .expect("wireguard-go");
+    for (h, env) in &weft_hosts {
+        let peer = weft_lab::WgPeerSpec {
+            public_key: published_key(&lab, env),
+            endpoint: format!("{}:51820", h.ip),
+            allowed_ips: env.subnet.expect("s").trunc().to_string(),
+        };
+        lab.wireguard_go_peer(&h3, &peer).expect("wg set peer");
+    }
+    lab.write_subnet_env(
+        &h3,
+        &SubnetEnv::parse(
+            "FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.200.1/24\nFLANNEL_MTU=1420\nFLANNEL_IPMASQ=false\n",
+        )
+        .expect("env"),
+    )
+    .expect("subnet file");
+    let p3 = lab.pod(&h3, "c").expect("pod on the wireguard-go host");
+    for (i, (h, _)) in weft_hosts.iter().enumerate() {
+        let p = lab.pod(h, &format!("w{i}")).expect("pod");
+        lab.ping(&p, p3.ip, Duration::from_secs(15))
+            .expect("weft → wireguard-go");
+        lab.ping(&p3, p.ip, Duration::from_secs(15))
+            .expect("wireguard-go → weft");
+        let gbps = lab.iperf(&p3, &p, 1).expect("iperf3");
+        assert!(gbps > 0.05, "TCP weft → wireguard-go: {gbps} Gbit/s");
+    }
+    // wireguard-go saw handshakes with both weft hosts
+    let show = lab.wg_go(&h3, &["show", "flannel-wg", "latest-handshakes"]).expect("wg");
+    assert_eq!(
+        show.lines().filter(|l| !l.trim().ends_with("\t0")).count(),
+        2,
+        "{show}"
+    );
+}
