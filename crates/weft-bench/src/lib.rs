@@ -3,6 +3,7 @@
 //! namespaces. One module per scenario:
 //! - [`leases`]: the agent programming remote leases (cold start, churn, RSS);
 //! - [`datapath`]: pod-to-pod throughput per backend (iperf3);
+//! - [`wireguard`]: its wireguard rows, next to wireguard-go (also alone);
 //! - [`proxy`]: the service proxy with N services (etcd store);
 //! - [`kube_leases`]: the agent and upstream flanneld in Kubernetes mode
 //!   side by side on one kube-apiserver (N Nodes);
@@ -14,6 +15,7 @@
 //! The `weft bench` subcommand is [`BenchArgs`] and [`run`].
 
 mod datapath;
+mod wireguard;
 mod etcd_chaos;
 mod etcd_load;
 mod kube_leases;
@@ -47,12 +49,13 @@ pub struct BenchArgs {
     /// binary's `weft agent`. (The other scenarios run `weft agent`.)
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
-    /// Scenarios: leases (agent), datapath (iperf3 per backend), proxy,
+    /// Scenarios: leases (agent), datapath (iperf3 per backend, with
+    /// wireguard next to wireguard-go; wireguard alone: its rows), proxy,
     /// etcd-load, all (those four), etcd-chaos (a soak: etcd members
     /// killed at random under agents, for --minutes), or kube-leases (the
     /// agent and upstream flanneld in Kubernetes mode, --counts Nodes)
     #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases"])]
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases", "wireguard"])]
     scenario: Vec<String>,
     /// How long the etcd-chaos soak runs, in minutes
     #[arg(long, default_value_t = 2.0)]
@@ -148,6 +151,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             "datapath" => {
                 report.insert("datapath".into(), datapath::run(&weft, a.iperf_secs)?);
+                report.insert(
+                    "datapath_wireguard".into(),
+                    wireguard::run(&weft, a.iperf_secs, 5)?,
+                );
+            }
+            "wireguard" => {
+                report.insert(
+                    "datapath_wireguard".into(),
+                    wireguard::run(&weft, a.iperf_secs, 5)?,
+                );
             }
             "proxy" if a.against.is_some() => {
                 report.insert(
@@ -183,7 +196,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 report.insert("etcd_chaos".into(), etcd_chaos::run(&weft, a.minutes)?);
             }
             other => bail!(
-                "--scenario {other:?}: want all, leases, datapath, proxy, etcd-load, etcd-chaos or kube-leases"
+                "--scenario {other:?}: want all, leases, datapath, wireguard, proxy, etcd-load, etcd-chaos or kube-leases"
             ),
         }
     }
