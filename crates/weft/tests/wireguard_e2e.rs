@@ -322,3 +322,42 @@ fn wireguard_go_configured_as_flanneld_would_is_a_peer_both_ways() {
         "{show}"
     );
 }
+
+#[test]
+fn dual_stack_separate_mode_carries_ipv6_over_an_ipv6_underlay() {
+    let mut lab = lab();
+    let net = r#"{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"wireguard"}}"#;
+    let hosts = hosts(&mut lab, net, 2);
+    let (h1, env1) = &hosts[0];
+    let (h2, env2) = &hosts[1];
+    let v6 = env1.ipv6_subnet.expect("FLANNEL_IPV6_SUBNET");
+    let key = format!("{}&{}", lease_key(env1), v6.trunc().to_string().replace('/', "-"));
+    let value = lab.lease_value(&key).expect("lease");
+    let v: serde_json::Value = serde_json::from_str(&value).expect("json");
+    assert_eq!(v["PublicIPv6"], h1.ip6.to_string(), "{value}");
+    assert_eq!(v["BackendV6Data"]["Port"], 51821, "{value}");
+    assert_eq!(v["BackendV6Data"]["PublicKey"], v["BackendData"]["PublicKey"], "{value}");
+
+    // one device per family; the IPv6 one has the /128 and the IPv6 network
+    let addr = text(sh("ip", &["-n", &h1.ns, "addr", "show", "flannel-wg-v6"]).expect("v6 device"));
+    assert!(addr.contains(&format!("inet6 {}/128", v6.network())), "{addr}");
+    let routes = text(
+        sh("ip", &["-n", &h1.ns, "-6", "route", "show", "2001:db8:f::/48"]).expect("route"),
+    );
+    assert!(routes.contains("dev flannel-wg-v6"), "{routes}");
+
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(15)).expect("IPv4 between pods");
+    lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .expect("IPv6 between pods");
+    lab.ping(&b, a.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .expect("IPv6 back");
+
+    // the IPv6 peer is reached over the IPv6 underlay on ListenPortV6
+    let show = wg(&lab, h1, "show flannel-wg-v6 endpoints");
+    assert!(show.contains(&format!("[{}]:51821", h2.ip6)), "{show}");
+    let show = wg(&lab, h1, "show flannel-wg endpoints");
+    assert!(show.contains(&format!("{}:51820", h2.ip)), "{show}");
+    let _ = env2;
+}
