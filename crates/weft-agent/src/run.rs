@@ -146,7 +146,13 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     // the backend's devices first: their MACs and MTU go into the lease
     let probe = datapath::probe_attrs(&network, &underlay);
     let macs = source.previous_macs(&network, &probe).await;
-    let local = datapath::prepare(&mut nl, &network, &underlay, macs, &args.wireguard_options())?;
+    let local = datapath::prepare(
+        &mut nl,
+        &network,
+        &underlay,
+        macs,
+        &args.wireguard_options(),
+    )?;
     let key = source.acquire(&network, &local.attrs).await?;
     let mtu = local.mtu;
     let (sink, ownership) = local.start(&mut nl, &network, key, &underlay, nexthops)?;

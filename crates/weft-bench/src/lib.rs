@@ -15,7 +15,6 @@
 //! The `weft bench` subcommand is [`BenchArgs`] and [`run`].
 
 mod datapath;
-mod wireguard;
 mod etcd_chaos;
 mod etcd_load;
 mod kube_leases;
@@ -23,6 +22,7 @@ mod kube_proxy;
 mod leases;
 mod nft_events;
 mod proxy;
+mod wireguard;
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, TxnOp};

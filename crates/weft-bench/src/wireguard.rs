@@ -81,7 +81,13 @@ fn weft_hosts(weft: &Path) -> Result<Setup> {
         .collect::<Result<_>>()?;
     for h in &hosts {
         let dir = lab.dir().join(&h.name);
-        let mut args = lab.agent_args(h, &[&format!("--wireguard-socket-dir={}", dir.join("wg").display())])?;
+        let mut args = lab.agent_args(
+            h,
+            &[&format!(
+                "--wireguard-socket-dir={}",
+                dir.join("wg").display()
+            )],
+        )?;
         args.push("--iptables-forward-rules=false".into());
         let env = vec![(
             "WIREGUARD_KEY_FILE".to_string(),
@@ -160,8 +166,10 @@ pub fn run(weft: &Path, secs: u32, runs: usize) -> Result<serde_json::Value> {
             "{:>25} | {lo:>6.2} {med:>6.2} {hi:>6.2} | {cpu:.3} CPU s/Gbit",
             s.name
         );
-        out.push(serde_json::json!({"backend": format!("wireguard: {}", s.name),
-            "gbps": {"min": lo, "median": med, "max": hi}, "cpu_seconds_per_gbit": cpu}));
+        out.push(
+            serde_json::json!({"backend": format!("wireguard: {}", s.name),
+            "gbps": {"min": lo, "median": med, "max": hi}, "cpu_seconds_per_gbit": cpu}),
+        );
     }
     let ratio = spread(setups[0].gbps.clone()).1 / spread(setups[1].gbps.clone()).1;
     println!("weft's userspace WireGuard vs wireguard-go {version}: {ratio:.2}x");

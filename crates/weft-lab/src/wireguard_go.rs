@@ -31,7 +31,10 @@ pub fn wg_keypair(dir: &Path, name: &str) -> Result<(std::path::PathBuf, String)
         f = file.display()
     );
     let out = sh("sh", &["-c", &script]).context("wg genkey (Debian's wireguard-tools)")?;
-    Ok((file, String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    Ok((
+        file,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
 }
 
 impl Lab {
@@ -60,17 +63,56 @@ impl Lab {
         let start = std::time::Instant::now();
         while self.wg_go(host, &["show", "flannel-wg"]).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
-                bail!("wireguard-go on {} did not come up: {}", host.name, self.agent_log(host));
+                bail!(
+                    "wireguard-go on {} did not come up: {}",
+                    host.name,
+                    self.agent_log(host)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let key = private_key.display().to_string();
-        self.wg_go(host, &["set", "flannel-wg", "private-key", &key, "listen-port", &port.to_string()])?;
+        self.wg_go(
+            host,
+            &[
+                "set",
+                "flannel-wg",
+                "private-key",
+                &key,
+                "listen-port",
+                &port.to_string(),
+            ],
+        )?;
         let ns = host.ns.as_str();
         let addr = format!("{}/32", subnet.network());
         sh("ip", &["-n", ns, "addr", "add", &addr, "dev", "flannel-wg"])?;
-        sh("ip", &["-n", ns, "link", "set", "flannel-wg", "mtu", &mtu.to_string(), "up"])?;
-        sh("ip", &["-n", ns, "route", "replace", network, "dev", "flannel-wg", "scope", "link"])?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "link",
+                "set",
+                "flannel-wg",
+                "mtu",
+                &mtu.to_string(),
+                "up",
+            ],
+        )?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "route",
+                "replace",
+                network,
+                "dev",
+                "flannel-wg",
+                "scope",
+                "link",
+            ],
+        )?;
         Ok(())
     }
 

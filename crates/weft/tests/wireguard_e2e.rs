@@ -82,6 +82,21 @@ fn wg(lab: &Lab, h: &Host, args: &str) -> String {
     )
 }
 
+/// `weft <args…>` in `h`'s namespace with the lab's etcd and `h`'s subnet file.
+fn weft_on(lab: &Lab, h: &Host, args: &[&str]) -> String {
+    let etcd = format!("--etcd-endpoints={}", lab.etcd_url().expect("etcd"));
+    let file = format!("--subnet-file={}", lab.subnet_file(h).display());
+    let mut a = vec!["netns", "exec", h.ns.as_str(), WEFT];
+    a.extend_from_slice(args);
+    a.push(&etcd);
+    a.push(&file);
+    let out = std::process::Command::new("ip")
+        .args(&a)
+        .output()
+        .expect("weft runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn lease_key(env: &SubnetEnv) -> String {
     env.subnet
         .expect("subnet")
@@ -119,15 +134,14 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     );
     // the key file: base64 of 32 bytes, 0400, and the lease's key is its public half
     let kf = key_file(&lab, h1);
-    let mode = std::fs::metadata(&kf).expect("key file").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&kf)
+        .expect("key file")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o400);
-    let derived = text(
-        sh(
-            "sh",
-            &["-c", &format!("wg pubkey < {}", kf.display())],
-        )
-        .expect("wg pubkey"),
-    );
+    let derived =
+        text(sh("sh", &["-c", &format!("wg pubkey < {}", kf.display())]).expect("wg pubkey"));
     assert_eq!(derived.trim(), public);
 
     // the device as flanneld leaves it: /32 address, the network routed into it
@@ -146,7 +160,8 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     for (i, a) in pods.iter().enumerate() {
         for b in pods.iter().skip(i + 1) {
             lab.ping(a, b.ip, Duration::from_secs(15)).expect("ping");
-            lab.ping(b, a.ip, Duration::from_secs(15)).expect("ping back");
+            lab.ping(b, a.ip, Duration::from_secs(15))
+                .expect("ping back");
         }
     }
 
@@ -164,10 +179,43 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     }
     assert!(show.contains("latest handshake"), "{show}");
 
+    // weft status and weft doctor say which WireGuard, and never a key
+    let sock = format!("--wireguard-socket-dir={}", socket_dir(&lab, h1).display());
+    let status = weft_on(&lab, h1, &["status", "--iface", "eth0", &sock]);
+    assert!(
+        status.contains("wireguard flannel-wg: userspace, port 51820, 2 peers, 2 with a handshake"),
+        "{status}"
+    );
+    let doctor = weft_on(&lab, h1, &["doctor", "--output", "json", &sock]);
+    let findings: serde_json::Value = serde_json::from_str(&doctor).expect("doctor json");
+    let wg_finding = findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == "wireguard")
+        .unwrap_or_else(|| panic!("no wireguard finding: {doctor}"));
+    assert_eq!(wg_finding["severity"], "ok", "{doctor}");
+    assert!(
+        wg_finding["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("userspace WireGuard"),
+        "{doctor}"
+    );
+    let secret = std::fs::read_to_string(key_file(&lab, h1)).expect("key");
+    for text in [&status, &doctor, &lab.agent_log(h1)] {
+        assert!(
+            !text.contains(secret.trim()),
+            "the private key leaks: {text}"
+        );
+    }
+
     // on the underlay: only WireGuard datagrams, no pod payload in clear
     let cap = lab.dir().join("underlay.pcap");
     let mut dump = std::process::Command::new("ip")
-        .args(["netns", "exec", &h1.ns, "tcpdump", "-i", "eth0", "-U", "-n", "-w"])
+        .args([
+            "netns", "exec", &h1.ns, "tcpdump", "-i", "eth0", "-U", "-n", "-w",
+        ])
         .arg(&cap)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -178,7 +226,16 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     sh(
         "ip",
         &[
-            "netns", "exec", &pods[0].ns, "ping", "-c", "5", "-i", "0.2", "-p", marker,
+            "netns",
+            "exec",
+            &pods[0].ns,
+            "ping",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-p",
+            marker,
             &pods[1].ip.to_string(),
         ],
     )
@@ -196,9 +253,15 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
         text(sh("tcpdump", &["-r", &f, "-n", filter]).expect("tcpdump -r"))
     };
     let wg_lines = read("udp port 51820").lines().count();
-    assert!(wg_lines > 100, "WireGuard datagrams on the underlay: {wg_lines}");
+    assert!(
+        wg_lines > 100,
+        "WireGuard datagrams on the underlay: {wg_lines}"
+    );
     let clear = read("ip and not udp port 51820 and not tcp port 2379");
-    assert!(clear.trim().is_empty(), "only WireGuard carries pod traffic:\n{clear}");
+    assert!(
+        clear.trim().is_empty(),
+        "only WireGuard carries pod traffic:\n{clear}"
+    );
     let bytes = std::fs::read(&cap).expect("pcap");
     assert!(
         !bytes.windows(9).any(|w| w == b"weftclear"),
@@ -210,9 +273,15 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     let before = published_key(&lab, env2);
     lab.stop_agent(h2, false);
     start_agent(&mut lab, h2, &[]);
-    let env2b = lab.wait_subnet_env(h2, Duration::from_secs(20)).expect("subnet");
+    let env2b = lab
+        .wait_subnet_env(h2, Duration::from_secs(20))
+        .expect("subnet");
     assert_eq!(env2b.subnet, env2.subnet);
-    assert_eq!(published_key(&lab, env2), before, "same key after a restart");
+    assert_eq!(
+        published_key(&lab, env2),
+        before,
+        "same key after a restart"
+    );
     lab.ping(&pods[0], pods[1].ip, Duration::from_secs(15))
         .expect("ping after the restart");
 
@@ -235,12 +304,17 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     let (h3, env3) = &hosts[2];
     let k3 = published_key(&lab, env3);
     lab.stop_agent(h3, false);
-    lab.etcdctl(&["del", &format!("{}/subnets/{}", lab.etcd_prefix(), lease_key(env3))])
-        .expect("del");
+    lab.etcdctl(&[
+        "del",
+        &format!("{}/subnets/{}", lab.etcd_prefix(), lease_key(env3)),
+    ])
+    .expect("del");
     for h in [h1, h2] {
-        eventually(Duration::from_secs(20), "the peer of a deleted lease goes", || {
-            (!wg(&lab, h, "show flannel-wg peers").contains(&k3)).then_some(())
-        });
+        eventually(
+            Duration::from_secs(20),
+            "the peer of a deleted lease goes",
+            || (!wg(&lab, h, "show flannel-wg peers").contains(&k3)).then_some(()),
+        );
     }
 }
 
@@ -258,11 +332,17 @@ fn a_key_file_others_can_read_is_refused_naming_it() {
         .agent(&h)
         .expect("agent")
         .wait_exit(Duration::from_secs(20));
-    assert!(code.is_some_and(|c| c != 0), "the agent refuses to run: {code:?}");
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the agent refuses to run: {code:?}"
+    );
     let log = lab.agent_log(&h);
     let line = format!("{} can be read by other users (mode 0644)", kf.display());
     assert!(log.contains(&line), "{log}");
-    assert!(!log.contains("HIgo9"), "the key never reaches the log: {log}");
+    assert!(
+        !log.contains("HIgo9"),
+        "the key never reaches the log: {log}"
+    );
     assert!(
         lab.lease_keys().expect("keys").is_empty(),
         "no lease taken with a refused key"
@@ -315,7 +395,9 @@ fn wireguard_go_configured_as_flanneld_would_is_a_peer_both_ways() {
         assert!(gbps > 0.05, "TCP weft → wireguard-go: {gbps} Gbit/s");
     }
     // wireguard-go saw handshakes with both weft hosts
-    let show = lab.wg_go(&h3, &["show", "flannel-wg", "latest-handshakes"]).expect("wg");
+    let show = lab
+        .wg_go(&h3, &["show", "flannel-wg", "latest-handshakes"])
+        .expect("wg");
     assert_eq!(
         show.lines().filter(|l| !l.trim().ends_with("\t0")).count(),
         2,
@@ -331,24 +413,39 @@ fn dual_stack_separate_mode_carries_ipv6_over_an_ipv6_underlay() {
     let (h1, env1) = &hosts[0];
     let (h2, env2) = &hosts[1];
     let v6 = env1.ipv6_subnet.expect("FLANNEL_IPV6_SUBNET");
-    let key = format!("{}&{}", lease_key(env1), v6.trunc().to_string().replace('/', "-"));
+    let key = format!(
+        "{}&{}",
+        lease_key(env1),
+        v6.trunc().to_string().replace('/', "-")
+    );
     let value = lab.lease_value(&key).expect("lease");
     let v: serde_json::Value = serde_json::from_str(&value).expect("json");
     assert_eq!(v["PublicIPv6"], h1.ip6.to_string(), "{value}");
     assert_eq!(v["BackendV6Data"]["Port"], 51821, "{value}");
-    assert_eq!(v["BackendV6Data"]["PublicKey"], v["BackendData"]["PublicKey"], "{value}");
+    assert_eq!(
+        v["BackendV6Data"]["PublicKey"], v["BackendData"]["PublicKey"],
+        "{value}"
+    );
 
     // one device per family; the IPv6 one has the /128 and the IPv6 network
     let addr = text(sh("ip", &["-n", &h1.ns, "addr", "show", "flannel-wg-v6"]).expect("v6 device"));
-    assert!(addr.contains(&format!("inet6 {}/128", v6.network())), "{addr}");
+    assert!(
+        addr.contains(&format!("inet6 {}/128", v6.network())),
+        "{addr}"
+    );
     let routes = text(
-        sh("ip", &["-n", &h1.ns, "-6", "route", "show", "2001:db8:f::/48"]).expect("route"),
+        sh(
+            "ip",
+            &["-n", &h1.ns, "-6", "route", "show", "2001:db8:f::/48"],
+        )
+        .expect("route"),
     );
     assert!(routes.contains("dev flannel-wg-v6"), "{routes}");
 
     let a = lab.pod(h1, "a").expect("pod");
     let b = lab.pod(h2, "b").expect("pod");
-    lab.ping(&a, b.ip, Duration::from_secs(15)).expect("IPv4 between pods");
+    lab.ping(&a, b.ip, Duration::from_secs(15))
+        .expect("IPv4 between pods");
     lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(15))
         .expect("IPv6 between pods");
     lab.ping(&b, a.ip6.expect("v6 pod"), Duration::from_secs(15))

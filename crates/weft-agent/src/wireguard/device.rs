@@ -258,7 +258,10 @@ impl WgDevice {
         out: &mut [u8],
         scratch: &mut [u8],
     ) -> Option<usize> {
-        let packet = match self.rate_limiter.verify_packet(Some(src.ip()), dgram, scratch) {
+        let packet = match self
+            .rate_limiter
+            .verify_packet(Some(src.ip()), dgram, scratch)
+        {
             Ok(p) => p,
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 self.udp.send_to(cookie, src);
@@ -289,11 +292,13 @@ impl WgDevice {
             }
             TunnResult::WriteToTunnelV4(p, from) => {
                 let len = p.len();
-                self.accept_from(&table, &peer, IpAddr::V4(from), src).then_some(len)
+                self.accept_from(&table, &peer, IpAddr::V4(from), src)
+                    .then_some(len)
             }
             TunnResult::WriteToTunnelV6(p, from) => {
                 let len = p.len();
-                self.accept_from(&table, &peer, IpAddr::V6(from), src).then_some(len)
+                self.accept_from(&table, &peer, IpAddr::V6(from), src)
+                    .then_some(len)
             }
             TunnResult::Done => {
                 peer.seen_at(src); // keepalive
@@ -308,7 +313,13 @@ impl WgDevice {
 
     /// Cryptokey routing: a decrypted packet is delivered only when its
     /// source address is one its peer may use.
-    fn accept_from(&self, table: &PeerTable<Peer>, peer: &Arc<Peer>, from: IpAddr, src: SocketAddr) -> bool {
+    fn accept_from(
+        &self,
+        table: &PeerTable<Peer>,
+        peer: &Arc<Peer>,
+        from: IpAddr,
+        src: SocketAddr,
+    ) -> bool {
         if table.route(from).is_some_and(|p| Arc::ptr_eq(p, peer)) {
             peer.seen_at(src);
             true

@@ -186,16 +186,13 @@ fn receive(tun: &SyncDevice, wg: &WgDevice) -> io::Result<()> {
         while count + gso::MAX_SEGMENTS <= slots.len() {
             let (n, seg, src) = {
                 let mut iov = [io::IoSliceMut::new(&mut big)];
-                let msg = match recvmsg::<SockaddrStorage>(
-                    fd,
-                    &mut iov,
-                    gro.then_some(&mut cmsg),
-                    flags,
-                ) {
-                    Ok(m) => m,
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
-                    Err(e) => return Err(e.into()),
-                };
+                let msg =
+                    match recvmsg::<SockaddrStorage>(fd, &mut iov, gro.then_some(&mut cmsg), flags)
+                    {
+                        Ok(m) => m,
+                        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
+                        Err(e) => return Err(e.into()),
+                    };
                 let seg = msg.cmsgs().ok().and_then(|mut c| {
                     c.find_map(|m| match m {
                         ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),

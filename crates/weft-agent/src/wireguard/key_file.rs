@@ -37,7 +37,9 @@ pub fn load_or_create(path: &Path) -> Result<(WgSecret, Origin)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create(path).map(|k| (k, Origin::Made))
         }
-        Err(e) => Err(e).with_context(|| format!("reading the WireGuard key file {}", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("reading the WireGuard key file {}", path.display()))
+        }
     }
 }
 
@@ -100,7 +102,9 @@ mod tests {
         let path = dir.path().join("wgkey");
         std::fs::write(&path, "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let e = load_or_create(&path).expect_err("world-readable").to_string();
+        let e = load_or_create(&path)
+            .expect_err("world-readable")
+            .to_string();
         assert!(e.contains("can be read by other users (mode 0644)"), "{e}");
         assert!(!e.contains("HIgo9"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");

@@ -94,7 +94,12 @@ pub fn prepare(
         .unwrap_or(underlay.mtu)
         .checked_sub(WG_OVERHEAD)
         .filter(|m| *m >= 576)
-        .ok_or_else(|| anyhow!("the underlay MTU {} leaves too little for WireGuard's {WG_OVERHEAD} bytes", underlay.mtu))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "the underlay MTU {} leaves too little for WireGuard's {WG_OVERHEAD} bytes",
+                underlay.mtu
+            )
+        })?;
     let (v4, v6) = (network.pools.v4.is_some(), network.pools.v6.is_some());
     let mut local = WgLocal {
         devices: Vec::new(),
@@ -106,7 +111,8 @@ pub fn prepare(
             WgDeviceId::V6 => cfg.listen_port_v6,
             WgDeviceId::Main => cfg.listen_port,
         };
-        let udp = Udp::bind(port).with_context(|| format!("binding UDP port {port} for {}", id.name()))?;
+        let udp = Udp::bind(port)
+            .with_context(|| format!("binding UDP port {port} for {}", id.name()))?;
         let tun = crate::udp::open_tun(id.name(), mtu)
             .with_context(|| format!("creating the TUN device {}", id.name()))?;
         let wg = Arc::new(WgDevice::new(id.name(), secret.clone(), udp));
@@ -169,13 +175,21 @@ impl WgLocal {
             let carries_v6 = id == WgDeviceId::V6 || cfg.mode != WgMode::Separate;
             weft_kernel::set_link_up(nl, link.index, Some(self.mtu))?;
             if let (true, Some(s), Some(pool)) = (carries_v4, key.v4, &network.pools.v4) {
-                weft_kernel::ensure_address(nl, link.index, IpNet::V4(Ipv4Net::new(s.network(), 32)?))
-                    .with_context(|| format!("addressing {}", id.name()))?;
+                weft_kernel::ensure_address(
+                    nl,
+                    link.index,
+                    IpNet::V4(Ipv4Net::new(s.network(), 32)?),
+                )
+                .with_context(|| format!("addressing {}", id.name()))?;
                 weft_kernel::replace_device_route(nl, link.index, pool.network())?;
             }
             if let (true, Some(s), Some(pool)) = (carries_v6, key.v6, &network.pools.v6) {
-                weft_kernel::ensure_address(nl, link.index, IpNet::V6(Ipv6Net::new(s.network(), 128)?))
-                    .with_context(|| format!("addressing {}", id.name()))?;
+                weft_kernel::ensure_address(
+                    nl,
+                    link.index,
+                    IpNet::V6(Ipv6Net::new(s.network(), 128)?),
+                )
+                .with_context(|| format!("addressing {}", id.name()))?;
                 weft_kernel::replace_device_route(nl, link.index, pool.network())?;
             }
             let sock = uapi::serve(&self.uapi_dir, wg.clone())?;
@@ -190,6 +204,61 @@ impl WgLocal {
             Some(underlay.public_ip),
             underlay.public_ipv6,
         );
-        Ok(WgSink::new(planner, started, cfg.psk.clone(), cfg.keepalive))
+        Ok(WgSink::new(
+            planner,
+            started,
+            cfg.psk.clone(),
+            cfg.keepalive,
+        ))
     }
+}
+
+/// One of this host's WireGuard devices, as `weft status` and `weft
+/// doctor` report it (never with keys).
+#[derive(Debug, Clone)]
+pub struct DeviceReport {
+    pub device: &'static str,
+    /// `userspace` (weft's TUN data path), `kernel` or `absent`.
+    pub implementation: &'static str,
+    pub state: std::result::Result<uapi::DeviceState, String>,
+}
+
+/// Looks at the devices the backend would have: which implementation
+/// each is and, for userspace ones, their peers over the socket.
+pub fn inspect(
+    nl: &mut Netlink,
+    mode: WgMode,
+    v4: bool,
+    v6: bool,
+    socket_dir: &std::path::Path,
+) -> Vec<DeviceReport> {
+    devices(mode, v4, v6)
+        .into_iter()
+        .map(|id| {
+            let name = id.name();
+            let (implementation, state) = match weft_kernel::link_by_name(nl, name) {
+                Err(e) => ("absent", Err(e.to_string())),
+                Ok(None) => (
+                    "absent",
+                    Err(format!("there is no device {name}: is the agent running?")),
+                ),
+                Ok(Some(l)) if l.kind.as_deref() == Some("wireguard") => (
+                    "kernel",
+                    Err(format!(
+                        "a kernel WireGuard device: `wg show {name}` describes it"
+                    )),
+                ),
+                Ok(Some(_)) => (
+                    "userspace",
+                    uapi::query(&socket_dir.join(format!("{name}.sock")))
+                        .map_err(|e| format!("{e:#}")),
+                ),
+            };
+            DeviceReport {
+                device: name,
+                implementation,
+                state,
+            }
+        })
+        .collect()
 }

@@ -58,16 +58,12 @@ impl<T: Clone> AllowedIps<T> {
         let len = std::cmp::Reverse(net.prefix_len());
         let (out, empty) = match net {
             IpNet::V4(n) => {
-                let Some(m) = self.v4.get_mut(&len) else {
-                    return None;
-                };
+                let m = self.v4.get_mut(&len)?;
                 let out = m.remove(&(u32::from(n.network()) & mask4(net.prefix_len())));
                 (out, m.is_empty())
             }
             IpNet::V6(n) => {
-                let Some(m) = self.v6.get_mut(&len) else {
-                    return None;
-                };
+                let m = self.v6.get_mut(&len)?;
                 let out = m.remove(&(u128::from(n.network()) & mask6(net.prefix_len())));
                 (out, m.is_empty())
             }
@@ -85,15 +81,11 @@ impl<T: Clone> AllowedIps<T> {
         match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                self.v4
-                    .iter()
-                    .find_map(|(l, m)| m.get(&(a & mask4(l.0))))
+                self.v4.iter().find_map(|(l, m)| m.get(&(a & mask4(l.0))))
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                self.v6
-                    .iter()
-                    .find_map(|(l, m)| m.get(&(a & mask6(l.0))))
+                self.v6.iter().find_map(|(l, m)| m.get(&(a & mask6(l.0))))
             }
         }
     }

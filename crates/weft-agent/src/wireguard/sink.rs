@@ -75,7 +75,10 @@ impl WgSink {
             );
             now.push((p.device, p.key));
         }
-        let before = self.installed.insert(lease, now.clone()).unwrap_or_default();
+        let before = self
+            .installed
+            .insert(lease, now.clone())
+            .unwrap_or_default();
         for stale in before.into_iter().filter(|s| !now.contains(s)) {
             self.drop_peer(stale, "its lease names another key now");
         }

@@ -32,8 +32,8 @@ pub fn serve(dir: &Path, wg: Arc<WgDevice>) -> Result<PathBuf> {
     let path = dir.join(format!("{}.sock", wg.name));
     // a socket left by an agent that died is replaced
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("listening on {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
     std::thread::Builder::new()
@@ -151,7 +151,9 @@ pub fn set(wg: &WgDevice, lines: &[String]) -> Result<(), i32> {
                 u.keepalive = Some(v.parse().map_err(|_| EINVAL)?);
             }
             ("replace_allowed_ips", Some((u, _))) => u.replace_allowed_ips = v == "true",
-            ("allowed_ip", Some((u, _))) => u.allowed_ips.push(v.parse::<IpNet>().map_err(|_| EINVAL)?),
+            ("allowed_ip", Some((u, _))) => {
+                u.allowed_ips.push(v.parse::<IpNet>().map_err(|_| EINVAL)?)
+            }
             _ => return Err(EPROTO),
         }
     }
@@ -165,4 +167,112 @@ pub fn set(wg: &WgDevice, lines: &[String]) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// A device as its socket describes it (no keys kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    pub listen_port: u16,
+    pub peers: usize,
+    /// Peers with a completed handshake.
+    pub handshakes: usize,
+}
+
+/// Asks the socket at `path` for the device's state (`wg show`'s question).
+pub fn query(path: &Path) -> Result<DeviceState> {
+    let mut conn =
+        UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"get=1\n\n")?;
+    let mut st = DeviceState::default();
+    for line in BufReader::new(conn).lines() {
+        let line = line?;
+        if line.is_empty() {
+            break;
+        }
+        match line.split_once('=') {
+            Some(("listen_port", v)) => st.listen_port = v.parse().unwrap_or(0),
+            Some(("public_key", _)) => st.peers += 1,
+            Some(("last_handshake_time_sec", v)) if v != "0" => st.handshakes += 1,
+            Some(("errno", v)) if v != "0" => {
+                anyhow::bail!("{} answered errno {v}", path.display())
+            }
+            _ => {}
+        }
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wireguard::socket::Udp;
+
+    fn device() -> WgDevice {
+        let secret = WgSecret::private_from_random([7; 32]);
+        WgDevice::new("wg-test", secret, Udp::bind(0).expect("udp"))
+    }
+
+    #[test]
+    fn set_then_get_speaks_wg_s_protocol() {
+        let wg = device();
+        let peer = WgKey([9; 32]);
+        let lines: Vec<String> = [
+            format!("public_key={}", peer.to_hex()),
+            "endpoint=198.18.0.12:51820".into(),
+            "persistent_keepalive_interval=25".into(),
+            "replace_allowed_ips=true".into(),
+            "allowed_ip=172.30.12.0/24".into(),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(set(&wg, &lines), Ok(()));
+        let got = get(&wg);
+        assert!(
+            got.contains(&format!("public_key={}\n", peer.to_hex())),
+            "{got}"
+        );
+        assert!(got.contains("endpoint=198.18.0.12:51820\n"), "{got}");
+        assert!(got.contains("allowed_ip=172.30.12.0/24\n"), "{got}");
+        assert!(got.contains("persistent_keepalive_interval=25\n"), "{got}");
+        assert!(got.contains("last_handshake_time_sec=0\n"), "{got}");
+        // removal, and refusals that change nothing
+        assert_eq!(set(&wg, &["allowed_ip=1.2.3.4/32".into()]), Err(EPROTO));
+        assert_eq!(set(&wg, &["listen_port=1".into()]), Err(EINVAL));
+        let remove = vec![
+            format!("public_key={}", peer.to_hex()),
+            "remove=true".into(),
+        ];
+        assert_eq!(set(&wg, &remove), Ok(()));
+        assert_eq!(wg.peer_count(), 0);
+    }
+
+    #[test]
+    fn the_socket_answers_wg_s_get() {
+        let dir = tempfile::tempdir().expect("dir");
+        let wg = Arc::new(device());
+        wg.update_peer(
+            WgKey([3; 32]),
+            PeerUpdate {
+                allowed_ips: vec!["172.30.3.0/24".parse().expect("net")],
+                ..Default::default()
+            },
+        );
+        let path = serve(dir.path(), wg.clone()).expect("serve");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let st = query(&path).expect("query");
+        assert_eq!(
+            st,
+            DeviceState {
+                listen_port: wg.udp.port(),
+                peers: 1,
+                handshakes: 0
+            }
+        );
+    }
 }

@@ -35,6 +35,9 @@ pub struct DoctorArgs {
     /// table or json
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: String,
+    /// wireguard backend: the agent's --wireguard-socket-dir
+    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::wireguard::uapi::DEFAULT_DIR)]
+    wireguard_socket_dir: PathBuf,
 }
 
 /// What the lease store (etcd, or the Kubernetes API) told us.
@@ -315,6 +318,14 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
             env.as_ref().and_then(|e| e.mtu),
         ));
     }
+    if let Some(BackendConfig::Wireguard(wg)) = backend {
+        findings.extend(wireguard_findings(
+            wg.mode,
+            config.is_some_and(|c| c.ipv4.is_some()),
+            config.is_some_and(|c| c.ipv6.is_some()),
+            &a.wireguard_socket_dir,
+        ));
+    }
     if matches!(backend, Some(BackendConfig::Vxlan(_)) | None) {
         let mac = device.and_then(|d| d.mac).map(|m| m.to_string());
         findings.push(doctor::vtep_mac(mac.as_deref(), facts.vtep_mac.as_deref()));
@@ -367,4 +378,42 @@ pub fn main(a: DoctorArgs) -> ExitCode {
         print!("{}", doctor::render(&findings));
     }
     ExitCode::from(doctor::exit_code(&findings))
+}
+
+/// The wireguard backend's devices: which implementation, and peers.
+fn wireguard_findings(
+    mode: weft_core::config::WgMode,
+    v4: bool,
+    v6: bool,
+    socket_dir: &std::path::Path,
+) -> Vec<Finding> {
+    let Ok(mut nl) = weft_kernel::Netlink::open() else {
+        return Vec::new();
+    };
+    weft_agent::wireguard::inspect(&mut nl, mode, v4, v6, socket_dir)
+        .into_iter()
+        .map(|r| match (r.implementation, r.state) {
+            (_, Ok(s)) => Finding {
+                check: "wireguard",
+                severity: doctor::Severity::Ok,
+                message: format!(
+                    "{}: userspace WireGuard (this kernel's module not needed), port {}, {} peers, {} with a handshake",
+                    r.device, s.listen_port, s.peers, s.handshakes
+                ),
+                fix: None,
+            },
+            ("kernel", Err(e)) => Finding {
+                check: "wireguard",
+                severity: doctor::Severity::Ok,
+                message: format!("{}: {e}", r.device),
+                fix: None,
+            },
+            (_, Err(e)) => Finding {
+                check: "wireguard",
+                severity: doctor::Severity::Error,
+                message: format!("{}: {e}", r.device),
+                fix: Some("start the agent (weft agent / flanneld) with the wireguard backend".into()),
+            },
+        })
+        .collect()
 }

@@ -41,6 +41,9 @@ pub struct StatusArgs {
     /// table or json
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: String,
+    /// wireguard backend: the agent's --wireguard-socket-dir
+    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::wireguard::uapi::DEFAULT_DIR)]
+    wireguard_socket_dir: PathBuf,
 }
 
 /// One lease and where it lives: its etcd lease's seconds left (-1: none
@@ -269,8 +272,10 @@ pub fn run(a: StatusArgs) -> Result<()> {
     // where this host's iptables rules go (the agent's and the proxy's choice)
     let iptables = weft_firewall::backend::detect(weft_firewall::BackendChoice::Auto)
         .map_or_else(|e| format!("unknown: {e}"), |i| i.to_string());
+    let wireguard = wireguard_report(backend, pools, &a.wireguard_socket_dir);
     if a.output == "json" {
         let out = json!({
+            "wireguard": wireguard,
             "network": pools.v4.as_ref().map(|p| p.network().to_string()),
             "ipv6_network": pools.v6.as_ref().map(|p| p.network().to_string()),
             "backend": backend.type_name(),
@@ -357,6 +362,50 @@ pub fn run(a: StatusArgs) -> Result<()> {
             }
         }
     }
+    for d in wireguard.as_array().into_iter().flatten() {
+        let name = d["device"].as_str().unwrap_or("");
+        let what = d["implementation"].as_str().unwrap_or("");
+        match d["error"].as_str() {
+            Some(e) => println!("wireguard {name}: {what}: {e}"),
+            None => println!(
+                "wireguard {name}: {what}, port {}, {} peers, {} with a handshake (`wg show {name}` for more)",
+                d["listen_port"], d["peers"], d["handshakes"]
+            ),
+        }
+    }
     println!("iptables backend: {iptables}");
     Ok(())
+}
+
+/// The wireguard backend's devices (Null for other backends).
+fn wireguard_report(
+    backend: &BackendConfig,
+    pools: &weft_agent::source::Pools,
+    socket_dir: &std::path::Path,
+) -> serde_json::Value {
+    let BackendConfig::Wireguard(cfg) = backend else {
+        return serde_json::Value::Null;
+    };
+    let Ok(mut nl) = weft_kernel::Netlink::open() else {
+        return serde_json::Value::Null;
+    };
+    let reports = weft_agent::wireguard::inspect(
+        &mut nl,
+        cfg.mode,
+        pools.v4.is_some(),
+        pools.v6.is_some(),
+        socket_dir,
+    );
+    serde_json::Value::Array(
+        reports
+            .into_iter()
+            .map(|r| match r.state {
+                Ok(s) => json!({"device": r.device, "implementation": r.implementation,
+                    "listen_port": s.listen_port, "peers": s.peers, "handshakes": s.handshakes}),
+                Err(e) => {
+                    json!({"device": r.device, "implementation": r.implementation, "error": e})
+                }
+            })
+            .collect(),
+    )
 }
