@@ -16,6 +16,7 @@ mod messages;
 mod netlink;
 mod nexthop;
 mod nfacct;
+mod wireguard;
 
 pub use dataplane::{
     apply, main_table_routes, read_dataplane, supports_nexthops, ApplyReport, Ownership,
@@ -23,9 +24,10 @@ pub use dataplane::{
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
 pub use link::{
-    delete_link, ensure_address, ensure_vxlan, kernel_has_wireguard, link_by_name, list_links,
-    replace_device_route, set_link_up, LinkState, VxlanSpec,
+    delete_link, ensure_address, ensure_vxlan, ensure_wireguard_link, kernel_has_wireguard,
+    link_by_name, list_links, replace_device_route, set_link_up, LinkState, VxlanSpec,
 };
 pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};
+pub use wireguard::{KernelDevice, KernelPeer, KernelPeerState, WireguardGenl};

@@ -323,3 +323,30 @@ pub fn kernel_has_wireguard(nl: &mut Netlink, probe: &str) -> bool {
     }
     made
 }
+
+/// A kernel WireGuard device `name`: kept when there is one, else made
+/// (a device of another kind by that name is replaced, as flanneld does).
+pub fn ensure_wireguard_link(nl: &mut Netlink, name: &str) -> Result<LinkState, KernelError> {
+    if let Some(l) = link_by_name(nl, name)? {
+        if l.kind.as_deref() == Some("wireguard") {
+            return Ok(l);
+        }
+        delete_link(nl, l.index)?;
+    }
+    let mut m = LinkMessage::default();
+    m.attributes = vec![
+        LinkAttribute::IfName(name.to_string()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Wireguard)]),
+    ];
+    nl.request(
+        RouteNetlinkMessage::NewLink(m),
+        NLM_F_CREATE | NLM_F_EXCL,
+        &format!("creating WireGuard device {name}"),
+    )?;
+    link_by_name(nl, name)?.ok_or_else(|| {
+        KernelError::request(
+            format!("reading WireGuard device {name}"),
+            std::io::Error::other("not found after creation"),
+        )
+    })
+}

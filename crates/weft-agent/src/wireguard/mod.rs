@@ -3,14 +3,16 @@
 //! device names, addresses and routes), so any WireGuard implementation
 //! configured from the leases is a peer.
 //!
-//! The data path here is userspace: a TUN device per WireGuard device,
-//! [`io`] moving packets in batches through boringtun's protocol state
-//! ([`device`]), and the standard configuration socket ([`uapi`]) so `wg`
-//! reads and changes it. [`sink`] turns leases into peers; [`key_file`]
-//! keeps the host's key.
+//! Where the kernel has WireGuard, its devices carry the packets and
+//! [`kernel`] configures them over generic netlink. Elsewhere the data
+//! path is userspace: a TUN device per WireGuard device, [`io`] moving
+//! packets in batches through boringtun's protocol state ([`device`]), and
+//! the standard configuration socket ([`uapi`]) so `wg` reads and changes
+//! it. [`sink`] turns leases into peers; [`key_file`] keeps the host's key.
 
 pub mod device;
 pub mod io;
+pub mod kernel;
 pub mod key_file;
 pub mod peers;
 pub mod sink;
@@ -52,9 +54,59 @@ pub struct WgOptions {
     pub uapi_dir: PathBuf,
 }
 
+/// One WireGuard device, whichever implementation carries it.
+#[derive(Clone)]
+pub enum Device {
+    User(Arc<WgDevice>),
+    Kernel(Arc<kernel::KernelWg>),
+}
+
+impl Device {
+    pub fn set_peer(
+        &self,
+        p: &weft_core::plan::wireguard::WgPeer,
+        psk: Option<&weft_core::WgSecret>,
+        keepalive: u16,
+    ) {
+        match self {
+            Device::User(d) => d.update_peer(
+                p.key,
+                device::PeerUpdate {
+                    endpoint: Some(p.endpoint),
+                    replace_allowed_ips: true,
+                    allowed_ips: p.allowed_ips.clone(),
+                    psk: Some(psk.cloned()),
+                    keepalive: Some(keepalive),
+                },
+            ),
+            Device::Kernel(k) => k.set_peer(p, psk, keepalive),
+        }
+    }
+
+    pub fn remove_peer(&self, key: &weft_core::WgKey) -> bool {
+        match self {
+            Device::User(d) => d.remove_peer(key),
+            Device::Kernel(k) => k.remove_peer(key),
+        }
+    }
+
+    pub fn peer_count(&self) -> usize {
+        match self {
+            Device::User(d) => d.peer_count(),
+            Device::Kernel(k) => k.peer_count(),
+        }
+    }
+}
+
+/// A device made before the lease is known.
+enum Prepared {
+    User(tun_rs::SyncDevice, Arc<WgDevice>),
+    Kernel(Arc<kernel::KernelWg>),
+}
+
 /// The devices before the lease is known.
 pub struct WgLocal {
-    devices: Vec<(WgDeviceId, tun_rs::SyncDevice, Arc<WgDevice>)>,
+    devices: Vec<(WgDeviceId, Prepared)>,
     mtu: u32,
     uapi_dir: PathBuf,
 }
@@ -64,16 +116,15 @@ fn choose(nl: &mut Netlink, opts: &WgOptions) -> Result<Implementation> {
     let mut kernel = || weft_kernel::kernel_has_wireguard(nl, "weft-wgprobe");
     match opts.implementation {
         Implementation::Userspace => Ok(Implementation::Userspace),
+        Implementation::Auto if kernel() => Ok(Implementation::Kernel),
         Implementation::Auto => {
-            if kernel() {
-                tracing::info!("the kernel has WireGuard; weft configures its userspace data path all the same (kernel configuration is not built in yet)");
-            }
+            tracing::info!(
+                "the kernel cannot make WireGuard devices: using weft's userspace WireGuard"
+            );
             Ok(Implementation::Userspace)
         }
+        Implementation::Kernel if kernel() => Ok(Implementation::Kernel),
         Implementation::Kernel => {
-            if kernel() {
-                bail!("--wireguard-impl=kernel: this weft cannot configure kernel WireGuard yet; use --wireguard-impl=userspace (or auto)")
-            }
             bail!("--wireguard-impl=kernel: this kernel cannot make WireGuard devices (no wireguard module); use --wireguard-impl=userspace (or auto)")
         }
     }
@@ -111,18 +162,26 @@ pub fn prepare(
             WgDeviceId::V6 => cfg.listen_port_v6,
             WgDeviceId::Main => cfg.listen_port,
         };
-        let udp = Udp::bind(port)
-            .with_context(|| format!("binding UDP port {port} for {}", id.name()))?;
-        let tun = crate::udp::open_tun(id.name(), mtu)
-            .with_context(|| format!("creating the TUN device {}", id.name()))?;
-        let wg = Arc::new(WgDevice::new(id.name(), secret.clone(), udp));
-        local.devices.push((id, tun, wg));
+        let prepared = if implementation == Implementation::Kernel {
+            let k = kernel::KernelWg::create(nl, id.name(), mtu, &secret, port)
+                .with_context(|| format!("setting up the kernel WireGuard device {}", id.name()))?;
+            Prepared::Kernel(Arc::new(k))
+        } else {
+            let udp = Udp::bind(port)
+                .with_context(|| format!("binding UDP port {port} for {}", id.name()))?;
+            let tun = crate::udp::open_tun(id.name(), mtu)
+                .with_context(|| format!("creating the TUN device {}", id.name()))?;
+            Prepared::User(tun, Arc::new(WgDevice::new(id.name(), secret.clone(), udp)))
+        };
+        local.devices.push((id, prepared));
     }
-    let public = local
-        .devices
-        .first()
-        .map(|(_, _, w)| w.public_key)
-        .ok_or_else(|| anyhow!("the network has no address family for WireGuard"))?;
+    if local.devices.is_empty() {
+        bail!("the network has no address family for WireGuard");
+    }
+    let public = weft_core::WgKey(
+        *boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret.0))
+            .as_bytes(),
+    );
     tracing::info!(
         implementation = ?implementation,
         key_file = %opts.key_file.display(),
@@ -168,7 +227,7 @@ impl WgLocal {
         underlay: &Underlay,
     ) -> Result<WgSink> {
         let mut started = Vec::new();
-        for (id, tun, wg) in self.devices {
+        for (id, prepared) in self.devices {
             let link = weft_kernel::link_by_name(nl, id.name())?
                 .ok_or_else(|| anyhow!("{} vanished after creation", id.name()))?;
             let carries_v4 = id == WgDeviceId::Main;
@@ -192,10 +251,18 @@ impl WgLocal {
                 .with_context(|| format!("addressing {}", id.name()))?;
                 weft_kernel::replace_device_route(nl, link.index, pool.network())?;
             }
-            let sock = uapi::serve(&self.uapi_dir, wg.clone())?;
-            io::start(tun, wg.clone()).context("starting the WireGuard data path")?;
-            tracing::info!(device = id.name(), port = wg.udp.port(), socket = %sock.display(), "WireGuard device up");
-            started.push((id, wg));
+            match prepared {
+                Prepared::User(tun, wg) => {
+                    let sock = uapi::serve(&self.uapi_dir, wg.clone())?;
+                    io::start(tun, wg.clone()).context("starting the WireGuard data path")?;
+                    tracing::info!(device = id.name(), port = wg.udp.port(), socket = %sock.display(), "WireGuard device up (userspace)");
+                    started.push((id, Device::User(wg)));
+                }
+                Prepared::Kernel(k) => {
+                    tracing::info!(device = id.name(), "WireGuard device up (kernel)");
+                    started.push((id, Device::Kernel(k)));
+                }
+            }
         }
         let planner = WgPeerPlanner::new(
             cfg,
@@ -242,12 +309,9 @@ pub fn inspect(
                     "absent",
                     Err(format!("there is no device {name}: is the agent running?")),
                 ),
-                Ok(Some(l)) if l.kind.as_deref() == Some("wireguard") => (
-                    "kernel",
-                    Err(format!(
-                        "a kernel WireGuard device: `wg show {name}` describes it"
-                    )),
-                ),
+                Ok(Some(l)) if l.kind.as_deref() == Some("wireguard") => {
+                    ("kernel", kernel_state(name))
+                }
                 Ok(Some(_)) => (
                     "userspace",
                     uapi::query(&socket_dir.join(format!("{name}.sock")))
@@ -261,4 +325,19 @@ pub fn inspect(
             }
         })
         .collect()
+}
+
+/// A kernel device's port, peers and handshakes, over generic netlink.
+fn kernel_state(name: &str) -> std::result::Result<uapi::DeviceState, String> {
+    let mut genl = weft_kernel::WireguardGenl::open()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the kernel has no WireGuard netlink family".to_string())?;
+    let d = genl
+        .device(name)
+        .map_err(|e| format!("reading {name}: {e}"))?;
+    Ok(uapi::DeviceState {
+        listen_port: d.listen_port,
+        peers: d.peers.len(),
+        handshakes: d.peers.iter().filter(|p| p.last_handshake_sec != 0).count(),
+    })
 }

@@ -3,17 +3,16 @@
 //! (the remote host made a new key, or its lease went away) is removed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use weft_core::lease::LeaseKey;
 use weft_core::plan::wireguard::{WgDeviceId, WgPeer, WgPeerPlanner};
 use weft_core::{WgKey, WgSecret};
 
-use super::device::{PeerUpdate, WgDevice};
+use super::Device;
 
 pub struct WgSink {
     pub planner: WgPeerPlanner,
-    devices: Vec<(WgDeviceId, Arc<WgDevice>)>,
+    devices: Vec<(WgDeviceId, Device)>,
     psk: Option<WgSecret>,
     keepalive: u16,
     installed: HashMap<LeaseKey, Vec<(WgDeviceId, WgKey)>>,
@@ -24,7 +23,7 @@ pub struct WgSink {
 impl WgSink {
     pub fn new(
         planner: WgPeerPlanner,
-        devices: Vec<(WgDeviceId, Arc<WgDevice>)>,
+        devices: Vec<(WgDeviceId, Device)>,
         psk: Option<WgSecret>,
         keepalive: u16,
     ) -> Self {
@@ -38,7 +37,7 @@ impl WgSink {
         }
     }
 
-    fn device(&self, id: WgDeviceId) -> Option<&Arc<WgDevice>> {
+    fn device(&self, id: WgDeviceId) -> Option<&Device> {
         self.devices.iter().find(|(d, _)| *d == id).map(|(_, w)| w)
     }
 
@@ -63,16 +62,7 @@ impl WgSink {
             if !known {
                 tracing::info!(device = p.device.name(), subnets = ?p.allowed_ips, endpoint = %p.endpoint, peer = %p.key, "WireGuard peer added");
             }
-            dev.update_peer(
-                p.key,
-                PeerUpdate {
-                    endpoint: Some(p.endpoint),
-                    replace_allowed_ips: true,
-                    allowed_ips: p.allowed_ips,
-                    psk: Some(self.psk.clone()),
-                    keepalive: Some(self.keepalive),
-                },
-            );
+            dev.set_peer(&p, self.psk.as_ref(), self.keepalive);
             now.push((p.device, p.key));
         }
         let before = self

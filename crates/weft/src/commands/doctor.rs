@@ -393,26 +393,22 @@ fn wireguard_findings(
     weft_agent::wireguard::inspect(&mut nl, mode, v4, v6, socket_dir)
         .into_iter()
         .map(|r| match (r.implementation, r.state) {
-            (_, Ok(s)) => Finding {
+            (what, Ok(s)) => Finding {
                 check: "wireguard",
                 severity: doctor::Severity::Ok,
                 message: format!(
-                    "{}: userspace WireGuard (this kernel's module not needed), port {}, {} peers, {} with a handshake",
+                    "{}: {what} WireGuard, port {}, {} peers, {} with a handshake",
                     r.device, s.listen_port, s.peers, s.handshakes
                 ),
-                fix: None,
-            },
-            ("kernel", Err(e)) => Finding {
-                check: "wireguard",
-                severity: doctor::Severity::Ok,
-                message: format!("{}: {e}", r.device),
                 fix: None,
             },
             (_, Err(e)) => Finding {
                 check: "wireguard",
                 severity: doctor::Severity::Error,
                 message: format!("{}: {e}", r.device),
-                fix: Some("start the agent (weft agent / flanneld) with the wireguard backend".into()),
+                fix: Some(
+                    "start the agent (weft agent / flanneld) with the wireguard backend".into(),
+                ),
             },
         })
         .collect()
