@@ -152,6 +152,11 @@ impl Reconciler {
         ops
     }
 
+    /// Remote leases programmed: kernel entries, or WireGuard peers' leases.
+    fn peer_count(&self) -> usize {
+        self.desired.peer_count() + self.sink.wireguard.as_ref().map_or(0, |w| w.lease_count())
+    }
+
     /// Dumps the kernel, applies the full diff.
     pub fn full_pass(&mut self) -> Result<PassReport, KernelError> {
         let start = Instant::now();
@@ -182,7 +187,7 @@ impl Reconciler {
         if n >= PROGRESS_OPS {
             tracing::info!(
                 changes = n,
-                peers = self.desired.peer_count(),
+                peers = self.peer_count(),
                 "programming the kernel"
             );
         }
@@ -190,7 +195,7 @@ impl Reconciler {
         drop(ops);
         let m = crate::metrics::get();
         m.netlink_errors.inc_by(report.failed.len() as u64);
-        m.leases.set(self.desired.peer_count() as i64);
+        m.leases.set(self.peer_count() as i64);
         m.reconcile_seconds.observe(start.elapsed().as_secs_f64());
         for (op, e) in report.failed.iter().take(5) {
             tracing::warn!("kernel refused {op:?}: {e}");
@@ -203,7 +208,7 @@ impl Reconciler {
             self.needs_full = true;
         }
         Ok(PassReport {
-            peers: self.desired.peer_count(),
+            peers: self.peer_count(),
             ops: n,
             failed: report.failed.len(),
             elapsed: start.elapsed(),

@@ -140,7 +140,8 @@ pub fn start(dev: SyncDevice, sock: UdpSocket, peers: Arc<UdpPeers>) -> io::Resu
     Ok(())
 }
 
-fn retryable(e: &io::Error) -> bool {
+/// An interrupted or would-block read or write: try again.
+pub(crate) fn retryable(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock

@@ -387,6 +387,14 @@ fn requalify(e: ConfigError, qualified: &'static str) -> ConfigError {
     }
 }
 
+/// `Backend.MTU`: absent or 0 means "derive it".
+fn mtu_field(f: &Fields) -> Result<Option<u32>, ConfigError> {
+    Ok(f.uint("MTU", 65535)
+        .map_err(|e| requalify(e, "Backend.MTU"))?
+        .filter(|m| *m != 0)
+        .map(|m| m as u32))
+}
+
 fn parse_vxlan(f: &Fields) -> Result<VxlanConfig, ConfigError> {
     let d = VxlanConfig::default();
     let vni = f
@@ -407,11 +415,7 @@ fn parse_vxlan(f: &Fields) -> Result<VxlanConfig, ConfigError> {
         .boolean("DirectRouting")
         .map_err(|e| requalify(e, "Backend.DirectRouting"))?
         .unwrap_or(false);
-    let mtu = f
-        .uint("MTU", 65535)
-        .map_err(|e| requalify(e, "Backend.MTU"))?
-        .filter(|m| *m != 0)
-        .map(|m| m as u32);
+    let mtu = mtu_field(f)?;
     if let Some(m) = mtu {
         if m < 576 {
             return Err(field_err(

@@ -189,6 +189,16 @@ impl LeaseAttrs {
 
     /// Decodes the wireguard BackendData (IPv4 or, with `v6`, BackendV6Data).
     pub fn wireguard_data(&self, key: &str, v6: bool) -> Result<WireguardLeaseData, LeaseError> {
+        self.decode_backend_data(key, v6)
+    }
+
+    /// Decodes BackendData (or, with `v6`, BackendV6Data) as `T`; errors
+    /// name the lease and the field.
+    fn decode_backend_data<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        v6: bool,
+    ) -> Result<T, LeaseError> {
         let (field, data) = if v6 {
             ("BackendV6Data", &self.backend_v6_data)
         } else {
@@ -260,18 +270,7 @@ impl LeaseAttrs {
 
     /// Decodes the vxlan BackendData (IPv4 or, with `v6`, BackendV6Data).
     pub fn vxlan_data(&self, key: &str, v6: bool) -> Result<VxlanLeaseData, LeaseError> {
-        let (field, data) = if v6 {
-            ("BackendV6Data", &self.backend_v6_data)
-        } else {
-            ("BackendData", &self.backend_data)
-        };
-        let err = |msg: String| LeaseError::Value {
-            key: key.to_string(),
-            field,
-            msg,
-        };
-        let data = raw_text(data).ok_or_else(|| err("missing".into()))?;
-        let mut d: VxlanLeaseData = serde_json::from_str(data).map_err(|e| err(e.to_string()))?;
+        let mut d: VxlanLeaseData = self.decode_backend_data(key, v6)?;
         if d.vni == 0 {
             d.vni = 1;
         }

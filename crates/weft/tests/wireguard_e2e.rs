@@ -458,3 +458,58 @@ fn dual_stack_separate_mode_carries_ipv6_over_an_ipv6_underlay() {
     assert!(show.contains(&format!("{}:51820", h2.ip)), "{show}");
     let _ = env2;
 }
+
+#[test]
+fn auto_mode_carries_both_families_on_one_device_with_a_psk() {
+    let mut lab = lab();
+    let psk = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+    let net = format!(
+        r#"{{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{{"Type":"wireguard","Mode":"auto","PSK":"{psk}","PersistentKeepaliveInterval":5}}}}"#
+    );
+    let hosts = hosts(&mut lab, &net, 2);
+    let (h1, env1) = &hosts[0];
+    let (h2, _) = &hosts[1];
+    let links = text(sh("ip", &["-n", &h1.ns, "link", "show"]).expect("links"));
+    assert!(links.contains("flannel-wg:"), "{links}");
+    assert!(
+        !links.contains("flannel-wg-v6"),
+        "one device in auto mode: {links}"
+    );
+    let addr = text(sh("ip", &["-n", &h1.ns, "addr", "show", "flannel-wg"]).expect("device"));
+    let v6 = env1.ipv6_subnet.expect("v6").network();
+    assert!(addr.contains(&format!("inet6 {v6}/128")), "{addr}");
+    assert!(
+        addr.contains(&format!("inet {}/32", env1.subnet.expect("v4").network())),
+        "{addr}"
+    );
+
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(15)).expect("IPv4");
+    lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .expect("IPv6");
+    lab.ping(&b, a.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .expect("IPv6 back");
+
+    // one peer holding both subnets, over IPv4 (public on both ends), with the PSK
+    let show = wg(&lab, h1, "show flannel-wg");
+    assert!(
+        show.contains(&format!("endpoint: {}:51820", h2.ip)),
+        "{show}"
+    );
+    assert!(show.contains("preshared key: (hidden)"), "{show}");
+    assert!(
+        show.contains("persistent keepalive: every 5 seconds"),
+        "{show}"
+    );
+    assert!(show.contains("2001:db8:f:"), "{show}");
+    let sock = format!("--wireguard-socket-dir={}", socket_dir(&lab, h1).display());
+    let status = weft_on(
+        &lab,
+        h1,
+        &["status", "--iface", "eth0", "--output", "json", &sock],
+    );
+    for text in [&status, &lab.agent_log(h1), &show] {
+        assert!(!text.contains(psk), "the PSK leaks: {text}");
+    }
+}

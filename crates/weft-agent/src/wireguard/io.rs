@@ -18,6 +18,7 @@ use tun_rs::{ExpandBuffer, SyncDevice};
 use super::device::{Peer, WgDevice};
 use super::socket::canonical;
 use crate::gso;
+use crate::udp::retryable;
 
 const BUF: usize = 65536;
 /// What encryption adds to a packet (header 16, tag 16).
@@ -58,13 +59,6 @@ pub fn start(tun: SyncDevice, wg: Arc<WgDevice>) -> io::Result<()> {
             }
         })?;
     Ok(())
-}
-
-fn retryable(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-    )
 }
 
 /// TUN → UDP.

@@ -65,11 +65,4 @@ impl KernelWg {
             }
         }
     }
-
-    pub fn peer_count(&self) -> usize {
-        self.genl()
-            .device(self.name)
-            .map(|d| d.peers.len())
-            .unwrap_or(0)
-    }
 }

@@ -89,13 +89,6 @@ impl Device {
             Device::Kernel(k) => k.remove_peer(key),
         }
     }
-
-    pub fn peer_count(&self) -> usize {
-        match self {
-            Device::User(d) => d.peer_count(),
-            Device::Kernel(k) => k.peer_count(),
-        }
-    }
 }
 
 /// A device made before the lease is known.

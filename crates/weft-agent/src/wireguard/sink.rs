@@ -41,8 +41,9 @@ impl WgSink {
         self.devices.iter().find(|(d, _)| *d == id).map(|(_, w)| w)
     }
 
-    pub fn peer_count(&self) -> usize {
-        self.devices.iter().map(|(_, d)| d.peer_count()).sum()
+    /// Remote leases whose peers are set.
+    pub fn lease_count(&self) -> usize {
+        self.installed.len()
     }
 
     /// Sets a lease's peers, removing those of its keys no longer named.

@@ -83,11 +83,7 @@ pub(super) fn parse_wireguard(f: &Fields) -> Result<WireguardConfig, ConfigError
     let listen_port = port_field(f, "ListenPort", "Backend.ListenPort")?.unwrap_or(d.listen_port);
     let listen_port_v6 =
         port_field(f, "ListenPortV6", "Backend.ListenPortV6")?.unwrap_or(d.listen_port_v6);
-    let mtu = f
-        .uint("MTU", 65535)
-        .map_err(|e| requalify(e, "Backend.MTU"))?
-        .filter(|m| *m != 0)
-        .map(|m| m as u32);
+    let mtu = super::mtu_field(f)?;
     if let Some(m) = mtu {
         if m < 576 + WG_OVERHEAD {
             return Err(field_err(
