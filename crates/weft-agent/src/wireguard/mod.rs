@@ -133,15 +133,14 @@ pub fn prepare(
 ) -> Result<(WgLocal, LeaseAttrs)> {
     let implementation = choose(nl, opts)?;
     let (secret, origin) = key_file::load_or_create(&opts.key_file)?;
-    let mtu = cfg
-        .mtu
-        .unwrap_or(underlay.mtu)
+    let base = cfg.mtu.unwrap_or(underlay.mtu);
+    let mtu = base
         .checked_sub(WG_OVERHEAD)
         .filter(|m| *m >= 576)
         .ok_or_else(|| {
             anyhow!(
-                "the underlay MTU {} leaves too little for WireGuard's {WG_OVERHEAD} bytes",
-                underlay.mtu
+                "the MTU {base} of {} leaves less than 576 bytes after WireGuard's {WG_OVERHEAD}",
+                underlay.name
             )
         })?;
     let (v4, v6) = (network.pools.v4.is_some(), network.pools.v6.is_some());
