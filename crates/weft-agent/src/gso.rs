@@ -5,7 +5,9 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrLike};
+use nix::sys::socket::{
+    recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrLike,
+};
 
 /// Most datagrams one UDP GSO send may carry.
 pub const MAX_SEGMENTS: usize = 64;
@@ -64,6 +66,29 @@ pub fn send_train<S: SockaddrLike>(
         MsgFlags::empty(),
         Some(to),
     )
+}
+
+/// One read of a socket with UDP GRO on (`cmsg` given): up to 64 KB of
+/// same-size datagrams from one source, coalesced. Returns the bytes read,
+/// the size of each datagram in them (the last may be shorter) and the
+/// source. `EAGAIN` and `EINTR` come back as errors for the caller to end
+/// its batch on.
+pub fn recv_coalesced<S: SockaddrLike>(
+    fd: RawFd,
+    buf: &mut [u8],
+    cmsg: Option<&mut Vec<u8>>,
+    flags: MsgFlags,
+) -> nix::Result<(usize, usize, Option<S>)> {
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<S>(fd, &mut iov, cmsg, flags)?;
+    let seg = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),
+            _ => None,
+        })
+    });
+    let n = msg.bytes;
+    Ok((n, seg.filter(|s| *s > 0).unwrap_or(n.max(1)), msg.address))
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ fn transmit(dev: &SyncDevice, sock: &UdpSocket, peers: &UdpPeers) -> io::Result<
 /// UDP → TUN. Coalesced datagrams are split into packets and written with
 /// GRO, so a TCP flow's segments reach the kernel as few large writes.
 fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use nix::sys::socket::MsgFlags;
     use std::os::fd::AsRawFd;
     let hdr = tun_rs::VIRTIO_NET_HDR_LEN;
     let mut big = vec![0u8; BUF];
@@ -205,24 +205,17 @@ fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
         while count + gso::MAX_SEGMENTS <= bufs.len() {
-            let (n, seg) = {
-                let mut iov = [io::IoSliceMut::new(&mut big)];
-                let msg = match recvmsg::<SockaddrIn>(fd, &mut iov, gro.then_some(&mut cmsg), flags)
-                {
-                    Ok(m) => m,
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
-                    Err(e) => return Err(e.into()),
-                };
-                let seg = msg.cmsgs().ok().and_then(|mut c| {
-                    c.find_map(|m| match m {
-                        ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),
-                        _ => None,
-                    })
-                });
-                (msg.bytes, seg)
+            let (n, seg, _) = match gso::recv_coalesced::<SockaddrIn>(
+                fd,
+                &mut big,
+                gro.then_some(&mut cmsg),
+                flags,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
+                Err(e) => return Err(e.into()),
             };
             flags = MsgFlags::MSG_DONTWAIT;
-            let seg = seg.filter(|s| *s > 0).unwrap_or(n.max(1));
             for chunk in big[..n].chunks(seg) {
                 if ipv4_dst(chunk).is_none() || count == bufs.len() {
                     continue;

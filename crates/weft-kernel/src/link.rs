@@ -304,18 +304,7 @@ pub fn replace_device_route(nl: &mut Netlink, index: u32, dst: IpNet) -> Result<
 /// Whether the kernel can make WireGuard devices: makes one named
 /// `probe` and deletes it again.
 pub fn kernel_has_wireguard(nl: &mut Netlink, probe: &str) -> bool {
-    let mut m = LinkMessage::default();
-    m.attributes = vec![
-        LinkAttribute::IfName(probe.to_string()),
-        LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Wireguard)]),
-    ];
-    let made = nl
-        .request(
-            RouteNetlinkMessage::NewLink(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            "probing for kernel WireGuard",
-        )
-        .is_ok();
+    let made = new_wireguard_link(nl, probe, "probing for kernel WireGuard").is_ok();
     if made {
         if let Ok(Some(l)) = link_by_name(nl, probe) {
             let _ = delete_link(nl, l.index);
@@ -333,6 +322,17 @@ pub fn ensure_wireguard_link(nl: &mut Netlink, name: &str) -> Result<LinkState, 
         }
         delete_link(nl, l.index)?;
     }
+    new_wireguard_link(nl, name, &format!("creating WireGuard device {name}"))?;
+    link_by_name(nl, name)?.ok_or_else(|| {
+        KernelError::request(
+            format!("reading WireGuard device {name}"),
+            std::io::Error::other("not found after creation"),
+        )
+    })
+}
+
+/// `ip link add NAME type wireguard`.
+fn new_wireguard_link(nl: &mut Netlink, name: &str, what: &str) -> Result<(), KernelError> {
     let mut m = LinkMessage::default();
     m.attributes = vec![
         LinkAttribute::IfName(name.to_string()),
@@ -341,12 +341,6 @@ pub fn ensure_wireguard_link(nl: &mut Netlink, name: &str) -> Result<LinkState, 
     nl.request(
         RouteNetlinkMessage::NewLink(m),
         NLM_F_CREATE | NLM_F_EXCL,
-        &format!("creating WireGuard device {name}"),
-    )?;
-    link_by_name(nl, name)?.ok_or_else(|| {
-        KernelError::request(
-            format!("reading WireGuard device {name}"),
-            std::io::Error::other("not found after creation"),
-        )
-    })
+        what,
+    )
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boringtun::noise::TunnResult;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{MsgFlags, SockaddrStorage};
 use tun_rs::{ExpandBuffer, SyncDevice};
 
 use super::device::{Peer, WgDevice};
@@ -178,26 +178,20 @@ fn receive(tun: &SyncDevice, wg: &WgDevice) -> io::Result<()> {
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
         while count + gso::MAX_SEGMENTS <= slots.len() {
-            let (n, seg, src) = {
-                let mut iov = [io::IoSliceMut::new(&mut big)];
-                let msg =
-                    match recvmsg::<SockaddrStorage>(fd, &mut iov, gro.then_some(&mut cmsg), flags)
-                    {
-                        Ok(m) => m,
-                        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
-                        Err(e) => return Err(e.into()),
-                    };
-                let seg = msg.cmsgs().ok().and_then(|mut c| {
-                    c.find_map(|m| match m {
-                        ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),
-                        _ => None,
-                    })
-                });
-                (msg.bytes, seg, msg.address.and_then(socket_addr))
+            let (n, seg, src) = match gso::recv_coalesced::<SockaddrStorage>(
+                fd,
+                &mut big,
+                gro.then_some(&mut cmsg),
+                flags,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
+                Err(e) => return Err(e.into()),
             };
             flags = MsgFlags::MSG_DONTWAIT;
-            let Some(src) = src else { continue };
-            let seg = seg.filter(|s| *s > 0).unwrap_or(n.max(1));
+            let Some(src) = src.and_then(socket_addr) else {
+                continue;
+            };
             for dgram in big[..n].chunks(seg) {
                 let slot = &mut slots[count];
                 if let Some(len) = wg.receive(dgram, src, &mut slot.data[hdr..], &mut scratch) {
