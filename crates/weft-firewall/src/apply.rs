@@ -4,10 +4,13 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::backend::Iptables;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::{Backend, Iptables};
 use crate::masq::{
     restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN,
 };
+use crate::xtables::{self, Family, RestoreError};
 
 /// Which firewall to program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,74 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Which program applied a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// weft's own x_tables writer ([`crate::xtables`]).
+    Native,
+    /// `iptables-restore` (or `ip6tables-restore`) of the backend.
+    Tool,
+}
+
+/// Set once the kernel refused a table laid out by weft's own writer:
+/// from then on this process leaves legacy tables to the tools.
+static NATIVE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the first native write has been logged.
+static NATIVE_ANNOUNCED: AtomicBool = AtomicBool::new(false);
+
+/// Whether weft's own writer is wanted (`WEFT_IPTABLES_WRITER=tool` turns
+/// it off, for comparing or for working around it).
+fn native_wanted() -> bool {
+    std::env::var("WEFT_IPTABLES_WRITER").map_or(true, |v| v != "tool")
+}
+
+/// Applies `iptables-restore -w --noflush` text to `ipt`'s backend. On
+/// legacy, weft writes the tables itself ([`crate::xtables`]: the same
+/// result byte for byte, without libiptc's chain-name lookups that make
+/// large syncs take seconds); text with a rule it does not model, or a
+/// kernel that refuses its table, goes to the tool instead. nf_tables
+/// always uses the tool.
+pub fn restore_noflush(ipt: &Iptables, v6: bool, text: &str) -> Result<Writer, FirewallError> {
+    let family = if v6 { Family::V6 } else { Family::V4 };
+    if ipt.backend == Backend::Legacy && native_wanted() && !NATIVE_REFUSED.load(Ordering::Relaxed)
+    {
+        match xtables::restore(family, text) {
+            Ok(_) => {
+                if !NATIVE_ANNOUNCED.swap(true, Ordering::Relaxed) {
+                    tracing::info!("legacy iptables tables are written by weft's x_tables writer");
+                }
+                return Ok(Writer::Native);
+            }
+            Err(e @ RestoreError::Unsupported { .. }) => {
+                tracing::debug!("{}-restore writes this change: {e}", family.name());
+            }
+            Err(e @ RestoreError::Invalid { .. }) | Err(e @ RestoreError::Table { .. }) => {
+                return Err(FirewallError::Failed {
+                    cmd: format!("{} (weft's x_tables writer)", ipt.restore(v6)),
+                    stderr: e.to_string(),
+                });
+            }
+            Err(RestoreError::Kernel {
+                what,
+                rest: left,
+                source,
+            }) => {
+                NATIVE_REFUSED.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "weft's x_tables writer: {what}: {source}; {} applies iptables rules from now on",
+                    ipt.restore(v6)
+                );
+                // the transactions before the refused one are applied
+                run(&ipt.restore(v6), &["-w", "--noflush"], Some(&left))?;
+                return Ok(Writer::Tool);
+            }
+        }
+    }
+    run(&ipt.restore(v6), &["-w", "--noflush"], Some(text))?;
+    Ok(Writer::Tool)
+}
+
 /// What is wrong with the loaded rules: chains to rewrite, missing jumps.
 fn iptables_drift(
     ipt: &Iptables,
@@ -106,11 +177,7 @@ pub fn ensure(mode: Mode, ipt: &Iptables, rules: &MasqRules) -> Result<bool, Fir
             if !rewrite {
                 return Ok(false);
             }
-            run(
-                &ipt.restore(rules.v6()),
-                &["-w", "--noflush"],
-                Some(&restore_text(&chains, &missing)),
-            )?;
+            restore_noflush(ipt, rules.v6(), &restore_text(&chains, &missing))?;
             Ok(true)
         }
         Mode::Nftables => {

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod backend;
 pub mod masq;
 pub mod nft_library;
+pub mod xtables;
 
 pub use apply::{FirewallError, Mode};
 pub use backend::{Backend, BackendChoice, Iptables};

@@ -236,7 +236,13 @@ fn large_syncs_read_back_equal(backend: Backend) {
     in_netns(&ns, || {
         let mut s = syncer_with(ProxyMode::Iptables, ipt.clone());
         s.full(c.plan_all("host1")).expect("full sync");
-        assert_eq!(saved_rules(&ns, &save4), expected(&s, false));
+        let (got, want) = (saved_rules(&ns, &save4), expected(&s, false));
+        assert!(
+            got == want,
+            "in the kernel only: {:?}\nwritten only: {:?}",
+            got.difference(&want).collect::<Vec<_>>(),
+            want.difference(&got).collect::<Vec<_>>()
+        );
         assert_eq!(hook_count(&ns, &save4), HOOKS.len());
         let nat_chains = || {
             out(&ns, &save4, &["-t", "nat"])

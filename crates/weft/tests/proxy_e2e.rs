@@ -59,7 +59,9 @@ fn metric(text: &str, name: &str) -> f64 {
     }
 }
 
-fn scenario(mode: &str) {
+/// The proxy in `mode`; with `legacy`, iptables rules go to the legacy
+/// backend, written by weft's own x_tables writer.
+fn scenario(mode: &str, legacy: bool) {
     let mut lab = Lab::new("wtp", Path::new(WEFT)).expect("lab: these tests need root");
     lab.start_etcd().expect("etcd");
     lab.put_config(CONFIG).expect("config");
@@ -79,8 +81,12 @@ fn scenario(mode: &str) {
             &["-n", &h.ns, "route", "add", "10.254.0.0/16", "dev", "eth0"],
         )
         .expect("route");
-        lab.start_proxy(h, &[&format!("--proxy-mode={mode}")])
-            .expect("proxy");
+        let mut args = vec![format!("--proxy-mode={mode}")];
+        if legacy {
+            args.push("--iptables-backend=legacy".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.start_proxy(h, &args).expect("proxy");
     }
     let web1 = lab.pod(&hosts[0], "web1").expect("pod");
     let web2 = lab.pod(&hosts[1], "web2").expect("pod");
@@ -132,11 +138,12 @@ fn scenario(mode: &str) {
 
     // The rules kube-proxy would write for it.
     if mode == "iptables" {
-        let saved = sh(
-            "ip",
-            &["netns", "exec", &hosts[2].ns, "iptables-save", "-t", "nat"],
-        )
-        .expect("save");
+        let save = if legacy {
+            "iptables-legacy-save"
+        } else {
+            "iptables-save"
+        };
+        let saved = sh("ip", &["netns", "exec", &hosts[2].ns, save, "-t", "nat"]).expect("save");
         let saved = String::from_utf8_lossy(&saved.stdout).into_owned();
         assert!(saved.contains("-A KUBE-SERVICES -d 10.254.180.209/32 -p tcp -m comment --comment \"default/example-service cluster IP\" -m tcp --dport 80 -j KUBE-SVC-QLK4GP7H447Z7HSM"), "{saved}");
     } else {
@@ -316,21 +323,30 @@ fn scenario(mode: &str) {
             .proxy_log(h)
             .lines()
             .filter(|l| {
-                l.contains("ERROR")
+                (l.contains("ERROR") || l.contains("x_tables writer:"))
                     && !l.contains("ignoring /weft/services/default/example-service")
             })
             .map(String::from)
             .collect();
         assert!(errors.is_empty(), "{errors:?}");
+        if legacy {
+            let log = lab.proxy_log(h);
+            assert!(log.contains("written by weft's x_tables writer"), "{log}");
+        }
     }
 }
 
 #[test]
 fn proxy_iptables_mode_serves_cluster_ips_and_node_ports() {
-    scenario("iptables");
+    scenario("iptables", false);
+}
+
+#[test]
+fn proxy_iptables_mode_on_legacy_serves_cluster_ips_and_node_ports() {
+    scenario("iptables", true);
 }
 
 #[test]
 fn proxy_nftables_mode_serves_cluster_ips_and_node_ports() {
-    scenario("nftables");
+    scenario("nftables", false);
 }

@@ -14,8 +14,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use weft_firewall::apply::run;
-use weft_firewall::{FirewallError, Iptables};
+use weft_firewall::apply::{restore_noflush, run};
+use weft_firewall::xtables;
+use weft_firewall::{Backend, FirewallError, Iptables};
 
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::{PortKey, PortPlan};
@@ -410,7 +411,42 @@ struct IptablesState {
     localnet_exists: bool,
 }
 
+/// On legacy, read from the kernel directly (`iptables-legacy-save` of a
+/// table of 10,000 services takes seconds); `None` when that cannot be
+/// done here, and the tools are asked instead.
+fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
+    if ipt.backend != Backend::Legacy {
+        return None;
+    }
+    let family = if v6 {
+        xtables::Family::V6
+    } else {
+        xtables::Family::V4
+    };
+    let nat = xtables::read_table(family, "nat").ok()?;
+    let filter = xtables::read_table(family, "filter").ok()?;
+    let mut missing = Vec::new();
+    for h in HOOKS {
+        let table = if h.table == "nat" { &nat } else { &filter };
+        if !table.contains(h.chain, h.rule).ok()? {
+            missing.push(h);
+        }
+    }
+    Some(IptablesState {
+        service_chains: nat
+            .user_chains()
+            .filter(|c| iptables::is_service_chain(c))
+            .map(str::to_string)
+            .collect(),
+        missing,
+        localnet_exists: filter.has_chain(iptables::LOCALNET_FIREWALL),
+    })
+}
+
 fn iptables_state(ipt: &Iptables, v6: bool) -> Result<IptablesState, FirewallError> {
+    if let Some(state) = iptables_state_native(ipt, v6) {
+        return Ok(state);
+    }
     let save = ipt.save(v6);
     let nat = run(&save, &["-t", "nat"], None)?;
     let filter = run(&save, &["-t", "filter"], None)?;
@@ -440,7 +476,7 @@ fn iptables_state(ipt: &Iptables, v6: bool) -> Result<IptablesState, FirewallErr
 
 fn restore(ipt: &Iptables, v6: bool, text: &str) -> Result<(usize, Duration), FirewallError> {
     let t = Instant::now();
-    run(&ipt.restore(v6), &["-w", "--noflush"], Some(text))?;
+    restore_noflush(ipt, v6, text)?;
     Ok((text.len(), t.elapsed()))
 }
 
@@ -656,7 +692,7 @@ pub fn cleanup() -> Result<Vec<String>, FirewallError> {
             ));
         }
         if !text.is_empty() {
-            run(&ipt.restore(v6), &["-w", "--noflush"], Some(&text))?;
+            restore_noflush(&ipt, v6, &text)?;
         }
     }
     for family in ["ip", "ip6"] {

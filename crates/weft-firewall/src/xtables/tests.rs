@@ -1,0 +1,230 @@
+//! The writer's pure parts, without a kernel: words, rule encoding, and a
+//! table taken through decode → changes → layout → decode. (What the
+//! kernel makes of the bytes is tested against `iptables-legacy-restore`
+//! in `weft-proxy/tests/xtables_netns.rs`.)
+
+use std::borrow::Cow;
+
+use super::abi::{self, Family};
+use super::rule::{self, Jump, RuleError};
+use super::table::{Info, Table, TableError};
+
+fn encode(family: Family, text: &str) -> Result<rule::Rule, RuleError> {
+    rule::encode(family, &rule::words(text)?)
+}
+
+#[test]
+fn words_group_quotes_and_borrow_unescaped_ones() {
+    let w = rule::words(r#"-m comment --comment "a/b -> 1.2.3.4:80" -j X"#).expect("words");
+    assert_eq!(
+        w,
+        ["-m", "comment", "--comment", "a/b -> 1.2.3.4:80", "-j", "X"]
+    );
+    assert!(w.iter().all(|w| matches!(w, Cow::Borrowed(_))));
+    let w = rule::words(r#"--comment "say \"hi\"""#).expect("words");
+    assert_eq!(w[1], r#"say "hi""#);
+    assert!(rule::words(r#"--comment "open"#).is_err());
+}
+
+#[test]
+fn a_rule_encodes_its_header_matches_and_target() {
+    let r = encode(
+        Family::V4,
+        "! -s 10.0.0.0/8 -d 10.96.0.1/32 -i eth0 -p tcp -m tcp --dport 80 -j ACCEPT",
+    )
+    .expect("encodes");
+    let e = &r.entry;
+    assert_eq!(r.jump, Jump::Fixed);
+    assert_eq!(&e[0..4], &[10, 0, 0, 0]);
+    assert_eq!(&e[4..8], &[10, 96, 0, 1]);
+    assert_eq!(&e[8..12], &[255, 0, 0, 0]);
+    assert_eq!(&e[12..16], &[255; 4]);
+    assert_eq!(&e[16..21], b"eth0\0");
+    // the name and its NUL must match
+    assert_eq!(&e[48..54], &[0xff, 0xff, 0xff, 0xff, 0xff, 0]);
+    assert_eq!(abi::read_u16(e, 80), 6);
+    assert_eq!(e[83], abi::INV_SRCIP);
+    // one tcp match (32 + 16), then the standard target
+    assert_eq!(abi::read_u16(e, 88) as usize, 112 + 48);
+    assert_eq!(abi::read_u16(e, 90) as usize, 112 + 48 + 40);
+    assert_eq!(abi::read_name(&e[114..143]), b"tcp");
+    // dpts 80:80, spts 0:65535
+    assert_eq!(
+        [
+            abi::read_u16(e, 144),
+            abi::read_u16(e, 146),
+            abi::read_u16(e, 148),
+            abi::read_u16(e, 150)
+        ],
+        [0, 65535, 80, 80]
+    );
+    assert_eq!(abi::read_u32(e, 160 + 32) as i32, abi::VERDICT_ACCEPT);
+}
+
+#[test]
+fn jumps_and_fallthrough_are_left_for_the_layout() {
+    let r = encode(Family::V4, "-m comment --comment x -j KUBE-SVC-ABC").expect("encodes");
+    assert_eq!(r.jump, Jump::Chain("KUBE-SVC-ABC".into()));
+    let r = encode(Family::V4, "-g KUBE-SVC-ABC").expect("encodes");
+    assert_eq!(r.entry[82], Family::V4.goto_flag());
+    let r = encode(Family::V4, "-m comment --comment \"no target\"").expect("encodes");
+    assert_eq!(r.jump, Jump::Next);
+}
+
+#[test]
+fn ipv6_rules_set_the_protocol_flag_and_take_bracketed_nat_addresses() {
+    let r = encode(
+        Family::V6,
+        "-s fd00::/64 -p udp -m udp --dport 53 -j DNAT --to-destination [fd00::5]:5353",
+    )
+    .expect("encodes");
+    let e = &r.entry;
+    assert_eq!(e.len() % 8, 0);
+    assert_eq!(abi::read_u16(e, 128), 17);
+    assert_eq!(e[131], abi::IP6T_F_PROTO);
+    let t = abi::read_u16(e, 140) as usize;
+    assert_eq!(abi::read_name(&e[t + 2..t + 31]), b"DNAT");
+    assert_eq!(e[t + 31], 2);
+    // flags MAP_IPS | PROTO_SPECIFIED, the port in network order
+    assert_eq!(abi::read_u32(e, t + 32), 3);
+    assert_eq!(&e[t + 32 + 36..t + 32 + 38], &5353u16.to_be_bytes());
+}
+
+#[test]
+fn what_is_not_modelled_is_unsupported_and_bad_values_name_the_option() {
+    for text in [
+        "-m limit --limit 5/s -j ACCEPT",
+        "-p tcp -m tcp --tcp-flags SYN SYN -j ACCEPT",
+        "-m statistic --mode nth --every 2 -j ACCEPT",
+        "-j LOG --log-prefix x",
+        "-j SNAT --to-source 1.2.3.4",
+        "-s 10.0.0.0/255.0.0.0 -j ACCEPT",
+        "--fragment -j ACCEPT",
+    ] {
+        assert!(
+            matches!(encode(Family::V4, text), Err(RuleError::Unsupported(_))),
+            "{text}"
+        );
+    }
+    let e = encode(Family::V4, "-s 10.0.0.300 -j ACCEPT").expect_err("bad address");
+    assert_eq!(e.to_string(), "\"10.0.0.300\" is not an address or network");
+    let e = encode(Family::V4, "-p tcp -m tcp --dport http -j ACCEPT").expect_err("bad port");
+    assert_eq!(e.to_string(), "--dport \"http\" is not a number");
+    let e = encode(Family::V4, "-m conntrack --ctstate FRESH -j ACCEPT").expect_err("bad state");
+    assert_eq!(e.to_string(), "--ctstate \"FRESH\" is not a state");
+    let e = encode(Family::V4, "-m tcp --dport 80 -j ACCEPT").expect_err("no -p");
+    assert_eq!(e.to_string(), "-m tcp needs -p tcp");
+}
+
+/// An empty nat table as the kernel would hand it out: four built-in
+/// chains accepting, then the closing ERROR entry.
+fn empty_nat(family: Family) -> (Info, Vec<u8>) {
+    let es = family.entry_size();
+    let mut b = Vec::new();
+    let mut info = Info {
+        valid_hooks: 0b11011,
+        ..Info::default()
+    };
+    for h in [0, 1, 3, 4] {
+        info.hook_entry[h] = b.len() as u32;
+        info.underflow[h] = b.len() as u32;
+        let s = b.len();
+        b.resize(s + es, 0);
+        abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
+        abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 40) as u16);
+        abi::push_standard_target(&mut b, abi::VERDICT_ACCEPT);
+    }
+    let s = b.len();
+    b.resize(s + es, 0);
+    abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
+    abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 64) as u16);
+    abi::push_error_target(&mut b, "ERROR");
+    info.num_entries = 5;
+    info.size = b.len() as u32;
+    (info, b)
+}
+
+fn decode_layout(table: &Table) -> Table {
+    let blob = table.layout(0).expect("layout");
+    Table::decode(table.family, "nat", blob.info, blob.buf, 0).expect("decodes its own layout")
+}
+
+#[test]
+fn a_table_survives_changes_and_a_layout_round_trip() {
+    for family in [Family::V4, Family::V6] {
+        let (info, blob) = empty_nat(family);
+        let mut t = Table::decode(family, "nat", info, blob, 0).expect("decode");
+        assert_eq!(t.user_chains().count(), 0);
+        t.declare("KUBE-SERVICES").expect("declare");
+        t.declare("KUBE-SVC-A").expect("declare");
+        t.append(
+            "PREROUTING",
+            encode(family, "-j KUBE-SERVICES").expect("rule"),
+        )
+        .expect("append");
+        t.append(
+            "KUBE-SERVICES",
+            encode(family, "-p tcp -m tcp --dport 80 -j KUBE-SVC-A").expect("rule"),
+        )
+        .expect("append");
+        t.append(
+            "KUBE-SVC-A",
+            encode(family, "-m comment --comment \"fall through\"").expect("rule"),
+        )
+        .expect("append");
+        t.append("KUBE-SVC-A", encode(family, "-j RETURN").expect("rule"))
+            .expect("append");
+        t.insert(
+            "KUBE-SVC-A",
+            1,
+            encode(family, "-m mark --mark 0x4000/0x4000 -j ACCEPT").expect("rule"),
+        )
+        .expect("insert");
+
+        let back = decode_layout(&t);
+        assert_eq!(
+            back.user_chains().collect::<Vec<_>>(),
+            ["KUBE-SERVICES", "KUBE-SVC-A"]
+        );
+        assert_eq!(back.rule_count("KUBE-SVC-A"), Some(3));
+        assert_eq!(back.rule_count("PREROUTING"), Some(1));
+        assert!(back
+            .contains("KUBE-SERVICES", "-p tcp -m tcp --dport 80 -j KUBE-SVC-A")
+            .expect("rule"));
+        assert!(back
+            .contains("KUBE-SVC-A", "-m comment --comment \"fall through\"")
+            .expect("rule"));
+        assert!(!back.contains("KUBE-SVC-A", "-j ACCEPT").expect("rule"));
+        // a second trip lays out the same bytes
+        assert_eq!(
+            back.layout(0).expect("layout").buf,
+            decode_layout(&back).layout(0).expect("layout").buf
+        );
+
+        // deleting: a chain in use cannot be laid out, a full one not deleted
+        let mut t = back;
+        assert_eq!(
+            t.delete_chain("KUBE-SVC-A"),
+            Err(TableError::NotEmpty("KUBE-SVC-A".into()))
+        );
+        t.flush("KUBE-SVC-A").expect("flush");
+        t.delete_chain("KUBE-SVC-A").expect("delete chain");
+        assert!(matches!(t.layout(0), Err(TableError::NoChain(c)) if c == "KUBE-SVC-A"));
+        let jump = encode(family, "-p tcp -m tcp --dport 80 -j KUBE-SVC-A").expect("rule");
+        t.delete("KUBE-SERVICES", &jump, "…").expect("delete rule");
+        assert!(matches!(
+            t.delete("KUBE-SERVICES", &jump, "that rule"),
+            Err(TableError::NoRule { .. })
+        ));
+        let mut back = decode_layout(&t);
+        assert_eq!(back.rule_count("KUBE-SERVICES"), Some(0));
+        assert_eq!(
+            back.declare("PREROUTING"),
+            Err(TableError::Builtin("PREROUTING".into()))
+        );
+        assert_eq!(
+            back.declare("-bad"),
+            Err(TableError::BadName("-bad".into()))
+        );
+    }
+}
