@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_firewall::xtables;
 use weft_lab::{in_netns, sh, ApiServer, Host, Lab, Proc};
 use weft_proxy::plan::names::service_hash;
 use weft_proxy::spec::Protocol;
@@ -210,19 +211,20 @@ fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Resul
 /// Services with a rule in `host`'s kernel (iptables: `KUBE-SVC-` chains;
 /// nftables: elements of the `service-ips` map, the same name in both).
 fn rules_count(host: &Host, mode: &str) -> usize {
+    if mode == "iptables-legacy" {
+        // from the kernel: iptables-legacy-save of 10,000 services takes
+        // seconds (libiptc), which would make this poll coarse
+        return in_netns(&host.ns, || {
+            xtables::read_table(xtables::Family::V4, "nat").map_or(0, |t| {
+                t.user_chains()
+                    .filter(|c| c.starts_with("KUBE-SVC-"))
+                    .count()
+            })
+        })
+        .unwrap_or(0);
+    }
     let out = match mode {
         "nftables" => crate::proxy::service_ips_map(host),
-        "iptables-legacy" => sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &host.ns,
-                "iptables-legacy-save",
-                "-t",
-                "nat",
-            ],
-        ),
         _ => sh(
             "ip",
             &["netns", "exec", &host.ns, "iptables-nft-save", "-t", "nat"],
@@ -235,6 +237,29 @@ fn rules_count(host: &Host, mode: &str) -> usize {
     } else {
         text.lines().filter(|l| l.starts_with(":KUBE-SVC-")).count()
     }
+}
+
+/// Whether the legacy nat table holds `chain`, read from the kernel
+/// without the xtables lock (the tool would hold it, blocking the proxy's
+/// write, while libiptc parses the whole table: over a second at 10,000
+/// services). Only when the table's size changed since `last` is it read
+/// whole, so a tight poll costs the proxy under test little CPU.
+fn legacy_has_chain(host: &Host, chain: &str, last: &mut Option<xtables::table::Info>) -> bool {
+    in_netns(&host.ns, || {
+        let family = xtables::Family::V4;
+        let Ok(fd) = xtables::kernel::socket(family) else {
+            return false;
+        };
+        let Ok(info) = xtables::kernel::info(&fd, family, "nat") else {
+            return false;
+        };
+        if last.as_ref() == Some(&info) {
+            return false;
+        }
+        *last = Some(info);
+        xtables::read_table(family, "nat").is_ok_and(|t| t.has_chain(chain))
+    })
+    .unwrap_or(false)
 }
 
 /// Whether service i has its rule (both proxies name a named port's
@@ -265,15 +290,21 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
                 "KUBE-SVC-{}",
                 service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
             );
-            let tool = if mode == "iptables-legacy" {
-                "iptables-legacy"
-            } else {
-                "iptables-nft"
-            };
+            if mode == "iptables-legacy" {
+                return legacy_has_chain(host, &chain, &mut None);
+            }
             sh(
                 "ip",
                 &[
-                    "netns", "exec", &host.ns, tool, "-w", "-t", "nat", "-S", &chain,
+                    "netns",
+                    "exec",
+                    &host.ns,
+                    "iptables-nft",
+                    "-w",
+                    "-t",
+                    "nat",
+                    "-S",
+                    &chain,
                 ],
             )
             .is_ok()
@@ -491,8 +522,18 @@ pub fn run(
                         }
                         None => {
                             let t = Instant::now();
+                            let chain = format!(
+                                "KUBE-SVC-{}",
+                                service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
+                            );
+                            let mut last = None;
                             loop {
-                                if present(&host, mode, i) {
+                                let seen = if mode == "iptables-legacy" {
+                                    legacy_has_chain(&host, &chain, &mut last)
+                                } else {
+                                    present(&host, mode, i)
+                                };
+                                if seen {
                                     break Some(Instant::now());
                                 }
                                 if t.elapsed() > Duration::from_secs(300) {

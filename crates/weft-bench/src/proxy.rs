@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, TxnOp};
+use weft_firewall::{Backend, BackendChoice};
 use weft_lab::{in_netns, sh, Host, Lab};
 use weft_proxy::plan::names::service_hash;
 use weft_proxy::spec::{
@@ -182,36 +183,51 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
 }
 
 /// The floor of any change at this size: the median time of the smallest
-/// NAT transaction (one chain holding one `return`), added with the tool
-/// the mode uses into the table the proxy filled, then removed. The kernel
-/// re-validates the whole table on each such commit, so a proxy change
-/// costs about this much however little it changes.
+/// NAT transaction (one chain holding one `return`), added the way the
+/// proxy writes in this mode into the table the proxy filled, then
+/// removed: `nft`, iptables-restore, or on legacy weft's own x_tables
+/// writer (`WEFT_IPTABLES_WRITER=tool` makes it, and the proxy, use
+/// `iptables-legacy-restore`). The kernel re-validates the whole table on
+/// each such commit, so a proxy change costs about this much however
+/// little it changes.
 fn kernel_floor_ms(host: &Host, mode: &str) -> Result<f64> {
-    let restore = format!("iptables{}-restore", mode_flags(mode).1);
-    let (tool, args, add, del): (&str, &[&str], &str, &str) = if mode == "nftables" {
+    let apply: Box<dyn Fn(&str) -> Result<()> + Send + Sync> = if mode == "nftables" {
+        Box::new(|text: &str| {
+            weft_firewall::apply::run("nft", &["-f", "-"], Some(text))?;
+            Ok(())
+        })
+    } else {
+        let choice = match mode {
+            "iptables-legacy" => BackendChoice::Only(Backend::Legacy),
+            "iptables-nft" => BackendChoice::Only(Backend::Nft),
+            _ => BackendChoice::Auto,
+        };
+        let ipt = in_netns(&host.ns, || weft_firewall::backend::detect(choice))??;
+        Box::new(move |text: &str| {
+            weft_firewall::apply::restore_noflush(&ipt, false, text)?;
+            Ok(())
+        })
+    };
+    let (add, del) = if mode == "nftables" {
         (
-            "nft",
-            &["-f", "-"],
             "add chain ip kube-proxy weft-bench-probe\nadd rule ip kube-proxy weft-bench-probe return\n",
             "delete chain ip kube-proxy weft-bench-probe\n",
         )
     } else {
         (
-            &restore,
-            &["-w", "--noflush"],
             "*nat\n:WEFT-BENCH-PROBE - [0:0]\n-A WEFT-BENCH-PROBE -j RETURN\nCOMMIT\n",
             "*nat\n-F WEFT-BENCH-PROBE\n-X WEFT-BENCH-PROBE\nCOMMIT\n",
         )
     };
-    // run from a thread inside the namespace, as the proxy runs the tool:
-    // no `ip netns exec` in what is timed
+    // run from a thread inside the namespace, as the proxy writes: no
+    // `ip netns exec` in what is timed
     let mut times = in_netns(&host.ns, || -> Result<Vec<f64>> {
         let mut times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            weft_firewall::apply::run(tool, args, Some(add))?;
+            apply(add)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
-            weft_firewall::apply::run(tool, args, Some(del))?;
+            apply(del)?;
         }
         Ok(times)
     })??;

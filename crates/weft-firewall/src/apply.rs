@@ -123,16 +123,25 @@ pub fn restore_noflush(ipt: &Iptables, v6: bool, text: &str) -> Result<Writer, F
             }
             Err(RestoreError::Kernel {
                 what,
-                rest: left,
+                rest,
+                refused,
                 source,
             }) => {
-                NATIVE_REFUSED.store(true, Ordering::Relaxed);
-                tracing::warn!(
-                    "weft's x_tables writer: {what}: {source}; {} applies iptables rules from now on",
-                    ipt.restore(v6)
-                );
-                // the transactions before the refused one are applied
-                run(&ipt.restore(v6), &["-w", "--noflush"], Some(&left))?;
+                if refused {
+                    NATIVE_REFUSED.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        "weft's x_tables writer: {what}: {source}; {} applies iptables rules from now on",
+                        ipt.restore(v6)
+                    );
+                } else {
+                    // e.g. ip_tables not loaded yet: the tool loads it
+                    tracing::debug!(
+                        "weft's x_tables writer: {what}: {source}; using {}",
+                        ipt.restore(v6)
+                    );
+                }
+                // the transactions before the one that failed are applied
+                run(&ipt.restore(v6), &["-w", "--noflush"], Some(&rest))?;
                 return Ok(Writer::Tool);
             }
         }

@@ -5,7 +5,8 @@
 //! tested); [`apply`] checks what the kernel holds and re-applies;
 //! [`backend`] picks the iptables backend (legacy or nf_tables) and its
 //! programs; [`nft_library`] applies nft text in-process through
-//! libnftables when it is installed.
+//! libnftables when it is installed; [`xtables`] applies iptables-restore
+//! text to legacy (x_tables) tables without the tool.
 
 pub mod apply;
 pub mod backend;

@@ -589,8 +589,13 @@ pub fn encode_target(
             }
             abi::push_extension(out, name, 0, &with.to_ne_bytes())
         }
-        "SNAT" | "LOG" | "NFLOG" | "CONNMARK" | "CT" | "TPROXY" | "REDIRECT" | "NOTRACK"
-        | "TCPMSS" => return Err(RuleError::Unsupported(format!("target {name}"))),
+        // targets that exist but are not encoded here (some need no
+        // options, so they must not be taken for chains)
+        "SNAT" | "LOG" | "NFLOG" | "NFQUEUE" | "CONNMARK" | "CT" | "TPROXY" | "REDIRECT"
+        | "NOTRACK" | "TRACE" | "TCPMSS" | "AUDIT" | "CHECKSUM" | "CLASSIFY" | "DSCP" | "TOS"
+        | "ECN" | "TTL" | "HL" | "NETMAP" | "SET" | "SYNPROXY" | "TEE" | "SECMARK"
+        | "CONNSECMARK" | "HMARK" | "IDLETIMER" | "LED" | "RATEEST" | "CLUSTERIP"
+        | "TCPOPTSTRIP" => return Err(RuleError::Unsupported(format!("target {name}"))),
         _ => return Ok(false),
     }
     Ok(true)

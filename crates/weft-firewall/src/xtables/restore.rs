@@ -38,12 +38,15 @@ pub enum RestoreError {
     /// Nothing was applied: the text is not valid.
     #[error("line {line}: {what}")]
     Invalid { line: usize, what: String },
-    /// The kernel could not be used or refused a table; `rest` is the text
-    /// of the transactions not applied (the earlier ones were).
+    /// The kernel could not be asked (no socket, the lock, a table that
+    /// cannot be read: `ip_tables` not loaded) or refused a table laid out
+    /// here (`refused`); `rest` is the text of the transactions not
+    /// applied (the earlier ones were).
     #[error("{what}: {source}")]
     Kernel {
         what: String,
         rest: String,
+        refused: bool,
         #[source]
         source: std::io::Error,
     },
@@ -175,8 +178,8 @@ fn apply(table: &mut Table, ops: Vec<Op>, new: Vec<u8>) -> Result<(), TableError
             Op::Declare(c) => table.declare(c)?,
             Op::Flush(c) => table.flush(c)?,
             Op::DeleteChain(c) => table.delete_chain(c)?,
-            Op::Append(c, at, len, jump) => table.append_new(c, at, len, jump)?,
-            Op::Insert(c, n, at, len, jump) => table.insert_new(c, n, at, len, jump)?,
+            Op::Append(c, at, len, jump) => table.append_new(c, at, len, &jump)?,
+            Op::Insert(c, n, at, len, jump) => table.insert_new(c, n, at, len, &jump)?,
             Op::Delete(c, r, text) => table.delete(c, &r, &text)?,
         }
     }
@@ -188,6 +191,7 @@ pub fn read_table(family: Family, name: &str) -> Result<Table, RestoreError> {
     let kernel_err = |what: &str, source| RestoreError::Kernel {
         what: format!("{what} {} table {name}", family.name()),
         rest: String::new(),
+        refused: false,
         source,
     };
     let fd = kernel::socket(family).map_err(|e| kernel_err("opening a socket for the", e))?;
@@ -207,19 +211,26 @@ pub fn restore(family: Family, text: &str) -> Result<Report, RestoreError> {
     let fd = kernel::socket(family).map_err(|source| RestoreError::Kernel {
         what: format!("opening a socket for {}", family.name()),
         rest: text.to_string(),
+        refused: false,
         source,
     })?;
     let _lock = kernel::lock().map_err(|source| RestoreError::Kernel {
         what: "taking the xtables lock".into(),
         rest: text.to_string(),
+        refused: false,
         source,
     })?;
     let texts: Vec<&str> = transactions.iter().map(|t| t.text).collect();
     for (i, tx) in transactions.into_iter().enumerate() {
         let name = tx.table;
-        let kernel_err = |what: &str, source| RestoreError::Kernel {
+        if tx.ops.is_empty() {
+            // as iptables-restore: an empty transaction commits nothing
+            continue;
+        }
+        let kernel_err = |what: &str, refused: bool, source| RestoreError::Kernel {
             what: format!("{what} {} table {name}", family.name()),
             rest: texts[i..].concat(),
+            refused,
             source,
         };
         let table_err = |source| RestoreError::Table {
@@ -227,16 +238,20 @@ pub fn restore(family: Family, text: &str) -> Result<Report, RestoreError> {
             source,
         };
         let (info, buf) =
-            kernel::read(&fd, family, name).map_err(|e| kernel_err("reading the", e))?;
+            kernel::read(&fd, family, name).map_err(|e| kernel_err("reading the", false, e))?;
         let old_entries = info.num_entries;
         let mut table =
             Table::decode(family, name, info, buf, abi::GET_ENTRIES_HEAD).map_err(table_err)?;
         apply(&mut table, tx.ops, tx.new).map_err(table_err)?;
+        if !table.changed() {
+            // as libiptc: a table the text left as it was is not replaced
+            continue;
+        }
         let mut blob = table.layout(abi::REPLACE_HEAD).map_err(table_err)?;
         drop(table);
         let t = Instant::now();
         let old = kernel::replace(&fd, family, name, &blob.info, &mut blob.buf, old_entries)
-            .map_err(|e| kernel_err("replacing the", e))?;
+            .map_err(|e| kernel_err("replacing the", true, e))?;
         report.kernel += t.elapsed();
         report.bytes += blob.buf.len() - blob.prefix;
         report.tables += 1;

@@ -201,7 +201,9 @@ fn a_table_survives_changes_and_a_layout_round_trip() {
             decode_layout(&back).layout(0).expect("layout").buf
         );
 
-        // deleting: a chain in use cannot be laid out, a full one not deleted
+        // deleting: a full chain cannot go, nor can one still jumped to
+        // be laid out
+        let mut u = decode_layout(&back);
         let mut t = back;
         assert_eq!(
             t.delete_chain("KUBE-SVC-A"),
@@ -210,14 +212,18 @@ fn a_table_survives_changes_and_a_layout_round_trip() {
         t.flush("KUBE-SVC-A").expect("flush");
         t.delete_chain("KUBE-SVC-A").expect("delete chain");
         assert!(matches!(t.layout(0), Err(TableError::NoChain(c)) if c == "KUBE-SVC-A"));
+        // the jump removed first, the chain can go
         let jump = encode(family, "-p tcp -m tcp --dport 80 -j KUBE-SVC-A").expect("rule");
-        t.delete("KUBE-SERVICES", &jump, "…").expect("delete rule");
+        u.delete("KUBE-SERVICES", &jump, "…").expect("delete rule");
         assert!(matches!(
-            t.delete("KUBE-SERVICES", &jump, "that rule"),
+            u.delete("KUBE-SERVICES", &jump, "that rule"),
             Err(TableError::NoRule { .. })
         ));
-        let mut back = decode_layout(&t);
+        u.flush("KUBE-SVC-A").expect("flush");
+        u.delete_chain("KUBE-SVC-A").expect("delete chain");
+        let mut back = decode_layout(&u);
         assert_eq!(back.rule_count("KUBE-SERVICES"), Some(0));
+        assert_eq!(back.user_chains().collect::<Vec<_>>(), ["KUBE-SERVICES"]);
         assert_eq!(
             back.declare("PREROUTING"),
             Err(TableError::Builtin("PREROUTING".into()))
