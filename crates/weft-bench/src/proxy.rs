@@ -191,22 +191,25 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
 /// each such commit, so a proxy change costs about this much however
 /// little it changes.
 fn kernel_floor_ms(host: &Host, mode: &str) -> Result<f64> {
-    let apply: Box<dyn Fn(&str) -> Result<()> + Send + Sync> = if mode == "nftables" {
-        Box::new(|text: &str| {
-            weft_firewall::apply::run("nft", &["-f", "-"], Some(text))?;
-            Ok(())
-        })
+    // `None`: nft
+    let ipt = if mode == "nftables" {
+        None
     } else {
         let choice = match mode {
             "iptables-legacy" => BackendChoice::Only(Backend::Legacy),
             "iptables-nft" => BackendChoice::Only(Backend::Nft),
             _ => BackendChoice::Auto,
         };
-        let ipt = in_netns(&host.ns, || weft_firewall::backend::detect(choice))??;
-        Box::new(move |text: &str| {
-            weft_firewall::apply::restore_noflush(&ipt, false, text)?;
-            Ok(())
-        })
+        Some(in_netns(&host.ns, || {
+            weft_firewall::backend::detect(choice)
+        })??)
+    };
+    let apply = |text: &str| -> Result<()> {
+        match &ipt {
+            None => weft_firewall::apply::run("nft", &["-f", "-"], Some(text)).map(|_| ())?,
+            Some(ipt) => weft_firewall::apply::restore_noflush(ipt, false, text).map(|_| ())?,
+        }
+        Ok(())
     };
     let (add, del) = if mode == "nftables" {
         (
