@@ -389,6 +389,6 @@ pub fn run(
     }
     println!("(ready: process start until /readyz, i.e. etcd listed and the first full sync applied; add one: etcd write of a");
     println!(" service and its endpoints until the proxy's transaction with the kernel has returned, seen on its /metrics;");
-    println!(" floor: the smallest NAT transaction into the same table with the same tool, about what any change costs)");
+    println!(" floor: the smallest NAT transaction into the same table, written as the proxy writes (nft, iptables-restore,\n or on legacy weft's x_tables writer), about what any change costs)");
     Ok(serde_json::Value::Array(json))
 }
