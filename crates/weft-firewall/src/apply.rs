@@ -82,71 +82,61 @@ pub enum Writer {
     Tool,
 }
 
-/// Set once the kernel refused a table laid out by weft's own writer:
-/// from then on this process leaves legacy tables to the tools.
-static NATIVE_REFUSED: AtomicBool = AtomicBool::new(false);
+/// Set (per family) once the kernel refused a table laid out by weft's
+/// own writer while the tool took the same text: from then on this
+/// process leaves that family's legacy tables to the tool.
+static NATIVE_REFUSED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
 /// Whether the first native write has been logged.
 static NATIVE_ANNOUNCED: AtomicBool = AtomicBool::new(false);
 
-/// Whether weft's own writer is wanted (`WEFT_IPTABLES_WRITER=tool` turns
-/// it off, for comparing or for working around it).
-fn native_wanted() -> bool {
-    std::env::var("WEFT_IPTABLES_WRITER").map_or(true, |v| v != "tool")
+/// Whether `ipt`'s tables of a family are written (and read) by weft's own
+/// x_tables writer: on legacy, unless `WEFT_IPTABLES_WRITER=tool` (for
+/// comparing, or working around it) or the kernel refused one of its
+/// tables before.
+pub fn native_writer(ipt: &Iptables, v6: bool) -> bool {
+    ipt.backend == Backend::Legacy
+        && std::env::var("WEFT_IPTABLES_WRITER").map_or(true, |v| v != "tool")
+        && !NATIVE_REFUSED[v6 as usize].load(Ordering::Relaxed)
 }
 
 /// Applies `iptables-restore -w --noflush` text to `ipt`'s backend. On
 /// legacy, weft writes the tables itself ([`crate::xtables`]: the same
 /// result byte for byte, without libiptc's chain-name lookups that make
-/// large syncs take seconds); text with a rule it does not model, or a
-/// kernel that refuses its table, goes to the tool instead. nf_tables
-/// always uses the tool.
+/// large syncs take seconds). Whatever it does not take — a rule it does
+/// not model, text it finds wrong, a change that does not fit the table,
+/// a kernel that cannot be asked or refuses its table — goes to the tool,
+/// from the first transaction not applied, and the tool's answer is
+/// final. nf_tables always uses the tool.
 pub fn restore_noflush(ipt: &Iptables, v6: bool, text: &str) -> Result<Writer, FirewallError> {
     let family = if v6 { Family::V6 } else { Family::V4 };
-    if ipt.backend == Backend::Legacy && native_wanted() && !NATIVE_REFUSED.load(Ordering::Relaxed)
-    {
-        match xtables::restore(family, text) {
-            Ok(_) => {
-                if !NATIVE_ANNOUNCED.swap(true, Ordering::Relaxed) {
-                    tracing::info!("legacy iptables tables are written by weft's x_tables writer");
-                }
-                return Ok(Writer::Native);
-            }
-            Err(e @ RestoreError::Unsupported { .. }) => {
-                tracing::debug!("{}-restore writes this change: {e}", family.name());
-            }
-            Err(e @ RestoreError::Invalid { .. }) | Err(e @ RestoreError::Table { .. }) => {
-                return Err(FirewallError::Failed {
-                    cmd: format!("{} (weft's x_tables writer)", ipt.restore(v6)),
-                    stderr: e.to_string(),
-                });
-            }
-            Err(RestoreError::Kernel {
-                what,
-                rest,
-                refused,
-                source,
-            }) => {
-                if refused {
-                    NATIVE_REFUSED.store(true, Ordering::Relaxed);
-                    tracing::warn!(
-                        "weft's x_tables writer: {what}: {source}; {} applies iptables rules from now on",
-                        ipt.restore(v6)
-                    );
-                } else {
-                    // e.g. ip_tables not loaded yet: the tool loads it
-                    tracing::debug!(
-                        "weft's x_tables writer: {what}: {source}; using {}",
-                        ipt.restore(v6)
-                    );
-                }
-                // the transactions before the one that failed are applied
-                run(&ipt.restore(v6), &["-w", "--noflush"], Some(&rest))?;
-                return Ok(Writer::Tool);
-            }
-        }
+    let tool = ipt.restore(v6);
+    if !native_writer(ipt, v6) {
+        run(&tool, &["-w", "--noflush"], Some(text))?;
+        return Ok(Writer::Tool);
     }
-    run(&ipt.restore(v6), &["-w", "--noflush"], Some(text))?;
+    let err = match xtables::restore(family, text) {
+        Ok(_) => {
+            if !NATIVE_ANNOUNCED.swap(true, Ordering::Relaxed) {
+                tracing::info!("legacy iptables tables are written by weft's x_tables writer");
+            }
+            return Ok(Writer::Native);
+        }
+        Err(e) => e,
+    };
+    let (rest, refused) = match &err {
+        RestoreError::Unsupported { .. } | RestoreError::Invalid { .. } => (text, false),
+        RestoreError::Table { rest, .. } => (rest.as_str(), false),
+        RestoreError::Kernel { rest, refused, .. } => (rest.as_str(), *refused),
+    };
+    tracing::debug!("weft's x_tables writer: {err}; {tool} takes it from there");
+    // the transactions before the one that failed are applied
+    run(&tool, &["-w", "--noflush"], Some(rest))?;
+    if refused {
+        // the text was good, so the table weft laid out was not
+        NATIVE_REFUSED[v6 as usize].store(true, Ordering::Relaxed);
+        tracing::warn!("weft's x_tables writer: {err}; {tool} took the same text, and writes {} rules from now on", family.name());
+    }
     Ok(Writer::Tool)
 }
 
@@ -270,7 +260,7 @@ fn remove_iptables(ipt: &Iptables, removed: &mut Vec<String>) -> Result<(), Fire
             text.push_str(&format!("-F {chain}\n-X {chain}\n"));
         }
         text.push_str("COMMIT\n");
-        run(&ipt.restore(v6), &["-w", "--noflush"], Some(&text))?;
+        restore_noflush(ipt, v6, &text)?;
         removed.push(format!(
             "{} ({}) {table} {chain}",
             if v6 { "ip6tables" } else { "iptables" },

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weft_firewall::apply::run;
+use weft_firewall::apply::{native_writer, restore_noflush, run, Writer};
+use weft_firewall::backend::detect;
 use weft_firewall::xtables::{self, Family};
+use weft_firewall::{Backend, BackendChoice};
 use weft_lab::{in_netns, sh, Lab};
 use weft_proxy::plan::catalog::Catalog;
 use weft_proxy::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
@@ -290,4 +292,38 @@ fn ipv4_tables_written_natively_equal_the_tools() {
 #[test]
 fn ipv6_tables_written_natively_equal_the_tools() {
     writes_as_the_tool_does(true);
+}
+
+/// What weft's writer does not take goes to `iptables-legacy-restore`,
+/// whose answer is final: a rule it does not model is applied by the tool;
+/// text the kernel refuses is refused by the tool too, and is an error
+/// that leaves the writer on.
+#[test]
+fn what_the_writer_does_not_take_goes_to_the_tool() {
+    let mut lab = Lab::new("wxf", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let ipt = detect(BackendChoice::Only(Backend::Legacy)).expect("legacy programs");
+    in_netns(&ns, || {
+        let log =
+            "*filter\n-A INPUT -p tcp -m tcp --dport 22 -j LOG --log-prefix \"ssh: \"\nCOMMIT\n";
+        assert_eq!(
+            restore_noflush(&ipt, false, log).expect("applied"),
+            Writer::Tool
+        );
+        // TCP resets only for tcp: the kernel says EINVAL to both writers
+        let bad = "*filter\n-A INPUT -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+        let e = restore_noflush(&ipt, false, bad).expect_err("refused");
+        assert!(e.to_string().contains("iptables-legacy-restore"), "{e}");
+        assert!(native_writer(&ipt, false));
+        let good = "*filter\n:WEFT-T - [0:0]\n-A WEFT-T -j ACCEPT\nCOMMIT\n";
+        assert_eq!(
+            restore_noflush(&ipt, false, good).expect("applied"),
+            Writer::Native
+        );
+    })
+    .expect("in netns");
+    let saved = save(&ns, false);
+    assert!(saved.contains("--log-prefix \"ssh: \""), "{saved}");
+    assert!(saved.contains("-A WEFT-T -j ACCEPT"), "{saved}");
+    assert!(!saved.contains("tcp-reset"), "{saved}");
 }

@@ -74,6 +74,29 @@ impl Opt<'_> {
     }
 }
 
+/// An option given twice is refused (iptables refuses it too, or keeps
+/// only one of them).
+fn no_repeats(ext: &str, opts: &[Opt]) -> Result<(), RuleError> {
+    for (i, o) in opts.iter().enumerate() {
+        if opts[..i].iter().any(|p| p.name == o.name) {
+            return Err(RuleError::Invalid(format!("{ext}: {} given twice", o.name)));
+        }
+    }
+    Ok(())
+}
+
+/// `ext` needs one of `names`.
+fn require(ext: &str, opts: &[Opt], names: &[&str]) -> Result<(), RuleError> {
+    if opts.iter().any(|o| names.contains(&o.name)) {
+        Ok(())
+    } else {
+        Err(RuleError::Invalid(format!(
+            "{ext} needs {}",
+            names.join(" or ")
+        )))
+    }
+}
+
 fn unsupported(what: &str, opt: &Opt) -> RuleError {
     RuleError::Unsupported(format!("{what} option {}", opt.name))
 }
@@ -149,6 +172,21 @@ pub fn encode_match(
     proto: Option<&str>,
     opts: &[Opt],
 ) -> Result<(), RuleError> {
+    no_repeats(name, opts)?;
+    match name {
+        "comment" | "mark" | "nfacct" | "conntrack" | "addrtype" | "recent" => {
+            let needed: &[&str] = match name {
+                "comment" => &["--comment"],
+                "mark" => &["--mark"],
+                "nfacct" => &["--nfacct-name"],
+                "conntrack" => &["--ctstate"],
+                "addrtype" => &["--src-type", "--dst-type"],
+                _ => &["--set", "--rcheck", "--update", "--remove"],
+            };
+            require(&format!("-m {name}"), opts, needed)?;
+        }
+        _ => {}
+    }
     match name {
         "comment" => {
             let mut data = [0u8; 256];
@@ -171,7 +209,8 @@ pub fn encode_match(
             // struct xt_tcp / xt_udp: spts[2], dpts[2], then (tcp) option,
             // flg_mask, flg_cmp, invflags or (udp) invflags
             let mut data = vec![0u8; if name == "tcp" { 12 } else { 10 }];
-            let inv_at = data.len() - 1;
+            // invflags: the last field (udp's struct ends in padding)
+            let inv_at = if name == "tcp" { 11 } else { 8 };
             abi::put_u16(&mut data, 2, u16::MAX);
             abi::put_u16(&mut data, 6, u16::MAX);
             for o in opts {
@@ -258,7 +297,9 @@ pub fn encode_match(
                     _ => return Err(unsupported(name, o)),
                 }
             }
-            if !random {
+            if random {
+                require("-m statistic --mode random", opts, &["--probability"])?;
+            } else {
                 return Err(RuleError::Unsupported(
                     "statistic without --mode random".into(),
                 ));
@@ -473,8 +514,6 @@ fn nat_range(family: Family, opt: &Opt) -> Result<NatRange, RuleError> {
     })
 }
 
-/// A target extension's entry bytes, or `None` when `name` is not one
-/// (then it is a chain).
 /// Appends the target extension `name` to `out`; `false` when `name` is
 /// not one (then it is a chain).
 pub fn encode_target(
@@ -483,6 +522,12 @@ pub fn encode_target(
     name: &str,
     opts: &[Opt],
 ) -> Result<bool, RuleError> {
+    no_repeats(name, opts)?;
+    match name {
+        "MARK" => require("-j MARK", opts, &["--set-xmark"])?,
+        "DNAT" => require("-j DNAT", opts, &["--to-destination"])?,
+        _ => {}
+    }
     match name {
         "MARK" => {
             // struct xt_mark_tginfo2: mark, mask

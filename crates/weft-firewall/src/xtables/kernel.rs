@@ -58,11 +58,15 @@ fn get(fd: &OwnedFd, family: Family, opt: i32, buf: &mut [u8]) -> io::Result<()>
     Ok(())
 }
 
-fn set(fd: &OwnedFd, family: Family, opt: i32, buf: &[u8]) -> io::Result<()> {
-    // SAFETY: buf is valid for reads of its length for the whole call. Any
-    // pointer inside it (the replace's counters) is documented at its
-    // caller.
-    #[allow(unsafe_code)]
+/// # Safety
+///
+/// Any pointer the kernel reads from `buf` for `opt` must be valid for the
+/// writes the kernel makes through it (for `SO_SET_REPLACE`, the counters
+/// pointer: `num_counters` × 16 bytes) until this returns.
+#[allow(unsafe_code)]
+unsafe fn set(fd: &OwnedFd, family: Family, opt: i32, buf: &[u8]) -> io::Result<()> {
+    // SAFETY: buf is valid for reads of its length for the whole call; the
+    // pointers inside it are the caller's promise (above).
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -89,6 +93,7 @@ fn put_name(buf: &mut [u8], name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// What the kernel says about `table` (its size, entries and hooks).
 pub fn info(fd: &OwnedFd, family: Family, table: &str) -> io::Result<Info> {
     let mut b = [0u8; abi::GETINFO_SIZE];
     put_name(&mut b, table)?;
@@ -107,9 +112,10 @@ pub fn info(fd: &OwnedFd, family: Family, table: &str) -> io::Result<Info> {
 }
 
 /// The table's entries, [`abi::GET_ENTRIES_HEAD`] bytes into the buffer
-/// returned; retried if the table changes between the two calls.
+/// returned. If the table changes between the calls (another writer that
+/// does not take the lock), it is read again, a few times at most.
 pub fn read(fd: &OwnedFd, family: Family, table: &str) -> io::Result<(Info, Vec<u8>)> {
-    loop {
+    for _ in 0..8 {
         let info = info(fd, family, table)?;
         let mut b = vec![0u8; abi::GET_ENTRIES_HEAD + info.size as usize];
         put_name(&mut b, table)?;
@@ -117,9 +123,15 @@ pub fn read(fd: &OwnedFd, family: Family, table: &str) -> io::Result<(Info, Vec<
         match get(fd, family, abi::SO_GET_ENTRIES, &mut b) {
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             Err(e) => return Err(e),
-            Ok(()) => return Ok((info, b)),
+            // the entries belong to this info only if it still holds
+            Ok(()) if self::info(fd, family, table)? == info => return Ok((info, b)),
+            Ok(()) => continue,
         }
     }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("table {table} kept changing while it was read"),
+    ))
 }
 
 /// Replaces `table` (which held `old_entries` entries) with the entries
@@ -151,12 +163,16 @@ pub fn replace(
         abi::put_u32(b, 64 + 4 * h, info.underflow[h]);
     }
     abi::put_u32(b, 84, old_entries);
-    // The kernel writes `old_entries` counters (16 bytes each) through this
-    // pointer during the setsockopt below: `counters` has exactly that
-    // length and lives until after the call.
     let ptr = counters.as_mut_ptr() as usize as u64;
     b[88..96].copy_from_slice(&ptr.to_ne_bytes());
-    set(fd, family, abi::SO_SET_REPLACE, b)?;
+    // SAFETY: the kernel writes `num_counters` (offset 84: `old_entries`)
+    // counters of 16 bytes through the pointer at 88 during this call;
+    // `counters` is exactly that long, is not touched until the call
+    // returns, and outlives it.
+    #[allow(unsafe_code)]
+    unsafe {
+        set(fd, family, abi::SO_SET_REPLACE, b)?
+    };
     Ok(counters)
 }
 
@@ -166,17 +182,33 @@ pub fn add_counters(fd: &OwnedFd, family: Family, table: &str, counters: &[u8]) 
     put_name(&mut b, table)?;
     abi::put_u32(&mut b, 32, (counters.len() / abi::COUNTERS_SIZE) as u32);
     b.extend_from_slice(counters);
-    set(fd, family, abi::SO_SET_ADD_COUNTERS, &b)
+    // SAFETY: `xt_counters_info` holds no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        set(fd, family, abi::SO_SET_ADD_COUNTERS, &b)
+    }
 }
 
 /// The lock every iptables program takes before changing a table
 /// (`/run/xtables.lock`, or `$XTABLES_LOCKFILE`): held until dropped.
 pub fn lock() -> io::Result<Flock<File>> {
     let path = std::env::var_os("XTABLES_LOCKFILE").unwrap_or_else(|| "/run/xtables.lock".into());
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
+    let shown = std::path::Path::new(&path).display().to_string();
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{shown}: {e}"));
+    // as iptables: read-only, created (0600) when missing
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(with_path)?
+        }
+        Err(e) => return Err(with_path(e)),
+    };
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| with_path(io::Error::from(e)))
 }

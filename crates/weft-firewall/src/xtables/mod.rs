@@ -15,6 +15,11 @@
 //! [`table`] is the chain model and its layout; [`kernel`] the socket
 //! options; [`restore`] the text's commands.
 
+// The layouts in `abi` are those of 64-bit kernels and programs (the
+// `ipt_replace` counters pointer is 8 bytes wide).
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("weft's x_tables writer knows the 64-bit layouts only");
+
 pub mod abi;
 pub mod extensions;
 pub mod kernel;

@@ -14,6 +14,7 @@ use super::table::{Table, TableError};
 /// One command; new rules are `at..at + len` of the transaction's buffer.
 enum Op<'a> {
     Declare(&'a str),
+    Create(&'a str),
     Flush(&'a str),
     DeleteChain(&'a str),
     Append(&'a str, usize, usize, Jump),
@@ -56,6 +57,8 @@ pub enum RestoreError {
     #[error("table {table}: {source}")]
     Table {
         table: String,
+        /// The text of the transactions not applied.
+        rest: String,
         #[source]
         source: TableError,
     },
@@ -69,6 +72,15 @@ pub struct Report {
     pub bytes: usize,
     /// Time inside the replace calls.
     pub kernel: Duration,
+}
+
+/// The first word of `s` and what follows it.
+fn first_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
 }
 
 fn parse(family: Family, text: &str) -> Result<Vec<Transaction<'_>>, RestoreError> {
@@ -104,15 +116,18 @@ fn parse(family: Family, text: &str) -> Result<Vec<Transaction<'_>>, RestoreErro
             ));
             continue;
         }
-        let Some((tx, _)) = open.as_mut() else {
-            return Err(invalid(format!("{line:?} outside a *table … COMMIT")));
-        };
         if line == "COMMIT" {
-            let (mut tx, tx_start) = open.take().expect("open transaction");
+            let Some((mut tx, tx_start)) = open.take() else {
+                return Err(invalid("COMMIT outside a *table … COMMIT".into()));
+            };
             tx.text = &text[tx_start..offset];
             out.push(tx);
             continue;
         }
+        let Some((tx, _)) = open.as_mut() else {
+            let word = line.split_whitespace().next().unwrap_or_default();
+            return Err(invalid(format!("{word} outside a *table … COMMIT")));
+        };
         if let Some(decl) = line.strip_prefix(':') {
             let mut parts = decl.split_whitespace();
             let name = parts.next().unwrap_or_default();
@@ -122,12 +137,15 @@ fn parse(family: Family, text: &str) -> Result<Vec<Transaction<'_>>, RestoreErro
             tx.ops.push(Op::Declare(name));
             continue;
         }
-        // "-A CHAIN rest": the command and chain never need unquoting
-        let mut head = line.splitn(3, char::is_whitespace);
-        let (cmd, chain, rest_text) = match (head.next(), head.next()) {
-            (Some(c), Some(ch)) => (c, ch, head.next().unwrap_or("")),
-            _ => return Err(unsupported(format!("command {line:?}"))),
-        };
+        // "-A CHAIN rest"
+        let (cmd, after) = first_word(line);
+        let (chain, rest_text) = first_word(after);
+        if chain.is_empty() {
+            return Err(unsupported(format!("command {cmd} without a chain")));
+        }
+        if chain.contains('"') {
+            return Err(unsupported(format!("quoted chain name {chain}")));
+        }
         let words = rule::words(rest_text).map_err(conv)?;
         let rest = &words[..];
         let mut encode = |words: &[std::borrow::Cow<str>]| {
@@ -153,9 +171,9 @@ fn parse(family: Family, text: &str) -> Result<Vec<Transaction<'_>>, RestoreErro
                     return Err(unsupported("-D by rule number".into()));
                 }
                 let r = rule::encode(family, rest).map_err(conv)?;
-                Op::Delete(chain, r, rest.join(" "))
+                Op::Delete(chain, r, rest_text.trim().to_string())
             }
-            "-N" if rest.is_empty() => Op::Declare(chain),
+            "-N" if rest.is_empty() => Op::Create(chain),
             "-F" if rest.is_empty() => Op::Flush(chain),
             "-X" if rest.is_empty() => Op::DeleteChain(chain),
             _ => return Err(unsupported(format!("command {cmd}"))),
@@ -171,16 +189,17 @@ fn parse(family: Family, text: &str) -> Result<Vec<Transaction<'_>>, RestoreErro
     Ok(out)
 }
 
-fn apply(table: &mut Table, ops: Vec<Op>, new: Vec<u8>) -> Result<(), TableError> {
-    table.adopt_new(new);
+fn apply(table: &mut Table, ops: &[Op], new: Vec<u8>) -> Result<(), TableError> {
+    table.adopt_new(new)?;
     for op in ops {
         match op {
             Op::Declare(c) => table.declare(c)?,
+            Op::Create(c) => table.create(c)?,
             Op::Flush(c) => table.flush(c)?,
             Op::DeleteChain(c) => table.delete_chain(c)?,
-            Op::Append(c, at, len, jump) => table.append_new(c, at, len, &jump)?,
-            Op::Insert(c, n, at, len, jump) => table.insert_new(c, n, at, len, &jump)?,
-            Op::Delete(c, r, text) => table.delete(c, &r, &text)?,
+            Op::Append(c, at, len, jump) => table.append_new(c, *at, *len, jump)?,
+            Op::Insert(c, n, at, len, jump) => table.insert_new(c, *n, *at, *len, jump)?,
+            Op::Delete(c, r, text) => table.delete(c, r, text)?,
         }
     }
     Ok(())
@@ -199,6 +218,7 @@ pub fn read_table(family: Family, name: &str) -> Result<Table, RestoreError> {
     Table::decode(family, name, info, buf, abi::GET_ENTRIES_HEAD).map_err(|source| {
         RestoreError::Table {
             table: name.into(),
+            rest: String::new(),
             source,
         }
     })
@@ -235,24 +255,37 @@ pub fn restore(family: Family, text: &str) -> Result<Report, RestoreError> {
         };
         let table_err = |source| RestoreError::Table {
             table: name.to_string(),
+            rest: texts[i..].concat(),
             source,
         };
-        let (info, buf) =
-            kernel::read(&fd, family, name).map_err(|e| kernel_err("reading the", false, e))?;
-        let old_entries = info.num_entries;
-        let mut table =
-            Table::decode(family, name, info, buf, abi::GET_ENTRIES_HEAD).map_err(table_err)?;
-        apply(&mut table, tx.ops, tx.new).map_err(table_err)?;
-        if !table.changed() {
-            // as libiptc: a table the text left as it was is not replaced
-            continue;
-        }
-        let mut blob = table.layout(abi::REPLACE_HEAD).map_err(table_err)?;
-        drop(table);
-        let t = Instant::now();
-        let old = kernel::replace(&fd, family, name, &blob.info, &mut blob.buf, old_entries)
-            .map_err(|e| kernel_err("replacing the", true, e))?;
-        report.kernel += t.elapsed();
+        // read, change, lay out, replace; again if another writer that
+        // does not take the lock changed the table in between (EAGAIN)
+        let mut new = tx.new;
+        let mut attempt = 0;
+        let (blob, old) = loop {
+            let (info, buf) =
+                kernel::read(&fd, family, name).map_err(|e| kernel_err("reading the", false, e))?;
+            let old_entries = info.num_entries;
+            let mut table =
+                Table::decode(family, name, info, buf, abi::GET_ENTRIES_HEAD).map_err(table_err)?;
+            apply(&mut table, &tx.ops, new).map_err(table_err)?;
+            if !table.changed() {
+                // as libiptc: a table the text left as it was is not replaced
+                break (None, Vec::new());
+            }
+            let mut blob = table.layout(abi::REPLACE_HEAD).map_err(table_err)?;
+            new = table.into_new();
+            let t = Instant::now();
+            match kernel::replace(&fd, family, name, &blob.info, &mut blob.buf, old_entries) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempt < 3 => attempt += 1,
+                Err(e) => return Err(kernel_err("replacing the", true, e)),
+                Ok(old) => {
+                    report.kernel += t.elapsed();
+                    break (Some(blob), old);
+                }
+            }
+        };
+        let Some(blob) = blob else { continue };
         report.bytes += blob.buf.len() - blob.prefix;
         report.tables += 1;
         drop(blob.buf);

@@ -40,11 +40,10 @@ pub struct Rule {
     pub jump: Jump,
 }
 
-/// Splits a rule into words as iptables-restore does: double quotes group,
-/// a backslash escapes the next character inside them. Words are borrowed
-/// from `line` unless an escape had to be taken out.
+/// Splits a line into words as iptables-restore does: double quotes
+/// group (anywhere in a word), a backslash escapes the next character
+/// inside them. Words without quotes are borrowed from `line`.
 pub fn words(line: &str) -> Result<Vec<Cow<'_, str>>, RuleError> {
-    let unterminated = || RuleError::Invalid("unterminated quote".into());
     let mut out = Vec::with_capacity(24);
     let b = line.as_bytes();
     let mut i = 0;
@@ -53,45 +52,52 @@ pub fn words(line: &str) -> Result<Vec<Cow<'_, str>>, RuleError> {
             i += 1;
             continue;
         }
-        if b[i] == b'"' {
-            let start = i + 1;
-            let mut j = start;
-            let mut escaped = false;
-            while j < b.len() && b[j] != b'"' {
-                if b[j] == b'\\' {
-                    escaped = true;
-                    j += 1;
-                }
-                j += 1;
-            }
-            if j >= b.len() {
-                return Err(unterminated());
-            }
-            let inner = &line[start..j];
-            out.push(if escaped {
-                let mut s = String::with_capacity(inner.len());
-                let mut chars = inner.chars();
-                while let Some(c) = chars.next() {
-                    if c == '\\' {
-                        s.extend(chars.next());
-                    } else {
-                        s.push(c);
-                    }
-                }
-                Cow::Owned(s)
-            } else {
-                Cow::Borrowed(inner)
-            });
-            i = j + 1;
-            continue;
-        }
         let start = i;
-        while i < b.len() && !b[i].is_ascii_whitespace() {
+        let mut quoted = false;
+        let mut inside = false;
+        while i < b.len() && (inside || !b[i].is_ascii_whitespace()) {
+            match b[i] {
+                b'"' => {
+                    quoted = true;
+                    inside = !inside;
+                }
+                b'\\' if inside => i += 1,
+                _ => {}
+            }
             i += 1;
         }
-        out.push(Cow::Borrowed(&line[start..i]));
+        if inside {
+            return Err(RuleError::Invalid(format!(
+                "unterminated quote in {:?}",
+                &line[start..]
+            )));
+        }
+        let word = &line[start..i.min(b.len())];
+        out.push(
+            match word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+                // the usual `"…"` with nothing to resolve inside: borrowed
+                Some(inner) if !inner.contains(['"', '\\']) => Cow::Borrowed(inner),
+                _ if quoted => Cow::Owned(unquote(word)),
+                _ => Cow::Borrowed(word),
+            },
+        );
     }
     Ok(out)
+}
+
+/// A word with its quotes taken out and its escapes resolved.
+fn unquote(word: &str) -> String {
+    let mut s = String::with_capacity(word.len());
+    let mut inside = false;
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => inside = !inside,
+            '\\' if inside => s.extend(chars.next()),
+            c => s.push(c),
+        }
+    }
+    s
 }
 
 /// The protocols rules may name, with their numbers.
@@ -131,7 +137,8 @@ impl Header<'_> {
         invert: bool,
         text: &str,
     ) -> Result<(), RuleError> {
-        let bad = || RuleError::Invalid(format!("{text:?} is not an address or network"));
+        let opt = if dst { "-d" } else { "-s" };
+        let bad = || RuleError::Invalid(format!("{opt} {text:?} is not an address or network"));
         if text.contains(',') {
             return Err(RuleError::Unsupported(format!("address list {text}")));
         }
@@ -180,7 +187,8 @@ impl Header<'_> {
     ) -> Result<(), RuleError> {
         if name.is_empty() || name.len() >= 16 {
             return Err(RuleError::Invalid(format!(
-                "{name:?} is not an interface name"
+                "{} {name:?} is not an interface name",
+                if out { "-o" } else { "-i" }
             )));
         }
         let at = family.iface_at() + if out { 16 } else { 0 };
@@ -248,6 +256,7 @@ fn encode_at(
     let mut target: Option<Extension> = None;
     let mut invert = false;
     let mut i = 0;
+    let mut seen: Vec<&str> = Vec::new();
     let value = |i: usize, opt: &str| -> Result<&str, RuleError> {
         words
             .get(i + 1)
@@ -265,15 +274,21 @@ fn encode_at(
                 i += 1;
                 continue;
             }
+            "-s" | "-d" | "-i" | "-o" | "-p" if seen.contains(&w) => {
+                return Err(RuleError::Invalid(format!("{w} given twice")));
+            }
             "-s" | "-d" => {
+                seen.push(w);
                 header.address(family, w == "-d", invert, value(i, w)?)?;
                 i += 2;
             }
             "-i" | "-o" => {
+                seen.push(w);
                 header.interface(family, w == "-o", invert, value(i, w)?)?;
                 i += 2;
             }
             "-p" => {
+                seen.push(w);
                 let v = value(i, w)?;
                 let n =
                     protocol(v).ok_or_else(|| RuleError::Unsupported(format!("protocol {v}")))?;
@@ -321,7 +336,7 @@ fn encode_at(
                     exts[n_ext] = Some(ext);
                     n_ext += 1;
                 } else if target.is_some() {
-                    return Err(RuleError::Invalid("two targets".into()));
+                    return Err(RuleError::Invalid("a second target (-j or -g)".into()));
                 } else {
                     target = Some(ext);
                 }
@@ -373,7 +388,7 @@ fn encode_at(
     };
     let next_offset = out.len() - start;
     if next_offset > u16::MAX as usize {
-        return Err(RuleError::Invalid("rule too large".into()));
+        return Err(RuleError::Invalid("the rule is larger than 64 KiB".into()));
     }
     abi::put_u16(
         &mut out[start..],

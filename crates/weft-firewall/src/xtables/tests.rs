@@ -107,7 +107,10 @@ fn what_is_not_modelled_is_unsupported_and_bad_values_name_the_option() {
         );
     }
     let e = encode(Family::V4, "-s 10.0.0.300 -j ACCEPT").expect_err("bad address");
-    assert_eq!(e.to_string(), "\"10.0.0.300\" is not an address or network");
+    assert_eq!(
+        e.to_string(),
+        "-s \"10.0.0.300\" is not an address or network"
+    );
     let e = encode(Family::V4, "-p tcp -m tcp --dport http -j ACCEPT").expect_err("bad port");
     assert_eq!(e.to_string(), "--dport \"http\" is not a number");
     let e = encode(Family::V4, "-m conntrack --ctstate FRESH -j ACCEPT").expect_err("bad state");
@@ -211,7 +214,7 @@ fn a_table_survives_changes_and_a_layout_round_trip() {
         );
         t.flush("KUBE-SVC-A").expect("flush");
         t.delete_chain("KUBE-SVC-A").expect("delete chain");
-        assert!(matches!(t.layout(0), Err(TableError::NoChain(c)) if c == "KUBE-SVC-A"));
+        assert!(matches!(t.layout(0), Err(TableError::StillJumpedTo(c)) if c == "KUBE-SVC-A"));
         // the jump removed first, the chain can go
         let jump = encode(family, "-p tcp -m tcp --dport 80 -j KUBE-SVC-A").expect("rule");
         u.delete("KUBE-SERVICES", &jump, "…").expect("delete rule");
@@ -233,4 +236,90 @@ fn a_table_survives_changes_and_a_layout_round_trip() {
             Err(TableError::BadName("-bad".into()))
         );
     }
+}
+
+#[test]
+fn udp_inverted_ports_set_udps_invflags() {
+    let r = encode(Family::V4, "-p udp -m udp ! --dport 53 -j ACCEPT").expect("encodes");
+    // the match's data: spts[2], dpts[2], invflags (then padding)
+    let d = 112 + 32;
+    assert_eq!(r.entry[d + 8], 0x02);
+    assert_eq!(r.entry[d + 9], 0);
+}
+
+#[test]
+fn options_given_twice_or_missing_are_invalid() {
+    for (text, msg) in [
+        ("-s 10.0.0.1 -s 10.0.0.2 -j ACCEPT", "-s given twice"),
+        (
+            "-p tcp -m tcp --dport 1 --dport 2 -j ACCEPT",
+            "tcp: --dport given twice",
+        ),
+        ("-m comment -j ACCEPT", "-m comment needs --comment"),
+        (
+            "-m recent --name x -j ACCEPT",
+            "-m recent needs --set or --rcheck or --update or --remove",
+        ),
+        ("-j MARK", "-j MARK needs --set-xmark"),
+        ("-j DNAT", "-j DNAT needs --to-destination"),
+        ("-j A -j B", "a second target (-j or -g)"),
+    ] {
+        let e = encode(Family::V4, text).expect_err(text);
+        assert_eq!(e, RuleError::Invalid(msg.into()), "{text}");
+    }
+}
+
+#[test]
+fn quotes_group_anywhere_in_a_word_as_iptables_restore_reads_them() {
+    let w = rule::words(r#"--comment a"b c"d "e\"f" "#).expect("words");
+    assert_eq!(w, ["--comment", "ab cd", "e\"f"]);
+    let e = rule::words(r#"--comment "open"#).expect_err("unterminated");
+    assert!(e.to_string().starts_with("unterminated quote"), "{e}");
+}
+
+#[test]
+fn new_chain_of_an_existing_name_is_refused() {
+    let (info, blob) = empty_nat(Family::V4);
+    let mut t = Table::decode(Family::V4, "nat", info, blob, 0).expect("decode");
+    t.create("X").expect("create");
+    assert_eq!(t.create("X"), Err(TableError::Exists("X".into())));
+    assert_eq!(
+        t.create("PREROUTING"),
+        Err(TableError::Exists("PREROUTING".into()))
+    );
+}
+
+/// Every byte of a real layout changed in a few ways: decoding refuses or
+/// takes it, and what it takes lays out again, never a panic.
+#[test]
+fn damaged_tables_are_refused_without_panicking() {
+    let (info, blob) = empty_nat(Family::V4);
+    let mut t = Table::decode(Family::V4, "nat", info, blob, 0).expect("decode");
+    t.declare("KUBE-SERVICES").expect("declare");
+    for text in [
+        "-j KUBE-SERVICES",
+        "-d 10.0.0.1/32 -p tcp -m comment --comment x -m tcp --dport 80 -j DNAT --to-destination 10.1.0.1:8080",
+        "-m comment --comment y",
+    ] {
+        t.append("PREROUTING", encode(Family::V4, text).expect("rule"))
+            .expect("append");
+    }
+    let good = t.layout(0).expect("layout");
+    let mut refused = 0;
+    for at in 0..good.buf.len() {
+        for value in [0u8, 0xff, good.buf[at].wrapping_add(8), good.buf[at] ^ 1] {
+            let mut b = good.buf.clone();
+            b[at] = value;
+            match Table::decode(Family::V4, "nat", good.info, b, 0) {
+                Ok(t) => {
+                    let _ = t.layout(0);
+                }
+                Err(e) => {
+                    assert!(!e.to_string().contains('\n'));
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 0);
 }

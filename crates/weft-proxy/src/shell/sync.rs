@@ -14,9 +14,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use weft_firewall::apply::{restore_noflush, run};
+use weft_firewall::apply::{native_writer, restore_noflush, run};
 use weft_firewall::xtables;
-use weft_firewall::{Backend, FirewallError, Iptables};
+use weft_firewall::{FirewallError, Iptables};
 
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::{PortKey, PortPlan};
@@ -415,7 +415,7 @@ struct IptablesState {
 /// table of 10,000 services takes seconds); `None` when that cannot be
 /// done here, and the tools are asked instead.
 fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
-    if ipt.backend != Backend::Legacy {
+    if !native_writer(ipt, v6) {
         return None;
     }
     let family = if v6 {
@@ -423,8 +423,15 @@ fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
     } else {
         xtables::Family::V4
     };
-    let nat = xtables::read_table(family, "nat").ok()?;
-    let filter = xtables::read_table(family, "filter").ok()?;
+    let read = |table: &str| {
+        xtables::read_table(family, table)
+            .map_err(|e| {
+                tracing::debug!("legacy {table} table from the kernel: {e}; asking iptables-save")
+            })
+            .ok()
+    };
+    let nat = read("nat")?;
+    let filter = read("filter")?;
     let mut missing = Vec::new();
     for h in HOOKS {
         let table = if h.table == "nat" { &nat } else { &filter };

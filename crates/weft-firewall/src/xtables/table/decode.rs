@@ -47,10 +47,7 @@ impl Table {
         buf: Vec<u8>,
         base: usize,
     ) -> Result<Table, TableError> {
-        let malformed = |what: String| TableError::Malformed {
-            table: name.to_string(),
-            what,
-        };
+        let malformed = TableError::Malformed;
         let read = buf
             .get(base..)
             .ok_or_else(|| malformed("shorter than its head".into()))?;
@@ -66,13 +63,21 @@ impl Table {
         let close = |chains: &mut Vec<Chain>, open: &mut Option<u32>| -> Result<(), TableError> {
             if let Some(i) = open.take() {
                 let c = &mut chains[i as usize];
-                if c.hook.is_none() {
-                    let tail = c.rules.pop().ok_or_else(|| TableError::Malformed {
-                        table: name.to_string(),
-                        what: format!("chain {} has no closing entry", c.name),
-                    })?;
-                    c.own_old[1] = tail.old;
+                if c.hook.is_some() {
+                    return Err(TableError::Malformed(format!(
+                        "{} has no policy entry",
+                        c.name
+                    )));
                 }
+                // its last entry must be its RETURN
+                let tail = c
+                    .rules
+                    .pop()
+                    .filter(|t| t.target == Target::Fixed && t.is_return);
+                let tail = tail.ok_or_else(|| {
+                    TableError::Malformed(format!("chain {} does not end in RETURN", c.name))
+                })?;
+                c.own_old[1] = tail.old;
             }
             Ok(())
         };
@@ -82,9 +87,22 @@ impl Table {
             }
             let next = next_offset(family, &read[at..]);
             let toff = target_offset(family, &read[at..]);
-            if next < es + abi::EXTENSION_HEAD || toff < es || toff > next || at + next > read.len()
-            {
-                return Err(malformed(format!("bad entry sizes at {at}")));
+            if next % 8 != 0 || at + next > read.len() {
+                return Err(malformed(format!(
+                    "the entry at {at} has a bad next_offset ({next})"
+                )));
+            }
+            if toff < es || toff + abi::EXTENSION_HEAD > next {
+                return Err(malformed(format!(
+                    "the entry at {at} has a bad target_offset ({toff})"
+                )));
+            }
+            let target_size = abi::read_u16(&read[at..], toff) as usize;
+            if toff + target_size != next {
+                return Err(malformed(format!(
+                    "the target of the entry at {at} is {target_size} bytes, not {}",
+                    next - toff
+                )));
             }
             let e = &read[at..at + next];
             if let Some(h) = (0..5)
@@ -121,7 +139,8 @@ impl Table {
                     }
                     _ => {
                         // a positive verdict is an offset, resolved below
-                        let target = match standard_verdict(family, e) {
+                        let verdict = standard_verdict(family, e);
+                        let target = match verdict {
                             Some(v) if v >= 0 => Target::Next,
                             _ => Target::Fixed,
                         };
@@ -129,6 +148,7 @@ impl Table {
                             bytes: Bytes::Read { at, len: next },
                             target,
                             old: Some(index),
+                            is_return: verdict == Some(abi::VERDICT_RETURN) && toff == es,
                         });
                     }
                 }
@@ -140,6 +160,14 @@ impl Table {
         }
         if !ended {
             return Err(malformed("no closing ERROR entry".into()));
+        }
+        for h in (0..5).filter(|h| info.valid_hooks & (1 << h) != 0) {
+            if !chains.iter().any(|c| c.hook == Some(h)) {
+                return Err(malformed(format!(
+                    "no {} chain at its hook entry",
+                    abi::HOOK_NAMES[h]
+                )));
+            }
         }
         // jumps: offsets into chain numbers (read entries with a positive
         // verdict were marked `Next` until now)

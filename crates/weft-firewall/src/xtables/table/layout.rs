@@ -18,12 +18,6 @@ pub struct Blob {
     pub counter_map: Vec<Option<u32>>,
 }
 
-impl Blob {
-    pub fn entries(&self) -> &[u8] {
-        &self.buf[self.prefix..]
-    }
-}
-
 /// `nfcache`, `comefrom` and the counters: the kernel's, not the rule's.
 fn clear_kernel_fields(family: Family, e: &mut [u8]) {
     e[family.header_size()..family.target_offset_at()].fill(0);
@@ -75,10 +69,9 @@ impl Table {
         }
         let total = at + head;
         if total > u32::MAX as usize {
-            return Err(TableError::Malformed {
-                table: self.name.clone(),
-                what: "larger than 4 GiB".into(),
-            });
+            return Err(TableError::Malformed(
+                "the table would be larger than 4 GiB".into(),
+            ));
         }
 
         let mut out = Vec::with_capacity(prefix + total);
@@ -99,7 +92,7 @@ impl Table {
                         Target::Fixed => None,
                         Target::Next => Some(start - prefix + entry.len()),
                         Target::Chain(i) => Some(starts[i as usize].ok_or_else(|| {
-                            TableError::NoChain(self.chains[i as usize].name.to_string())
+                            TableError::StillJumpedTo(self.chains[i as usize].name.to_string())
                         })?),
                     };
                     if let Some(v) = verdict {

@@ -21,8 +21,9 @@ pub use layout::{same_rule, Blob};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
-    #[error("table {table}: {what}")]
-    Malformed { table: String, what: String },
+    /// What the kernel handed out is not a table as iptables lays them out.
+    #[error("{0}")]
+    Malformed(String),
     #[error("chain {0} does not exist")]
     NoChain(String),
     #[error("{0} is a built-in chain")]
@@ -35,6 +36,10 @@ pub enum TableError {
     BadPosition { chain: String, at: usize },
     #[error("{0:?} is not a valid chain name")]
     BadName(String),
+    #[error("chain {0} already exists")]
+    Exists(String),
+    #[error("chain {0} was deleted but rules still jump to it")]
+    StillJumpedTo(String),
 }
 
 /// What the kernel reports about a table (`struct ipt_getinfo`).
@@ -71,6 +76,8 @@ struct Entry {
     target: Target,
     /// Its index in the table read (for its counters).
     old: Option<u32>,
+    /// A plain `RETURN` (how a user chain read from the kernel ends).
+    is_return: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,22 +172,35 @@ impl Table {
     }
 
     /// Takes `new` as the buffer of new rules' entries, for
-    /// [`Table::append_new`] and [`Table::insert_new`].
-    pub(crate) fn adopt_new(&mut self, new: Vec<u8>) {
+    /// [`Table::append_new`] and [`Table::insert_new`] (which address it
+    /// from its start: nothing may have been added before).
+    pub(crate) fn adopt_new(&mut self, new: Vec<u8>) -> Result<(), TableError> {
+        if !self.new.is_empty() {
+            return Err(TableError::Malformed(
+                "new rules were added before the text's".into(),
+            ));
+        }
         self.new = new;
+        Ok(())
+    }
+
+    /// The buffer of new rules' entries back, the table gone (to apply the
+    /// same text to the table read again).
+    pub(crate) fn into_new(self) -> Vec<u8> {
+        self.new
     }
 
     fn new_entry(&self, at: usize, len: usize, jump: &Jump) -> Result<Entry, TableError> {
         if at + len > self.new.len() {
-            return Err(TableError::Malformed {
-                table: self.name.clone(),
-                what: "a new rule outside its buffer".into(),
-            });
+            return Err(TableError::Malformed(
+                "a new rule outside its buffer".into(),
+            ));
         }
         Ok(Entry {
             bytes: Bytes::New { at, len },
             target: self.target(jump)?,
             old: None,
+            is_return: false,
         })
     }
 
@@ -266,6 +286,14 @@ impl Table {
         self.order.insert(at, id);
         self.changed = true;
         Ok(())
+    }
+
+    /// `-N CHAIN`: a new user chain; one of that name must not exist.
+    pub fn create(&mut self, name: &str) -> Result<(), TableError> {
+        if self.has_chain(name) {
+            return Err(TableError::Exists(name.into()));
+        }
+        self.declare(name)
     }
 
     /// `-F CHAIN`.
