@@ -411,9 +411,9 @@ struct IptablesState {
     localnet_exists: bool,
 }
 
-/// On legacy, read from the kernel directly (`iptables-legacy-save` of a
-/// table of 10,000 services takes seconds); `None` when that cannot be
-/// done here, and the tools are asked instead.
+/// On legacy, with every hook in place, read from the kernel directly
+/// (`iptables-legacy-save` of a table of 10,000 services takes seconds);
+/// `None` when that cannot be done here, and the tools are asked instead.
 fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
     if !native_writer(ipt, v6) {
         return None;
@@ -432,11 +432,14 @@ fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
     };
     let nat = read("nat")?;
     let filter = read("filter")?;
-    let mut missing = Vec::new();
+    // Hooks are found by their bytes, so one written by another iptables
+    // version (another revision of a match) would look missing and be
+    // added twice: when any looks missing, iptables-save has the last word
+    // (cheap then: before the first sync, or once on a host taken over).
     for h in HOOKS {
         let table = if h.table == "nat" { &nat } else { &filter };
         if !table.contains(h.chain, h.rule).ok()? {
-            missing.push(h);
+            return None;
         }
     }
     Some(IptablesState {
@@ -445,7 +448,7 @@ fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
             .filter(|c| iptables::is_service_chain(c))
             .map(str::to_string)
             .collect(),
-        missing,
+        missing: Vec::new(),
         localnet_exists: filter.has_chain(iptables::LOCALNET_FIREWALL),
     })
 }
