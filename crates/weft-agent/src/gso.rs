@@ -68,19 +68,26 @@ pub fn send_train<S: SockaddrLike>(
     )
 }
 
-/// One read of a socket with UDP GRO on (`cmsg` given): up to 64 KB of
-/// same-size datagrams from one source, coalesced. Returns the bytes read,
-/// the size of each datagram in them (the last may be shorter) and the
-/// source. `EAGAIN` and `EINTR` come back as errors for the caller to end
-/// its batch on.
+/// One read of a batch from a socket with UDP GRO on (`cmsg` given): up to
+/// 64 KB of same-size datagrams from one source, coalesced. The batch's
+/// first read (`flags` empty) waits; after it `flags` becomes
+/// `MSG_DONTWAIT`, so later reads take only what is already queued.
+/// Returns the bytes read, the size of each datagram in them (the last may
+/// be shorter) and the source, or `None` when the batch is over (`EAGAIN`,
+/// `EINTR`).
 pub fn recv_coalesced<S: SockaddrLike>(
     fd: RawFd,
     buf: &mut [u8],
     cmsg: Option<&mut Vec<u8>>,
-    flags: MsgFlags,
-) -> nix::Result<(usize, usize, Option<S>)> {
+    flags: &mut MsgFlags,
+) -> nix::Result<Option<(usize, usize, Option<S>)>> {
     let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<S>(fd, &mut iov, cmsg, flags)?;
+    let msg = match recvmsg::<S>(fd, &mut iov, cmsg, *flags) {
+        Ok(m) => m,
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    *flags = MsgFlags::MSG_DONTWAIT;
     let seg = msg.cmsgs().ok().and_then(|mut c| {
         c.find_map(|m| match m {
             ControlMessageOwned::UdpGroSegments(s) => Some(s as usize),
@@ -88,7 +95,11 @@ pub fn recv_coalesced<S: SockaddrLike>(
         })
     });
     let n = msg.bytes;
-    Ok((n, seg.filter(|s| *s > 0).unwrap_or(n.max(1)), msg.address))
+    Ok(Some((
+        n,
+        seg.filter(|s| *s > 0).unwrap_or(n.max(1)),
+        msg.address,
+    )))
 }
 
 #[cfg(test)]

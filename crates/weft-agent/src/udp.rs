@@ -205,17 +205,15 @@ fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
         while count + gso::MAX_SEGMENTS <= bufs.len() {
-            let (n, seg, _) = match gso::recv_coalesced::<SockaddrIn>(
+            let Some((n, seg, _)) = gso::recv_coalesced::<SockaddrIn>(
                 fd,
                 &mut big,
                 gro.then_some(&mut cmsg),
-                flags,
-            ) {
-                Ok(r) => r,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
-                Err(e) => return Err(e.into()),
+                &mut flags,
+            )?
+            else {
+                break;
             };
-            flags = MsgFlags::MSG_DONTWAIT;
             for chunk in big[..n].chunks(seg) {
                 if ipv4_dst(chunk).is_none() || count == bufs.len() {
                     continue;

@@ -263,8 +263,10 @@ fn legacy_has_chain(host: &Host, chain: &str, last: &mut Option<xtables::table::
 }
 
 /// Whether service i has its rule (both proxies name a named port's
-/// chain `KUBE-SVC-` + hash of `bench/svc-i:http` + `tcp`).
-fn present(host: &Host, mode: &str, i: usize) -> bool {
+/// chain `KUBE-SVC-` + hash of `bench/svc-i:http` + `tcp`). On legacy,
+/// `last` is the nat table's info when it was last read whole (see
+/// [`legacy_has_chain`]).
+fn present(host: &Host, mode: &str, i: usize, last: &mut Option<xtables::table::Info>) -> bool {
     match mode {
         "nftables" => {
             let element = format!("{{ {} . tcp . 80 }}", cluster_ip(i));
@@ -291,7 +293,7 @@ fn present(host: &Host, mode: &str, i: usize) -> bool {
                 service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
             );
             if mode == "iptables-legacy" {
-                return legacy_has_chain(host, &chain, &mut None);
+                return legacy_has_chain(host, &chain, last);
             }
             sh(
                 "ip",
@@ -522,18 +524,9 @@ pub fn run(
                         }
                         None => {
                             let t = Instant::now();
-                            let chain = format!(
-                                "KUBE-SVC-{}",
-                                service_hash(&format!("bench/svc-{i}:http"), Protocol::Tcp)
-                            );
                             let mut last = None;
                             loop {
-                                let seen = if mode == "iptables-legacy" {
-                                    legacy_has_chain(&host, &chain, &mut last)
-                                } else {
-                                    present(&host, mode, i)
-                                };
-                                if seen {
+                                if present(&host, mode, i, &mut last) {
                                     break Some(Instant::now());
                                 }
                                 if t.elapsed() > Duration::from_secs(300) {

@@ -178,17 +178,15 @@ fn receive(tun: &SyncDevice, wg: &WgDevice) -> io::Result<()> {
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
         while count + gso::MAX_SEGMENTS <= slots.len() {
-            let (n, seg, src) = match gso::recv_coalesced::<SockaddrStorage>(
+            let Some((n, seg, src)) = gso::recv_coalesced::<SockaddrStorage>(
                 fd,
                 &mut big,
                 gro.then_some(&mut cmsg),
-                flags,
-            ) {
-                Ok(r) => r,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => break,
-                Err(e) => return Err(e.into()),
+                &mut flags,
+            )?
+            else {
+                break;
             };
-            flags = MsgFlags::MSG_DONTWAIT;
             let Some(src) = src.and_then(socket_addr) else {
                 continue;
             };
