@@ -3,14 +3,30 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// The label of a refused lease: why it was left out.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
 pub struct AgentMetrics {
     /// Remote leases in the desired state.
     pub leases: Gauge,
+    /// Remote leases left out now (subnet outside the network, wrong
+    /// length, taken, or a public address that is not unicast).
+    pub leases_refused: Gauge,
+    /// Refusals told (once per lease value), by reason.
+    pub leases_refused_total: Family<Reason, Counter>,
+    /// udp backend: datagrams dropped because their source is no peer's
+    /// public address.
+    pub udp_foreign_datagrams: Counter,
     /// Duration of kernel passes (full and incremental).
     pub reconcile_seconds: Histogram,
     /// Kernel operations the kernel refused.
@@ -31,6 +47,9 @@ pub fn get() -> &'static AgentMetrics {
     METRICS.get_or_init(|| {
         let m = AgentMetrics {
             leases: Gauge::default(),
+            leases_refused: Gauge::default(),
+            leases_refused_total: Family::default(),
+            udp_foreign_datagrams: Counter::default(),
             reconcile_seconds: Histogram::new(
                 weft_telemetry::geometric_buckets(0.0001, 4.0, 10).into_iter(),
             ),
@@ -45,6 +64,21 @@ pub fn get() -> &'static AgentMetrics {
                 "leases",
                 "Remote leases programmed into the kernel",
                 m.leases.clone(),
+            );
+            r.register(
+                "leases_refused",
+                "Remote leases left out because they fail the network config's checks",
+                m.leases_refused.clone(),
+            );
+            r.register(
+                "lease_refusals",
+                "Remote lease values refused, by reason (each value counted once)",
+                m.leases_refused_total.clone(),
+            );
+            r.register(
+                "udp_foreign_datagrams",
+                "udp backend: datagrams dropped because their source is no lease's PublicIP",
+                m.udp_foreign_datagrams.clone(),
             );
             r.register(
                 "reconcile_duration_seconds",

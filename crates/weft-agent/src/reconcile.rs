@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use weft_core::admission::{Admission, Refusal, Rules, Verdict};
 use weft_core::lease::{Lease, LeaseKey};
 use weft_core::plan::dataplane::diff;
 use weft_core::plan::{Desired, Op, Planner};
@@ -42,27 +43,31 @@ pub struct Reconciler {
     ownership: Ownership,
     sink: Sink,
     own: LeaseKey,
+    /// Which remote leases may reach the kernel at all.
+    admission: Admission,
     desired: Desired,
-    /// Leases already reported as unusable (to log each once).
+    /// Leases already reported as unusable by a backend (to log each once).
     warned: HashSet<LeaseKey>,
     /// A pass failed in part; the next full pass should come soon.
     pub needs_full: bool,
 }
 
 impl Reconciler {
-    pub fn new(nl: Netlink, sink: Sink, ownership: Ownership, own: LeaseKey) -> Self {
+    pub fn new(nl: Netlink, sink: Sink, ownership: Ownership, own: LeaseKey, rules: Rules) -> Self {
         Reconciler {
             nl,
             ownership,
             sink,
             own,
+            admission: Admission::new(rules, own),
             desired: Desired::default(),
             warned: HashSet::new(),
             needs_full: false,
         }
     }
 
-    /// Replaces every peer with `records` (own lease skipped).
+    /// Replaces every peer with `records` (own lease skipped; leases the
+    /// admission refuses left out).
     pub fn reset(&mut self, records: &[Lease]) {
         if let Some(peers) = &self.sink.udp {
             peers.clear();
@@ -70,12 +75,30 @@ impl Reconciler {
         if let Some(wg) = &mut self.sink.wireguard {
             wg.begin_reset();
         }
-        let usable: Vec<(IpNet, weft_core::plan::PeerEntries)> =
-            records.iter().flat_map(|r| self.plan(r)).collect();
+        let verdicts = self.admission.reset(records);
+        let mut usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = Vec::new();
+        for (rec, verdict) in records.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Admitted => usable.extend(self.plan(rec)),
+                Verdict::Refused { refusal, new } => report_refusal(&rec.key, &refusal, new),
+            }
+        }
         if let Some(wg) = &mut self.sink.wireguard {
             wg.end_reset();
         }
         self.desired.reset(usable.into_iter());
+        self.count_refused();
+    }
+
+    /// Leases the admission refuses now, with why (for status reports).
+    pub fn refused(&self) -> impl Iterator<Item = (&LeaseKey, &Refusal)> {
+        self.admission.refused()
+    }
+
+    fn count_refused(&self) {
+        crate::metrics::get()
+            .leases_refused
+            .set(self.admission.refused_count() as i64);
     }
 
     /// Kernel entries for a remote lease, per family, keyed by subnet;
@@ -121,10 +144,31 @@ impl Reconciler {
         out
     }
 
-    /// A lease appeared or changed: the operations to apply. Unusable
-    /// leases are skipped, leaving whatever was programmed for that subnet
-    /// before in place.
+    /// A lease appeared or changed: the operations to apply. A lease the
+    /// admission refuses is left out (and what it had programmed removed);
+    /// one a backend cannot use is skipped, leaving whatever was
+    /// programmed for that subnet before in place.
     pub fn upsert(&mut self, rec: &Lease) -> Vec<Op> {
+        if rec.key == self.own {
+            return Vec::new();
+        }
+        let was_admitted = self.admission.is_admitted(&rec.key);
+        let ops = match self.admission.put(rec) {
+            Verdict::Admitted => self.program(rec),
+            Verdict::Refused { refusal, new } => {
+                report_refusal(&rec.key, &refusal, new);
+                if was_admitted {
+                    self.unprogram(&rec.key)
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        self.count_refused();
+        ops
+    }
+
+    fn program(&mut self, rec: &Lease) -> Vec<Op> {
         let planned = self.plan(rec);
         let mut ops = Vec::new();
         for (subnet, entries) in planned {
@@ -133,8 +177,27 @@ impl Reconciler {
         ops
     }
 
-    /// A lease went away (deleted or expired): the operations to apply.
+    /// A lease went away (deleted or expired): the operations to apply,
+    /// including those for leases that were waiting for its subnet.
     pub fn remove(&mut self, key: &LeaseKey) -> Vec<Op> {
+        let mut ops = if self.admission.is_admitted(key) {
+            self.unprogram(key)
+        } else {
+            Vec::new()
+        };
+        for waiting in self.admission.remove(key) {
+            tracing::info!(
+                "lease {}: admitted now that lease {key} is gone",
+                waiting.key
+            );
+            ops.extend(self.program(&waiting));
+        }
+        self.count_refused();
+        ops
+    }
+
+    /// The operations that take what `key` programmed out of the kernel.
+    fn unprogram(&mut self, key: &LeaseKey) -> Vec<Op> {
         self.warned.remove(key);
         if let (Some(peers), Some(subnet)) = (&self.sink.udp, key.v4) {
             peers.remove(subnet);
@@ -214,4 +277,18 @@ impl Reconciler {
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// One warning per refused lease value, and the metric by reason.
+fn report_refusal(key: &LeaseKey, refusal: &Refusal, new: bool) {
+    if !new {
+        return;
+    }
+    tracing::warn!("lease {key} left out: {refusal}");
+    crate::metrics::get()
+        .leases_refused_total
+        .get_or_create(&crate::metrics::Reason {
+            reason: refusal.reason(),
+        })
+        .inc();
 }

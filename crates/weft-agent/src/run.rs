@@ -172,7 +172,8 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     if matches!(network.backend, BackendConfig::HostGw) {
         resync = resync.min(HOST_GW_RESYNC);
     }
-    let mut rec = Reconciler::new(nl, sink, ownership, key);
+    let rules = source.admission_rules(&network, &key);
+    let mut rec = Reconciler::new(nl, sink, ownership, key, rules);
     let (tx, rx) = mpsc::channel(UPDATE_QUEUE);
     let ready = Arc::new(Notify::new());
     let leases = source.follow(key, tx, ready.clone());

@@ -6,7 +6,10 @@
 //!
 //! One thread per direction, one reusable buffer each: no allocation per
 //! packet. Peers are looked up by masking the destination with the subnet
-//! length (every lease has the same length).
+//! length (every lease has the same length). Datagrams are taken only from
+//! the public addresses of admitted leases: anything else on the underlay
+//! that sends to port 8285 is dropped and counted, so it cannot inject
+//! packets into the pod network.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,7 +32,26 @@ const BUF: usize = 65536;
 pub struct UdpPeers {
     mask: u32,
     port: u16,
-    table: RwLock<HashMap<u32, SocketAddrV4>>,
+    table: RwLock<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Subnet (network address) → the host owning it.
+    by_subnet: HashMap<u32, SocketAddrV4>,
+    /// Each peer host's address, with how many subnets it holds.
+    hosts: HashMap<Ipv4Addr, usize>,
+}
+
+impl Table {
+    fn forget(&mut self, host: Ipv4Addr) {
+        if let Some(n) = self.hosts.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                self.hosts.remove(&host);
+            }
+        }
+    }
 }
 
 impl UdpPeers {
@@ -37,31 +59,38 @@ impl UdpPeers {
         UdpPeers {
             mask: u32::MAX.checked_shl(32 - subnet_len as u32).unwrap_or(0),
             port,
-            table: RwLock::new(HashMap::new()),
+            table: RwLock::new(Table::default()),
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, SocketAddrV4>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn set(&self, subnet: Ipv4Net, host: Ipv4Addr) {
-        self.write().insert(
-            u32::from(subnet.network()),
-            SocketAddrV4::new(host, self.port),
-        );
+        let mut t = self.write();
+        let to = SocketAddrV4::new(host, self.port);
+        if let Some(old) = t.by_subnet.insert(u32::from(subnet.network()), to) {
+            t.forget(*old.ip());
+        }
+        *t.hosts.entry(host).or_default() += 1;
     }
 
     pub fn remove(&self, subnet: Ipv4Net) {
-        self.write().remove(&u32::from(subnet.network()));
+        let mut t = self.write();
+        if let Some(old) = t.by_subnet.remove(&u32::from(subnet.network())) {
+            t.forget(*old.ip());
+        }
     }
 
     pub fn clear(&self) {
-        self.write().clear();
+        let mut t = self.write();
+        t.by_subnet.clear();
+        t.hosts.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.table.read().map(|t| t.len()).unwrap_or(0)
+        self.table.read().map(|t| t.by_subnet.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,7 +100,13 @@ impl UdpPeers {
     /// The host to send a packet for `dst` to.
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<SocketAddrV4> {
         let key = u32::from(dst) & self.mask;
-        self.table.read().ok()?.get(&key).copied()
+        self.table.read().ok()?.by_subnet.get(&key).copied()
+    }
+
+    /// Whether `src` is the public address of a peer (datagrams from
+    /// anyone else are dropped).
+    pub fn knows(&self, src: Ipv4Addr) -> bool {
+        self.table.read().is_ok_and(|t| t.hosts.contains_key(&src))
     }
 }
 
@@ -123,6 +158,7 @@ pub fn start(dev: SyncDevice, sock: UdpSocket, peers: Arc<UdpPeers>) -> io::Resu
     let dev = Arc::new(dev);
     let dev_rx = dev.clone();
     let sock_rx = sock.try_clone()?;
+    let peers_rx = peers.clone();
     std::thread::Builder::new()
         .name("weft-udp-tx".into())
         .spawn(move || {
@@ -133,7 +169,7 @@ pub fn start(dev: SyncDevice, sock: UdpSocket, peers: Arc<UdpPeers>) -> io::Resu
     std::thread::Builder::new()
         .name("weft-udp-rx".into())
         .spawn(move || {
-            if let Err(e) = receive(&dev_rx, &sock_rx, gro) {
+            if let Err(e) = receive(&dev_rx, &sock_rx, gro, &peers_rx) {
                 tracing::error!("udp receive stopped: {e}");
             }
         })?;
@@ -187,9 +223,25 @@ fn transmit(dev: &SyncDevice, sock: &UdpSocket, peers: &UdpPeers) -> io::Result<
     }
 }
 
+/// Counts (and, the first time, tells of) datagrams from an address that
+/// is no peer's.
+fn foreign(src: Option<Ipv4Addr>, datagrams: usize) {
+    static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    crate::metrics::get()
+        .udp_foreign_datagrams
+        .inc_by(datagrams as u64);
+    if !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let from = src.map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
+        tracing::warn!(
+            "udp: dropped a datagram from {from}, which is no lease's PublicIP (counted in weft_agent_udp_foreign_datagrams_total; told once)"
+        );
+    }
+}
+
 /// UDP → TUN. Coalesced datagrams are split into packets and written with
 /// GRO, so a TCP flow's segments reach the kernel as few large writes.
-fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
+/// Datagrams from addresses that are no peer's are dropped.
+fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool, peers: &UdpPeers) -> io::Result<()> {
     use nix::sys::socket::MsgFlags;
     use std::os::fd::AsRawFd;
     let hdr = tun_rs::VIRTIO_NET_HDR_LEN;
@@ -205,7 +257,7 @@ fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
         let mut flags = MsgFlags::empty();
         // one blocking read, then whatever else is already queued
         while count + gso::MAX_SEGMENTS <= bufs.len() {
-            let Some((n, seg, _)) = gso::recv_coalesced::<SockaddrIn>(
+            let Some((n, seg, src)) = gso::recv_coalesced::<SockaddrIn>(
                 fd,
                 &mut big,
                 gro.then_some(&mut cmsg),
@@ -214,6 +266,11 @@ fn receive(dev: &SyncDevice, sock: &UdpSocket, gro: bool) -> io::Result<()> {
             else {
                 break;
             };
+            let src = src.map(|a| a.ip());
+            if !src.is_some_and(|ip| peers.knows(ip)) {
+                foreign(src, n.div_ceil(seg.max(1)));
+                continue;
+            }
             for chunk in big[..n].chunks(seg) {
                 if ipv4_dst(chunk).is_none() || count == bufs.len() {
                     continue;
@@ -253,6 +310,26 @@ mod tests {
         assert_eq!(p.lookup("172.30.15.1".parse().expect("ip")), None);
         p.remove("172.30.14.0/24".parse().expect("net"));
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn only_peers_public_addresses_are_known_sources() {
+        let p = UdpPeers::new(24, 8285);
+        let host: Ipv4Addr = "198.18.0.12".parse().expect("ip");
+        assert!(!p.knows(host));
+        p.set("172.30.14.0/24".parse().expect("net"), host);
+        p.set("172.30.15.0/24".parse().expect("net"), host);
+        assert!(p.knows(host));
+        // the host holds two subnets: it stays known until both are gone
+        p.remove("172.30.14.0/24".parse().expect("net"));
+        assert!(p.knows(host));
+        // a subnet moving to another host forgets the old one
+        let other: Ipv4Addr = "198.18.0.13".parse().expect("ip");
+        p.set("172.30.15.0/24".parse().expect("net"), other);
+        assert!(!p.knows(host));
+        assert!(p.knows(other));
+        p.clear();
+        assert!(!p.knows(other));
     }
 
     #[test]

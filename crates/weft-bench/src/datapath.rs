@@ -1,6 +1,8 @@
 //! `weft bench --scenario datapath`: pod-to-pod TCP throughput (iperf3)
 //! over each backend, next to hand-built kernel equivalents in the same
-//! run: a vxlan set up by hand exactly as flannel's, and plain routes.
+//! run (a vxlan set up by hand exactly as flannel's, and plain routes)
+//! and, for the udp backend, next to upstream flanneld's udp backend on
+//! the same kind of lab in the same interleaved rounds.
 
 use std::time::Duration;
 
@@ -37,8 +39,15 @@ impl Setup {
     }
 }
 
-/// Two hosts running weft with `config` and extra agent `flags`.
-fn with_weft(weft: &std::path::Path, config: &str, flags: &[&str]) -> Result<Setup> {
+/// The agent a set-up runs on both of its hosts.
+enum Agent<'a> {
+    Weft,
+    /// Upstream flanneld, this binary, with flanneld's flags.
+    Flanneld(&'a std::path::Path),
+}
+
+/// Two hosts running `agent` with `config` and extra agent `flags`.
+fn with_agent(weft: &std::path::Path, agent: Agent, config: &str, flags: &[&str]) -> Result<Setup> {
     let mut lab = Lab::new("wdp", weft)?;
     lab.start_etcd()?;
     lab.put_config(config)?;
@@ -46,7 +55,13 @@ fn with_weft(weft: &std::path::Path, config: &str, flags: &[&str]) -> Result<Set
         .map(|i| lab.host(&format!("h{}", i + 1), 11 + i))
         .collect::<Result<_>>()?;
     for h in &hosts {
-        lab.start_agent(h, flags)?;
+        match agent {
+            Agent::Weft => lab.start_agent(h, flags)?,
+            Agent::Flanneld(bin) => {
+                let args = lab.flanneld_args(h, flags)?;
+                lab.start_agent_with(h, &bin.to_string_lossy(), &args, &[])?;
+            }
+        }
     }
     for h in &hosts {
         lab.wait_subnet_env(h, Duration::from_secs(20))?;
@@ -177,9 +192,6 @@ fn hand_built(weft: &std::path::Path, vxlan: bool) -> Result<Setup> {
     Setup::new(lab, &hosts)
 }
 
-/// Upstream flanneld v0.21.5's udp backend on this machine kind (Gbit/s).
-const UPSTREAM_UDP_GBPS: f64 = 0.45;
-
 const VXLAN: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"vxlan"}}"#;
 const HOST_GW: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"host-gw"}}"#;
 const UDP: &str = r#"{"Network":"100.64.0.0/16","Backend":{"Type":"udp"}}"#;
@@ -204,8 +216,18 @@ pub fn run(weft: &std::path::Path, secs: u32) -> Result<serde_json::Value> {
         ("udp", UDP, &[], 0),
     ];
     for (name, config, flags, _) in rows {
-        setups.push(with_weft(weft, config, flags).with_context(|| format!("{name} backend"))?);
+        setups.push(
+            with_agent(weft, Agent::Weft, config, flags)
+                .with_context(|| format!("{name} backend"))?,
+        );
     }
+    // upstream's udp backend, measured in the same rounds as weft's
+    let flanneld = weft_lab::upstream_flanneld()?;
+    let flanneld_version = weft_lab::program_version(&flanneld, "--version");
+    setups.push(
+        with_agent(weft, Agent::Flanneld(&flanneld), UDP, &[])
+            .context("upstream flanneld's udp backend")?,
+    );
     for _ in 0..RUNS {
         for s in setups.iter_mut() {
             let g = s.lab.iperf(&s.b, &s.a, secs)?;
@@ -239,10 +261,26 @@ pub fn run(weft: &std::path::Path, secs: u32) -> Result<serde_json::Value> {
         );
     }
     println!("(forward rules: flanneld's default FLANNEL-FWD accept rules in FORWARD; their per-packet netfilter cost is the kernel's)");
-    let udp = figures[2 + rows.len() - 1].1;
+    // weft's udp row and flanneld's, both from this run's rounds
+    let udp = figures[2 + rows.len() - 1];
+    let upstream = figures[2 + rows.len()];
     println!(
-        "udp vs upstream flanneld's udp backend ({UPSTREAM_UDP_GBPS} Gbit/s): {:.1}x",
-        udp / UPSTREAM_UDP_GBPS
+        "{:>25} | {:>6.2} {:>6.2} {:>6.2} | (upstream's udp backend, same rounds)",
+        format!("udp, flanneld {flanneld_version}"),
+        upstream.0,
+        upstream.1,
+        upstream.2,
+    );
+    println!(
+        "udp: weft {:.2} Gbit/s vs flanneld {flanneld_version} {:.2} Gbit/s (medians, same run): {:.1}x",
+        udp.1,
+        upstream.1,
+        udp.1 / upstream.1
+    );
+    out.push(
+        serde_json::json!({"backend": "udp", "agent": format!("flanneld {flanneld_version}"),
+        "gbps": {"min": upstream.0, "median": upstream.1, "max": upstream.2},
+        "weft_udp_ratio": udp.1 / upstream.1}),
     );
     Ok(serde_json::Value::Array(out))
 }

@@ -142,7 +142,10 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
         },
     }];
     agents.push(Agent {
-        name: "flanneld v0.26.7".into(),
+        name: format!(
+            "flanneld {}",
+            weft_lab::program_version(&flanneld, "--version")
+        ),
         program: flanneld.display().to_string(),
         first: Vec::new(),
         queue_depth: true,
@@ -181,6 +184,7 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
             "({n} Nodes created through the API in {:.1} s)",
             t.elapsed().as_secs_f64()
         );
+        let mut cold_ms = Vec::new();
         for agent in &agents {
             reset(&mut lab, &host)?;
             let mut args = agent.first.clone();
@@ -228,7 +232,16 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
                 "peak_rss_kib": c.peak_kib,
                 "rss_kib_idle_after_samples": rss_after,
             }));
+            cold_ms.push(c.programmed.as_secs_f64() * 1e3);
             lab.stop_agent(&host, false);
+        }
+        if let [w, u] = cold_ms[..] {
+            println!(
+                "{n:>6} | same run: {} {w:.0} ms vs {} {u:.0} ms to all programmed: {:.1}x faster",
+                agents[0].name,
+                agents[1].name,
+                u / w
+            );
         }
         drop(api);
     }

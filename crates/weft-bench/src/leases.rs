@@ -96,20 +96,6 @@ pub(crate) fn device_index(nl: &mut Netlink) -> Option<u32> {
         .map(|l| l.index)
 }
 
-fn cold_start(lab: &mut Lab, host: &Host, n: usize, a: &BenchArgs) -> Result<ColdStart> {
-    let (program, args) = match &a.agent_bin {
-        Some(bin) => (
-            bin.to_string_lossy().into_owned(),
-            lab.flanneld_args(host, &[])?,
-        ),
-        None => (
-            lab.weft.to_string_lossy().into_owned(),
-            lab.agent_args(host, &[])?,
-        ),
-    };
-    start_and_wait(lab, host, n, &program, &args, &[], a.wrap.as_deref())
-}
-
 /// Starts `program args` (under `wrap`, if given) as `host`'s agent and
 /// waits until `n` remote leases are in its kernel (routes, neighbours and
 /// FDB entries on flannel.1).
@@ -213,22 +199,133 @@ pub(crate) fn until_route(
     }
 }
 
+/// One agent the scenario measures: weft's (the `weft agent` of this
+/// binary, or `--agent-bin` run with flanneld's flags) or upstream flanneld.
+struct Agent {
+    name: String,
+    program: String,
+    /// Arguments before flanneld's flags (`agent` for this binary).
+    first: Vec<String>,
+    weft: bool,
+}
+
+fn agents(a: &BenchArgs, weft: &std::path::Path) -> Result<Vec<Agent>> {
+    let mut out = Vec::new();
+    if a.agents.iter().any(|x| x == "weft") {
+        out.push(match &a.agent_bin {
+            Some(bin) => Agent {
+                name: format!("weft ({})", bin.display()),
+                program: bin.display().to_string(),
+                first: Vec::new(),
+                weft: true,
+            },
+            None => Agent {
+                name: "weft agent".into(),
+                program: weft.display().to_string(),
+                first: vec!["agent".into()],
+                weft: true,
+            },
+        });
+    }
+    if a.agents.iter().any(|x| x == "flanneld") {
+        let bin = weft_lab::upstream_flanneld()?;
+        out.push(Agent {
+            name: format!("flanneld {}", weft_lab::program_version(&bin, "--version")),
+            program: bin.display().to_string(),
+            first: Vec::new(),
+            weft: false,
+        });
+    }
+    Ok(out)
+}
+
+/// A cold start: no device, no routes, no subnet file.
+fn reset(lab: &mut Lab, host: &Host) -> Result<()> {
+    lab.stop_agent(host, false);
+    let mut nl = lab.netlink(host)?;
+    if let Some(idx) = device_index(&mut nl) {
+        weft_kernel::delete_link(&mut nl, idx)?;
+    }
+    let _ = std::fs::remove_file(lab.subnet_file(host));
+    Ok(())
+}
+
+/// One agent's figures at one lease count.
+struct Measured {
+    cold: (f64, f64, f64),
+    file: (f64, f64, f64),
+    adds: (f64, f64, f64),
+    dels: (f64, f64, f64),
+    last: ColdStart,
+    rss_after: (u64, u64),
+    rss_idle: (u64, u64),
+}
+
+fn measure(lab: &mut Lab, host: &Host, n: usize, agent: &Agent, a: &BenchArgs) -> Result<Measured> {
+    let mut args = agent.first.clone();
+    args.extend(lab.flanneld_args(host, &[])?);
+    let (mut cold, mut file, mut last) = (Vec::new(), Vec::new(), None);
+    for _ in 0..a.runs.max(1) {
+        reset(lab, host)?;
+        let c = start_and_wait(lab, host, n, &agent.program, &args, &[], a.wrap.as_deref())?;
+        cold.push(c.programmed.as_secs_f64() * 1e3);
+        file.push(c.subnet_file.as_secs_f64() * 1e3);
+        last = Some(c);
+    }
+    let mut nl = lab.netlink(host)?;
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    // fresh subnets past the loaded ones, never the agent's own
+    let own = weft_agent::subnet_file::previous_subnets(&lab.subnet_file(host)).0;
+    let samples: Vec<usize> = (n + 10..)
+        .filter(|i| fake_lease(*i).0.v4 != own)
+        .take(a.samples)
+        .collect();
+    for i in samples {
+        let t0 = Instant::now();
+        load(lab, i..i + 1)?;
+        adds.push(until_route(&mut nl, i, true, t0)?.as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        delete(lab, i)?;
+        dels.push(until_route(&mut nl, i, false, t0)?.as_secs_f64() * 1e3);
+    }
+    let pid = lab.agent(host)?.pid().unwrap_or(0);
+    let (rss, _, anon) = rss_kib(pid);
+    // idle: what the agent holds once the churn has settled
+    std::thread::sleep(IDLE_AFTER);
+    let (rss_i, _, anon_i) = rss_kib(pid);
+    let three = |v: &mut Vec<f64>| {
+        let (min, med, _, max) = stats(v);
+        (min, med, max)
+    };
+    let p99 = |v: &mut Vec<f64>| {
+        let (_, med, p99, max) = stats(v);
+        (med, p99, max)
+    };
+    Ok(Measured {
+        cold: three(&mut cold),
+        file: three(&mut file),
+        adds: p99(&mut adds),
+        dels: p99(&mut dels),
+        last: last.ok_or_else(|| anyhow!("no run"))?,
+        rss_after: (rss, anon),
+        rss_idle: (rss_i, anon_i),
+    })
+}
+
 pub(crate) fn run(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::Value> {
     let mut json = Vec::new();
-    let agent = match &a.agent_bin {
-        Some(bin) => bin.display().to_string(),
-        None => format!("{} agent", weft.display()),
-    };
+    let agents = agents(a, weft)?;
     println!(
-        "weft bench: agent ({agent}) vs real etcd {} in network namespaces, {} CPUs",
+        "weft bench: agents in etcd mode vs real etcd {} in network namespaces, {} CPUs, vxlan",
         etcd_version(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
     );
     println!(
-        "{:>7} | {:>26} | {:>26} | {:>22} | {:>22} | {:>14}",
+        "{:>7} | {:<34} | {:>26} | {:>26} | {:>22} | {:>22} | {:>14}",
         "leases",
+        "agent",
         "cold start ms min/med/max",
         "subnet file ms min/med/max",
         "add ms med/p99/max",
@@ -241,74 +338,72 @@ pub(crate) fn run(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::V
         lab.put_config(CONFIG)?;
         let host = lab.host("node1", 11)?;
         load(&lab, 0..n).context("loading leases into etcd")?;
-        let mut cold = Vec::new();
-        let mut file = Vec::new();
-        let mut last = None;
-        for run in 0..a.runs.max(1) {
-            if run > 0 {
-                lab.stop_agent(&host, false);
-                // a real cold start: no device, no routes
-                let mut nl = lab.netlink(&host)?;
-                if let Some(idx) = device_index(&mut nl) {
-                    weft_kernel::delete_link(&mut nl, idx)?;
-                }
-                let _ = std::fs::remove_file(lab.subnet_file(&host));
+        let mut medians = Vec::new();
+        for agent in &agents {
+            let m = measure(&mut lab, &host, n, agent, a)
+                .with_context(|| format!("{} with {n} leases", agent.name))?;
+            print_row(n, agent, &m);
+            medians.push((agent, m.cold.1, m.last.rss_kib));
+            json.push(row_json(n, agent, &m));
+        }
+        lab.stop_agent(&host, false);
+        if let [(w, wt, wr), (u, ut, ur)] = medians[..] {
+            if w.weft && !u.weft {
+                println!(
+                    "{n:>7} | same run: {} {wt:.0} ms vs {} {ut:.0} ms to all programmed: {:.1}x faster; VmRSS {:.1} vs {:.1} MiB",
+                    w.name,
+                    u.name,
+                    ut / wt,
+                    wr as f64 / 1024.0,
+                    ur as f64 / 1024.0,
+                );
             }
-            let c = cold_start(&mut lab, &host, n, a)?;
-            cold.push(c.programmed.as_secs_f64() * 1e3);
-            file.push(c.subnet_file.as_secs_f64() * 1e3);
-            last = Some(c);
         }
-        let mut nl = lab.netlink(&host)?;
-        let (mut adds, mut dels) = (Vec::new(), Vec::new());
-        // fresh subnets past the loaded ones, never the agent's own
-        let own = weft_agent::subnet_file::previous_subnets(&lab.subnet_file(&host)).0;
-        let samples: Vec<usize> = (n + 10..)
-            .filter(|i| fake_lease(*i).0.v4 != own)
-            .take(a.samples)
-            .collect();
-        for i in samples {
-            let t0 = Instant::now();
-            load(&lab, i..i + 1)?;
-            adds.push(until_route(&mut nl, i, true, t0)?.as_secs_f64() * 1e3);
-            let t0 = Instant::now();
-            delete(&lab, i)?;
-            dels.push(until_route(&mut nl, i, false, t0)?.as_secs_f64() * 1e3);
-        }
-        let pid = lab.agent(&host)?.pid().unwrap_or(0);
-        let (rss_after, _, anon_after) = rss_kib(pid);
-        // idle: what the agent holds once the churn has settled
-        std::thread::sleep(IDLE_AFTER);
-        let (rss_idle, _, anon_idle) = rss_kib(pid);
-        let c = last.ok_or_else(|| anyhow!("no run"))?;
-        let (cmin, cmed, _, cmax) = stats(&mut cold);
-        let (fmin, fmed, _, fmax) = stats(&mut file);
-        let (_, amed, ap99, amax) = stats(&mut adds);
-        let (_, dmed, dp99, dmax) = stats(&mut dels);
-        println!(
-            "{n:>7} | {cmin:>8.0} {cmed:>8.0} {cmax:>8.0} | {fmin:>8.1} {fmed:>8.1} {fmax:>8.1} | {amed:>6.2} {ap99:>6.2} {amax:>7.2} | {dmed:>6.2} {dp99:>6.2} {dmax:>7.2} | {:>5.1} {:>5.1} {:>5.1} {:>5.1}",
-            c.rss_kib as f64 / 1024.0,
-            rss_idle as f64 / 1024.0,
-            c.peak_kib as f64 / 1024.0,
-            c.anon_kib as f64 / 1024.0,
-        );
-        json.push(serde_json::json!({
-            "leases": n,
-            "cold_start_ms": {"min": cmin, "median": cmed, "max": cmax},
-            "subnet_file_ms": {"min": fmin, "median": fmed, "max": fmax},
-            "add_ms": {"median": amed, "p99": ap99, "max": amax},
-            "remove_ms": {"median": dmed, "p99": dp99, "max": dmax},
-            "rss_kib_after_sync": c.rss_kib,
-            "peak_rss_kib": c.peak_kib,
-            "anon_rss_kib_after_sync": c.anon_kib,
-            "anon_rss_kib_after_churn": anon_after,
-            "rss_kib_after_churn": rss_after,
-            "rss_kib_idle": rss_idle,
-            "anon_rss_kib_idle": anon_idle,
-        }));
     }
     println!("(add/remove: etcd write until the kernel route is there/gone, measured by route lookups in the host namespace;");
     println!(" RSS: VmRSS after the cold start and {} s after the add/remove samples, VmHWM, RssAnon after the cold start;", IDLE_AFTER.as_secs());
     println!(" the rest of VmRSS is the binary's clean, shared file pages)");
     Ok(serde_json::Value::Array(json))
+}
+
+fn print_row(n: usize, agent: &Agent, m: &Measured) {
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "{n:>7} | {:<34} | {:>8.0} {:>8.0} {:>8.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.2} {:>6.2} {:>7.2} | {:>6.2} {:>6.2} {:>7.2} | {:>5.1} {:>5.1} {:>5.1} {:>5.1}",
+        agent.name,
+        m.cold.0,
+        m.cold.1,
+        m.cold.2,
+        m.file.0,
+        m.file.1,
+        m.file.2,
+        m.adds.0,
+        m.adds.1,
+        m.adds.2,
+        m.dels.0,
+        m.dels.1,
+        m.dels.2,
+        mib(m.last.rss_kib),
+        mib(m.rss_idle.0),
+        mib(m.last.peak_kib),
+        mib(m.last.anon_kib),
+    );
+}
+
+fn row_json(n: usize, agent: &Agent, m: &Measured) -> serde_json::Value {
+    serde_json::json!({
+        "leases": n,
+        "agent": agent.name,
+        "cold_start_ms": {"min": m.cold.0, "median": m.cold.1, "max": m.cold.2},
+        "subnet_file_ms": {"min": m.file.0, "median": m.file.1, "max": m.file.2},
+        "add_ms": {"median": m.adds.0, "p99": m.adds.1, "max": m.adds.2},
+        "remove_ms": {"median": m.dels.0, "p99": m.dels.1, "max": m.dels.2},
+        "rss_kib_after_sync": m.last.rss_kib,
+        "peak_rss_kib": m.last.peak_kib,
+        "anon_rss_kib_after_sync": m.last.anon_kib,
+        "rss_kib_after_churn": m.rss_after.0,
+        "anon_rss_kib_after_churn": m.rss_after.1,
+        "rss_kib_idle": m.rss_idle.0,
+        "anon_rss_kib_idle": m.rss_idle.1,
+    })
 }

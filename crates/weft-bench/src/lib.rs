@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Run the agent under this command, e.g. "valgrind --tool=massif" (for profiling)
     #[arg(long)]
     wrap: Option<String>,
+    /// Agents the leases scenario runs, one after the other on the same
+    /// lab: weft and upstream flanneld (the pinned release)
+    #[arg(long, value_delimiter = ',', default_value = "weft,flanneld",
+          value_parser = ["weft", "flanneld"])]
+    agents: Vec<String>,
     /// The agent binary the leases scenario measures, run with flanneld's
     /// flags (e.g. the lean build, target/lean/flanneld); default: this
     /// binary's `weft agent`. (The other scenarios run `weft agent`.)

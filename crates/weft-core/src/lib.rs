@@ -3,6 +3,7 @@
 //! kernel operations. Nothing here does I/O; everything is unit-tested
 //! without privileges.
 
+pub mod admission;
 pub mod config;
 pub mod docker_opts;
 pub mod lease;

@@ -23,5 +23,5 @@ pub use kubernetes::{ApiServer, SERVICE_CIDR};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, http_get_at, in_netns, sh};
 pub use process::{kill_where, tail, Proc};
-pub use upstream::{upstream_flanneld, upstream_kubernetes};
+pub use upstream::{program_version, upstream_flanneld, upstream_kubernetes};
 pub use wireguard_go::{wg_keypair, WgPeerSpec};

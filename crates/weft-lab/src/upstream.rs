@@ -38,3 +38,24 @@ pub fn upstream_kubernetes() -> Result<PathBuf> {
 pub fn upstream_flanneld() -> Result<PathBuf> {
     Ok(upstream("flannel", "WEFT_UPSTREAM_FLANNEL")?.join("flannel"))
 }
+
+/// What `program flag` prints as its version (first line of stdout, else
+/// of stderr: flanneld prints it there), or `?`.
+pub fn program_version(program: &Path, flag: &str) -> String {
+    let Ok(out) = std::process::Command::new(program).arg(flag).output() else {
+        return "?".into();
+    };
+    let first = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        text.lines().next().unwrap_or("").trim().to_string()
+    };
+    let line = first(&out.stdout);
+    if line.is_empty() {
+        let line = first(&out.stderr);
+        if line.is_empty() {
+            return "?".into();
+        }
+        return line;
+    }
+    line
+}

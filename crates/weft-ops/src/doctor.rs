@@ -92,6 +92,27 @@ pub fn render(findings: &[Finding]) -> String {
     out
 }
 
+/// Remote leases the agent leaves out because they fail the network
+/// config's checks (`None`: the leases could not be read); `fix` says
+/// where such a lease is corrected.
+pub fn refused_leases(refused: Option<&[String]>, fix: &str) -> Finding {
+    const C: &str = "leases";
+    match refused {
+        None => Finding::skip(C, "the leases could not be read"),
+        Some([]) => Finding::ok(C, "every remote lease passes the network config's checks"),
+        Some(lines) => Finding::bad(
+            C,
+            Severity::Warning,
+            format!(
+                "{} lease(s) left out by the agent (nothing is routed for them): {}",
+                lines.len(),
+                lines.join("; ")
+            ),
+            fix,
+        ),
+    }
+}
+
 /// `net.ipv4.ip_forward` (value of the /proc file, `None` if unreadable).
 pub fn ip_forward(value: Option<&str>) -> Finding {
     const C: &str = "ip-forward";

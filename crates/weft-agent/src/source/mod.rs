@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::sync::{mpsc, Notify};
+use weft_core::admission::Rules;
 use weft_core::config::{BackendConfig, NetConfig};
 use weft_core::lease::{Lease, LeaseAttrs, LeaseKey};
 use weft_core::MacAddr;
@@ -127,6 +128,17 @@ impl Source {
         match self {
             Source::Etcd(s) => s.acquire(network, attrs).await,
             Source::Kube(s) => s.acquire(network, attrs).await,
+        }
+    }
+
+    /// The checks every remote lease must pass before it is programmed:
+    /// the config's networks and subnet length (Kubernetes: the length of
+    /// this node's own pod ranges, the controller-manager's choice).
+    pub fn admission_rules(&self, network: &Network, own: &LeaseKey) -> Rules {
+        let (v4, v6) = (network.pools.v4.as_ref(), network.pools.v6.as_ref());
+        match self {
+            Source::Etcd(_) => Rules::from_pools(v4, v6),
+            Source::Kube(_) => Rules::from_pools_and_own(v4, v6, own),
         }
     }
 

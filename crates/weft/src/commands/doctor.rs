@@ -50,6 +50,32 @@ struct StoreFacts {
     vtep_mac: Option<String>,
     /// Kubernetes mode: this host's Node and its lease, or what is wrong.
     node: Option<Result<String, String>>,
+    /// Remote leases the agent leaves out, with why (None: not checked).
+    refused: Option<Vec<String>>,
+}
+
+/// The leases of `leases` (with their Node, in Kubernetes mode) that the
+/// agent owning `own` leaves out, as lines naming each and why.
+fn refused_leases(
+    rules: weft_core::admission::Rules,
+    own: Option<weft_core::LeaseKey>,
+    leases: &[(Option<String>, weft_core::lease::Lease)],
+) -> Vec<String> {
+    let own = own.unwrap_or(weft_core::LeaseKey { v4: None, v6: None });
+    let all: Vec<weft_core::lease::Lease> = leases.iter().map(|(_, l)| l.clone()).collect();
+    let node_of = |k: &weft_core::LeaseKey| {
+        leases
+            .iter()
+            .find(|(_, l)| l.key == *k)
+            .and_then(|(n, _)| n.clone())
+    };
+    weft_core::admission::refusals(rules, own, &all)
+        .into_iter()
+        .map(|(k, r)| match node_of(&k) {
+            Some(n) => format!("Node {n}: lease {k}: {r}"),
+            None => format!("lease {k}: {r}"),
+        })
+        .collect()
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -106,6 +132,14 @@ fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
         if subnet.is_some() {
             facts.leased = Some(own.is_some());
         }
+        let own_key = own.map(|(_, l)| l.key);
+        let rules = match &own_key {
+            Some(k) => weft_core::admission::Rules::from_pools_and_own(network.pools.v4.as_ref(), network.pools.v6.as_ref(), k),
+            None => weft_core::admission::Rules::from_pools(network.pools.v4.as_ref(), network.pools.v6.as_ref()),
+        };
+        let named: Vec<(Option<String>, weft_core::lease::Lease)> =
+            listed.leases.iter().map(|(n, l)| (Some(n.clone()), l.clone())).collect();
+        facts.refused = Some(refused_leases(rules, own_key, &named));
         facts.vtep_mac = own
             .and_then(|(_, l)| {
                 l.attrs
@@ -156,15 +190,30 @@ fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
             }
         }
         facts.reached = Some(Ok(()));
-        if let (Some(subnet), Ok(listing)) = (subnet, reg.list().await) {
-            let own = listing.leases.iter().find(|r| {
+        let Ok(listing) = reg.list().await else {
+            return;
+        };
+        let own = subnet.and_then(|subnet| {
+            listing.leases.iter().find(|r| {
                 r.key.v4.map(IpNet::V4) == Some(subnet.trunc())
                     || r.key.v6.map(IpNet::V6) == Some(subnet.trunc())
-            });
+            })
+        });
+        if let Some(subnet) = subnet {
             facts.leased = Some(own.is_some());
             facts.vtep_mac = own
                 .and_then(|r| r.attrs.vxlan_data("", subnet.addr().is_ipv6()).ok())
                 .map(|d| d.vtep_mac.to_string());
+        }
+        if let Some(Ok(config)) = &facts.config {
+            let rules =
+                weft_core::admission::Rules::from_pools(config.ipv4.as_ref(), config.ipv6.as_ref());
+            let leases: Vec<(Option<String>, weft_core::lease::Lease)> = listing
+                .leases
+                .iter()
+                .map(|r| (None, r.clone().into_lease()))
+                .collect();
+            facts.refused = Some(refused_leases(rules, own.map(|r| r.key), &leases));
         }
     });
     facts
@@ -227,6 +276,14 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         let key = format!("{}/config", a.etcd.prefix.trim_end_matches('/'));
         findings.push(doctor::etcd(reached, described, &key));
     }
+    findings.push(doctor::refused_leases(
+        facts.refused.as_deref(),
+        if kube {
+            "correct the Node's spec.podCIDRs or its flannel annotations, or delete the Node"
+        } else {
+            "correct or delete the key under <prefix>/subnets/ in etcd (etcdctl del <prefix>/subnets/<lease>)"
+        },
+    ));
     findings.push(doctor::subnet_file(
         &path,
         file.as_ref().map(|_| ()).map_err(Clone::clone),

@@ -14,8 +14,9 @@ use serde_json::json;
 use weft_agent::reconcile::{Reconciler, Sink};
 use weft_agent::source::Network;
 use weft_agent::underlay::{self, Selector};
+use weft_core::admission::{self, Rules};
 use weft_core::config::{BackendConfig, NetConfig};
-use weft_core::lease::Lease;
+use weft_core::lease::{Lease, LeaseKey};
 use weft_core::plan::Op;
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
@@ -166,12 +167,36 @@ pub fn run(a: StatusArgs) -> Result<()> {
     let env = std::fs::read_to_string(&a.subnet_file)
         .ok()
         .and_then(|t| SubnetEnv::parse(&t).ok());
+    // this host's lease: the one holding exactly the subnet file's subnets
+    // (another key may claim one of them; the agent leaves that one out)
     let own = records.iter().map(|r| &r.lease).find(|r| {
         env.as_ref().is_some_and(|e| {
-            e.subnet.map(|s| s.trunc()) == r.key.v4
-                || (r.key.v4.is_none() && e.ipv6_subnet.map(|s| s.trunc()) == r.key.v6)
+            e.subnet.map(|s| s.trunc()) == r.key.v4 && e.ipv6_subnet.map(|s| s.trunc()) == r.key.v6
         })
     });
+
+    // What the agent leaves out, by the same checks.
+    let rules = match (a.kube.flags.kube_subnet_mgr, own) {
+        (true, Some(o)) => Rules::from_pools_and_own(pools.v4.as_ref(), pools.v6.as_ref(), &o.key),
+        _ => Rules::from_pools(pools.v4.as_ref(), pools.v6.as_ref()),
+    };
+    let no_lease = LeaseKey { v4: None, v6: None };
+    let all: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
+    let refused: std::collections::HashMap<LeaseKey, String> =
+        admission::refusals(rules, own.map_or(no_lease, |o| o.key), &all)
+            .into_iter()
+            .map(|(k, r)| (k, r.to_string()))
+            .collect();
+    drop(all);
+    let mut left_out = cluster.left_out.clone();
+    for row in records {
+        if let Some(why) = refused.get(&row.lease.key) {
+            left_out.push(match &row.node {
+                Some(node) => format!("Node {node}: lease {}: {why}", row.lease.key),
+                None => format!("lease {}: {why}", row.lease.key),
+            });
+        }
+    }
 
     // The local data path against what the leases require.
     let mut dataplane = serde_json::Value::Null;
@@ -209,6 +234,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             },
             ownership,
             own.key,
+            rules,
         );
         let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
         rec.reset(&leases);
@@ -264,6 +290,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
                 "expires_in_seconds": row.expires_in,
                 "node": row.node,
                 "this_host": this,
+                "left_out": refused.get(&r.key),
                 "reachable": reachable,
             })
         })
@@ -282,7 +309,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             "iptables_backend": iptables,
             "source": if a.kube.flags.kube_subnet_mgr { "kubernetes" } else { "etcd" },
             "leases": leases,
-            "left_out": cluster.left_out,
+            "left_out": left_out,
             "dataplane": dataplane,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -333,13 +360,15 @@ pub fn run(a: StatusArgs) -> Result<()> {
             },
             if l["this_host"].as_bool() == Some(true) {
                 "<- this host".into()
+            } else if l["left_out"].is_string() {
+                "LEFT OUT".into()
             } else {
                 String::new()
             },
         ]);
     }
     print!("{}", super::table(&rows));
-    for why in &cluster.left_out {
+    for why in &left_out {
         println!("left out: {why}");
     }
     match (&dataplane, own) {
@@ -350,7 +379,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         (d, _) if d["in_sync"] == true => {
             println!(
                 "data path: in sync with the {} remote leases",
-                records.len().saturating_sub(1)
+                records.len().saturating_sub(1 + refused.len())
             )
         }
         (d, _) => {
