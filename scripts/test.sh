@@ -15,4 +15,4 @@ fi
 WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
 WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
 export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL
-exec cargo nextest run --release --workspace "$@"
+exec cargo nextest run --release --workspace --no-fail-fast "$@"

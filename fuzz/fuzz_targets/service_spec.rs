@@ -34,8 +34,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, obj);
         catalog.put(obj);
     }
-    let ipt = IptablesRenderer { v6: false, cluster_cidr: None };
-    let nft = NftRenderer { table: "kube-proxy".into(), v6: false, cluster_cidr: None };
+    let ipt = IptablesRenderer {
+        v6: false,
+        cluster_cidr: None,
+    };
+    let nft = NftRenderer {
+        table: "kube-proxy".into(),
+        v6: false,
+        cluster_cidr: None,
+    };
     for p in catalog.plan_all("node") {
         let _ = ipt.port(&p);
         let _ = nft.port(&p);

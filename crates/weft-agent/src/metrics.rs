@@ -100,6 +100,7 @@ pub fn get() -> &'static AgentMetrics {
                 "Masquerade/forward rule sets (re)applied",
                 m.rules_synced.clone(),
             );
+            weft_firewall::fallback::register(&mut r);
         }
         m
     })

@@ -124,14 +124,18 @@ impl Reconciler {
         let mut problems = Vec::new();
         if let Some(wg) = &mut self.sink.wireguard {
             match wg.planner.peers(&rec.key, &rec.attrs) {
-                Ok(peers) => wg.apply(rec.key, peers),
-                Err(e) => problems.push(e),
+                Ok(peers) => {
+                    if let Err(why) = wg.apply(rec.key, peers) {
+                        problems.push(why);
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
             }
         }
         for planner in &self.sink.planners {
             match planner.entries(&rec.key, &rec.attrs) {
                 Ok(entries) => out.push((entries.route.dst, entries)),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
             }
         }
         if problems.is_empty() {

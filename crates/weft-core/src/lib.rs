@@ -6,12 +6,15 @@
 pub mod admission;
 pub mod config;
 pub mod docker_opts;
+pub mod duration;
+pub mod kube_node;
 pub mod lease;
 pub mod mac;
 pub mod plan;
 pub mod subnet;
 pub mod subnet_file;
 pub mod wg_key;
+pub mod wg_uapi;
 
 pub use config::{BackendConfig, ConfigError, NetConfig, VxlanConfig};
 pub use lease::{LeaseAttrs, LeaseError, LeaseKey};

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{Backend, Iptables};
+use crate::fallback::{fell_back, FastPath};
 use crate::masq::{
     restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN,
 };
@@ -113,6 +114,15 @@ pub fn restore_noflush(ipt: &Iptables, v6: bool, text: &str) -> Result<Writer, F
     let tool = ipt.restore(v6);
     if !native_writer(ipt, v6) {
         run(&tool, &["-w", "--noflush"], Some(text))?;
+        if ipt.backend == Backend::Legacy && NATIVE_REFUSED[v6 as usize].load(Ordering::Relaxed) {
+            fell_back(
+                FastPath::XtablesWriter,
+                format!(
+                    "the kernel refused a {} table it laid out earlier",
+                    family.name()
+                ),
+            );
+        }
         return Ok(Writer::Tool);
     }
     let err = match xtables::restore(family, text) {
@@ -132,6 +142,7 @@ pub fn restore_noflush(ipt: &Iptables, v6: bool, text: &str) -> Result<Writer, F
     tracing::debug!("weft's x_tables writer: {err}; {tool} takes it from there");
     // the transactions before the one that failed are applied
     run(&tool, &["-w", "--noflush"], Some(rest))?;
+    fell_back(FastPath::XtablesWriter, &err);
     if refused {
         // the text was good, so the table weft laid out was not
         NATIVE_REFUSED[v6 as usize].store(true, Ordering::Relaxed);

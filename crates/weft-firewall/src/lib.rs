@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod fallback;
 pub mod masq;
 pub mod nft_library;
 pub mod xtables;

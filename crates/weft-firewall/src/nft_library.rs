@@ -25,14 +25,55 @@ type CtxSetup = unsafe extern "C" fn(*mut c_void) -> c_int;
 type CtxBuffer = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type RunFromBuffer = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
 
-/// An open libnftables context.
-pub struct NftLibrary {
+/// A `dlopen` handle, closed once when dropped.
+struct Library {
     handle: NonNull<c_void>,
-    ctx: NonNull<c_void>,
+    close: unsafe fn(*mut c_void),
+}
+
+/// `dlclose(3)`, as [`Library`] calls it.
+///
+/// # Safety
+/// `handle` came from `dlopen` and is closed this once.
+#[allow(unsafe_code)]
+unsafe fn dl_close(handle: *mut c_void) {
+    // SAFETY: the caller's contract.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::dlclose(handle);
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned by this value alone (it is neither
+        // Clone nor Copy) and dropped once, so it is closed once.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.close)(self.handle.as_ptr())
+        }
+    }
+}
+
+/// The library's functions a context needs.
+#[derive(Clone, Copy)]
+struct Functions {
+    new: CtxNew,
     free: CtxFree,
-    run: RunFromBuffer,
+    buffer_output: CtxSetup,
+    buffer_error: CtxSetup,
     output: CtxBuffer,
     error: CtxBuffer,
+    run: RunFromBuffer,
+}
+
+/// An open libnftables context.
+pub struct NftLibrary {
+    ctx: NonNull<c_void>,
+    f: Functions,
+    /// Declared last: closed after the context is freed (fields drop in
+    /// order), and by this value alone.
+    _library: Library,
 }
 
 /// The library's ABI version (its symbols are versioned `LIBNFTABLES_1`).
@@ -49,20 +90,17 @@ impl NftLibrary {
         // and libgmp) uses for nothing that touches this process's state.
         #[allow(unsafe_code)]
         let handle = unsafe { libc::dlopen(c"libnftables.so.1".as_ptr(), libc::RTLD_NOW) };
-        let handle = NonNull::new(handle)?;
-        let lib = Self::symbols(handle);
-        if lib.is_none() {
-            // SAFETY: the handle came from dlopen above and nothing
-            // resolved from it is kept.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::dlclose(handle.as_ptr());
-            }
-        }
-        lib
+        let library = Library {
+            handle: NonNull::new(handle)?,
+            close: dl_close,
+        };
+        // whatever fails from here, `library` is closed once, by its drop
+        let f = Self::symbols(&library)?;
+        Self::with_context(library, f)
     }
 
-    fn symbols(handle: NonNull<c_void>) -> Option<NftLibrary> {
+    fn symbols(library: &Library) -> Option<Functions> {
+        let handle = library.handle;
         let find = |name: &CStr| {
             // SAFETY: dlvsym(3) with a live handle and NUL-terminated
             // name and version; NULL (missing symbol) is checked.
@@ -88,29 +126,41 @@ impl NftLibrary {
         //   const char *nft_ctx_get_error_buffer(struct nft_ctx *ctx);
         //   int nft_run_cmd_from_buffer(struct nft_ctx *nft, const char *buf);
         // A function pointer and a data pointer have the same size here.
+        // The pointers stay valid while `library` is open, and they are
+        // kept only in an NftLibrary, which holds the library open.
         #[allow(unsafe_code)]
-        let lib = unsafe {
-            let new: CtxNew = std::mem::transmute(new.as_ptr());
-            let free: CtxFree = std::mem::transmute(free.as_ptr());
-            let buffer_output: CtxSetup = std::mem::transmute(buffer_output.as_ptr());
-            let buffer_error: CtxSetup = std::mem::transmute(buffer_error.as_ptr());
-            // NFT_CTX_DEFAULT
-            let ctx = NonNull::new(new(0))?;
-            let lib = NftLibrary {
-                handle,
-                ctx,
-                free,
-                run: std::mem::transmute::<*mut c_void, RunFromBuffer>(run.as_ptr()),
+        unsafe {
+            Some(Functions {
+                new: std::mem::transmute::<*mut c_void, CtxNew>(new.as_ptr()),
+                free: std::mem::transmute::<*mut c_void, CtxFree>(free.as_ptr()),
+                buffer_output: std::mem::transmute::<*mut c_void, CtxSetup>(buffer_output.as_ptr()),
+                buffer_error: std::mem::transmute::<*mut c_void, CtxSetup>(buffer_error.as_ptr()),
                 output: std::mem::transmute::<*mut c_void, CtxBuffer>(output.as_ptr()),
                 error: std::mem::transmute::<*mut c_void, CtxBuffer>(error.as_ptr()),
-            };
-            // messages go to buffers, not to this process's stdout/stderr
-            if buffer_output(ctx.as_ptr()) != 0 || buffer_error(ctx.as_ptr()) != 0 {
-                return None;
-            }
-            lib
+                run: std::mem::transmute::<*mut c_void, RunFromBuffer>(run.as_ptr()),
+            })
+        }
+    }
+
+    /// Makes a context whose messages go to buffers; on any failure the
+    /// context (if made) is freed and the library closed, each once.
+    fn with_context(library: Library, f: Functions) -> Option<NftLibrary> {
+        // SAFETY: `new` is nft_ctx_new of the open `library` (NFT_CTX_DEFAULT).
+        #[allow(unsafe_code)]
+        let ctx = NonNull::new(unsafe { (f.new)(0) })?;
+        // From here the context is owned by `lib`: its drop frees it, then
+        // closes the library.
+        let lib = NftLibrary {
+            ctx,
+            f,
+            _library: library,
         };
-        Some(lib)
+        // SAFETY: a live context of this library, used by this thread.
+        #[allow(unsafe_code)]
+        let buffered =
+            unsafe { (f.buffer_output)(ctx.as_ptr()) == 0 && (f.buffer_error)(ctx.as_ptr()) == 0 };
+        // messages go to buffers, not to this process's stdout/stderr
+        buffered.then_some(lib)
     }
 
     /// Applies `text` (what `nft -f` would read) as one transaction; on
@@ -128,10 +178,10 @@ impl NftLibrary {
         // next call into it.
         #[allow(unsafe_code)]
         let (rc, error) = unsafe {
-            let rc = (self.run)(self.ctx.as_ptr(), buf.as_ptr());
+            let rc = (self.f.run)(self.ctx.as_ptr(), buf.as_ptr());
             // read (and so reset) both buffers after every run
-            let _ = (self.output)(self.ctx.as_ptr());
-            let error = (self.error)(self.ctx.as_ptr());
+            let _ = (self.f.output)(self.ctx.as_ptr());
+            let error = (self.f.error)(self.ctx.as_ptr());
             let error = if error.is_null() {
                 String::new()
             } else {
@@ -150,12 +200,12 @@ impl NftLibrary {
 impl Drop for NftLibrary {
     fn drop(&mut self) {
         // SAFETY: the context was made by this library's nft_ctx_new and is
-        // freed once, here; the handle is closed after it, and no function
-        // pointer from it is used afterwards (they die with `self`).
+        // freed once, here; the library is closed after it (by the field
+        // `_library`, dropped after this), and no function pointer from it
+        // is used afterwards (they die with `self`).
         #[allow(unsafe_code)]
         unsafe {
-            (self.free)(self.ctx.as_ptr());
-            libc::dlclose(self.handle.as_ptr());
+            (self.f.free)(self.ctx.as_ptr());
         }
     }
 }
@@ -163,6 +213,54 @@ impl Drop for NftLibrary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+    static CLOSED: AtomicUsize = AtomicUsize::new(0);
+    static CTX: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+    extern "C" fn fake_new(_: u32) -> *mut c_void {
+        CTX.as_ptr().cast()
+    }
+    extern "C" fn fake_free(_: *mut c_void) {
+        FREED.fetch_add(1, Ordering::SeqCst);
+    }
+    extern "C" fn fake_refuse(_: *mut c_void) -> c_int {
+        -1
+    }
+    extern "C" fn fake_buffer(_: *mut c_void) -> *const c_char {
+        std::ptr::null()
+    }
+    extern "C" fn fake_run(_: *mut c_void, _: *const c_char) -> c_int {
+        0
+    }
+    fn fake_close(_: *mut c_void) {
+        CLOSED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The path where the library loads but its buffers cannot be set up:
+    /// the context is freed once and the library closed once (it was
+    /// closed twice before).
+    #[test]
+    fn a_failed_buffer_setup_frees_and_closes_once() {
+        // safe fns coerce to the unsafe fn pointer types
+        let f = Functions {
+            new: fake_new,
+            free: fake_free,
+            buffer_output: fake_refuse,
+            buffer_error: fake_refuse,
+            output: fake_buffer,
+            error: fake_buffer,
+            run: fake_run,
+        };
+        let library = Library {
+            handle: NonNull::dangling(),
+            close: fake_close,
+        };
+        assert!(NftLibrary::with_context(library, f).is_none());
+        assert_eq!(FREED.load(Ordering::SeqCst), 1);
+        assert_eq!(CLOSED.load(Ordering::SeqCst), 1);
+    }
 
     /// A syntax error needs no privilege, and comes back as nft's message.
     #[test]

@@ -61,7 +61,30 @@ pub async fn client(
 }
 
 /// An error and its causes on one line, in their own words.
+/// The most of an API server's message that goes into one log line.
+pub const MESSAGE_CHARS: usize = 512;
+
+/// `text` cut to `max` characters (on a character boundary), with the
+/// number of characters left out; line breaks become spaces.
+pub fn clip(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .replace(['\n', '\r'], " ");
+    let left = text.chars().count().saturating_sub(max);
+    if left > 0 {
+        out.push_str(&format!("… ({left} more characters)"));
+    }
+    out
+}
+
 pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
+    clip(&words_whole(e), MESSAGE_CHARS)
+}
+
+fn words_whole(e: &(dyn std::error::Error + 'static)) -> String {
     // the API server's own words, not the Status object's Debug form (a
     // kube-runtime watcher error wraps it, and its Display shows the Debug)
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -170,6 +193,19 @@ mod tests {
             text,
             r#"nodes is forbidden: User "x" cannot list resource "nodes""#
         );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_for_the_log() {
+        let long = format!("{}\n{}", "x".repeat(600), "é".repeat(100));
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": 500, "message": long}))
+                .expect("status");
+        let text = words(&kube::Error::Api(Box::new(status)));
+        assert!(text.starts_with(&"x".repeat(512)), "{text}");
+        assert!(text.ends_with("… (189 more characters)"), "{text}");
+        assert_eq!(clip("a\nb", 10), "a b");
+        assert_eq!(clip("ééé", 2), "éé… (1 more characters)");
     }
 
     #[test]

@@ -113,6 +113,69 @@ pub fn refused_leases(refused: Option<&[String]>, fix: &str) -> Finding {
     }
 }
 
+/// What was found about weft's fast paths on this host.
+#[derive(Debug, Clone, Default)]
+pub struct FastPathFacts {
+    /// libnftables loads (None: not asked; the nftables modes use it).
+    pub libnftables: Option<bool>,
+    /// On the legacy backend: whether weft reads legacy tables from the
+    /// kernel itself (Err: why not).
+    pub xtables: Option<Result<(), String>>,
+    /// Fallbacks a running daemon counted: (daemon, path, count) from its
+    /// /metrics, for every daemon that answered.
+    pub counted: Vec<(String, String, u64)>,
+    /// Daemons whose metrics were asked for and that answered.
+    pub asked: Vec<String>,
+}
+
+/// Whether the fast paths (libnftables, weft's x_tables reader and
+/// writer) work here, and whether a running agent or proxy fell back from
+/// them to the slower tools.
+pub fn fast_paths(f: &FastPathFacts) -> Finding {
+    const C: &str = "fast-paths";
+    let mut bad = Vec::new();
+    let mut fix = Vec::new();
+    for (daemon, path, n) in f.counted.iter().filter(|(_, _, n)| *n > 0) {
+        bad.push(format!("{daemon} fell back from {path} {n} time(s)"));
+    }
+    if f.libnftables == Some(false) {
+        bad.push("libnftables.so.1 does not load: nftables syncs run an nft process each".into());
+        fix.push("apt install libnftables1 (dnf install nftables)");
+    }
+    if let Some(Err(why)) = &f.xtables {
+        bad.push(format!("weft cannot read legacy tables from the kernel ({why}): iptables-legacy-save and -restore are used instead"));
+    }
+    if bad.is_empty() {
+        let mut ok = Vec::new();
+        if f.libnftables == Some(true) {
+            ok.push("libnftables loads");
+        }
+        if matches!(f.xtables, Some(Ok(()))) {
+            ok.push("legacy tables are read and written by weft");
+        }
+        let asked = if f.asked.is_empty() {
+            String::new()
+        } else {
+            format!("; no fallbacks counted by {}", f.asked.join(", "))
+        };
+        return Finding::ok(
+            C,
+            format!(
+                "{}{asked}",
+                if ok.is_empty() {
+                    "nothing to check".to_string()
+                } else {
+                    ok.join(", ")
+                }
+            ),
+        );
+    }
+    if !f.counted.is_empty() && fix.is_empty() {
+        fix.push("the daemon's log names the first fallback's reason (\"told once\")");
+    }
+    Finding::bad(C, Severity::Warning, bad.join("; "), fix.join("; "))
+}
+
 /// `net.ipv4.ip_forward` (value of the /proc file, `None` if unreadable).
 pub fn ip_forward(value: Option<&str>) -> Finding {
     const C: &str = "ip-forward";

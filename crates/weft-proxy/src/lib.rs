@@ -4,11 +4,13 @@
 //! nftables (kube-proxy's verdict maps, incremental `nft -f`).
 //!
 //! Data flows through the folders in order:
+//! - [`config_file`]: kube-proxy's `KubeProxyConfiguration` file (pure);
 //! - [`spec`]: service and endpoint definitions, parsed and validated (pure);
 //! - [`plan`]: what each service port needs on this node (pure);
 //! - [`render`]: plans as iptables-restore / nft text (pure);
 //! - [`shell`]: the store in etcd, the sync loop and the firewall tools.
 
+pub mod config_file;
 pub mod plan;
 pub mod render;
 #[cfg(feature = "shell")]

@@ -304,12 +304,16 @@ fn what_the_writer_does_not_take_goes_to_the_tool() {
     let ns = lab.netns("n").expect("netns");
     let ipt = detect(BackendChoice::Only(Backend::Legacy)).expect("legacy programs");
     in_netns(&ns, || {
+        use weft_firewall::fallback::{count, FastPath};
         let log =
             "*filter\n-A INPUT -p tcp -m tcp --dport 22 -j LOG --log-prefix \"ssh: \"\nCOMMIT\n";
+        let before = count(FastPath::XtablesWriter);
         assert_eq!(
             restore_noflush(&ipt, false, log).expect("applied"),
             Writer::Tool
         );
+        // the tool applied what the writer could not: a fallback, counted
+        assert_eq!(count(FastPath::XtablesWriter), before + 1);
         // TCP resets only for tcp: the kernel says EINVAL to both writers
         let bad = "*filter\n-A INPUT -j REJECT --reject-with tcp-reset\nCOMMIT\n";
         let e = restore_noflush(&ipt, false, bad).expect_err("refused");
@@ -320,6 +324,8 @@ fn what_the_writer_does_not_take_goes_to_the_tool() {
             restore_noflush(&ipt, false, good).expect("applied"),
             Writer::Native
         );
+        // neither the refused text nor the native write counted
+        assert_eq!(count(FastPath::XtablesWriter), before + 1);
     })
     .expect("in netns");
     let saved = save(&ns, false);

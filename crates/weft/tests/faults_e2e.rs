@@ -522,17 +522,17 @@ fn etcd_username_and_password_and_no_secret_in_logs() {
     let h2 = lab.host("h2", 12).expect("host");
     lab.start_agent(&h2, &["-etcd-username=weft", "-etcd-password=wrong-pw"])
         .expect("agent");
-    eventually(
-        Duration::from_secs(15),
-        "the auth failure in the log",
-        || {
-            let log = lab.agent_log(&h2).to_lowercase();
-            (log.contains("authentication failed")
-                || log.contains("invalid user")
-                || log.contains("auth"))
-            .then_some(())
-        },
-    );
+    // the words the user sees: etcd's own, after the endpoint
+    let want = "authentication failed, invalid user ID or password";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !lab.agent_log(&h2).lines().any(|l| l.contains(want)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want:?} in the log:\n{}",
+            lab.agent_log(&h2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(!lab.subnet_file(&h2).exists());
     for h in [&h1, &h2] {
         let log = lab.agent_log(h);

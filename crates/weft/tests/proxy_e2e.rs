@@ -59,6 +59,26 @@ fn metric(text: &str, name: &str) -> f64 {
     }
 }
 
+/// Every `weft_proxy_fast_path_fallbacks_total` sample: (path, count).
+fn fast_path_fallbacks(text: &str) -> Vec<(String, f64)> {
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("prometheus text parses");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "weft_proxy_fast_path_fallbacks_total")
+        .map(|s| {
+            let path = s.labels.get("path").unwrap_or("?").to_string();
+            let n = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            (path, n)
+        })
+        .collect()
+}
+
 /// The proxy in `mode`; with `legacy`, iptables rules go to the legacy
 /// backend, written by weft's own x_tables writer.
 fn scenario(mode: &str, legacy: bool) {
@@ -310,6 +330,17 @@ fn scenario(mode: &str, legacy: bool) {
     assert_eq!(metric(&m, "weft_proxy_services"), 5.0);
     assert!(metric(&m, "weft_proxy_syncs_partial_total") >= 5.0);
     assert_eq!(metric(&m, "weft_proxy_sync_errors_total"), 0.0);
+    // the fast paths held: libnftables (nftables mode), weft's x_tables
+    // reader and writer (legacy); a fallback would be correct but slow
+    for h in &hosts {
+        let fallbacks = fast_path_fallbacks(&scrape(h));
+        assert_eq!(fallbacks.len(), 3, "{fallbacks:?}");
+        assert!(
+            fallbacks.iter().all(|(_, n)| *n == 0.0),
+            "{}: fast paths fell back: {fallbacks:?}",
+            h.name
+        );
+    }
 
     // --cleanup removes every rule.
     let out = sh(

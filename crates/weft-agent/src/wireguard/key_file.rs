@@ -4,10 +4,13 @@
 //! key in the lease survives restarts.
 //!
 //! A key file that others can read is refused: whoever reads it can
-//! decrypt this host's pod traffic. Errors never quote the file's content.
+//! decrypt this host's pod traffic. It is opened without following a
+//! symbolic link (O_NOFOLLOW) and its owner and mode are checked on the
+//! opened descriptor, so nothing can be swapped in between the check and
+//! the read. Errors never quote the file's content.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -32,18 +35,47 @@ pub enum Origin {
 
 /// Reads the key at `path`, or makes one there when there is none.
 pub fn load_or_create(path: &Path) -> Result<(WgSecret, Origin)> {
-    match std::fs::metadata(path) {
-        Ok(meta) => read(path, meta.permissions().mode()).map(|k| (k, Origin::Read)),
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path);
+    match opened {
+        Ok(f) => read(path, f).map(|k| (k, Origin::Read)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create(path).map(|k| (k, Origin::Made))
         }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => bail!(
+            "the WireGuard key file {} is a symbolic link: the key must be a file of its own (owned by root, mode 0400)",
+            path.display()
+        ),
         Err(e) => {
             Err(e).with_context(|| format!("reading the WireGuard key file {}", path.display()))
         }
     }
 }
 
-fn read(path: &Path, mode: u32) -> Result<WgSecret> {
+/// Checks the opened file (a regular file, owned by root or this user,
+/// readable by them alone), then reads the key from it.
+fn read(path: &Path, f: std::fs::File) -> Result<WgSecret> {
+    let meta = f
+        .metadata()
+        .with_context(|| format!("reading the WireGuard key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "the WireGuard key file {} is not a regular file",
+            path.display()
+        );
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        bail!(
+            "the WireGuard key file {} belongs to user {}, not to root or this agent's user: run `chown root {}`, or remove it to have a new key made",
+            path.display(),
+            meta.uid(),
+            path.display()
+        );
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         bail!(
             "the WireGuard key file {} can be read by other users (mode {:04o}): run `chmod 0400 {}`, or remove it to have a new key made",
@@ -52,7 +84,9 @@ fn read(path: &Path, mode: u32) -> Result<WgSecret> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
+    let mut text = String::new();
+    f.take(4096)
+        .read_to_string(&mut text)
         .with_context(|| format!("reading the WireGuard key file {}", path.display()))?;
     WgSecret::from_base64(&text).map_err(|e| {
         anyhow::anyhow!(
@@ -68,10 +102,12 @@ fn create(path: &Path) -> Result<WgSecret> {
             .with_context(|| format!("creating {} for the WireGuard key", dir.display()))?;
     }
     let key = WgSecret::private_from_random(rand::random());
+    // create_new is O_EXCL: it never follows a link planted at `path`
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o400)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .with_context(|| format!("creating the WireGuard key file {}", path.display()))?;
     f.write_all(key.to_base64().as_bytes())
@@ -114,5 +150,36 @@ mod tests {
         let e = load_or_create(&path).expect_err("not a key").to_string();
         assert!(e.contains("is not base64"), "{e}");
         assert!(!e.contains("secret-but"), "{e}");
+    }
+
+    #[test]
+    fn a_link_planted_at_the_key_path_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // a key another user could read, behind a link at the key's path
+        let theirs = dir.path().join("theirs");
+        std::fs::write(&theirs, "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").expect("write");
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        let path = dir.path().join("wgkey");
+        std::os::unix::fs::symlink(&theirs, &path).expect("symlink");
+        let e = load_or_create(&path).expect_err("a link").to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        // a dangling link is not written through either
+        let gone = dir.path().join("gone");
+        let path2 = dir.path().join("wgkey2");
+        std::os::unix::fs::symlink(&gone, &path2).expect("symlink");
+        assert!(load_or_create(&path2).is_err());
+        assert!(!gone.exists(), "a key was written through the link");
+    }
+
+    #[test]
+    fn a_key_file_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wgkey");
+        std::fs::write(&path, "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None)
+            .expect("chown (the tests run as root)");
+        let e = load_or_create(&path).expect_err("not ours").to_string();
+        assert!(e.contains("belongs to user 65534"), "{e}");
     }
 }

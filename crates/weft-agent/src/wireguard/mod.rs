@@ -102,6 +102,8 @@ pub struct WgLocal {
     devices: Vec<(WgDeviceId, Prepared)>,
     mtu: u32,
     uapi_dir: PathBuf,
+    /// This host's public key (a lease naming it is not a peer).
+    public: weft_core::WgKey,
 }
 
 /// Which implementation `opts` and this kernel give.
@@ -144,10 +146,15 @@ pub fn prepare(
             )
         })?;
     let (v4, v6) = (network.pools.v4.is_some(), network.pools.v6.is_some());
+    let public = weft_core::WgKey(
+        *boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret.0))
+            .as_bytes(),
+    );
     let mut local = WgLocal {
         devices: Vec::new(),
         mtu,
         uapi_dir: opts.uapi_dir.clone(),
+        public,
     };
     for id in devices(cfg.mode, v4, v6) {
         let port = match id {
@@ -170,10 +177,6 @@ pub fn prepare(
     if local.devices.is_empty() {
         bail!("the network has no address family for WireGuard");
     }
-    let public = weft_core::WgKey(
-        *boringtun::x25519::PublicKey::from(&boringtun::x25519::StaticSecret::from(secret.0))
-            .as_bytes(),
-    );
     tracing::info!(
         implementation = ?implementation,
         key_file = %opts.key_file.display(),
@@ -268,6 +271,7 @@ impl WgLocal {
             started,
             cfg.psk.clone(),
             cfg.keepalive,
+            self.public,
         ))
     }
 }

@@ -2,73 +2,134 @@
 //! `<dir>/<device>.sock` (`/var/run/wireguard/flannel-wg.sock`), as
 //! wireguard-go serves it: `wg show flannel-wg` (a `get`) and
 //! `wg set flannel-wg peer …` (a `set`) work on weft's userspace devices.
-//! The socket is root's alone (0600), as the kernel's netlink interface
-//! asks for CAP_NET_ADMIN: `wg showconf` prints the private key.
+//! The socket is root's alone, as the kernel's netlink interface asks for
+//! CAP_NET_ADMIN (`wg showconf` prints the private key):
+//! - it is made 0600 in a private folder and renamed into place, so it
+//!   never exists at its path with looser permissions, whatever the umask;
+//! - a client whose credentials (SO_PEERCRED) are not root's or the
+//!   agent's own user is closed without an answer;
+//! - requests are read with bounded lines, line counts and bytes
+//!   ([`weft_core::wg_uapi`]);
+//! - each client is served on its own thread (at most [`MAX_CLIENTS`] at
+//!   once), so an idle client cannot keep `wg` waiting.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use ipnet::IpNet;
-use weft_core::{WgKey, WgSecret};
+use weft_core::wg_uapi::{self, Limits, Request, SetStep, EINVAL};
 
 use super::device::{PeerUpdate, WgDevice};
 
 pub const DEFAULT_DIR: &str = "/var/run/wireguard";
 
-const EINVAL: i32 = 22;
-const EPROTO: i32 = 71;
+/// Clients served at once; more are closed at once.
+pub const MAX_CLIENTS: usize = 16;
+/// How long a client may take to send a request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the device's socket from a thread; returns the socket's path.
 pub fn serve(dir: &Path, wg: Arc<WgDevice>) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the WireGuard socket folder {}", dir.display()))?;
     let path = dir.join(format!("{}.sock", wg.name));
-    // a socket left by an agent that died is replaced
-    let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))?;
+    let listener = bind_private(dir, &path)?;
+    let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name(format!("{}-uapi", wg.name))
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                if let Err(e) = handle(conn, &wg) {
-                    tracing::debug!(device = %wg.name, "configuration socket: {e}");
-                }
+                accept(conn, &wg, &clients);
             }
         })
         .context("starting the configuration socket's thread")?;
     Ok(path)
 }
 
+/// Binds a listener at `path` that is 0600 from the moment it is there:
+/// bound in a fresh 0700 folder beside it, restricted, then renamed over
+/// whatever was at `path` (a socket left by an agent that died).
+fn bind_private(dir: &Path, path: &Path) -> Result<UnixListener> {
+    // mkdtemp(3) makes the folder 0700: no one else can reach into it
+    let private = nix::unistd::mkdtemp(&dir.join(".weft-uapi-XXXXXX"))
+        .with_context(|| format!("creating a private folder in {}", dir.display()))?;
+    let staged = private.join("sock");
+    let bound = UnixListener::bind(&staged)
+        .with_context(|| format!("listening on {}", path.display()))
+        .and_then(|l| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+            std::fs::rename(&staged, path)
+                .with_context(|| format!("moving the socket to {}", path.display()))?;
+            Ok(l)
+        });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    bound
+}
+
+/// Whether the client on `conn` may configure the device: root, or the
+/// user the agent runs as.
+fn trusted(conn: &UnixStream) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match getsockopt(conn, PeerCredentials) {
+        Ok(c) => c.uid() == 0 || c.uid() == nix::unistd::geteuid().as_raw(),
+        Err(_) => false,
+    }
+}
+
+fn accept(conn: UnixStream, wg: &Arc<WgDevice>, clients: &Arc<AtomicUsize>) {
+    if !trusted(&conn) {
+        tracing::warn!(device = %wg.name, "configuration socket: a client that is neither root nor the agent's user was refused");
+        return;
+    }
+    if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+        clients.fetch_sub(1, Ordering::AcqRel);
+        tracing::debug!(device = %wg.name, "configuration socket: {MAX_CLIENTS} clients already; one closed");
+        return;
+    }
+    let (wg, clients) = (wg.clone(), clients.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("{}-uapi-client", wg.name))
+        .spawn(move || {
+            let _ = conn.set_read_timeout(Some(READ_TIMEOUT));
+            if let Err(e) = handle(conn, &wg) {
+                tracing::debug!(device = %wg.name, "configuration socket: {e}");
+            }
+            clients.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        tracing::warn!("configuration socket: no thread for a client");
+    }
+}
+
 fn handle(conn: UnixStream, wg: &WgDevice) -> std::io::Result<()> {
     let mut out = conn.try_clone()?;
-    let mut lines = BufReader::new(conn).lines();
-    while let Some(op) = lines.next() {
-        let op = op?;
-        let body: Vec<String> = lines
-            .by_ref()
-            .map_while(|l| l.ok())
-            .take_while(|l| !l.is_empty())
-            .collect();
-        let reply = match op.as_str() {
-            "get=1" => format!("{}errno=0\n\n", get(wg)),
-            "set=1" => format!("errno={}\n\n", set(wg, &body).err().unwrap_or(0)),
-            "" => continue,
-            _ => format!("errno={EPROTO}\n\n"),
+    let mut input = BufReader::new(conn);
+    let limits = Limits::default();
+    loop {
+        let reply = match wg_uapi::read_request(&mut input, &limits) {
+            Ok(None) => return Ok(()),
+            Ok(Some(Request::Get)) => format!("{}errno=0\n\n", get(wg)),
+            Ok(Some(Request::Set(body))) => {
+                format!("errno={}\n\n", set(wg, &body).err().unwrap_or(0))
+            }
+            Ok(Some(Request::Unknown)) => format!("errno={}\n\n", wg_uapi::EPROTO),
+            Err(e) => {
+                if let Some(errno) = e.errno() {
+                    out.write_all(format!("errno={errno}\n\n").as_bytes())?;
+                }
+                return Err(std::io::Error::other(e.to_string()));
+            }
         };
         out.write_all(reply.as_bytes())?;
     }
-    Ok(())
 }
 
 /// The `get` answer (without the final errno line).
@@ -105,65 +166,33 @@ pub fn get(wg: &WgDevice) -> String {
 /// Applies a `set`; the errno to answer on failure. Every line is checked
 /// before anything changes.
 pub fn set(wg: &WgDevice, lines: &[String]) -> Result<(), i32> {
-    enum Step {
-        ReplacePeers,
-        Peer(WgKey, PeerUpdate, bool),
-    }
-    let mut steps: Vec<Step> = Vec::new();
-    for line in lines {
-        let (k, v) = line.split_once('=').ok_or(EPROTO)?;
-        let peer = match steps.last_mut() {
-            Some(Step::Peer(_, u, remove)) => Some((u, remove)),
-            _ => None,
-        };
-        match (k, peer) {
-            ("private_key", None) => {
-                let key = WgSecret::from_hex(v).map_err(|_| EINVAL)?;
-                if key != *wg.secret() {
-                    return Err(EINVAL); // the key comes from the key file
-                }
-            }
-            ("listen_port", None) => {
-                if v.parse::<u16>().map_err(|_| EINVAL)? != wg.udp.port() {
-                    return Err(EINVAL);
-                }
-            }
-            ("fwmark", None) => {
-                if v != "0" {
-                    return Err(EINVAL);
-                }
-            }
-            ("replace_peers", None) => steps.push(Step::ReplacePeers),
-            ("public_key", _) => {
-                let key = WgKey::from_hex(v).map_err(|_| EINVAL)?;
-                steps.push(Step::Peer(key, PeerUpdate::default(), false));
-            }
-            ("remove", Some((_, remove))) => *remove = v == "true",
-            ("update_only", Some(_)) | ("protocol_version", Some(_)) => {}
-            ("preshared_key", Some((u, _))) => {
-                let k = WgSecret::from_hex(v).map_err(|_| EINVAL)?;
-                u.psk = Some((k.0 != [0; 32]).then_some(k));
-            }
-            ("endpoint", Some((u, _))) => {
-                u.endpoint = Some(v.parse::<SocketAddr>().map_err(|_| EINVAL)?);
-            }
-            ("persistent_keepalive_interval", Some((u, _))) => {
-                u.keepalive = Some(v.parse().map_err(|_| EINVAL)?);
-            }
-            ("replace_allowed_ips", Some((u, _))) => u.replace_allowed_ips = v == "true",
-            ("allowed_ip", Some((u, _))) => {
-                u.allowed_ips.push(v.parse::<IpNet>().map_err(|_| EINVAL)?)
-            }
-            _ => return Err(EPROTO),
+    let steps = wg_uapi::parse_set(lines)?;
+    for step in &steps {
+        match step {
+            // the key comes from the key file; the port from the config
+            SetStep::PrivateKey(key) if key != wg.secret() => return Err(EINVAL),
+            SetStep::ListenPort(port) if *port != wg.udp.port() => return Err(EINVAL),
+            SetStep::Fwmark(mark) if *mark != 0 => return Err(EINVAL),
+            _ => {}
         }
     }
     for step in steps {
         match step {
-            Step::ReplacePeers => wg.clear_peers(),
-            Step::Peer(key, _, true) => {
+            SetStep::ReplacePeers => wg.clear_peers(),
+            SetStep::Peer(key, c) if c.remove => {
                 wg.remove_peer(&key);
             }
-            Step::Peer(key, u, false) => wg.update_peer(key, u),
+            SetStep::Peer(key, c) => wg.update_peer(
+                key,
+                PeerUpdate {
+                    endpoint: c.endpoint,
+                    replace_allowed_ips: c.replace_allowed_ips,
+                    allowed_ips: c.allowed_ips,
+                    psk: c.psk,
+                    keepalive: c.keepalive,
+                },
+            ),
+            SetStep::PrivateKey(_) | SetStep::ListenPort(_) | SetStep::Fwmark(_) => {}
         }
     }
     Ok(())
@@ -207,6 +236,9 @@ pub fn query(path: &Path) -> Result<DeviceState> {
 mod tests {
     use super::*;
     use crate::wireguard::socket::Udp;
+    use weft_core::wg_uapi::EPROTO;
+    use weft_core::WgKey;
+    use weft_core::WgSecret;
 
     fn device() -> WgDevice {
         let secret = WgSecret::private_from_random([7; 32]);
@@ -274,5 +306,123 @@ mod tests {
                 handshakes: 0
             }
         );
+    }
+
+    fn serving(wg: Arc<WgDevice>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = serve(dir.path(), wg).expect("serve");
+        (dir, path)
+    }
+
+    #[test]
+    fn an_idle_client_does_not_keep_wg_waiting() {
+        let (_dir, path) = serving(Arc::new(device()));
+        let _idle = UnixStream::connect(&path).expect("idle client");
+        let t = std::time::Instant::now();
+        let st = query(&path).expect("query");
+        assert_eq!(st.peers, 0);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "wg waited {:?} behind an idle client",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_over_long_line_is_answered_and_the_client_closed() {
+        let (_dir, path) = serving(Arc::new(device()));
+        let mut c = UnixStream::connect(&path).expect("client");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let long = format!("set=1\n{}\n\n", "a".repeat(5000));
+        c.write_all(long.as_bytes()).expect("write");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut c, &mut answer).expect("read to the end");
+        assert_eq!(answer, "errno=90\n\n");
+    }
+
+    #[test]
+    fn the_socket_is_never_looser_than_0600_even_with_umask_0() {
+        use nix::sys::stat::{umask, Mode};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("wg-test.sock");
+        let old = umask(Mode::empty());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        seen.insert(m.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        for _ in 0..200 {
+            let l = bind_private(dir.path(), &path).expect("bind");
+            drop(l);
+        }
+        stop.store(true, Ordering::Relaxed);
+        umask(old);
+        let seen = watcher.join().expect("watcher");
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0o600]);
+        // nothing left beside it
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("wg-test.sock")]);
+    }
+
+    /// The client side of the next test, run as another user (this test
+    /// binary started again with WEFT_UAPI_CLIENT set).
+    #[test]
+    fn uapi_client_helper() {
+        let Some(path) = std::env::var_os("WEFT_UAPI_CLIENT") else {
+            return;
+        };
+        let mut c = UnixStream::connect(path).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"get=1\n\n").expect("write");
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut c, &mut answer);
+        print!("ANSWER[{answer}]");
+    }
+
+    #[test]
+    fn a_client_of_another_user_is_refused_even_if_the_socket_lets_it_in() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, path) = (0, serve(dir.path(), Arc::new(device())).expect("serve"));
+        // a careless chmod lets everyone in; the credentials check still holds
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod dir");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .expect("chmod socket");
+        let run = |uid: u32| {
+            let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "wireguard::uapi::tests::uapi_client_helper",
+                    "--nocapture",
+                ])
+                .env("WEFT_UAPI_CLIENT", &path)
+                .uid(uid)
+                .gid(uid)
+                .output()
+                .expect("the test binary runs as another user");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let root = run(0);
+        assert!(
+            root.contains("ANSWER[private_key="),
+            "root is served: {root}"
+        );
+        let nobody = run(65534);
+        assert!(nobody.contains("ANSWER[]"), "nobody is refused: {nobody}");
     }
 }

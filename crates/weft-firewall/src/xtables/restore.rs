@@ -224,6 +224,34 @@ pub fn read_table(family: Family, name: &str) -> Result<Table, RestoreError> {
     })
 }
 
+/// Applies `text` to tables held in memory, as [`restore`] applies it to
+/// the kernel's: each transaction's table (from `tables`, by name) is
+/// changed, laid out and decoded back. The whole model without a kernel,
+/// for tests and the fuzz target.
+pub fn restore_in_memory(
+    family: Family,
+    text: &str,
+    tables: &mut std::collections::BTreeMap<String, Table>,
+) -> Result<(), RestoreError> {
+    for tx in parse(family, text)? {
+        let table_err = |source| RestoreError::Table {
+            table: tx.table.to_string(),
+            rest: String::new(),
+            source,
+        };
+        let Some(table) = tables.get_mut(tx.table) else {
+            return Err(RestoreError::Invalid {
+                line: 0,
+                what: format!("no table {}", tx.table),
+            });
+        };
+        apply(table, &tx.ops, tx.new).map_err(table_err)?;
+        let blob = table.layout(0).map_err(table_err)?;
+        *table = Table::decode(family, tx.table, blob.info, blob.buf, 0).map_err(table_err)?;
+    }
+    Ok(())
+}
+
 /// Applies `text` as `iptables-restore -w --noflush` would.
 pub fn restore(family: Family, text: &str) -> Result<Report, RestoreError> {
     let transactions = parse(family, text)?;

@@ -119,32 +119,9 @@ fn what_is_not_modelled_is_unsupported_and_bad_values_name_the_option() {
     assert_eq!(e.to_string(), "-m tcp needs -p tcp");
 }
 
-/// An empty nat table as the kernel would hand it out: four built-in
-/// chains accepting, then the closing ERROR entry.
+/// An empty nat table as the kernel would hand it out.
 fn empty_nat(family: Family) -> (Info, Vec<u8>) {
-    let es = family.entry_size();
-    let mut b = Vec::new();
-    let mut info = Info {
-        valid_hooks: 0b11011,
-        ..Info::default()
-    };
-    for h in [0, 1, 3, 4] {
-        info.hook_entry[h] = b.len() as u32;
-        info.underflow[h] = b.len() as u32;
-        let s = b.len();
-        b.resize(s + es, 0);
-        abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
-        abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 40) as u16);
-        abi::push_standard_target(&mut b, abi::VERDICT_ACCEPT);
-    }
-    let s = b.len();
-    b.resize(s + es, 0);
-    abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
-    abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 64) as u16);
-    abi::push_error_target(&mut b, "ERROR");
-    info.num_entries = 5;
-    info.size = b.len() as u32;
-    (info, b)
+    crate::xtables::table::empty_entries(family, "nat").expect("nat is standard")
 }
 
 fn decode_layout(table: &Table) -> Table {
@@ -322,4 +299,47 @@ fn damaged_tables_are_refused_without_panicking() {
         }
     }
     assert!(refused > 0);
+}
+
+#[test]
+fn restore_text_applies_to_tables_in_memory() {
+    use std::collections::BTreeMap;
+    let mut tables = BTreeMap::new();
+    for name in ["nat", "filter"] {
+        let (info, buf) = crate::xtables::table::empty_entries(Family::V4, name).expect("standard");
+        tables.insert(
+            name.to_string(),
+            Table::decode(Family::V4, name, info, buf, 0).expect("decode"),
+        );
+    }
+    let text = "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.254.0.1/32 -p tcp -m tcp --dport 443 -j DNAT --to-destination 198.18.0.1:6443\nCOMMIT\n*filter\n-A FORWARD -s 100.64.0.0/10 -j ACCEPT\nCOMMIT\n";
+    crate::xtables::restore::restore_in_memory(Family::V4, text, &mut tables).expect("applies");
+    assert!(tables["nat"].has_chain("KUBE-SERVICES"));
+    assert_eq!(tables["nat"].rule_count("KUBE-SERVICES"), Some(1));
+    assert_eq!(tables["filter"].rule_count("FORWARD"), Some(1));
+    let e = crate::xtables::restore::restore_in_memory(
+        Family::V4,
+        "*nope\nCOMMIT\n*nope\n-A X -j ACCEPT\nCOMMIT\n",
+        &mut tables,
+    );
+    assert!(e.is_err());
+}
+
+/// Found by the restore_text fuzz target: two names that differ only after
+/// a NUL were two chains in the model and one name in the kernel's layout.
+#[test]
+fn chain_names_with_control_characters_are_refused() {
+    let (info, blob) = empty_nat(Family::V4);
+    let mut t = Table::decode(Family::V4, "nat", info, blob, 0).expect("decode");
+    for bad in ["FLANNE\u{1f}\0POSTRTG", "A\0B", "TAB\tX", "NL\n"] {
+        assert!(
+            matches!(t.declare(bad), Err(TableError::BadName(_))),
+            "{bad:?} accepted"
+        );
+    }
+    let text = "*nat\n:FLANNE\u{1f}\0POSTRTG - [0:0]\n:FLANNE\u{1f}\0POST'RTG - [0:0]\nCOMMIT\n";
+    let mut tables = std::collections::BTreeMap::from([("nat".to_string(), t)]);
+    assert!(crate::xtables::restore::restore_in_memory(Family::V4, text, &mut tables).is_err());
+    let laid = tables["nat"].layout(0).expect("layout");
+    Table::decode(Family::V4, "nat", laid.info, laid.buf, 0).expect("still decodes");
 }

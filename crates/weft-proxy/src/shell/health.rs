@@ -119,14 +119,38 @@ fn local_ready(catalog: &Catalog, service: &ServiceName, node: &str) -> usize {
 /// The health-check node port servers.
 pub struct ServiceHealth {
     proxy: ProxyHealth,
+    /// `--nodeport-addresses` resolved (None: every address).
+    addresses: Option<Vec<IpAddr>>,
     counts: Arc<Mutex<BTreeMap<ServiceName, usize>>>,
-    servers: BTreeMap<u16, (ServiceName, JoinHandle<()>)>,
+    servers: BTreeMap<u16, (ServiceName, Vec<JoinHandle<()>>)>,
+}
+
+/// Listeners for a health-check node port: on each of `addresses` (the
+/// node port addresses, as kube-proxy binds them), or on every address of
+/// both families when there is no such list.
+pub fn bind_health_port(
+    port: u16,
+    addresses: Option<&[IpAddr]>,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    match addresses {
+        Some(list) => list
+            .iter()
+            .map(|ip| std::net::TcpListener::bind(SocketAddr::new(*ip, port)))
+            .collect(),
+        None => {
+            let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            let l = std::net::TcpListener::bind(any6)
+                .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)))?;
+            Ok(vec![l])
+        }
+    }
 }
 
 impl ServiceHealth {
-    pub fn new(proxy: ProxyHealth) -> ServiceHealth {
+    pub fn new(proxy: ProxyHealth, addresses: Option<Vec<IpAddr>>) -> ServiceHealth {
         ServiceHealth {
             proxy,
+            addresses,
             counts: Arc::default(),
             servers: BTreeMap::new(),
         }
@@ -146,10 +170,10 @@ impl ServiceHealth {
                 .map(|id| ((*id).clone(), local_ready(catalog, id, node)))
                 .collect();
         }
-        self.servers.retain(|port, (id, task)| {
+        self.servers.retain(|port, (id, tasks)| {
             let keep = wanted.get(port) == Some(&&*id);
             if !keep {
-                task.abort();
+                tasks.iter().for_each(JoinHandle::abort);
             }
             keep
         });
@@ -158,8 +182,8 @@ impl ServiceHealth {
                 continue;
             }
             match self.open(port, id.clone()) {
-                Ok(task) => {
-                    self.servers.insert(port, (id.clone(), task));
+                Ok(tasks) => {
+                    self.servers.insert(port, (id.clone(), tasks));
                 }
                 Err(e) => tracing::error!(
                     "health check node port {port} of {id}: {e} (load balancers will see this node as unhealthy)"
@@ -168,40 +192,68 @@ impl ServiceHealth {
         }
     }
 
-    fn open(&self, port: u16, id: ServiceName) -> std::io::Result<JoinHandle<()>> {
-        // every address of both families, as kube-proxy's ":port"
-        let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-        let std_listener = std::net::TcpListener::bind(any6)
-            .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", port)))?;
-        std_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        let (counts, proxy) = (self.counts.clone(), self.proxy.clone());
-        Ok(tokio::spawn(weft_telemetry::serve_with(
-            listener,
-            move |_, _| {
-                let count = counts
-                    .lock()
-                    .ok()
-                    .and_then(|c| c.get(&id).copied())
-                    .unwrap_or(0);
-                let healthy = proxy.healthy();
-                json_response(
-                    count > 0 && healthy,
-                    format!(
-                        "{{\n\t\"service\": {{\n\t\t\"namespace\": \"{}\",\n\t\t\"name\": \"{}\"\n\t}},\n\t\"localEndpoints\": {count},\n\t\"serviceProxyHealthy\": {healthy}\n}}",
-                        id.namespace, id.name
-                    ),
-                    vec![("X-Load-Balancing-Endpoint-Weight", count.to_string())],
-                )
-            },
-        )))
+    fn open(&self, port: u16, id: ServiceName) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::new();
+        for l in bind_health_port(port, self.addresses.as_deref())? {
+            l.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(l)?;
+            let (counts, proxy, id) = (self.counts.clone(), self.proxy.clone(), id.clone());
+            tasks.push(tokio::spawn(weft_telemetry::serve_with(
+                listener,
+                move |_, _| {
+                    let count = counts
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.get(&id).copied())
+                        .unwrap_or(0);
+                    let healthy = proxy.healthy();
+                    json_response(
+                        count > 0 && healthy,
+                        format!(
+                            "{{\n\t\"service\": {{\n\t\t\"namespace\": \"{}\",\n\t\t\"name\": \"{}\"\n\t}},\n\t\"localEndpoints\": {count},\n\t\"serviceProxyHealthy\": {healthy}\n}}",
+                            id.namespace, id.name
+                        ),
+                        vec![("X-Load-Balancing-Endpoint-Weight", count.to_string())],
+                    )
+                },
+            )));
+        }
+        Ok(tasks)
     }
 }
 
 impl Drop for ServiceHealth {
     fn drop(&mut self) {
-        for (_, task) in self.servers.values() {
-            task.abort();
+        for (_, tasks) in self.servers.values() {
+            tasks.iter().for_each(JoinHandle::abort);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_port_with_node_port_addresses_listens_on_those_only() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let only: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("ip")];
+        let ls = bind_health_port(port, Some(&only)).expect("bind");
+        assert_eq!(ls.len(), 1);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // another local address (all of 127/8 is this host's) is not served
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.2", port)).is_err(),
+            "the health port answers on an address outside --nodeport-addresses"
+        );
+        drop(ls);
+        // no list: every address
+        let ls = bind_health_port(port, None).expect("bind all");
+        assert!(std::net::TcpStream::connect(("127.0.0.2", port)).is_ok());
+        drop(ls);
+        // a list matching no address of this node: no listener at all
+        assert!(bind_health_port(port, Some(&[])).expect("none").is_empty());
     }
 }

@@ -14,26 +14,32 @@ use crate::render::nft;
 /// Applies nft text for one thread (the library's context is not shared).
 pub struct NftApplier {
     library: Option<NftLibrary>,
+    /// In-process was asked for (a missing library is then a fallback).
+    in_process: bool,
 }
 
 impl NftApplier {
     /// In-process when `in_process` and libnftables loads.
     pub fn new(in_process: bool) -> NftApplier {
         let library = in_process.then(NftLibrary::open).flatten();
-        if in_process {
-            match library {
-                Some(_) => tracing::info!("nft transactions applied in-process (libnftables)"),
-                None => {
-                    tracing::info!("libnftables.so.1 not found: running nft -f per transaction")
-                }
-            }
+        if library.is_some() {
+            tracing::info!("nft transactions applied in-process (libnftables)");
         }
-        NftApplier { library }
+        NftApplier {
+            library,
+            in_process,
+        }
     }
 
     /// Applies `text` as one transaction: (bytes, time taken).
     pub fn apply(&mut self, text: &str) -> Result<(usize, Duration), FirewallError> {
         let Some(lib) = &mut self.library else {
+            if self.in_process {
+                weft_firewall::fallback::fell_back(
+                    weft_firewall::fallback::FastPath::Libnftables,
+                    "libnftables.so.1 (Debian's libnftables1) could not be loaded",
+                );
+            }
             return nft_process(text);
         };
         let t = Instant::now();

@@ -187,6 +187,7 @@ impl Default for ProxyStats {
                 "Time to render and apply a sync",
                 s.sync_seconds.clone(),
             );
+            weft_firewall::fallback::register(&mut r);
         }
         s
     }
@@ -312,7 +313,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
             .await
             .with_context(|| format!("--healthz-bind-address {addr}"))?;
     }
-    let mut service_health = ServiceHealth::new(proxy_health.clone());
+    let mut service_health = ServiceHealth::new(proxy_health.clone(), host.node_port_ips.clone());
     let mut catalog = Catalog::default();
     // nothing is synced before the source's first snapshot
     let mut listed = false;

@@ -426,7 +426,10 @@ fn iptables_state_native(ipt: &Iptables, v6: bool) -> Option<IptablesState> {
     let read = |table: &str| {
         xtables::read_table(family, table)
             .map_err(|e| {
-                tracing::debug!("legacy {table} table from the kernel: {e}; asking iptables-save")
+                weft_firewall::fallback::fell_back(
+                    weft_firewall::fallback::FastPath::XtablesReader,
+                    format!("the {table} table: {e}"),
+                )
             })
             .ok()
     };

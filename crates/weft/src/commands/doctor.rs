@@ -38,6 +38,66 @@ pub struct DoctorArgs {
     /// wireguard backend: the agent's --wireguard-socket-dir
     #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::wireguard::uapi::DEFAULT_DIR)]
     wireguard_socket_dir: PathBuf,
+    /// Where `weft proxy` serves /metrics (its --metrics-bind-address), to
+    /// read the fallbacks it counted ("" to not ask)
+    #[arg(long = "proxy-metrics-address", default_value = "127.0.0.1:10249")]
+    proxy_metrics: String,
+    /// Where the agent serves /metrics (its -healthz-ip:-healthz-port), to
+    /// read the fallbacks it counted
+    #[arg(long = "agent-metrics-address")]
+    agent_metrics: Option<String>,
+}
+
+/// The `fast_path_fallbacks_total{path="…"}` samples of a daemon's
+/// /metrics at `addr`; None when nothing answers there.
+fn fallbacks_at(addr: &str) -> Option<Vec<(String, u64)>> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut c = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    c.set_read_timeout(Some(timeout)).ok()?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: doctor\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    c.take(4 << 20).read_to_string(&mut text).ok()?;
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("fast_path_fallbacks_total{path=\"")?;
+            let (path, rest) = rest.split_once('"')?;
+            let n = rest.rsplit(' ').next()?.trim().parse().ok()?;
+            Some((path.to_string(), n))
+        })
+        .collect();
+    Some(samples)
+}
+
+fn fast_path_facts(a: &DoctorArgs, ipt: Option<&weft_firewall::Iptables>) -> doctor::FastPathFacts {
+    let mut f = doctor::FastPathFacts {
+        libnftables: Some(weft_firewall::NftLibrary::open().is_some()),
+        ..Default::default()
+    };
+    if ipt.is_some_and(|i| i.backend == weft_firewall::Backend::Legacy) {
+        let read = weft_firewall::xtables::read_table(weft_firewall::xtables::Family::V4, "filter");
+        f.xtables = Some(read.map(|_| ()).map_err(|e| e.to_string()));
+    }
+    let daemons = [
+        (
+            "weft proxy",
+            Some(a.proxy_metrics.as_str()).filter(|s| !s.is_empty()),
+        ),
+        ("weft agent", a.agent_metrics.as_deref()),
+    ];
+    for (daemon, addr) in daemons {
+        let Some(samples) = addr.and_then(fallbacks_at) else {
+            continue;
+        };
+        f.asked.push(daemon.to_string());
+        f.counted
+            .extend(samples.into_iter().map(|(p, n)| (daemon.to_string(), p, n)));
+    }
+    f
 }
 
 /// What the lease store (etcd, or the Kubernetes API) told us.
@@ -319,6 +379,7 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         ipt.as_ref().map(ToString::to_string).as_deref(),
         &saved,
     ));
+    findings.push(doctor::fast_paths(&fast_path_facts(a, ipt.as_ref())));
 
     // Devices.
     let links = weft_kernel::Netlink::open()

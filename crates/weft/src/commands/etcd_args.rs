@@ -66,34 +66,4 @@ impl EtcdArgs {
 }
 
 /// Parses `100ms`, `30s`, `15m`, `1h` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 30s, 15m, 1h, 1m30s)");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    // Go's form: number-unit pairs ("1h0m0s"); a bare number is seconds
-    let mut rest = s;
-    let mut secs = 0.0;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(split);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        secs += match unit {
-            "ms" => n / 1000.0,
-            "" if tail.is_empty() && rest.len() == s.len() => n,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-        };
-        rest = tail;
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
+pub use weft_core::duration::parse as parse_duration;

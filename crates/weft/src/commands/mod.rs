@@ -8,7 +8,6 @@ pub mod etcd_args;
 pub mod install;
 pub mod kube_args;
 pub mod proxy;
-pub mod proxy_config;
 pub mod qos;
 pub mod service;
 pub mod status;

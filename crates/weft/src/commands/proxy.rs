@@ -123,7 +123,7 @@ fn apply_config(a: &mut ProxyArgs) -> Result<()> {
     let Some(path) = a.config.clone() else {
         return Ok(());
     };
-    let c = super::proxy_config::read(&path)?;
+    let c = weft_proxy::config_file::read(&path)?;
     a.kubeconfig = c.kubeconfig.or(a.kubeconfig.take());
     a.hostname = a.hostname.take().or(c.hostname_override);
     a.bind_address = c.bind_address.or(a.bind_address);
@@ -172,7 +172,11 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
         node_ip: a.bind_address,
         localhost_node_ports: a.localhost_node_ports,
         node_port_addresses: a.nodeport_addresses.clone(),
-        healthz: super::proxy_config::bind_address(&a.healthz, 10256, "--healthz-bind-address")?,
+        healthz: weft_proxy::config_file::bind_address(
+            &a.healthz,
+            10256,
+            "--healthz-bind-address",
+        )?,
     };
     let stats = Arc::new(ProxyStats::default());
     let rt = tokio::runtime::Builder::new_current_thread()

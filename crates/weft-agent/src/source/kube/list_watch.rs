@@ -16,12 +16,14 @@ use kube::runtime::utils::Backoff;
 use kube::Client;
 use tokio::sync::mpsc;
 use tokio::time::sleep;
-use weft_kube::{words, Retry};
+use weft_kube::{clip, words, Retry, MESSAGE_CHARS};
 
-use super::proto::{self, ListDecoder, ListItem, Node, Object, WatchDecoder};
+use weft_core::kube_node::proto::{self, ListDecoder, ListItem, Node, Object, WatchDecoder};
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 const PROTOBUF_WATCH: &str = "application/vnd.kubernetes.protobuf;stream=watch";
+/// How much of an error answer is read.
+const ERROR_BODY_BYTES: usize = 64 << 10;
 
 /// What the Node stream says, in order: a listing is `Init`, each Node
 /// `InitApply`, then `InitDone`; after it, changes.
@@ -121,7 +123,10 @@ async fn list(
             continue;
         };
         decoder.push(&data);
-        while let Some(item) = decoder.next().map_err(|e| format!("the Node list: {e}"))? {
+        while let Some(item) = decoder
+            .next_item()
+            .map_err(|e| format!("the Node list: {e}"))?
+        {
             match item {
                 ListItem::Version(v) => version = Some(v),
                 ListItem::Node(n) => send(tx, NodeEvent::InitApply(n)).await?,
@@ -160,12 +165,18 @@ async fn watch(
             continue;
         };
         decoder.push(&data);
-        while let Some(ev) = decoder.next().map_err(|e| format!("the Node watch: {e}"))? {
+        while let Some(ev) = decoder
+            .next_event()
+            .map_err(|e| format!("the Node watch: {e}"))?
+        {
             events += 1;
             let node = match ev.object {
                 Object::Node(n) => n,
                 Object::Status(s) if s.code == 410 => return Err(Fault::Gone),
-                Object::Status(s) => return Err(format!("the Node watch: {}", s.message).into()),
+                Object::Status(s) => {
+                    let words = clip(&s.message, MESSAGE_CHARS);
+                    return Err(format!("the Node watch: {words}").into());
+                }
             };
             if !node.resource_version().is_empty() {
                 *version = node.resource_version().to_string();
@@ -223,16 +234,17 @@ async fn get(client: &Client, uri: &str, accept: &str) -> Result<Body, Fault> {
         }
         return Ok(response.into_body());
     }
-    let bytes = response
-        .into_body()
-        .collect_bytes()
+    // an error's body is read to a bound and its words cut for the log
+    let bytes = http_body_util::Limited::new(response.into_body(), ERROR_BODY_BYTES)
+        .collect()
         .await
-        .map_err(|e| format!("reading the API server's answer: {}", words(&e)))?;
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let (code, message) = match proto::decode_object(&bytes) {
-        Ok(Object::Status(s)) => (s.code, s.message),
+        Ok(Object::Status(s)) => (s.code, clip(&s.message, MESSAGE_CHARS)),
         _ => (
             i32::from(status.as_u16()),
-            String::from_utf8_lossy(&bytes).trim().to_string(),
+            clip(&String::from_utf8_lossy(&bytes), MESSAGE_CHARS),
         ),
     };
     if code == 410 {

@@ -7,11 +7,9 @@
 //! ([`announce`]); the other hosts' leases are every Node carrying
 //! `kube-subnet-manager: "true"` ([`watch`]).
 
-pub mod annotations;
 mod announce;
 mod list_watch;
 pub mod node;
-mod proto;
 mod watch;
 
 use std::collections::HashSet;
@@ -29,10 +27,10 @@ use weft_core::lease::{LeaseAttrs, LeaseKey};
 use weft_core::MacAddr;
 use weft_kube::{is_not_found, words, FlagNames, Retry};
 
-use self::annotations::{pod_cidrs, AnnotationNames};
 use self::node::LeaseNode;
 use super::Network;
 use crate::flags::AgentArgs;
+use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames};
 
 /// The agent's flags for the connection, in error messages.
 const FLAGS: FlagNames = FlagNames {

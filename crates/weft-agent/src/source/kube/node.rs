@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
-use super::annotations::NodeView;
+use weft_core::kube_node::annotations::NodeView;
 
 /// A Node as a lease holder.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -48,8 +48,8 @@ fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     })
 }
 
-impl From<super::proto::Node> for LeaseNode {
-    fn from(n: super::proto::Node) -> Self {
+impl From<weft_core::kube_node::proto::Node> for LeaseNode {
+    fn from(n: weft_core::kube_node::proto::Node) -> Self {
         let meta = n.metadata.unwrap_or_default();
         let spec = n.spec.unwrap_or_default();
         let some = |s: String| Some(s).filter(|s| !s.is_empty());

@@ -12,12 +12,12 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, Notify};
 use weft_core::lease::{Lease, LeaseKey};
 
-use super::annotations::{pod_cidrs, AnnotationNames, NodeView};
 use super::list_watch::{self, NodeEvent as Event};
-use super::proto::Node;
 use super::KubeSource;
 use crate::source::{Change, Update};
 use crate::Never;
+use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames, NodeView};
+use weft_core::kube_node::proto::Node;
 
 impl KubeSource {
     /// Sends every managed Node's lease, then each change, until a fatal

@@ -125,12 +125,55 @@ pub struct Table {
     changed: bool,
 }
 
+/// A name the kernel keeps as written: a C string (no NUL, which would
+/// cut it short and make two names one), of printable characters.
 fn valid_chain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < abi::EXTENSION_NAME_LEN
         && !name.starts_with('-')
         && !name.starts_with('!')
-        && !name.contains(char::is_whitespace)
+        && !name.contains(|c: char| c.is_whitespace() || c.is_control())
+}
+
+/// The hooks of the standard tables (PREROUTING 0, INPUT 1, FORWARD 2,
+/// OUTPUT 3, POSTROUTING 4).
+fn standard_hooks(name: &str) -> Option<&'static [usize]> {
+    Some(match name {
+        "filter" => &[1, 2, 3],
+        "nat" => &[0, 1, 3, 4],
+        "mangle" => &[0, 1, 2, 3, 4],
+        "raw" => &[0, 3],
+        "security" => &[1, 2, 3],
+        _ => return None,
+    })
+}
+
+/// A standard table with no rules, as the kernel hands out a fresh one:
+/// each built-in chain's ACCEPT policy, then the closing ERROR entry.
+/// (`None` for a name that is no standard table.)
+pub fn empty_entries(family: Family, name: &str) -> Option<(Info, Vec<u8>)> {
+    let hooks = standard_hooks(name)?;
+    let es = family.entry_size();
+    let mut b = Vec::new();
+    let mut info = Info::default();
+    for &h in hooks {
+        info.valid_hooks |= 1 << h;
+        info.hook_entry[h] = b.len() as u32;
+        info.underflow[h] = b.len() as u32;
+        let s = b.len();
+        b.resize(s + es, 0);
+        abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
+        abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 40) as u16);
+        abi::push_standard_target(&mut b, abi::VERDICT_ACCEPT);
+    }
+    let s = b.len();
+    b.resize(s + es, 0);
+    abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
+    abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 64) as u16);
+    abi::push_error_target(&mut b, "ERROR");
+    info.num_entries = hooks.len() as u32 + 1;
+    info.size = b.len() as u32;
+    Some((info, b))
 }
 
 impl Table {

@@ -19,8 +19,13 @@ use prost::Message;
 use super::annotations::NodeView;
 
 const MAGIC: &[u8] = b"k8s\0";
-/// Larger watch frames are refused rather than buffered.
-const MAX_FRAME: usize = 64 << 20;
+/// Larger watch frames and list items are refused rather than buffered
+/// (etcd keeps objects below 1.5 MiB).
+pub const MAX_FRAME: usize = 64 << 20;
+/// Nodes one list may hold (Kubernetes is tested to 5,000).
+pub const MAX_LIST_ITEMS: usize = 100_000;
+/// Bytes a list's NodeList may declare.
+pub const MAX_LIST_BYTES: usize = 2 << 30;
 
 #[derive(Clone, PartialEq, Message)]
 struct TypeMeta {
@@ -253,10 +258,12 @@ enum ListState {
 }
 
 /// A `NodeList` decoded while it arrives: [`push`](Self::push) each chunk
-/// of the body, then take [`next`](Self::next) until it says `None`.
+/// of the body, then take [`next_item`](Self::next_item) until it says `None`.
 pub struct ListDecoder {
     pending: Pending,
     state: ListState,
+    /// Nodes given so far.
+    nodes: usize,
 }
 
 impl Default for ListDecoder {
@@ -264,6 +271,7 @@ impl Default for ListDecoder {
         ListDecoder {
             pending: Pending::default(),
             state: ListState::Magic,
+            nodes: 0,
         }
     }
 }
@@ -279,7 +287,7 @@ impl ListDecoder {
     }
 
     /// The next item whose bytes are all here; `None` until more come.
-    pub fn next(&mut self) -> Result<Option<ListItem>, String> {
+    pub fn next_item(&mut self) -> Result<Option<ListItem>, String> {
         loop {
             let b = self.pending.rest();
             match self.state {
@@ -296,9 +304,18 @@ impl ListDecoder {
                 ListState::Envelope => {
                     let Some(f) = field(b)? else { return Ok(None) };
                     if f.number == 2 && f.length_delimited {
+                        if f.len > MAX_LIST_BYTES {
+                            return Err(format!(
+                                "a Node list of {} bytes (more than {MAX_LIST_BYTES})",
+                                f.len
+                            ));
+                        }
                         self.pending.consume(f.head);
                         self.state = ListState::Items(f.len);
                         continue;
+                    }
+                    if f.len > MAX_FRAME {
+                        return Err(format!("a list envelope field of {} bytes", f.len));
                     }
                     let Some(payload) = b.get(f.head..f.head + f.len) else {
                         return Ok(None);
@@ -319,6 +336,12 @@ impl ListDecoder {
                     if end > left {
                         return Err("protobuf NodeList: an item runs past the list".into());
                     }
+                    if f.len > MAX_FRAME {
+                        return Err(format!(
+                            "a Node list item of {} bytes (more than {MAX_FRAME})",
+                            f.len
+                        ));
+                    }
                     let Some(payload) = b.get(f.head..end) else {
                         return Ok(None);
                     };
@@ -326,9 +349,17 @@ impl ListDecoder {
                         (1, true) => ListMeta::decode(payload)
                             .map(|m| Some(ListItem::Version(m.resource_version)))
                             .map_err(|e| format!("protobuf ListMeta: {e}"))?,
-                        (2, true) => Node::decode(payload)
-                            .map(|n| Some(ListItem::Node(n)))
-                            .map_err(|e| format!("protobuf Node: {e}"))?,
+                        (2, true) => {
+                            self.nodes += 1;
+                            if self.nodes > MAX_LIST_ITEMS {
+                                return Err(format!(
+                                    "a Node list of more than {MAX_LIST_ITEMS} Nodes"
+                                ));
+                            }
+                            Node::decode(payload)
+                                .map(|n| Some(ListItem::Node(n)))
+                                .map_err(|e| format!("protobuf Node: {e}"))?
+                        }
                         _ => None,
                     };
                     self.pending.consume(end);
@@ -364,7 +395,7 @@ impl WatchDecoder {
     }
 
     /// The next event whose frame is complete; `None` until more comes.
-    pub fn next(&mut self) -> Result<Option<WatchEvent>, String> {
+    pub fn next_event(&mut self) -> Result<Option<WatchEvent>, String> {
         let b = self.pending.rest();
         let Some(len) = b.get(..4) else {
             return Ok(None);

@@ -15,7 +15,7 @@ fn list_in_chunks(bytes: &[u8], chunk: usize) -> (Vec<ListItem>, bool) {
     let mut items = Vec::new();
     for c in bytes.chunks(chunk) {
         d.push(c);
-        while let Some(item) = d.next().expect("decodes") {
+        while let Some(item) = d.next_item().expect("decodes") {
             items.push(item);
         }
     }
@@ -58,7 +58,7 @@ fn a_cut_list_is_not_complete_and_garbage_is_refused() {
     assert_eq!(items.len(), 3, "the last Node is not given half-read");
     let mut d = ListDecoder::default();
     d.push(b"{\"kind\":\"NodeList\"}");
-    assert!(d.next().expect_err("JSON").contains("k8s"));
+    assert!(d.next_item().expect_err("JSON").contains("k8s"));
     // a Node where a NodeList belongs
     let mut d = ListDecoder::default();
     let envelope = MODIFIED
@@ -66,7 +66,7 @@ fn a_cut_list_is_not_complete_and_garbage_is_refused() {
         .position(|w| w == b"k8s\0")
         .expect("an envelope");
     d.push(&MODIFIED[envelope..]);
-    let e = d.next().expect_err("a Node");
+    let e = d.next_item().expect_err("a Node");
     assert!(e.contains("NodeList") && e.contains("Node"), "{e}");
 }
 
@@ -76,22 +76,22 @@ fn watch_frames_give_modified_deleted_bookmark() {
     for c in MODIFIED.chunks(5) {
         d.push(c);
     }
-    let ev = d.next().expect("decodes").expect("an event");
+    let ev = d.next_event().expect("decodes").expect("an event");
     assert_eq!(ev.kind, "MODIFIED");
     let Object::Node(n) = ev.object else {
         panic!("a Node")
     };
     assert_eq!(name(&n), "peer-7");
     let bookmark = d
-        .next()
+        .next_event()
         .expect("decodes")
         .expect("the bookmark before the timeout");
     assert_eq!(bookmark.kind, "BOOKMARK");
-    assert_eq!(d.next().expect("decodes"), None);
+    assert_eq!(d.next_event().expect("decodes"), None);
 
     let mut d = WatchDecoder::default();
     d.push(DELETED_BOOKMARK);
-    let deleted = d.next().expect("decodes").expect("an event");
+    let deleted = d.next_event().expect("decodes").expect("an event");
     assert_eq!(deleted.kind, "DELETED");
     let Object::Node(n) = deleted.object else {
         panic!("a Node")
@@ -101,23 +101,23 @@ fn watch_frames_give_modified_deleted_bookmark() {
         n.spec.map(|s| s.pod_cidrs),
         Some(vec!["100.68.226.0/26".to_string()])
     );
-    let bookmark = d.next().expect("decodes").expect("an event");
+    let bookmark = d.next_event().expect("decodes").expect("an event");
     assert_eq!(bookmark.kind, "BOOKMARK");
     let Object::Node(b) = bookmark.object else {
         panic!("a Node")
     };
     assert_eq!(b.resource_version(), "5266");
     // the watch's last frame, a bookmark just before its timeout
-    let last = d.next().expect("decodes").expect("an event");
+    let last = d.next_event().expect("decodes").expect("an event");
     assert_eq!(last.kind, "BOOKMARK");
-    assert_eq!(d.next().expect("decodes"), None);
+    assert_eq!(d.next_event().expect("decodes"), None);
 }
 
 #[test]
 fn an_expired_version_and_a_missing_node_are_statuses() {
     let mut d = WatchDecoder::default();
     d.push(GONE);
-    let ev = d.next().expect("decodes").expect("an event");
+    let ev = d.next_event().expect("decodes").expect("an event");
     assert_eq!(ev.kind, "ERROR");
     let Object::Status(s) = ev.object else {
         panic!("a Status")
@@ -141,7 +141,7 @@ fn an_expired_version_and_a_missing_node_are_statuses() {
 fn an_oversized_frame_is_refused() {
     let mut d = WatchDecoder::default();
     d.push(&[0xff, 0xff, 0xff, 0xff]);
-    assert!(d.next().is_err());
+    assert!(d.next_event().is_err());
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn cut_or_corrupted_bytes_are_errors_never_panics() {
     for end in 0..LIST.len() {
         let mut d = ListDecoder::default();
         d.push(&LIST[..end]);
-        while let Ok(Some(_)) = d.next() {}
+        while let Ok(Some(_)) = d.next_item() {}
         // complete once the NodeList is whole: only the envelope's empty
         // encoding and content-type fields (4 bytes) follow it
         assert!(!d.complete() || end >= LIST.len() - 4, "complete at {end}");
@@ -160,7 +160,7 @@ fn cut_or_corrupted_bytes_are_errors_never_panics() {
             bytes[at] ^= flip;
             let mut d = ListDecoder::default();
             d.push(&bytes);
-            while let Ok(Some(_)) = d.next() {}
+            while let Ok(Some(_)) = d.next_item() {}
         }
     }
     for at in 0..DELETED_BOOKMARK.len() {
@@ -168,10 +168,60 @@ fn cut_or_corrupted_bytes_are_errors_never_panics() {
         bytes[at] ^= 0xff;
         let mut d = WatchDecoder::default();
         d.push(&bytes);
-        while let Ok(Some(_)) = d.next() {}
+        while let Ok(Some(_)) = d.next_event() {}
     }
     // a length varint of ten bytes (near u64::MAX) inside the list
     let mut d = ListDecoder::default();
     d.push(b"k8s\0\x12\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01");
-    assert!(d.next().is_err());
+    assert!(d.next_item().is_err());
+}
+
+fn varint_bytes(mut v: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A NodeList of `n` empty Nodes, in its envelope.
+fn empty_nodes(n: usize) -> Vec<u8> {
+    let items: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], n).flatten().collect();
+    let mut out = b"k8s\0\x12".to_vec();
+    out.extend(varint_bytes(items.len()));
+    out.extend(items);
+    out
+}
+
+#[test]
+fn a_list_is_capped_in_nodes_and_bytes() {
+    let count = |bytes: &[u8]| -> Result<usize, String> {
+        let mut d = ListDecoder::default();
+        d.push(bytes);
+        let mut n = 0;
+        while let Some(item) = d.next_item()? {
+            n += matches!(item, ListItem::Node(_)) as usize;
+        }
+        Ok(n)
+    };
+    assert_eq!(count(&empty_nodes(MAX_LIST_ITEMS)), Ok(MAX_LIST_ITEMS));
+    assert_eq!(
+        count(&empty_nodes(MAX_LIST_ITEMS + 1)),
+        Err(format!("a Node list of more than {MAX_LIST_ITEMS} Nodes"))
+    );
+    // a list declaring more bytes than allowed is refused before any arrive
+    let mut huge = b"k8s\0\x12".to_vec();
+    huge.extend(varint_bytes(MAX_LIST_BYTES + 1));
+    assert!(count(&huge).expect_err("too big").contains("bytes"));
+    // one item declaring more than a frame is refused before it is buffered
+    let mut big_item = b"k8s\0\x12".to_vec();
+    let inner = [vec![0x12u8], varint_bytes(MAX_FRAME + 1)].concat();
+    big_item.extend(varint_bytes(inner.len() + MAX_FRAME + 1));
+    big_item.extend(inner);
+    assert!(count(&big_item).expect_err("too big").contains("list item"));
 }

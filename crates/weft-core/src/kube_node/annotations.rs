@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::lease::{Lease, LeaseAttrs, LeaseKey, VxlanLeaseData};
+use crate::mac::MacAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::value::RawValue;
-use weft_core::lease::{Lease, LeaseAttrs, LeaseKey, VxlanLeaseData};
-use weft_core::MacAddr;
 
 /// The annotation names under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use serde_yaml::{Mapping, Value};
 
-use super::etcd_args::parse_duration;
+use weft_core::duration::parse as parse_duration;
 
 /// What the file sets (each `None` when absent or empty).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -102,10 +102,15 @@ impl Reader<'_> {
 
 /// Reads a `KubeProxyConfiguration` file.
 pub fn read(file: &Path) -> Result<FileConfig> {
-    let r = Reader { file };
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow!("--config {}: {e}", file.display()))?;
-    let doc: Value = serde_yaml::from_str(&text)
+    parse(&text, file)
+}
+
+/// Parses a `KubeProxyConfiguration`'s text (`file` names it in errors).
+pub fn parse(text: &str, file: &Path) -> Result<FileConfig> {
+    let r = Reader { file };
+    let doc: Value = serde_yaml::from_str(text)
         .map_err(|e| anyhow!("--config {}: not YAML: {e}", file.display()))?;
     let top = r.map(&doc, "(document)")?;
     let get = |k: &str| top.get(k).unwrap_or(&Value::Null);
