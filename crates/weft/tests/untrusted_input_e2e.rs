@@ -405,3 +405,191 @@ fn udp_datagrams_from_an_address_that_is_no_lease_are_dropped() {
     lab.ping(&b, a.ip, Duration::from_secs(5))
         .expect("peers still ping");
 }
+
+/// A Node that publishes a flannel vxlan lease: `cidr`, public address
+/// `public` and VTEP MAC `mac` (as a flanneld or weft node would).
+fn flannel_node(api: &weft_lab::ApiServer, name: &str, cidr: &str, public: &str, mac: &str) {
+    let p = "flannel.alpha.coreos.com";
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations:\n    {p}/kube-subnet-manager: \"true\"\n    {p}/backend-type: vxlan\n    {p}/backend-data: '{{\"VNI\":1,\"VtepMAC\":\"{mac}\"}}'\n    {p}/public-ip: {public}\nspec:\n  podCIDR: {cidr}\n  podCIDRs: [\"{cidr}\"]\n"
+    ))
+    .unwrap_or_else(|e| panic!("Node {name}: {e:#}"));
+}
+
+#[test]
+fn hostile_nodes_are_left_out_in_kubernetes_mode() {
+    let mut lab = Lab::new("wtk", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let admin = api.admin_kubeconfig().expect("admin");
+    let conf = lab.dir().join("net-conf.json");
+    std::fs::write(
+        &conf,
+        r#"{"Network":"172.30.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    )
+    .expect("net-conf.json");
+    let mut hosts = Vec::new();
+    for (i, name) in ["k1", "k2"].into_iter().enumerate() {
+        api.apply(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: 172.30.{n}.0/24\n  podCIDRs: [\"172.30.{n}.0/24\"]\n",
+            n = i + 1
+        ))
+        .expect("node");
+        let h = lab.host(name, 11 + i as u8).expect("host");
+        let mut args = vec!["agent".to_string()];
+        args.extend(lab.kube_agent_args(&h, &admin, &conf));
+        args.push(HEALTH.into());
+        let env = [("NODE_NAME".to_string(), name.to_string())];
+        lab.start_agent_with(&h, WEFT, &args, &env).expect("agent");
+        hosts.push(h);
+    }
+    for h in &hosts {
+        lab.wait_subnet_env(h, Duration::from_secs(40))
+            .expect("subnet");
+    }
+    let (k1, k2) = (&hosts[0], &hosts[1]);
+    let a = lab.pod(k1, "a").expect("pod a");
+    let b = lab.pod(k2, "b").expect("pod b");
+    lab.ping(&a, b.ip, Duration::from_secs(20))
+        .expect("ping before");
+
+    // named to list after the real Nodes (in a listing, the first holder
+    // of a pod range keeps it)
+    flannel_node(
+        &api,
+        "zz-dup",
+        "172.30.2.0/24",
+        "198.18.0.66",
+        "02:0b:ad:00:01:01",
+    );
+    flannel_node(
+        &api,
+        "zz-own",
+        "172.30.1.0/24",
+        "198.18.0.67",
+        "02:0b:ad:00:01:02",
+    );
+    flannel_node(
+        &api,
+        "zz-len",
+        "172.30.9.0/25",
+        "198.18.0.68",
+        "02:0b:ad:00:01:03",
+    );
+    flannel_node(
+        &api,
+        "zz-mcast",
+        "172.30.10.0/24",
+        "224.0.0.1",
+        "02:0b:ad:00:01:04",
+    );
+    flannel_node(
+        &api,
+        "zz-valid",
+        "172.30.11.0/24",
+        "198.18.0.99",
+        "02:00:00:00:01:99",
+    );
+    eventually(Duration::from_secs(20), "the valid Node routed", || {
+        let routed = |h: &Host| lab.routes_to(h, "172.30.11.0/24").unwrap_or(false);
+        (routed(k1) && routed(k2)).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for h in [k1, k2] {
+        let routes = out(&["-n", &h.ns, "route", "show"]);
+        for bad in ["172.30.9.0/25", "172.30.10.0", "198.18.0.66", "198.18.0.67"] {
+            assert!(!routes.contains(bad), "{}: {bad} routed:\n{routes}", h.name);
+        }
+        let fdb = String::from_utf8_lossy(
+            &sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &h.ns,
+                    "bridge",
+                    "fdb",
+                    "show",
+                    "dev",
+                    "flannel.1",
+                ],
+            )
+            .expect("fdb")
+            .stdout,
+        )
+        .into_owned();
+        assert!(
+            !fdb.contains("02:0b:ad"),
+            "{}: hostile FDB entry:\n{fdb}",
+            h.name
+        );
+    }
+    // two Nodes with one pod range would be one lease to the data path:
+    // the Node that held it first (this host's own, always) keeps it
+    let log1 = lab.agent_log(k1);
+    for line in [
+        "Node zz-dup: pod range 172.30.2.0-24 is already Node k2's; its lease is left out until that Node gives it up",
+        "Node zz-own: pod range 172.30.1.0-24 is already Node k1's; its lease is left out until that Node gives it up",
+        "lease 172.30.9.0-25 left out: subnet 172.30.9.0/25 is not a /24 (the cluster's subnet length)",
+        "lease 172.30.10.0-24 left out: PublicIP 224.0.0.1 is a multicast address",
+    ] {
+        assert_eq!(log1.matches(line).count(), 1, "{line} once in:\n{log1}");
+    }
+    for h in [k1, k2] {
+        assert_eq!(metric(h, "weft_agent_leases_refused "), 2.0, "{}", h.name);
+        assert_eq!(
+            metric(h, "weft_agent_lease_refusals_total"),
+            4.0,
+            "{}",
+            h.name
+        );
+    }
+    // k2's own lease still points at k2, not at the duplicate's address
+    let fdb = String::from_utf8_lossy(
+        &sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &k1.ns,
+                "bridge",
+                "fdb",
+                "show",
+                "dev",
+                "flannel.1",
+            ],
+        )
+        .expect("fdb")
+        .stdout,
+    )
+    .into_owned();
+    assert!(fdb.contains("dst 198.18.0.12"), "{fdb}");
+    // deleting the duplicate unroutes nothing
+    api.kubectl(&["delete", "node", "zz-dup"])
+        .expect("delete zz-dup");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(lab.routes_to(k1, "172.30.2.0/24").expect("routes"));
+    // weft status names what the agent leaves out
+    let status = {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &k1.ns, WEFT, "status", "--kube-subnet-mgr"])
+            .arg(format!("--kubeconfig-file={}", admin.display()))
+            .arg(format!("--net-config-path={}", conf.display()))
+            .arg(format!("--subnet-file={}", lab.subnet_file(k1).display()))
+            .args(["--iface", "eth0"])
+            .output()
+            .expect("weft status");
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    for line in [
+        "left out: Node zz-own: pod range 172.30.1.0-24 is already Node k1's",
+        "left out: Node zz-len: lease 172.30.9.0-25: subnet 172.30.9.0/25 is not a /24",
+        "left out: Node zz-mcast: lease 172.30.10.0-24: PublicIP 224.0.0.1 is a multicast address",
+    ] {
+        assert!(status.contains(line), "{line} in:\n{status}");
+    }
+    // k2's real pods never lost k1's
+    lab.ping(&b, a.ip, Duration::from_secs(5))
+        .expect("ping after");
+}

@@ -58,6 +58,51 @@ impl Network {
     }
 }
 
+/// What the agent owning lease `own` leaves out of a complete listing,
+/// one line each, naming the Node (Kubernetes) or the lease and why: in
+/// Kubernetes mode a Node whose pod range another Node holds, then any
+/// lease the admission refuses ([`weft_core::admission`]). What `weft
+/// status` and `weft doctor` report.
+pub fn left_out(
+    rules: Rules,
+    own: Option<LeaseKey>,
+    listing: &[(Option<String>, Lease)],
+) -> Vec<String> {
+    let no_lease = LeaseKey { v4: None, v6: None };
+    let mut lines = Vec::new();
+    let kube = listing.iter().any(|(node, _)| node.is_some());
+    let leases: Vec<Lease> = if kube {
+        let own_node = listing
+            .iter()
+            .find(|(_, l)| Some(l.key) == own)
+            .and_then(|(n, _)| n.clone())
+            .unwrap_or_default();
+        let mut claims = kube::claims::Claims::new(&own_node, own.unwrap_or(no_lease));
+        let named = listing
+            .iter()
+            .map(|(n, l)| (n.clone().unwrap_or_default(), l.clone()))
+            .collect();
+        let (leases, refused) = claims.reset(named);
+        lines.extend(refused);
+        leases
+    } else {
+        listing.iter().map(|(_, l)| l.clone()).collect()
+    };
+    let node_of = |k: &LeaseKey| {
+        listing
+            .iter()
+            .find(|(_, l)| l.key == *k)
+            .and_then(|(n, _)| n.clone())
+    };
+    for (key, why) in weft_core::admission::refusals(rules, own.unwrap_or(no_lease), &leases) {
+        lines.push(match node_of(&key) {
+            Some(n) => format!("Node {n}: lease {key}: {why}"),
+            None => format!("lease {key}: {why}"),
+        });
+    }
+    lines
+}
+
 /// What a source reports about the other hosts.
 #[derive(Debug)]
 pub enum Update {

@@ -114,30 +114,6 @@ struct StoreFacts {
     refused: Option<Vec<String>>,
 }
 
-/// The leases of `leases` (with their Node, in Kubernetes mode) that the
-/// agent owning `own` leaves out, as lines naming each and why.
-fn refused_leases(
-    rules: weft_core::admission::Rules,
-    own: Option<weft_core::LeaseKey>,
-    leases: &[(Option<String>, weft_core::lease::Lease)],
-) -> Vec<String> {
-    let own = own.unwrap_or(weft_core::LeaseKey { v4: None, v6: None });
-    let all: Vec<weft_core::lease::Lease> = leases.iter().map(|(_, l)| l.clone()).collect();
-    let node_of = |k: &weft_core::LeaseKey| {
-        leases
-            .iter()
-            .find(|(_, l)| l.key == *k)
-            .and_then(|(n, _)| n.clone())
-    };
-    weft_core::admission::refusals(rules, own, &all)
-        .into_iter()
-        .map(|(k, r)| match node_of(&k) {
-            Some(n) => format!("Node {n}: lease {k}: {r}"),
-            None => format!("lease {k}: {r}"),
-        })
-        .collect()
-}
-
 fn runtime() -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -199,7 +175,7 @@ fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
         };
         let named: Vec<(Option<String>, weft_core::lease::Lease)> =
             listed.leases.iter().map(|(n, l)| (Some(n.clone()), l.clone())).collect();
-        facts.refused = Some(refused_leases(rules, own_key, &named));
+        facts.refused = Some(weft_agent::source::left_out(rules, own_key, &named));
         facts.vtep_mac = own
             .and_then(|(_, l)| {
                 l.attrs
@@ -273,7 +249,11 @@ fn etcd_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
                 .iter()
                 .map(|r| (None, r.clone().into_lease()))
                 .collect();
-            facts.refused = Some(refused_leases(rules, own.map(|r| r.key), &leases));
+            facts.refused = Some(weft_agent::source::left_out(
+                rules,
+                own.map(|r| r.key),
+                &leases,
+            ));
         }
     });
     facts

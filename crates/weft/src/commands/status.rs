@@ -14,9 +14,9 @@ use serde_json::json;
 use weft_agent::reconcile::{Reconciler, Sink};
 use weft_agent::source::Network;
 use weft_agent::underlay::{self, Selector};
-use weft_core::admission::{self, Rules};
+use weft_core::admission::Rules;
 use weft_core::config::{BackendConfig, NetConfig};
-use weft_core::lease::{Lease, LeaseKey};
+use weft_core::lease::Lease;
 use weft_core::plan::Op;
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
@@ -180,23 +180,21 @@ pub fn run(a: StatusArgs) -> Result<()> {
         (true, Some(o)) => Rules::from_pools_and_own(pools.v4.as_ref(), pools.v6.as_ref(), &o.key),
         _ => Rules::from_pools(pools.v4.as_ref(), pools.v6.as_ref()),
     };
-    let no_lease = LeaseKey { v4: None, v6: None };
-    let all: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
-    let refused: std::collections::HashMap<LeaseKey, String> =
-        admission::refusals(rules, own.map_or(no_lease, |o| o.key), &all)
-            .into_iter()
-            .map(|(k, r)| (k, r.to_string()))
-            .collect();
-    drop(all);
+    let listing: Vec<(Option<String>, Lease)> = records
+        .iter()
+        .map(|r| (r.node.clone(), r.lease.clone()))
+        .collect();
+    let refused_lines = weft_agent::source::left_out(rules, own.map(|o| o.key), &listing);
+    drop(listing);
+    // a lease is marked when a line names it
+    let is_left_out = |r: &Lease, node: Option<&str>| {
+        refused_lines.iter().any(|l| match node {
+            Some(n) => l.starts_with(&format!("Node {n}:")),
+            None => l.starts_with(&format!("lease {}:", r.key)),
+        })
+    };
     let mut left_out = cluster.left_out.clone();
-    for row in records {
-        if let Some(why) = refused.get(&row.lease.key) {
-            left_out.push(match &row.node {
-                Some(node) => format!("Node {node}: lease {}: {why}", row.lease.key),
-                None => format!("lease {}: {why}", row.lease.key),
-            });
-        }
-    }
+    left_out.extend(refused_lines.iter().cloned());
 
     // The local data path against what the leases require.
     let mut dataplane = serde_json::Value::Null;
@@ -290,7 +288,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
                 "expires_in_seconds": row.expires_in,
                 "node": row.node,
                 "this_host": this,
-                "left_out": refused.get(&r.key),
+                "left_out": is_left_out(r, row.node.as_deref()),
                 "reachable": reachable,
             })
         })
@@ -360,7 +358,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
             },
             if l["this_host"].as_bool() == Some(true) {
                 "<- this host".into()
-            } else if l["left_out"].is_string() {
+            } else if l["left_out"] == true {
                 "LEFT OUT".into()
             } else {
                 String::new()
@@ -379,7 +377,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         (d, _) if d["in_sync"] == true => {
             println!(
                 "data path: in sync with the {} remote leases",
-                records.len().saturating_sub(1 + refused.len())
+                records.len().saturating_sub(1 + refused_lines.len())
             )
         }
         (d, _) => {

@@ -8,6 +8,7 @@
 //! `kube-subnet-manager: "true"` ([`watch`]).
 
 mod announce;
+pub(crate) mod claims;
 mod list_watch;
 pub mod node;
 mod watch;
@@ -58,6 +59,8 @@ pub struct KubeSource {
     published: Option<LeaseAttrs>,
     /// Nodes whose lease could not be read, each logged once.
     warned: HashSet<String>,
+    /// Nodes left out because their pod range is taken, as told (once).
+    told: HashSet<String>,
 }
 
 impl KubeSource {
@@ -86,6 +89,7 @@ impl KubeSource {
             networks: (None, None),
             published: None,
             warned: HashSet::new(),
+            told: HashSet::new(),
         })
     }
 

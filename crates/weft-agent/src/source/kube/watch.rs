@@ -12,11 +12,12 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, Notify};
 use weft_core::lease::{Lease, LeaseKey};
 
+use super::claims::Claims;
 use super::list_watch::{self, NodeEvent as Event};
 use super::KubeSource;
 use crate::source::{Change, Update};
 use crate::Never;
-use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames, NodeView};
+use weft_core::kube_node::annotations::{AnnotationNames, NodeView};
 use weft_core::kube_node::proto::Node;
 
 impl KubeSource {
@@ -32,7 +33,8 @@ impl KubeSource {
             Some(events) => events,
             None => list_watch::spawn(self.nodes.clone().into_client()),
         };
-        let mut building: Option<Vec<Lease>> = None;
+        let mut building: Option<Vec<(String, Lease)>> = None;
+        let mut claims = Claims::new(&self.name, own);
         let mut marked = !self.set_network_unavailable;
         let mut failing = false;
         let mut own_listed = false;
@@ -88,9 +90,11 @@ impl KubeSource {
                     self.saw(&n).await?;
                     if let (Some(b), Some(l)) = (building.as_mut(), self.lease(&n)) {
                         if !listed_once {
-                            early.push(Change::Put(l.clone()));
+                            let (changes, why) = claims.put(n.name(), l.clone());
+                            early.extend(changes);
+                            self.tell(why);
                         }
-                        b.push(l);
+                        b.push((n.name().to_string(), l));
                     }
                     None
                 }
@@ -109,23 +113,48 @@ impl KubeSource {
                         ms = listing_since.elapsed().as_secs_f64() * 1e3,
                         "listed the Nodes"
                     );
-                    building.take().map(Update::All)
+                    building.take().map(|listing| {
+                        let (leases, refused) = claims.reset(listing);
+                        refused.into_iter().for_each(|why| self.tell(Some(why)));
+                        Update::All(leases)
+                    })
                 }
                 Event::Apply(n) => {
                     self.saw(&n).await?;
-                    self.lease(&n)
-                        .map(|l| Update::Changes(vec![Change::Put(l)]))
+                    self.lease(&n).and_then(|l| {
+                        let (changes, why) = claims.put(n.name(), l);
+                        self.tell(why);
+                        (!changes.is_empty()).then_some(Update::Changes(changes))
+                    })
                 }
                 Event::Delete(n) => {
                     if n.name() == self.name {
                         bail!("{}", self.deleted());
                     }
                     self.warned.remove(n.name());
-                    removed(&n, &own).map(|k| Update::Changes(vec![Change::Delete(k)]))
+                    let prefix = format!("Node {}:", n.name());
+                    self.told.retain(|t| !t.starts_with(&prefix));
+                    let changes = claims.remove(n.name());
+                    (!changes.is_empty()).then_some(Update::Changes(changes))
                 }
             };
             if let Some(u) = update {
                 send(&updates, u).await?;
+            }
+        }
+    }
+
+    /// Warns once of a Node left out because its pod range is taken.
+    fn tell(&mut self, why: Option<String>) {
+        if let Some(why) = why {
+            if self.told.insert(why.clone()) {
+                tracing::warn!("{why}");
+                crate::metrics::get()
+                    .leases_refused_total
+                    .get_or_create(&crate::metrics::Reason {
+                        reason: "pod_range_taken",
+                    })
+                    .inc();
             }
         }
     }
@@ -220,16 +249,6 @@ async fn send(updates: &mpsc::Sender<Update>, u: Update) -> Result<()> {
         .send(u)
         .await
         .map_err(|_| anyhow!("the data path stopped taking lease updates"))
-}
-
-/// The lease key a deleted Node held (its pod ranges).
-fn removed(n: &Node, own: &LeaseKey) -> Option<LeaseKey> {
-    let (v4, v6) = pod_cidrs(&n.view()).ok()?;
-    let key = LeaseKey {
-        v4: v4.filter(|_| own.v4.is_some()),
-        v6: v6.filter(|_| own.v6.is_some()),
-    };
-    key.primary().map(|_| key)
 }
 
 fn event_name(ev: &Event) -> String {
