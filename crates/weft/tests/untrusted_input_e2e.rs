@@ -41,6 +41,20 @@ fn out(args: &[&str]) -> String {
     String::from_utf8_lossy(&sh("ip", args).expect("ip").stdout).into_owned()
 }
 
+/// `bridge fdb show dev flannel.1` on `host`.
+fn fdb(host: &Host) -> String {
+    out(&[
+        "netns",
+        "exec",
+        &host.ns,
+        "bridge",
+        "fdb",
+        "show",
+        "dev",
+        "flannel.1",
+    ])
+}
+
 /// The sample `name{labels}` of the agent's /metrics on `host` (0 if absent).
 fn metric(host: &Host, name: &str) -> f64 {
     let text = http_get(&host.ns, 8471, "/metrics").expect("metrics answer");
@@ -156,24 +170,7 @@ fn hostile_leases_in_etcd_are_left_out_while_valid_ones_are_routed() {
     for h in [h1, h2] {
         let routes = out(&["-n", &h.ns, "route", "show"]);
         let neigh = out(&["-n", &h.ns, "neigh", "show", "dev", "flannel.1"]);
-        let fdb = String::from_utf8_lossy(
-            &sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &h.ns,
-                    "bridge",
-                    "fdb",
-                    "show",
-                    "dev",
-                    "flannel.1",
-                ],
-            )
-            .expect("fdb")
-            .stdout,
-        )
-        .into_owned();
+        let fdb = fdb(h);
         for bad in [
             "0.0.0.0/1",
             "128.0.0.0/1",
@@ -278,24 +275,7 @@ fn hostile_leases_in_etcd_are_left_out_while_valid_ones_are_routed() {
         Duration::from_secs(10),
         "h1 routes h2's subnet to the new holder",
         || {
-            let fdb = String::from_utf8_lossy(
-                &sh(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &h1.ns,
-                        "bridge",
-                        "fdb",
-                        "show",
-                        "dev",
-                        "flannel.1",
-                    ],
-                )
-                .expect("fdb")
-                .stdout,
-            )
-            .into_owned();
+            let fdb = fdb(h1);
             fdb.contains("02:0b:ad:00:00:05 dst 198.18.0.66")
                 .then_some(())
         },
@@ -501,24 +481,7 @@ fn hostile_nodes_are_left_out_in_kubernetes_mode() {
         for bad in ["172.30.9.0/25", "172.30.10.0", "198.18.0.66", "198.18.0.67"] {
             assert!(!routes.contains(bad), "{}: {bad} routed:\n{routes}", h.name);
         }
-        let fdb = String::from_utf8_lossy(
-            &sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &h.ns,
-                    "bridge",
-                    "fdb",
-                    "show",
-                    "dev",
-                    "flannel.1",
-                ],
-            )
-            .expect("fdb")
-            .stdout,
-        )
-        .into_owned();
+        let fdb = fdb(h);
         assert!(
             !fdb.contains("02:0b:ad"),
             "{}: hostile FDB entry:\n{fdb}",
@@ -546,24 +509,7 @@ fn hostile_nodes_are_left_out_in_kubernetes_mode() {
         );
     }
     // k2's own lease still points at k2, not at the duplicate's address
-    let fdb = String::from_utf8_lossy(
-        &sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &k1.ns,
-                "bridge",
-                "fdb",
-                "show",
-                "dev",
-                "flannel.1",
-            ],
-        )
-        .expect("fdb")
-        .stdout,
-    )
-    .into_owned();
+    let fdb = fdb(k1);
     assert!(fdb.contains("dst 198.18.0.12"), "{fdb}");
     // deleting the duplicate unroutes nothing
     api.kubectl(&["delete", "node", "zz-dup"])
