@@ -30,6 +30,13 @@ pub fn main(argv: Vec<String>) -> ExitCode {
         println!("weft {} ({VERSION_MARK})", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    let options = match args.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
     weft_telemetry::logging::init(args.v, args.log_format == "json");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -41,7 +48,7 @@ pub fn main(argv: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::run(args)) {
+    match rt.block_on(crate::run(options)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

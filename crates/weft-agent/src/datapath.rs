@@ -16,11 +16,13 @@ use weft_core::subnet::SubnetPool;
 use weft_core::MacAddr;
 use weft_kernel::{LinkState, Netlink, Ownership};
 
+use crate::network::Network;
+use crate::options::WgOptions;
 use crate::reconcile::Sink;
-use crate::source::{Network, Pools};
 use crate::underlay::Underlay;
-use crate::wireguard::{WgLocal, WgOptions};
+use crate::wireguard::WgLocal;
 use crate::{udp, vxlan, wireguard};
+use weft_core::subnet::Pools;
 
 /// The backend's devices before the lease is known.
 pub struct LocalDataPath {

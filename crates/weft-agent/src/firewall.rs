@@ -4,7 +4,6 @@
 //! seconds, with iptables (on the backend the host uses) or nftables.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
@@ -12,18 +11,22 @@ use tokio::time::sleep;
 use weft_core::lease::LeaseKey;
 use weft_firewall::{Backend, Iptables, MasqRules, Mode as FirewallMode};
 
-use crate::flags::AgentArgs;
-use crate::source::{Network, Pools};
+use crate::network::Network;
+use crate::options::FirewallOptions;
+use weft_core::subnet::Pools;
 
 /// Which firewall and, for iptables, which of its backends: settled
 /// before any lease is taken, so a backend whose programs are missing
 /// changes nothing.
-pub async fn choose(args: &AgentArgs, network: &Network) -> Result<(FirewallMode, Iptables)> {
-    if network.enable_nftables || args.firewall == "nftables" {
+pub async fn choose(
+    options: &FirewallOptions,
+    network: &Network,
+) -> Result<(FirewallMode, Iptables)> {
+    if network.enable_nftables || options.nftables {
         // the iptables handle is unused: the rules go to nft
         return Ok((FirewallMode::Nftables, Iptables::plain(Backend::Nft)));
     }
-    let choice = args.iptables_backend;
+    let choice = options.iptables_backend;
     let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
         .await
         .context("detecting the iptables backend")??;
@@ -34,7 +37,7 @@ pub async fn choose(args: &AgentArgs, network: &Network) -> Result<(FirewallMode
 /// Masquerade and forward rules per address family: applied once now,
 /// then re-asserted every `-iptables-resync` seconds in the background.
 pub async fn start(
-    args: &AgentArgs,
+    options: &FirewallOptions,
     pools: &Pools,
     key: LeaseKey,
     mode: FirewallMode,
@@ -50,11 +53,11 @@ pub async fn start(
         .map(|(pool, subnet)| MasqRules {
             network: pool.network(),
             subnet,
-            masquerade: args.ip_masq,
-            forward: args.iptables_forward_rules,
+            masquerade: options.masquerade,
+            forward: options.forward,
         })
         .collect();
-    let every = Duration::from_secs(args.iptables_resync.max(1) as u64);
+    let every = options.resync;
     let ipt = Arc::new(ipt);
     for r in &rules {
         ensure_rules(mode, &ipt, *r).await;

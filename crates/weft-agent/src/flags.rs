@@ -177,13 +177,13 @@ pub struct AgentArgs {
         default_value = "auto",
         value_enum
     )]
-    pub wireguard_impl: crate::wireguard::Implementation,
+    pub wireguard_impl: crate::options::WgImplementation,
     /// wireguard backend, userspace: folder of the devices' configuration
     /// sockets, which `wg` reads (weft)
     #[arg(
         long = "wireguard-socket-dir",
         env = "FLANNELD_WIREGUARD_SOCKET_DIR",
-        default_value = crate::wireguard::uapi::DEFAULT_DIR
+        default_value = crate::options::DEFAULT_WG_SOCKET_DIR
     )]
     pub wireguard_socket_dir: String,
     /// Log format: text or json (weft)
@@ -202,27 +202,6 @@ pub struct AgentArgs {
     /// Accepted for compatibility with glog-era unit files; ignored
     #[arg(long = "log_dir", hide = true)]
     pub log_dir: Option<String>,
-}
-
-impl AgentArgs {
-    /// The wireguard backend's settings: these flags and flanneld's
-    /// `WIREGUARD_KEY_FILE`.
-    pub fn wireguard_options(&self) -> crate::wireguard::WgOptions {
-        crate::wireguard::WgOptions {
-            implementation: self.wireguard_impl,
-            key_file: crate::wireguard::key_file::path_from_env(),
-            uapi_dir: self.wireguard_socket_dir.clone().into(),
-        }
-    }
-
-    pub fn endpoints(&self) -> Vec<String> {
-        self.etcd_endpoints
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
 }
 
 /// Rewrites Go-style single-dash long flags (`-etcd-prefix=x`) into the
@@ -251,6 +230,7 @@ where
     out
 }
 
+mod options;
 #[cfg(test)]
 mod tests;
 

@@ -18,6 +18,8 @@ pub mod flags;
 pub mod follow;
 pub mod gso;
 pub mod metrics;
+pub mod network;
+pub mod options;
 pub mod reconcile;
 pub mod run;
 pub mod source;

@@ -7,17 +7,16 @@
 //! event is [`crate::follow`]; the backend's local devices are
 //! [`crate::datapath`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::sync::{mpsc, Notify};
 use weft_core::config::BackendConfig;
 use weft_kernel::Netlink;
 
-use crate::flags::AgentArgs;
+use crate::options::AgentOptions;
 use crate::reconcile::Reconciler;
 use crate::source::Source;
 use crate::underlay::{self, Selector};
@@ -35,10 +34,10 @@ const HOST_GW_RESYNC: Duration = Duration::from_secs(10);
 const UPDATE_QUEUE: usize = 64;
 
 /// Runs until a signal (Ok) or a fatal condition (Err, exit non-zero).
-pub async fn run(args: AgentArgs) -> Result<AgentExit> {
+pub async fn run(options: AgentOptions) -> Result<AgentExit> {
     let shutdown = shutdown_signal()?;
     tokio::select! {
-        r = agent(args) => r.map(|never| match never {}),
+        r = agent(options) => r.map(|never| match never {}),
         _ = shutdown => {
             tracing::info!("signal received: exiting, data path left in place");
             Ok(AgentExit::Signalled)
@@ -58,52 +57,20 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The interface selection of the flags; `stored` public addresses (the
-/// Kubernetes Node's `node-public-ip(v6)`) replace `-public-ip(v6)`.
-fn selector(
-    args: &AgentArgs,
+/// The flags' interface selection, where public addresses `stored` for
+/// this host (the Kubernetes Node's `node-public-ip(v6)`) replace
+/// `-public-ip(v6)`.
+fn with_stored(
+    mut selector: Selector,
     stored: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
-) -> Result<Selector> {
-    let public_ip = match &args.public_ip {
-        None => None,
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| anyhow!("-public-ip {s:?} is not an IPv4 address"))?,
-        ),
-    };
-    let can_reach = match &args.iface_can_reach {
-        None => None,
-        Some(s) => Some(
-            s.parse::<IpAddr>()
-                .map_err(|_| anyhow!("-iface-can-reach {s:?} is not an IP address"))?,
-        ),
-    };
-    let public_ipv6 = match &args.public_ipv6 {
-        None => None,
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| anyhow!("-public-ipv6 {s:?} is not an IPv6 address"))?,
-        ),
-    };
-    Ok(Selector {
-        iface: args.iface.clone(),
-        iface_regex: args.iface_regex.clone(),
-        can_reach,
-        public_ip: stored.0.or(public_ip),
-        public_ipv6: stored.1.or(public_ipv6),
-    })
+) -> Selector {
+    selector.public_ip = stored.0.or(selector.public_ip);
+    selector.public_ipv6 = stored.1.or(selector.public_ipv6);
+    selector
 }
 
-/// `/healthz` and `/metrics` on `-healthz-ip:-healthz-port` (0 = off).
-async fn serve_health(args: &AgentArgs) -> Result<()> {
-    if args.healthz_port == 0 {
-        return Ok(());
-    }
-    let ip: IpAddr = args
-        .healthz_ip
-        .parse()
-        .map_err(|_| anyhow!("-healthz-ip {:?} is not an IP address", args.healthz_ip))?;
-    let addr = SocketAddr::new(ip, args.healthz_port);
+/// `/healthz` and `/metrics` on `addr`.
+async fn serve_health(addr: SocketAddr) -> Result<()> {
     let listener = weft_telemetry::bind(addr)
         .await
         .with_context(|| format!("listening on {addr} for /healthz"))?;
@@ -119,17 +86,19 @@ async fn serve_health(args: &AgentArgs) -> Result<()> {
     Ok(())
 }
 
-async fn agent(args: AgentArgs) -> Result<Never> {
-    let mut source = Source::open(&args).await?;
-    let sel = selector(&args, source.stored_public_ips())?;
+async fn agent(o: AgentOptions) -> Result<Never> {
+    let mut source = Source::open(&o.source).await?;
+    let sel = with_stored(o.underlay, source.stored_public_ips());
     let mut nl = Netlink::open().context("opening netlink")?;
     let underlay = underlay::discover(&mut nl, &sel)
         .context("choosing the interface for inter-host traffic")?;
     tracing::info!(iface = %underlay.name, local_ip = %underlay.local_ip, public_ip = %underlay.public_ip, mtu = underlay.mtu, "using interface");
-    serve_health(&args).await?;
+    if let Some(addr) = o.health {
+        serve_health(addr).await?;
+    }
 
     let network = source.network().await?;
-    let (firewall_mode, iptables) = firewall::choose(&args, &network).await?;
+    let (firewall_mode, iptables) = firewall::choose(&o.firewall, &network).await?;
     if network.pools.v6.is_some()
         && (underlay.local_ipv6.is_none() || underlay.public_ipv6.is_none())
     {
@@ -146,29 +115,23 @@ async fn agent(args: AgentArgs) -> Result<Never> {
     // the backend's devices first: their MACs and MTU go into the lease
     let probe = datapath::probe_attrs(&network, &underlay);
     let macs = source.previous_macs(&network, &probe).await;
-    let local = datapath::prepare(
-        &mut nl,
-        &network,
-        &underlay,
-        macs,
-        &args.wireguard_options(),
-    )?;
+    let local = datapath::prepare(&mut nl, &network, &underlay, macs, &o.wireguard)?;
     let key = source.acquire(&network, &local.attrs).await?;
     let mtu = local.mtu;
     let (sink, ownership) = local.start(&mut nl, &network, key, &underlay, nexthops)?;
     subnet_file::write(
-        Path::new(&args.subnet_file),
+        &o.subnet_file.path,
         &network.pools,
         key,
         mtu,
-        args.ip_masq,
+        o.subnet_file.ip_masq,
     )?;
-    firewall::start(&args, &network.pools, key, firewall_mode, iptables).await;
+    firewall::start(&o.firewall, &network.pools, key, firewall_mode, iptables).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(subnet = %key, file = %args.subnet_file, backend = network.backend.type_name(), "lease acquired, subnet file written");
+    tracing::info!(subnet = %key, file = %o.subnet_file.path.display(), backend = network.backend.type_name(), "lease acquired, subnet file written");
 
     // host-gw routes sit among the host's own: re-check them as flanneld does (10 s)
-    let mut resync = Duration::from_secs(args.resync_interval.max(1));
+    let mut resync = o.resync;
     if matches!(network.backend, BackendConfig::HostGw) {
         resync = resync.min(HOST_GW_RESYNC);
     }

@@ -12,7 +12,7 @@ use weft_core::lease::LeaseKey;
 use weft_core::subnet::first_host;
 use weft_core::subnet_file::SubnetEnv;
 
-use crate::source::Pools;
+use weft_core::subnet::Pools;
 
 /// Writes `contents` to `path` via a temporary file and a rename, mode
 /// 0644, creating the directory if needed. Readers never see a half file.

@@ -10,6 +10,32 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 /// How many free subnets flannel considers before picking one at random.
 pub const RANDOM_CHOICE_WINDOW: usize = 100;
 
+/// The address pools of a cluster, per family: the config's networks cut
+/// into per-host subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pools {
+    pub v4: Option<SubnetPool>,
+    pub v6: Option<SubnetPool>,
+}
+
+impl Pools {
+    /// Whether a lease's subnets are those of these pools: one subnet of
+    /// each family's pool, no subnet of a family the cluster lacks.
+    pub fn contains(&self, key: &crate::lease::LeaseKey) -> bool {
+        let v4_ok = match (&self.v4, key.v4) {
+            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V4(n)),
+            (None, None) => true,
+            _ => false,
+        };
+        let v6_ok = match (&self.v6, key.v6) {
+            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V6(n)),
+            (None, None) => true,
+            _ => false,
+        };
+        v4_ok && v6_ok
+    }
+}
+
 /// The per-host subnets a cluster network is cut into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetPool {

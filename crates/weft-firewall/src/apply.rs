@@ -1,9 +1,6 @@
 //! Checking and applying rule sets with the system's tools: `iptables-save`
 //! / `iptables-restore --noflush` and `nft`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{Backend, Iptables};
@@ -11,6 +8,7 @@ use crate::fallback::{fell_back, FastPath};
 use crate::masq::{
     restore_text, ChainRules, MasqRules, FWD_CHAIN, NFT_TABLE, NFT_TABLE6, POSTRTG_CHAIN,
 };
+pub use crate::tool::{run, FirewallError};
 use crate::xtables::{self, Family, RestoreError};
 
 /// Which firewall to program.
@@ -18,60 +16,6 @@ use crate::xtables::{self, Family, RestoreError};
 pub enum Mode {
     Iptables,
     Nftables,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FirewallError {
-    #[error("running {cmd}: {source} (is it installed?)")]
-    Exec {
-        cmd: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{cmd} failed: {stderr}")]
-    Failed { cmd: String, stderr: String },
-    /// The chosen iptables backend cannot be used here.
-    #[error("{0}")]
-    Backend(String),
-}
-
-/// Runs a firewall tool, feeding `stdin`; its stdout, or its stderr as the error.
-pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
-    let cmd = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| FirewallError::Exec {
-            cmd: cmd.clone(),
-            source,
-        })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|source| FirewallError::Exec {
-                cmd: cmd.clone(),
-                source,
-            })?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| FirewallError::Exec {
-            cmd: cmd.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(FirewallError::Failed {
-            cmd,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Which program applied a restore.

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::apply::{run, FirewallError};
+use crate::tool::{run, FirewallError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Backend {

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod fallback;
 pub mod masq;
 pub mod nft_library;
+pub mod tool;
 pub mod xtables;
 
 pub use apply::{FirewallError, Mode};

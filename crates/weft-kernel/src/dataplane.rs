@@ -46,7 +46,7 @@ impl Ownership {
     }
 
     fn owns_nexthop_id(&self, id: u32) -> bool {
-        // ids are IPv4 subnet addresses (see weft_core::plan::vxlan::nexthop_id)
+        // ids are IPv4 subnet addresses (see weft_core::plan::dataplane::nexthop_id)
         let as_addr = IpAddr::V4(std::net::Ipv4Addr::from(id));
         self.networks.is_empty() || self.networks.iter().any(|n| n.contains(&as_addr))
     }

@@ -15,11 +15,19 @@ fn parse_err(args: &[&str]) -> String {
     }
 }
 
+/// The etcd endpoints the etcd source gets.
+fn etcd_endpoints(a: &AgentArgs) -> Vec<String> {
+    match a.options().expect("options").source {
+        crate::options::SourceOptions::Etcd(e) => e.connect.endpoints,
+        crate::options::SourceOptions::Kube(_) => panic!("etcd mode"),
+    }
+}
+
 #[test]
 fn defaults_match_flanneld() {
     let a = parse(&[]);
     assert_eq!(
-        a.endpoints(),
+        etcd_endpoints(&a),
         vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]
     );
     assert_eq!(a.etcd_prefix, "/coreos.com/network");
@@ -55,7 +63,7 @@ fn the_articles_wrapper_command_line() {
         "-ip-masq",
         "-v=2",
     ]);
-    assert_eq!(a.endpoints(), vec!["http://192.0.2.10:2379"]);
+    assert_eq!(etcd_endpoints(&a), vec!["http://192.0.2.10:2379"]);
     assert_eq!(a.iface, vec!["eth1", "192.0.2.7"]);
     assert!(a.ip_masq);
     assert_eq!(a.v, 2);

@@ -19,44 +19,15 @@ pub mod kube;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::network::Network;
 use anyhow::Result;
 use tokio::sync::{mpsc, Notify};
 use weft_core::admission::Rules;
-use weft_core::config::{BackendConfig, NetConfig};
 use weft_core::lease::{Lease, LeaseAttrs, LeaseKey};
 use weft_core::MacAddr;
 
-use crate::flags::AgentArgs;
+use crate::options::SourceOptions;
 use crate::Never;
-
-/// The address pools of the cluster, per family.
-pub use etcd::acquire::Pools;
-
-/// The cluster's network config as the agent uses it.
-#[derive(Debug, Clone)]
-pub struct Network {
-    pub pools: Pools,
-    pub backend: BackendConfig,
-    /// The config's `EnableNFTables`.
-    pub enable_nftables: bool,
-}
-
-impl Network {
-    /// The network of a config, or why weft cannot use it (naming the field).
-    pub fn from_config(c: NetConfig) -> std::result::Result<Network, String> {
-        if c.ipv6.is_some() && matches!(c.backend, BackendConfig::Udp(_)) {
-            return Err("field EnableIPv6: the udp backend carries IPv4 only".into());
-        }
-        Ok(Network {
-            enable_nftables: c.enable_nftables,
-            pools: Pools {
-                v4: c.ipv4,
-                v6: c.ipv6,
-            },
-            backend: c.backend,
-        })
-    }
-}
 
 /// What the agent owning lease `own` leaves out of a complete listing,
 /// one line each, naming the Node (Kubernetes) or the lease and why: in
@@ -129,11 +100,10 @@ impl Source {
     /// Connects. etcd: nothing is sent yet; fails on bad flags or TLS
     /// files. Kubernetes: finds this host's Node and reads it, waiting for
     /// it to exist; fails on a bad kubeconfig or a refused request.
-    pub async fn open(args: &AgentArgs) -> Result<Source> {
-        Ok(if args.kube.kube_subnet_mgr {
-            Source::Kube(Box::new(kube::KubeSource::open(args).await?))
-        } else {
-            Source::Etcd(etcd::EtcdSource::open(args).await?)
+    pub async fn open(options: &SourceOptions) -> Result<Source> {
+        Ok(match options {
+            SourceOptions::Kube(o) => Source::Kube(Box::new(kube::KubeSource::open(o).await?)),
+            SourceOptions::Etcd(o) => Source::Etcd(etcd::EtcdSource::open(o).await?),
         })
     }
 

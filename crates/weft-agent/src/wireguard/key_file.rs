@@ -1,5 +1,5 @@
 //! This host's WireGuard private key, kept where flanneld keeps it:
-//! `/run/flannel/wgkey` (or `$WIREGUARD_KEY_FILE`), base64 as `wg genkey`
+//! `/run/flannel/wgkey` (or `$WIREGUARD_KEY_FILE`; see [`crate::options`]), base64 as `wg genkey`
 //! prints it, made once (file 0400, folder 0755) and reused, so the public
 //! key in the lease survives restarts.
 //!
@@ -11,20 +11,10 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use weft_core::WgSecret;
-
-pub const DEFAULT_KEY_FILE: &str = "/run/flannel/wgkey";
-
-/// `$WIREGUARD_KEY_FILE`, else flanneld's default.
-pub fn path_from_env() -> PathBuf {
-    std::env::var_os("WIREGUARD_KEY_FILE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE))
-}
 
 /// Whether the key was read or made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,30 +29,12 @@ use weft_core::lease::{LeaseAttrs, LeaseKey, WireguardLeaseData};
 use weft_core::plan::wireguard::{devices, WgDeviceId, WgPeerPlanner};
 use weft_kernel::Netlink;
 
-use crate::source::Network;
+use crate::network::Network;
+use crate::options::{WgImplementation, WgOptions};
 use crate::underlay::Underlay;
 use device::WgDevice;
 use sink::WgSink;
 use socket::Udp;
-
-/// Which WireGuard the backend uses (`--wireguard-impl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Implementation {
-    /// The kernel's where it has WireGuard, else userspace.
-    Auto,
-    /// The kernel module, configured over generic netlink.
-    Kernel,
-    /// weft's own data path over TUN devices (any kernel).
-    Userspace,
-}
-
-/// Where the backend keeps things.
-#[derive(Debug, Clone)]
-pub struct WgOptions {
-    pub implementation: Implementation,
-    pub key_file: PathBuf,
-    pub uapi_dir: PathBuf,
-}
 
 /// One WireGuard device, whichever implementation carries it.
 #[derive(Clone)]
@@ -107,19 +89,19 @@ pub struct WgLocal {
 }
 
 /// Which implementation `opts` and this kernel give.
-fn choose(nl: &mut Netlink, opts: &WgOptions) -> Result<Implementation> {
+fn choose(nl: &mut Netlink, opts: &WgOptions) -> Result<WgImplementation> {
     let mut kernel = || weft_kernel::kernel_has_wireguard(nl, "weft-wgprobe");
     match opts.implementation {
-        Implementation::Userspace => Ok(Implementation::Userspace),
-        Implementation::Auto if kernel() => Ok(Implementation::Kernel),
-        Implementation::Auto => {
+        WgImplementation::Userspace => Ok(WgImplementation::Userspace),
+        WgImplementation::Auto if kernel() => Ok(WgImplementation::Kernel),
+        WgImplementation::Auto => {
             tracing::info!(
                 "the kernel cannot make WireGuard devices: using weft's userspace WireGuard"
             );
-            Ok(Implementation::Userspace)
+            Ok(WgImplementation::Userspace)
         }
-        Implementation::Kernel if kernel() => Ok(Implementation::Kernel),
-        Implementation::Kernel => {
+        WgImplementation::Kernel if kernel() => Ok(WgImplementation::Kernel),
+        WgImplementation::Kernel => {
             bail!("--wireguard-impl=kernel: this kernel cannot make WireGuard devices (no wireguard module); use --wireguard-impl=userspace (or auto)")
         }
     }
@@ -161,7 +143,7 @@ pub fn prepare(
             WgDeviceId::V6 => cfg.listen_port_v6,
             WgDeviceId::Main => cfg.listen_port,
         };
-        let prepared = if implementation == Implementation::Kernel {
+        let prepared = if implementation == WgImplementation::Kernel {
             let k = kernel::KernelWg::create(nl, id.name(), mtu, &secret, port)
                 .with_context(|| format!("setting up the kernel WireGuard device {}", id.name()))?;
             Prepared::Kernel(Arc::new(k))

@@ -233,3 +233,10 @@ where
     }
     (sets, dels)
 }
+
+/// The nexthop object id for a peer: its IPv4 subnet's network address,
+/// unique per lease and the same across restarts (never 0: the first
+/// subnet of a network is never leased).
+pub fn nexthop_id(subnet: ipnet::Ipv4Net) -> u32 {
+    u32::from(subnet.network())
+}

@@ -10,9 +10,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::dataplane::nexthop_id;
 use super::dataplane::{NextHop, NexthopSpec, RouteSpec, RouteVia};
 use super::desired::PeerEntries;
-use super::vxlan::nexthop_id;
 use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
 /// The underlay interface and its network (of the family being planned).

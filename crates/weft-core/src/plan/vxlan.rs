@@ -6,7 +6,7 @@
 
 use ipnet::IpNet;
 
-use super::dataplane::{FdbSpec, NeighSpec, NextHop, NexthopSpec, RouteSpec, RouteVia};
+use super::dataplane::{nexthop_id, FdbSpec, NeighSpec, NextHop, NexthopSpec, RouteSpec, RouteVia};
 use super::desired::PeerEntries;
 use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
@@ -22,13 +22,6 @@ pub struct VxlanPlanner {
     /// Plan the lease's IPv6 subnet (PublicIPv6, BackendV6Data) on
     /// `flannel-v6.<VNI>` instead of its IPv4 one.
     pub v6: bool,
-}
-
-/// The nexthop object id for a peer: its IPv4 subnet's network address,
-/// unique per lease and the same across restarts (never 0: the first
-/// subnet of a network is never leased).
-pub fn nexthop_id(subnet: ipnet::Ipv4Net) -> u32 {
-    u32::from(subnet.network())
 }
 
 impl VxlanPlanner {

@@ -25,6 +25,7 @@ pub mod extensions;
 pub mod kernel;
 pub mod restore;
 pub mod rule;
+pub mod rule_error;
 pub mod table;
 
 #[cfg(test)]

@@ -10,16 +10,7 @@ use std::net::IpAddr;
 
 use super::abi::{self, Family};
 use super::extensions;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    /// Valid iptables, but not modelled here.
-    #[error("{0} is not written natively")]
-    Unsupported(String),
-    /// Not valid as written.
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use super::rule_error::RuleError;
 
 /// Where a rule's standard target goes, resolved when the table is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]

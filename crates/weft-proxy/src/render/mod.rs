@@ -4,6 +4,7 @@
 pub mod iptables;
 pub mod nft;
 mod nft_element;
+mod nft_names;
 
 #[cfg(test)]
 mod tests;

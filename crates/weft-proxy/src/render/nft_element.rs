@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use super::nft::{Pool, REJECT_CHAIN};
+use super::nft_names::{Pool, REJECT_CHAIN};
 use crate::spec::Protocol;
 
 /// Which map an element is in.

@@ -36,7 +36,7 @@ pub struct DoctorArgs {
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: String,
     /// wireguard backend: the agent's --wireguard-socket-dir
-    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::wireguard::uapi::DEFAULT_DIR)]
+    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::options::DEFAULT_WG_SOCKET_DIR)]
     wireguard_socket_dir: PathBuf,
     /// Where `weft proxy` serves /metrics (its --metrics-bind-address), to
     /// read the fallbacks it counted ("" to not ask)
@@ -125,7 +125,7 @@ fn kube_facts(a: &DoctorArgs, subnet: Option<IpNet>) -> StoreFacts {
     let mut facts = StoreFacts::default();
     let config = a.kube.net_config().map_err(|e| format!("{e:#}"));
     let network = config.clone().and_then(|c| {
-        weft_agent::source::Network::from_config(c)
+        weft_agent::network::Network::from_config(c)
             .map_err(|e| format!("--net-config-path {}: {e}", a.kube.flags.net_config_path))
     });
     facts.config = Some(match (&config, &network) {

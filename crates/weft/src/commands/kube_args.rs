@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use weft_agent::flags::KubeFlags;
-use weft_agent::source::Network;
+use weft_agent::network::Network;
 use weft_core::config::NetConfig;
 use weft_kube::FlagNames;
 

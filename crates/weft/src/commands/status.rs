@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
+use weft_agent::network::Network;
 use weft_agent::reconcile::{Reconciler, Sink};
-use weft_agent::source::Network;
 use weft_agent::underlay::{self, Selector};
 use weft_core::admission::Rules;
 use weft_core::config::{BackendConfig, NetConfig};
@@ -43,7 +43,7 @@ pub struct StatusArgs {
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: String,
     /// wireguard backend: the agent's --wireguard-socket-dir
-    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::wireguard::uapi::DEFAULT_DIR)]
+    #[arg(long = "wireguard-socket-dir", env = "FLANNELD_WIREGUARD_SOCKET_DIR", default_value = weft_agent::options::DEFAULT_WG_SOCKET_DIR)]
     wireguard_socket_dir: PathBuf,
 }
 
@@ -407,7 +407,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
 /// The wireguard backend's devices (Null for other backends).
 fn wireguard_report(
     backend: &BackendConfig,
-    pools: &weft_agent::source::Pools,
+    pools: &weft_core::subnet::Pools,
     socket_dir: &std::path::Path,
 ) -> serde_json::Value {
     let BackendConfig::Wireguard(cfg) = backend else {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_core::lease::{LeaseAttrs, LeaseKey};
-use weft_core::subnet::SubnetPool;
+use weft_core::subnet::{Pools, SubnetPool};
 use weft_etcd::{AcquiredLease, EtcdError, LeaseListing, Registry};
 
 /// flannel's lease TTL.
@@ -31,29 +31,6 @@ pub enum AcquireError {
     TooManyRaces(usize),
     #[error(transparent)]
     Etcd(#[from] EtcdError),
-}
-
-/// The address pools of the cluster, per family.
-#[derive(Debug, Clone)]
-pub struct Pools {
-    pub v4: Option<SubnetPool>,
-    pub v6: Option<SubnetPool>,
-}
-
-impl Pools {
-    fn contains(&self, key: &LeaseKey) -> bool {
-        let v4_ok = match (&self.v4, key.v4) {
-            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V4(n)),
-            (None, None) => true,
-            _ => false,
-        };
-        let v6_ok = match (&self.v6, key.v6) {
-            (Some(p), Some(n)) => p.contains_subnet(&IpNet::V6(n)),
-            (None, None) => true,
-            _ => false,
-        };
-        v4_ok && v6_ok
-    }
 }
 
 /// The lease among `listing` that this host held before, if any: same

@@ -16,12 +16,13 @@ use weft_core::config::NetConfig;
 use weft_core::lease::{LeaseAttrs, LeaseKey};
 use weft_core::MacAddr;
 use weft_etcd::{
-    connect, AcquiredLease, EtcdOptions, LeaseEvent, LeaseListing, LeaseWatch, Registry, WatchError,
+    connect, AcquiredLease, LeaseEvent, LeaseListing, LeaseWatch, Registry, WatchError,
 };
 
 use self::acquire::{acquire, own_previous, AcquireError};
-use super::{Change, Network, Update};
-use crate::flags::AgentArgs;
+use super::{Change, Update};
+use crate::network::Network;
+use crate::options::EtcdSourceOptions;
 use crate::{subnet_file, Never};
 
 const RENEW_RETRY: Duration = Duration::from_secs(60);
@@ -38,24 +39,12 @@ pub struct EtcdSource {
 impl EtcdSource {
     /// The registry on the etcd of the flags (fails on bad TLS files or
     /// endpoints only: nothing is sent yet).
-    pub async fn open(args: &AgentArgs) -> Result<EtcdSource> {
-        let endpoints = args.endpoints();
-        if endpoints.is_empty() {
-            bail!("-etcd-endpoints is empty (is FLANNEL_ETCD_ENDPOINTS set in /etc/sysconfig/flanneld?)");
-        }
-        let etcd = connect(&EtcdOptions {
-            endpoints,
-            username: args.etcd_username.clone(),
-            password: args.etcd_password.clone(),
-            cafile: args.etcd_cafile.clone(),
-            certfile: args.etcd_certfile.clone(),
-            keyfile: args.etcd_keyfile.clone(),
-        })
-        .await?;
+    pub async fn open(options: &EtcdSourceOptions) -> Result<EtcdSource> {
+        let etcd = connect(&options.connect).await?;
         Ok(EtcdSource {
-            reg: Registry::new(etcd, &args.etcd_prefix),
-            subnet_file: PathBuf::from(&args.subnet_file),
-            renew_margin_min: args.subnet_lease_renew_margin,
+            reg: Registry::new(etcd, &options.prefix),
+            subnet_file: options.previous_subnet_file.clone(),
+            renew_margin_min: options.renew_margin_minutes,
             listing: None,
             lease: None,
         })

@@ -15,7 +15,7 @@ mod watch;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,8 +29,8 @@ use weft_core::MacAddr;
 use weft_kube::{is_not_found, words, FlagNames, Retry};
 
 use self::node::LeaseNode;
-use super::Network;
-use crate::flags::AgentArgs;
+use crate::network::Network;
+use crate::options::KubeSourceOptions;
 use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames};
 
 /// The agent's flags for the connection, in error messages.
@@ -67,24 +67,26 @@ impl KubeSource {
     /// Connects, finds this host's Node name (`NODE_NAME`, else the Node
     /// of pod `POD_NAMESPACE/POD_NAME`) and reads the Node, waiting for it
     /// to exist.
-    pub async fn open(args: &AgentArgs) -> Result<KubeSource> {
-        let names =
-            AnnotationNames::new(&args.kube.kube_annotation_prefix).map_err(|e| anyhow!(e))?;
-        let kubeconfig = args.kube.kubeconfig_file.as_deref().map(Path::new);
-        let client =
-            weft_kube::client(kubeconfig, args.kube.kube_api_url.as_deref(), FLAGS).await?;
+    pub async fn open(options: &KubeSourceOptions) -> Result<KubeSource> {
+        let names = AnnotationNames::new(&options.annotation_prefix).map_err(|e| anyhow!(e))?;
+        let client = weft_kube::client(
+            options.kubeconfig.as_deref(),
+            options.api_url.as_deref(),
+            FLAGS,
+        )
+        .await?;
         let name = node_name(&client).await?;
         let nodes: Api<LeaseNode> = Api::all(client);
         let node = read_node(&nodes, &name).await?;
         let events = Some(list_watch::spawn(nodes.clone().into_client()));
-        tracing::info!(node = %name, prefix = %args.kube.kube_annotation_prefix, "leases from the Kubernetes API (Node annotations)");
+        tracing::info!(node = %name, prefix = %options.annotation_prefix, "leases from the Kubernetes API (Node annotations)");
         Ok(KubeSource {
             nodes,
             events,
             name,
             names,
-            net_config_path: PathBuf::from(&args.kube.net_config_path),
-            set_network_unavailable: args.set_node_network_unavailable,
+            net_config_path: options.net_config_path.clone(),
+            set_network_unavailable: options.set_network_unavailable,
             node,
             networks: (None, None),
             published: None,

@@ -5,7 +5,7 @@ use super::{
     fixed_name, inet_addr, no_repeats, number, port_range, require, unsupported, value_mask, Opt,
 };
 use crate::xtables::abi::{self, Family};
-use crate::xtables::rule::RuleError;
+use crate::xtables::rule_error::RuleError;
 
 /// Appends the match `name` with its options to `out`.
 pub fn encode_match(

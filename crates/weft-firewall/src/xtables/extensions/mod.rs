@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::abi::Family;
-use super::rule::RuleError;
+use super::rule_error::RuleError;
 
 /// One `--option value…` of an extension, `!` before it setting `invert`.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use super::{inet_addr, no_repeats, number, require, unsupported, value_mask, Opt};
 use crate::xtables::abi::{self, Family};
-use crate::xtables::rule::RuleError;
+use crate::xtables::rule_error::RuleError;
 
 /// A NAT range: flags, the addresses (min = max here), the ports (network
 /// order).
