@@ -64,3 +64,21 @@ fn two_hosts_of_flanneld_give_pods_that_reach_each_other() {
     lab.ping(&p2, p1.ip, Duration::from_secs(10))
         .expect("h2's pod reaches h1's");
 }
+
+/// The etcd-only build (`--no-default-features`) refuses Kubernetes mode
+/// in one line instead of half-starting.
+#[cfg(not(feature = "kube"))]
+#[test]
+fn an_etcd_only_build_refuses_kubernetes_mode_in_one_line() {
+    let o = Command::new(flanneld())
+        .arg("-kube-subnet-mgr")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("-kube-subnet-mgr: this agent was built without Kubernetes mode"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

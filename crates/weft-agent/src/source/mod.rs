@@ -13,7 +13,9 @@
 //! stream of [`Update`]s. What the agent does with an update is the same
 //! for both ([`crate::follow`]).
 
+pub mod claims;
 pub mod etcd;
+#[cfg(feature = "kube")]
 pub mod kube;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -48,7 +50,7 @@ pub fn left_out(
             .find(|(_, l)| Some(l.key) == own)
             .and_then(|(n, _)| n.clone())
             .unwrap_or_default();
-        let mut claims = kube::claims::Claims::new(&own_node, own.unwrap_or(no_lease));
+        let mut claims = claims::Claims::new(&own_node, own.unwrap_or(no_lease));
         let named = listing
             .iter()
             .map(|(n, l)| (n.clone().unwrap_or_default(), l.clone()))
@@ -93,6 +95,7 @@ pub enum Change {
 /// The lease source the flags select.
 pub enum Source {
     Etcd(etcd::EtcdSource),
+    #[cfg(feature = "kube")]
     Kube(Box<kube::KubeSource>),
 }
 
@@ -102,7 +105,12 @@ impl Source {
     /// it to exist; fails on a bad kubeconfig or a refused request.
     pub async fn open(options: &SourceOptions) -> Result<Source> {
         Ok(match options {
+            #[cfg(feature = "kube")]
             SourceOptions::Kube(o) => Source::Kube(Box::new(kube::KubeSource::open(o).await?)),
+            #[cfg(not(feature = "kube"))]
+            SourceOptions::Kube(_) => anyhow::bail!(
+                "-kube-subnet-mgr: this agent was built without Kubernetes mode (etcd only: weft-agent's \"kube\" feature off); use weft or a flanneld built with it"
+            ),
             SourceOptions::Etcd(o) => Source::Etcd(etcd::EtcdSource::open(o).await?),
         })
     }
@@ -112,6 +120,7 @@ impl Source {
     pub async fn network(&mut self) -> Result<Network> {
         match self {
             Source::Etcd(s) => Ok(s.network().await),
+            #[cfg(feature = "kube")]
             Source::Kube(s) => s.network(),
         }
     }
@@ -121,6 +130,7 @@ impl Source {
     pub fn stored_public_ips(&self) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
         match self {
             Source::Etcd(_) => (None, None),
+            #[cfg(feature = "kube")]
             Source::Kube(s) => s.stored_public_ips(),
         }
     }
@@ -134,6 +144,7 @@ impl Source {
     ) -> (Option<MacAddr>, Option<MacAddr>) {
         match self {
             Source::Etcd(s) => s.previous_macs(network, probe).await,
+            #[cfg(feature = "kube")]
             Source::Kube(s) => s.previous_macs(),
         }
     }
@@ -142,6 +153,7 @@ impl Source {
     pub async fn acquire(&mut self, network: &Network, attrs: &LeaseAttrs) -> Result<LeaseKey> {
         match self {
             Source::Etcd(s) => s.acquire(network, attrs).await,
+            #[cfg(feature = "kube")]
             Source::Kube(s) => s.acquire(network, attrs).await,
         }
     }
@@ -149,10 +161,12 @@ impl Source {
     /// The checks every remote lease must pass before it is programmed:
     /// the config's networks and subnet length (Kubernetes: the length of
     /// this node's own pod ranges, the controller-manager's choice).
+    #[cfg_attr(not(feature = "kube"), allow(unused_variables))]
     pub fn admission_rules(&self, network: &Network, own: &LeaseKey) -> Rules {
         let (v4, v6) = (network.pools.v4.as_ref(), network.pools.v6.as_ref());
         match self {
             Source::Etcd(_) => Rules::from_pools(v4, v6),
+            #[cfg(feature = "kube")]
             Source::Kube(_) => Rules::from_pools_and_own(v4, v6, own),
         }
     }
@@ -160,6 +174,7 @@ impl Source {
     /// Follows every host's lease until a fatal condition: sends an
     /// [`Update::All`] first, then changes. `ready` is notified once the
     /// data path holds the first listing.
+    #[cfg_attr(not(feature = "kube"), allow(unused_variables))]
     pub async fn follow(
         self,
         own: LeaseKey,
@@ -168,6 +183,7 @@ impl Source {
     ) -> Result<Never> {
         match self {
             Source::Etcd(s) => s.follow(own, updates).await,
+            #[cfg(feature = "kube")]
             Source::Kube(s) => s.follow(own, updates, ready).await,
         }
     }

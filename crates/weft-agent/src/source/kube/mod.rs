@@ -8,7 +8,6 @@
 //! `kube-subnet-manager: "true"` ([`watch`]).
 
 mod announce;
-pub(crate) mod claims;
 mod list_watch;
 pub mod node;
 mod watch;

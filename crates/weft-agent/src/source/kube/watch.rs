@@ -12,12 +12,12 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, Notify};
 use weft_core::lease::{Lease, LeaseKey};
 
-use super::claims::Claims;
 use super::list_watch::{self, NodeEvent as Event};
 use super::KubeSource;
+use crate::source::claims::Claims;
 use crate::source::{Change, Update};
 use crate::Never;
-use weft_core::kube_node::annotations::{AnnotationNames, NodeView};
+use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames, NodeView};
 use weft_core::kube_node::proto::Node;
 
 impl KubeSource {
@@ -134,7 +134,9 @@ impl KubeSource {
                     self.warned.remove(n.name());
                     let prefix = format!("Node {}:", n.name());
                     self.told.retain(|t| !t.starts_with(&prefix));
-                    let changes = claims.remove(n.name());
+                    let changes = removed(&n, &own)
+                        .map(|key| claims.remove(n.name(), &key))
+                        .unwrap_or_default();
                     (!changes.is_empty()).then_some(Update::Changes(changes))
                 }
             };
@@ -249,6 +251,16 @@ async fn send(updates: &mpsc::Sender<Update>, u: Update) -> Result<()> {
         .send(u)
         .await
         .map_err(|_| anyhow!("the data path stopped taking lease updates"))
+}
+
+/// The lease key a deleted Node held (its pod ranges).
+fn removed(n: &Node, own: &LeaseKey) -> Option<LeaseKey> {
+    let (v4, v6) = pod_cidrs(&n.view()).ok()?;
+    let key = LeaseKey {
+        v4: v4.filter(|_| own.v4.is_some()),
+        v6: v6.filter(|_| own.v6.is_some()),
+    };
+    key.primary().map(|_| key)
 }
 
 fn event_name(ev: &Event) -> String {

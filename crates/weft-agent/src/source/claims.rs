@@ -8,25 +8,29 @@
 //! free. Pure: Nodes' leases in, changes for the data path out.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use weft_core::lease::{Lease, LeaseKey};
 
 use crate::source::Change;
 
+/// Kept small: one entry per held range (the range and the Node's name),
+/// whole leases only for the few Nodes that wait. (A Node's pod range is
+/// set once and never changes, so a Node is found by its range.)
 #[derive(Debug, Default)]
 pub struct Claims {
     /// This host's Node and lease: never taken by another.
-    own: Option<(String, LeaseKey)>,
+    own: Option<(Arc<str>, LeaseKey)>,
     /// Lease key → the Node holding it.
-    holder: HashMap<LeaseKey, String>,
-    /// Node → its lease, held or waiting.
-    by_node: BTreeMap<String, Lease>,
+    holder: HashMap<LeaseKey, Arc<str>>,
+    /// Nodes whose range another holds → their lease.
+    waiting: BTreeMap<Arc<str>, Lease>,
 }
 
 impl Claims {
     pub fn new(own_node: &str, own_key: LeaseKey) -> Claims {
         Claims {
-            own: Some((own_node.to_string(), own_key)),
+            own: Some((own_node.into(), own_key)),
             ..Claims::default()
         }
     }
@@ -34,61 +38,53 @@ impl Claims {
     fn holder_of(&self, key: &LeaseKey) -> Option<&str> {
         match &self.own {
             Some((node, k)) if k == key => Some(node),
-            _ => self.holder.get(key).map(String::as_str),
+            _ => self.holder.get(key).map(|n| &**n),
         }
     }
 
     /// Node `node` carries `lease`: the changes for the data path, or why
     /// it is left out (its pod range is another Node's).
     pub fn put(&mut self, node: &str, lease: Lease) -> (Vec<Change>, Option<String>) {
-        let mut changes = Vec::new();
-        let previous = self.by_node.get(node).map(|l| l.key);
-        if let Some(old) = previous.filter(|k| *k != lease.key) {
-            // its pod range changed: the old one goes, a waiter may take it
-            changes.extend(self.release(node, &old));
-        }
-        self.by_node.insert(node.to_string(), lease.clone());
         match self.holder_of(&lease.key) {
             Some(other) if other != node => {
                 let why = format!(
                     "Node {node}: pod range {} is already Node {other}'s; its lease is left out until that Node gives it up",
                     lease.key
                 );
-                (changes, Some(why))
+                self.waiting.insert(node.into(), lease);
+                (Vec::new(), Some(why))
             }
-            _ => {
-                self.holder.insert(lease.key, node.to_string());
-                changes.push(Change::Put(lease));
-                (changes, None)
+            Some(_) => (vec![Change::Put(lease)], None),
+            None => {
+                self.holder.insert(lease.key, node.into());
+                (vec![Change::Put(lease)], None)
             }
         }
     }
 
-    /// Node `node` is gone: the changes for the data path.
-    pub fn remove(&mut self, node: &str) -> Vec<Change> {
-        match self.by_node.remove(node) {
-            Some(l) => self.release(node, &l.key),
-            None => Vec::new(),
+    /// Node `node`, which carried `key`, is gone: the changes for the
+    /// data path (its lease goes, and the first Node waiting for the
+    /// range, by name, takes it).
+    pub fn remove(&mut self, node: &str, key: &LeaseKey) -> Vec<Change> {
+        if self.waiting.remove(node).is_some() {
+            return Vec::new();
         }
-    }
-
-    /// `node` no longer holds `key`: its lease goes, and the first Node
-    /// waiting for the key (by name) takes it.
-    fn release(&mut self, node: &str, key: &LeaseKey) -> Vec<Change> {
-        if self.holder.get(key).map(String::as_str) != Some(node) {
+        if self.holder.get(key).map(|n| &**n) != Some(node) {
             return Vec::new();
         }
         self.holder.remove(key);
         let mut changes = vec![Change::Delete(*key)];
         let next = self
-            .by_node
+            .waiting
             .iter()
-            .find(|(n, l)| l.key == *key && n.as_str() != node)
-            .map(|(n, l)| (n.clone(), l.clone()));
-        if let Some((n, l)) = next {
-            tracing::info!("Node {n}: holds pod range {key} now that Node {node} gave it up");
-            self.holder.insert(*key, n);
-            changes.push(Change::Put(l));
+            .find(|(_, l)| l.key == *key)
+            .map(|(n, _)| n.clone());
+        if let Some(n) = next {
+            if let Some(l) = self.waiting.remove(&n) {
+                tracing::info!("Node {n}: holds pod range {key} now that Node {node} gave it up");
+                self.holder.insert(*key, n);
+                changes.push(Change::Put(l));
+            }
         }
         changes
     }
@@ -98,9 +94,10 @@ impl Claims {
     /// before keep it; the others are taken in the listing's order.
     pub fn reset(&mut self, listing: Vec<(String, Lease)>) -> (Vec<Lease>, Vec<String>) {
         let before = std::mem::take(&mut self.holder);
-        self.by_node.clear();
-        let held_before = |(n, l): &(String, Lease)| before.get(&l.key) == Some(n);
+        self.waiting.clear();
+        let held_before = |(n, l): &(String, Lease)| before.get(&l.key).is_some_and(|h| **h == **n);
         let (kept, rest): (Vec<_>, Vec<_>) = listing.into_iter().partition(held_before);
+        drop(before);
         let (mut leases, mut refused) = (Vec::new(), Vec::new());
         for (node, lease) in kept.into_iter().chain(rest) {
             let (changes, why) = self.put(&node, lease);
@@ -154,10 +151,11 @@ mod tests {
             why.as_deref(),
             Some("Node zz-dup: pod range 172.30.2.0-24 is already Node k2's; its lease is left out until that Node gives it up")
         );
+        let key: LeaseKey = "172.30.2.0-24".parse().expect("key");
         // the duplicate goes: k2's lease stays
-        assert!(c.remove("zz-dup").is_empty());
+        assert!(c.remove("zz-dup", &key).is_empty());
         // k2 goes: its lease goes
-        assert_eq!(puts(&c.remove("k2")), vec!["delete 172.30.2.0-24"]);
+        assert_eq!(puts(&c.remove("k2", &key)), vec!["delete 172.30.2.0-24"]);
     }
 
     #[test]
@@ -169,20 +167,16 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_node_takes_the_range_when_the_holder_goes_or_moves() {
+    fn a_waiting_node_takes_the_range_when_the_holder_goes() {
         let mut c = claims();
+        let key: LeaseKey = "172.30.2.0-24".parse().expect("key");
         let _ = c.put("k2", lease("172.30.2.0-24", "198.18.0.12"));
         let _ = c.put("k3", lease("172.30.2.0-24", "198.18.0.13"));
         assert_eq!(
-            puts(&c.remove("k2")),
+            puts(&c.remove("k2", &key)),
             vec!["delete 172.30.2.0-24", "put 172.30.2.0-24 198.18.0.13"]
         );
-        // the holder moves to another range: the old one goes to nobody
-        let (ch, _) = c.put("k3", lease("172.30.3.0-24", "198.18.0.13"));
-        assert_eq!(
-            puts(&ch),
-            vec!["delete 172.30.2.0-24", "put 172.30.3.0-24 198.18.0.13"]
-        );
+        assert_eq!(puts(&c.remove("k3", &key)), vec!["delete 172.30.2.0-24"]);
     }
 
     #[test]
