@@ -34,10 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, obj);
         catalog.put(obj);
     }
-    let ipt = IptablesRenderer {
-        v6: false,
-        cluster_cidr: None,
-    };
+    let ipt = IptablesRenderer::new(false, None, false);
     let nft = NftRenderer {
         table: "kube-proxy".into(),
         v6: false,
