@@ -1,4 +1,4 @@
-//! `weft bench --scenario datapath`: pod-to-pod TCP throughput (iperf3)
+//! `weft-bench --scenario datapath`: pod-to-pod TCP throughput (iperf3)
 //! over each backend, next to hand-built kernel equivalents in the same
 //! run (a vxlan set up by hand exactly as flannel's, and plain routes)
 //! and, for the udp backend, next to upstream flanneld's udp backend on

@@ -76,7 +76,7 @@ fn leased(lab: &Lab) -> Result<BTreeSet<IpNet>> {
 
 pub fn run(weft: &std::path::Path, minutes: f64) -> Result<serde_json::Value> {
     println!(
-        "weft bench etcd-chaos: {MEMBERS}-member etcd {}, {AGENTS} vxlan agents, members killed at random for {minutes} min while leases churn",
+        "weft-bench etcd-chaos: {MEMBERS}-member etcd {}, {AGENTS} vxlan agents, members killed at random for {minutes} min while leases churn",
         crate::etcd_version()
     );
     let mut lab = Lab::new("wbc", weft)?;

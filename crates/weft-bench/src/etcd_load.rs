@@ -45,7 +45,7 @@ fn value(i: usize) -> String {
 
 pub fn run(weft: &std::path::Path, counts: &[usize]) -> Result<serde_json::Value> {
     println!(
-        "weft bench etcd-load: N simulated agents vs real etcd {} in network namespaces ({CONNECTIONS} connections, {IN_FLIGHT} requests in flight)",
+        "weft-bench etcd-load: N simulated agents vs real etcd {} in network namespaces ({CONNECTIONS} connections, {IN_FLIGHT} requests in flight)",
         crate::etcd_version()
     );
     println!(

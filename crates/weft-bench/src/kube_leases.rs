@@ -151,7 +151,7 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
         queue_depth: true,
     });
     println!(
-        "weft bench: agents in Kubernetes mode (-kube-subnet-mgr) on one kube-apiserver, vxlan, {} CPUs",
+        "weft-bench: agents in Kubernetes mode (-kube-subnet-mgr) on one kube-apiserver, vxlan, {} CPUs",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(

@@ -1,4 +1,4 @@
-//! `weft bench --scenario proxy --against kube-proxy`: weft proxy and the
+//! `weft-bench --scenario proxy --against kube-proxy`: weft proxy and the
 //! pinned upstream kube-proxy side by side in one run, on one real
 //! kube-apiserver holding N Services × E endpoints (EndpointSlices), each
 //! proxy in a host namespace of its own, in each mode asked for. Measured
@@ -391,7 +391,7 @@ pub fn run(
     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     .unwrap_or_default();
     println!(
-        "weft bench proxy --against kube-proxy ({version}): one kube-apiserver, {endpoints} endpoints per service, {} CPUs",
+        "weft-bench proxy --against kube-proxy ({version}): one kube-apiserver, {endpoints} endpoints per service, {} CPUs",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(

@@ -316,7 +316,7 @@ pub(crate) fn run(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::V
     let mut json = Vec::new();
     let agents = agents(a, weft)?;
     println!(
-        "weft bench: agents in etcd mode vs real etcd {} in network namespaces, {} CPUs, vxlan",
+        "weft-bench: agents in etcd mode vs real etcd {} in network namespaces, {} CPUs, vxlan",
         etcd_version(),
         std::thread::available_parallelism()
             .map(|n| n.get())

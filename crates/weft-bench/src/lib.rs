@@ -1,4 +1,4 @@
-//! `weft bench`: weft measured against real etcd, real kernels and, where
+//! `weft-bench`: weft measured against real etcd, real kernels and, where
 //! the scenario has one, the upstream program it replaces, in network
 //! namespaces. One module per scenario:
 //! - [`leases`]: the agent programming remote leases (cold start, churn, RSS);
@@ -12,7 +12,9 @@
 //! - [`etcd_load`]: many simulated hosts on one etcd;
 //! - [`etcd_chaos`]: a soak with etcd members killed under agents.
 //!
-//! The `weft bench` subcommand is [`BenchArgs`] and [`run`].
+//! The `weft-bench` binary (`src/main.rs`) is [`BenchArgs`] and [`run`];
+//! it drives the node binary `weft` (`--weft`, by default the `weft`
+//! beside it), which carries no part of this harness.
 
 mod datapath;
 mod etcd_chaos;
@@ -27,8 +29,15 @@ mod wireguard;
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, TxnOp};
 
-#[derive(clap::Args)]
+#[derive(clap::Parser)]
+#[command(
+    name = "weft-bench",
+    about = "Measure weft against real etcd, kube-apiserver and kernels in network namespaces, beside the upstream programs it replaces"
+)]
 pub struct BenchArgs {
+    /// The weft binary to measure (default: the `weft` beside weft-bench)
+    #[arg(long)]
+    weft: Option<std::path::PathBuf>,
     /// Numbers of remote leases to program from a cold start
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     counts: Vec<usize>,
@@ -134,8 +143,26 @@ pub(crate) fn stats(v: &mut [f64]) -> (f64, f64, f64, f64) {
     (pick(0.0), pick(0.5), pick(0.99), pick(1.0))
 }
 
+/// The `weft` binary the scenarios run: `--weft`, else the one in this
+/// program's folder (`target/release/weft` beside `target/release/weft-bench`).
+fn weft_binary(given: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating weft-bench")?
+            .with_file_name("weft"),
+    };
+    if !path.is_file() {
+        bail!(
+            "--weft {}: no such file (build it: cargo build --release -p weft)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
-    let weft = std::env::current_exe().context("locating the weft binary")?;
+    let weft = weft_binary(a.weft.as_deref())?;
     let mut report = serde_json::Map::new();
     if let Some(bin) = &a.agent_bin {
         // or the bench would wait two minutes for leases it never programs

@@ -278,7 +278,7 @@ pub fn run(
     runs: usize,
 ) -> Result<serde_json::Value> {
     println!(
-        "weft bench proxy: weft proxy vs real etcd {} in network namespaces, {endpoints} endpoints per service",
+        "weft-bench proxy: weft proxy vs real etcd {} in network namespaces, {endpoints} endpoints per service",
         etcd_version()
     );
     println!(

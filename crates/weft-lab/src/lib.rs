@@ -9,19 +9,25 @@
 
 mod docker;
 mod echo;
+#[cfg(feature = "peers")]
 mod kubernetes;
 mod lab;
 mod netns;
 mod process;
 mod tls;
+#[cfg(feature = "peers")]
 mod upstream;
+#[cfg(feature = "peers")]
 mod wireguard_go;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
+#[cfg(feature = "peers")]
 pub use kubernetes::{ApiServer, SERVICE_CIDR};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, http_get_at, in_netns, sh};
 pub use process::{kill_where, tail, Proc};
+#[cfg(feature = "peers")]
 pub use upstream::{program_version, upstream_flanneld, upstream_kubernetes};
+#[cfg(feature = "peers")]
 pub use wireguard_go::{wg_keypair, WgPeerSpec};

@@ -1,6 +1,7 @@
 //! `weft`: one binary for the agent (also when invoked as `flanneld`),
 //! the CNI plugin (as `flannel`), docker options (as `mk-docker-opts.sh`),
-//! the demo cluster and the benchmarks.
+//! the service proxy, the operator commands and the demo cluster. (The
+//! benchmarks are the separate `weft-bench` binary.)
 
 mod commands;
 
@@ -37,8 +38,6 @@ enum Command {
     Install(commands::install::InstallArgs),
     /// Build a multi-host cluster in network namespaces and show it working
     Demo(commands::demo::DemoArgs),
-    /// Measure the agent against real etcd in network namespaces
-    Bench(weft_bench::BenchArgs),
     /// Run the service proxy (kube-proxy's job): Service IPs and NodePorts
     Proxy(commands::proxy::ProxyArgs),
     /// Manage the services and endpoints the proxy serves
@@ -76,7 +75,6 @@ fn main() -> ExitCode {
         Command::DockerOpts(a) => commands::report(commands::docker_opts::run(a)),
         Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),
-        Command::Bench(a) => commands::report(weft_bench::run(a)),
         Command::Proxy(a) => commands::report(commands::proxy::run(a)),
         Command::Service(a) => commands::report(commands::service::run(a)),
         Command::Status(a) => commands::report(commands::status::run(a)),

@@ -119,7 +119,6 @@ fn every_weft_command_shown_exists() {
         "doctor",
         "docker-opts",
         "demo",
-        "bench",
     ] {
         assert!(
             checked.iter().any(|w| w.split(' ').next() == Some(c)),
