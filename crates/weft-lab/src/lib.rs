@@ -9,6 +9,7 @@
 
 mod docker;
 mod echo;
+mod kit;
 #[cfg(feature = "peers")]
 mod kubernetes;
 mod lab;
@@ -22,6 +23,7 @@ mod wireguard_go;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
+pub use kit::{fdb, metric_sum, metric_value, metrics, on_host, output_of};
 #[cfg(feature = "peers")]
 pub use kubernetes::{ApiServer, SERVICE_CIDR};
 pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};

@@ -36,21 +36,7 @@ fn vxlan_routes(lab: &Lab, host: &Host) -> Vec<String> {
 
 /// A cluster of `n` hosts with agents running and subnet files written.
 fn cluster(lab: &mut Lab, n: u8) -> Vec<(Host, SubnetEnv)> {
-    lab.start_etcd().expect("etcd");
-    lab.put_config(ARTICLE_CONFIG).expect("config");
-    let hosts: Vec<Host> = (0..n)
-        .map(|i| lab.host(&format!("h{}", i + 1), 11 + i).expect("host"))
-        .collect();
-    for h in &hosts {
-        lab.start_agent(h, &[]).expect("agent");
-    }
-    hosts
-        .into_iter()
-        .map(|h| {
-            let env = lab.wait_subnet_env(&h, SECS(20)).expect("subnet file");
-            (h, env)
-        })
-        .collect()
+    lab.cluster(ARTICLE_CONFIG, n, 11, &[]).expect("cluster")
 }
 
 #[test]

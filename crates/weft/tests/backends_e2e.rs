@@ -42,23 +42,7 @@ fn subnet(env: &SubnetEnv) -> String {
 }
 
 fn start(lab: &mut Lab, config: &str, n: u8, extra: &[&str]) -> Vec<(Host, SubnetEnv)> {
-    lab.start_etcd().expect("etcd");
-    lab.put_config(config).expect("config");
-    let hosts: Vec<Host> = (0..n)
-        .map(|i| lab.host(&format!("h{}", i + 1), 11 + i).expect("host"))
-        .collect();
-    for h in &hosts {
-        lab.start_agent(h, extra).expect("agent");
-    }
-    hosts
-        .into_iter()
-        .map(|h| {
-            let env = lab
-                .wait_subnet_env(&h, Duration::from_secs(20))
-                .expect("subnet");
-            (h, env)
-        })
-        .collect()
+    lab.cluster(config, n, 11, extra).expect("cluster")
 }
 
 #[test]

@@ -13,24 +13,7 @@ const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const CONFIG: &str = r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
 
 fn weft_in(lab: &Lab, host: &Host, args: &[&str]) -> (i32, String) {
-    let url = format!("--etcd-endpoints={}", lab.etcd_url().expect("etcd"));
-    let file = format!("--subnet-file={}", lab.subnet_file(host).display());
-    let mut a = vec!["netns", "exec", host.ns.as_str(), WEFT];
-    a.extend_from_slice(args);
-    if !args.iter().any(|x| x.starts_with("--etcd-endpoints")) {
-        a.push(&url);
-    }
-    if !args.iter().any(|x| x.starts_with("--subnet-file")) && args[0] != "qos" {
-        a.push(&file);
-    }
-    let out = std::process::Command::new("ip")
-        .args(&a)
-        .output()
-        .expect("weft runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    lab.weft_on(host, args).expect("weft runs")
 }
 
 fn doctor(lab: &Lab, host: &Host, extra: &[&str]) -> (i32, Vec<Value>) {
@@ -57,19 +40,8 @@ fn netns_sh(host: &Host, args: &[&str]) {
 }
 
 fn cluster(lab: &mut Lab, extra: &[&str]) -> Vec<Host> {
-    lab.start_etcd().expect("etcd");
-    lab.put_config(CONFIG).expect("config");
-    let hosts: Vec<Host> = (0..3)
-        .map(|i| lab.host(&format!("h{}", i + 1), 31 + i).expect("host"))
-        .collect();
-    for h in &hosts {
-        lab.start_agent(h, extra).expect("agent");
-    }
-    for h in &hosts {
-        lab.wait_subnet_env(h, Duration::from_secs(20))
-            .expect("subnet");
-    }
-    hosts
+    let hosts = lab.cluster(CONFIG, 3, 31, extra).expect("cluster");
+    hosts.into_iter().map(|(h, _)| h).collect()
 }
 
 fn http(host: &Host, port: u16, path: &str) -> String {

@@ -11,57 +11,31 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use weft_core::subnet_file::SubnetEnv;
-use weft_lab::{eventually, http_get, in_netns, sh, Host, Lab};
+use weft_lab::{eventually, in_netns, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const HEALTH: &str = "-healthz-port=8471";
 
 fn start(lab: &mut Lab, config: &str, n: u8) -> Vec<(Host, SubnetEnv)> {
-    lab.start_etcd().expect("etcd");
-    lab.put_config(config).expect("config");
-    let hosts: Vec<Host> = (0..n)
-        .map(|i| lab.host(&format!("h{}", i + 1), 11 + i).expect("host"))
-        .collect();
-    for h in &hosts {
-        lab.start_agent(h, &[HEALTH, "-resync-interval=1"])
-            .expect("agent");
-    }
-    hosts
-        .into_iter()
-        .map(|h| {
-            let env = lab
-                .wait_subnet_env(&h, Duration::from_secs(20))
-                .expect("subnet");
-            (h, env)
-        })
-        .collect()
+    lab.cluster(config, n, 11, &[HEALTH, "-resync-interval=1"])
+        .expect("cluster")
 }
 
 fn out(args: &[&str]) -> String {
-    String::from_utf8_lossy(&sh("ip", args).expect("ip").stdout).into_owned()
+    weft_lab::output_of("ip", args).expect("ip")
 }
 
 /// `bridge fdb show dev flannel.1` on `host`.
 fn fdb(host: &Host) -> String {
-    out(&[
-        "netns",
-        "exec",
-        &host.ns,
-        "bridge",
-        "fdb",
-        "show",
-        "dev",
-        "flannel.1",
-    ])
+    weft_lab::fdb(host, "flannel.1").expect("fdb")
 }
 
 /// The sample `name{labels}` of the agent's /metrics on `host` (0 if absent).
 fn metric(host: &Host, name: &str) -> f64 {
-    let text = http_get(&host.ns, 8471, "/metrics").expect("metrics answer");
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    weft_lab::metric_sum(
+        &weft_lab::metrics(host, 8471).expect("metrics"),
+        name.trim(),
+    )
 }
 
 /// A vxlan lease value with a recognisable VTEP MAC.

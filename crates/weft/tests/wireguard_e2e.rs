@@ -42,23 +42,11 @@ fn start_agent(lab: &mut Lab, h: &Host, extra: &[&str]) {
 }
 
 fn hosts(lab: &mut Lab, config: &str, n: u8) -> Vec<(Host, SubnetEnv)> {
-    lab.start_etcd().expect("etcd");
-    lab.put_config(config).expect("config");
-    let hosts: Vec<Host> = (0..n)
-        .map(|i| lab.host(&format!("h{}", i + 1), 11 + i).expect("host"))
-        .collect();
-    for h in &hosts {
+    lab.cluster_started_by(config, n, 11, |lab, h| {
         start_agent(lab, h, &[]);
-    }
-    hosts
-        .into_iter()
-        .map(|h| {
-            let env = lab
-                .wait_subnet_env(&h, Duration::from_secs(20))
-                .expect("subnet");
-            (h, env)
-        })
-        .collect()
+        Ok(())
+    })
+    .expect("cluster")
 }
 
 fn text(out: std::process::Output) -> String {
