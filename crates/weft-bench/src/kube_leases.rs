@@ -15,9 +15,10 @@ use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, PostParams};
-use weft_lab::{in_netns, upstream_flanneld, ApiServer, Host, Lab};
+use weft_lab::{in_netns, ApiServer, Lab};
 
-use crate::leases::{device_index, fake_lease, start_and_wait, until_route};
+use crate::agents;
+use crate::leases::{fake_lease, start_and_wait, until_route};
 use crate::{rss_kib, runtime, stats, BenchArgs};
 
 const PREFIX: &str = "flannel.alpha.coreos.com";
@@ -101,55 +102,8 @@ fn peers(range: std::ops::Range<usize>) -> Result<Vec<Node>> {
     range.map(peer_node).collect()
 }
 
-/// One agent under test.
-struct Agent {
-    name: String,
-    program: String,
-    /// Its arguments before the common Kubernetes-mode flags.
-    first: Vec<String>,
-    /// flanneld's informer blocks on its event queue (5,000 deep unless
-    /// EVENT_QUEUE_DEPTH says more) before its first sync completes: with
-    /// more managed Nodes than that it never starts. Operators of large
-    /// clusters raise it; so does the bench.
-    queue_depth: bool,
-}
-
-/// Back to a cold host: no agent, no device (so no routes), no subnet file.
-fn reset(lab: &mut Lab, host: &Host) -> Result<()> {
-    lab.stop_agent(host, false);
-    let mut nl = lab.netlink(host)?;
-    if let Some(idx) = device_index(&mut nl) {
-        weft_kernel::delete_link(&mut nl, idx)?;
-    }
-    let _ = std::fs::remove_file(lab.subnet_file(host));
-    Ok(())
-}
-
 pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
-    let flanneld = upstream_flanneld()?;
-    let mut agents = vec![match &a.agent_bin {
-        Some(bin) => Agent {
-            name: format!("weft ({})", bin.display()),
-            program: bin.display().to_string(),
-            first: Vec::new(),
-            queue_depth: false,
-        },
-        None => Agent {
-            name: "weft agent".into(),
-            program: weft.display().to_string(),
-            first: vec!["agent".into()],
-            queue_depth: false,
-        },
-    }];
-    agents.push(Agent {
-        name: format!(
-            "flanneld {}",
-            weft_lab::program_version(&flanneld, "--version")
-        ),
-        program: flanneld.display().to_string(),
-        first: Vec::new(),
-        queue_depth: true,
-    });
+    let agents = [agents::weft(a, weft), agents::flanneld()?];
     println!(
         "weft-bench: agents in Kubernetes mode (-kube-subnet-mgr) on one kube-apiserver, vxlan, {} CPUs",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -186,11 +140,15 @@ pub(crate) fn run(a: &BenchArgs, weft: &Path) -> Result<serde_json::Value> {
         );
         let mut cold_ms = Vec::new();
         for agent in &agents {
-            reset(&mut lab, &host)?;
+            agents::reset(&mut lab, &host)?;
             let mut args = agent.first.clone();
             args.extend(lab.kube_agent_args(&host, &kubeconfig, &conf));
             let mut env = vec![("NODE_NAME".to_string(), "node1".to_string())];
-            if agent.queue_depth {
+            // flanneld's informer blocks on its event queue (5,000 deep
+            // unless EVENT_QUEUE_DEPTH says more) before its first sync
+            // completes: with more Nodes than that it never starts.
+            // Operators of large clusters raise it; so does the bench.
+            if agent.upstream {
                 env.push(("EVENT_QUEUE_DEPTH".into(), (2 * n + 100).to_string()));
             }
             let c = start_and_wait(&mut lab, &host, n, &agent.program, &args, &env, None)?;

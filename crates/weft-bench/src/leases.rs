@@ -14,6 +14,7 @@ use weft_core::MacAddr;
 use weft_kernel::Netlink;
 use weft_lab::{in_netns, Host, Lab};
 
+use crate::agents::{self, device_index, Agent};
 use crate::{etcd_version, put_in_batches, rss_kib, runtime, stats, BenchArgs};
 
 /// How long the agent idles after the add/remove samples before its RSS is read again.
@@ -87,13 +88,6 @@ pub(crate) struct ColdStart {
     pub(crate) rss_kib: u64,
     pub(crate) peak_kib: u64,
     pub(crate) anon_kib: u64,
-}
-
-pub(crate) fn device_index(nl: &mut Netlink) -> Option<u32> {
-    weft_kernel::link_by_name(nl, "flannel.1")
-        .ok()
-        .flatten()
-        .map(|l| l.index)
 }
 
 /// Starts `program args` (under `wrap`, if given) as `host`'s agent and
@@ -199,55 +193,15 @@ pub(crate) fn until_route(
     }
 }
 
-/// One agent the scenario measures: weft's (the `weft agent` of this
-/// binary, or `--agent-bin` run with flanneld's flags) or upstream flanneld.
-struct Agent {
-    name: String,
-    program: String,
-    /// Arguments before flanneld's flags (`agent` for this binary).
-    first: Vec<String>,
-    weft: bool,
-}
-
 fn agents(a: &BenchArgs, weft: &std::path::Path) -> Result<Vec<Agent>> {
     let mut out = Vec::new();
     if a.agents.iter().any(|x| x == "weft") {
-        out.push(match &a.agent_bin {
-            Some(bin) => Agent {
-                name: format!("weft ({})", bin.display()),
-                program: bin.display().to_string(),
-                first: Vec::new(),
-                weft: true,
-            },
-            None => Agent {
-                name: "weft agent".into(),
-                program: weft.display().to_string(),
-                first: vec!["agent".into()],
-                weft: true,
-            },
-        });
+        out.push(agents::weft(a, weft));
     }
     if a.agents.iter().any(|x| x == "flanneld") {
-        let bin = weft_lab::upstream_flanneld()?;
-        out.push(Agent {
-            name: format!("flanneld {}", weft_lab::program_version(&bin, "--version")),
-            program: bin.display().to_string(),
-            first: Vec::new(),
-            weft: false,
-        });
+        out.push(agents::flanneld()?);
     }
     Ok(out)
-}
-
-/// A cold start: no device, no routes, no subnet file.
-fn reset(lab: &mut Lab, host: &Host) -> Result<()> {
-    lab.stop_agent(host, false);
-    let mut nl = lab.netlink(host)?;
-    if let Some(idx) = device_index(&mut nl) {
-        weft_kernel::delete_link(&mut nl, idx)?;
-    }
-    let _ = std::fs::remove_file(lab.subnet_file(host));
-    Ok(())
 }
 
 /// One agent's figures at one lease count.
@@ -266,7 +220,7 @@ fn measure(lab: &mut Lab, host: &Host, n: usize, agent: &Agent, a: &BenchArgs) -
     args.extend(lab.flanneld_args(host, &[])?);
     let (mut cold, mut file, mut last) = (Vec::new(), Vec::new(), None);
     for _ in 0..a.runs.max(1) {
-        reset(lab, host)?;
+        agents::reset(lab, host)?;
         let c = start_and_wait(lab, host, n, &agent.program, &args, &[], a.wrap.as_deref())?;
         cold.push(c.programmed.as_secs_f64() * 1e3);
         file.push(c.subnet_file.as_secs_f64() * 1e3);
@@ -348,7 +302,7 @@ pub(crate) fn run(a: &BenchArgs, weft: &std::path::Path) -> Result<serde_json::V
         }
         lab.stop_agent(&host, false);
         if let [(w, wt, wr), (u, ut, ur)] = medians[..] {
-            if w.weft && !u.weft {
+            if !w.upstream && u.upstream {
                 println!(
                     "{n:>7} | same run: {} {wt:.0} ms vs {} {ut:.0} ms to all programmed: {:.1}x faster; VmRSS {:.1} vs {:.1} MiB",
                     w.name,

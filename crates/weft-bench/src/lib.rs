@@ -16,6 +16,7 @@
 //! it drives the node binary `weft` (`--weft`, by default the `weft`
 //! beside it), which carries no part of this harness.
 
+mod agents;
 mod datapath;
 mod etcd_chaos;
 mod etcd_load;
