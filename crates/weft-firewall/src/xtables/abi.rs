@@ -1,8 +1,17 @@
-//! The kernel's x_tables ABI (`<linux/netfilter_ipv4/ip_tables.h>`,
-//! `<linux/netfilter_ipv6/ip6_tables.h>`, `<linux/netfilter/x_tables.h>`):
-//! sizes, offsets and constants, checked against the C headers with
-//! `offsetof` on x86-64. Everything is native-endian except addresses and
-//! the ports inside NAT ranges, which are in network order.
+//! The kernel's x_tables ABI: the constants, and each family's sizes and
+//! offsets taken from the structures in [`super::structs`] (where they
+//! are described once and checked against the C headers). Everything is
+//! native-endian except addresses and the ports inside NAT ranges, which
+//! are in network order.
+
+use std::mem::{offset_of, size_of};
+
+use zerocopy::IntoBytes;
+
+use super::structs::{
+    GetEntriesHead, GetInfo, Ip6tEntry, Ip6tIp6, IptEntry, IptIp, ReplaceHead, XtEntryHead,
+    XtErrorTarget, XtStandardTarget,
+};
 
 /// IPv4 (`ipt_*`) or IPv6 (`ip6t_*`) tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,8 +24,8 @@ impl Family {
     /// `sizeof(struct ipt_entry)` / `sizeof(struct ip6t_entry)`.
     pub fn entry_size(self) -> usize {
         match self {
-            Family::V4 => 112,
-            Family::V6 => 168,
+            Family::V4 => size_of::<IptEntry>(),
+            Family::V6 => size_of::<Ip6tEntry>(),
         }
     }
 
@@ -24,24 +33,24 @@ impl Family {
     /// entry that matches packet headers.
     pub fn header_size(self) -> usize {
         match self {
-            Family::V4 => 84,
-            Family::V6 => 136,
+            Family::V4 => size_of::<IptIp>(),
+            Family::V6 => size_of::<Ip6tIp6>(),
         }
     }
 
     /// Offset of `target_offset` (a u16, followed by `next_offset`).
     pub fn target_offset_at(self) -> usize {
         match self {
-            Family::V4 => 88,
-            Family::V6 => 140,
+            Family::V4 => offset_of!(IptEntry, target_offset),
+            Family::V6 => offset_of!(Ip6tEntry, target_offset),
         }
     }
 
     /// Offset of `comefrom` (u32), then padding and the two u64 counters.
     pub fn comefrom_at(self) -> usize {
         match self {
-            Family::V4 => 92,
-            Family::V6 => 144,
+            Family::V4 => offset_of!(IptEntry, comefrom),
+            Family::V6 => offset_of!(Ip6tEntry, comefrom),
         }
     }
 
@@ -55,29 +64,31 @@ impl Family {
     /// Where the interface names start (`iniface`, `outiface`, then their
     /// masks, 16 bytes each).
     pub fn iface_at(self) -> usize {
-        4 * self.addr_len()
+        match self {
+            Family::V4 => offset_of!(IptIp, iniface),
+            Family::V6 => offset_of!(Ip6tIp6, iniface),
+        }
     }
 
-    /// Offset of the protocol (u16); for IPv6 `tos`, `flags` and `invflags`
-    /// follow it, for IPv4 `flags` and `invflags`.
+    /// Offset of the protocol (u16).
     pub fn proto_at(self) -> usize {
         match self {
-            Family::V4 => 80,
-            Family::V6 => 128,
+            Family::V4 => offset_of!(IptIp, proto),
+            Family::V6 => offset_of!(Ip6tIp6, proto),
         }
     }
 
     pub fn flags_at(self) -> usize {
         match self {
-            Family::V4 => 82,
-            Family::V6 => 131,
+            Family::V4 => offset_of!(IptIp, flags),
+            Family::V6 => offset_of!(Ip6tIp6, flags),
         }
     }
 
     pub fn invflags_at(self) -> usize {
         match self {
-            Family::V4 => 83,
-            Family::V6 => 132,
+            Family::V4 => offset_of!(IptIp, invflags),
+            Family::V6 => offset_of!(Ip6tIp6, invflags),
         }
     }
 
@@ -121,31 +132,26 @@ pub const SO_GET_ENTRIES: i32 = 65;
 pub const SO_SET_REPLACE: i32 = 64;
 pub const SO_SET_ADD_COUNTERS: i32 = 65;
 
-/// `XT_TABLE_MAXNAMELEN`, `XT_EXTENSION_MAXNAMELEN`, `XT_FUNCTION_MAXNAMELEN`.
-pub const TABLE_NAME_LEN: usize = 32;
-pub const EXTENSION_NAME_LEN: usize = 29;
-pub const ERROR_NAME_LEN: usize = 30;
+pub use super::structs::{ERROR_NAME_LEN, EXTENSION_NAME_LEN, TABLE_NAME_LEN};
 
-/// `struct ipt_getinfo`: name, valid_hooks, hook_entry[5], underflow[5],
-/// num_entries, size.
-pub const GETINFO_SIZE: usize = 84;
-/// `struct ipt_get_entries` before its entries: name and size (padded).
-pub const GET_ENTRIES_HEAD: usize = 40;
-/// `struct ipt_replace` before its entries; `num_counters` at 84 and the
-/// `counters` pointer at 88.
-pub const REPLACE_HEAD: usize = 96;
-/// `struct xt_counters_info` before its counters: name, num_counters.
-pub const COUNTERS_INFO_HEAD: usize = 40;
-/// `struct xt_counters`: packets and bytes, two u64.
-pub const COUNTERS_SIZE: usize = 16;
+/// `struct ipt_getinfo`.
+pub const GETINFO_SIZE: usize = size_of::<GetInfo>();
+/// `struct ipt_get_entries` before its entries.
+pub const GET_ENTRIES_HEAD: usize = size_of::<GetEntriesHead>();
+/// `struct ipt_replace` before its entries.
+pub const REPLACE_HEAD: usize = size_of::<ReplaceHead>();
+/// `struct xt_counters_info` before its counters.
+pub const COUNTERS_INFO_HEAD: usize = size_of::<super::structs::CountersInfoHead>();
+/// `struct xt_counters`.
+pub const COUNTERS_SIZE: usize = size_of::<super::structs::XtCounters>();
 
-/// `struct xt_entry_match` / `xt_entry_target`: size (u16), name[29],
-/// revision (u8); the extension's data follows at 32.
-pub const EXTENSION_HEAD: usize = 32;
-/// `sizeof(struct xt_standard_target)`: head and an i32 verdict.
-pub const STANDARD_TARGET_SIZE: usize = 40;
-/// `sizeof(struct xt_error_target)`: head and errorname[30].
-pub const ERROR_TARGET_SIZE: usize = 64;
+/// `struct xt_entry_match` / `xt_entry_target` as userspace writes them:
+/// the extension's data follows this head.
+pub const EXTENSION_HEAD: usize = size_of::<XtEntryHead>();
+/// `sizeof(struct xt_standard_target)`.
+pub const STANDARD_TARGET_SIZE: usize = size_of::<XtStandardTarget>();
+/// `sizeof(struct xt_error_target)`.
+pub const ERROR_TARGET_SIZE: usize = size_of::<XtErrorTarget>();
 
 /// Standard verdicts: `-NF_<x> - 1`.
 pub const VERDICT_DROP: i32 = -1;
@@ -183,30 +189,37 @@ pub fn read_name(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
+/// A NUL-terminated name in a fixed field of `N` bytes (cut to fit).
+pub fn fixed<const N: usize>(name: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = name.len().min(N - 1);
+    out[..n].copy_from_slice(&name.as_bytes()[..n]);
+    out
+}
+
 /// Appends an extension (match or target) record: head and `data`, padded.
 pub fn push_extension(out: &mut Vec<u8>, name: &str, revision: u8, data: &[u8]) {
     let size = align(EXTENSION_HEAD + data.len());
+    let head = XtEntryHead {
+        // sizes are bounded by the fixed structures encoded here (< 1 KiB)
+        size: size as u16,
+        name: fixed(name),
+        revision,
+    };
     let start = out.len();
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(data);
     out.resize(start + size, 0);
-    let b = &mut out[start..];
-    // sizes are bounded by the fixed structures encoded here (< 1 KiB)
-    put_u16(b, 0, size as u16);
-    let n = name.len().min(EXTENSION_NAME_LEN - 1);
-    b[2..2 + n].copy_from_slice(&name.as_bytes()[..n]);
-    b[31] = revision;
-    b[EXTENSION_HEAD..EXTENSION_HEAD + data.len()].copy_from_slice(data);
 }
 
 /// Appends the standard target: a verdict, or (patched when the table is
 /// laid out) the offset of the entry to jump to.
 pub fn push_standard_target(out: &mut Vec<u8>, verdict: i32) {
-    push_extension(out, "", 0, &verdict.to_ne_bytes())
+    push_extension(out, "", 0, verdict.as_bytes())
 }
 
 /// Appends the target of a user chain's first entry, holding its name.
 pub fn push_error_target(out: &mut Vec<u8>, name: &str) {
-    let mut data = [0u8; ERROR_NAME_LEN];
-    let n = name.len().min(ERROR_NAME_LEN - 1);
-    data[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let data: [u8; ERROR_NAME_LEN] = fixed(name);
     push_extension(out, "ERROR", 0, &data)
 }

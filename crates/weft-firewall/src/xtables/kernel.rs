@@ -10,7 +10,10 @@ use nix::fcntl::{Flock, FlockArg};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use zerocopy::{FromZeros, IntoBytes};
+
 use super::abi::{self, Family};
+use super::structs::{CountersInfoHead, GetEntriesHead, GetInfo, ReplaceHead};
 use super::table::Info;
 
 /// A raw socket of the family: the handle the socket options go through.
@@ -82,33 +85,29 @@ unsafe fn set(fd: &OwnedFd, family: Family, opt: i32, buf: &[u8]) -> io::Result<
     Ok(())
 }
 
-fn put_name(buf: &mut [u8], name: &str) -> io::Result<()> {
+/// A table's name in its fixed field.
+fn table_name(name: &str) -> io::Result<[u8; abi::TABLE_NAME_LEN]> {
     if name.len() >= abi::TABLE_NAME_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "table name too long",
         ));
     }
-    buf[..name.len()].copy_from_slice(name.as_bytes());
-    Ok(())
+    Ok(abi::fixed(name))
 }
 
 /// What the kernel says about `table` (its size, entries and hooks).
 pub fn info(fd: &OwnedFd, family: Family, table: &str) -> io::Result<Info> {
-    let mut b = [0u8; abi::GETINFO_SIZE];
-    put_name(&mut b, table)?;
-    get(fd, family, abi::SO_GET_INFO, &mut b)?;
-    let mut info = Info {
-        valid_hooks: abi::read_u32(&b, 32),
-        num_entries: abi::read_u32(&b, 76),
-        size: abi::read_u32(&b, 80),
-        ..Info::default()
-    };
-    for h in 0..5 {
-        info.hook_entry[h] = abi::read_u32(&b, 36 + 4 * h);
-        info.underflow[h] = abi::read_u32(&b, 56 + 4 * h);
-    }
-    Ok(info)
+    let mut q = GetInfo::new_zeroed();
+    q.name = table_name(table)?;
+    get(fd, family, abi::SO_GET_INFO, q.as_mut_bytes())?;
+    Ok(Info {
+        valid_hooks: q.valid_hooks,
+        hook_entry: q.hook_entry,
+        underflow: q.underflow,
+        num_entries: q.num_entries,
+        size: q.size,
+    })
 }
 
 /// The table's entries, [`abi::GET_ENTRIES_HEAD`] bytes into the buffer
@@ -117,9 +116,13 @@ pub fn info(fd: &OwnedFd, family: Family, table: &str) -> io::Result<Info> {
 pub fn read(fd: &OwnedFd, family: Family, table: &str) -> io::Result<(Info, Vec<u8>)> {
     for _ in 0..8 {
         let info = info(fd, family, table)?;
-        let mut b = vec![0u8; abi::GET_ENTRIES_HEAD + info.size as usize];
-        put_name(&mut b, table)?;
-        abi::put_u32(&mut b, 32, info.size);
+        let head = GetEntriesHead {
+            name: table_name(table)?,
+            size: info.size,
+            _pad: [0; 4],
+        };
+        let mut b = head.as_bytes().to_vec();
+        b.resize(abi::GET_ENTRIES_HEAD + info.size as usize, 0);
         match get(fd, family, abi::SO_GET_ENTRIES, &mut b) {
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             Err(e) => return Err(e),
@@ -153,22 +156,21 @@ pub fn replace(
         ));
     }
     let mut counters = vec![0u8; old_entries as usize * abi::COUNTERS_SIZE];
-    b[..abi::REPLACE_HEAD].fill(0);
-    put_name(b, table)?;
-    abi::put_u32(b, 32, info.valid_hooks);
-    abi::put_u32(b, 36, info.num_entries);
-    abi::put_u32(b, 40, info.size);
-    for h in 0..5 {
-        abi::put_u32(b, 44 + 4 * h, info.hook_entry[h]);
-        abi::put_u32(b, 64 + 4 * h, info.underflow[h]);
-    }
-    abi::put_u32(b, 84, old_entries);
-    let ptr = counters.as_mut_ptr() as usize as u64;
-    b[88..96].copy_from_slice(&ptr.to_ne_bytes());
-    // SAFETY: the kernel writes `num_counters` (offset 84: `old_entries`)
-    // counters of 16 bytes through the pointer at 88 during this call;
-    // `counters` is exactly that long, is not touched until the call
-    // returns, and outlives it.
+    let head = ReplaceHead {
+        name: table_name(table)?,
+        valid_hooks: info.valid_hooks,
+        num_entries: info.num_entries,
+        size: info.size,
+        hook_entry: info.hook_entry,
+        underflow: info.underflow,
+        num_counters: old_entries,
+        counters: counters.as_mut_ptr() as usize as u64,
+    };
+    b[..abi::REPLACE_HEAD].copy_from_slice(head.as_bytes());
+    // SAFETY: the kernel writes `num_counters` (`old_entries`) counters of
+    // 16 bytes through the `counters` pointer during this call; the buffer
+    // is exactly that long, is not touched until the call returns, and
+    // outlives it.
     #[allow(unsafe_code)]
     unsafe {
         set(fd, family, abi::SO_SET_REPLACE, b)?
@@ -178,9 +180,12 @@ pub fn replace(
 
 /// Adds `counters` (16 bytes per entry, in entry order) to the table's.
 pub fn add_counters(fd: &OwnedFd, family: Family, table: &str, counters: &[u8]) -> io::Result<()> {
-    let mut b = vec![0u8; abi::COUNTERS_INFO_HEAD];
-    put_name(&mut b, table)?;
-    abi::put_u32(&mut b, 32, (counters.len() / abi::COUNTERS_SIZE) as u32);
+    let head = CountersInfoHead {
+        name: table_name(table)?,
+        num_counters: (counters.len() / abi::COUNTERS_SIZE) as u32,
+        _pad: [0; 4],
+    };
+    let mut b = head.as_bytes().to_vec();
     b.extend_from_slice(counters);
     // SAFETY: `xt_counters_info` holds no pointers.
     #[allow(unsafe_code)]

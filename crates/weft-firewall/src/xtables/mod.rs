@@ -26,6 +26,7 @@ pub mod kernel;
 pub mod restore;
 pub mod rule;
 pub mod rule_error;
+pub mod structs;
 pub mod table;
 
 #[cfg(test)]

@@ -1,9 +1,14 @@
 //! `-j` extensions: MARK, DNAT, MASQUERADE, REJECT (verdicts and chains
-//! are the rule's own business).
+//! are the rule's own business), each built as its kernel structure.
+
+use zerocopy::{FromZeros, IntoBytes};
 
 use super::{inet_addr, no_repeats, number, require, unsupported, value_mask, Opt};
 use crate::xtables::abi::{self, Family};
 use crate::xtables::rule_error::RuleError;
+use crate::xtables::structs::{
+    NfNatIpv4MultiRangeCompat, NfNatRange, NfNatRange2, RejectInfo, XtMarkTginfo2,
+};
 
 /// A NAT range: flags, the addresses (min = max here), the ports (network
 /// order).
@@ -68,117 +73,12 @@ pub fn encode_target(
     opts: &[Opt],
 ) -> Result<bool, RuleError> {
     no_repeats(name, opts)?;
-    match name {
-        "MARK" => require("-j MARK", opts, &["--set-xmark"])?,
-        "DNAT" => require("-j DNAT", opts, &["--to-destination"])?,
-        _ => {}
-    }
-    match name {
-        "MARK" => {
-            // struct xt_mark_tginfo2: mark, mask
-            let mut data = [0u8; 8];
-            for o in opts {
-                o.no_invert()?;
-                match o.name {
-                    "--set-xmark" => {
-                        let (v, m) = value_mask(o, o.one()?)?;
-                        abi::put_u32(&mut data, 0, v);
-                        abi::put_u32(&mut data, 4, m);
-                    }
-                    _ => return Err(unsupported(name, o)),
-                }
-            }
-            abi::push_extension(out, name, 2, &data)
-        }
-        "DNAT" => {
-            // struct nf_nat_range2: flags, min_addr, max_addr, min_proto,
-            // max_proto, base_proto
-            let mut data = [0u8; 42];
-            for o in opts {
-                o.no_invert()?;
-                match o.name {
-                    "--to-destination" => {
-                        let r = nat_range(family, o)?;
-                        abi::put_u32(&mut data, 0, r.flags);
-                        data[4..20].copy_from_slice(&r.addr);
-                        data[20..36].copy_from_slice(&r.addr);
-                        abi::put_u16(&mut data, 36, r.ports.0);
-                        abi::put_u16(&mut data, 38, r.ports.1);
-                    }
-                    _ => return Err(unsupported(name, o)),
-                }
-            }
-            abi::push_extension(out, name, 2, &data)
-        }
-        "MASQUERADE" => {
-            let mut flags = 0u32;
-            for o in opts {
-                o.no_invert()?;
-                o.none()?;
-                flags |= match o.name {
-                    "--random" => 4,        // NF_NAT_RANGE_PROTO_RANDOM
-                    "--random-fully" => 16, // NF_NAT_RANGE_PROTO_RANDOM_FULLY
-                    _ => return Err(unsupported(name, o)),
-                };
-            }
-            match family {
-                // struct nf_nat_ipv4_multi_range_compat: rangesize = 1, then
-                // one range: flags, min_ip, max_ip, min, max
-                Family::V4 => {
-                    let mut data = [0u8; 20];
-                    abi::put_u32(&mut data, 0, 1);
-                    abi::put_u32(&mut data, 4, flags);
-                    abi::push_extension(out, name, 0, &data)
-                }
-                // struct nf_nat_range
-                Family::V6 => {
-                    let mut data = [0u8; 40];
-                    abi::put_u32(&mut data, 0, flags);
-                    abi::push_extension(out, name, 0, &data)
-                }
-            }
-        }
-        "REJECT" => {
-            let names: &[&str] = match family {
-                Family::V4 => &[
-                    "icmp-net-unreachable",
-                    "icmp-host-unreachable",
-                    "icmp-proto-unreachable",
-                    "icmp-port-unreachable",
-                    "icmp-echo-reply",
-                    "icmp-net-prohibited",
-                    "icmp-host-prohibited",
-                    "tcp-reset",
-                    "icmp-admin-prohibited",
-                ],
-                Family::V6 => &[
-                    "icmp6-no-route",
-                    "icmp6-adm-prohibited",
-                    "icmp6-not-neighbour",
-                    "icmp6-addr-unreachable",
-                    "icmp6-port-unreachable",
-                    "icmp6-echo-reply",
-                    "tcp-reset",
-                    "icmp6-policy-fail",
-                    "icmp6-reject-route",
-                ],
-            };
-            let mut with = if family == Family::V4 { 3 } else { 4 };
-            for o in opts {
-                o.no_invert()?;
-                match o.name {
-                    "--reject-with" => {
-                        let v = o.one()?;
-                        with =
-                            names.iter().position(|n| *n == v).ok_or_else(|| {
-                                RuleError::Unsupported(format!("--reject-with {v}"))
-                            })? as u32;
-                    }
-                    _ => return Err(unsupported(name, o)),
-                }
-            }
-            abi::push_extension(out, name, 0, &with.to_ne_bytes())
-        }
+    // (revision, the structure's bytes), as iptables 1.8 writes them
+    let (revision, data): (u8, Vec<u8>) = match name {
+        "MARK" => (2, mark(opts)?.as_bytes().to_vec()),
+        "DNAT" => (2, dnat(family, opts)?.as_bytes().to_vec()),
+        "MASQUERADE" => (0, masquerade(family, opts)?),
+        "REJECT" => (0, reject(family, opts)?.as_bytes().to_vec()),
         // targets that exist but are not encoded here (some need no
         // options, so they must not be taken for chains)
         "SNAT" | "LOG" | "NFLOG" | "NFQUEUE" | "CONNMARK" | "CT" | "TPROXY" | "REDIRECT"
@@ -187,6 +87,118 @@ pub fn encode_target(
         | "CONNSECMARK" | "HMARK" | "IDLETIMER" | "LED" | "RATEEST" | "CLUSTERIP"
         | "TCPOPTSTRIP" => return Err(RuleError::Unsupported(format!("target {name}"))),
         _ => return Ok(false),
-    }
+    };
+    abi::push_extension(out, name, revision, &data);
     Ok(true)
+}
+
+fn mark(opts: &[Opt]) -> Result<XtMarkTginfo2, RuleError> {
+    require("-j MARK", opts, &["--set-xmark"])?;
+    let mut m = XtMarkTginfo2::new_zeroed();
+    for o in opts {
+        o.no_invert()?;
+        match o.name {
+            "--set-xmark" => (m.mark, m.mask) = value_mask(o, o.one()?)?,
+            _ => return Err(unsupported("MARK", o)),
+        }
+    }
+    Ok(m)
+}
+
+fn dnat(family: Family, opts: &[Opt]) -> Result<NfNatRange2, RuleError> {
+    require("-j DNAT", opts, &["--to-destination"])?;
+    let mut d = NfNatRange2::new_zeroed();
+    for o in opts {
+        o.no_invert()?;
+        match o.name {
+            "--to-destination" => {
+                let r = nat_range(family, o)?;
+                d.flags = r.flags;
+                d.min_addr = r.addr;
+                d.max_addr = r.addr;
+                (d.min_proto, d.max_proto) = r.ports;
+            }
+            _ => return Err(unsupported("DNAT", o)),
+        }
+    }
+    Ok(d)
+}
+
+fn masquerade(family: Family, opts: &[Opt]) -> Result<Vec<u8>, RuleError> {
+    let mut flags = 0u32;
+    for o in opts {
+        o.no_invert()?;
+        o.none()?;
+        flags |= match o.name {
+            "--random" => 4,        // NF_NAT_RANGE_PROTO_RANDOM
+            "--random-fully" => 16, // NF_NAT_RANGE_PROTO_RANDOM_FULLY
+            _ => return Err(unsupported("MASQUERADE", o)),
+        };
+    }
+    Ok(match family {
+        // one range of the compat structure
+        Family::V4 => {
+            let mut m = NfNatIpv4MultiRangeCompat::new_zeroed();
+            m.rangesize = 1;
+            m.flags = flags;
+            m.as_bytes().to_vec()
+        }
+        Family::V6 => {
+            let mut m = NfNatRange::new_zeroed();
+            m.flags = flags;
+            m.as_bytes().to_vec()
+        }
+    })
+}
+
+/// `--reject-with` names by value (`enum ipt_reject_with` /
+/// `ip6t_reject_with`).
+fn reject_names(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::V4 => &[
+            "icmp-net-unreachable",
+            "icmp-host-unreachable",
+            "icmp-proto-unreachable",
+            "icmp-port-unreachable",
+            "icmp-echo-reply",
+            "icmp-net-prohibited",
+            "icmp-host-prohibited",
+            "tcp-reset",
+            "icmp-admin-prohibited",
+        ],
+        Family::V6 => &[
+            "icmp6-no-route",
+            "icmp6-adm-prohibited",
+            "icmp6-not-neighbour",
+            "icmp6-addr-unreachable",
+            "icmp6-port-unreachable",
+            "icmp6-echo-reply",
+            "tcp-reset",
+            "icmp6-policy-fail",
+            "icmp6-reject-route",
+        ],
+    }
+}
+
+fn reject(family: Family, opts: &[Opt]) -> Result<RejectInfo, RuleError> {
+    // the port-unreachable default of each family
+    let mut r = RejectInfo {
+        with: if family == Family::V4 { 3 } else { 4 },
+    };
+    for o in opts {
+        o.no_invert()?;
+        match o.name {
+            "--reject-with" => {
+                let v = o.one()?;
+                let names = reject_names(family);
+                r.with = names
+                    .iter()
+                    .position(|n| *n == v)
+                    .ok_or_else(|| RuleError::Unsupported(format!("--reject-with {v}")))?
+                    as u32;
+            }
+            _ => return Err(unsupported("REJECT", o)),
+        }
+    }
+    Ok(r)
 }

@@ -13,9 +13,11 @@ mod decode;
 mod layout;
 
 use std::collections::HashMap;
+use std::mem::size_of;
 
 use super::abi::{self, Family};
 use super::rule::{self, Jump, Rule, RuleError};
+use super::structs::{XtErrorTarget, XtStandardTarget};
 
 pub use layout::{same_rule, Blob};
 
@@ -163,13 +165,21 @@ pub fn empty_entries(family: Family, name: &str) -> Option<(Info, Vec<u8>)> {
         let s = b.len();
         b.resize(s + es, 0);
         abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
-        abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 40) as u16);
+        abi::put_u16(
+            &mut b[s..],
+            family.target_offset_at() + 2,
+            (es + size_of::<XtStandardTarget>()) as u16,
+        );
         abi::push_standard_target(&mut b, abi::VERDICT_ACCEPT);
     }
     let s = b.len();
     b.resize(s + es, 0);
     abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
-    abi::put_u16(&mut b[s..], family.target_offset_at() + 2, (es + 64) as u16);
+    abi::put_u16(
+        &mut b[s..],
+        family.target_offset_at() + 2,
+        (es + size_of::<XtErrorTarget>()) as u16,
+    );
     abi::push_error_target(&mut b, "ERROR");
     info.num_entries = hooks.len() as u32 + 1;
     info.size = b.len() as u32;
