@@ -35,11 +35,7 @@ fuzz_target!(|data: &[u8]| {
         catalog.put(obj);
     }
     let ipt = IptablesRenderer::new(false, None, false);
-    let nft = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: false,
-        cluster_cidr: None,
-    };
+    let nft = NftRenderer::new(false, None);
     for p in catalog.plan_all("node") {
         let _ = ipt.port(&p);
         let _ = nft.port(&p);

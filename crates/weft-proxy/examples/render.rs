@@ -40,11 +40,7 @@ fn main() {
     let cidr = Some("100.64.0.0/10".parse().expect("cidr"));
     let t = std::time::Instant::now();
     let text = if mode == "nft" {
-        let r = NftRenderer {
-            table: "kube-proxy".into(),
-            v6: false,
-            cluster_cidr: cidr,
-        };
+        let r = NftRenderer::new(false, cidr);
         let ports = r.ports(&plans);
         r.full(&ports, &mut Default::default())
     } else {

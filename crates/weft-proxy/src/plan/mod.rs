@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod names;
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::fmt;

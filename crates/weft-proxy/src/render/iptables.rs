@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::plan::names::{endpoint_chain, service_hash};
+use crate::plan::policy::{Masquerade, NodePolicy, PortPolicy, Verdict};
 use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
@@ -153,18 +154,13 @@ impl PortRules {
 #[derive(Debug, Clone)]
 pub struct IptablesRenderer {
     pub v6: bool,
-    /// The pod network (kube-proxy's local-traffic detector): sources
-    /// outside it are masqueraded to cluster IPs.
-    pub cluster_cidr: Option<IpNet>,
+    /// The node's settings every port's decisions depend on (pod network,
+    /// `--masquerade-all`, node address).
+    pub node: NodePolicy,
     /// Whether syncs of more than [`CHAINS_PER_TRANSACTION`] port chains
     /// are cut into several transactions (nf_tables; on legacy one
     /// transaction is cheapest: see `weft_firewall::Backend::chunked`).
     pub chunked: bool,
-    /// `--masquerade-all`: every packet to a cluster IP is masqueraded.
-    pub masquerade_all: bool,
-    /// This node's address: load balancers whose source ranges hold it
-    /// also admit their own IPs (traffic from the node to its VIP).
-    pub node_ip: Option<IpAddr>,
     /// IPv4 node ports answer on 127.0.0.1 too (kube-proxy's
     /// `--iptables-localhost-nodeports`, with `route_localnet`).
     pub localhost_node_ports: bool,
@@ -204,10 +200,11 @@ impl IptablesRenderer {
     pub fn new(v6: bool, cluster_cidr: Option<IpNet>, chunked: bool) -> IptablesRenderer {
         IptablesRenderer {
             v6,
-            cluster_cidr,
+            node: NodePolicy {
+                pods: cluster_cidr,
+                ..NodePolicy::default()
+            },
             chunked,
-            masquerade_all: false,
-            node_ip: None,
             localhost_node_ports: !v6,
             nfacct: false,
             conntrack_liberal: false,
@@ -247,9 +244,9 @@ impl IptablesRenderer {
     }
 
     /// The rules of one service port, as kube-proxy's `syncProxyRules`
-    /// writes them.
+    /// writes them: the decisions of [`NodePolicy::decide`] in iptables'
+    /// words.
     pub fn port(&self, p: &PortPlan) -> PortRules {
-        let mut r = PortRules::default();
         let spn = p.key.svc_port_name();
         let hash = service_hash(&spn, p.key.protocol);
         let n = Names {
@@ -260,90 +257,98 @@ impl IptablesRenderer {
             fw: format!("KUBE-FW-{hash}"),
             spn,
         };
-        let (spn, proto) = (&n.spn, n.proto);
-        let has_endpoints = p.has_endpoints;
-        let has_internal = has_endpoints && !(p.internal_local && p.local.is_empty());
-        let has_external = has_endpoints && !(p.external_local && p.local.is_empty());
-        let internal_chain = if p.internal_local { &n.svl } else { &n.svc };
-        let external_policy_chain = if p.external_local { &n.svl } else { &n.svc };
-        let uses_fw =
-            has_endpoints && !p.load_balancer_ips.is_empty() && !p.source_ranges.is_empty();
-        let lb_chain = if uses_fw { &n.fw } else { &n.ext };
-        let (internal_filter, external_filter) = if !has_endpoints {
-            let c = format!("\"{spn} has no endpoints\"");
-            let t = self.reject();
-            ((c.clone(), t), (c, t))
+        let d = self.node.decide(p);
+        let mut r = PortRules::default();
+        self.destinations(&n, p, &d, &mut r);
+        self.port_chains(&n, p, &d, &mut r);
+        r
+    }
+
+    /// The chain a serving verdict balances in.
+    fn policy_chain<'a>(n: &'a Names, v: Verdict) -> &'a str {
+        if v == Verdict::Local {
+            &n.svl
         } else {
-            let c = format!("\"{spn} has no local endpoints\"");
-            ((c.clone(), "DROP"), (c, "DROP"))
-        };
-        let dest = |ip: IpAddr, port: u16, comment: &str| {
+            &n.svc
+        }
+    }
+
+    /// The filter rule's comment and target for a verdict that serves no
+    /// endpoint.
+    fn refusal(&self, spn: &str, v: Verdict) -> (String, &'static str) {
+        if v == Verdict::Reject {
+            (format!("\"{spn} has no endpoints\""), self.reject())
+        } else {
+            (format!("\"{spn} has no local endpoints\""), "DROP")
+        }
+    }
+
+    /// The jumps from kube-proxy's shared chains (`KUBE-SERVICES`,
+    /// `KUBE-NODEPORTS`, the filter chains) to the port's own.
+    fn destinations(&self, n: &Names, p: &PortPlan, d: &PortPolicy, r: &mut PortRules) {
+        let (spn, proto) = (&n.spn, n.proto);
+        let dest = |ip: IpAddr, comment: &str| {
             format!(
-                "-d {} -p {proto} -m comment --comment {comment} -m {proto} --dport {port}",
-                host(ip)
+                "-d {} -p {proto} -m comment --comment {comment} -m {proto} --dport {}",
+                host(ip),
+                p.port
             )
         };
-
-        // The cluster IP.
-        let cluster_ip = dest(p.cluster_ip, p.port, &format!("\"{spn} cluster IP\""));
-        if has_internal {
-            r.services
-                .push(format!("-A {SERVICES} {cluster_ip} -j {internal_chain}"));
-        } else {
-            r.filter_services.push(format!(
+        let serving = d.internal != Verdict::Reject;
+        if d.internal.serves() {
+            r.services.push(format!(
                 "-A {SERVICES} {} -j {}",
-                dest(p.cluster_ip, p.port, &internal_filter.0),
-                internal_filter.1
+                dest(p.cluster_ip, &format!("\"{spn} cluster IP\"")),
+                Self::policy_chain(n, d.internal)
+            ));
+        } else {
+            let (comment, target) = self.refusal(spn, d.internal);
+            r.filter_services.push(format!(
+                "-A {SERVICES} {} -j {target}",
+                dest(p.cluster_ip, &comment)
             ));
         }
-        // External IPs.
+        let refused = (!d.external.serves()).then(|| self.refusal(spn, d.external));
         for ip in &p.external_ips {
-            if has_endpoints {
+            if serving {
                 r.services.push(format!(
                     "-A {SERVICES} {} -j {}",
-                    dest(*ip, p.port, &format!("\"{spn} external IP\"")),
+                    dest(*ip, &format!("\"{spn} external IP\"")),
                     n.ext
                 ));
             }
-            if !has_external {
+            if let Some((comment, target)) = &refused {
                 r.filter_external.push(format!(
-                    "-A {EXTERNAL_SERVICES} {} -j {}",
-                    dest(*ip, p.port, &external_filter.0),
-                    external_filter.1
+                    "-A {EXTERNAL_SERVICES} {} -j {target}",
+                    dest(*ip, comment)
                 ));
             }
         }
-        // Load-balancer IPs.
+        let lb_chain = if d.source_ranges { &n.fw } else { &n.ext };
         for ip in &p.load_balancer_ips {
-            if has_endpoints {
+            if serving {
                 r.services.push(format!(
                     "-A {SERVICES} {} -j {lb_chain}",
-                    dest(*ip, p.port, &format!("\"{spn} loadbalancer IP\""))
+                    dest(*ip, &format!("\"{spn} loadbalancer IP\""))
                 ));
             }
-            if uses_fw {
+            if d.source_ranges {
                 r.filter_firewall.push(format!(
                     "-A {PROXY_FIREWALL} {} -j DROP",
-                    dest(
-                        *ip,
-                        p.port,
-                        &format!("\"{spn} traffic not accepted by {}\"", n.fw)
-                    )
+                    dest(*ip, &format!("\"{spn} traffic not accepted by {}\"", n.fw))
                 ));
             }
         }
-        if !has_external {
+        if let Some((comment, target)) = &refused {
             for ip in &p.load_balancer_ips {
                 r.filter_external.push(format!(
-                    "-A {EXTERNAL_SERVICES} {} -j {}",
-                    dest(*ip, p.port, &external_filter.0),
-                    external_filter.1
+                    "-A {EXTERNAL_SERVICES} {} -j {target}",
+                    dest(*ip, comment)
                 ));
             }
         }
-        // The node port.
         if let Some(np) = p.node_port {
-            if has_endpoints {
+            if serving {
                 if self.localhost() && self.nfacct {
                     r.nodeports.push(format!(
                         "-A {NODEPORTS} -d 127.0.0.0/8 -p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -m nfacct --nfacct-name  {NFACCT_LOCALHOST} -j {}",
@@ -355,104 +360,69 @@ impl IptablesRenderer {
                     n.ext
                 ));
             }
-            if !has_external {
+            if let Some((comment, target)) = &refused {
                 r.filter_external.push(format!(
-                    "-A {EXTERNAL_SERVICES} -p {proto} -m comment --comment {} -m addrtype --dst-type LOCAL -m {proto} --dport {np} -j {}",
-                    external_filter.0, external_filter.1
+                    "-A {EXTERNAL_SERVICES} -p {proto} -m comment --comment {comment} -m addrtype --dst-type LOCAL -m {proto} --dport {np} -j {target}"
                 ));
             }
         }
-        // The health check node port.
         if let Some(hc) = p.health_check_node_port {
             r.filter_nodeports.push(format!(
                 "-A {NODEPORTS} -p tcp -m comment --comment \"{spn} health check node port\" -m tcp --dport {hc} -j ACCEPT"
             ));
         }
+    }
 
-        // Internal traffic: masquerade what comes from outside the pods.
+    /// The port's own nat chains, in kube-proxy's order: external,
+    /// firewall, the balancing chains, then one per endpoint.
+    fn port_chains(&self, n: &Names, p: &PortPlan, d: &PortPolicy, r: &mut PortRules) {
+        let spn = &n.spn;
         let mut own: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        if has_internal {
-            if self.masquerade_all {
-                own.entry(internal_chain)
-                    .or_default()
-                    .push(format!("-A {internal_chain} {cluster_ip} -j {MARK_MASQ}"));
-            } else if let Some(cidr) = self.cluster_cidr {
-                own.entry(internal_chain).or_default().push(format!(
-                    "-A {internal_chain} ! -s {} {cluster_ip} -j {MARK_MASQ}",
-                    cidr.trunc()
-                ));
-            }
+        if d.internal.serves() {
+            let chain = Self::policy_chain(n, d.internal);
+            let cluster_ip = format!(
+                "-d {} -p {proto} -m comment --comment \"{spn} cluster IP\" -m {proto} --dport {}",
+                host(p.cluster_ip),
+                p.port,
+                proto = n.proto
+            );
+            let masquerade = match d.masquerade {
+                Masquerade::All => Some(format!("-A {chain} {cluster_ip} -j {MARK_MASQ}")),
+                Masquerade::FromOutside(pods) => Some(format!(
+                    "-A {chain} ! -s {pods} {cluster_ip} -j {MARK_MASQ}"
+                )),
+                Masquerade::Never => None,
+            };
+            own.entry(chain).or_default().extend(masquerade);
         }
         let mut chains: Vec<String> = Vec::new();
-        // External destinations: one chain for node ports, external and
-        // load-balancer IPs.
-        if has_endpoints && p.externally_accessible() {
+        if d.external_chain {
             chains.push(n.ext.clone());
-            let ext = own.entry(&n.ext).or_default();
-            if !p.external_local {
-                ext.push(format!(
-                    "-A {} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j {MARK_MASQ}",
-                    n.ext
-                ));
-            } else {
-                if let Some(cidr) = self.cluster_cidr {
-                    ext.push(format!(
-                        "-A {} -s {} -m comment --comment \"pod traffic for {spn} external destinations\" -j {}",
-                        n.ext,
-                        cidr.trunc(),
-                        n.svc
-                    ));
-                }
-                ext.push(format!(
-                    "-A {} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {MARK_MASQ}",
-                    n.ext
-                ));
-                ext.push(format!(
-                    "-A {} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {}",
-                    n.ext, n.svc
-                ));
-            }
-            if has_external {
-                ext.push(format!("-A {} -j {external_policy_chain}", n.ext));
-            }
+            let rules = self.external_chain(n, d);
+            own.entry(&n.ext).or_default().extend(rules);
         }
-        // The load balancer's source ranges.
-        if uses_fw {
+        if d.source_ranges {
             chains.push(n.fw.clone());
-            let fw = own.entry(&n.fw).or_default();
-            let head = format!("-A {}", n.fw);
-            let comment = format!("-m comment --comment \"{spn} loadbalancer IP\"");
-            for cidr in &p.source_ranges {
-                fw.push(format!("{head} -s {} {comment} -j {}", cidr.trunc(), n.ext));
-            }
-            let from_node = self
-                .node_ip
-                .is_some_and(|ip| p.source_ranges.iter().any(|c| c.contains(&ip)));
-            if from_node {
-                for ip in &p.load_balancer_ips {
-                    fw.push(format!("{head} -s {} {comment} -j {}", host(*ip), n.ext));
-                }
-            }
-            fw.push(format!(
-                "{head} -m comment --comment \"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL\""
-            ));
+            let rules = self.firewall_chain(n, p, d);
+            own.entry(&n.fw).or_default().extend(rules);
         }
-        if p.uses_cluster_endpoints() && !p.endpoints.is_empty() {
+        if d.cluster_chain {
             chains.push(n.svc.clone());
             let eps: Vec<&EndpointPlan> = p.endpoints.iter().collect();
-            let rules = self.balance(&n.svc, &n, p, &eps);
+            let rules = self.balance(&n.svc, n, p, &eps);
             own.entry(&n.svc).or_default().extend(rules);
         }
-        if p.uses_local_endpoints() && !p.local.is_empty() {
+        if d.local_chain {
             chains.push(n.svl.clone());
             let eps: Vec<&EndpointPlan> = p.local.iter().collect();
-            let rules = self.balance(&n.svl, &n, p, &eps);
+            let rules = self.balance(&n.svl, n, p, &eps);
             own.entry(&n.svl).or_default().extend(rules);
         }
+        let mut endpoints = Vec::new();
         for ep in p.reachable() {
-            let (chain, rules) = self.endpoint(&n, p, ep);
-            chains.push(chain.clone());
-            r.nat.extend(rules);
+            let (chain, rules) = self.endpoint(n, p, ep);
+            chains.push(chain);
+            endpoints.extend(rules);
         }
         // Per chain in creation order: its rules (the masquerade rule of
         // the internal chain first).
@@ -462,11 +432,61 @@ impl IptablesRenderer {
                 nat.extend(rules);
             }
         }
-        nat.append(&mut r.nat);
+        nat.append(&mut endpoints);
         r.nat_digest = digest(&nat);
         r.nat = nat;
         r.chains = chains;
-        r
+    }
+
+    /// `KUBE-EXT-…`: node ports, external and load-balancer IPs.
+    fn external_chain(&self, n: &Names, d: &PortPolicy) -> Vec<String> {
+        let (spn, ext) = (&n.spn, &n.ext);
+        let mut rules = Vec::new();
+        if !d.external_is_local() {
+            rules.push(format!(
+                "-A {ext} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j {MARK_MASQ}"
+            ));
+        } else {
+            if let Some(pods) = self.node.pods {
+                rules.push(format!(
+                    "-A {ext} -s {} -m comment --comment \"pod traffic for {spn} external destinations\" -j {}",
+                    pods.trunc(),
+                    n.svc
+                ));
+            }
+            rules.push(format!(
+                "-A {ext} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {MARK_MASQ}"
+            ));
+            rules.push(format!(
+                "-A {ext} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {}",
+                n.svc
+            ));
+        }
+        if d.external.serves() {
+            rules.push(format!("-A {ext} -j {}", Self::policy_chain(n, d.external)));
+        }
+        rules
+    }
+
+    /// `KUBE-FW-…`: the load balancer's source ranges.
+    fn firewall_chain(&self, n: &Names, p: &PortPlan, d: &PortPolicy) -> Vec<String> {
+        let head = format!("-A {}", n.fw);
+        let comment = format!("-m comment --comment \"{} loadbalancer IP\"", n.spn);
+        let mut rules: Vec<String> = p
+            .source_ranges
+            .iter()
+            .map(|cidr| format!("{head} -s {} {comment} -j {}", cidr.trunc(), n.ext))
+            .collect();
+        if d.admit_load_balancer_ips {
+            for ip in &p.load_balancer_ips {
+                rules.push(format!("{head} -s {} {comment} -j {}", host(*ip), n.ext));
+            }
+        }
+        rules.push(format!(
+            "{head} -m comment --comment \"other traffic to {} will be dropped by KUBE-PROXY-FIREWALL\"",
+            n.spn
+        ));
+        rules
     }
 
     /// Affinity checks, then random selection (`1/(n-i)`, last rule

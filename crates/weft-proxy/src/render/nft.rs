@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::plan::names::nft_hash;
+use crate::plan::policy::{Masquerade, NodePolicy, PortPolicy, Verdict};
 use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
@@ -88,11 +89,41 @@ pub struct NftRenderer {
     /// `kube-proxy`.
     pub table: String,
     pub v6: bool,
-    /// The pod network: sources outside it are masqueraded to cluster IPs.
-    pub cluster_cidr: Option<IpNet>,
+    /// The node's settings every port's decisions depend on (pod network,
+    /// `--masquerade-all`, node address).
+    pub node: NodePolicy,
+}
+
+/// Elements refusing the port's destinations (`value`: drop or reject).
+fn refuse<'a>(
+    out: &mut PortNft,
+    addrs: impl Iterator<Item = &'a ElementKey>,
+    node_port: Option<ElementKey>,
+    value: ElementValue,
+) {
+    for k in addrs {
+        out.elements
+            .push(Element::new(NO_ENDPOINT_SERVICES, *k, value.clone()));
+    }
+    if let Some(k) = node_port {
+        out.elements
+            .push(Element::new(NO_ENDPOINT_NODEPORTS, k, value));
+    }
 }
 
 impl NftRenderer {
+    /// kube-proxy's table for one family, with `pods` as the pod network.
+    pub fn new(v6: bool, pods: Option<IpNet>) -> NftRenderer {
+        NftRenderer {
+            table: TABLE.to_string(),
+            v6,
+            node: NodePolicy {
+                pods,
+                ..NodePolicy::default()
+            },
+        }
+    }
+
     pub fn family(&self) -> &'static str {
         if self.v6 {
             "ip6"
@@ -178,10 +209,9 @@ impl NftRenderer {
     }
 
     fn render_port(&self, p: &PortPlan) -> PortNft {
+        let d = self.node.decide(p);
         let mut out = PortNft::default();
         let protocol = p.key.protocol;
-        let proto = protocol.lower();
-        let l3 = self.l3();
         let key = ElementKey::addr(p.cluster_ip, protocol, p.port);
         let ip_key = |ip: &IpAddr| ElementKey::addr(*ip, protocol, p.port);
         let outside: Vec<ElementKey> = p
@@ -190,18 +220,14 @@ impl NftRenderer {
             .chain(&p.load_balancer_ips)
             .map(ip_key)
             .collect();
-        if !p.has_endpoints {
-            for k in outside.iter().chain([&key]) {
-                out.elements
-                    .push(Element::new(NO_ENDPOINT_SERVICES, *k, ElementValue::Reject));
-            }
-            if let Some(np) = p.node_port {
-                out.elements.push(Element::new(
-                    NO_ENDPOINT_NODEPORTS,
-                    ElementKey::node_port(protocol, np),
-                    ElementValue::Reject,
-                ));
-            }
+        let node_port = p.node_port.map(|np| ElementKey::node_port(protocol, np));
+        if d.internal == Verdict::Reject {
+            refuse(
+                &mut out,
+                outside.iter().chain([&key]),
+                node_port,
+                ElementValue::Reject,
+            );
             return out;
         }
         // Hairpin: a pod reaching itself through the service is masqueraded
@@ -214,127 +240,151 @@ impl NftRenderer {
             .filter(|ep| !ep.remote)
             .map(|ep| ep.addr.ip())
             .collect();
-        if p.affinity_seconds.is_none()
-            && !p.internal_local
-            && !(p.external_local && p.externally_accessible())
-            && outside.is_empty()
-        {
+        // A plain port owns no chain: its elements live in the shared pools.
+        let plain = p.affinity_seconds.is_none()
+            && d.internal == Verdict::Cluster
+            && !(d.external_chain && d.external_is_local())
+            && outside.is_empty();
+        if plain {
             self.pooled(p, key, &mut out);
             return out;
         }
-        // ClientIP affinity needs a chain and a timeout set per endpoint, as
-        // in kube-proxy; without it, the service chain DNATs directly.
-        if let Some(secs) = p.affinity_seconds {
-            for ep in &p.endpoints {
-                let affinity = Self::endpoint_named("affinity", p, ep);
-                out.sets.push((affinity.clone(), secs));
-                let rules = vec![
-                    format!("update @{affinity} {{ {l3} saddr }}"),
-                    self.dnat(p, ep),
-                ];
-                out.chains
-                    .push((Self::endpoint_named("endpoint", p, ep), rules));
-            }
-        }
-
+        self.affinity_chains(p, &mut out);
         let service = Self::named("service", p);
-        let mut rules = Vec::new();
-        if let Some(cidr) = self.cluster_cidr {
-            rules.push(format!(
-                "{l3} daddr {} {proto} dport {} {l3} saddr != {cidr} jump {MARK_CHAIN}",
-                p.cluster_ip, p.port
-            ));
-        }
-        let all: Vec<&EndpointPlan> = p.endpoints.iter().collect();
-        rules.extend(self.balance(p, &all));
-        out.chains.push((service.clone(), rules));
-
-        let local: Vec<&EndpointPlan> = p.local.iter().collect();
         let local_chain = Self::named("local", p);
-        if p.uses_local_endpoints() && !local.is_empty() {
+        out.chains
+            .push((service.clone(), self.service_chain(p, &d)));
+        if d.local_chain {
+            let local: Vec<&EndpointPlan> = p.local.iter().collect();
             out.chains
                 .push((local_chain.clone(), self.balance(p, &local)));
         }
-
         let goto = |chain: &str| ElementValue::Goto(chain.into());
-        if !p.internal_local {
-            out.elements
-                .push(Element::new(SERVICE_IPS, key, goto(&service)));
-        } else if !local.is_empty() {
-            out.elements
-                .push(Element::new(SERVICE_IPS, key, goto(&local_chain)));
+        let policy_chain = |v: Verdict| {
+            if v == Verdict::Local {
+                &local_chain
+            } else {
+                &service
+            }
+        };
+        if d.internal.serves() {
+            out.elements.push(Element::new(
+                SERVICE_IPS,
+                key,
+                goto(policy_chain(d.internal)),
+            ));
         } else {
             out.elements
                 .push(Element::new(NO_ENDPOINT_SERVICES, key, ElementValue::Drop));
         }
-
-        if p.externally_accessible() {
-            let external = Self::named("external", p);
-            let mut rules = Vec::new();
-            if !p.external_local {
-                rules.push(format!("jump {MARK_CHAIN}"));
-                rules.push(format!("goto {service}"));
-            } else {
-                if let Some(cidr) = self.cluster_cidr {
-                    rules.push(format!("{l3} saddr {cidr} goto {service}"));
-                }
-                rules.push(format!("fib saddr type local jump {MARK_CHAIN}"));
-                rules.push(format!("fib saddr type local goto {service}"));
-                if local.is_empty() {
-                    for k in &outside {
-                        out.elements.push(Element::new(
-                            NO_ENDPOINT_SERVICES,
-                            *k,
-                            ElementValue::Drop,
-                        ));
-                    }
-                    if let Some(np) = p.node_port {
-                        out.elements.push(Element::new(
-                            NO_ENDPOINT_NODEPORTS,
-                            ElementKey::node_port(protocol, np),
-                            ElementValue::Drop,
-                        ));
-                    }
-                } else {
-                    rules.push(format!("goto {local_chain}"));
-                }
-            }
-            out.chains.push((external.clone(), rules));
-            for k in p.external_ips.iter().map(ip_key) {
-                out.elements
-                    .push(Element::new(SERVICE_IPS, k, goto(&external)));
-            }
-            // Load-balancer IPs, through the source ranges when there are some.
-            let mut lb_target = external.clone();
-            if !p.source_ranges.is_empty() && !p.load_balancer_ips.is_empty() {
-                let firewall = Self::named("firewall", p);
-                let ranges: Vec<String> = p
-                    .source_ranges
-                    .iter()
-                    .map(|r| r.trunc().to_string())
-                    .collect();
-                out.chains.push((
-                    firewall.clone(),
-                    vec![
-                        format!("{l3} saddr {{ {} }} goto {external}", ranges.join(", ")),
-                        "drop".into(),
-                    ],
-                ));
-                lb_target = firewall;
-            }
-            for k in p.load_balancer_ips.iter().map(ip_key) {
-                out.elements
-                    .push(Element::new(SERVICE_IPS, k, goto(&lb_target)));
-            }
-            if let Some(np) = p.node_port {
-                out.elements.push(Element::new(
-                    SERVICE_NODEPORTS,
-                    ElementKey::node_port(protocol, np),
-                    goto(&external),
+        if !d.external_chain {
+            return out;
+        }
+        let external = Self::named("external", p);
+        let mut rules = Vec::new();
+        if !d.external_is_local() {
+            rules.push(format!("jump {MARK_CHAIN}"));
+        } else {
+            if let Some(pods) = self.node.pods {
+                rules.push(format!(
+                    "{} saddr {} goto {service}",
+                    self.l3(),
+                    pods.trunc()
                 ));
             }
+            rules.push(format!("fib saddr type local jump {MARK_CHAIN}"));
+            rules.push(format!("fib saddr type local goto {service}"));
+        }
+        if d.external.serves() {
+            rules.push(format!("goto {}", policy_chain(d.external)));
+        } else {
+            refuse(&mut out, outside.iter(), node_port, ElementValue::Drop);
+        }
+        out.chains.push((external.clone(), rules));
+        for k in p.external_ips.iter().map(ip_key) {
+            out.elements
+                .push(Element::new(SERVICE_IPS, k, goto(&external)));
+        }
+        let lb_target = if d.source_ranges {
+            let firewall = Self::named("firewall", p);
+            out.chains
+                .push((firewall.clone(), self.firewall_chain(p, &d, &external)));
+            firewall
+        } else {
+            external.clone()
+        };
+        for k in p.load_balancer_ips.iter().map(ip_key) {
+            out.elements
+                .push(Element::new(SERVICE_IPS, k, goto(&lb_target)));
+        }
+        if let Some(k) = node_port {
+            out.elements
+                .push(Element::new(SERVICE_NODEPORTS, k, goto(&external)));
         }
         out
+    }
+
+    /// ClientIP affinity needs a chain and a timeout set per endpoint, as
+    /// in kube-proxy; without it, the service chain DNATs directly.
+    fn affinity_chains(&self, p: &PortPlan, out: &mut PortNft) {
+        let Some(secs) = p.affinity_seconds else {
+            return;
+        };
+        let l3 = self.l3();
+        for ep in &p.endpoints {
+            let affinity = Self::endpoint_named("affinity", p, ep);
+            out.sets.push((affinity.clone(), secs));
+            let rules = vec![
+                format!("update @{affinity} {{ {l3} saddr }}"),
+                self.dnat(p, ep),
+            ];
+            out.chains
+                .push((Self::endpoint_named("endpoint", p, ep), rules));
+        }
+    }
+
+    /// The chain balancing over the Cluster endpoints, after the cluster
+    /// IP's masquerade rule.
+    fn service_chain(&self, p: &PortPlan, d: &PortPolicy) -> Vec<String> {
+        let l3 = self.l3();
+        let dest = format!(
+            "{l3} daddr {} {} dport {}",
+            p.cluster_ip,
+            p.key.protocol.lower(),
+            p.port
+        );
+        let mut rules = Vec::new();
+        match d.masquerade {
+            Masquerade::All => rules.push(format!("{dest} jump {MARK_CHAIN}")),
+            Masquerade::FromOutside(pods) => {
+                rules.push(format!("{dest} {l3} saddr != {pods} jump {MARK_CHAIN}"))
+            }
+            Masquerade::Never => {}
+        }
+        let all: Vec<&EndpointPlan> = p.endpoints.iter().collect();
+        rules.extend(self.balance(p, &all));
+        rules
+    }
+
+    /// The load balancer's source ranges (and, when the node's address is
+    /// inside one, its own IPs).
+    fn firewall_chain(&self, p: &PortPlan, d: &PortPolicy, external: &str) -> Vec<String> {
+        let mut sources: Vec<String> = p
+            .source_ranges
+            .iter()
+            .map(|r| r.trunc().to_string())
+            .collect();
+        if d.admit_load_balancer_ips {
+            sources.extend(p.load_balancer_ips.iter().map(IpAddr::to_string));
+        }
+        vec![
+            format!(
+                "{} saddr {{ {} }} goto {external}",
+                self.l3(),
+                sources.join(", ")
+            ),
+            "drop".into(),
+        ]
     }
 
     /// A plain port: elements in the shared pools of its endpoint count.
@@ -385,11 +435,19 @@ impl NftRenderer {
         );
         if pool.node_port {
             let _ = writeln!(batch.rules, "add rule {fam} {t} {chain} jump {MARK_CHAIN}");
-        } else if let Some(cidr) = self.cluster_cidr {
-            let _ = writeln!(
-                batch.rules,
-                "add rule {fam} {t} {chain} {l3} saddr != {cidr} jump {MARK_CHAIN}"
-            );
+        } else {
+            match self.node.masquerade() {
+                Masquerade::All => {
+                    let _ = writeln!(batch.rules, "add rule {fam} {t} {chain} jump {MARK_CHAIN}");
+                }
+                Masquerade::FromOutside(pods) => {
+                    let _ = writeln!(
+                        batch.rules,
+                        "add rule {fam} {t} {chain} {l3} saddr != {pods} jump {MARK_CHAIN}"
+                    );
+                }
+                Masquerade::Never => {}
+            }
         }
         let _ = writeln!(
             batch.rules,

@@ -94,11 +94,7 @@ fn iptables_cases_golden() {
 #[test]
 fn ipv6_cases_golden() {
     let r = IptablesRenderer::new(true, Some("fd00:30::/56".parse().expect("cidr")), true);
-    let n = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: true,
-        cluster_cidr: r.cluster_cidr,
-    };
+    let n = NftRenderer::new(true, r.node.pods);
     let v6: Vec<PortPlan> = plans(CASES, "host1")
         .into_iter()
         .filter(|p| p.v6())
@@ -118,11 +114,7 @@ fn ipv6_cases_golden() {
 
 #[test]
 fn nft_cases_golden() {
-    let n = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: false,
-        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
-    };
+    let n = NftRenderer::new(false, Some("172.30.0.0/16".parse().expect("cidr")));
     let v4: Vec<PortPlan> = plans(CASES, "host1")
         .into_iter()
         .filter(|p| !p.v6())
@@ -133,11 +125,7 @@ fn nft_cases_golden() {
 
 #[test]
 fn nft_update_touches_only_what_changed() {
-    let n = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: false,
-        cluster_cidr: None,
-    };
+    let n = NftRenderer::new(false, None);
     let before = plans(ARTICLE, "host1");
     let mut after = before.clone();
     // One endpoint goes away.
@@ -185,11 +173,7 @@ fn probability_is_normalized_from_save_output() {
 
 #[test]
 fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
-    let n = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: false,
-        cluster_cidr: None,
-    };
+    let n = NftRenderer::new(false, None);
     let before = plans(ARTICLE, "host1");
     let (two, mut one) = (before[0].clone(), before[0].clone());
     one.endpoints.truncate(1);
@@ -376,11 +360,7 @@ fn nft_elements(text: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn a_cold_start_loads_the_elements_of_a_full_sync_with_services_last() {
-    let n = NftRenderer {
-        table: "kube-proxy".into(),
-        v6: false,
-        cluster_cidr: Some("172.30.0.0/16".parse().expect("cidr")),
-    };
+    let n = NftRenderer::new(false, Some("172.30.0.0/16".parse().expect("cidr")));
     let v4: Vec<PortPlan> = plans(&format!("{}{CASES}", many_services(0, 1500, 3)), "host1")
         .into_iter()
         .filter(|p| !p.v6())
@@ -416,4 +396,61 @@ fn a_cold_start_loads_the_elements_of_a_full_sync_with_services_last() {
             .collect()
     };
     assert_eq!(objects(&cold.create), objects(&full));
+}
+
+/// A load balancer with source ranges holding the node's address, and a
+/// plain service beside it.
+const LB_AND_PLAIN: &str = "kind: Service\nmetadata: {name: lb, namespace: d}\n\
+    spec: {type: LoadBalancer, clusterIP: 10.0.0.1, sessionAffinity: ClientIP,\n\
+    loadBalancerSourceRanges: [192.0.2.0/24], ports: [{port: 80, nodePort: 30080}]}\n\
+    status: {loadBalancer: {ingress: [{ip: 198.18.5.5}]}}\n---\n\
+    kind: EndpointSlice\nmetadata: {name: lb-1, namespace: d, labels: {kubernetes.io/service-name: lb}}\n\
+    addressType: IPv4\nports: [{port: 8080}]\n\
+    endpoints: [{addresses: [100.64.1.2], nodeName: n2, conditions: {ready: true}}]\n---\n\
+    kind: Service\nmetadata: {name: plain, namespace: d}\n\
+    spec: {clusterIP: 10.0.0.2, ports: [{port: 53, protocol: UDP}]}\n---\n\
+    kind: EndpointSlice\nmetadata: {name: plain-1, namespace: d, labels: {kubernetes.io/service-name: plain}}\n\
+    addressType: IPv4\nports: [{port: 53, protocol: UDP}]\n\
+    endpoints: [{addresses: [100.64.1.3], conditions: {ready: true}}]\n";
+
+#[test]
+fn both_modes_write_the_same_masquerade_all_and_source_range_decisions() {
+    use crate::plan::policy::NodePolicy;
+    let node = NodePolicy {
+        pods: Some("100.64.0.0/10".parse().expect("cidr")),
+        masquerade_all: true,
+        node_ip: Some("192.0.2.7".parse().expect("ip")),
+    };
+    let ipt = IptablesRenderer {
+        node: node.clone(),
+        ..IptablesRenderer::new(false, None, true)
+    };
+    let nft = NftRenderer {
+        node,
+        ..NftRenderer::new(false, None)
+    };
+    let ps = plans(LB_AND_PLAIN, "n1");
+    let ports: BTreeMap<_, _> = ps.iter().map(|p| (p.key.clone(), ipt.port(p))).collect();
+    let saved = ipt.restore(&ports, &BTreeSet::new(), &[], true);
+    // every packet to the cluster IP is marked, not only off-pod ones
+    assert!(saved.contains(
+        "-d 10.0.0.1/32 -p tcp -m comment --comment \"d/lb cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ"
+    ));
+    assert!(!saved.contains("! -s 100.64.0.0/10"));
+    // the node is inside the source ranges: the VIP is a source too
+    assert!(saved.contains("-s 198.18.5.5/32 -m comment --comment \"d/lb loadbalancer IP\""));
+    let text = nft.full(&nft.ports(&ps), &mut Default::default());
+    assert!(text.contains("ip daddr 10.0.0.1 tcp dport 80 jump mark-for-masquerade"));
+    assert!(text.contains("ip saddr { 192.0.2.0/24, 198.18.5.5 } goto external-"));
+    assert!(!text.contains("saddr != 100.64.0.0/10"));
+    // the plain port's shared pool marks every packet as well
+    let pool = text
+        .lines()
+        .find(|l| {
+            l.starts_with("add rule ip kube-proxy")
+                && l.contains("mark-for-masquerade")
+                && !l.contains("daddr")
+        })
+        .expect("the pool chain's masquerade rule");
+    assert!(pool.ends_with(" jump mark-for-masquerade"), "{pool}");
 }

@@ -19,6 +19,7 @@ use weft_firewall::xtables;
 use weft_firewall::{FirewallError, Iptables};
 
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
+use crate::plan::policy::NodePolicy;
 use crate::plan::{PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
 use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
@@ -121,18 +122,18 @@ struct Family {
 }
 
 impl Family {
-    fn new(v6: bool, cidr: Option<IpNet>, ipt: IptablesRenderer) -> Family {
+    fn new(ipt: IptablesRenderer) -> Family {
         Family {
-            ipt,
             nft: NftTable {
                 r: NftRenderer {
                     table: nft::TABLE.to_string(),
-                    v6,
-                    cluster_cidr: cidr,
+                    v6: ipt.v6,
+                    node: ipt.node.clone(),
                 },
                 ports: BTreeMap::new(),
                 shared: SharedRefs::new(),
             },
+            ipt,
             ipt_ports: BTreeMap::new(),
             active: false,
             legacy_removed: false,
@@ -205,21 +206,24 @@ impl Syncer {
         } else {
             (false, false)
         };
-        let renderer = |v6: bool, cidr: Option<IpNet>| IptablesRenderer {
-            masquerade_all: host.masquerade_all,
-            node_ip: host.node_ips.iter().copied().find(|ip| ip.is_ipv6() == v6),
+        let renderer = |v6: bool, pods: Option<IpNet>| IptablesRenderer {
+            node: NodePolicy {
+                pods,
+                masquerade_all: host.masquerade_all,
+                node_ip: host.node_ips.iter().copied().find(|ip| ip.is_ipv6() == v6),
+            },
             localhost_node_ports: host.localhost_node_ports,
             nfacct,
             conntrack_liberal: liberal,
             node_port_ips: host.node_port_ips.clone(),
-            ..IptablesRenderer::new(v6, cidr, chunked)
+            ..IptablesRenderer::new(v6, pods, chunked)
         };
         Syncer {
             mode,
             iptables,
             families: [
-                Family::new(false, cidr4, renderer(false, cidr4)),
-                Family::new(true, cidr6, renderer(true, cidr6)),
+                Family::new(renderer(false, cidr4)),
+                Family::new(renderer(true, cidr6)),
             ],
             needs_full: true,
             dual_stack: mode == ProxyMode::Iptables
