@@ -265,7 +265,7 @@ impl IptablesRenderer {
     }
 
     /// The chain a serving verdict balances in.
-    fn policy_chain<'a>(n: &'a Names, v: Verdict) -> &'a str {
+    fn policy_chain(n: &Names, v: Verdict) -> &str {
         if v == Verdict::Local {
             &n.svl
         } else {
