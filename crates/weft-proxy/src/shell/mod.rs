@@ -1,11 +1,16 @@
-//! The thin shell around the pure core: where Services come from
-//! ([`source`]: weft's etcd [`store`] or the Kubernetes API), the kernel
-//! [`sync`] through the firewall tools ([`nft_apply`] sends nft text),
-//! kube-proxy's [`health`] endpoints and the proxy's [`run`] loop.
+//! The thin shell around the pure core. The proxy's [`options`] come in;
+//! [`start`] starts the [`source`] of Services (weft's etcd [`store`] or
+//! the Kubernetes API) and learns the host; the [`run`] loop feeds the
+//! catalog's plans to [`sync`], which applies them through the firewall
+//! ([`nft_apply`] sends nft text); kube-proxy's [`health`] endpoints and
+//! the [`metrics`] report how it goes.
 
 pub mod health;
+pub mod metrics;
 pub mod nft_apply;
+pub mod options;
 pub mod run;
 pub mod source;
+mod start;
 pub mod store;
 pub mod sync;

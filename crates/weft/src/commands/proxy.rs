@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
-use weft_proxy::shell::run::{ProxyOptions, ProxyStats, SourceOptions};
+use weft_proxy::shell::metrics::ProxyStats;
+use weft_proxy::shell::options::{
+    NodeOptions, ProxyOptions, RulesOptions, SourceOptions, SyncTiming,
+};
 use weft_proxy::shell::sync::{cleanup, ProxyMode};
 
 use super::etcd_args::{parse_duration, EtcdArgs};
@@ -162,16 +165,22 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("--proxy-mode {:?}: expected iptables or nftables", a.mode))?;
     let opts = ProxyOptions {
         source: source(&a)?,
-        mode,
-        iptables_backend: a.iptables_backend,
-        node: node_name(a.hostname),
-        cluster_cidr: a.cluster_cidr,
-        sync_period: a.sync_period,
-        min_sync_period: a.min_sync_period,
-        masquerade_all: a.masquerade_all,
-        node_ip: a.bind_address,
-        localhost_node_ports: a.localhost_node_ports,
-        node_port_addresses: a.nodeport_addresses.clone(),
+        rules: RulesOptions {
+            mode,
+            iptables_backend: a.iptables_backend,
+        },
+        node: NodeOptions {
+            name: node_name(a.hostname),
+            ip: a.bind_address,
+            cluster_cidr: a.cluster_cidr,
+            node_port_addresses: a.nodeport_addresses.clone(),
+            localhost_node_ports: a.localhost_node_ports,
+            masquerade_all: a.masquerade_all,
+        },
+        timing: SyncTiming {
+            period: a.sync_period,
+            min_period: a.min_sync_period,
+        },
         healthz: weft_proxy::config_file::bind_address(
             &a.healthz,
             10256,

@@ -1,0 +1,99 @@
+//! The proxy's Prometheus metrics (`weft_proxy_*` on `/metrics`) and its
+//! readiness flag, recorded after each sync.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::sync::SyncReport;
+
+/// The proxy's Prometheus metrics (served by `weft proxy`).
+pub struct ProxyStats {
+    pub services: Gauge,
+    pub service_ports: Gauge,
+    pub syncs_full: Counter,
+    pub syncs_partial: Counter,
+    /// Service ports whose rules were (re)written.
+    pub rules_synced: Counter,
+    pub sync_errors: Counter,
+    pub etcd_reconnects: Counter,
+    pub sync_seconds: Histogram,
+    /// Set after the first successful full sync.
+    pub ready: Arc<AtomicBool>,
+    pub registry: Arc<Mutex<Registry>>,
+}
+
+impl Default for ProxyStats {
+    fn default() -> Self {
+        let s = ProxyStats {
+            services: Gauge::default(),
+            service_ports: Gauge::default(),
+            syncs_full: Counter::default(),
+            syncs_partial: Counter::default(),
+            rules_synced: Counter::default(),
+            sync_errors: Counter::default(),
+            etcd_reconnects: Counter::default(),
+            sync_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            ready: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(Mutex::new(Registry::with_prefix("weft_proxy"))),
+        };
+        if let Ok(mut r) = s.registry.lock() {
+            r.register("services", "Services known", s.services.clone());
+            r.register(
+                "service_ports",
+                "Service ports programmed",
+                s.service_ports.clone(),
+            );
+            r.register("syncs_full", "Full syncs done", s.syncs_full.clone());
+            r.register(
+                "syncs_partial",
+                "Partial syncs done",
+                s.syncs_partial.clone(),
+            );
+            r.register(
+                "rules_synced",
+                "Service ports whose rules were written",
+                s.rules_synced.clone(),
+            );
+            r.register(
+                "sync_errors",
+                "Syncs the firewall refused",
+                s.sync_errors.clone(),
+            );
+            r.register(
+                "etcd_reconnects",
+                "Re-lists after etcd errors",
+                s.etcd_reconnects.clone(),
+            );
+            r.register(
+                "sync_duration_seconds",
+                "Time to render and apply a sync",
+                s.sync_seconds.clone(),
+            );
+            weft_firewall::fallback::register(&mut r);
+        }
+        s
+    }
+}
+
+impl ProxyStats {
+    pub(super) fn record(&self, r: &SyncReport, services: usize) {
+        if r.full {
+            self.syncs_full.inc();
+        } else {
+            self.syncs_partial.inc();
+        }
+        self.rules_synced.inc_by(r.written as u64);
+        self.services.set(services as i64);
+        self.service_ports.set(r.ports as i64);
+        self.sync_seconds
+            .observe((r.render + r.apply).as_secs_f64());
+        if r.full {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+}
