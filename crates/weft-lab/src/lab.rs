@@ -1,7 +1,7 @@
 //! The lab: a switch, hosts, etcd, agents and pods, all in namespaces.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub const UNDERLAY_PREFIX: &str = "198.18.0";
 /// The IPv6 underlay (RFC 3849 documentation prefix), inside the lab only.
 pub const UNDERLAY6_PREFIX: &str = "2001:db8:198:";
-const ETCD_OCTET: u8 = 2;
+pub(crate) const ETCD_OCTET: u8 = 2;
 
 /// A host: one network namespace with `eth0` on the lab switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,24 +55,24 @@ pub struct Pod {
 pub struct Lab {
     pub prefix: String,
     pub weft: PathBuf,
-    dir_path: PathBuf,
-    dir: Option<tempfile::TempDir>,
-    switch: String,
-    namespaces: Vec<String>,
+    pub(crate) dir_path: PathBuf,
+    pub(crate) dir: Option<tempfile::TempDir>,
+    pub(crate) switch: String,
+    pub(crate) namespaces: Vec<String>,
     /// etcd members: their hosts and running processes.
-    etcd: Vec<(Host, Option<Proc>)>,
+    pub(crate) etcd: Vec<(Host, Option<Proc>)>,
     /// Certificates when etcd runs with TLS and client-certificate auth.
-    tls: Option<TlsFiles>,
+    pub(crate) tls: Option<TlsFiles>,
     /// `user:password` the lab's own etcdctl uses once auth is enabled.
-    etcd_root: Option<String>,
-    agents: HashMap<String, Proc>,
+    pub(crate) etcd_root: Option<String>,
+    pub(crate) agents: HashMap<String, Proc>,
     /// Service proxies, by host name.
-    proxies: HashMap<String, Proc>,
-    pods_per_host: HashMap<String, u8>,
-    etcd_prefix: String,
+    pub(crate) proxies: HashMap<String, Proc>,
+    pub(crate) pods_per_host: HashMap<String, u8>,
+    pub(crate) etcd_prefix: String,
     /// Endpoints listed before the real ones in what agents, proxies and
     /// client commands are given (fail-over tests).
-    dead_endpoints: Vec<String>,
+    pub(crate) dead_endpoints: Vec<String>,
 }
 
 impl Lab {
@@ -124,7 +124,7 @@ impl Lab {
         Ok(ns)
     }
 
-    fn add_netns(&mut self, ns: &str) -> Result<()> {
+    pub(crate) fn add_netns(&mut self, ns: &str) -> Result<()> {
         sh("ip", &["netns", "add", ns])?;
         self.namespaces.push(ns.to_string());
         sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
@@ -218,286 +218,6 @@ impl Lab {
             ip,
             ip6,
         })
-    }
-
-    // ---- etcd ----
-
-    /// Makes etcd (started after this) serve TLS and require client
-    /// certificates; the lab's etcdctl and agents get the certificates.
-    pub fn enable_etcd_tls(&mut self) -> Result<TlsFiles> {
-        let dir = self.dir().join("tls");
-        std::fs::create_dir_all(&dir)?;
-        crate::tls::make_ca(&dir, "weft-lab-ca")?;
-        crate::tls::sign(
-            &dir,
-            "server",
-            "/CN=etcd",
-            &format!("subjectAltName=IP:{UNDERLAY_PREFIX}.{ETCD_OCTET},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
-        )?;
-        crate::tls::sign(
-            &dir,
-            "client",
-            "/CN=weft-agent",
-            "extendedKeyUsage=clientAuth",
-        )?;
-        let files = TlsFiles {
-            ca: dir.join("ca.pem"),
-            server_cert: dir.join("server.pem"),
-            server_key: dir.join("server.key"),
-            client_cert: dir.join("client.pem"),
-            client_key: dir.join("client.key"),
-        };
-        self.tls = Some(files.clone());
-        Ok(files)
-    }
-
-    /// Turns on etcd authentication with a `root` user for the lab's tools
-    /// and `user:password` with read/write access to the etcd prefix.
-    pub fn enable_etcd_auth(&mut self, user: &str, password: &str) -> Result<()> {
-        self.etcdctl(&["user", "add", "root:lab-root-pw"])?;
-        self.etcdctl(&["user", "add", &format!("{user}:{password}")])?;
-        self.etcdctl(&["role", "add", user])?;
-        self.etcdctl(&[
-            "role",
-            "grant-permission",
-            user,
-            "--prefix=true",
-            "readwrite",
-            &format!("{}/", self.etcd_prefix),
-        ])?;
-        self.etcdctl(&["user", "grant-role", user, user])?;
-        self.etcdctl(&["auth", "enable"])?;
-        self.etcd_root = Some("root:lab-root-pw".into());
-        Ok(())
-    }
-
-    /// Starts a single-member etcd on its own host (198.18.0.2); after
-    /// [`Lab::stop_etcd`] it restarts with its data.
-    pub fn start_etcd(&mut self) -> Result<String> {
-        self.start_etcd_cluster(1)?;
-        self.etcd_url()
-    }
-
-    /// Starts (or restarts the stopped members of) an etcd cluster of `n`
-    /// members on hosts `etcd1..` at 198.18.0.2 and up; waits until healthy.
-    pub fn start_etcd_cluster(&mut self, n: u8) -> Result<()> {
-        while self.etcd.len() < n as usize {
-            let i = self.etcd.len() as u8;
-            let name = if n == 1 {
-                "etcd".to_string()
-            } else {
-                format!("etcd{}", i + 1)
-            };
-            let host = self.host(&name, ETCD_OCTET + i)?;
-            self.etcd.push((host, None));
-        }
-        let initial: Vec<String> = self
-            .etcd
-            .iter()
-            .enumerate()
-            .map(|(i, (h, _))| format!("e{i}=http://{}:2380", h.ip))
-            .collect();
-        let initial = initial.join(",");
-        for i in 0..self.etcd.len() {
-            if self.etcd[i].1.is_some() {
-                continue;
-            }
-            self.spawn_member(i, &initial)?;
-        }
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let health = self.etcdctl(&["endpoint", "health"]);
-            let Err(last) = health else {
-                return Ok(());
-            };
-            if Instant::now() > end {
-                bail!("etcd did not become healthy in 30 s: {last:#}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn spawn_member(&mut self, i: usize, initial: &str) -> Result<()> {
-        let host = self.etcd[i].0.clone();
-        let dir = self.dir().join(&host.name);
-        std::fs::create_dir_all(&dir)?;
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://{}:2379", host.ip);
-        let peer = format!("http://{}:2380", host.ip);
-        let mut args: Vec<String> = [
-            "--name",
-            &format!("e{i}"),
-            "--data-dir",
-            &dir.join("data").to_string_lossy(),
-            "--listen-client-urls",
-            &format!("{client},{scheme}://127.0.0.1:2379"),
-            "--advertise-client-urls",
-            &client,
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-            "--initial-cluster",
-            initial,
-            "--initial-cluster-state",
-            "new",
-            "--logger",
-            "zap",
-            "--log-level",
-            "warn",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(t) = &self.tls {
-            for (flag, path) in [
-                ("--cert-file", &t.server_cert),
-                ("--key-file", &t.server_key),
-                ("--trusted-ca-file", &t.ca),
-            ] {
-                args.push(flag.into());
-                args.push(path.display().to_string());
-            }
-            args.push("--client-cert-auth".into());
-        }
-        let proc = Proc::spawn(
-            &host.ns,
-            &host.name,
-            dir.join("etcd.log"),
-            "etcd",
-            &args,
-            &[],
-        )?;
-        self.etcd[i].1 = Some(proc);
-        Ok(())
-    }
-
-    /// Stops every etcd member (SIGKILL when `hard`), keeping their data.
-    pub fn stop_etcd(&mut self, hard: bool) {
-        for i in 0..self.etcd.len() {
-            self.stop_etcd_member(i, hard);
-        }
-    }
-
-    /// Stops one member (SIGKILL when `hard`), keeping its data.
-    pub fn stop_etcd_member(&mut self, i: usize, hard: bool) {
-        if let Some(mut p) = self.etcd.get_mut(i).and_then(|m| m.1.take()) {
-            if hard {
-                p.kill_now();
-            } else {
-                p.stop(Duration::from_secs(5));
-            }
-        }
-    }
-
-    /// The etcd endpoints agents use (comma-separated).
-    pub fn etcd_url(&self) -> Result<String> {
-        if self.etcd.is_empty() {
-            bail!("etcd not started");
-        }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let urls: Vec<String> = self
-            .etcd
-            .iter()
-            .map(|(h, _)| format!("{scheme}://{}:2379", h.ip))
-            .collect();
-        Ok(urls.join(","))
-    }
-
-    /// Lists `url` (where nothing answers) first in the endpoints that
-    /// agents, proxies and [`Lab::weft_client`] get from now on.
-    pub fn add_dead_endpoint(&mut self, url: &str) {
-        self.dead_endpoints.push(url.to_string());
-    }
-
-    /// The endpoints weft's programs get: [`Lab::etcd_url`] after any dead ones.
-    pub fn client_endpoints(&self) -> Result<String> {
-        let mut all = self.dead_endpoints.clone();
-        all.push(self.etcd_url()?);
-        Ok(all.join(","))
-    }
-
-    /// The host etcd member `i` runs on (agents may run there too).
-    pub fn etcd_host(&self, i: usize) -> Result<Host> {
-        self.etcd
-            .get(i)
-            .map(|(h, _)| h.clone())
-            .ok_or_else(|| anyhow!("no etcd member {i}"))
-    }
-
-    /// The namespace etcd tools run in (the first member's).
-    pub fn etcd_ns(&self) -> Result<String> {
-        Ok(self
-            .etcd
-            .first()
-            .ok_or_else(|| anyhow!("etcd not started"))?
-            .0
-            .ns
-            .clone())
-    }
-
-    /// Runs `etcdctl` (v3 API) against the lab's etcd.
-    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        let ns = self.etcd_ns()?;
-        let endpoints = format!("--endpoints={}", self.etcd_url()?);
-        let mut full = vec![
-            "netns",
-            "exec",
-            &ns,
-            "env",
-            "ETCDCTL_API=3",
-            "etcdctl",
-            &endpoints,
-        ];
-        let tls_args: Vec<String> = match &self.tls {
-            Some(t) => vec![
-                format!("--cacert={}", t.ca.display()),
-                format!("--cert={}", t.client_cert.display()),
-                format!("--key={}", t.client_key.display()),
-            ],
-            None => Vec::new(),
-        };
-        full.extend(tls_args.iter().map(String::as_str));
-        let user = self.etcd_root.as_ref().map(|u| format!("--user={u}"));
-        full.extend(user.as_deref());
-        full.extend_from_slice(args);
-        let out = sh("ip", &full)?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    pub fn etcd_prefix(&self) -> &str {
-        &self.etcd_prefix
-    }
-
-    /// Sets the etcd prefix agents get by default.
-    pub fn set_etcd_prefix(&mut self, p: &str) {
-        self.etcd_prefix = p.to_string();
-    }
-
-    /// The value of lease `key` (short form, e.g. `172.30.46.0-24`), trimmed.
-    pub fn lease_value(&self, key: &str) -> Result<String> {
-        let full = format!("{}/subnets/{key}", self.etcd_prefix);
-        Ok(self
-            .etcdctl(&["get", "--print-value-only", &full])?
-            .trim()
-            .to_string())
-    }
-
-    /// Writes `<prefix>/config`.
-    pub fn put_config(&self, json: &str) -> Result<()> {
-        self.etcdctl(&["put", &format!("{}/config", self.etcd_prefix), json])?;
-        Ok(())
-    }
-
-    /// The lease keys under `<prefix>/subnets/` (short form, e.g. `172.30.46.0-24`).
-    pub fn lease_keys(&self) -> Result<Vec<String>> {
-        let prefix = format!("{}/subnets/", self.etcd_prefix);
-        let out = self.etcdctl(&["get", "--prefix", "--keys-only", &prefix])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .map(String::from)
-            .collect())
     }
 
     // ---- agents ----
@@ -697,209 +417,6 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    // ---- pods ----
-
-    /// Adds a pod on `host`: a namespace whose `eth0` sits on the host's
-    /// `cni0` bridge (created on first use with FLANNEL_SUBNET and FLANNEL_MTU).
-    pub fn pod(&mut self, host: &Host, name: &str) -> Result<Pod> {
-        let env = SubnetEnv::parse(&std::fs::read_to_string(self.subnet_file(host))?)?;
-        if env.subnet.is_none() && env.ipv6_subnet.is_none() {
-            bail!("no FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET on {}", host.name);
-        }
-        let mtu = env.mtu.unwrap_or(1450).to_string();
-        let n = self.pods_per_host.entry(host.name.clone()).or_insert(0);
-        let first = *n == 0;
-        *n += 1;
-        let index = *n;
-        if first {
-            sh(
-                "ip",
-                &[
-                    "-n", &host.ns, "link", "add", "cni0", "mtu", &mtu, "type", "bridge",
-                ],
-            )?;
-            if let Some(gw) = env.subnet {
-                sh(
-                    "ip",
-                    &[
-                        "-n",
-                        &host.ns,
-                        "addr",
-                        "add",
-                        &gw.to_string(),
-                        "dev",
-                        "cni0",
-                    ],
-                )?;
-            }
-            if let Some(gw6) = env.ipv6_subnet {
-                sh(
-                    "ip",
-                    &[
-                        "-n",
-                        &host.ns,
-                        "addr",
-                        "add",
-                        &gw6.to_string(),
-                        "dev",
-                        "cni0",
-                        "nodad",
-                    ],
-                )?;
-            }
-            sh("ip", &["-n", &host.ns, "link", "set", "cni0", "up"])?;
-        }
-        let ns = format!("{}-{}-{name}", self.prefix, host.name);
-        self.add_netns(&ns)?;
-        let port = format!("veth{index}");
-        sh(
-            "ip",
-            &[
-                "-n", &host.ns, "link", "add", &port, "mtu", &mtu, "type", "veth", "peer", "name",
-                "eth0", "netns", &ns,
-            ],
-        )?;
-        sh(
-            "ip",
-            &["-n", &host.ns, "link", "set", &port, "master", "cni0", "up"],
-        )?;
-        sh("ip", &["-n", &ns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
-        let mut ip = Ipv4Addr::UNSPECIFIED;
-        if let Some(gw) = env.subnet {
-            ip = Ipv4Addr::from(u32::from(gw.network()) + 1 + index as u32);
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{ip}/{}", gw.prefix_len()),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &gw.addr().to_string(),
-                ],
-            )?;
-        }
-        let mut ip6 = None;
-        if let Some(gw6) = env.ipv6_subnet {
-            let a = Ipv6Addr::from(u128::from(gw6.network()) + 1 + index as u128);
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{a}/{}", gw6.prefix_len()),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ],
-            )?;
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "-6",
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &gw6.addr().to_string(),
-                ],
-            )?;
-            ip6 = Some(a);
-        }
-        Ok(Pod {
-            name: name.into(),
-            ns,
-            ip,
-            ip6,
-            host: host.name.clone(),
-        })
-    }
-
-    /// Pings `to` from `from` until one reply comes back or `timeout` passes.
-    pub fn ping(&self, from: &Pod, to: impl Into<IpAddr>, timeout: Duration) -> Result<Duration> {
-        let to: IpAddr = to.into();
-        let start = Instant::now();
-        loop {
-            let ok = sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &from.ns,
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "1",
-                    &to.to_string(),
-                ],
-            )
-            .is_ok();
-            if ok {
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "{} ({}) cannot reach {to} after {timeout:?}",
-                    from.name,
-                    from.ip
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// TCP throughput from `client` to `server` with iperf3 over `secs`
-    /// seconds, in Gbit/s.
-    pub fn iperf(&self, server: &Pod, client: &Pod, secs: u32) -> Result<f64> {
-        let mut srv = std::process::Command::new("ip")
-            .args(["netns", "exec", &server.ns, "iperf3", "-s", "-1", "-B"])
-            .arg(server.ip.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting iperf3 (Debian's iperf3 package)")?;
-        std::thread::sleep(Duration::from_millis(300));
-        let out = sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &client.ns,
-                "iperf3",
-                "-c",
-                &server.ip.to_string(),
-                "-t",
-                &secs.to_string(),
-                "-J",
-            ],
-        );
-        let _ = srv.kill();
-        let _ = srv.wait();
-        let v: serde_json::Value = serde_json::from_slice(&out?.stdout).context("iperf3 JSON")?;
-        v["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .map(|b| b / 1e9)
-            .ok_or_else(|| anyhow!("iperf3 reported no throughput"))
     }
 
     /// Writes a subnet file for `host` by hand (for hand-built baselines).

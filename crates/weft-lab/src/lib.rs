@@ -9,11 +9,13 @@
 
 mod docker;
 mod echo;
+mod etcd;
 mod kit;
 #[cfg(feature = "peers")]
 mod kubernetes;
 mod lab;
 mod netns;
+mod pods;
 mod process;
 mod tls;
 #[cfg(feature = "peers")]

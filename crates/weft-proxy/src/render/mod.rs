@@ -3,6 +3,7 @@
 
 pub mod iptables;
 pub mod nft;
+mod nft_batch;
 mod nft_element;
 mod nft_names;
 

@@ -1,6 +1,13 @@
 //! Names in weft's nftables table that both the rules ([`super::nft`])
 //! and the map elements ([`super::nft_element`]) refer to: the shared
-//! reject chain and the balancing pools.
+//! verdict maps, the reject chain and the balancing pools.
+
+/// The verdict maps: service IPs and node ports to their chains, and the
+/// destinations of ports without (local) endpoints to drop or reject.
+pub const SERVICE_IPS: &str = "service-ips";
+pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 
 /// The chain a port without endpoints jumps to.
 pub const REJECT_CHAIN: &str = "reject-chain";

@@ -197,100 +197,21 @@ pub fn run(a: StatusArgs) -> Result<()> {
     left_out.extend(refused_lines.iter().cloned());
 
     // The local data path against what the leases require.
-    let mut dataplane = serde_json::Value::Null;
-    if let Some(own) = own {
-        let mut nl = weft_kernel::Netlink::open().context("opening netlink")?;
-        let sel = Selector {
-            iface: a.iface.clone(),
-            ..Selector::default()
-        };
-        let under = underlay::discover(&mut nl, &sel).context("finding the underlay interface")?;
-        let mut devices = Vec::new();
-        if let BackendConfig::Vxlan(vx) = &backend {
-            for (name, wanted) in [
-                (format!("flannel.{}", vx.vni), pools.v4.is_some()),
-                (format!("flannel-v6.{}", vx.vni), pools.v6.is_some()),
-            ] {
-                if !wanted {
-                    continue;
-                }
-                match weft_kernel::link_by_name(&mut nl, &name)? {
-                    Some(l) => devices.push(l.index),
-                    None => return Err(anyhow!("{name} does not exist: is the agent running?")),
-                }
-            }
-        }
-        let nexthops = weft_kernel::supports_nexthops(&mut nl);
-        let (planners, ownership) =
-            weft_agent::datapath::kernel_plan(backend, pools, own.key, &under, &devices, nexthops);
-        let mut rec = Reconciler::new(
-            nl,
-            Sink {
-                planners,
-                udp: None,
-                wireguard: None,
-            },
-            ownership,
-            own.key,
-            rules,
-        );
-        let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
-        rec.reset(&leases);
-        let ops = rec.drift()?;
-        let missing: Vec<String> = ops
-            .iter()
-            .filter(|o| {
-                matches!(
-                    o,
-                    Op::ReplaceRoute(_)
-                        | Op::ReplaceNexthop(_)
-                        | Op::ReplaceNeigh(_)
-                        | Op::ReplaceFdb(_)
-                )
-            })
-            .map(describe)
-            .collect();
-        let stale: Vec<String> = ops
-            .iter()
-            .filter(|o| {
-                !matches!(
-                    o,
-                    Op::ReplaceRoute(_)
-                        | Op::ReplaceNexthop(_)
-                        | Op::ReplaceNeigh(_)
-                        | Op::ReplaceFdb(_)
-                )
-            })
-            .map(describe)
-            .collect();
-        dataplane = json!({"in_sync": ops.is_empty(), "missing": missing, "stale": stale});
-    }
+    let dataplane = match own {
+        Some(own) => dataplane(&a.iface, &cluster.network, own, rules, records)?,
+        None => serde_json::Value::Null,
+    };
 
     let leases: Vec<serde_json::Value> = records
         .iter()
         .map(|row| {
-            let r = &row.lease;
-            let this = own.is_some_and(|o| o.key == r.key);
-            let mac = r
-                .attrs
-                .vxlan_data("", false)
-                .ok()
-                .map(|d| d.vtep_mac.to_string());
-            let reachable = (a.ping && !this)
-                .then(|| r.key.v4.map(|s| ping(IpAddr::V4(s.network()))))
-                .flatten();
-            json!({
-                "subnet": r.key.v4.map(|s| s.to_string()),
-                "ipv6_subnet": r.key.v6.map(|s| s.to_string()),
-                "public_ip": r.attrs.public_ip.to_string(),
-                "backend": r.attrs.backend(),
-                "vtep_mac": mac,
-                "expires_in_seconds": row.expires_in,
-                "node": row.node,
-                "this_host": this,
-                "left_out": is_left_out(r, row.node.as_deref()),
-                "reachable": reachable,
-            })
+            let this = own.is_some_and(|o| o.key == row.lease.key);
+            lease_json(
+                row,
+                this,
+                a.ping,
+                is_left_out(&row.lease, row.node.as_deref()),
+            )
         })
         .collect();
 
@@ -313,6 +234,119 @@ pub fn run(a: StatusArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let remote = records.len().saturating_sub(1 + refused_lines.len());
+    let report = Report {
+        leases: &leases,
+        left_out: &left_out,
+        dataplane: &dataplane,
+        remote,
+        wireguard: &wireguard,
+    };
+    print_text(&a, &cluster, &report);
+    println!("iptables backend: {iptables}");
+    Ok(())
+}
+
+/// The data path `own`'s agent should hold against what the kernel holds:
+/// `{in_sync, missing, stale}`.
+fn dataplane(
+    iface: &[String],
+    network: &Network,
+    own: &Lease,
+    rules: Rules,
+    records: &[Row],
+) -> Result<serde_json::Value> {
+    let (pools, backend) = (&network.pools, &network.backend);
+    let mut nl = weft_kernel::Netlink::open().context("opening netlink")?;
+    let sel = Selector {
+        iface: iface.to_vec(),
+        ..Selector::default()
+    };
+    let under = underlay::discover(&mut nl, &sel).context("finding the underlay interface")?;
+    let mut devices = Vec::new();
+    if let BackendConfig::Vxlan(vx) = &backend {
+        for (name, wanted) in [
+            (format!("flannel.{}", vx.vni), pools.v4.is_some()),
+            (format!("flannel-v6.{}", vx.vni), pools.v6.is_some()),
+        ] {
+            if !wanted {
+                continue;
+            }
+            match weft_kernel::link_by_name(&mut nl, &name)? {
+                Some(l) => devices.push(l.index),
+                None => return Err(anyhow!("{name} does not exist: is the agent running?")),
+            }
+        }
+    }
+    let nexthops = weft_kernel::supports_nexthops(&mut nl);
+    let (planners, ownership) =
+        weft_agent::datapath::kernel_plan(backend, pools, own.key, &under, &devices, nexthops);
+    let sink = Sink {
+        planners,
+        udp: None,
+        wireguard: None,
+    };
+    let mut rec = Reconciler::new(nl, sink, ownership, own.key, rules);
+    let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
+    rec.reset(&leases);
+    let ops = rec.drift()?;
+    let adds = |o: &&Op| {
+        matches!(
+            o,
+            Op::ReplaceRoute(_) | Op::ReplaceNexthop(_) | Op::ReplaceNeigh(_) | Op::ReplaceFdb(_)
+        )
+    };
+    let missing: Vec<String> = ops.iter().filter(adds).map(describe).collect();
+    let stale: Vec<String> = ops.iter().filter(|o| !adds(o)).map(describe).collect();
+    Ok(json!({"in_sync": ops.is_empty(), "missing": missing, "stale": stale}))
+}
+
+/// One lease as `weft status -o json` lists it.
+fn lease_json(row: &Row, this: bool, ping_it: bool, left_out: bool) -> serde_json::Value {
+    let r = &row.lease;
+    let mac = r
+        .attrs
+        .vxlan_data("", false)
+        .ok()
+        .map(|d| d.vtep_mac.to_string());
+    let reachable = (ping_it && !this)
+        .then(|| r.key.v4.map(|s| ping(IpAddr::V4(s.network()))))
+        .flatten();
+    json!({
+        "subnet": r.key.v4.map(|s| s.to_string()),
+        "ipv6_subnet": r.key.v6.map(|s| s.to_string()),
+        "public_ip": r.attrs.public_ip.to_string(),
+        "backend": r.attrs.backend(),
+        "vtep_mac": mac,
+        "expires_in_seconds": row.expires_in,
+        "node": row.node,
+        "this_host": this,
+        "left_out": left_out,
+        "reachable": reachable,
+    })
+}
+
+/// What `weft status` found, for the human-readable report.
+struct Report<'a> {
+    leases: &'a [serde_json::Value],
+    left_out: &'a [String],
+    dataplane: &'a serde_json::Value,
+    /// Remote leases the agent programs.
+    remote: usize,
+    wireguard: &'a serde_json::Value,
+}
+
+/// The human-readable report (all but the iptables backend).
+fn print_text(a: &StatusArgs, cluster: &Cluster, r: &Report<'_>) {
+    let (pools, backend) = (&cluster.network.pools, &cluster.network.backend);
+    let records = &cluster.rows;
+    let Report {
+        leases,
+        left_out,
+        dataplane,
+        remote,
+        wireguard,
+    } = *r;
     println!(
         "network {} backend {}, {} leases",
         pools
@@ -336,7 +370,7 @@ pub fn run(a: StatusArgs) -> Result<()> {
         "REACHABLE".into(),
         "".into(),
     ]];
-    for l in &leases {
+    for l in leases {
         let s = |k: &str| l[k].as_str().unwrap_or("-").to_string();
         rows.push([
             l["subnet"]
@@ -366,21 +400,18 @@ pub fn run(a: StatusArgs) -> Result<()> {
         ]);
     }
     print!("{}", super::table(&rows));
-    for why in &left_out {
+    for why in left_out {
         println!("left out: {why}");
     }
-    match (&dataplane, own) {
-        (serde_json::Value::Null, _) => println!(
+    match dataplane {
+        serde_json::Value::Null => println!(
             "data path: not checked ({} has no lease of this cluster)",
             a.subnet_file.display()
         ),
-        (d, _) if d["in_sync"] == true => {
-            println!(
-                "data path: in sync with the {} remote leases",
-                records.len().saturating_sub(1 + refused_lines.len())
-            )
+        d if d["in_sync"] == true => {
+            println!("data path: in sync with the {remote} remote leases")
         }
-        (d, _) => {
+        d => {
             for m in d["missing"].as_array().into_iter().flatten() {
                 println!("data path: MISSING {}", m.as_str().unwrap_or(""));
             }
@@ -400,8 +431,6 @@ pub fn run(a: StatusArgs) -> Result<()> {
             ),
         }
     }
-    println!("iptables backend: {iptables}");
-    Ok(())
 }
 
 /// The wireguard backend's devices (Null for other backends).
