@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::fields::{check_dns_label, metadata, Fields};
 use super::{ServiceName, SpecError};
@@ -136,6 +136,200 @@ fn policy(f: &Fields, v: Option<&Value>, path: &str) -> Result<bool, SpecError> 
     }
 }
 
+/// `spec.type`.
+fn service_type(f: &Fields, spec: &Map<String, Value>) -> Result<ServiceType, SpecError> {
+    Ok(match f.str(spec.get("type"), "spec.type")? {
+        None | Some("ClusterIP") => ServiceType::ClusterIP,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some(o) => {
+            return Err(f.err(
+                "spec.type",
+                format!("{o:?} is not supported (ClusterIP, NodePort or LoadBalancer)"),
+            ))
+        }
+    })
+}
+
+/// `spec.clusterIP`: the address, and whether the service is headless.
+fn cluster_ip(f: &Fields, spec: &Map<String, Value>) -> Result<(Option<IpAddr>, bool), SpecError> {
+    Ok(match f.str(spec.get("clusterIP"), "spec.clusterIP")? {
+        None | Some("") => (None, false),
+        Some("None") => (None, true),
+        Some(s) => (
+            Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| f.err("spec.clusterIP", format!("{s:?} is not an IP address")))?,
+            ),
+            false,
+        ),
+    })
+}
+
+/// `spec.ports`: names unique (required when several), port and protocol
+/// pairs unique, node ports only where the type has them.
+fn service_ports(
+    f: &Fields,
+    spec: &Map<String, Value>,
+    kind: ServiceType,
+    headless: bool,
+) -> Result<Vec<ServicePort>, SpecError> {
+    let raw_ports = f.list(spec.get("ports"), "spec.ports")?;
+    if raw_ports.is_empty() && !headless {
+        return Err(f.err("spec.ports", "at least one port is required"));
+    }
+    let mut ports: Vec<ServicePort> = Vec::with_capacity(raw_ports.len());
+    let mut names = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (i, p) in raw_ports.iter().enumerate() {
+        let at = |field: &str| format!("spec.ports[{i}].{field}");
+        let port = service_port(f, p, i, kind)?;
+        if port.name.is_empty() && raw_ports.len() > 1 {
+            return Err(f.err(&at("name"), "required when a service has several ports"));
+        }
+        if !names.insert(port.name.clone()) {
+            return Err(f.err(&at("name"), format!("{:?} is used twice", port.name)));
+        }
+        if !seen.insert((port.port, port.protocol)) {
+            return Err(f.err(
+                &at("port"),
+                format!("{}/{} is used twice", port.port, port.protocol),
+            ));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+/// One entry of `spec.ports`.
+fn service_port(
+    f: &Fields,
+    p: &Value,
+    i: usize,
+    kind: ServiceType,
+) -> Result<ServicePort, SpecError> {
+    let at = |field: &str| format!("spec.ports[{i}].{field}");
+    f.map(p, &format!("spec.ports[{i}]"))?;
+    let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
+    if !name.is_empty() {
+        check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+    }
+    let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
+        None => Protocol::Tcp,
+        Some(s) => Protocol::parse(s)
+            .ok_or_else(|| f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP")))?,
+    };
+    let port = f
+        .int(p.get("port"), &at("port"), 1, 65535)?
+        .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
+    let target_port = match p.get("targetPort") {
+        None | Some(Value::Null) => TargetPort::Number(port),
+        Some(Value::String(s)) => match s.parse::<u16>() {
+            Ok(n) if n > 0 => TargetPort::Number(n),
+            _ => {
+                check_dns_label(s).map_err(|m| f.err(&at("targetPort"), m))?;
+                TargetPort::Name(s.clone())
+            }
+        },
+        other => TargetPort::Number(f.int(other, &at("targetPort"), 1, 65535)?.unwrap_or(0) as u16),
+    };
+    let node_port = f
+        .int(p.get("nodePort"), &at("nodePort"), 1, 65535)?
+        .map(|n| n as u16);
+    if node_port.is_some() && !kind.node_ports() {
+        return Err(f.err(
+            &at("nodePort"),
+            "only a NodePort or LoadBalancer service has node ports",
+        ));
+    }
+    Ok(ServicePort {
+        name,
+        protocol,
+        port,
+        target_port,
+        node_port,
+    })
+}
+
+/// `spec.sessionAffinity` and its timeout.
+fn affinity(f: &Fields, spec: &Map<String, Value>) -> Result<Option<u32>, SpecError> {
+    match f.str(spec.get("sessionAffinity"), "spec.sessionAffinity")? {
+        None | Some("None") => Ok(None),
+        Some("ClientIP") => {
+            let path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
+            let t = spec
+                .get("sessionAffinityConfig")
+                .and_then(|c| c.get("clientIP"))
+                .and_then(|c| c.get("timeoutSeconds"));
+            Ok(Some(
+                f.int(t, path, 1, 86400)?
+                    .unwrap_or(DEFAULT_AFFINITY_SECONDS as i64) as u32,
+            ))
+        }
+        Some(o) => Err(f.err(
+            "spec.sessionAffinity",
+            format!("{o:?} is not None or ClientIP"),
+        )),
+    }
+}
+
+/// A list of IP addresses at `path`.
+fn ip_list(f: &Fields, path: &str, v: Option<&Value>) -> Result<Vec<IpAddr>, SpecError> {
+    f.list(v, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let at = format!("{path}[{i}]");
+            let s = f.str(Some(a), &at)?.unwrap_or("");
+            s.parse()
+                .map_err(|_| f.err(&at, format!("{s:?} is not an IP address")))
+        })
+        .collect()
+}
+
+/// `status.loadBalancer.ingress` IPs in VIP mode (Proxy mode: the load
+/// balancer delivers to the node, not to the VIP).
+fn load_balancer_ips(f: &Fields, v: &Value) -> Result<Vec<IpAddr>, SpecError> {
+    let mut out = Vec::new();
+    let ingress = v
+        .get("status")
+        .and_then(|s| s.get("loadBalancer"))
+        .and_then(|l| l.get("ingress"));
+    for (i, ing) in f
+        .list(ingress, "status.loadBalancer.ingress")?
+        .iter()
+        .enumerate()
+    {
+        let at = |field: &str| format!("status.loadBalancer.ingress[{i}].{field}");
+        let vip = match f.str(ing.get("ipMode"), &at("ipMode"))? {
+            None | Some("VIP") => true,
+            Some("Proxy") => false,
+            Some(o) => return Err(f.err(&at("ipMode"), format!("{o:?} is not VIP or Proxy"))),
+        };
+        if let (true, Some(ip)) = (vip, ing.get("ip")) {
+            out.extend(ip_list(f, &at("ip"), Some(&json!([ip])))?);
+        }
+    }
+    Ok(out)
+}
+
+/// `spec.loadBalancerSourceRanges`.
+fn source_ranges(f: &Fields, spec: &Map<String, Value>) -> Result<Vec<IpNet>, SpecError> {
+    f.list(
+        spec.get("loadBalancerSourceRanges"),
+        "spec.loadBalancerSourceRanges",
+    )?
+    .iter()
+    .enumerate()
+    .map(|(i, r)| {
+        let at = format!("spec.loadBalancerSourceRanges[{i}]");
+        let s = f.str(Some(r), &at)?.unwrap_or("").trim();
+        s.parse::<IpNet>()
+            .map_err(|_| f.err(&at, format!("{s:?} is not a CIDR")))
+    })
+    .collect()
+}
+
 impl Service {
     /// Validates a `kind: Service` object.
     pub fn from_value(v: &Value, origin: &str) -> Result<Service, SpecError> {
@@ -155,167 +349,19 @@ impl Service {
         let spec = f
             .map(v.get("spec").unwrap_or(&Value::Null), "spec")?
             .ok_or_else(|| f.err("spec", "missing"))?;
-
-        let kind = match f.str(spec.get("type"), "spec.type")? {
-            None | Some("ClusterIP") => ServiceType::ClusterIP,
-            Some("NodePort") => ServiceType::NodePort,
-            Some("LoadBalancer") => ServiceType::LoadBalancer,
-            Some(o) => {
-                return Err(f.err(
-                    "spec.type",
-                    format!("{o:?} is not supported (ClusterIP, NodePort or LoadBalancer)"),
-                ))
-            }
-        };
-        let (cluster_ip, headless) =
-            match f.str(spec.get("clusterIP"), "spec.clusterIP")? {
-                None | Some("") => (None, false),
-                Some("None") => (None, true),
-                Some(s) => (
-                    Some(s.parse::<IpAddr>().map_err(|_| {
-                        f.err("spec.clusterIP", format!("{s:?} is not an IP address"))
-                    })?),
-                    false,
-                ),
-            };
+        let kind = service_type(&f, spec)?;
+        let (cluster_ip, headless) = cluster_ip(&f, spec)?;
         if headless && kind.node_ports() {
             return Err(f.err(
                 "spec.clusterIP",
                 format!("a {} service cannot be headless", kind.name()),
             ));
         }
-
-        let raw_ports = f.list(spec.get("ports"), "spec.ports")?;
-        if raw_ports.is_empty() && !headless {
-            return Err(f.err("spec.ports", "at least one port is required"));
-        }
-        let mut ports = Vec::with_capacity(raw_ports.len());
-        let mut names = BTreeSet::new();
-        let mut seen = BTreeSet::new();
-        for (i, p) in raw_ports.iter().enumerate() {
-            let at = |field: &str| format!("spec.ports[{i}].{field}");
-            f.map(p, &format!("spec.ports[{i}]"))?;
-            let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
-            if name.is_empty() {
-                if raw_ports.len() > 1 {
-                    return Err(f.err(&at("name"), "required when a service has several ports"));
-                }
-            } else {
-                check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
-            }
-            if !names.insert(name.clone()) {
-                return Err(f.err(&at("name"), format!("{name:?} is used twice")));
-            }
-            let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
-                None => Protocol::Tcp,
-                Some(s) => Protocol::parse(s).ok_or_else(|| {
-                    f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP"))
-                })?,
-            };
-            let port = f
-                .int(p.get("port"), &at("port"), 1, 65535)?
-                .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
-            if !seen.insert((port, protocol)) {
-                return Err(f.err(&at("port"), format!("{port}/{protocol} is used twice")));
-            }
-            let target_port = match p.get("targetPort") {
-                None | Some(Value::Null) => TargetPort::Number(port),
-                Some(Value::String(s)) => match s.parse::<u16>() {
-                    Ok(n) if n > 0 => TargetPort::Number(n),
-                    _ => {
-                        check_dns_label(s).map_err(|m| f.err(&at("targetPort"), m))?;
-                        TargetPort::Name(s.clone())
-                    }
-                },
-                other => TargetPort::Number(
-                    f.int(other, &at("targetPort"), 1, 65535)?.unwrap_or(0) as u16,
-                ),
-            };
-            let node_port = f
-                .int(p.get("nodePort"), &at("nodePort"), 1, 65535)?
-                .map(|n| n as u16);
-            if node_port.is_some() && !kind.node_ports() {
-                return Err(f.err(
-                    &at("nodePort"),
-                    "only a NodePort or LoadBalancer service has node ports",
-                ));
-            }
-            ports.push(ServicePort {
-                name,
-                protocol,
-                port,
-                target_port,
-                node_port,
-            });
-        }
-
-        let affinity_seconds = match f.str(spec.get("sessionAffinity"), "spec.sessionAffinity")? {
-            None | Some("None") => None,
-            Some("ClientIP") => {
-                let path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
-                let t = spec
-                    .get("sessionAffinityConfig")
-                    .and_then(|c| c.get("clientIP"))
-                    .and_then(|c| c.get("timeoutSeconds"));
-                Some(
-                    f.int(t, path, 1, 86400)?
-                        .unwrap_or(DEFAULT_AFFINITY_SECONDS as i64) as u32,
-                )
-            }
-            Some(o) => {
-                return Err(f.err(
-                    "spec.sessionAffinity",
-                    format!("{o:?} is not None or ClientIP"),
-                ))
-            }
-        };
-        let ips = |path: &str, v: Option<&Value>| -> Result<Vec<IpAddr>, SpecError> {
-            f.list(v, path)?
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    let at = format!("{path}[{i}]");
-                    let s = f.str(Some(a), &at)?.unwrap_or("");
-                    s.parse()
-                        .map_err(|_| f.err(&at, format!("{s:?} is not an IP address")))
-                })
-                .collect()
-        };
-        let external_ips = ips("spec.externalIPs", spec.get("externalIPs"))?;
-        let mut load_balancer_ips = Vec::new();
-        let ingress = v
-            .get("status")
-            .and_then(|s| s.get("loadBalancer"))
-            .and_then(|l| l.get("ingress"));
-        for (i, ing) in f
-            .list(ingress, "status.loadBalancer.ingress")?
-            .iter()
-            .enumerate()
-        {
-            let at = |field: &str| format!("status.loadBalancer.ingress[{i}].{field}");
-            let vip = match f.str(ing.get("ipMode"), &at("ipMode"))? {
-                None | Some("VIP") => true,
-                Some("Proxy") => false,
-                Some(o) => return Err(f.err(&at("ipMode"), format!("{o:?} is not VIP or Proxy"))),
-            };
-            if let (true, Some(ip)) = (vip, ing.get("ip")) {
-                load_balancer_ips.extend(ips(&at("ip"), Some(&json!([ip])))?);
-            }
-        }
-        let source_ranges = f
-            .list(
-                spec.get("loadBalancerSourceRanges"),
-                "spec.loadBalancerSourceRanges",
-            )?
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let at = format!("spec.loadBalancerSourceRanges[{i}]");
-                let s = f.str(Some(r), &at)?.unwrap_or("").trim();
-                s.parse::<IpNet>()
-                    .map_err(|_| f.err(&at, format!("{s:?} is not a CIDR")))
-            })
-            .collect::<Result<Vec<IpNet>, SpecError>>()?;
+        let ports = service_ports(&f, spec, kind, headless)?;
+        let affinity_seconds = affinity(&f, spec)?;
+        let external_ips = ip_list(&f, "spec.externalIPs", spec.get("externalIPs"))?;
+        let load_balancer_ips = load_balancer_ips(&f, v)?;
+        let source_ranges = source_ranges(&f, spec)?;
         let external_local = policy(
             &f,
             spec.get("externalTrafficPolicy"),
@@ -344,7 +390,6 @@ impl Service {
             spec.get("internalTrafficPolicy"),
             "spec.internalTrafficPolicy",
         )?;
-
         Ok(Service {
             id: ServiceName {
                 namespace: namespace.into(),

@@ -275,6 +275,159 @@ fn output_of(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Kernel settings and the firewall: forwarding, the FORWARD policy, the
+/// iptables backends and the fast paths.
+fn firewall_findings(
+    a: &DoctorArgs,
+    config: Option<&NetConfig>,
+    env: Option<&SubnetEnv>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.push(doctor::ip_forward(
+        read_trim("/proc/sys/net/ipv4/ip_forward").as_deref(),
+    ));
+    let network = config
+        .and_then(|c| c.ipv4.as_ref().map(|p| p.network()))
+        .or(env.and_then(|e| e.network.map(IpNet::V4)));
+    // the backend weft's agent and proxy would use, and what each backend holds
+    let saved = weft_firewall::backend::saved_by_backend();
+    let ipt = weft_firewall::backend::detect_with(weft_firewall::BackendChoice::Auto, &saved).ok();
+    let save = ipt
+        .as_ref()
+        .map_or_else(|| "iptables-save".to_string(), |i| i.save(false));
+    let filter = output_of(&save, &["-t", "filter"]);
+    findings.push(doctor::forward_policy(filter.as_deref(), network));
+    let saved: Vec<(&str, String)> = saved
+        .into_iter()
+        .map(|(b, text)| (b.name(), text))
+        .collect();
+    findings.push(doctor::iptables_backends(
+        ipt.as_ref().map(ToString::to_string).as_deref(),
+        &saved,
+    ));
+    findings.push(doctor::fast_paths(&fast_path_facts(a, ipt.as_ref())));
+
+    findings
+}
+
+/// The devices: bridges and br_netfilter, docker0, the overlay device's
+/// MTU, MAC and checksum offload, and wireguard's devices.
+fn device_findings(
+    a: &DoctorArgs,
+    config: Option<&NetConfig>,
+    env: Option<&SubnetEnv>,
+    vtep_mac: Option<&str>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let links = weft_kernel::Netlink::open()
+        .ok()
+        .and_then(|mut nl| {
+            let links = weft_kernel::list_links(&mut nl).ok()?;
+            let ifaces = weft_kernel::list_interfaces(&mut nl).ok()?;
+            Some((links, ifaces))
+        })
+        .unwrap_or_default();
+    let (links, ifaces) = links;
+    let bridges: Vec<String> = links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+        .map(|l| l.name.clone())
+        .collect();
+    findings.push(doctor::bridge_netfilter(
+        read_trim("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref(),
+        &bridges,
+    ));
+    let docker0 = ifaces.iter().find(|i| i.name == "docker0");
+    findings.push(doctor::docker_bridge(
+        docker0.map(|d| (d.addrs.as_slice(), d.mtu)),
+        env.and_then(|e| e.subnet.map(IpNet::V4)),
+        env.and_then(|e| e.mtu),
+    ));
+
+    // The overlay device: MTU, MAC, checksum offload.
+    let backend = config.map(|c| &c.backend);
+    let (dev_name, overhead) = match backend {
+        Some(BackendConfig::Vxlan(vx)) => (Some(format!("flannel.{}", vx.vni)), 50),
+        Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
+        Some(BackendConfig::Wireguard(_)) => (Some("flannel-wg".to_string()), 80),
+        Some(BackendConfig::HostGw) => (None, 0),
+        None => (Some("flannel.1".to_string()), 50),
+    };
+    let device = dev_name
+        .as_ref()
+        .and_then(|n| links.iter().find(|l| &l.name == n));
+    let underlay = device
+        .and_then(|d| d.vxlan.as_ref().and_then(|v| v.underlay))
+        .and_then(|idx| ifaces.iter().find(|i| i.index == idx))
+        .or_else(|| {
+            // udp, or no underlay recorded: the interface with the default route
+            let mut nl = weft_kernel::Netlink::open().ok()?;
+            let idx = weft_kernel::default_route_oif(&mut nl, false).ok()??;
+            ifaces.iter().find(|i| i.index == idx)
+        });
+    if dev_name.is_some() {
+        findings.push(doctor::mtu(
+            device.map(|d| (d.name.as_str(), d.mtu)),
+            underlay.map(|u| (u.name.as_str(), u.mtu)),
+            overhead,
+            env.and_then(|e| e.mtu),
+        ));
+    }
+    if let Some(BackendConfig::Wireguard(wg)) = backend {
+        findings.extend(wireguard_findings(
+            wg.mode,
+            config.is_some_and(|c| c.ipv4.is_some()),
+            config.is_some_and(|c| c.ipv6.is_some()),
+            &a.wireguard_socket_dir,
+        ));
+    }
+    if matches!(backend, Some(BackendConfig::Vxlan(_)) | None) {
+        let mac = device.and_then(|d| d.mac).map(|m| m.to_string());
+        findings.push(doctor::vtep_mac(mac.as_deref(), vtep_mac));
+        if let Some(d) = device {
+            findings.push(doctor::checksum_offload(
+                &d.name,
+                output_of("ethtool", &["-k", &d.name]).as_deref(),
+            ));
+        }
+    }
+
+    findings
+}
+
+/// The host's kubelet and docker: cgroup drivers, and the article's
+/// kubelet restart failure (QoS slices left behind).
+fn host_findings(a: &DoctorArgs) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let docker_info = output_of("docker", &["info", "--format", "{{.CgroupDriver}}"]);
+    let cgroup_v2 = a.root.join("sys/fs/cgroup/cgroup.controllers").exists();
+    findings.push(
+        match weft_ops::cgroup_driver::check(&a.root, docker_info.as_deref(), cgroup_v2) {
+            Err(e) => Finding {
+                check: "cgroup-driver",
+                severity: doctor::Severity::Error,
+                message: e.to_string(),
+                fix: Some("fix the file named above".into()),
+            },
+            Ok(r) => Finding {
+                check: "cgroup-driver",
+                severity: match r.verdict {
+                    weft_ops::Verdict::Match => doctor::Severity::Ok,
+                    weft_ops::Verdict::NotApplicable => doctor::Severity::Skipped,
+                    weft_ops::Verdict::Mismatch => doctor::Severity::Error,
+                },
+                message: r.summary.clone(),
+                fix: r.fix.clone(),
+            },
+        },
+    );
+    // The article's kubelet restart failure: QoS slices left behind.
+    findings.push(weft_ops::kubepods::finding(&weft_ops::kubepods::scan(
+        &a.root,
+    )));
+    findings
+}
+
 pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
     let mut findings = Vec::new();
     let path = a.subnet_file.display().to_string();
@@ -336,132 +489,14 @@ pub fn gather(a: &DoctorArgs) -> Vec<Finding> {
         },
     ));
 
-    // Kernel settings and firewall.
-    findings.push(doctor::ip_forward(
-        read_trim("/proc/sys/net/ipv4/ip_forward").as_deref(),
+    findings.extend(firewall_findings(a, config, env.as_ref()));
+    findings.extend(device_findings(
+        a,
+        config,
+        env.as_ref(),
+        facts.vtep_mac.as_deref(),
     ));
-    let network = config
-        .and_then(|c| c.ipv4.as_ref().map(|p| p.network()))
-        .or(env.as_ref().and_then(|e| e.network.map(IpNet::V4)));
-    // the backend weft's agent and proxy would use, and what each backend holds
-    let saved = weft_firewall::backend::saved_by_backend();
-    let ipt = weft_firewall::backend::detect_with(weft_firewall::BackendChoice::Auto, &saved).ok();
-    let save = ipt
-        .as_ref()
-        .map_or_else(|| "iptables-save".to_string(), |i| i.save(false));
-    let filter = output_of(&save, &["-t", "filter"]);
-    findings.push(doctor::forward_policy(filter.as_deref(), network));
-    let saved: Vec<(&str, String)> = saved
-        .into_iter()
-        .map(|(b, text)| (b.name(), text))
-        .collect();
-    findings.push(doctor::iptables_backends(
-        ipt.as_ref().map(ToString::to_string).as_deref(),
-        &saved,
-    ));
-    findings.push(doctor::fast_paths(&fast_path_facts(a, ipt.as_ref())));
-
-    // Devices.
-    let links = weft_kernel::Netlink::open()
-        .ok()
-        .and_then(|mut nl| {
-            let links = weft_kernel::list_links(&mut nl).ok()?;
-            let ifaces = weft_kernel::list_interfaces(&mut nl).ok()?;
-            Some((links, ifaces))
-        })
-        .unwrap_or_default();
-    let (links, ifaces) = links;
-    let bridges: Vec<String> = links
-        .iter()
-        .filter(|l| l.kind.as_deref() == Some("bridge"))
-        .map(|l| l.name.clone())
-        .collect();
-    findings.push(doctor::bridge_netfilter(
-        read_trim("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref(),
-        &bridges,
-    ));
-    let docker0 = ifaces.iter().find(|i| i.name == "docker0");
-    findings.push(doctor::docker_bridge(
-        docker0.map(|d| (d.addrs.as_slice(), d.mtu)),
-        env.as_ref().and_then(|e| e.subnet.map(IpNet::V4)),
-        env.as_ref().and_then(|e| e.mtu),
-    ));
-
-    // The overlay device: MTU, MAC, checksum offload.
-    let backend = config.map(|c| &c.backend);
-    let (dev_name, overhead) = match backend {
-        Some(BackendConfig::Vxlan(vx)) => (Some(format!("flannel.{}", vx.vni)), 50),
-        Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
-        Some(BackendConfig::Wireguard(_)) => (Some("flannel-wg".to_string()), 80),
-        Some(BackendConfig::HostGw) => (None, 0),
-        None => (Some("flannel.1".to_string()), 50),
-    };
-    let device = dev_name
-        .as_ref()
-        .and_then(|n| links.iter().find(|l| &l.name == n));
-    let underlay = device
-        .and_then(|d| d.vxlan.as_ref().and_then(|v| v.underlay))
-        .and_then(|idx| ifaces.iter().find(|i| i.index == idx))
-        .or_else(|| {
-            // udp, or no underlay recorded: the interface with the default route
-            let mut nl = weft_kernel::Netlink::open().ok()?;
-            let idx = weft_kernel::default_route_oif(&mut nl, false).ok()??;
-            ifaces.iter().find(|i| i.index == idx)
-        });
-    if dev_name.is_some() {
-        findings.push(doctor::mtu(
-            device.map(|d| (d.name.as_str(), d.mtu)),
-            underlay.map(|u| (u.name.as_str(), u.mtu)),
-            overhead,
-            env.as_ref().and_then(|e| e.mtu),
-        ));
-    }
-    if let Some(BackendConfig::Wireguard(wg)) = backend {
-        findings.extend(wireguard_findings(
-            wg.mode,
-            config.is_some_and(|c| c.ipv4.is_some()),
-            config.is_some_and(|c| c.ipv6.is_some()),
-            &a.wireguard_socket_dir,
-        ));
-    }
-    if matches!(backend, Some(BackendConfig::Vxlan(_)) | None) {
-        let mac = device.and_then(|d| d.mac).map(|m| m.to_string());
-        findings.push(doctor::vtep_mac(mac.as_deref(), facts.vtep_mac.as_deref()));
-        if let Some(d) = device {
-            findings.push(doctor::checksum_offload(
-                &d.name,
-                output_of("ethtool", &["-k", &d.name]).as_deref(),
-            ));
-        }
-    }
-
-    // kubelet and docker cgroup drivers.
-    let docker_info = output_of("docker", &["info", "--format", "{{.CgroupDriver}}"]);
-    let cgroup_v2 = a.root.join("sys/fs/cgroup/cgroup.controllers").exists();
-    findings.push(
-        match weft_ops::cgroup_driver::check(&a.root, docker_info.as_deref(), cgroup_v2) {
-            Err(e) => Finding {
-                check: "cgroup-driver",
-                severity: doctor::Severity::Error,
-                message: e.to_string(),
-                fix: Some("fix the file named above".into()),
-            },
-            Ok(r) => Finding {
-                check: "cgroup-driver",
-                severity: match r.verdict {
-                    weft_ops::Verdict::Match => doctor::Severity::Ok,
-                    weft_ops::Verdict::NotApplicable => doctor::Severity::Skipped,
-                    weft_ops::Verdict::Mismatch => doctor::Severity::Error,
-                },
-                message: r.summary.clone(),
-                fix: r.fix.clone(),
-            },
-        },
-    );
-    // The article's kubelet restart failure: QoS slices left behind.
-    findings.push(weft_ops::kubepods::finding(&weft_ops::kubepods::scan(
-        &a.root,
-    )));
+    findings.extend(host_findings(a));
     findings
 }
 

@@ -226,155 +226,164 @@ pub fn run(a: ServiceArgs) -> Result<()> {
                 let svc = expose_spec(&e)?;
                 let stored = store.put_service(svc, a.ip_range, true).await?;
                 println!("service/{} exposed: {}", stored.id, summary(&stored));
+                Ok(())
             }
-            ServiceCommand::Apply { files } => {
-                let mut objects = Vec::new();
-                for f in &files {
-                    let text = if f == "-" {
-                        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
-                    } else {
-                        std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?
-                    };
-                    objects.extend(parse_documents(&text, f)?);
-                }
-                // Services first, so endpoints find their service.
-                objects.sort_by_key(|o| matches!(o, Object::Endpoints(_)));
-                for o in objects {
-                    match o {
-                        Object::Service(s) => {
-                            let stored = store.put_service(s, a.ip_range, false).await?;
-                            println!("service/{} configured: {}", stored.id, summary(&stored));
-                        }
-                        Object::Endpoints(mut e) => {
-                            // A slice without ports gets its service's numeric
-                            // target ports (the proxy, as kube-proxy, uses no
-                            // endpoint of a slice that lists no port).
-                            if e.ports.is_empty() {
-                                if let Some((svc, _)) = store.get_service(&e.service).await? {
-                                    e.ports = slice_ports(&svc)?;
-                                }
-                            }
-                            store.put_endpoints(&e, None).await?;
-                            println!(
-                                "endpointslice/{} configured: {} endpoints",
-                                e.service,
-                                e.endpoints.len()
-                            );
-                        }
-                    }
-                }
-            }
-            ServiceCommand::List { output } => {
-                let listing = store.list().await?;
-                let mut services = Vec::new();
-                let mut slices = std::collections::BTreeMap::new();
-                for (key, obj) in listing.objects {
-                    match obj {
-                        Ok(Object::Service(s)) => services.push(s),
-                        Ok(Object::Endpoints(e)) => {
-                            slices.insert(e.service.clone(), e);
-                        }
-                        Err(e) => eprintln!("weft: ignoring {key}: {e}"),
-                    }
-                }
-                if output == "json" {
-                    let items: Vec<serde_json::Value> = services
-                        .iter()
-                        .map(|s| s.to_value())
-                        .chain(slices.values().map(|e| e.to_value()))
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({"kind": "List", "items": items})
-                        )?
-                    );
-                    return Ok(());
-                }
-                let mut rows = vec![[
-                    "NAMESPACE".to_string(),
-                    "NAME".into(),
-                    "TYPE".into(),
-                    "CLUSTER-IP".into(),
-                    "PORT(S)".into(),
-                    "ENDPOINTS".into(),
-                ]];
-                for s in &services {
-                    let eps = slices
-                        .get(&s.id)
-                        .map(|e| {
-                            let ready: Vec<String> = e
-                                .endpoints
-                                .iter()
-                                .filter(|x| x.ready)
-                                .map(|x| x.ip.to_string())
-                                .collect();
-                            if ready.is_empty() {
-                                "<none>".into()
-                            } else {
-                                ready.join(",")
-                            }
-                        })
-                        .unwrap_or_else(|| "<none>".into());
-                    rows.push([
-                        s.id.namespace.clone(),
-                        s.id.name.clone(),
-                        s.kind.name().to_string(),
-                        cluster_ip_text(s),
-                        ports_text(s),
-                        eps,
-                    ]);
-                }
-                print!("{}", super::table(&rows));
-            }
+            ServiceCommand::Apply { files } => apply(&mut store, &files, a.ip_range).await,
+            ServiceCommand::List { output } => list(&mut store, &output).await,
             ServiceCommand::Delete { names } => {
                 for n in names {
                     let id = ServiceName::parse(&n)?;
-                    if store.delete_service(&id).await? {
-                        println!("service/{id} deleted");
-                    } else {
+                    if !store.delete_service(&id).await? {
                         bail!("service {id} not found");
                     }
+                    println!("service/{id} deleted");
                 }
+                Ok(())
             }
-            ServiceCommand::Endpoints(cmd) => {
-                let (name, add, ips, node) = match cmd {
-                    EndpointsCommand::Add { service, ips, node } => (service, true, ips, node),
-                    EndpointsCommand::Remove { service, ips } => (service, false, ips, None),
-                };
-                let id = ServiceName::parse(&name)?;
-                for _ in 0..10 {
-                    let (svc, _) = store
-                        .get_service(&id)
-                        .await?
-                        .ok_or_else(|| anyhow!("service {id} not found"))?;
-                    let current = store.get_endpoints(&id).await?;
-                    let rev = current.as_ref().map_or(0, |(_, r)| *r);
-                    let mut set = current.map(|(s, _)| s).unwrap_or(EndpointSet {
-                        service: id.clone(),
-                        endpoints: Vec::new(),
-                        ports: Vec::new(),
-                    });
-                    if set.ports.is_empty() {
-                        set.ports = slice_ports(&svc)?;
-                    }
-                    let wanted: BTreeSet<IpAddr> = ips.iter().copied().collect();
-                    set.endpoints.retain(|e| !wanted.contains(&e.ip));
-                    if add {
-                        for ip in &ips {
-                            set.endpoints.push(Endpoint::ready(*ip, node.as_deref()));
-                        }
-                    }
-                    if store.put_endpoints(&set, Some(rev)).await? {
-                        println!("endpointslice/{id}: {} endpoints", set.endpoints.len());
-                        return Ok(());
+            ServiceCommand::Endpoints(cmd) => endpoints(&mut store, cmd).await,
+        }
+    })
+}
+
+/// `weft service apply`: Services first, so endpoints find their service.
+async fn apply(store: &mut Store, files: &[String], ip_range: IpNet) -> Result<()> {
+    let mut objects = Vec::new();
+    for f in files {
+        let text = if f == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+        } else {
+            std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?
+        };
+        objects.extend(parse_documents(&text, f)?);
+    }
+    // Services first, so endpoints find their service.
+    objects.sort_by_key(|o| matches!(o, Object::Endpoints(_)));
+    for o in objects {
+        match o {
+            Object::Service(s) => {
+                let stored = store.put_service(s, ip_range, false).await?;
+                println!("service/{} configured: {}", stored.id, summary(&stored));
+            }
+            Object::Endpoints(mut e) => {
+                // A slice without ports gets its service's numeric
+                // target ports (the proxy, as kube-proxy, uses no
+                // endpoint of a slice that lists no port).
+                if e.ports.is_empty() {
+                    if let Some((svc, _)) = store.get_service(&e.service).await? {
+                        e.ports = slice_ports(&svc)?;
                     }
                 }
-                bail!("endpoints of {id} kept changing; try again");
+                store.put_endpoints(&e, None).await?;
+                println!(
+                    "endpointslice/{} configured: {} endpoints",
+                    e.service,
+                    e.endpoints.len()
+                );
             }
         }
-        Ok(())
-    })
+    }
+    Ok(())
+}
+
+/// `weft service list`: a table as `kubectl get services` prints, or JSON.
+async fn list(store: &mut Store, output: &str) -> Result<()> {
+    let listing = store.list().await?;
+    let mut services = Vec::new();
+    let mut slices = std::collections::BTreeMap::new();
+    for (key, obj) in listing.objects {
+        match obj {
+            Ok(Object::Service(s)) => services.push(s),
+            Ok(Object::Endpoints(e)) => {
+                slices.insert(e.service.clone(), e);
+            }
+            Err(e) => eprintln!("weft: ignoring {key}: {e}"),
+        }
+    }
+    if output == "json" {
+        let items: Vec<serde_json::Value> = services
+            .iter()
+            .map(|s| s.to_value())
+            .chain(slices.values().map(|e| e.to_value()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"kind": "List", "items": items}))?
+        );
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "NAMESPACE".to_string(),
+        "NAME".into(),
+        "TYPE".into(),
+        "CLUSTER-IP".into(),
+        "PORT(S)".into(),
+        "ENDPOINTS".into(),
+    ]];
+    for s in &services {
+        let eps = slices
+            .get(&s.id)
+            .map(|e| {
+                let ready: Vec<String> = e
+                    .endpoints
+                    .iter()
+                    .filter(|x| x.ready)
+                    .map(|x| x.ip.to_string())
+                    .collect();
+                if ready.is_empty() {
+                    "<none>".into()
+                } else {
+                    ready.join(",")
+                }
+            })
+            .unwrap_or_else(|| "<none>".into());
+        rows.push([
+            s.id.namespace.clone(),
+            s.id.name.clone(),
+            s.kind.name().to_string(),
+            cluster_ip_text(s),
+            ports_text(s),
+            eps,
+        ]);
+    }
+    print!("{}", super::table(&rows));
+    Ok(())
+}
+
+/// `weft service endpoints add|remove`, retried while others change them.
+async fn endpoints(store: &mut Store, cmd: EndpointsCommand) -> Result<()> {
+    let (name, add, ips, node) = match cmd {
+        EndpointsCommand::Add { service, ips, node } => (service, true, ips, node),
+        EndpointsCommand::Remove { service, ips } => (service, false, ips, None),
+    };
+    let id = ServiceName::parse(&name)?;
+    for _ in 0..10 {
+        let (svc, _) = store
+            .get_service(&id)
+            .await?
+            .ok_or_else(|| anyhow!("service {id} not found"))?;
+        let current = store.get_endpoints(&id).await?;
+        let rev = current.as_ref().map_or(0, |(_, r)| *r);
+        let mut set = current.map(|(s, _)| s).unwrap_or(EndpointSet {
+            service: id.clone(),
+            endpoints: Vec::new(),
+            ports: Vec::new(),
+        });
+        if set.ports.is_empty() {
+            set.ports = slice_ports(&svc)?;
+        }
+        let wanted: BTreeSet<IpAddr> = ips.iter().copied().collect();
+        set.endpoints.retain(|e| !wanted.contains(&e.ip));
+        if add {
+            for ip in &ips {
+                set.endpoints.push(Endpoint::ready(*ip, node.as_deref()));
+            }
+        }
+        if store.put_endpoints(&set, Some(rev)).await? {
+            println!("endpointslice/{id}: {} endpoints", set.endpoints.len());
+            return Ok(());
+        }
+    }
+    bail!("endpoints of {id} kept changing; try again");
 }
 
 #[cfg(test)]
