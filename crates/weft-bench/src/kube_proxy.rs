@@ -374,6 +374,278 @@ fn kill_children(pid: u32) {
     }
 }
 
+/// Registers `host` as a Node with its address, as kubelet would
+/// (kube-proxy waits 30 s for both).
+fn register_node(api: &ApiServer, host: &Host) -> Result<()> {
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
+        host.name
+    ))?;
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{}"}}]}}}}"#,
+        host.ip
+    );
+    api.kubectl(&[
+        "patch",
+        "node",
+        &host.name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ])?;
+    Ok(())
+}
+
+/// One proxy in one mode on one host, and the counters of the run it is
+/// part of (Service and endpoint numbers already used).
+struct Trial<'a> {
+    api: &'a ApiServer,
+    host: &'a Host,
+    who: Who,
+    mode: &'a str,
+    services: usize,
+    endpoints: usize,
+    samples: usize,
+}
+
+/// What one trial measured after the rules were complete.
+struct Measured {
+    rules_ms: f64,
+    rss: u64,
+    settled: u64,
+    cpu: f64,
+    adds: Vec<f64>,
+    after_ack: Vec<f64>,
+    write_ms: Vec<f64>,
+    changes: Vec<f64>,
+}
+
+impl Trial<'_> {
+    /// Waits until the kernel holds a rule for every Service; false after
+    /// `timeout`.
+    fn wait_for_rules(&self, proc: &mut Proc, t0: Instant, timeout: Duration) -> Result<bool> {
+        loop {
+            if rules_count(self.host, self.mode) >= self.services {
+                return Ok(true);
+            }
+            if let Some(code) = proc.exit_code() {
+                bail!(
+                    "{} exited with {code}:\n{}",
+                    self.who.name(),
+                    proc.log_tail(20)
+                );
+            }
+            if t0.elapsed() > timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The kernel's nftables events (not on legacy iptables, which has
+    /// none: polled there).
+    fn monitor(&self) -> Option<NftEvents> {
+        if self.mode == "iptables-legacy" {
+            return None;
+        }
+        match NftEvents::start(&self.host.ns) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                println!(
+                    "  ({}: {e:#}; added Services polled instead)",
+                    self.who.name()
+                );
+                None
+            }
+        }
+    }
+
+    /// When Service `i`'s cluster IP is sent to its endpoints (not what
+    /// rejects it while it has none yet, which is in other sets and
+    /// tables).
+    fn programmed(&self, monitor: Option<&NftEvents>, i: usize) -> Option<Instant> {
+        if let Some(m) = monitor {
+            let ip = cluster_ip(i).octets();
+            let nft = self.mode == "nftables";
+            return m.until(
+                |e: &Event| {
+                    e.mentions(&ip)
+                        && if nft {
+                            e.kind == Kind::Element && e.container == "service-ips"
+                        } else {
+                            e.kind == Kind::Rule
+                                && e.table == "nat"
+                                && e.container == "KUBE-SERVICES"
+                        }
+                },
+                Duration::from_secs(300),
+            );
+        }
+        let t = Instant::now();
+        let mut last = None;
+        while t.elapsed() <= Duration::from_secs(300) {
+            if present(self.host, self.mode, i, &mut last) {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
+    /// Single Services added through the API: (from the slice's write,
+    /// from the API's answer, the write itself), in ms.
+    fn adds(
+        &self,
+        proc: &Proc,
+        monitor: Option<&NftEvents>,
+        next: &mut usize,
+    ) -> Result<[Vec<f64>; 3]> {
+        let mut out: [Vec<f64>; 3] = Default::default();
+        for _ in 0..self.samples {
+            let i = *next;
+            *next += 1;
+            if let Some(m) = monitor {
+                m.drain();
+            }
+            let written = load(self.api, i..i + 1, self.endpoints)?;
+            let Some(done) = self.programmed(monitor, i) else {
+                bail!(
+                    "{}: service {i} not programmed after 300 s:\n{}",
+                    self.who.name(),
+                    proc.log_tail(20)
+                );
+            };
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            out[0].push(ms(done.saturating_duration_since(written.sent)));
+            out[1].push(ms(done.saturating_duration_since(written.acked)));
+            out[2].push(ms(written.acked - written.sent));
+        }
+        Ok(out)
+    }
+
+    /// One endpoint of an existing Service replaced: from the API's answer
+    /// until a rule or element names the new address, in ms.
+    fn endpoint_changes(
+        &self,
+        proc: &Proc,
+        monitor: Option<&NftEvents>,
+        changed: &mut usize,
+    ) -> Result<Vec<f64>> {
+        let Some(m) = monitor else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for _ in 0..self.samples {
+            let k = *changed;
+            *changed += 1;
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 127, 0, 1)) + k as u32);
+            m.drain();
+            let service = k % self.services;
+            let written = change_endpoint(self.api, service, self.endpoints, ip)?;
+            let Some(done) = m.until(|e| e.mentions(&ip.octets()), Duration::from_secs(300)) else {
+                bail!(
+                    "{}: endpoint {ip} of service {service} not programmed after 300 s:\n{}",
+                    self.who.name(),
+                    proc.log_tail(20)
+                );
+            };
+            out.push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
+        }
+        Ok(out)
+    }
+
+    /// Starts the proxy and measures it; `None` when its rules were not
+    /// complete after `timeout` (it is stopped).
+    fn measure(
+        &self,
+        lab: &Lab,
+        timeout: Duration,
+        next: &mut usize,
+        changed: &mut usize,
+    ) -> Result<Option<Measured>> {
+        let t0 = Instant::now();
+        let mut proc = start(lab, self.api, self.who, self.mode, self.host)?;
+        if !self.wait_for_rules(&mut proc, t0, timeout)? {
+            // its iptables-restore or nft would go on without it
+            kill_children(proc.pid().unwrap_or(0));
+            proc.stop(Duration::from_secs(5));
+            return Ok(None);
+        }
+        let rules_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let pid = proc.pid().unwrap_or(0);
+        let (rss, _, _) = rss_kib(pid);
+        let cpu = cpu_seconds(pid);
+        let monitor = self.monitor();
+        let [adds, after_ack, write_ms] = self.adds(&proc, monitor.as_ref(), next)?;
+        let changes = self.endpoint_changes(&proc, monitor.as_ref(), changed)?;
+        drop(monitor);
+        // after the adds, with the first sync's garbage given back
+        let (settled, _, _) = rss_kib(pid);
+        proc.stop(Duration::from_secs(5));
+        Ok(Some(Measured {
+            rules_ms,
+            rss,
+            settled,
+            cpu,
+            adds,
+            after_ack,
+            write_ms,
+            changes,
+        }))
+    }
+}
+
+impl Measured {
+    /// Prints the table row and returns the JSON of one proxy's figures.
+    fn report(mut self, mode: &str, n: usize, who: Who) -> serde_json::Value {
+        let (med, p99, max) = med_p99_max(&mut self.adds);
+        let (ack_med, ack_p99, _) = med_p99_max(&mut self.after_ack);
+        let (write_med, _, _) = med_p99_max(&mut self.write_ms);
+        let (change_med, change_p99, _) = med_p99_max(&mut self.changes);
+        let Measured {
+            rules_ms,
+            rss,
+            settled,
+            cpu,
+            ..
+        } = self;
+        println!(
+            "{mode:>15} {n:>8} {:>11} | {rules_ms:>9.0} | {med:>6.1} {p99:>6.1} {max:>6.1} | {ack_med:>6.1} {ack_p99:>6.1} | {write_med:>5.1} | {change_med:>6.1} {change_p99:>6.1} | {:>6.1} {:>6.1} | {cpu:>6.2}",
+            who.name(),
+            rss as f64 / 1024.0,
+            settled as f64 / 1024.0
+        );
+        serde_json::json!({
+            "start_to_rules_ms": rules_ms,
+            "add_one_ms": {"median": med, "p99": p99, "max": max},
+            "add_one_after_write_acked_ms": {"median": ack_med, "p99": ack_p99},
+            "slice_write_ms_median": write_med,
+            "endpoint_change_after_write_acked_ms": {"median": change_med, "p99": change_p99},
+            "rss_kib": rss, "rss_after_adds_kib": settled, "cpu_seconds": cpu,
+        })
+    }
+}
+
+/// The same run's ratios of kube-proxy's figures to weft's.
+fn print_ratios(mode: &str, row: &BTreeMap<&str, serde_json::Value>) {
+    let (Some(w), Some(k)) = (row.get("weft"), row.get("kube-proxy")) else {
+        return;
+    };
+    let ratio = |path: &[&str]| -> Option<f64> {
+        let at = |v: &serde_json::Value| path.iter().try_fold(v, |v, k| v.get(k))?.as_f64();
+        Some(at(k)? / at(w)?)
+    };
+    if let (Some(start), Some(add)) = (
+        ratio(&["start_to_rules_ms"]),
+        ratio(&["add_one_ms", "median"]),
+    ) {
+        println!(
+            "{mode:>15} same run: kube-proxy / weft = {start:.1}x to every rule, {add:.0}x per added Service (median)"
+        );
+    }
+}
+
 pub fn run(
     weft: &Path,
     modes: &[String],
@@ -383,6 +655,64 @@ pub fn run(
     timeout: Duration,
     proxies: &[String],
 ) -> Result<serde_json::Value> {
+    print_header(endpoints)?;
+    let mut json = Vec::new();
+    for &n in counts {
+        let mut lab = Lab::new("wbk", weft)?;
+        lab.start_etcd()?;
+        let api_host = lab.etcd_host(0)?;
+        let api = lab.start_apiserver(&api_host)?;
+        let t = Instant::now();
+        load(&api, 0..n, endpoints).context("creating the services through the API")?;
+        println!(
+            "  ({n} Services and EndpointSlices created through the API in {:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+        let (mut next, mut changed, mut octet) = (n, 0usize, 10u8);
+        for mode in modes.iter().map(String::as_str) {
+            let mut row = BTreeMap::new();
+            for who in [Who::Weft, Who::KubeProxy]
+                .into_iter()
+                .filter(|w| proxies.iter().any(|p| p == w.name()))
+            {
+                octet += 1;
+                let host = lab.host(&format!("p{octet}"), octet)?;
+                register_node(&api, &host)?;
+                let trial = Trial {
+                    api: &api,
+                    host: &host,
+                    who,
+                    mode,
+                    services: n,
+                    endpoints,
+                    samples,
+                };
+                let figures = match trial.measure(&lab, timeout, &mut next, &mut changed)? {
+                    Some(m) => m.report(mode, n, who),
+                    None => {
+                        println!(
+                            "{mode:>15} {n:>8} {:>11} | not complete after {} s: stopped",
+                            who.name(),
+                            timeout.as_secs()
+                        );
+                        serde_json::json!({"incomplete_after_s": timeout.as_secs()})
+                    }
+                };
+                row.insert(who.name(), figures);
+            }
+            print_ratios(mode, &row);
+            json.push(serde_json::json!({
+                "mode": mode, "services": n, "endpoints_per_service": endpoints,
+                "weft": row.get("weft"), "kube_proxy": row.get("kube-proxy"),
+            }));
+        }
+        drop(api);
+    }
+    print_legend();
+    Ok(serde_json::Value::Array(json))
+}
+
+fn print_header(endpoints: usize) -> Result<()> {
     let bin = weft_lab::upstream_kubernetes()?;
     let version = sh(
         &bin.join("kube-proxy").display().to_string(),
@@ -407,206 +737,10 @@ pub fn run(
         "RSS MiB",
         "CPU s"
     );
-    let mut json = Vec::new();
-    for &n in counts {
-        let mut lab = Lab::new("wbk", weft)?;
-        lab.start_etcd()?;
-        let api_host = lab.etcd_host(0)?;
-        let api = lab.start_apiserver(&api_host)?;
-        let t = Instant::now();
-        load(&api, 0..n, endpoints).context("creating the services through the API")?;
-        println!(
-            "  ({n} Services and EndpointSlices created through the API in {:.1} s)",
-            t.elapsed().as_secs_f64()
-        );
-        let mut next = n;
-        let mut changed = 0usize;
-        let mut octet = 10u8;
-        for mode in modes.iter().map(String::as_str) {
-            let mut row = BTreeMap::new();
-            for who in [Who::Weft, Who::KubeProxy]
-                .into_iter()
-                .filter(|w| proxies.iter().any(|p| p == w.name()))
-            {
-                octet += 1;
-                let host = lab.host(&format!("p{octet}"), octet)?;
-                // a node of the cluster with its address, as kubelet
-                // registers it (kube-proxy waits 30 s for both)
-                api.apply(&format!(
-                    "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
-                    host.name
-                ))?;
-                let status = format!(
-                    r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{}"}}]}}}}"#,
-                    host.ip
-                );
-                api.kubectl(&[
-                    "patch",
-                    "node",
-                    &host.name,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &status,
-                ])?;
-                let t0 = Instant::now();
-                let mut proc = start(&lab, &api, who, mode, &host)?;
-                let mut complete = true;
-                loop {
-                    if rules_count(&host, mode) >= n {
-                        break;
-                    }
-                    if let Some(code) = proc.exit_code() {
-                        bail!("{} exited with {code}:\n{}", who.name(), proc.log_tail(20));
-                    }
-                    if t0.elapsed() > timeout {
-                        complete = false;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                if !complete {
-                    println!(
-                        "{mode:>15} {n:>8} {:>11} | not complete after {} s: stopped",
-                        who.name(),
-                        timeout.as_secs()
-                    );
-                    row.insert(
-                        who.name(),
-                        serde_json::json!({"incomplete_after_s": timeout.as_secs()}),
-                    );
-                    // its iptables-restore or nft would go on without it
-                    kill_children(proc.pid().unwrap_or(0));
-                    proc.stop(Duration::from_secs(5));
-                    continue;
-                }
-                let rules_ms = t0.elapsed().as_secs_f64() * 1e3;
-                let pid = proc.pid().unwrap_or(0);
-                let (rss, _, _) = rss_kib(pid);
-                let cpu = cpu_seconds(pid);
-                let mut adds = Vec::new();
-                let (mut after_ack, mut write_ms) = (Vec::new(), Vec::new());
-                // legacy iptables has no event stream: polled there
-                let monitor = match mode {
-                    "iptables-legacy" => None,
-                    _ => match NftEvents::start(&host.ns) {
-                        Ok(m) => Some(m),
-                        Err(e) => {
-                            println!("  ({}: {e:#}; added Services polled instead)", who.name());
-                            None
-                        }
-                    },
-                };
-                for _ in 0..samples {
-                    let i = next;
-                    next += 1;
-                    if let Some(m) = &monitor {
-                        m.drain();
-                    }
-                    let written = load(&api, i..i + 1, endpoints)?;
-                    let done = match &monitor {
-                        Some(m) => {
-                            // what sends the cluster IP to its endpoints
-                            // (not what rejects it while the Service has
-                            // none yet, which is in other sets and tables)
-                            let ip = cluster_ip(i).octets();
-                            let wanted = |e: &Event| {
-                                e.mentions(&ip)
-                                    && if mode == "nftables" {
-                                        e.kind == Kind::Element && e.container == "service-ips"
-                                    } else {
-                                        e.kind == Kind::Rule
-                                            && e.table == "nat"
-                                            && e.container == "KUBE-SERVICES"
-                                    }
-                            };
-                            m.until(wanted, Duration::from_secs(300))
-                        }
-                        None => {
-                            let t = Instant::now();
-                            let mut last = None;
-                            loop {
-                                if present(&host, mode, i, &mut last) {
-                                    break Some(Instant::now());
-                                }
-                                if t.elapsed() > Duration::from_secs(300) {
-                                    break None;
-                                }
-                                std::thread::sleep(Duration::from_millis(2));
-                            }
-                        }
-                    };
-                    let Some(done) = done else {
-                        bail!(
-                            "{}: service {i} not programmed after 300 s:\n{}",
-                            who.name(),
-                            proc.log_tail(20)
-                        );
-                    };
-                    adds.push(done.saturating_duration_since(written.sent).as_secs_f64() * 1e3);
-                    after_ack
-                        .push(done.saturating_duration_since(written.acked).as_secs_f64() * 1e3);
-                    write_ms.push((written.acked - written.sent).as_secs_f64() * 1e3);
-                }
-                // one endpoint of an existing Service replaced: from the
-                // API's answer until a rule or element names the new address
-                let mut changes = Vec::new();
-                if let Some(m) = &monitor {
-                    for _ in 0..samples {
-                        let k = changed;
-                        changed += 1;
-                        let ip =
-                            Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 127, 0, 1)) + k as u32);
-                        m.drain();
-                        let written = change_endpoint(&api, k % n, endpoints, ip)?;
-                        let Some(done) =
-                            m.until(|e| e.mentions(&ip.octets()), Duration::from_secs(300))
-                        else {
-                            bail!(
-                                "{}: endpoint {ip} of service {} not programmed after 300 s:\n{}",
-                                who.name(),
-                                k % n,
-                                proc.log_tail(20)
-                            );
-                        };
-                        changes.push(
-                            done.saturating_duration_since(written.acked).as_secs_f64() * 1e3,
-                        );
-                    }
-                }
-                drop(monitor);
-                // after the adds, with the first sync's garbage given back
-                let (settled, _, _) = rss_kib(pid);
-                let (med, p99, max) = med_p99_max(&mut adds);
-                let (ack_med, ack_p99, _) = med_p99_max(&mut after_ack);
-                let (write_med, _, _) = med_p99_max(&mut write_ms);
-                let (change_med, change_p99, _) = med_p99_max(&mut changes);
-                println!(
-                    "{mode:>15} {n:>8} {:>11} | {rules_ms:>9.0} | {med:>6.1} {p99:>6.1} {max:>6.1} | {ack_med:>6.1} {ack_p99:>6.1} | {write_med:>5.1} | {change_med:>6.1} {change_p99:>6.1} | {:>6.1} {:>6.1} | {cpu:>6.2}",
-                    who.name(),
-                    rss as f64 / 1024.0,
-                    settled as f64 / 1024.0
-                );
-                row.insert(
-                    who.name(),
-                    serde_json::json!({
-                        "start_to_rules_ms": rules_ms,
-                        "add_one_ms": {"median": med, "p99": p99, "max": max},
-                        "add_one_after_write_acked_ms": {"median": ack_med, "p99": ack_p99},
-                        "slice_write_ms_median": write_med,
-                        "endpoint_change_after_write_acked_ms": {"median": change_med, "p99": change_p99},
-                        "rss_kib": rss, "rss_after_adds_kib": settled, "cpu_seconds": cpu,
-                    }),
-                );
-                proc.stop(Duration::from_secs(5));
-            }
-            json.push(serde_json::json!({
-                "mode": mode, "services": n, "endpoints_per_service": endpoints,
-                "weft": row.get("weft"), "kube_proxy": row.get("kube-proxy"),
-            }));
-        }
-        drop(api);
-    }
+    Ok(())
+}
+
+fn print_legend() {
     println!("(rules: process start until the kernel holds a rule for every Service, polled from outside every 50 ms plus");
     println!(" the listing's own time; add one: a Service created through the API, from its EndpointSlice's write until");
     println!(" the kernel announces (nftables netlink events) its cluster IP in a service-ips element or a nat");
@@ -615,5 +749,4 @@ pub fn run(
     println!(" proxy process when its rules were complete, and RSS again after the adds; endpoint chg: one endpoint");
     println!(" of an existing Service replaced, from the API's answer until a rule or element names the new address,");
     println!(" med/p99 (not on iptables-legacy, which has no events))");
-    Ok(serde_json::Value::Array(json))
 }

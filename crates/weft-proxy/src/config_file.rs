@@ -114,56 +114,12 @@ pub fn parse(text: &str, file: &Path) -> Result<FileConfig> {
         .map_err(|e| anyhow!("--config {}: not YAML: {e}", file.display()))?;
     let top = r.map(&doc, "(document)")?;
     let get = |k: &str| top.get(k).unwrap_or(&Value::Null);
-    match (
-        r.string(get("apiVersion"), "apiVersion")?.as_deref(),
-        r.string(get("kind"), "kind")?.as_deref(),
-    ) {
-        (Some("kubeproxy.config.k8s.io/v1alpha1"), Some("KubeProxyConfiguration")) => {}
-        (api, kind) => bail!(r.err(
-            "apiVersion/kind",
-            format!(
-                "{api:?}/{kind:?}: expected kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration"
-            )
-        )),
-    }
-    let mut known = vec![
-        "apiVersion",
-        "kind",
-        "clientConnection",
-        "hostnameOverride",
-        "bindAddress",
-        "healthzBindAddress",
-        "metricsBindAddress",
-        "mode",
-        "iptables",
-        "nftables",
-        "detectLocalMode",
-        "clusterCIDR",
-        "nodePortAddresses",
-    ];
-    known.extend(IGNORED);
-    r.only(top, "", &known)?;
+    check_document(&r, top)?;
 
-    let mut c = FileConfig::default();
-    if let Value::Mapping(cc) = get("clientConnection") {
-        r.only(
-            cc,
-            "clientConnection.",
-            &[
-                "kubeconfig",
-                "acceptContentTypes",
-                "contentType",
-                "qps",
-                "burst",
-            ],
-        )?;
-        c.kubeconfig = r
-            .string(
-                cc.get("kubeconfig").unwrap_or(&Value::Null),
-                "clientConnection.kubeconfig",
-            )?
-            .map(PathBuf::from);
-    }
+    let mut c = FileConfig {
+        kubeconfig: kubeconfig(&r, get("clientConnection"))?,
+        ..FileConfig::default()
+    };
     c.hostname_override = r.string(get("hostnameOverride"), "hostnameOverride")?;
     c.bind_address = match r.string(get("bindAddress"), "bindAddress")? {
         None => None,
@@ -214,14 +170,81 @@ pub fn parse(text: &str, file: &Path) -> Result<FileConfig> {
         }
         _ => bail!(r.err("nodePortAddresses", "expected a list")),
     }
-    // the mode's own section, as kube-proxy reads it
+    mode_sections(&r, top, &mut c)?;
+    Ok(c)
+}
+
+/// A field of `m`, null when absent.
+fn get<'m>(m: &'m Mapping, k: &str) -> &'m Value {
+    m.get(k).unwrap_or(&Value::Null)
+}
+
+/// The document is a KubeProxyConfiguration naming only fields weft knows
+/// or knowingly ignores.
+fn check_document(r: &Reader<'_>, top: &Mapping) -> Result<()> {
+    match (
+        r.string(get(top, "apiVersion"), "apiVersion")?.as_deref(),
+        r.string(get(top, "kind"), "kind")?.as_deref(),
+    ) {
+        (Some("kubeproxy.config.k8s.io/v1alpha1"), Some("KubeProxyConfiguration")) => {}
+        (api, kind) => bail!(r.err(
+            "apiVersion/kind",
+            format!(
+                "{api:?}/{kind:?}: expected kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration"
+            )
+        )),
+    }
+    let mut known = vec![
+        "apiVersion",
+        "kind",
+        "clientConnection",
+        "hostnameOverride",
+        "bindAddress",
+        "healthzBindAddress",
+        "metricsBindAddress",
+        "mode",
+        "iptables",
+        "nftables",
+        "detectLocalMode",
+        "clusterCIDR",
+        "nodePortAddresses",
+    ];
+    known.extend(IGNORED);
+    r.only(top, "", &known)
+}
+
+/// `clientConnection.kubeconfig`.
+fn kubeconfig(r: &Reader<'_>, cc: &Value) -> Result<Option<PathBuf>> {
+    let Value::Mapping(cc) = cc else {
+        return Ok(None);
+    };
+    r.only(
+        cc,
+        "clientConnection.",
+        &[
+            "kubeconfig",
+            "acceptContentTypes",
+            "contentType",
+            "qps",
+            "burst",
+        ],
+    )?;
+    Ok(
+        r.string(get(cc, "kubeconfig"), "clientConnection.kubeconfig")?
+            .map(PathBuf::from),
+    )
+}
+
+/// The `iptables` and `nftables` sections: each is checked; the mode's
+/// own gives masqueradeAll and the sync periods, as kube-proxy reads it.
+fn mode_sections(r: &Reader<'_>, top: &Mapping, c: &mut FileConfig) -> Result<()> {
     let section = if c.mode.as_deref() == Some("nftables") {
         "nftables"
     } else {
         "iptables"
     };
     for name in ["iptables", "nftables"] {
-        let Value::Mapping(m) = get(name) else {
+        let Value::Mapping(m) = get(top, name) else {
             continue;
         };
         let field = |k: &str| format!("{name}.{k}");
@@ -257,7 +280,7 @@ pub fn parse(text: &str, file: &Path) -> Result<FileConfig> {
             c.min_sync_period = min_sync;
         }
     }
-    Ok(c)
+    Ok(())
 }
 
 /// An address flag's value: `""` (off) or `host:port`; kube-proxy also

@@ -6,9 +6,12 @@
 //! Data flows through the folders in order:
 //! - [`config_file`]: kube-proxy's `KubeProxyConfiguration` file (pure);
 //! - [`spec`]: service and endpoint definitions, parsed and validated (pure);
-//! - [`plan`]: what each service port needs on this node (pure);
-//! - [`render`]: plans as iptables-restore / nft text (pure);
-//! - [`shell`]: the store in etcd, the sync loop and the firewall tools.
+//! - [`plan`]: what each service port needs on this node, and
+//!   ([`plan::policy`]) every decision about its traffic (pure);
+//! - [`render`]: those decisions written as iptables-restore / nft text
+//!   (pure; renderers decide nothing);
+//! - [`shell`]: options by part, the sources (etcd store, Kubernetes API),
+//!   the sync loop and the firewall.
 
 pub mod config_file;
 pub mod plan;

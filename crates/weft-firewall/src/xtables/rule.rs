@@ -300,20 +300,7 @@ fn encode_at(
                 value(i, w)?;
                 let at = i + 1;
                 i += 2;
-                // its options run to the next word that is not one
-                while i < words.len() {
-                    let o = &*words[i];
-                    if o.starts_with("--")
-                        || (o == "!" && words.get(i + 1).is_some_and(|n| n.starts_with("--")))
-                    {
-                        i += 1;
-                        while i < words.len() && !words[i].starts_with('-') && words[i] != "!" {
-                            i += 1;
-                        }
-                    } else {
-                        break;
-                    }
-                }
+                i = options_end(words, i);
                 let flag = match w {
                     "-m" => "-m",
                     "-j" => "-j",
@@ -346,7 +333,52 @@ fn encode_at(
         extensions::encode_match(out, family, &words[m.at], proto, &opts)?;
     }
     let target_offset = out.len() - start;
-    let jump = match &target {
+    let jump = push_target(out, start, family, words, target.as_ref())?;
+    let next_offset = out.len() - start;
+    if next_offset > u16::MAX as usize {
+        return Err(RuleError::Invalid("the rule is larger than 64 KiB".into()));
+    }
+    abi::put_u16(
+        &mut out[start..],
+        family.target_offset_at(),
+        target_offset as u16,
+    );
+    abi::put_u16(
+        &mut out[start..],
+        family.target_offset_at() + 2,
+        next_offset as u16,
+    );
+    Ok(jump)
+}
+
+/// Where the options of the extension whose name is at `i - 1` end: at the
+/// next word that is neither an option (`--x`, `! --x`) nor its value.
+fn options_end(words: &[Cow<str>], mut i: usize) -> usize {
+    while i < words.len() {
+        let o = &*words[i];
+        let option = o.starts_with("--")
+            || (o == "!" && words.get(i + 1).is_some_and(|n| n.starts_with("--")));
+        if !option {
+            break;
+        }
+        i += 1;
+        while i < words.len() && !words[i].starts_with('-') && words[i] != "!" {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// Appends the rule's target (`-j`/`-g`, or none: fall through) and says
+/// where it jumps.
+fn push_target(
+    out: &mut Vec<u8>,
+    start: usize,
+    family: Family,
+    words: &[Cow<str>],
+    target: Option<&Extension>,
+) -> Result<Jump, RuleError> {
+    Ok(match target {
         None => {
             abi::push_standard_target(out, 0);
             Jump::Next
@@ -376,20 +408,5 @@ fn encode_at(
                 return Err(RuleError::Unsupported(format!("target {name}")));
             }
         }
-    };
-    let next_offset = out.len() - start;
-    if next_offset > u16::MAX as usize {
-        return Err(RuleError::Invalid("the rule is larger than 64 KiB".into()));
-    }
-    abi::put_u16(
-        &mut out[start..],
-        family.target_offset_at(),
-        target_offset as u16,
-    );
-    abi::put_u16(
-        &mut out[start..],
-        family.target_offset_at() + 2,
-        next_offset as u16,
-    );
-    Ok(jump)
+    })
 }

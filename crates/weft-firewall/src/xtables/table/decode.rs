@@ -59,62 +59,19 @@ impl Table {
         let mut at = 0usize;
         let mut index = 0u32;
         let mut ended = false;
-        // closes a user chain: its last entry was its RETURN
-        let close = |chains: &mut Vec<Chain>, open: &mut Option<u32>| -> Result<(), TableError> {
-            if let Some(i) = open.take() {
-                let c = &mut chains[i as usize];
-                if c.hook.is_some() {
-                    return Err(TableError::Malformed(format!(
-                        "{} has no policy entry",
-                        c.name
-                    )));
-                }
-                // its last entry must be its RETURN
-                let tail = c
-                    .rules
-                    .pop()
-                    .filter(|t| t.target == Target::Fixed && t.is_return);
-                let tail = tail.ok_or_else(|| {
-                    TableError::Malformed(format!("chain {} does not end in RETURN", c.name))
-                })?;
-                c.own_old[1] = tail.old;
-            }
-            Ok(())
-        };
         while at < read.len() {
-            if read.len() - at < es {
-                return Err(malformed(format!("truncated entry at {at}")));
-            }
-            let next = next_offset(family, &read[at..]);
-            let toff = target_offset(family, &read[at..]);
-            if next % 8 != 0 || at + next > read.len() {
-                return Err(malformed(format!(
-                    "the entry at {at} has a bad next_offset ({next})"
-                )));
-            }
-            if toff < es || toff + abi::EXTENSION_HEAD > next {
-                return Err(malformed(format!(
-                    "the entry at {at} has a bad target_offset ({toff})"
-                )));
-            }
-            let target_size = abi::read_u16(&read[at..], toff) as usize;
-            if toff + target_size != next {
-                return Err(malformed(format!(
-                    "the target of the entry at {at} is {target_size} bytes, not {}",
-                    next - toff
-                )));
-            }
+            let (next, toff) = entry_bounds(family, read, at)?;
             let e = &read[at..at + next];
             if let Some(h) = (0..5)
                 .find(|&h| info.valid_hooks & (1 << h) != 0 && info.hook_entry[h] as usize == at)
             {
-                close(&mut chains, &mut open)?;
+                close_chain(&mut chains, &mut open)?;
                 open = Some(chains.len() as u32);
                 chains.push(Chain::new(abi::HOOK_NAMES[h], Some(h)));
             }
             let current = open.map(|i| i as usize);
             if let Some(n) = error_name(family, e) {
-                close(&mut chains, &mut open)?;
+                close_chain(&mut chains, &mut open)?;
                 if n == b"ERROR" && at + next == read.len() {
                     ended = true;
                     break;
@@ -169,25 +126,7 @@ impl Table {
                 )));
             }
         }
-        // jumps: offsets into chain numbers (read entries with a positive
-        // verdict were marked `Next` until now)
-        for c in &mut chains {
-            for r in &mut c.rules {
-                let (Target::Next, Bytes::Read { at, len }) = (r.target, r.bytes) else {
-                    continue;
-                };
-                let offset = standard_verdict(family, &read[at..at + len]).unwrap_or(0) as usize;
-                match starts.binary_search_by_key(&offset, |s| s.0) {
-                    Ok(k) => r.target = Target::Chain(starts[k].1),
-                    Err(_) if offset == at + len => {}
-                    Err(_) => {
-                        return Err(malformed(format!(
-                            "rule at {at} jumps to {offset}, no chain start"
-                        )))
-                    }
-                }
-            }
-        }
+        resolve_jumps(family, read, &mut chains, &starts)?;
         let mut by_name = HashMap::with_capacity(chains.len());
         for (i, c) in chains.iter().enumerate() {
             if by_name.insert(c.name.clone(), i as u32).is_some() {
@@ -216,4 +155,85 @@ impl Table {
             changed: false,
         })
     }
+}
+
+/// Checks the entry at `at` fits: returns its `next_offset` and
+/// `target_offset`.
+fn entry_bounds(family: Family, read: &[u8], at: usize) -> Result<(usize, usize), TableError> {
+    let malformed = TableError::Malformed;
+    let es = family.entry_size();
+    if read.len() - at < es {
+        return Err(malformed(format!("truncated entry at {at}")));
+    }
+    let next = next_offset(family, &read[at..]);
+    let toff = target_offset(family, &read[at..]);
+    if next % 8 != 0 || at + next > read.len() {
+        return Err(malformed(format!(
+            "the entry at {at} has a bad next_offset ({next})"
+        )));
+    }
+    if toff < es || toff + abi::EXTENSION_HEAD > next {
+        return Err(malformed(format!(
+            "the entry at {at} has a bad target_offset ({toff})"
+        )));
+    }
+    let target_size = abi::read_u16(&read[at..], toff) as usize;
+    if toff + target_size != next {
+        return Err(malformed(format!(
+            "the target of the entry at {at} is {target_size} bytes, not {}",
+            next - toff
+        )));
+    }
+    Ok((next, toff))
+}
+
+/// Closes the open user chain: its last entry must be its RETURN.
+fn close_chain(chains: &mut [Chain], open: &mut Option<u32>) -> Result<(), TableError> {
+    let Some(i) = open.take() else {
+        return Ok(());
+    };
+    let c = &mut chains[i as usize];
+    if c.hook.is_some() {
+        return Err(TableError::Malformed(format!(
+            "{} has no policy entry",
+            c.name
+        )));
+    }
+    let tail = c
+        .rules
+        .pop()
+        .filter(|t| t.target == Target::Fixed && t.is_return);
+    let tail = tail
+        .ok_or_else(|| TableError::Malformed(format!("chain {} does not end in RETURN", c.name)))?;
+    c.own_old[1] = tail.old;
+    Ok(())
+}
+
+/// Jumps: offsets into chain numbers (read entries with a positive
+/// verdict are marked `Next` until now). `starts`: (offset of a user
+/// chain's first rule, its number), increasing.
+fn resolve_jumps(
+    family: Family,
+    read: &[u8],
+    chains: &mut [Chain],
+    starts: &[(usize, u32)],
+) -> Result<(), TableError> {
+    for c in chains {
+        for r in &mut c.rules {
+            let (Target::Next, Bytes::Read { at, len }) = (r.target, r.bytes) else {
+                continue;
+            };
+            let offset = standard_verdict(family, &read[at..at + len]).unwrap_or(0) as usize;
+            match starts.binary_search_by_key(&offset, |s| s.0) {
+                Ok(k) => r.target = Target::Chain(starts[k].1),
+                Err(_) if offset == at + len => {}
+                Err(_) => {
+                    return Err(TableError::Malformed(format!(
+                        "rule at {at} jumps to {offset}, no chain start"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
 }
