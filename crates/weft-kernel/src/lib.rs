@@ -7,6 +7,7 @@
 //! into netlink requests sent in large batches; [`read_dataplane`] dumps
 //! what the kernel holds back into a [`weft_core::plan::DataPlane`].
 
+mod conntrack;
 mod dataplane;
 mod error;
 mod iface;
@@ -18,6 +19,9 @@ mod nexthop;
 mod nfacct;
 mod wireguard;
 
+pub use conntrack::{
+    parse_flows, Conntrack, Deleted, DumpFilter, Flow, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+};
 pub use dataplane::{
     apply, main_table_routes, read_dataplane, supports_nexthops, ApplyReport, Ownership,
 };

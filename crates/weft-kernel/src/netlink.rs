@@ -73,29 +73,9 @@ impl Netlink {
     }
 
     /// Opens a socket inside the network namespace at `path`
-    /// (e.g. `/run/netns/NAME`) without moving the calling thread: a helper
-    /// thread enters the namespace, creates the socket and exits.
+    /// (e.g. `/run/netns/NAME`) without moving the calling thread.
     pub fn open_in_netns(path: &Path) -> Result<Netlink, KernelError> {
-        let owned = path.to_path_buf();
-        let netns_err = |source: io::Error| KernelError::Netns {
-            path: path.display().to_string(),
-            source,
-        };
-        std::thread::spawn(move || -> Result<Netlink, KernelError> {
-            let ns = File::open(&owned).map_err(|source| KernelError::Netns {
-                path: owned.display().to_string(),
-                source,
-            })?;
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                KernelError::Netns {
-                    path: owned.display().to_string(),
-                    source: io::Error::from(e),
-                }
-            })?;
-            Netlink::open()
-        })
-        .join()
-        .map_err(|_| netns_err(io::Error::other("helper thread panicked")))?
+        in_netns(path, Netlink::open)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -398,4 +378,30 @@ fn for_each_message(
         buf = &buf[align4(len).min(buf.len())..];
     }
     Ok(())
+}
+
+/// Runs `open` on a helper thread that enters the network namespace at
+/// `path` (e.g. `/run/netns/NAME`) and exits: sockets it creates live in
+/// that namespace, and the calling thread stays where it is.
+pub(crate) fn in_netns<T: Send + 'static>(
+    path: &Path,
+    open: impl FnOnce() -> Result<T, KernelError> + Send + 'static,
+) -> Result<T, KernelError> {
+    let owned = path.to_path_buf();
+    let netns_err = |source: io::Error| KernelError::Netns {
+        path: path.display().to_string(),
+        source,
+    };
+    std::thread::spawn(move || -> Result<T, KernelError> {
+        let err = |source: io::Error| KernelError::Netns {
+            path: owned.display().to_string(),
+            source,
+        };
+        let ns = File::open(&owned).map_err(err)?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| err(io::Error::from(e)))?;
+        open()
+    })
+    .join()
+    .map_err(|_| netns_err(io::Error::other("helper thread panicked")))?
 }
