@@ -260,7 +260,7 @@ impl Conntrack {
                         c => {
                             return Err(KernelError::request(
                                 "deleting conntrack entries",
-                                io::Error::from_raw_os_error(-c),
+                                io::Error::from_raw_os_error(c.saturating_neg()),
                             ))
                         }
                     }
@@ -303,7 +303,7 @@ impl Conntrack {
                     if code != 0 {
                         return Err(KernelError::request(
                             "creating conntrack entries",
-                            io::Error::from_raw_os_error(-code),
+                            io::Error::from_raw_os_error(code.saturating_neg()),
                         ));
                     }
                 }
@@ -333,6 +333,8 @@ fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+/// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW`: one entry of a dump.
+const CT_ENTRY: u16 = 1 << 8;
 
 /// The error codes of the acknowledgements in `buf` (0: success).
 fn ack_codes(buf: &[u8]) -> impl Iterator<Item = i32> + '_ {
@@ -354,10 +356,12 @@ pub fn parse_flows(buf: &[u8], out: &mut Vec<Flow>) -> Result<bool, i32> {
                     .get(16..20)
                     .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                 if code != 0 {
-                    return Err(-code);
+                    return Err(code.saturating_neg());
                 }
             }
-            _ => {
+            // only conntrack entries are parsed (the crate's parsers of
+            // other netfilter subsystems are not for untrusted bytes)
+            CT_ENTRY => {
                 let Ok(msg) = NetlinkMessage::<NetfilterMessage>::deserialize(m) else {
                     continue;
                 };
@@ -370,6 +374,7 @@ pub fn parse_flows(buf: &[u8], out: &mut Vec<Flow>) -> Result<bool, i32> {
                     }
                 }
             }
+            _ => {}
         }
     }
     Ok(false)

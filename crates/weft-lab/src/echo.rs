@@ -108,3 +108,87 @@ pub fn udp_ask(ns: &str, to: SocketAddr, timeout: Duration) -> std::io::Result<S
         .unwrap_or_else(|_| Err(std::io::Error::other("client thread panicked")))
     })
 }
+
+/// A UDP client that keeps its source port, as DNS resolvers do: one
+/// datagram to `to` every `every` from `ns`, recording each answer (the
+/// answering pod's name) with when it came. Stops when dropped.
+pub struct SteadyUdpClient {
+    stop: Arc<AtomicBool>,
+    answers: Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>,
+}
+
+impl SteadyUdpClient {
+    pub fn start(ns: &str, source_port: u16, to: SocketAddr, every: Duration) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let (ns, flag, out) = (ns.to_string(), stop.clone(), answers.clone());
+        std::thread::spawn(move || {
+            let sock = (|| -> Result<UdpSocket> {
+                enter(&ns)?;
+                let sock = UdpSocket::bind(("0.0.0.0", source_port)).context("binding udp")?;
+                sock.set_read_timeout(Some(Duration::from_millis(10)))?;
+                Ok(sock)
+            })();
+            let sock = match sock {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut buf = [0u8; 512];
+            let mut next = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if std::time::Instant::now() >= next {
+                    let _ = sock.send_to(b"?", to);
+                    next += every;
+                }
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    let name = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+                    if let Ok(mut v) = out.lock() {
+                        v.push((std::time::Instant::now(), name));
+                    }
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .context("udp client did not start")??;
+        Ok(SteadyUdpClient { stop, answers })
+    }
+
+    /// When `name` first answered after `since`.
+    pub fn first_answer_from(
+        &self,
+        name: &str,
+        since: std::time::Instant,
+    ) -> Option<std::time::Instant> {
+        let v = self.answers.lock().ok()?;
+        v.iter()
+            .find(|(t, n)| *t >= since && n == name)
+            .map(|(t, _)| *t)
+    }
+
+    /// Every answer after `since`, in order.
+    pub fn answers_since(&self, since: std::time::Instant) -> Vec<String> {
+        self.answers
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|(t, _)| *t >= since)
+                    .map(|(_, n)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SteadyUdpClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -24,7 +24,7 @@ mod upstream;
 mod wireguard_go;
 
 pub use docker::{Container, Dockerd};
-pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer};
+pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer, SteadyUdpClient};
 pub use kit::{fdb, metric_sum, metric_value, metrics, on_host, output_of};
 #[cfg(feature = "peers")]
 pub use kubernetes::{ApiServer, SERVICE_CIDR};

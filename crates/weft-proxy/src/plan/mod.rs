@@ -5,6 +5,7 @@
 //! Pure: the renderers turn these plans into rules.
 
 pub mod catalog;
+pub mod conntrack;
 pub mod names;
 pub mod policy;
 
@@ -102,6 +103,10 @@ pub struct PortPlan {
     /// Every endpoint of the port, ready or not (kube-proxy counts these
     /// to decide on its large-cluster mode).
     pub all_endpoints: usize,
+    /// UDP and SCTP ports: every serving endpoint, on any node, whatever
+    /// the traffic policies (flows to others are stale, see
+    /// [`conntrack`]); empty for TCP.
+    pub serving: Vec<SocketAddr>,
 }
 
 impl PortPlan {
@@ -239,6 +244,11 @@ pub fn plan_service(
                 local: Vec::new(),
                 has_endpoints: false,
                 all_endpoints: all.len(),
+                serving: if conntrack::cleaned(sp.protocol) {
+                    all.iter().filter(|e| e.serving).map(|e| e.addr).collect()
+                } else {
+                    Vec::new()
+                },
             };
             categorize(&mut plan, all);
             plan

@@ -454,3 +454,22 @@ fn both_modes_write_the_same_masquerade_all_and_source_range_decisions() {
         .expect("the pool chain's masquerade rule");
     assert!(pool.ends_with(" jump mark-for-masquerade"), "{pool}");
 }
+
+/// As kube-proxy v1.36: iptables mode drops packets conntrack marks
+/// INVALID in KUBE-FORWARD unless `nf_conntrack_tcp_be_liberal` is set;
+/// nftables mode has no such rule.
+#[test]
+fn invalid_packets_are_dropped_as_kube_proxy_drops_them_in_each_mode() {
+    let strict = IptablesRenderer::new(false, None, true);
+    let text = strict.restore(&BTreeMap::new(), &BTreeSet::new(), &HOOKS, true);
+    assert!(text.contains("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"));
+    let liberal = IptablesRenderer {
+        conntrack_liberal: true,
+        ..strict
+    };
+    let text = liberal.restore(&BTreeMap::new(), &BTreeSet::new(), &HOOKS, true);
+    assert!(!text.contains("INVALID"));
+    let nft = NftRenderer::new(false, None);
+    let text = nft.full(&BTreeMap::new(), &mut Default::default());
+    assert!(!text.to_lowercase().contains("invalid"), "{text}");
+}

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::conntrack::ConntrackStats;
 use super::sync::SyncReport;
 
 /// The proxy's Prometheus metrics (served by `weft proxy`).
@@ -22,6 +23,8 @@ pub struct ProxyStats {
     pub sync_errors: Counter,
     pub etcd_reconnects: Counter,
     pub sync_seconds: Histogram,
+    /// Stale connection-tracking entries deleted, and cleanups that failed.
+    pub conntrack: ConntrackStats,
     /// Set after the first successful full sync.
     pub ready: Arc<AtomicBool>,
     pub registry: Arc<Mutex<Registry>>,
@@ -38,6 +41,7 @@ impl Default for ProxyStats {
             sync_errors: Counter::default(),
             etcd_reconnects: Counter::default(),
             sync_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            conntrack: ConntrackStats::default(),
             ready: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Mutex::new(Registry::with_prefix("weft_proxy"))),
         };
@@ -73,6 +77,16 @@ impl Default for ProxyStats {
                 "sync_duration_seconds",
                 "Time to render and apply a sync",
                 s.sync_seconds.clone(),
+            );
+            r.register(
+                "conntrack_entries_deleted",
+                "Stale UDP/SCTP conntrack entries deleted after syncs, by protocol",
+                s.conntrack.deleted.clone(),
+            );
+            r.register(
+                "conntrack_cleanup_errors",
+                "Conntrack cleanups that failed (retried after the next sync)",
+                s.conntrack.errors.clone(),
             );
             weft_firewall::fallback::register(&mut r);
         }

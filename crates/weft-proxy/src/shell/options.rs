@@ -77,4 +77,7 @@ pub struct ProxyOptions {
     pub timing: SyncTiming,
     /// `--healthz-bind-address`: where `/healthz` and `/livez` answer.
     pub healthz: Option<SocketAddr>,
+    /// Delete the UDP/SCTP conntrack entries a sync leaves stale, as
+    /// kube-proxy does (`--conntrack-cleanup`, default on).
+    pub conntrack_cleanup: bool,
 }

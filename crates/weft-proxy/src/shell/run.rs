@@ -12,6 +12,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use tokio::time::{sleep_until, Instant};
 
+use super::conntrack::{Cleaner, Scope};
 use super::health::{ProxyHealth, ServiceHealth};
 use super::metrics::ProxyStats;
 use super::options::{ProxyOptions, RulesOptions, SyncTiming};
@@ -19,6 +20,7 @@ use super::source::Change;
 use super::start::start;
 use super::sync::{ProxyMode, Syncer};
 use crate::plan::catalog::Catalog;
+use crate::plan::conntrack::Frontends;
 use crate::spec::ServiceName;
 
 /// The iptables programs of the chosen backend (nftables mode: unused).
@@ -59,6 +61,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
             .with_context(|| format!("--healthz-bind-address {addr}"))?;
     }
     let mut proxy = Proxy {
+        conntrack: Cleaner::new(opts.conntrack_cleanup, stats.conntrack.clone()),
         services: ServiceHealth::new(health.clone(), started.host.node_port_ips.clone()),
         health,
         syncer,
@@ -79,6 +82,8 @@ struct Proxy {
     health: ProxyHealth,
     /// The health-check node ports of `externalTrafficPolicy: Local`.
     services: ServiceHealth,
+    /// Deletes the conntrack entries each sync leaves stale.
+    conntrack: Cleaner,
 }
 
 /// When the loop acts next.
@@ -206,11 +211,13 @@ impl Proxy {
         let plans = services
             .iter()
             .flat_map(|id| self.catalog.plan(id, &self.node))
-            .collect();
+            .collect::<Vec<_>>();
+        let frontends = Frontends::of(&plans);
         match self.syncer.partial(services, plans) {
             Ok(_) if self.syncer.needs_full => true,
             Ok(r) => {
                 self.stats.record(&r, self.catalog.services.len());
+                self.conntrack.clean(frontends, Scope::Frontends);
                 self.synced();
                 tracing::debug!(
                     "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
@@ -229,6 +236,7 @@ impl Proxy {
     fn full_sync(&mut self) {
         let plans = self.catalog.plan_all(&self.node);
         let n = plans.len();
+        let frontends = Frontends::of(&plans);
         match self.syncer.full(plans) {
             Ok(r) => {
                 let services = self.catalog.services.len();
@@ -247,6 +255,7 @@ impl Proxy {
                 // the sync's transient text is freed by now: hand those
                 // pages back to the kernel
                 weft_kernel::release_free_heap();
+                self.conntrack.clean(frontends, Scope::WholeTable);
                 self.synced();
             }
             Err(e) => {

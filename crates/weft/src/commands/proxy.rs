@@ -63,6 +63,11 @@ pub struct ProxyArgs {
     /// "primary" (the node's own addresses); default: every local address
     #[arg(long = "nodeport-addresses", value_delimiter = ',')]
     nodeport_addresses: Vec<String>,
+    /// Delete the UDP and SCTP conntrack entries a sync leaves pointing at
+    /// endpoints that no longer serve, as kube-proxy does (false: leave
+    /// conntrack alone, for comparison)
+    #[arg(long = "conntrack-cleanup", default_value_t = true, action = clap::ArgAction::Set)]
+    conntrack_cleanup: bool,
     /// Remove every rule the proxy created (both modes) and exit
     #[arg(long)]
     cleanup: bool,
@@ -186,6 +191,7 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
             10256,
             "--healthz-bind-address",
         )?,
+        conntrack_cleanup: a.conntrack_cleanup,
     };
     let stats = Arc::new(ProxyStats::default());
     let rt = tokio::runtime::Builder::new_current_thread()
