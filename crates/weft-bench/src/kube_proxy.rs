@@ -121,13 +121,13 @@ fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Res
 
 /// One proxy under test.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Who {
+pub(crate) enum Who {
     Weft,
     KubeProxy,
 }
 
 impl Who {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Who::Weft => "weft",
             Who::KubeProxy => "kube-proxy",
@@ -157,7 +157,7 @@ fn legacy_shims(dir: &Path) -> Result<PathBuf> {
     Ok(shims)
 }
 
-fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Result<Proc> {
+pub(crate) fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Result<Proc> {
     let kubeconfig = api.admin_kubeconfig()?.display().to_string();
     let log = lab.dir().join(format!("{}-{}.log", who.name(), host.name));
     let proxy_mode = if mode == "nftables" {
@@ -376,7 +376,7 @@ fn kill_children(pid: u32) {
 
 /// Registers `host` as a Node with its address, as kubelet would
 /// (kube-proxy waits 30 s for both).
-fn register_node(api: &ApiServer, host: &Host) -> Result<()> {
+pub(crate) fn register_node(api: &ApiServer, host: &Host) -> Result<()> {
     api.apply(&format!(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
         host.name

@@ -9,6 +9,8 @@
 //!   side by side on one kube-apiserver (N Nodes);
 //! - [`kube_proxy`]: the proxy and upstream kube-proxy side by side on one
 //!   kube-apiserver;
+//! - [`conntrack`]: a UDP flow following its Service's replaced endpoint,
+//!   weft proxy beside kube-proxy;
 //! - [`etcd_load`]: many simulated hosts on one etcd;
 //! - [`etcd_chaos`]: a soak with etcd members killed under agents.
 //!
@@ -17,6 +19,7 @@
 //! beside it), which carries no part of this harness.
 
 mod agents;
+mod conntrack;
 mod datapath;
 mod etcd_chaos;
 mod etcd_load;
@@ -68,9 +71,11 @@ pub struct BenchArgs {
     /// wireguard next to wireguard-go; wireguard alone: its rows), proxy,
     /// etcd-load, all (those four), etcd-chaos (a soak: etcd members
     /// killed at random under agents, for --minutes), or kube-leases (the
-    /// agent and upstream flanneld in Kubernetes mode, --counts Nodes)
+    /// agent and upstream flanneld in Kubernetes mode, --counts Nodes), or
+    /// conntrack (a UDP flow following its Service's replaced endpoint,
+    /// weft proxy beside kube-proxy, --samples replacements)
     #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases", "wireguard"])]
+          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases", "wireguard", "conntrack"])]
     scenario: Vec<String>,
     /// How long the etcd-chaos soak runs, in minutes
     #[arg(long, default_value_t = 2.0)]
@@ -100,6 +105,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "weft,kube-proxy",
           value_parser = ["weft", "kube-proxy"])]
     proxies: Vec<String>,
+    /// conntrack scenario: unrelated UDP entries put in each host's
+    /// conntrack table before the samples
+    #[arg(long, value_delimiter = ',', default_value = "0,100000")]
+    conntrack_entries: Vec<usize>,
     /// With --against: seconds a proxy gets to program every Service
     /// before it is reported incomplete and stopped
     #[arg(long, default_value_t = 900)]
@@ -187,6 +196,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 report.insert(
                     "datapath_wireguard".into(),
                     wireguard::run(&weft, a.iperf_secs, 5)?,
+                );
+            }
+            "conntrack" => {
+                report.insert(
+                    "conntrack".into(),
+                    conntrack::run(
+                        &weft,
+                        &a.proxy_modes,
+                        &a.conntrack_entries,
+                        a.samples,
+                        &a.proxies,
+                    )?,
                 );
             }
             "wireguard" => {
