@@ -169,11 +169,13 @@ fn udp_flows_follow_the_service(mode: &str, tag: &str) {
     let replaced = Instant::now();
     delete_pod(&pods[0], servers[0].take().expect("server"));
     std::thread::sleep(Duration::from_secs(4));
+    // (an answer from the old pod may still arrive between the slice's
+    // change and the pod's deletion; none may come from the new one)
     for (what, client) in [("cluster IP", &to_vip), ("node port", &to_node_port)] {
+        let answers = client.answers_since(replaced);
         assert!(
-            client.answers_since(replaced).is_empty(),
-            "{mode}: without cleanup the {what} flow should stay on the deleted pod, got {:?}",
-            client.answers_since(replaced)
+            answers.iter().all(|name| *name == pods[0].name),
+            "{mode}: without cleanup the {what} flow should stay on the deleted pod, got {answers:?}"
         );
     }
 

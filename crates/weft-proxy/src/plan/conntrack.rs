@@ -43,7 +43,9 @@ type Serving = Arc<BTreeSet<SocketAddr>>;
 #[derive(Debug, Clone, Default)]
 pub struct Frontends {
     ips: HashMap<(Protocol, IpAddr, u16), Serving>,
-    node_ports: HashMap<(Protocol, u16), Serving>,
+    /// (protocol, port, IPv6): a dual-stack Service's node port has one
+    /// endpoint set per family.
+    node_ports: HashMap<(Protocol, u16, bool), Serving>,
 }
 
 /// Whether the reconciler looks at this protocol's flows.
@@ -69,7 +71,8 @@ impl Frontends {
                 f.ips.insert((protocol, *ip, p.port), serving.clone());
             }
             if let Some(np) = p.node_port {
-                f.node_ports.insert((protocol, np), serving.clone());
+                f.node_ports
+                    .insert((protocol, np, p.cluster_ip.is_ipv6()), serving.clone());
             }
         }
         f
@@ -92,7 +95,8 @@ impl Frontends {
         if let Some(serving) = self.ips.get(&(flow.protocol, dst.ip(), dst.port())) {
             return !serving.contains(&flow.reply_src);
         }
-        if let Some(serving) = self.node_ports.get(&(flow.protocol, dst.port())) {
+        let key = (flow.protocol, dst.port(), dst.ip().is_ipv6());
+        if let Some(serving) = self.node_ports.get(&key) {
             return !serving.contains(&flow.reply_src);
         }
         false
@@ -109,11 +113,15 @@ impl Frontends {
                 ip: Some(*ip),
                 port: *port,
             });
-        let node_ports = self.node_ports.keys().map(|(protocol, port)| Frontend {
-            protocol: *protocol,
-            ip: None,
-            port: *port,
-        });
+        let node_ports =
+            self.node_ports
+                .keys()
+                .filter(|(_, _, v6)| *v6 == ipv6)
+                .map(|(protocol, port, _)| Frontend {
+                    protocol: *protocol,
+                    ip: None,
+                    port: *port,
+                });
         ips.chain(node_ports).collect()
     }
 
@@ -125,7 +133,8 @@ impl Frontends {
             .keys()
             .filter(|(_, ip, _)| ip.is_ipv6() == ipv6)
             .map(|k| k.0);
-        ips.chain(self.node_ports.keys().map(|k| k.0)).collect()
+        let node_ports = self.node_ports.keys().filter(|k| k.2 == ipv6).map(|k| k.0);
+        ips.chain(node_ports).collect()
     }
 }
 
@@ -187,7 +196,7 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert_eq!(f.protocols(false), BTreeSet::from([Protocol::Udp]));
-        assert!(f.frontends(true).iter().all(|x| x.ip.is_none()));
+        assert!(f.frontends(true).is_empty());
     }
 
     #[test]
