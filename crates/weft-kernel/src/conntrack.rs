@@ -248,24 +248,14 @@ impl Conntrack {
                 );
                 batch.extend_from_slice(&m);
             }
-            self.send(&batch)?;
-            let mut acks = 0;
-            while acks < chunk.len() {
-                let n = self.recv()?;
-                for code in ack_codes(&self.buf[..n]) {
-                    acks += 1;
-                    match code {
-                        0 => report.deleted += 1,
-                        c if c == -ENOENT => report.gone += 1,
-                        c => {
-                            return Err(KernelError::request(
-                                "deleting conntrack entries",
-                                io::Error::from_raw_os_error(c.saturating_neg()),
-                            ))
-                        }
-                    }
+            self.send_acked(&batch, chunk.len(), "deleting conntrack entries", |code| {
+                match code {
+                    0 => report.deleted += 1,
+                    c if c == -ENOENT => report.gone += 1,
+                    _ => return false,
                 }
-            }
+                true
+            })?;
         }
         Ok(report)
     }
@@ -294,22 +284,43 @@ impl Conntrack {
                 );
                 batch.extend_from_slice(&m);
             }
-            self.send(&batch)?;
-            let mut acks = 0;
-            while acks < chunk.len() {
-                let n = self.recv()?;
-                for code in ack_codes(&self.buf[..n]) {
-                    acks += 1;
-                    if code != 0 {
-                        return Err(KernelError::request(
-                            "creating conntrack entries",
-                            io::Error::from_raw_os_error(code.saturating_neg()),
-                        ));
-                    }
+            self.send_acked(&batch, chunk.len(), "creating conntrack entries", |code| {
+                code == 0
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Sends `batch` (`count` requests asking for an ack) and hands each
+    /// ack's code (0 or a negative errno) to `accept`; the first code it
+    /// refuses is the error, named by `what`.
+    fn send_acked(
+        &mut self,
+        batch: &[u8],
+        count: usize,
+        what: &'static str,
+        mut accept: impl FnMut(i32) -> bool,
+    ) -> Result<(), KernelError> {
+        self.send(batch)?;
+        let mut acks = 0;
+        let mut refused = None;
+        // every ack is read, so that none is left for the next request
+        while acks < count {
+            let n = self.recv()?;
+            for code in ack_codes(&self.buf[..n]) {
+                acks += 1;
+                if !accept(code) && refused.is_none() {
+                    refused = Some(code);
                 }
             }
         }
-        Ok(())
+        match refused {
+            None => Ok(()),
+            Some(code) => Err(KernelError::request(
+                what,
+                io::Error::from_raw_os_error(code.saturating_neg()),
+            )),
+        }
     }
 }
 

@@ -540,17 +540,24 @@ impl NftRenderer {
         );
     }
 
-    /// Replaces the whole table atomically with one holding `ports`.
-    /// `refs` is reset to the hairpin pair reference counts of `ports`.
-    pub fn full(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut SharedRefs) -> String {
-        let fam = self.family();
-        let t = &self.table;
+    /// The elements and maps of every port written from nothing; `refs`
+    /// is reset to the hairpin pair reference counts of `ports`.
+    fn every_port(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut SharedRefs) -> NftBatch {
         let mut batch = NftBatch::default();
         *refs = SharedRefs::new();
         for p in ports.values() {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
         self.update_pools(&mut batch, &BTreeMap::new(), &refs.pools);
+        batch
+    }
+
+    /// Replaces the whole table atomically with one holding `ports`.
+    /// `refs` is reset to the hairpin pair reference counts of `ports`.
+    pub fn full(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut SharedRefs) -> String {
+        let fam = self.family();
+        let t = &self.table;
+        let batch = self.every_port(ports, refs);
         let mut out = String::with_capacity(batch.len() + 4096);
         let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
         self.skeleton(&mut out);
@@ -571,12 +578,7 @@ impl NftRenderer {
     ) -> ColdStart {
         let fam = self.family();
         let t = &self.table;
-        let mut batch = NftBatch::default();
-        *refs = SharedRefs::new();
-        for p in ports.values() {
-            self.update(&mut batch, refs, PortNft::empty(), p);
-        }
-        self.update_pools(&mut batch, &BTreeMap::new(), &refs.pools);
+        let batch = self.every_port(ports, refs);
         let mut create = format!("create table {fam} {t}\n");
         self.skeleton(&mut create);
         let (loads, live) = batch.finish_cold(&mut create, parts);

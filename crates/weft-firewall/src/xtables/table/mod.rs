@@ -155,35 +155,34 @@ fn standard_hooks(name: &str) -> Option<&'static [usize]> {
 /// (`None` for a name that is no standard table.)
 pub fn empty_entries(family: Family, name: &str) -> Option<(Info, Vec<u8>)> {
     let hooks = standard_hooks(name)?;
-    let es = family.entry_size();
     let mut b = Vec::new();
     let mut info = Info::default();
     for &h in hooks {
         info.valid_hooks |= 1 << h;
         info.hook_entry[h] = b.len() as u32;
         info.underflow[h] = b.len() as u32;
-        let s = b.len();
-        b.resize(s + es, 0);
-        abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
-        abi::put_u16(
-            &mut b[s..],
-            family.target_offset_at() + 2,
-            (es + size_of::<XtStandardTarget>()) as u16,
-        );
+        push_bare_entry(&mut b, family, size_of::<XtStandardTarget>());
         abi::push_standard_target(&mut b, abi::VERDICT_ACCEPT);
     }
+    push_bare_entry(&mut b, family, size_of::<XtErrorTarget>());
+    abi::push_error_target(&mut b, "ERROR");
+    info.num_entries = hooks.len() as u32 + 1;
+    info.size = b.len() as u32;
+    Some((info, b))
+}
+
+/// Appends an entry with no address match and no extension match, whose
+/// target (`target_size` bytes, pushed next by the caller) follows it.
+fn push_bare_entry(b: &mut Vec<u8>, family: Family, target_size: usize) {
+    let es = family.entry_size();
     let s = b.len();
     b.resize(s + es, 0);
     abi::put_u16(&mut b[s..], family.target_offset_at(), es as u16);
     abi::put_u16(
         &mut b[s..],
         family.target_offset_at() + 2,
-        (es + size_of::<XtErrorTarget>()) as u16,
+        (es + target_size) as u16,
     );
-    abi::push_error_target(&mut b, "ERROR");
-    info.num_entries = hooks.len() as u32 + 1;
-    info.size = b.len() as u32;
-    Some((info, b))
 }
 
 impl Table {
