@@ -10,9 +10,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test: installing cargo-nextest (once per machine, a few minutes)"
   cargo install --locked cargo-nextest
 fi
-# Pinned upstream programs (kube-apiserver, kube-proxy, kubectl; flanneld)
-# the tests run beside weft, built once per machine from the Go module proxy.
+# Pinned upstream programs (kube-apiserver, kube-proxy, kubectl; flanneld;
+# the rest of a real cluster: kubelet, controller-manager, scheduler,
+# containerd, runc, CNI plugins, CoreDNS, pause, agnhost) the tests run
+# beside weft, built once per machine from the Go module proxy.
 WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
 WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
-export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL
+WEFT_UPSTREAM_CLUSTER=$(./scripts/upstream.sh cluster)
+export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL WEFT_UPSTREAM_CLUSTER
 exec cargo nextest run --release --workspace --no-fail-fast "$@"

@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream programs the tests run beside weft (test peers,
-# never part of the product): kube-apiserver, kube-proxy and kubectl from
-# the tool module in tools/upstream/kubernetes, flanneld (Go names the
-# binary `flannel`) from tools/upstream/flannel. Only go.mod/go.sum are in
-# the repository; the sources come from the Go module proxy. Each set is
-# built once per machine into a cache folder outside the repository, keyed
-# by the pinned version, and this script prints that folder.
+# never part of the product). Only go.mod/go.sum are in the repository (one
+# tool module per folder of tools/upstream); the sources come from the Go
+# module proxy. Each set is built once per machine into a cache folder
+# outside the repository, keyed by the pinned version, and this script
+# prints that folder.
 #
-#   scripts/upstream.sh kubernetes    -> prints e.g. /var/cache/weft-upstream/kubernetes-v1.36.3
-#   scripts/upstream.sh flannel       -> prints e.g. /var/cache/weft-upstream/flannel-v0.26.7
+#   kubernetes  kube-apiserver, kube-proxy, kubectl
+#               -> e.g. /var/cache/weft-upstream/kubernetes-v1.36.3
+#   flannel     flanneld (Go names the binary `flannel`)
+#               -> e.g. /var/cache/weft-upstream/flannel-v0.26.7
+#   cluster     the rest of a real cluster (tools/upstream/kubernetes,
+#               tools/upstream/runtime, tools/upstream/coredns):
+#               kubelet, kube-controller-manager, kube-scheduler,
+#               containerd 2.x with its runc shim and ctr, runc, crictl,
+#               the reference CNI plugins (loopback, portmap, bridge,
+#               host-local), CoreDNS, and the test images' programs
+#               (agnhost, regression-issue-74839)
+#               -> e.g. /var/cache/weft-upstream/cluster-v1.36.3
+#   e2e         Kubernetes' e2e suite (`go test -c k8s.io/kubernetes/test/e2e`)
+#               -> e.g. /var/cache/weft-upstream/e2e-v1.36.3
 #
 # WEFT_UPSTREAM_CACHE moves the cache (default /var/cache/weft-upstream).
 set -euo pipefail
@@ -56,7 +67,7 @@ build() {
   fi
   say "building $set $version ($*) into $out (once per machine; up to 10 minutes on 2 cores)"
   mkdir -p "$out.partial"
-  (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go build -trimpath -ldflags "$ldflags" -o "$out.partial/" "$@")
+  (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go build -trimpath -tags "${TAGS:-}" -ldflags "$ldflags" -o "$out.partial/" "$@")
   mkdir -p "$out"
   for pkg in "$@"; do
     mv "$out.partial/$(basename "$pkg")" "$out/"
@@ -89,12 +100,90 @@ flannel() {
     github.com/flannel-io/flannel
 }
 
+# The cluster set's folder is keyed by the Kubernetes version and the
+# runtime's and CoreDNS's (their pins are in their own go.mod files).
+cluster() {
+  local k8s="$repo/tools/upstream/kubernetes" rt="$repo/tools/upstream/runtime" dns="$repo/tools/upstream/coredns"
+  local version containerd runc plugins coredns
+  version=$(pinned "$k8s" k8s.io/kubernetes)
+  containerd=$(pinned "$rt" github.com/containerd/containerd/v2)
+  runc=$(pinned "$rt" github.com/opencontainers/runc)
+  plugins=$(pinned "$rt" github.com/containernetworking/plugins)
+  coredns=$(pinned "$dns" github.com/coredns/coredns)
+  local pins="$version-containerd-$containerd-coredns-$coredns"
+  local minor=${version#v1.}
+  minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  build cluster "$k8s" "$pins" "-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+    k8s.io/kubernetes/test/images/agnhost \
+    k8s.io/kubernetes/test/images/regression-issue-74839 \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet >/dev/null
+  local c=github.com/containerd/containerd/v2
+  build cluster "$rt" "$pins" "-s -w -X $c/version.Version=$containerd -X $c/version.Package=$c" \
+    $c/cmd/ctr $c/cmd/containerd-shim-runc-v2 $c/cmd/containerd >/dev/null
+  build cluster "$rt" "$pins" "-s -w" sigs.k8s.io/cri-tools/cmd/crictl >/dev/null
+  local p=github.com/containernetworking/plugins/plugins
+  build cluster "$rt" "$pins" "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$plugins" \
+    $p/main/bridge $p/ipam/host-local $p/meta/portmap $p/main/loopback >/dev/null
+  # runc's namespace setup (nsenter) is C; seccomp needs libseccomp
+  CGO=1 TAGS=seccomp build cluster "$rt" "$pins" "-s -w -X main.version=${runc#v}" \
+    github.com/opencontainers/runc >/dev/null
+  local out
+  out=$(build cluster "$dns" "$pins" "-s -w" github.com/coredns/coredns)
+  # the pause image's program is C, in the same Kubernetes module
+  if [ ! -x "$out/pause" ]; then
+    local src tag
+    src=$(cd "$k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause
+    tag=$(awk '$1 == "TAG" && $2 == "?=" { print $3; exit }' "$src/Makefile")
+    gcc -Os -Wall -static -DVERSION="v$tag-weft" -o "$out/pause.partial" "$src/linux/pause.c"
+    echo "$tag" >"$out/pause.version"
+    mv "$out/pause.partial" "$out/pause"
+  fi
+  # the test images' tags, as the e2e suite names them
+  (cd "$k8s" && cat "$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION") >"$out/agnhost.version"
+  echo "$out"
+}
+
+# e2e.test is a test binary: `go test -c`, not `go build`.
+e2e() {
+  local dir="$repo/tools/upstream/kubernetes"
+  local version
+  version=$(pinned "$dir" k8s.io/kubernetes)
+  local out="$cache/e2e-$version"
+  if [ -x "$out/e2e.test" ]; then
+    echo "$out"
+    return
+  fi
+  need_go
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  flock 9
+  if [ ! -x "$out/e2e.test" ]; then
+    say "building e2e.test $version into $out (once per machine; about 15 minutes on 2 cores)"
+    local minor=${version#v1.}
+    minor=${minor%%.*}
+    local v=k8s.io/component-base/version
+    mkdir -p "$out.partial"
+    (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=0 go test -c -trimpath \
+      -ldflags "-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor" \
+      -o "$out.partial/e2e.test" k8s.io/kubernetes/test/e2e)
+    mkdir -p "$out"
+    mv "$out.partial/e2e.test" "$out/"
+    rmdir "$out.partial" 2>/dev/null || true
+  fi
+  echo "$out"
+}
+
 case "${1:-}" in
   kubernetes) kubernetes ;;
   flannel) flannel ;;
-  all) kubernetes >/dev/null && flannel >/dev/null ;;
+  cluster) cluster ;;
+  e2e) e2e ;;
+  all) kubernetes >/dev/null && flannel >/dev/null && cluster >/dev/null && e2e >/dev/null ;;
   *)
-    echo "usage: scripts/upstream.sh kubernetes|flannel|all" >&2
+    echo "usage: scripts/upstream.sh kubernetes|flannel|cluster|e2e|all" >&2
     exit 2
     ;;
 esac

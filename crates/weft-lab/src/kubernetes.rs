@@ -50,6 +50,13 @@ impl Lab {
             host.ip
         );
         sign(&dir, "apiserver", "/CN=kube-apiserver", &san)?;
+        // what the server shows kubelets (logs, exec, port-forward)
+        sign(
+            &dir,
+            "kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "extendedKeyUsage=clientAuth",
+        )?;
         let (sa_key, sa_pub) = (p("sa.key"), p("sa.pub"));
         let key = [
             "ecparam",
@@ -82,6 +89,9 @@ impl Lab {
             "--authorization-mode=Node,RBAC".into(),
             "--allow-privileged=true".into(),
             format!("--cert-dir={}", p("cert-dir")),
+            format!("--kubelet-client-certificate={}", p("kubelet-client.pem")),
+            format!("--kubelet-client-key={}", p("kubelet-client.key")),
+            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
         ]
         .into();
         let mut api = ApiServer {
@@ -174,6 +184,12 @@ impl ApiServer {
         );
         std::fs::write(&file, text)?;
         Ok(file)
+    }
+
+    /// A file of the server's folder (certificates and keys: `ca.pem`,
+    /// `ca.key`, `sa.key`, …).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// The cluster administrator's kubeconfig (`system:masters`).

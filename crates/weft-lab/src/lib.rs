@@ -10,7 +10,10 @@
 mod docker;
 mod echo;
 mod etcd;
+mod image;
 mod kit;
+#[cfg(feature = "peers")]
+pub mod kube_cluster;
 #[cfg(feature = "peers")]
 mod kubernetes;
 mod lab;
@@ -25,6 +28,7 @@ mod wireguard_go;
 
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer, SteadyUdpClient};
+pub use image::{Entry as ImageEntry, Image};
 pub use kit::{fdb, metric_sum, metric_value, metrics, on_host, output_of};
 #[cfg(feature = "peers")]
 pub use kubernetes::{ApiServer, SERVICE_CIDR};

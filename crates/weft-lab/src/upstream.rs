@@ -34,6 +34,14 @@ pub fn upstream_kubernetes() -> Result<PathBuf> {
     upstream("kubernetes", "WEFT_UPSTREAM_KUBERNETES")
 }
 
+/// The folder of the rest of a real cluster: kubelet,
+/// kube-controller-manager, kube-scheduler, containerd, runc, the
+/// reference CNI plugins, CoreDNS, pause and agnhost
+/// (`WEFT_UPSTREAM_CLUSTER`).
+pub fn upstream_cluster() -> Result<PathBuf> {
+    upstream("cluster", "WEFT_UPSTREAM_CLUSTER")
+}
+
 /// Upstream flanneld, the binary (`WEFT_UPSTREAM_FLANNEL` names its folder).
 pub fn upstream_flanneld() -> Result<PathBuf> {
     Ok(upstream("flannel", "WEFT_UPSTREAM_FLANNEL")?.join("flannel"))

@@ -1,0 +1,392 @@
+//! A real Kubernetes cluster in the lab whose only network is weft: the
+//! pinned kube-apiserver, kube-controller-manager (allocating each Node's
+//! pod range from net-conf's Network, as flannel needs) and
+//! kube-scheduler on a control-plane host, and on each node (its own
+//! network and mount namespaces, see [`node`]) containerd 2.x with runc,
+//! the kubelet, weft's agent in Kubernetes mode and weft's proxy in
+//! place of kube-proxy. weft is installed as the DaemonSets' init
+//! containers install it (the CNI plugin as `/opt/cni/bin/flannel`, the
+//! conflist from the manifest's ConfigMap) and runs with the manifests'
+//! own RBAC (dist/kubernetes). Images are built here and imported into
+//! each node's containerd. Everything stops by PID when the cluster is
+//! dropped.
+
+pub mod config;
+pub mod images;
+pub mod node;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::kubernetes::{ApiServer, SERVICE_CIDR};
+use crate::lab::Lab;
+use crate::process::Proc;
+use crate::upstream::upstream_cluster;
+pub use images::LabImages;
+pub use node::KubeNode;
+
+/// The pod network (net-conf's Network, the controller-manager's
+/// --cluster-cidr).
+pub const POD_NETWORK: &str = "172.30.0.0/16";
+const FLANNEL_MANIFEST: &str = include_str!("../../../../dist/kubernetes/weft-flannel.yml");
+const PROXY_MANIFEST: &str = include_str!("../../../../dist/kubernetes/weft-proxy.yml");
+
+/// How the cluster is made.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// weft proxy's --proxy-mode (iptables or nftables).
+    pub proxy_mode: String,
+    /// net-conf's Backend.Type.
+    pub backend: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 2,
+            proxy_mode: "iptables".into(),
+            backend: "vxlan".into(),
+        }
+    }
+}
+
+/// A running cluster. Fields drop in order: nodes, then the control
+/// plane, then the lab (etcd, namespaces, folder).
+pub struct KubeCluster {
+    pub nodes: Vec<KubeNode>,
+    control: Vec<Proc>,
+    pub api: ApiServer,
+    pub images: LabImages,
+    /// The pinned cluster programs (kubelet, containerd, …).
+    pub bin: PathBuf,
+    pub lab: Lab,
+}
+
+impl KubeCluster {
+    /// Starts a cluster named after `tag` whose nodes run `weft`.
+    pub fn start(tag: &str, weft: &Path, opts: &ClusterOptions) -> Result<KubeCluster> {
+        let bin = upstream_cluster()?;
+        let mut lab = Lab::new(tag, weft)?;
+        lab.start_etcd()?;
+        let cp = lab.etcd_host(0)?;
+        let api = lab.start_apiserver(&cp)?;
+        let images = images::build(&bin, &lab.dir().join("images"))?;
+        let mut cluster = KubeCluster {
+            nodes: Vec::new(),
+            control: Vec::new(),
+            api,
+            images,
+            bin,
+            lab,
+        };
+        cluster.start_control_plane()?;
+        cluster.apply_weft_manifests(&opts.backend)?;
+        for i in 0..opts.nodes {
+            let name = format!("n{}", i + 1);
+            let node = KubeNode::create(&mut cluster.lab, &name, 21 + i as u8)?;
+            cluster.nodes.push(node);
+            cluster.start_node(i, opts)?;
+        }
+        Ok(cluster)
+    }
+
+    fn start_control_plane(&mut self) -> Result<()> {
+        let api = &self.api;
+        let cm = api.kubeconfig("system:kube-controller-manager", &[])?;
+        let sched = api.kubeconfig("system:kube-scheduler", &[])?;
+        let f = |p: PathBuf| p.display().to_string();
+        let cm_args: Vec<String> = vec![
+            format!("--kubeconfig={}", f(cm.clone())),
+            format!("--authentication-kubeconfig={}", f(cm.clone())),
+            format!("--authorization-kubeconfig={}", f(cm)),
+            "--allocate-node-cidrs=true".into(),
+            format!("--cluster-cidr={POD_NETWORK}"),
+            "--node-cidr-mask-size=24".into(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!(
+                "--service-account-private-key-file={}",
+                f(api.file("sa.key"))
+            ),
+            format!("--root-ca-file={}", f(api.file("ca.pem"))),
+            format!("--cluster-signing-cert-file={}", f(api.file("ca.pem"))),
+            format!("--cluster-signing-key-file={}", f(api.file("ca.key"))),
+            "--use-service-account-credentials=true".into(),
+            "--configure-cloud-routes=false".into(),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+        ];
+        let sched_args: Vec<String> = vec![
+            format!("--kubeconfig={}", f(sched.clone())),
+            format!("--authentication-kubeconfig={}", f(sched.clone())),
+            format!("--authorization-kubeconfig={}", f(sched)),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+        ];
+        let dir = self.lab.dir().join("kubernetes");
+        for (name, args) in [
+            ("kube-controller-manager", cm_args),
+            ("kube-scheduler", sched_args),
+        ] {
+            let program = self.bin.join(name).display().to_string();
+            let p = Proc::spawn(
+                &self.api.host.ns,
+                name,
+                dir.join(format!("{name}.log")),
+                &program,
+                &args,
+                &[],
+            )?;
+            self.control.push(p);
+        }
+        Ok(())
+    }
+
+    /// The manifests' RBAC and ConfigMaps, as an operator applies them
+    /// (net-conf's Network set to the lab's pod network); not their
+    /// DaemonSets: here weft runs on the nodes as their init containers
+    /// would install it.
+    fn apply_weft_manifests(&self, backend: &str) -> Result<()> {
+        for manifest in [FLANNEL_MANIFEST, PROXY_MANIFEST] {
+            let docs: Vec<&str> = manifest
+                .split("\n---\n")
+                .filter(|d| !d.contains("\nkind: DaemonSet"))
+                .collect();
+            let text = docs
+                .join("\n---\n")
+                .replace("10.244.0.0/16", POD_NETWORK)
+                .replace("\"Type\": \"vxlan\"", &format!("\"Type\": \"{backend}\""));
+            self.api
+                .apply(&text)
+                .context("applying dist/kubernetes manifests")?;
+        }
+        Ok(())
+    }
+
+    /// One key of the kube-flannel ConfigMap, as the cluster holds it.
+    fn flannel_config(&self, key: &str) -> Result<String> {
+        let path = format!("jsonpath={{.data.{}}}", key.replace('.', "\\."));
+        self.api.kubectl(&[
+            "-n",
+            "kube-flannel",
+            "get",
+            "configmap",
+            "kube-flannel-cfg",
+            "-o",
+            &path,
+        ])
+    }
+
+    fn start_node(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
+        self.install_cni(i)?;
+        self.start_containerd(i)?;
+        self.import_images(i)?;
+        self.start_kubelet(i)?;
+        self.start_weft(i, opts)
+    }
+
+    /// What kube-flannel's init containers do: the plugin binary and the
+    /// conflist; plus the reference plugins it chains (a node's packages).
+    fn install_cni(&self, i: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        let bin_dir = node.path("/opt/cni/bin");
+        std::fs::copy(&self.lab.weft, bin_dir.join("flannel"))
+            .context("installing the CNI plugin")?;
+        for p in ["bridge", "host-local", "portmap", "loopback"] {
+            std::fs::copy(self.bin.join(p), bin_dir.join(p))
+                .with_context(|| format!("installing CNI plugin {p}"))?;
+        }
+        let conflist = self.flannel_config("cni-conf.json")?;
+        std::fs::write(node.path("/etc/cni/net.d/10-flannel.conflist"), conflist)?;
+        let net_conf = self.flannel_config("net-conf.json")?;
+        std::fs::create_dir_all(node.path("/etc/kube-flannel"))?;
+        std::fs::write(node.path("/etc/kube-flannel/net-conf.json"), net_conf)?;
+        Ok(())
+    }
+
+    fn socket(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("containerd.sock")
+    }
+
+    fn start_containerd(&mut self, i: usize) -> Result<()> {
+        let sock = self.socket(i);
+        let node = &mut self.nodes[i];
+        let dir = node.dir.join("containerd");
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("config.toml");
+        std::fs::write(
+            &conf,
+            config::containerd_toml(
+                &dir,
+                &sock,
+                &self.bin.join("runc"),
+                &self.images.pause,
+                !config::may_lower_oom_scores(),
+            ),
+        )?;
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let program = self.bin.join("containerd").display().to_string();
+        node.spawn(
+            "containerd",
+            &program,
+            &[format!("--config={}", conf.display())],
+            &[("PATH".into(), path)],
+        )?;
+        let end = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() {
+            node.check_running()?;
+            if Instant::now() > end {
+                bail!("containerd on {} did not listen in 30 s", node.name());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn import_images(&self, i: usize) -> Result<()> {
+        let node = &self.nodes[i];
+        let ctr = self.bin.join("ctr").display().to_string();
+        let address = format!("--address={}", self.socket(i).display());
+        for (name, file) in &self.images.archives {
+            node.run(
+                &ctr,
+                &[
+                    &address,
+                    "--namespace=k8s.io",
+                    "images",
+                    "import",
+                    &file.display().to_string(),
+                ],
+            )
+            .with_context(|| format!("importing {name}"))?;
+        }
+        Ok(())
+    }
+
+    fn start_kubelet(&mut self, i: usize) -> Result<()> {
+        let sock = self.socket(i);
+        let name = self.nodes[i].name().to_string();
+        let kubeconfig = self
+            .api
+            .kubeconfig(&format!("system:node:{name}"), &["system:nodes"])?;
+        let node = &mut self.nodes[i];
+        let resolv = node.dir.join("resolv.conf");
+        std::fs::write(&resolv, "nameserver 192.0.2.53\n")?;
+        let yaml = config::kubelet_yaml(&config::KubeletSetup {
+            node_ip: node.host.ip,
+            runtime_socket: &sock,
+            client_ca: &self.api.file("ca.pem"),
+            cgroup_root: &node.cgroup_root,
+            resolv_conf: &resolv,
+        });
+        let conf = node.dir.join("kubelet.yaml");
+        std::fs::write(&conf, yaml)?;
+        let program = self.bin.join("kubelet").display().to_string();
+        let args = vec![
+            format!("--config={}", conf.display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--root-dir={}", node.dir.join("kubelet").display()),
+            format!("--hostname-override={name}"),
+            format!("--node-ip={}", node.host.ip),
+            "--v=1".into(),
+        ];
+        node.spawn("kubelet", &program, &args, &[])
+    }
+
+    /// weft's agent (kube mode) and proxy on the node, with the
+    /// identities and flags of the manifests' DaemonSets.
+    fn start_weft(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
+        let agent_kc = self.api.kubeconfig(
+            "system:serviceaccount:kube-flannel:flannel",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-flannel",
+            ],
+        )?;
+        let proxy_kc = self.api.kubeconfig(
+            "system:serviceaccount:kube-system:weft-proxy",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system",
+            ],
+        )?;
+        let weft = self.lab.weft.display().to_string();
+        let node = &mut self.nodes[i];
+        let name = node.name().to_string();
+        let agent = vec![
+            "agent".to_string(),
+            "--ip-masq".into(),
+            "--kube-subnet-mgr".into(),
+            format!("--kubeconfig-file={}", agent_kc.display()),
+            "--net-config-path=/etc/kube-flannel/net-conf.json".into(),
+            "--iface=eth0".into(),
+        ];
+        node.spawn(
+            "agent",
+            &weft,
+            &agent,
+            &[("NODE_NAME".into(), name.clone())],
+        )?;
+        let proxy = vec![
+            "proxy".to_string(),
+            format!("--kubeconfig={}", proxy_kc.display()),
+            format!("--hostname-override={name}"),
+            format!("--cluster-cidr={POD_NETWORK}"),
+            format!("--proxy-mode={}", opts.proxy_mode),
+            "--metrics-bind-address=127.0.0.1:10249".into(),
+        ];
+        node.spawn("proxy", &weft, &proxy, &[])
+    }
+
+    /// Runs kubectl as the administrator; stdout.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        self.api.kubectl(args)
+    }
+
+    /// Waits until every node is Ready (its runtime, CNI config and
+    /// network up); fails with the first dead program's log.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let want = self.nodes.len();
+        loop {
+            let out = self
+                .kubectl(&[
+                    "get",
+                    "nodes",
+                    "-o",
+                    r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+                ])
+                .unwrap_or_default();
+            if out.lines().filter(|l| l.trim() == "True").count() == want {
+                return Ok(());
+            }
+            for n in &mut self.nodes {
+                n.check_running()?;
+            }
+            for p in &mut self.control {
+                if let Some(code) = p.exit_code() {
+                    bail!("{} exited with {code}:\n{}", p.name, p.log_tail(20));
+                }
+            }
+            if Instant::now() > end {
+                let tails: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} kubelet:\n{}", n.name(), n.log_tail("kubelet", 15)))
+                    .collect();
+                bail!(
+                    "{} of {want} nodes Ready after {timeout:?}:\n{}",
+                    out.lines().filter(|l| l.trim() == "True").count(),
+                    tails.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! A real Kubernetes cluster networked only by weft: kube-apiserver,
+//! kube-controller-manager and kube-scheduler, and on two nodes (each its
+//! own network and mount namespaces) containerd 2.x + runc and the
+//! kubelet, which call weft's CNI plugin for every pod; weft's agent in
+//! Kubernetes mode and weft's proxy instead of kube-proxy. Pods are
+//! scheduled by the scheduler, get addresses from their Node's pod range,
+//! reach each other across nodes and reach a Service as the seed
+//! article's `kubectl expose` makes it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use weft_lab::eventually;
+use weft_lab::kube_cluster::{ClusterOptions, KubeCluster};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+fn netexec_pod(name: &str, node: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\n\
+         spec:\n  nodeSelector:\n    kubernetes.io/hostname: {node}\n  containers:\n  - name: netexec\n    \
+         image: {image}\n    imagePullPolicy: Never\n    args: [\"netexec\", \"--http-port=8080\"]\n    \
+         ports:\n    - containerPort: 8080\n"
+    )
+}
+
+fn pod_ip(c: &KubeCluster, name: &str) -> Option<String> {
+    let ip = c
+        .kubectl(&["get", "pod", name, "-o", "jsonpath={.status.podIP}"])
+        .ok()?;
+    let phase = c
+        .kubectl(&["get", "pod", name, "-o", "jsonpath={.status.phase}"])
+        .ok()?;
+    (phase == "Running" && !ip.is_empty()).then_some(ip)
+}
+
+/// `wget` from inside pod `from` (through the API server and kubelet;
+/// busybox's own `-T` crashes in Debian's build, so `timeout`).
+fn fetch(c: &KubeCluster, from: &str, url: &str) -> Option<String> {
+    match c.kubectl(&["exec", from, "--", "timeout", "5", "wget", "-qO-", url]) {
+        Ok(s) => Some(s.trim().to_string()),
+        Err(e) => {
+            eprintln!("{from} -> {url}: {e:#}");
+            None
+        }
+    }
+}
+
+fn pods_and_services_work(mode: &str, tag: &str) {
+    let opts = ClusterOptions {
+        proxy_mode: mode.into(),
+        ..ClusterOptions::default()
+    };
+    let mut c = KubeCluster::start(tag, Path::new(WEFT), &opts).expect("cluster");
+    c.wait_ready(Duration::from_secs(120)).expect("nodes ready");
+    let image = c.images.agnhost.clone();
+    c.api.apply(&netexec_pod("a", "n1", &image)).expect("pod a");
+    c.api.apply(&netexec_pod("b", "n2", &image)).expect("pod b");
+    let a = eventually(Duration::from_secs(120), "pod a running", || {
+        pod_ip(&c, "a")
+    });
+    let b = eventually(Duration::from_secs(120), "pod b running", || {
+        pod_ip(&c, "b")
+    });
+    // each pod's address is in its Node's pod range
+    for (pod, node, ip) in [("a", "n1", &a), ("b", "n2", &b)] {
+        let cidr = c
+            .kubectl(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"])
+            .expect("pod cidr");
+        let prefix = cidr.rsplit_once('.').map(|(p, _)| p).unwrap_or("?");
+        assert!(
+            ip.starts_with(&format!("{prefix}.")),
+            "pod {pod} has {ip}, outside {node}'s {cidr}"
+        );
+    }
+    // pod to pod across nodes (vxlan), by address
+    let got = eventually(Duration::from_secs(30), "a reaches b", || {
+        fetch(&c, "a", &format!("http://{b}:8080/hostname"))
+    });
+    assert_eq!(got, "b");
+    // a Service as `kubectl expose` makes it, through weft proxy
+    c.kubectl(&[
+        "expose",
+        "pod",
+        "b",
+        "--port=80",
+        "--target-port=8080",
+        "--name=web",
+    ])
+    .expect("expose");
+    let vip = c
+        .kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .expect("cluster ip");
+    let got = eventually(Duration::from_secs(30), "a reaches the Service", || {
+        fetch(&c, "a", &format!("http://{vip}/hostname"))
+    });
+    assert_eq!(got, "b");
+
+    // nothing left behind: processes, cgroups, namespaces
+    let prefix = c.lab.prefix.clone();
+    let kubelets: Vec<u32> = c.nodes.iter().filter_map(|n| n.pid("kubelet")).collect();
+    assert_eq!(kubelets.len(), 2);
+    drop(c);
+    for pid in kubelets {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "kubelet {pid} still runs"
+        );
+    }
+    for node in ["n1", "n2"] {
+        let cg = format!("/sys/fs/cgroup/pids/{prefix}-{node}");
+        assert!(!Path::new(&cg).exists(), "{cg} left behind");
+        let ns = format!("/run/netns/{prefix}-{node}");
+        assert!(!Path::new(&ns).exists(), "{ns} left behind");
+    }
+}
+
+#[test]
+fn pods_reach_each_other_and_services_on_a_real_cluster_in_nftables_mode() {
+    pods_and_services_work("nftables", "kcn");
+}
+
+#[test]
+fn pods_reach_each_other_and_services_on_a_real_cluster_in_iptables_mode() {
+    pods_and_services_work("iptables", "kci");
+}
