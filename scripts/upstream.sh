@@ -141,6 +141,22 @@ cluster() {
     echo "$tag" >"$out/pause.version"
     mv "$out/pause.partial" "$out/pause"
   fi
+  # agnhost's image is Alpine with curl, nc, ip, dig and bash; the lab's is
+  # a Debian root (debootstrap from Debian's packages) with the same tools
+  if [ ! -f "$out/agnhost-base.tar" ]; then
+    local root
+    root=$(mktemp -d)
+    say "building the agnhost image's root file system (debootstrap, about a minute)"
+    debootstrap --variant=minbase --include=curl,netcat-openbsd,iproute2,dnsutils,bash,procps \
+      bookworm "$root/r" http://deb.debian.org/debian >"$root/log" 2>&1 \
+      || { tail -5 "$root/log" >&2; rm -rf "$root"; exit 1; }
+    rm -rf "$root"/r/usr/share/doc "$root"/r/usr/share/man "$root"/r/usr/share/locale \
+      "$root"/r/var/cache/apt/* "$root"/r/var/lib/apt/lists/* "$root"/r/var/log/*
+    tar -C "$root/r" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+      -cf "$out/agnhost-base.tar.partial" .
+    mv "$out/agnhost-base.tar.partial" "$out/agnhost-base.tar"
+    rm -rf "$root"
+  fi
   # the test images' tags, as the e2e suite names them
   (cd "$k8s" && cat "$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION") >"$out/agnhost.version"
   echo "$out"

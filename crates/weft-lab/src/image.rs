@@ -28,6 +28,9 @@ pub enum Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Image {
     pub name: String,
+    /// An uncompressed tar of a root file system laid under the files
+    /// (e.g. a debootstrapped Debian with the tools tests run).
+    pub base: Option<PathBuf>,
     pub files: BTreeMap<String, Entry>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
@@ -103,8 +106,14 @@ impl Image {
 
     /// Writes the image archive to `out`; returns its size in bytes.
     pub fn write_archive(&self, out: &Path) -> Result<u64> {
-        let layer = self.layer()?;
-        let layer_digest = sha256(&layer);
+        let mut layers = Vec::new();
+        if let Some(base) = &self.base {
+            let bytes = std::fs::read(base)
+                .with_context(|| format!("image {}: reading {}", self.name, base.display()))?;
+            layers.push(bytes);
+        }
+        layers.push(self.layer()?);
+        let digests: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
@@ -113,10 +122,24 @@ impl Image {
                 "Cmd": self.cmd,
                 "Env": self.env,
             },
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": digests.iter().map(|d| format!("sha256:{d}")).collect::<Vec<_>>(),
+            },
             "history": [{"created_by": "weft-lab image writer"}],
         }))?;
         let config_digest = sha256(&config);
+        let layer_descriptors: Vec<serde_json::Value> = layers
+            .iter()
+            .zip(&digests)
+            .map(|(l, d)| {
+                json!({
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{d}"),
+                    "size": l.len(),
+                })
+            })
+            .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -125,11 +148,7 @@ impl Image {
                 "digest": format!("sha256:{config_digest}"),
                 "size": config.len(),
             },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": format!("sha256:{layer_digest}"),
-                "size": layer.len(),
-            }],
+            "layers": layer_descriptors,
         }))?;
         let manifest_digest = sha256(&manifest);
         let tag = self
@@ -153,18 +172,18 @@ impl Image {
         let docker = serde_json::to_vec(&json!([{
             "Config": format!("blobs/sha256/{config_digest}"),
             "RepoTags": [self.name],
-            "Layers": [format!("blobs/sha256/{layer_digest}")],
+            "Layers": digests.iter().map(|d| format!("blobs/sha256/{d}")).collect::<Vec<_>>(),
         }]))?;
         let file =
             std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
         let mut b = tar::Builder::new(std::io::BufWriter::new(file));
         append(&mut b, "blobs", &Entry::Dir)?;
         append(&mut b, "blobs/sha256", &Entry::Dir)?;
-        for (digest, bytes) in [
-            (&layer_digest, layer),
-            (&config_digest, config),
-            (&manifest_digest, manifest),
-        ] {
+        let blobs = digests
+            .into_iter()
+            .zip(layers)
+            .chain([(config_digest, config), (manifest_digest, manifest)]);
+        for (digest, bytes) in blobs {
             append(
                 &mut b,
                 &format!("blobs/sha256/{digest}"),

@@ -1,8 +1,8 @@
 //! The images a lab cluster runs, built here from the pinned upstream
 //! programs (no registry is reachable): the sandbox image (`pause`, C,
 //! from the Kubernetes module), agnhost (the e2e suite's Swiss-army
-//! image, with busybox's tools beside it for the shell commands tests
-//! run in it) and busybox (Debian's static busybox), under the exact
+//! image, on a Debian root with the tools tests run in it: curl, nc,
+//! ip, dig, bash) and busybox (Debian's static busybox), under the exact
 //! names the kubelet and the e2e suite ask for.
 
 use std::path::{Path, PathBuf};
@@ -48,7 +48,10 @@ pub fn build(bin: &Path, out: &Path) -> Result<LabImages> {
     p.file("/pause", &bin.join("pause"), 0o755);
     p.entrypoint = vec!["/pause".into()];
 
-    let mut a = with_busybox(Image::new(&agnhost), &applets);
+    // agnhost's own image is Alpine with curl, nc, ip, dig and bash (its
+    // Dockerfile); here Debian with the same tools (scripts/upstream.sh)
+    let mut a = Image::new(&agnhost);
+    a.base = Some(bin.join("agnhost-base.tar"));
     a.file("/agnhost", &bin.join("agnhost"), 0o755)
         .symlink("/agnhost-2", "agnhost")
         .dir("/uploads");

@@ -69,7 +69,10 @@ impl KubeCluster {
     /// Starts a cluster named after `tag` whose nodes run `weft`.
     pub fn start(tag: &str, weft: &Path, opts: &ClusterOptions) -> Result<KubeCluster> {
         let bin = upstream_cluster()?;
-        let mut lab = Lab::new(tag, weft)?;
+        // nodes run it from their own mount namespace: an absolute path
+        let weft = std::fs::canonicalize(weft)
+            .with_context(|| format!("the weft binary {}", weft.display()))?;
+        let mut lab = Lab::new(tag, &weft)?;
         lab.start_etcd()?;
         let cp = lab.etcd_host(0)?;
         let api = lab.start_apiserver(&cp)?;
