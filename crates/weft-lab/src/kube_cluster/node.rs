@@ -201,7 +201,10 @@ exec sleep infinity"
         for mut p in self.procs.drain(..).rev() {
             p.stop(Duration::from_secs(3));
         }
-        let mnt = mount_ns_of(self.holder_pid());
+        // the node's own mount namespace only: never ours (a holder that
+        // died before unsharing would otherwise name every process here)
+        let ours = mount_ns_of(std::process::id());
+        let mnt = mount_ns_of(self.holder_pid()).filter(|ns| Some(*ns) != ours);
         let end = Instant::now() + Duration::from_secs(10);
         loop {
             let mut left = pids_in_cgroups(&self.cgroup_root);
