@@ -34,10 +34,9 @@ fn pod_ip(c: &KubeCluster, name: &str) -> Option<String> {
     (phase == "Running" && !ip.is_empty()).then_some(ip)
 }
 
-/// `wget` from inside pod `from` (through the API server and kubelet;
-/// busybox's own `-T` crashes in Debian's build, so `timeout`).
+/// `curl` from inside pod `from` (through the API server and kubelet).
 fn fetch(c: &KubeCluster, from: &str, url: &str) -> Option<String> {
-    match c.kubectl(&["exec", from, "--", "timeout", "5", "wget", "-qO-", url]) {
+    match c.kubectl(&["exec", from, "--", "curl", "-s", "-m", "3", url]) {
         Ok(s) => Some(s.trim().to_string()),
         Err(e) => {
             eprintln!("{from} -> {url}: {e:#}");
