@@ -43,14 +43,17 @@ pinned() {
 }
 
 # build SET MODULE_DIR VERSION LDFLAGS PACKAGE...: builds into
-# $cache/SET-VERSION (with cgo when CGO=1).
+# $cache/SET-VERSION (with cgo when CGO=1, build tags from TAGS). With
+# GO_TEST=1 the one PACKAGE's test binary is built instead (`go test -c`,
+# named PACKAGE.test).
 build() {
   local set=$1 dir=$2 version=$3 ldflags=$4
   shift 4
   local out="$cache/$set-$version"
+  local suffix=${GO_TEST:+.test}
   local missing=0
   for pkg in "$@"; do
-    [ -x "$out/$(basename "$pkg")" ] || missing=1
+    [ -x "$out/$(basename "$pkg")$suffix" ] || missing=1
   done
   if [ "$missing" = 0 ]; then
     echo "$out"
@@ -61,16 +64,21 @@ build() {
   mkdir -p "$cache"
   exec 9>"$cache/.lock"
   flock 9
-  if [ -x "$out/$(basename "${@: -1}")" ]; then
+  if [ -x "$out/$(basename "${@: -1}")$suffix" ]; then
     echo "$out"
     return
   fi
   say "building $set $version ($*) into $out (once per machine; up to 10 minutes on 2 cores)"
   mkdir -p "$out.partial"
-  (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go build -trimpath -tags "${TAGS:-}" -ldflags "$ldflags" -o "$out.partial/" "$@")
+  if [ -n "${GO_TEST:-}" ]; then
+    (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go test -c -trimpath -tags "${TAGS:-}" \
+      -ldflags "$ldflags" -o "$out.partial/$(basename "$1").test" "$1")
+  else
+    (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO:-0} go build -trimpath -tags "${TAGS:-}" -ldflags "$ldflags" -o "$out.partial/" "$@")
+  fi
   mkdir -p "$out"
   for pkg in "$@"; do
-    mv "$out.partial/$(basename "$pkg")" "$out/"
+    mv "$out.partial/$(basename "$pkg")$suffix" "$out/"
   done
   rmdir "$out.partial" 2>/dev/null || true
   echo "$out"
@@ -167,29 +175,12 @@ e2e() {
   local dir="$repo/tools/upstream/kubernetes"
   local version
   version=$(pinned "$dir" k8s.io/kubernetes)
-  local out="$cache/e2e-$version"
-  if [ -x "$out/e2e.test" ]; then
-    echo "$out"
-    return
-  fi
-  need_go
-  mkdir -p "$cache"
-  exec 9>"$cache/.lock"
-  flock 9
-  if [ ! -x "$out/e2e.test" ]; then
-    say "building e2e.test $version into $out (once per machine; about 15 minutes on 2 cores)"
-    local minor=${version#v1.}
-    minor=${minor%%.*}
-    local v=k8s.io/component-base/version
-    mkdir -p "$out.partial"
-    (cd "$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=0 go test -c -trimpath \
-      -ldflags "-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor" \
-      -o "$out.partial/e2e.test" k8s.io/kubernetes/test/e2e)
-    mkdir -p "$out"
-    mv "$out.partial/e2e.test" "$out/"
-    rmdir "$out.partial" 2>/dev/null || true
-  fi
-  echo "$out"
+  local minor=${version#v1.}
+  minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  GO_TEST=1 build e2e "$dir" "$version" \
+    "-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor" \
+    k8s.io/kubernetes/test/e2e
 }
 
 case "${1:-}" in

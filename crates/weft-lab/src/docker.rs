@@ -238,7 +238,7 @@ impl Dockerd {
         proc.stop(Duration::from_secs(20));
         kill_holders(&self.dir);
         unmount_below(&self.dir);
-        remove_cgroups(&self.cgroup_parent);
+        crate::cgroups::remove_tree(&self.cgroup_parent);
     }
 }
 
@@ -269,31 +269,5 @@ fn unmount_below(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Removes the daemon's cgroup parent (and anything left in it) from every
-/// hierarchy; cgroups are directories that `rmdir` removes once empty.
-fn remove_cgroups(parent: &str) {
-    fn remove_tree(dir: &Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree(&e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-    roots.extend(hierarchies.flatten().map(|e| e.path()));
-    for root in roots {
-        let dir = root.join(parent);
-        if dir.is_dir() {
-            remove_tree(&dir);
-        }
     }
 }

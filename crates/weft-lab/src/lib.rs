@@ -7,6 +7,7 @@
 //! the root namespace. Dropping the [`Lab`] kills the processes it started
 //! (by PID) and deletes its namespaces, also when a test panics.
 
+mod cgroups;
 mod docker;
 mod echo;
 mod etcd;

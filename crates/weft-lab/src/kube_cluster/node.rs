@@ -222,7 +222,7 @@ exec sleep infinity"
         if let Some(mut h) = self.holder.take() {
             h.kill_now();
         }
-        remove_cgroups(&self.cgroup_root);
+        crate::cgroups::remove_tree(&self.cgroup_root);
     }
 }
 
@@ -271,27 +271,6 @@ fn pids_in_cgroups(root: &str) -> Vec<u32> {
         }
     }
     out
-}
-
-/// Removes `root` and its children from every hierarchy, deepest first.
-fn remove_cgroups(root: &str) {
-    fn remove(dir: &Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove(&e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    for h in HIERARCHIES {
-        remove(
-            &Path::new(CGROUP_FS)
-                .join(h)
-                .join(root.trim_start_matches('/')),
-        );
-    }
 }
 
 /// The inode of process `pid`'s mount namespace.
