@@ -149,20 +149,28 @@ cluster() {
     echo "$tag" >"$out/pause.version"
     mv "$out/pause.partial" "$out/pause"
   fi
-  # agnhost's image is Alpine with curl, nc, ip, dig and bash; the lab's is
-  # a Debian root (debootstrap from Debian's packages) with the same tools
-  if [ ! -f "$out/agnhost-base.tar" ]; then
+  # The test images' shared root: agnhost's image is Alpine with curl,
+  # nc, ip, dig and bash and an image-defined user and group (uid 1000,
+  # gid 50000); glibc-dns-testing is Debian with dig; nginx is nginx.
+  # Here one Debian root (debootstrap from Debian's packages) holds them all.
+  if [ ! -f "$out/debian-base.tar" ]; then
     local root
     root=$(mktemp -d)
-    say "building the agnhost image's root file system (debootstrap, about a minute)"
-    debootstrap --variant=minbase --include=curl,netcat-openbsd,iproute2,dnsutils,bash,procps \
+    say "building the test images' root file system (debootstrap, about a minute)"
+    debootstrap --variant=minbase \
+      --include=curl,netcat-openbsd,iproute2,dnsutils,bash,procps,nginx-light \
       bookworm "$root/r" http://deb.debian.org/debian >"$root/log" 2>&1 \
       || { tail -5 "$root/log" >&2; rm -rf "$root"; exit 1; }
+    chroot "$root/r" sh -e -c 'groupadd -g 50000 group-defined-in-image
+      groupadd -g 1000 user-defined-in-image
+      useradd -u 1000 -g 1000 -M -G group-defined-in-image user-defined-in-image' \
+      || { rm -rf "$root"; exit 1; }
     rm -rf "$root"/r/usr/share/doc "$root"/r/usr/share/man "$root"/r/usr/share/locale \
-      "$root"/r/var/cache/apt/* "$root"/r/var/lib/apt/lists/* "$root"/r/var/log/*
+      "$root"/r/var/cache/apt/* "$root"/r/var/lib/apt/lists/*
+    find "$root"/r/var/log -type f -delete
     tar -C "$root/r" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-      -cf "$out/agnhost-base.tar.partial" .
-    mv "$out/agnhost-base.tar.partial" "$out/agnhost-base.tar"
+      -cf "$out/debian-base.tar.partial" .
+    mv "$out/debian-base.tar.partial" "$out/debian-base.tar"
     rm -rf "$root"
   fi
   # the test images' tags, as the e2e suite names them

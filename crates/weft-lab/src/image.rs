@@ -106,6 +106,12 @@ impl Image {
 
     /// Writes the image archive to `out`; returns its size in bytes.
     pub fn write_archive(&self, out: &Path) -> Result<u64> {
+        write_archive(std::slice::from_ref(self), out)
+    }
+
+    /// The image's blobs (layers, config, manifest, each by digest) and
+    /// its entries in the OCI index and in Docker's manifest.json.
+    fn blobs(&self) -> Result<ImageBlobs> {
         let mut layers = Vec::new();
         if let Some(base) = &self.base {
             let bytes = std::fs::read(base)
@@ -156,47 +162,79 @@ impl Image {
             .rsplit_once(':')
             .map(|(_, t)| t)
             .unwrap_or("latest");
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": format!("sha256:{manifest_digest}"),
-                "size": manifest.len(),
-                "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": tag,
-                },
-            }],
-        }))?;
-        let docker = serde_json::to_vec(&json!([{
+        let index_entry = json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest.len(),
+            "annotations": {
+                "io.containerd.image.name": self.name,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        });
+        let docker_entry = json!({
             "Config": format!("blobs/sha256/{config_digest}"),
             "RepoTags": [self.name],
             "Layers": digests.iter().map(|d| format!("blobs/sha256/{d}")).collect::<Vec<_>>(),
-        }]))?;
-        let file =
-            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-        let mut b = tar::Builder::new(std::io::BufWriter::new(file));
-        append(&mut b, "blobs", &Entry::Dir)?;
-        append(&mut b, "blobs/sha256", &Entry::Dir)?;
+        });
         let blobs = digests
             .into_iter()
             .zip(layers)
-            .chain([(config_digest, config), (manifest_digest, manifest)]);
-        for (digest, bytes) in blobs {
-            append(
-                &mut b,
-                &format!("blobs/sha256/{digest}"),
-                &Entry::Bytes(bytes, 0o644),
-            )?;
-        }
-        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
-        append(&mut b, "oci-layout", &Entry::Bytes(layout, 0o644))?;
-        append(&mut b, "index.json", &Entry::Bytes(index, 0o644))?;
-        append(&mut b, "manifest.json", &Entry::Bytes(docker, 0o644))?;
-        b.into_inner()?;
-        Ok(std::fs::metadata(out)?.len())
+            .chain([(config_digest, config), (manifest_digest, manifest)])
+            .collect();
+        Ok(ImageBlobs {
+            blobs,
+            index_entry,
+            docker_entry,
+        })
     }
+}
+
+struct ImageBlobs {
+    blobs: Vec<(String, Vec<u8>)>,
+    index_entry: serde_json::Value,
+    docker_entry: serde_json::Value,
+}
+
+/// Writes one archive holding every image in `images` (a blob two images
+/// share, such as a common base layer, is stored once); returns its size
+/// in bytes.
+pub fn write_archive(images: &[Image], out: &Path) -> Result<u64> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(file));
+    append(&mut b, "blobs", &Entry::Dir)?;
+    append(&mut b, "blobs/sha256", &Entry::Dir)?;
+    let mut written = std::collections::BTreeSet::new();
+    let mut index = Vec::new();
+    let mut docker = Vec::new();
+    for image in images {
+        let parts = image.blobs()?;
+        for (digest, bytes) in parts.blobs {
+            if written.insert(digest.clone()) {
+                append(
+                    &mut b,
+                    &format!("blobs/sha256/{digest}"),
+                    &Entry::Bytes(bytes, 0o644),
+                )?;
+            }
+        }
+        index.push(parts.index_entry);
+        docker.push(parts.docker_entry);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": index,
+    }))?;
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
+    append(&mut b, "oci-layout", &Entry::Bytes(layout, 0o644))?;
+    append(&mut b, "index.json", &Entry::Bytes(index, 0o644))?;
+    append(
+        &mut b,
+        "manifest.json",
+        &Entry::Bytes(serde_json::to_vec(&docker)?, 0o644),
+    )?;
+    b.into_inner()?;
+    Ok(std::fs::metadata(out)?.len())
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -5,7 +5,8 @@
 //! Kubernetes mode and weft's proxy instead of kube-proxy. Pods are
 //! scheduled by the scheduler, get addresses from their Node's pod range,
 //! reach each other across nodes and reach a Service as the seed
-//! article's `kubectl expose` makes it.
+//! article's `kubectl expose` makes it, by its address and by its name
+//! through the cluster's DNS (CoreDNS, itself reached through weft proxy).
 
 use std::path::Path;
 use std::time::Duration;
@@ -77,23 +78,42 @@ fn pods_and_services_work(mode: &str, tag: &str) {
         fetch(&c, "a", &format!("http://{b}:8080/hostname"))
     });
     assert_eq!(got, "b");
-    // a Service as `kubectl expose` makes it, through weft proxy
+    // a Deployment behind a Service as `kubectl expose` makes it, through
+    // weft proxy: by address, then by name through CoreDNS
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={image}"),
+        "--replicas=2",
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+    ])
+    .expect("create deployment");
     c.kubectl(&[
         "expose",
-        "pod",
-        "b",
+        "deployment",
+        "web",
         "--port=80",
         "--target-port=8080",
-        "--name=web",
     ])
     .expect("expose");
     let vip = c
         .kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
         .expect("cluster ip");
-    let got = eventually(Duration::from_secs(30), "a reaches the Service", || {
-        fetch(&c, "a", &format!("http://{vip}/hostname"))
+    let is_web = |s: Option<String>| s.filter(|s| s.starts_with("web-"));
+    eventually(Duration::from_secs(60), "a reaches the Service", || {
+        is_web(fetch(&c, "a", &format!("http://{vip}/hostname")))
     });
-    assert_eq!(got, "b");
+    for name in ["web", "web.default.svc.cluster.local"] {
+        eventually(
+            Duration::from_secs(30),
+            "a reaches the Service by name",
+            || is_web(fetch(&c, "a", &format!("http://{name}/hostname"))),
+        );
+    }
 
     // nothing left behind: processes, cgroups, namespaces
     let prefix = c.lab.prefix.clone();

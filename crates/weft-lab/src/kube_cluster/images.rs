@@ -1,28 +1,44 @@
 //! The images a lab cluster runs, built here from the pinned upstream
-//! programs (no registry is reachable): the sandbox image (`pause`, C,
-//! from the Kubernetes module), agnhost (the e2e suite's Swiss-army
-//! image, on a Debian root with the tools tests run in it: curl, nc,
-//! ip, dig, bash) and busybox (Debian's static busybox), under the exact
-//! names the kubelet and the e2e suite ask for.
+//! programs (no registry is reachable), under the exact names the
+//! kubelet and the e2e suite ask for:
+//! - the sandbox image (`pause`, C, from the Kubernetes module);
+//! - CoreDNS, the cluster's DNS;
+//! - the e2e suite's images: agnhost (its Swiss-army program),
+//!   glibc-dns-testing (dig and getent), nginx, regression-issue-74839
+//!   (the conntrack spec's server) and busybox (Debian's static busybox).
+//!
+//! Upstream's agnhost is Alpine with curl, nc, ip, dig, bash and CoreDNS;
+//! here agnhost, glibc-dns-testing and nginx share one Debian root with
+//! those tools, nginx and agnhost's image-defined user and group
+//! (`scripts/upstream.sh cluster` debootstraps it). All images go into
+//! one archive, so that root is stored and imported once per node.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::image::Image;
+use crate::image::{write_archive, Image};
 
 /// Debian's busybox-static.
 const BUSYBOX: &str = "/bin/busybox";
 pub const BUSYBOX_IMAGE: &str = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1";
+/// Older specs still name the previous busybox tag.
+const BUSYBOX_OLD_IMAGE: &str = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1";
+const GLIBC_DNS_IMAGE: &str = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0";
+const NGINX_IMAGE: &str = "registry.k8s.io/e2e-test-images/nginx:1.15-4";
+const REGRESSION_74839_IMAGE: &str = "registry.k8s.io/e2e-test-images/regression-issue-74839:1.4";
+pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.15.0";
 
-/// The names and archive files of the lab's images.
+/// The names and archive file of the lab's images.
 pub struct LabImages {
     pub pause: String,
     pub agnhost: String,
-    pub archives: Vec<(String, PathBuf)>,
+    /// Every image, in one archive for `ctr images import`.
+    pub archive: PathBuf,
+    pub names: Vec<String>,
 }
 
-/// Builds every image archive into `out` from the cluster set in `bin`.
+/// Builds the image archive into `out` from the cluster set in `bin`.
 pub fn build(bin: &Path, out: &Path) -> Result<LabImages> {
     std::fs::create_dir_all(out)?;
     let version = |f: &str| -> Result<String> {
@@ -43,34 +59,56 @@ pub fn build(bin: &Path, out: &Path) -> Result<LabImages> {
         "registry.k8s.io/e2e-test-images/agnhost:{}",
         version("agnhost.version")?
     );
+    let base = bin.join("debian-base.tar");
+    let coredns = bin.join("coredns");
 
     let mut p = Image::new(&pause);
     p.file("/pause", &bin.join("pause"), 0o755);
     p.entrypoint = vec!["/pause".into()];
 
-    // agnhost's own image is Alpine with curl, nc, ip, dig and bash (its
-    // Dockerfile); here Debian with the same tools (scripts/upstream.sh)
     let mut a = Image::new(&agnhost);
-    a.base = Some(bin.join("agnhost-base.tar"));
+    a.base = Some(base.clone());
     a.file("/agnhost", &bin.join("agnhost"), 0o755)
         .symlink("/agnhost-2", "agnhost")
+        .file("/coredns", &coredns, 0o755)
         .dir("/uploads");
     a.entrypoint = vec!["/agnhost".into()];
     a.cmd = vec!["pause".into()];
 
+    let mut g = Image::new(GLIBC_DNS_IMAGE);
+    g.base = Some(base.clone());
+    g.file("/coredns", &coredns, 0o755);
+    g.cmd = vec!["/bin/bash".into()];
+
+    let mut n = Image::new(NGINX_IMAGE);
+    n.base = Some(base);
+    n.entrypoint = vec!["nginx".into(), "-g".into(), "daemon off;".into()];
+
+    let mut r = Image::new(REGRESSION_74839_IMAGE);
+    r.file(
+        "/regression-issue-74839",
+        &bin.join("regression-issue-74839"),
+        0o755,
+    );
+    r.entrypoint = vec!["/regression-issue-74839".into()];
+
+    let mut d = Image::new(COREDNS_IMAGE);
+    d.file("/coredns", &coredns, 0o755);
+    d.entrypoint = vec!["/coredns".into()];
+
     let mut b = with_busybox(Image::new(BUSYBOX_IMAGE), &applets);
     b.cmd = vec!["sh".into()];
+    let mut b_old = b.clone();
+    b_old.name = BUSYBOX_OLD_IMAGE.into();
 
-    let mut archives = Vec::new();
-    for (i, img) in [p, a, b].iter().enumerate() {
-        let file = out.join(format!("image-{i}.tar"));
-        img.write_archive(&file)?;
-        archives.push((img.name.clone(), file));
-    }
+    let images = [p, a, g, n, r, d, b, b_old];
+    let archive = out.join("images.tar");
+    write_archive(&images, &archive)?;
     Ok(LabImages {
         pause,
         agnhost,
-        archives,
+        archive,
+        names: images.iter().map(|i| i.name.clone()).collect(),
     })
 }
 

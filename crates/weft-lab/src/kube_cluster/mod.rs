@@ -32,6 +32,7 @@ pub use node::KubeNode;
 pub const POD_NETWORK: &str = "172.30.0.0/16";
 const FLANNEL_MANIFEST: &str = include_str!("../../../../dist/kubernetes/weft-flannel.yml");
 const PROXY_MANIFEST: &str = include_str!("../../../../dist/kubernetes/weft-proxy.yml");
+const COREDNS_MANIFEST: &str = include_str!("coredns.yml");
 
 /// How the cluster is made.
 #[derive(Debug, Clone)]
@@ -87,6 +88,14 @@ impl KubeCluster {
         };
         cluster.start_control_plane()?;
         cluster.apply_weft_manifests(&opts.backend)?;
+        cluster
+            .api
+            .apply(
+                &COREDNS_MANIFEST
+                    .replace("CLUSTER_DNS", config::CLUSTER_DNS)
+                    .replace("COREDNS_IMAGE", images::COREDNS_IMAGE),
+            )
+            .context("applying the CoreDNS manifest")?;
         for i in 0..opts.nodes {
             let name = format!("n{}", i + 1);
             let node = KubeNode::create(&mut cluster.lab, &name, 21 + i as u8)?;
@@ -256,19 +265,17 @@ impl KubeCluster {
         let node = &self.nodes[i];
         let ctr = self.bin.join("ctr").display().to_string();
         let address = format!("--address={}", self.socket(i).display());
-        for (name, file) in &self.images.archives {
-            node.run(
-                &ctr,
-                &[
-                    &address,
-                    "--namespace=k8s.io",
-                    "images",
-                    "import",
-                    &file.display().to_string(),
-                ],
-            )
-            .with_context(|| format!("importing {name}"))?;
-        }
+        node.run(
+            &ctr,
+            &[
+                &address,
+                "--namespace=k8s.io",
+                "images",
+                "import",
+                &self.images.archive.display().to_string(),
+            ],
+        )
+        .with_context(|| format!("importing the images ({})", self.images.names.join(", ")))?;
         Ok(())
     }
 
@@ -353,9 +360,48 @@ impl KubeCluster {
     }
 
     /// Waits until every node is Ready (its runtime, CNI config and
-    /// network up); fails with the first dead program's log.
+    /// network up) and the cluster DNS answers; fails with the first dead
+    /// program's log.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
+        self.wait_nodes(end, timeout)?;
+        self.wait_dns(end, timeout)
+    }
+
+    /// Waits until CoreDNS's Deployment has all its replicas available.
+    fn wait_dns(&mut self, end: Instant, timeout: Duration) -> Result<()> {
+        loop {
+            let out = self
+                .kubectl(&[
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "deployment",
+                    "coredns",
+                    "-o",
+                    "jsonpath={.spec.replicas} {.status.availableReplicas}",
+                ])
+                .unwrap_or_default();
+            let mut it = out.split_whitespace();
+            if let (Some(want), Some(have)) = (it.next(), it.next()) {
+                if want == have {
+                    return Ok(());
+                }
+            }
+            for n in &mut self.nodes {
+                n.check_running()?;
+            }
+            if Instant::now() > end {
+                let pods = self
+                    .kubectl(&["-n", "kube-system", "get", "pods", "-o", "wide"])
+                    .unwrap_or_default();
+                bail!("CoreDNS not available after {timeout:?} (available: {out:?}):\n{pods}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn wait_nodes(&mut self, end: Instant, timeout: Duration) -> Result<()> {
         let want = self.nodes.len();
         loop {
             let out = self
