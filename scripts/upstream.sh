@@ -10,6 +10,8 @@
 #               -> e.g. /var/cache/weft-upstream/kubernetes-v1.36.3
 #   flannel     flanneld (Go names the binary `flannel`)
 #               -> e.g. /var/cache/weft-upstream/flannel-v0.26.7
+#   flannel-cni flannel's CNI plugin (the control cluster of the conformance
+#               run) -> e.g. /var/cache/weft-upstream/flannel-cni-v0.9.1
 #   cluster     the rest of a real cluster (tools/upstream/kubernetes,
 #               tools/upstream/runtime, tools/upstream/coredns):
 #               kubelet, kube-controller-manager, kube-scheduler,
@@ -108,6 +110,15 @@ flannel() {
     github.com/flannel-io/flannel
 }
 
+# Go names it `flannel` (package plugins/meta/flannel).
+flannel_cni() {
+  local dir="$repo/tools/upstream/flannel-cni"
+  local version
+  version=$(pinned "$dir" github.com/containernetworking/plugins)
+  build flannel-cni "$dir" "$version" "-s -w" \
+    github.com/containernetworking/plugins/plugins/meta/flannel
+}
+
 # The cluster set's folder is keyed by the Kubernetes version and the
 # runtime's and CoreDNS's (their pins are in their own go.mod files).
 cluster() {
@@ -194,11 +205,12 @@ e2e() {
 case "${1:-}" in
   kubernetes) kubernetes ;;
   flannel) flannel ;;
+  flannel-cni) flannel_cni ;;
   cluster) cluster ;;
   e2e) e2e ;;
-  all) kubernetes >/dev/null && flannel >/dev/null && cluster >/dev/null && e2e >/dev/null ;;
+  all) kubernetes >/dev/null && flannel >/dev/null && flannel_cni >/dev/null && cluster >/dev/null && e2e >/dev/null ;;
   *)
-    echo "usage: scripts/upstream.sh kubernetes|flannel|cluster|e2e|all" >&2
+    echo "usage: scripts/upstream.sh kubernetes|flannel|flannel-cni|cluster|e2e|all" >&2
     exit 2
     ;;
 esac

@@ -47,6 +47,12 @@ pub fn upstream_flanneld() -> Result<PathBuf> {
     Ok(upstream("flannel", "WEFT_UPSTREAM_FLANNEL")?.join("flannel"))
 }
 
+/// Upstream flannel's CNI plugin, the binary (`WEFT_UPSTREAM_FLANNEL_CNI`
+/// names its folder).
+pub fn upstream_flannel_cni() -> Result<PathBuf> {
+    Ok(upstream("flannel-cni", "WEFT_UPSTREAM_FLANNEL_CNI")?.join("flannel"))
+}
+
 /// What `program flag` prints as its version (first line of stdout, else
 /// of stderr: flanneld prints it there), or `?`.
 pub fn program_version(program: &Path, flag: &str) -> String {

@@ -3,7 +3,10 @@
 //! SIGINT or SIGTERM, then torn down by PID.
 //!
 //!   weft-cluster --weft target/release/weft [--nodes 3] [--proxy-mode iptables]
-//!                [--backend vxlan] [--ready-file FILE]
+//!                [--backend vxlan] [--network weft|upstream] [--ready-file FILE]
+//!
+//! `--network upstream` networks the same cluster with flanneld, flannel's
+//! CNI plugin and kube-proxy instead (the conformance run's control).
 //!
 //! Once every node is Ready it prints, and writes to `--ready-file`, the
 //! admin kubeconfig, the control plane's network namespace (where
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
-use weft_lab::kube_cluster::{ClusterOptions, KubeCluster};
+use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
 
 struct Args {
     weft: PathBuf,
@@ -37,6 +40,7 @@ fn parse() -> Result<Args> {
             "--nodes" => opts.nodes = value()?.parse().context("--nodes: not a number of nodes")?,
             "--proxy-mode" => opts.proxy_mode = value()?,
             "--backend" => opts.backend = value()?,
+            "--network" => opts.network = Network::parse(&value()?).context("--network")?,
             "--ready-file" => ready_file = Some(PathBuf::from(value()?)),
             other => bail!("unknown flag {other} (see the top of weft-cluster.rs)"),
         }

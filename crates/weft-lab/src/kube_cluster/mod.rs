@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod images;
+pub mod network;
 pub mod node;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::lab::Lab;
 use crate::process::Proc;
 use crate::upstream::upstream_cluster;
 pub use images::LabImages;
+pub use network::{Network, NetworkPrograms};
 pub use node::KubeNode;
 
 /// The pod network (net-conf's Network, the controller-manager's
@@ -42,6 +44,8 @@ pub struct ClusterOptions {
     pub proxy_mode: String,
     /// net-conf's Backend.Type.
     pub backend: String,
+    /// weft, or flanneld + kube-proxy (the conformance run's control).
+    pub network: Network,
 }
 
 impl Default for ClusterOptions {
@@ -50,6 +54,7 @@ impl Default for ClusterOptions {
             nodes: 2,
             proxy_mode: "iptables".into(),
             backend: "vxlan".into(),
+            network: Network::Weft,
         }
     }
 }
@@ -61,6 +66,7 @@ pub struct KubeCluster {
     control: Vec<Proc>,
     pub api: ApiServer,
     pub images: LabImages,
+    network: NetworkPrograms,
     /// The pinned cluster programs (kubelet, containerd, …).
     pub bin: PathBuf,
     pub lab: Lab,
@@ -78,11 +84,13 @@ impl KubeCluster {
         let cp = lab.etcd_host(0)?;
         let api = lab.start_apiserver(&cp)?;
         let images = images::build(&bin, &lab.dir().join("images"))?;
+        let network = NetworkPrograms::find(opts.network, &weft, &api.bin)?;
         let mut cluster = KubeCluster {
             nodes: Vec::new(),
             control: Vec::new(),
             api,
             images,
+            network,
             bin,
             lab,
         };
@@ -196,7 +204,7 @@ impl KubeCluster {
         self.start_containerd(i)?;
         self.import_images(i)?;
         self.start_kubelet(i)?;
-        self.start_weft(i, opts)
+        self.start_network(i, opts)
     }
 
     /// What kube-flannel's init containers do: the plugin binary and the
@@ -204,7 +212,7 @@ impl KubeCluster {
     fn install_cni(&self, i: usize) -> Result<()> {
         let node = &self.nodes[i];
         let bin_dir = node.path("/opt/cni/bin");
-        std::fs::copy(&self.lab.weft, bin_dir.join("flannel"))
+        std::fs::copy(&self.network.cni_plugin, bin_dir.join("flannel"))
             .context("installing the CNI plugin")?;
         for p in ["bridge", "host-local", "portmap", "loopback"] {
             std::fs::copy(self.bin.join(p), bin_dir.join(p))
@@ -309,9 +317,9 @@ impl KubeCluster {
         node.spawn("kubelet", &program, &args, &[])
     }
 
-    /// weft's agent (kube mode) and proxy on the node, with the
-    /// identities and flags of the manifests' DaemonSets.
-    fn start_weft(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
+    /// The network's agent (flannel's kube mode) and proxy on the node,
+    /// with the identities and flags of the manifests' DaemonSets.
+    fn start_network(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
         let agent_kc = self.api.kubeconfig(
             "system:serviceaccount:kube-flannel:flannel",
             &[
@@ -326,32 +334,37 @@ impl KubeCluster {
                 "system:serviceaccounts:kube-system",
             ],
         )?;
-        let weft = self.lab.weft.display().to_string();
         let node = &mut self.nodes[i];
         let name = node.name().to_string();
-        let agent = vec![
-            "agent".to_string(),
-            "--ip-masq".into(),
+        let agent = &self.network.agent;
+        let args = [
+            "--ip-masq".to_string(),
             "--kube-subnet-mgr".into(),
             format!("--kubeconfig-file={}", agent_kc.display()),
             "--net-config-path=/etc/kube-flannel/net-conf.json".into(),
             "--iface=eth0".into(),
         ];
         node.spawn(
-            "agent",
-            &weft,
-            &agent,
+            agent.name,
+            &agent.path.display().to_string(),
+            &[&agent.leading_args[..], &args, &agent.extra_args].concat(),
             &[("NODE_NAME".into(), name.clone())],
         )?;
-        let proxy = vec![
-            "proxy".to_string(),
+        let proxy = &self.network.proxy;
+        let args = [
             format!("--kubeconfig={}", proxy_kc.display()),
             format!("--hostname-override={name}"),
             format!("--cluster-cidr={POD_NETWORK}"),
             format!("--proxy-mode={}", opts.proxy_mode),
             "--metrics-bind-address=127.0.0.1:10249".into(),
+            "--healthz-bind-address=0.0.0.0:10256".into(),
         ];
-        node.spawn("proxy", &weft, &proxy, &[])
+        node.spawn(
+            proxy.name,
+            &proxy.path.display().to_string(),
+            &[&proxy.leading_args[..], &args, &proxy.extra_args].concat(),
+            &[],
+        )
     }
 
     /// Runs kubectl as the administrator; stdout.
@@ -365,7 +378,44 @@ impl KubeCluster {
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         self.wait_nodes(end, timeout)?;
+        self.route_pod_ranges()?;
         self.wait_dns(end, timeout)
+    }
+
+    /// The control-plane host is no Node (no kubelet, no agent), yet the
+    /// API server dials pods (its service and pod proxy) and so does
+    /// e2e.test: it reaches each Node's pod range through that Node, as
+    /// a host-gw peer would.
+    fn route_pod_ranges(&self) -> Result<()> {
+        for n in &self.nodes {
+            let cidr = self.kubectl(&[
+                "get",
+                "node",
+                n.name(),
+                "-o",
+                "jsonpath={.spec.podCIDR}",
+            ])?;
+            let cidr: ipnet::Ipv4Net = cidr
+                .trim()
+                .parse()
+                .with_context(|| format!("node {}: podCIDR {cidr:?}", n.name()))?;
+            crate::netns::sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.api.host.ns,
+                    "ip",
+                    "route",
+                    "replace",
+                    &cidr.to_string(),
+                    "via",
+                    &n.host.ip.to_string(),
+                ],
+            )
+            .with_context(|| format!("routing {cidr} via node {}", n.name()))?;
+        }
+        Ok(())
     }
 
     /// Waits until CoreDNS's Deployment has all its replicas available.
