@@ -18,4 +18,5 @@ WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
 WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
 WEFT_UPSTREAM_CLUSTER=$(./scripts/upstream.sh cluster)
 export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL WEFT_UPSTREAM_CLUSTER
-exec cargo nextest run --release --workspace --no-fail-fast "$@"
+# weft demo --kubernetes is tested too (kube_cluster_e2e)
+exec cargo nextest run --release --workspace --features weft/kubernetes-demo --no-fail-fast "$@"

@@ -143,3 +143,45 @@ fn pods_reach_each_other_and_services_on_a_real_cluster_in_nftables_mode() {
 fn pods_reach_each_other_and_services_on_a_real_cluster_in_iptables_mode() {
     pods_and_services_work("iptables", "kci");
 }
+
+/// `weft demo --kubernetes` (built with the kubernetes-demo feature, as
+/// scripts/test.sh and scripts/demo.sh build it): the article's nginx
+/// Deployment behind a NodePort Service on a real cluster, then nothing
+/// left behind.
+#[test]
+fn the_kubernetes_demo_serves_nginx_through_weft_and_leaves_nothing() {
+    let out = std::process::Command::new(WEFT)
+        .args(["demo", "--kubernetes", "--hosts", "2"])
+        .output()
+        .expect("demo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "(from outside the nodes) -> Welcome to nginx!",
+        "(on n1) -> Welcome to nginx!",
+        "example-service.default.svc.cluster.local/ -> Welcome to nginx!",
+        "[demo] OK: pods, the NodePort, the cluster IP and the cluster DNS work on weft",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    let prefix = text
+        .split("(lab ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("the demo names its lab");
+    let listed = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(!listed.contains(prefix), "{prefix} left behind: {listed}");
+    let cg = format!("/sys/fs/cgroup/pids/{prefix}-n1");
+    assert!(!Path::new(&cg).exists(), "{cg} left behind");
+}

@@ -165,7 +165,12 @@ fn table(a: &Args, runs: &[Run]) -> String {
     let _ = writeln!(out, "|---|{}", "---|".repeat(runs.len()));
     for spec in ran {
         let cells: Vec<String> = runs.iter().map(|r| cell(r.specs.get(spec))).collect();
-        let _ = writeln!(out, "| {} | {} |", spec.replace('|', "\\|"), cells.join(" | "));
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            spec.replace('|', "\\|"),
+            cells.join(" | ")
+        );
     }
     out
 }

@@ -107,6 +107,22 @@ impl KubeCluster {
         for i in 0..opts.nodes {
             let name = format!("n{}", i + 1);
             let node = KubeNode::create(&mut cluster.lab, &name, 21 + i as u8)?;
+            // a machine has a default route (here to the control-plane
+            // host, which forwards nothing): a node's own connections to
+            // a Service address need a route before weft proxy's DNAT
+            crate::netns::sh(
+                "ip",
+                &[
+                    "-n",
+                    &node.host.ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &cluster.api.host.ip.to_string(),
+                ],
+            )
+            .with_context(|| format!("node {name}: default route"))?;
             cluster.nodes.push(node);
             cluster.start_node(i, opts)?;
         }
@@ -388,13 +404,8 @@ impl KubeCluster {
     /// a host-gw peer would.
     fn route_pod_ranges(&self) -> Result<()> {
         for n in &self.nodes {
-            let cidr = self.kubectl(&[
-                "get",
-                "node",
-                n.name(),
-                "-o",
-                "jsonpath={.spec.podCIDR}",
-            ])?;
+            let cidr =
+                self.kubectl(&["get", "node", n.name(), "-o", "jsonpath={.spec.podCIDR}"])?;
             let cidr: ipnet::Ipv4Net = cidr
                 .trim()
                 .parse()

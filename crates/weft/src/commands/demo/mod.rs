@@ -8,6 +8,8 @@
 //! `weft demo down`.
 
 mod docker;
+#[cfg(feature = "kubernetes-demo")]
+mod kubernetes;
 mod pods;
 mod service;
 
@@ -31,6 +33,13 @@ pub struct DemoArgs {
     /// (needs Debian's docker.io and busybox-static)
     #[arg(long)]
     docker: bool,
+    /// The article's Kubernetes part on a real cluster networked by weft:
+    /// kube-apiserver, controller-manager, scheduler, and per host
+    /// containerd and the kubelet with weft's CNI plugin, agent and proxy,
+    /// CoreDNS; nginx pods behind a NodePort Service
+    /// (`./scripts/demo.sh --kubernetes` builds what it needs)
+    #[arg(long, conflicts_with_all = ["docker", "keep"])]
+    kubernetes: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -64,6 +73,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         Some(DemoCommand::Down) => return down(),
         Some(DemoCommand::Serve { ns, name, port }) => return serve(ns, name, port),
         None => {}
+    }
+    if a.kubernetes {
+        return kubernetes_tour(a.hosts);
     }
     let kept_file = kept_path();
     if a.keep && std::path::Path::new(&kept_file).exists() {
@@ -156,6 +168,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
     finished(started);
     println!("[demo] tearing down");
     Ok(())
+}
+
+#[cfg(feature = "kubernetes-demo")]
+fn kubernetes_tour(hosts: u8) -> Result<()> {
+    kubernetes::tour(hosts)
+}
+
+#[cfg(not(feature = "kubernetes-demo"))]
+fn kubernetes_tour(_hosts: u8) -> Result<()> {
+    bail!("--kubernetes: this weft was built without the Kubernetes demo; run ./scripts/demo.sh --kubernetes")
 }
 
 fn finished(started: Instant) {
