@@ -26,6 +26,9 @@ e2e=$(./scripts/upstream.sh e2e)
 cargo build --release -q -p weft --bin weft
 cargo build --release -q -p weft-lab --features peers --bin weft-cluster --bin conformance-table
 report=${REPORT_DIR:-$PWD/target/conformance}
+# (the cluster's ready file sets NODES to the node list: keep the count apart)
+node_count=${NODES:-2}
+proxy_mode=${PROXY_MODE:-iptables}
 
 # What applies to a kube-proxy + flannel replacement, and what does not:
 #   LoadBalancer       needs a cloud load balancer
@@ -55,8 +58,8 @@ run() {
   local ready
   ready=$(mktemp)
   rm -f "$ready"
-  target/release/weft-cluster --weft target/release/weft --nodes "${NODES:-2}" \
-    --network "$network" --proxy-mode "${PROXY_MODE:-iptables}" --ready-file "$ready" \
+  target/release/weft-cluster --weft target/release/weft --nodes "$node_count" \
+    --network "$network" --proxy-mode "$proxy_mode" --ready-file "$ready" \
     2>"$out/cluster.log" &
   local cluster=$!
   # shellcheck disable=SC2064
@@ -89,8 +92,8 @@ run() {
 for network in ${NETWORKS:-weft upstream}; do
   run "$network"
 done
-table=(target/release/conformance-table --date "$(date -u +%F)" --nodes "${NODES:-2}"
-  --proxy-mode "${PROXY_MODE:-iptables}" --focus "$focus" --skip "$skip")
+table=(target/release/conformance-table --date "$(date -u +%F)" --nodes "$node_count"
+  --proxy-mode "$proxy_mode" --focus "$focus" --skip "$skip")
 for network in ${NETWORKS:-weft upstream}; do
   table+=(--run "$network=$report/$network")
 done

@@ -185,7 +185,12 @@ cluster() {
     rm -rf "$root"
   fi
   # the test images' tags, as the e2e suite names them
-  (cd "$k8s" && cat "$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION") >"$out/agnhost.version"
+  local agnhost_src
+  agnhost_src="$(cd "$k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost"
+  cat "$agnhost_src/VERSION" >"$out/agnhost.version"
+  # porter's test certificate, at / in agnhost's image
+  cp "$agnhost_src/porter/localhost.crt" "$out/agnhost-localhost.crt"
+  cp "$agnhost_src/porter/localhost.key" "$out/agnhost-localhost.key"
   echo "$out"
 }
 

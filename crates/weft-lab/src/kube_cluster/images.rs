@@ -71,6 +71,8 @@ pub fn build(bin: &Path, out: &Path) -> Result<LabImages> {
     a.file("/agnhost", &bin.join("agnhost"), 0o755)
         .symlink("/agnhost-2", "agnhost")
         .file("/coredns", &coredns, 0o755)
+        .file("/localhost.crt", &bin.join("agnhost-localhost.crt"), 0o644)
+        .file("/localhost.key", &bin.join("agnhost-localhost.key"), 0o644)
         .dir("/uploads");
     a.entrypoint = vec!["/agnhost".into()];
     a.cmd = vec!["pause".into()];
