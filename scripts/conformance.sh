@@ -25,6 +25,9 @@ export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_CLUSTER WEFT_UPSTREAM_FLANNEL WEFT
 e2e=$(./scripts/upstream.sh e2e)
 cargo build --release -q -p weft --bin weft
 cargo build --release -q -p weft-lab --features peers --bin weft-cluster --bin conformance-table
+# weft runs as dist/kubernetes's DaemonSets, from its image
+image=$PWD/target/weft-image.tar
+./scripts/image.sh "$image"
 report=${REPORT_DIR:-$PWD/target/conformance}
 # (the cluster's ready file sets NODES to the node list: keep the count apart)
 node_count=${NODES:-2}
@@ -55,11 +58,15 @@ run() {
   local network=$1 out="$report/$1"
   rm -rf "$out"
   mkdir -p "$out"
-  local ready
+  local ready extra=()
+  if [ "$network" = weft ]; then
+    extra=(--weft-image "$image")
+  fi
   ready=$(mktemp)
   rm -f "$ready"
   target/release/weft-cluster --weft target/release/weft --nodes "$node_count" \
     --network "$network" --proxy-mode "$proxy_mode" --ready-file "$ready" \
+    "${extra[@]}" \
     2>"$out/cluster.log" &
   local cluster=$!
   # shellcheck disable=SC2064

@@ -77,6 +77,7 @@ pub struct NftLibrary {
 }
 
 /// The library's ABI version (its symbols are versioned `LIBNFTABLES_1`).
+#[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
 const VERSION: &CStr = c"LIBNFTABLES_1";
 
 impl NftLibrary {
@@ -104,8 +105,15 @@ impl NftLibrary {
         let find = |name: &CStr| {
             // SAFETY: dlvsym(3) with a live handle and NUL-terminated
             // name and version; NULL (missing symbol) is checked.
+            #[cfg(target_env = "gnu")]
             #[allow(unsafe_code)]
             let f = unsafe { libc::dlvsym(handle.as_ptr(), name.as_ptr(), VERSION.as_ptr()) };
+            // musl has no symbol versions (and a static musl binary's
+            // dlopen never succeeds, so this is not reached there)
+            // SAFETY: dlsym(3) with a live handle and a NUL-terminated name.
+            #[cfg(not(target_env = "gnu"))]
+            #[allow(unsafe_code)]
+            let f = unsafe { libc::dlsym(handle.as_ptr(), name.as_ptr()) };
             NonNull::new(f)
         };
         let new = find(c"nft_ctx_new")?;

@@ -167,7 +167,7 @@ impl Image {
             "digest": format!("sha256:{manifest_digest}"),
             "size": manifest.len(),
             "annotations": {
-                "io.containerd.image.name": self.name,
+                "io.containerd.image.name": full_name(&self.name),
                 "org.opencontainers.image.ref.name": tag,
             },
         });
@@ -199,26 +199,32 @@ struct ImageBlobs {
 /// share, such as a common base layer, is stored once); returns its size
 /// in bytes.
 pub fn write_archive(images: &[Image], out: &Path) -> Result<u64> {
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut b = tar::Builder::new(std::io::BufWriter::new(file));
-    append(&mut b, "blobs", &Entry::Dir)?;
-    append(&mut b, "blobs/sha256", &Entry::Dir)?;
-    let mut written = std::collections::BTreeSet::new();
+    // every image's blobs first (a bad image fails before the file exists),
+    // each distinct blob kept once
+    let mut seen = std::collections::BTreeSet::new();
+    let mut blobs = Vec::new();
     let mut index = Vec::new();
     let mut docker = Vec::new();
     for image in images {
         let parts = image.blobs()?;
         for (digest, bytes) in parts.blobs {
-            if written.insert(digest.clone()) {
-                append(
-                    &mut b,
-                    &format!("blobs/sha256/{digest}"),
-                    &Entry::Bytes(bytes, 0o644),
-                )?;
+            if seen.insert(digest.clone()) {
+                blobs.push((digest, bytes));
             }
         }
         index.push(parts.index_entry);
         docker.push(parts.docker_entry);
+    }
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(file));
+    append(&mut b, "blobs", &Entry::Dir)?;
+    append(&mut b, "blobs/sha256", &Entry::Dir)?;
+    for (digest, bytes) in blobs {
+        append(
+            &mut b,
+            &format!("blobs/sha256/{digest}"),
+            &Entry::Bytes(bytes, 0o644),
+        )?;
     }
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -235,6 +241,21 @@ pub fn write_archive(images: &[Image], out: &Path) -> Result<u64> {
     )?;
     b.into_inner()?;
     Ok(std::fs::metadata(out)?.len())
+}
+
+/// The name as containerd's CRI looks it up: `weft:0.1.0` is
+/// `docker.io/library/weft:0.1.0` (docker's normalization).
+fn full_name(name: &str) -> String {
+    let first = name.split('/').next().unwrap_or("");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_domain {
+        name.to_string()
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -2,7 +2,8 @@
 //! kube-controller-manager and kube-scheduler, and on two nodes (each its
 //! own network and mount namespaces) containerd 2.x + runc and the
 //! kubelet, which call weft's CNI plugin for every pod; weft's agent in
-//! Kubernetes mode and weft's proxy instead of kube-proxy. Pods are
+//! Kubernetes mode and weft's proxy instead of kube-proxy, run as
+//! dist/kubernetes's DaemonSets from weft's image (scripts/image.sh). Pods are
 //! scheduled by the scheduler, get addresses from their Node's pod range,
 //! reach each other across nodes and reach a Service as the seed
 //! article's `kubectl expose` makes it, by its address and by its name
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_lab::eventually;
-use weft_lab::kube_cluster::{ClusterOptions, KubeCluster};
+use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
@@ -47,8 +48,13 @@ fn fetch(c: &KubeCluster, from: &str, url: &str) -> Option<String> {
 }
 
 fn pods_and_services_work(mode: &str, tag: &str) {
+    // weft as shipped: dist/kubernetes's DaemonSets from its image
+    let image = std::env::var_os("WEFT_IMAGE").expect(
+        "WEFT_IMAGE: weft's image archive (scripts/test.sh builds it with scripts/image.sh)",
+    );
     let opts = ClusterOptions {
         proxy_mode: mode.into(),
+        network: Network::WeftDaemonSets(image.into()),
         ..ClusterOptions::default()
     };
     let mut c = KubeCluster::start(tag, Path::new(WEFT), &opts).expect("cluster");

@@ -3,9 +3,12 @@
 //! SIGINT or SIGTERM, then torn down by PID.
 //!
 //!   weft-cluster --weft target/release/weft [--nodes 3] [--proxy-mode iptables]
-//!                [--backend vxlan] [--network weft|upstream] [--ready-file FILE]
+//!                [--backend vxlan] [--network weft|upstream] [--weft-image FILE]
+//!                [--ready-file FILE]
 //!
-//! `--network upstream` networks the same cluster with flanneld, flannel's
+//! `--weft-image` (the archive scripts/image.sh writes) runs weft as
+//! dist/kubernetes's DaemonSets from that image instead of as node
+//! processes. `--network upstream` networks the same cluster with flanneld, flannel's
 //! CNI plugin and kube-proxy instead (the conformance run's control).
 //!
 //! Once every node is Ready it prints, and writes to `--ready-file`, the
@@ -32,6 +35,7 @@ fn parse() -> Result<Args> {
         ..ClusterOptions::default()
     };
     let mut ready_file = None;
+    let mut weft_image = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -41,11 +45,24 @@ fn parse() -> Result<Args> {
             "--proxy-mode" => opts.proxy_mode = value()?,
             "--backend" => opts.backend = value()?,
             "--network" => opts.network = Network::parse(&value()?).context("--network")?,
+            "--weft-image" => weft_image = Some(PathBuf::from(value()?)),
             "--ready-file" => ready_file = Some(PathBuf::from(value()?)),
             other => bail!("unknown flag {other} (see the top of weft-cluster.rs)"),
         }
     }
     let weft = weft.context("--weft names the weft binary the nodes run")?;
+    if let Some(image) = weft_image {
+        if opts.network != Network::Weft {
+            bail!("--weft-image: only with --network weft");
+        }
+        if !image.is_file() {
+            bail!(
+                "--weft-image: {} is not a file (scripts/image.sh writes it)",
+                image.display()
+            );
+        }
+        opts.network = Network::WeftDaemonSets(image);
+    }
     if !(1..=9).contains(&opts.nodes) {
         bail!("--nodes: 1 to 9 nodes");
     }
@@ -77,6 +94,16 @@ fn run() -> Result<()> {
     signals
         .thread_block()
         .context("blocking SIGINT and SIGTERM")?;
+    // a signal while the cluster comes up makes the wait give up (and the
+    // cluster is torn down by its drop)
+    let abort = c.abort_flag();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            abort.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(sig);
+        }
+    });
     c.wait_ready(Duration::from_secs(180))?;
     let nodes: Vec<String> = c
         .nodes
@@ -95,7 +122,7 @@ fn run() -> Result<()> {
     if let Some(f) = &args.ready_file {
         std::fs::write(f, &text).with_context(|| format!("writing {}", f.display()))?;
     }
-    let sig = signals.wait().context("waiting for SIGINT or SIGTERM")?;
+    let sig = rx.recv().context("waiting for SIGINT or SIGTERM")?;
     eprintln!("weft-cluster: {sig:?}, stopping the cluster");
     drop(c);
     Ok(())

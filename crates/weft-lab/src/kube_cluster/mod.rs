@@ -17,6 +17,8 @@ pub mod network;
 pub mod node;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -66,7 +68,11 @@ pub struct KubeCluster {
     control: Vec<Proc>,
     pub api: ApiServer,
     pub images: LabImages,
-    network: NetworkPrograms,
+    /// None: the network's DaemonSets start it.
+    network: Option<NetworkPrograms>,
+    /// Set by whoever wants the waits to give up (a signal).
+    abort: Arc<AtomicBool>,
+    daemonset_image: Option<PathBuf>,
     /// The pinned cluster programs (kubelet, containerd, …).
     pub bin: PathBuf,
     pub lab: Lab,
@@ -84,18 +90,21 @@ impl KubeCluster {
         let cp = lab.etcd_host(0)?;
         let api = lab.start_apiserver(&cp)?;
         let images = images::build(&bin, &lab.dir().join("images"))?;
-        let network = NetworkPrograms::find(opts.network, &weft, &api.bin)?;
+        let network = NetworkPrograms::find(&opts.network, &weft, &api.bin)?;
+        let daemonset_image = opts.network.image().map(Path::to_path_buf);
         let mut cluster = KubeCluster {
             nodes: Vec::new(),
             control: Vec::new(),
             api,
             images,
             network,
+            daemonset_image,
+            abort: Arc::default(),
             bin,
             lab,
         };
         cluster.start_control_plane()?;
-        cluster.apply_weft_manifests(&opts.backend)?;
+        cluster.apply_weft_manifests(opts)?;
         cluster
             .api
             .apply(
@@ -180,24 +189,21 @@ impl KubeCluster {
         Ok(())
     }
 
-    /// The manifests' RBAC and ConfigMaps, as an operator applies them
-    /// (net-conf's Network set to the lab's pod network); not their
-    /// DaemonSets: here weft runs on the nodes as their init containers
-    /// would install it.
-    fn apply_weft_manifests(&self, backend: &str) -> Result<()> {
-        for manifest in [FLANNEL_MANIFEST, PROXY_MANIFEST] {
-            let docs: Vec<&str> = manifest
-                .split("\n---\n")
-                .filter(|d| !d.contains("\nkind: DaemonSet"))
-                .collect();
-            let text = docs
-                .join("\n---\n")
-                .replace("10.244.0.0/16", POD_NETWORK)
-                .replace("\"Type\": \"vxlan\"", &format!("\"Type\": \"{backend}\""));
-            self.api
-                .apply(&text)
-                .context("applying dist/kubernetes manifests")?;
-        }
+    /// dist/kubernetes's manifests, as an operator applies them: their
+    /// DaemonSets too when weft runs from its image; else their RBAC and
+    /// ConfigMaps, and weft runs on the nodes as the init containers would
+    /// install it.
+    fn apply_weft_manifests(&self, opts: &ClusterOptions) -> Result<()> {
+        let text = network::weft_manifests(
+            &[FLANNEL_MANIFEST, PROXY_MANIFEST],
+            &opts.backend,
+            &opts.proxy_mode,
+            &self.api.url,
+            self.daemonset_image.is_some(),
+        );
+        self.api
+            .apply(&text)
+            .context("applying dist/kubernetes manifests")?;
         Ok(())
     }
 
@@ -223,18 +229,28 @@ impl KubeCluster {
         self.start_network(i, opts)
     }
 
-    /// What kube-flannel's init containers do: the plugin binary and the
-    /// conflist; plus the reference plugins it chains (a node's packages).
+    /// The reference plugins flannel's chains (a node's packages); unless
+    /// the DaemonSet's init containers do it, also what they do: the
+    /// plugin binary and the conflist.
     fn install_cni(&self, i: usize) -> Result<()> {
         let node = &self.nodes[i];
         let bin_dir = node.path("/opt/cni/bin");
-        std::fs::copy(&self.network.cni_plugin, bin_dir.join("flannel"))
-            .context("installing the CNI plugin")?;
         for p in ["bridge", "host-local", "portmap", "loopback"] {
             std::fs::copy(self.bin.join(p), bin_dir.join(p))
                 .with_context(|| format!("installing CNI plugin {p}"))?;
         }
-        let conflist = self.flannel_config("cni-conf.json")?;
+        let Some(network) = &self.network else {
+            return Ok(());
+        };
+        std::fs::copy(&network.cni_plugin, bin_dir.join("flannel"))
+            .context("installing the CNI plugin")?;
+        let mut conflist = self.flannel_config("cni-conf.json")?;
+        if let Some(v) = network.cni_version {
+            conflist = conflist.replace(
+                "\"cniVersion\": \"1.0.0\"",
+                &format!("\"cniVersion\": \"{v}\""),
+            );
+        }
         std::fs::write(node.path("/etc/cni/net.d/10-flannel.conflist"), conflist)?;
         let net_conf = self.flannel_config("net-conf.json")?;
         std::fs::create_dir_all(node.path("/etc/kube-flannel"))?;
@@ -289,17 +305,23 @@ impl KubeCluster {
         let node = &self.nodes[i];
         let ctr = self.bin.join("ctr").display().to_string();
         let address = format!("--address={}", self.socket(i).display());
-        node.run(
-            &ctr,
-            &[
-                &address,
-                "--namespace=k8s.io",
-                "images",
-                "import",
-                &self.images.archive.display().to_string(),
-            ],
-        )
-        .with_context(|| format!("importing the images ({})", self.images.names.join(", ")))?;
+        let mut archives = vec![(self.images.names.join(", "), &self.images.archive)];
+        if let Some(image) = &self.daemonset_image {
+            archives.push(("weft's image".into(), image));
+        }
+        for (what, file) in archives {
+            node.run(
+                &ctr,
+                &[
+                    &address,
+                    "--namespace=k8s.io",
+                    "images",
+                    "import",
+                    &file.display().to_string(),
+                ],
+            )
+            .with_context(|| format!("importing {what} from {}", file.display()))?;
+        }
         Ok(())
     }
 
@@ -336,6 +358,9 @@ impl KubeCluster {
     /// The network's agent (flannel's kube mode) and proxy on the node,
     /// with the identities and flags of the manifests' DaemonSets.
     fn start_network(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
+        let Some(network) = &self.network else {
+            return Ok(());
+        };
         let agent_kc = self.api.kubeconfig(
             "system:serviceaccount:kube-flannel:flannel",
             &[
@@ -352,7 +377,7 @@ impl KubeCluster {
         )?;
         let node = &mut self.nodes[i];
         let name = node.name().to_string();
-        let agent = &self.network.agent;
+        let agent = &network.agent;
         let args = [
             "--ip-masq".to_string(),
             "--kube-subnet-mgr".into(),
@@ -366,7 +391,7 @@ impl KubeCluster {
             &[&agent.leading_args[..], &args, &agent.extra_args].concat(),
             &[("NODE_NAME".into(), name.clone())],
         )?;
-        let proxy = &self.network.proxy;
+        let proxy = &network.proxy;
         let args = [
             format!("--kubeconfig={}", proxy_kc.display()),
             format!("--hostname-override={name}"),
@@ -383,6 +408,22 @@ impl KubeCluster {
         )
     }
 
+    /// A flag that, once set, makes the waits give up.
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
+    }
+
+    /// Fails when a node's program died or the waits were told to give up.
+    fn check_alive(&mut self) -> Result<()> {
+        if self.abort.load(Ordering::Relaxed) {
+            bail!("stopped while waiting for the cluster");
+        }
+        for n in &mut self.nodes {
+            n.check_running()?;
+        }
+        Ok(())
+    }
+
     /// Runs kubectl as the administrator; stdout.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         self.api.kubectl(args)
@@ -395,7 +436,52 @@ impl KubeCluster {
         let end = Instant::now() + timeout;
         self.wait_nodes(end, timeout)?;
         self.route_pod_ranges()?;
+        if self.daemonset_image.is_some() {
+            for (ns, ds) in [
+                ("kube-flannel", "kube-flannel-ds"),
+                ("kube-system", "weft-proxy"),
+            ] {
+                self.wait_daemonset(ns, ds, end, timeout)?;
+            }
+        }
         self.wait_dns(end, timeout)
+    }
+
+    /// Waits until DaemonSet `ns/name` has a ready pod on every node.
+    fn wait_daemonset(
+        &mut self,
+        ns: &str,
+        name: &str,
+        end: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
+        loop {
+            let out = self
+                .kubectl(&[
+                    "-n",
+                    ns,
+                    "get",
+                    "daemonset",
+                    name,
+                    "-o",
+                    "jsonpath={.status.numberReady}",
+                ])
+                .unwrap_or_default();
+            if out.trim() == self.nodes.len().to_string() {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() > end {
+                let pods = self
+                    .kubectl(&["-n", ns, "get", "pods", "-o", "wide"])
+                    .unwrap_or_default();
+                let logs = self
+                    .kubectl(&["-n", ns, "logs", &format!("daemonset/{name}"), "--tail=10"])
+                    .unwrap_or_default();
+                bail!("DaemonSet {ns}/{name}: {out:?} of {} pods ready after {timeout:?}:\n{pods}\n{logs}", self.nodes.len());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The control-plane host is no Node (no kubelet, no agent), yet the
@@ -449,9 +535,7 @@ impl KubeCluster {
                     return Ok(());
                 }
             }
-            for n in &mut self.nodes {
-                n.check_running()?;
-            }
+            self.check_alive()?;
             if Instant::now() > end {
                 let pods = self
                     .kubectl(&["-n", "kube-system", "get", "pods", "-o", "wide"])
@@ -476,9 +560,7 @@ impl KubeCluster {
             if out.lines().filter(|l| l.trim() == "True").count() == want {
                 return Ok(());
             }
-            for n in &mut self.nodes {
-                n.check_running()?;
-            }
+            self.check_alive()?;
             for p in &mut self.control {
                 if let Some(code) = p.exit_code() {
                     bail!("{} exited with {code}:\n{}", p.name, p.log_tail(20));

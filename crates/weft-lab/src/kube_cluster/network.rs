@@ -2,7 +2,8 @@
 //! Kubernetes mode, `weft proxy`) or, as the conformance run's control,
 //! upstream flannel and kube-proxy (flannel's CNI plugin, flanneld
 //! v0.26.7, kube-proxy v1.36.3). Both run with the same flags and the
-//! same identities, the ones of the DaemonSets in dist/kubernetes.
+//! same identities, the ones of the DaemonSets in dist/kubernetes; weft
+//! can also run as those DaemonSets themselves, from its image.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,15 @@ use anyhow::{bail, Result};
 use crate::upstream::{upstream_flannel_cni, upstream_flanneld};
 
 /// Which programs network the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
+    /// weft's agent and proxy as node processes (as the systemd units run
+    /// them), the CNI plugin installed as the init containers would.
     Weft,
-    /// flanneld + flannel's CNI plugin + kube-proxy.
+    /// dist/kubernetes's DaemonSets as shipped, from weft's image archive
+    /// (`scripts/image.sh`), imported into each node's containerd.
+    WeftDaemonSets(PathBuf),
+    /// flanneld + flannel's CNI plugin + kube-proxy, node processes.
     Upstream,
 }
 
@@ -27,10 +33,19 @@ impl Network {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Network::Weft => "weft",
+            Network::WeftDaemonSets(_) => "weft (DaemonSets)",
             Network::Upstream => "upstream",
+        }
+    }
+
+    /// The image archive the DaemonSets run from, if they do.
+    pub fn image(&self) -> Option<&Path> {
+        match self {
+            Network::WeftDaemonSets(image) => Some(image),
+            _ => None,
         }
     }
 }
@@ -39,6 +54,9 @@ impl Network {
 pub struct NetworkPrograms {
     /// Installed as `/opt/cni/bin/flannel`.
     pub cni_plugin: PathBuf,
+    /// The conflist's cniVersion, when the plugin needs an older one than
+    /// dist/kubernetes's.
+    pub cni_version: Option<&'static str>,
     pub agent: Program,
     pub proxy: Program,
 }
@@ -53,12 +71,19 @@ pub struct Program {
 }
 
 impl NetworkPrograms {
-    /// `weft` is the binary weft's nodes run; `bin` the folder holding
-    /// kube-proxy (the pinned Kubernetes set).
-    pub fn find(network: Network, weft: &Path, kubernetes_bin: &Path) -> Result<NetworkPrograms> {
-        Ok(match network {
+    /// `weft` is the binary weft's nodes run; `kubernetes_bin` the folder
+    /// holding kube-proxy (the pinned Kubernetes set). None: the network's
+    /// DaemonSets start everything.
+    pub fn find(
+        network: &Network,
+        weft: &Path,
+        kubernetes_bin: &Path,
+    ) -> Result<Option<NetworkPrograms>> {
+        Ok(Some(match network {
+            Network::WeftDaemonSets(_) => return Ok(None),
             Network::Weft => NetworkPrograms {
                 cni_plugin: weft.to_path_buf(),
+                cni_version: None,
                 agent: Program {
                     name: "agent",
                     path: weft.to_path_buf(),
@@ -74,6 +99,9 @@ impl NetworkPrograms {
             },
             Network::Upstream => NetworkPrograms {
                 cni_plugin: upstream_flannel_cni()?,
+                // kube-flannel's own conflist says 0.3.1; this plugin
+                // speaks up to 0.4.0
+                cni_version: Some("0.3.1"),
                 agent: Program {
                     name: "flanneld",
                     path: upstream_flanneld()?,
@@ -89,6 +117,65 @@ impl NetworkPrograms {
                     extra_args: vec!["--conntrack-max-per-core=0".into()],
                 },
             },
-        })
+        }))
+    }
+}
+
+/// dist/kubernetes's manifests as the lab applies them: the pod network,
+/// the backend, the proxy mode and the API server's address filled in
+/// where an operator fills them in; without the DaemonSets unless
+/// `daemonsets` (then weft runs as node processes or not at all).
+pub fn weft_manifests(
+    manifests: &[&str],
+    backend: &str,
+    proxy_mode: &str,
+    api_server: &str,
+    daemonsets: bool,
+) -> String {
+    let docs: Vec<&str> = manifests
+        .iter()
+        .flat_map(|m| m.split("\n---\n"))
+        .filter(|d| daemonsets || !d.contains("\nkind: DaemonSet"))
+        .collect();
+    docs.join("\n---\n")
+        .replace("10.244.0.0/16", super::POD_NETWORK)
+        .replace("\"Type\": \"vxlan\"", &format!("\"Type\": \"{backend}\""))
+        .replace(
+            "--proxy-mode=iptables",
+            &format!("--proxy-mode={proxy_mode}"),
+        )
+        .replace("https://API-SERVER-ADDRESS:6443", api_server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLANNEL: &str = include_str!("../../../../dist/kubernetes/weft-flannel.yml");
+    const PROXY: &str = include_str!("../../../../dist/kubernetes/weft-proxy.yml");
+
+    #[test]
+    fn the_lab_fills_in_what_an_operator_fills_in() {
+        let all = weft_manifests(
+            &[FLANNEL, PROXY],
+            "host-gw",
+            "nftables",
+            "https://198.18.0.10:6443",
+            true,
+        );
+        assert!(!all.contains("10.244.0.0/16"));
+        assert!(!all.contains("API-SERVER-ADDRESS"));
+        assert!(all.contains("\"Type\": \"host-gw\""));
+        assert!(all.contains("--proxy-mode=nftables"));
+        assert_eq!(all.matches("\nkind: DaemonSet").count(), 2);
+        let no_ds = weft_manifests(
+            &[FLANNEL, PROXY],
+            "vxlan",
+            "iptables",
+            "https://x:6443",
+            false,
+        );
+        assert_eq!(no_ds.matches("\nkind: DaemonSet").count(), 0);
+        assert!(no_ds.contains("\nkind: ConfigMap"));
     }
 }
