@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (flanneld's job); takes flanneld's flags
+    /// Run the agent (flanneld's job); takes flanneld's flags (`weft agent --help` lists them)
+    #[command(disable_help_flag = true)]
     Agent {
         /// flanneld flags, e.g. -etcd-endpoints=http://10.0.0.1:2379
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

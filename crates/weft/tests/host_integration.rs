@@ -560,8 +560,13 @@ fn install_lays_out_the_host_and_the_units_verify() {
     let dropin =
         std::fs::read_to_string(r.join("etc/systemd/system/docker.service.d/10-weft.conf"))
             .expect("drop-in");
+    assert!(
+        !dropin.lines().any(|l| l.starts_with("Requires=")),
+        "an agent restart must not restart docker"
+    );
     for line in [
-        "Requires=weft-agent.service",
+        "Wants=weft-agent.service",
+        "After=weft-agent.service",
         "EnvironmentFile=-/run/flannel/docker",
         "ExecStart=\n",
         "$DOCKER_NETWORK_OPTIONS",
@@ -641,4 +646,89 @@ fn install_lays_out_the_host_and_the_units_verify() {
             stand_in
         );
     }
+}
+
+/// `weft agent --help` lists flanneld's flags (it is the agent's help, not
+/// the subcommand wrapper's).
+#[test]
+fn agent_help_lists_the_agent_flags() {
+    let out = std::process::Command::new(WEFT)
+        .args(["agent", "--help"])
+        .output()
+        .expect("weft runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for flag in [
+        "--etcd-endpoints",
+        "--kube-subnet-mgr",
+        "--iface",
+        "--ip-masq",
+        "--healthz-port",
+    ] {
+        assert!(text.contains(flag), "no {flag} in:\n{text}");
+    }
+}
+
+/// The CNI plugin in weft's image (what the agent's DaemonSet copies onto
+/// each host) is static: it answers in a root file system with no C
+/// library at all, as on a host whose glibc is older than the build's.
+#[test]
+fn the_image_carries_a_static_cni_plugin_that_runs_without_a_c_library() {
+    let image = std::env::var_os("WEFT_IMAGE").expect(
+        "WEFT_IMAGE: weft's image archive (scripts/test.sh builds it with scripts/image.sh)",
+    );
+    let plugin = file_in_image(Path::new(&image), "usr/lib/weft/flannel")
+        .expect("usr/lib/weft/flannel in weft's image");
+    let root = tempfile::tempdir().expect("tmp");
+    let path = root.path().join("flannel");
+    std::fs::write(&path, plugin).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(std::fs::read_dir(root.path()).expect("ls").count(), 1);
+    let out = Command::new("/usr/sbin/chroot")
+        .arg(root.path())
+        .arg("/flannel")
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .output()
+        .expect("chroot (needs root)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&text).expect("VERSION answers JSON");
+    assert!(v["supportedVersions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "0.3.1")));
+}
+
+/// A file of an image archive (`ctr images import` / `docker load`
+/// format): found in its layers, each an uncompressed tar.
+fn file_in_image(archive: &Path, wanted: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).ok()?);
+    for entry in outer.entries().ok()? {
+        let mut entry = entry.ok()?;
+        let name = entry.path().ok()?.to_string_lossy().into_owned();
+        if !name.starts_with("blobs/sha256/") {
+            continue;
+        }
+        let mut blob = Vec::new();
+        entry.read_to_end(&mut blob).ok()?;
+        let mut layer = tar::Archive::new(blob.as_slice());
+        let Ok(entries) = layer.entries() else {
+            continue;
+        };
+        for inner in entries.flatten() {
+            let mut inner = inner;
+            let path = inner.path().map(|p| p.to_string_lossy().into_owned());
+            if path.is_ok_and(|p| p.trim_start_matches("./") == wanted) {
+                let mut bytes = Vec::new();
+                inner.read_to_end(&mut bytes).ok()?;
+                return Some(bytes);
+            }
+        }
+    }
+    None
 }
