@@ -6,14 +6,14 @@
 # and NODES nodes (kubelet + containerd in namespaces), e2e.test runs from
 # the control plane's namespace, and the cluster is torn down by PID.
 # Then the two JUnit reports become one table, spec by spec, in
-# $REPORT_DIR/table.md (and in docs/conformance.md with DOCS=1).
+# $REPORT_DIR/$SUITE/table.md (and in docs/conformance.md with DOCS=1).
 #
 #   scripts/conformance.sh                  # [sig-network] ... [Conformance]
-#   SUITE=network scripts/conformance.sh    # + the Services, Conntrack, DNS,
-#                                           #   Networking specs (see below)
+#   SUITE=network scripts/conformance.sh    # the other Services, Conntrack,
+#                                           #   DNS, Networking specs (see below)
 #   NETWORKS=weft FOCUS='Services' PROXY_MODE=nftables scripts/conformance.sh
 #
-# JUnit goes to $REPORT_DIR/<network> (default target/conformance). Needs root.
+# JUnit goes to $REPORT_DIR/<suite>/<network> (default target/conformance). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -44,9 +44,11 @@ proxy_mode=${PROXY_MODE:-iptables}
 #   DNS configMap      needs an upstream DNS server outside the cluster
 #   Provider:GCE       runs only on GCE
 #   kube-proxy urls    reads kube-proxy's own /proxyMode page on a node
+#   [Conformance]      the conformance suite, run on its own (SUITE=conformance)
 network_focus='\[sig-network\] (Services|Conntrack|Networking|DNS|HostPort|Proxy|EndpointSlice|Endpoints|EndpointSliceMirroring|API Server|IngressClass|Ingress API|ServiceCIDR)'
-network_skip='LoadBalancer|IPVS|\[Feature:|\[FeatureGate:|\[Disruptive\]|\[Flaky\]|SCTP|DNS configMap|Provider:GCE|should check kube-proxy urls'
-case "${SUITE:-conformance}" in
+network_skip='LoadBalancer|IPVS|\[Feature:|\[FeatureGate:|\[Disruptive\]|\[Flaky\]|SCTP|DNS configMap|Provider:GCE|should check kube-proxy urls|\[Conformance\]'
+suite=${SUITE:-conformance}
+case "$suite" in
   conformance) focus='\[sig-network\].*\[Conformance\]' skip='^$' ;;
   network) focus=$network_focus skip=$network_skip ;;
   *) echo "conformance: SUITE is conformance or network" >&2; exit 2 ;;
@@ -55,7 +57,7 @@ focus=${FOCUS:-$focus}
 skip=${SKIP:-$skip}
 
 run() {
-  local network=$1 out="$report/$1"
+  local network=$1 out="$report/$suite/$1"
   rm -rf "$out"
   mkdir -p "$out"
   local ready extra=()
@@ -102,10 +104,10 @@ done
 table=(target/release/conformance-table --date "$(date -u +%F)" --nodes "$node_count"
   --proxy-mode "$proxy_mode" --focus "$focus" --skip "$skip")
 for network in ${NETWORKS:-weft upstream}; do
-  table+=(--run "$network=$report/$network")
+  table+=(--run "$network=$report/$suite/$network")
 done
-"${table[@]}" >"$report/table.md"
+"${table[@]}" >"$report/$suite/table.md"
 if [ -n "${DOCS:-}" ]; then
-  "${table[@]}" --into docs/conformance.md
+  "${table[@]}" --into docs/conformance.md --section "$suite"
 fi
-cat "$report/table.md"
+cat "$report/$suite/table.md"

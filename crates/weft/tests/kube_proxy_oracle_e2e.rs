@@ -719,6 +719,50 @@ iptables:
     file
 }
 
+/// kube-proxy's metric families in a /metrics text: name (without a
+/// counter's `_total`, which OpenMetrics keeps off the TYPE line) -> type.
+fn metric_types(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(name, _)| name.starts_with("kubeproxy_"))
+        .map(|(name, kind)| {
+            let name = if kind == "counter" {
+                name.trim_end_matches("_total")
+            } else {
+                name
+            };
+            (name.to_string(), kind.trim().to_string())
+        })
+        .collect()
+}
+
+/// Every `kubeproxy_*` family weft claims (same meaning) that the pinned
+/// kube-proxy shows after its first sync is on weft's /metrics, with the
+/// same type.
+fn same_kube_proxy_metrics(kube_host: &Host, weft_host: &Host) {
+    const CLAIMED: &[&str] = &[
+        "kubeproxy_sync_proxy_rules_duration_seconds",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+        "kubeproxy_sync_proxy_rules_service_changes",
+        "kubeproxy_sync_proxy_rules_endpoint_changes",
+        "kubeproxy_sync_proxy_rules_iptables_restore_failures",
+    ];
+    let kube = weft_lab::http_get(&kube_host.ns, 10249, "/metrics").expect("kube-proxy /metrics");
+    let weft = weft_lab::http_get(&weft_host.ns, 10249, "/metrics").expect("weft /metrics");
+    let (kube, weft) = (metric_types(&kube), metric_types(&weft));
+    let shown: Vec<&&str> = CLAIMED.iter().filter(|n| kube.contains_key(**n)).collect();
+    assert!(
+        shown.len() >= 5,
+        "kube-proxy shows few of the claimed families: {kube:?}"
+    );
+    for name in shown {
+        assert_eq!(weft.get(*name), kube.get(*name), "{name}: weft {weft:?}");
+    }
+}
+
 fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
     let config = config_file(lab, api);
     let program = api.bin.join("kube-proxy").display().to_string();
@@ -812,6 +856,8 @@ fn weft_writes_the_rules_kube_proxy_writes() {
         };
         assert_eq!(fields(&w), fields(&k), "{path}: {w}\n{k}");
     }
+
+    same_kube_proxy_metrics(&kube_host, &weft_host);
 
     // Changes, applied by both as partial syncs.
     api.kubectl(&["delete", "service", "plain-0"])

@@ -5,20 +5,17 @@
 //!
 //!   conformance-table --run weft=DIR --run upstream=DIR [--date D]
 //!                     [--nodes N] [--proxy-mode M] [--focus RE] [--skip RE]
-//!                     [--into FILE]
+//!                     [--into FILE] [--section NAME]
 //!
 //! With `--into` the table replaces what lies between the
-//! `<!-- conformance-table:begin -->` and `<!-- conformance-table:end -->`
-//! lines of FILE; otherwise it goes to stdout.
+//! `<!-- NAME-table:begin -->` and `<!-- NAME-table:end -->` lines of FILE
+//! (NAME defaults to `conformance`); otherwise it goes to stdout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-
-const BEGIN: &str = "<!-- conformance-table:begin -->";
-const END: &str = "<!-- conformance-table:end -->";
 
 /// One spec's outcome in one run.
 #[derive(Debug, Clone)]
@@ -43,6 +40,7 @@ struct Args {
     focus: String,
     skip: String,
     into: Option<PathBuf>,
+    section: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -63,11 +61,15 @@ fn parse_args() -> Result<Args> {
             "--focus" => a.focus = value,
             "--skip" => a.skip = value,
             "--into" => a.into = Some(PathBuf::from(value)),
+            "--section" => a.section = value,
             other => bail!("unknown flag {other} (see the top of conformance-table.rs)"),
         }
     }
     if a.runs.is_empty() {
         bail!("--run: at least one NETWORK=FOLDER");
+    }
+    if a.section.is_empty() {
+        a.section = "conformance".into();
     }
     Ok(a)
 }
@@ -175,17 +177,19 @@ fn table(a: &Args, runs: &[Run]) -> String {
     out
 }
 
-/// Replaces the text between the markers in `file` with `table`.
-fn write_into(file: &Path, table: &str) -> Result<()> {
+/// Replaces the text between section's markers in `file` with `table`.
+fn write_into(file: &Path, section: &str, table: &str) -> Result<()> {
+    let begin = format!("<!-- {section}-table:begin -->");
+    let end = format!("<!-- {section}-table:end -->");
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        bail!("{}: no {BEGIN} … {END} lines", file.display());
+    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
+        bail!("{}: no {begin} … {end} lines", file.display());
     };
     if e < b {
-        bail!("{}: {END} comes before {BEGIN}", file.display());
+        bail!("{}: {end} comes before {begin}", file.display());
     }
-    let new = format!("{}{BEGIN}\n{table}{}", &text[..b], &text[e..]);
+    let new = format!("{}{begin}\n{table}{}", &text[..b], &text[e..]);
     std::fs::write(file, new).with_context(|| format!("writing {}", file.display()))
 }
 
@@ -198,7 +202,7 @@ fn run() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let t = table(&a, &runs);
     match &a.into {
-        Some(f) => write_into(f, &t),
+        Some(f) => write_into(f, &a.section, &t),
         None => {
             print!("{t}");
             Ok(())

@@ -361,20 +361,12 @@ impl KubeCluster {
         let Some(network) = &self.network else {
             return Ok(());
         };
-        let agent_kc = self.api.kubeconfig(
-            "system:serviceaccount:kube-flannel:flannel",
-            &[
-                "system:serviceaccounts",
-                "system:serviceaccounts:kube-flannel",
-            ],
-        )?;
-        let proxy_kc = self.api.kubeconfig(
-            "system:serviceaccount:kube-system:weft-proxy",
-            &[
-                "system:serviceaccounts",
-                "system:serviceaccounts:kube-system",
-            ],
-        )?;
+        let agent_kc = self
+            .api
+            .kubeconfig(network.agent.user, network.agent.groups)?;
+        let proxy_kc = self
+            .api
+            .kubeconfig(network.proxy.user, network.proxy.groups)?;
         let node = &mut self.nodes[i];
         let name = node.name().to_string();
         let agent = &network.agent;

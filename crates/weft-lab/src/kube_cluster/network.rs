@@ -68,7 +68,18 @@ pub struct Program {
     pub leading_args: Vec<String>,
     /// Flags only this program takes.
     pub extra_args: Vec<String>,
+    /// The user (and groups) its kubeconfig's client certificate names.
+    pub user: &'static str,
+    pub groups: &'static [&'static str],
 }
+
+/// The agent's identity: the manifests' `kube-flannel/flannel` service
+/// account (kube-flannel's own manifest binds the same rights to it).
+const FLANNEL_SA: &str = "system:serviceaccount:kube-flannel:flannel";
+const FLANNEL_GROUPS: &[&str] = &[
+    "system:serviceaccounts",
+    "system:serviceaccounts:kube-flannel",
+];
 
 impl NetworkPrograms {
     /// `weft` is the binary weft's nodes run; `kubernetes_bin` the folder
@@ -89,12 +100,20 @@ impl NetworkPrograms {
                     path: weft.to_path_buf(),
                     leading_args: vec!["agent".into()],
                     extra_args: Vec::new(),
+                    user: FLANNEL_SA,
+                    groups: FLANNEL_GROUPS,
                 },
                 proxy: Program {
                     name: "proxy",
                     path: weft.to_path_buf(),
                     leading_args: vec!["proxy".into()],
                     extra_args: Vec::new(),
+                    // dist/kubernetes/weft-proxy.yml's service account
+                    user: "system:serviceaccount:kube-system:weft-proxy",
+                    groups: &[
+                        "system:serviceaccounts",
+                        "system:serviceaccounts:kube-system",
+                    ],
                 },
             },
             Network::Upstream => NetworkPrograms {
@@ -107,6 +126,8 @@ impl NetworkPrograms {
                     path: upstream_flanneld()?,
                     leading_args: Vec::new(),
                     extra_args: Vec::new(),
+                    user: FLANNEL_SA,
+                    groups: FLANNEL_GROUPS,
                 },
                 proxy: Program {
                     name: "kube-proxy",
@@ -115,6 +136,9 @@ impl NetworkPrograms {
                     // the conntrack table's size is the machine's, not a
                     // namespace's: leave it alone
                     extra_args: vec!["--conntrack-max-per-core=0".into()],
+                    // the built-in system:node-proxier binding's user
+                    user: "system:kube-proxy",
+                    groups: &[],
                 },
             },
         }))

@@ -1,5 +1,7 @@
-//! The proxy's Prometheus metrics (`weft_proxy_*` on `/metrics`) and its
-//! readiness flag, recorded after each sync.
+//! The proxy's Prometheus metrics (`weft_proxy_*` on `/metrics`, and
+//! kube-proxy's `kubeproxy_*` names where they mean the same, see
+//! [`super::kube_proxy_metrics`]) and its readiness flag, recorded after
+//! each sync.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +12,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::conntrack::ConntrackStats;
-use super::sync::SyncReport;
+use super::kube_proxy_metrics::KubeProxyMetrics;
+use super::sync::{ProxyMode, SyncReport};
 
 /// The proxy's Prometheus metrics (served by `weft proxy`).
 pub struct ProxyStats {
@@ -25,13 +28,17 @@ pub struct ProxyStats {
     pub sync_seconds: Histogram,
     /// Stale connection-tracking entries deleted, and cleanups that failed.
     pub conntrack: ConntrackStats,
+    /// The same facts under kube-proxy's names.
+    pub kube_proxy: KubeProxyMetrics,
     /// Set after the first successful full sync.
     pub ready: Arc<AtomicBool>,
     pub registry: Arc<Mutex<Registry>>,
 }
 
-impl Default for ProxyStats {
-    fn default() -> Self {
+impl ProxyStats {
+    /// The metrics of a proxy in `mode` (kube-proxy's failure counter is
+    /// per mode).
+    pub fn new(mode: ProxyMode) -> Self {
         let s = ProxyStats {
             services: Gauge::default(),
             service_ports: Gauge::default(),
@@ -42,10 +49,13 @@ impl Default for ProxyStats {
             etcd_reconnects: Counter::default(),
             sync_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
             conntrack: ConntrackStats::default(),
+            kube_proxy: KubeProxyMetrics::default(),
             ready: Arc::new(AtomicBool::new(false)),
-            registry: Arc::new(Mutex::new(Registry::with_prefix("weft_proxy"))),
+            registry: Arc::new(Mutex::new(Registry::default())),
         };
-        if let Ok(mut r) = s.registry.lock() {
+        if let Ok(mut root) = s.registry.lock() {
+            s.kube_proxy.register(&mut root, mode);
+            let r = root.sub_registry_with_prefix("weft_proxy");
             r.register("services", "Services known", s.services.clone());
             r.register(
                 "service_ports",
@@ -88,13 +98,17 @@ impl Default for ProxyStats {
                 "Conntrack cleanups that failed (retried after the next sync)",
                 s.conntrack.errors.clone(),
             );
-            weft_firewall::fallback::register(&mut r);
+            weft_firewall::fallback::register(r);
         }
         s
     }
-}
 
-impl ProxyStats {
+    /// A sync the firewall refused.
+    pub(super) fn sync_failed(&self, mode: ProxyMode) {
+        self.sync_errors.inc();
+        self.kube_proxy.sync_failed(mode);
+    }
+
     pub(super) fn record(&self, r: &SyncReport, services: usize) {
         if r.full {
             self.syncs_full.inc();
@@ -104,8 +118,12 @@ impl ProxyStats {
         self.rules_synced.inc_by(r.written as u64);
         self.services.set(services as i64);
         self.service_ports.set(r.ports as i64);
-        self.sync_seconds
-            .observe((r.render + r.apply).as_secs_f64());
+        let seconds = (r.render + r.apply).as_secs_f64();
+        self.sync_seconds.observe(seconds);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.kube_proxy.synced(r.full, seconds, now);
         if r.full {
             self.ready.store(true, Ordering::Relaxed);
         }

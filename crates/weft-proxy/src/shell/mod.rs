@@ -7,6 +7,7 @@
 
 pub mod conntrack;
 pub mod health;
+pub mod kube_proxy_metrics;
 pub mod metrics;
 pub mod nft_apply;
 pub mod options;

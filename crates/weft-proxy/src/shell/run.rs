@@ -21,7 +21,7 @@ use super::start::start;
 use super::sync::{ProxyMode, Syncer};
 use crate::plan::catalog::Catalog;
 use crate::plan::conntrack::Frontends;
-use crate::spec::ServiceName;
+use crate::spec::{Object, ServiceName};
 
 /// The iptables programs of the chosen backend (nftables mode: unused).
 async fn firewall(rules: RulesOptions) -> anyhow::Result<weft_firewall::Iptables> {
@@ -162,17 +162,29 @@ impl Proxy {
                 self.stats.etcd_reconnects.inc();
                 return;
             }
-            Change::Put(obj) => catalog.put(obj),
-            Change::Service(svc) => catalog.put_service(svc),
+            Change::Put(obj) => {
+                match &obj {
+                    Object::Service(_) => self.stats.kube_proxy.service_changed(),
+                    Object::Endpoints(_) => self.stats.kube_proxy.endpoints_changed(),
+                }
+                catalog.put(obj)
+            }
+            Change::Service(svc) => {
+                self.stats.kube_proxy.service_changed();
+                catalog.put_service(svc)
+            }
             Change::Slices(id, slices) => {
+                self.stats.kube_proxy.endpoints_changed();
                 catalog.put_slices(id.clone(), slices);
                 id
             }
             Change::RemoveService(id) => {
+                self.stats.kube_proxy.service_changed();
                 catalog.remove_service(&id);
                 id
             }
             Change::RemoveEndpoints(id) => {
+                self.stats.kube_proxy.endpoints_changed();
                 catalog.remove_endpoints(&id);
                 id
             }
@@ -226,7 +238,7 @@ impl Proxy {
                 false
             }
             Err(e) => {
-                self.stats.sync_errors.inc();
+                self.stats.sync_failed(self.syncer.mode());
                 tracing::error!("partial sync failed (full sync next): {e}");
                 false
             }
@@ -259,7 +271,7 @@ impl Proxy {
                 self.synced();
             }
             Err(e) => {
-                self.stats.sync_errors.inc();
+                self.stats.sync_failed(self.syncer.mode());
                 tracing::error!("full sync failed (retrying in 1s): {e}");
             }
         }

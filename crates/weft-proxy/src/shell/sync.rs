@@ -190,6 +190,11 @@ fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<Po
 }
 
 impl Syncer {
+    /// The mode this syncer writes rules for.
+    pub fn mode(&self) -> ProxyMode {
+        self.mode
+    }
+
     /// `cidr4` / `cidr6`: the pod networks (off-cluster sources to cluster
     /// IPs are masqueraded). `iptables`: the backend iptables mode writes
     /// to (it also decides how large syncs are cut).

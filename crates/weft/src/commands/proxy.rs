@@ -193,7 +193,7 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
         )?,
         conntrack_cleanup: a.conntrack_cleanup,
     };
-    let stats = Arc::new(ProxyStats::default());
+    let stats = Arc::new(ProxyStats::new(mode));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
