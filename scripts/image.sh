@@ -38,14 +38,12 @@ if [ ! -f "$base" ]; then
   fi
 fi
 
-rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
-say "building weft (release) and the static CNI plugin (x86_64-unknown-linux-musl)"
+say "building weft (release) and the static CNI plugin (scripts/static.sh)"
+./scripts/static.sh
 cargo build --release -q --bin weft
-cargo build --release -q --target x86_64-unknown-linux-musl -p weft-cni --bin flannel \
-  --config profile.release.strip=true
 cargo build --release -q -p weft-lab --bin weft-image
 version=$(target/release/weft --version | awk '{print $2}')
 mkdir -p target/image
 strip -o target/image/weft target/release/weft   # the release profile keeps line tables
 target/release/weft-image --name "weft:$version" --base "$base" --weft target/image/weft \
-  --cni target/x86_64-unknown-linux-musl/release/flannel --out "$out"
+  --cni target/static/flannel --out "$out"

@@ -18,9 +18,11 @@ WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
 WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
 WEFT_UPSTREAM_CLUSTER=$(./scripts/upstream.sh cluster)
 export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL WEFT_UPSTREAM_CLUSTER
-# weft's image (the lab cluster runs dist/kubernetes's DaemonSets from it)
+# weft's image (the lab cluster runs dist/kubernetes's DaemonSets from it);
+# it builds the static binaries too (scripts/static.sh)
 WEFT_IMAGE=$PWD/target/weft-image.tar
 ./scripts/image.sh "$WEFT_IMAGE"
-export WEFT_IMAGE
+WEFT_STATIC_DIR=$PWD/target/static
+export WEFT_IMAGE WEFT_STATIC_DIR
 # weft demo --kubernetes is tested too (kube_cluster_e2e)
 exec cargo nextest run --release --workspace --features weft/kubernetes-demo --no-fail-fast "$@"

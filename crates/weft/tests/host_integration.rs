@@ -732,3 +732,26 @@ fn file_in_image(archive: &Path, wanted: &str) -> Option<Vec<u8>> {
     }
     None
 }
+
+/// The lean agent built statically (scripts/static.sh) starts in a root
+/// file system with no C library, as on a host older than the build.
+#[test]
+fn the_static_lean_agent_runs_without_a_c_library() {
+    let dir = std::env::var_os("WEFT_STATIC_DIR")
+        .expect("WEFT_STATIC_DIR: scripts/static.sh's output (scripts/test.sh sets it)");
+    let root = tempfile::tempdir().expect("tmp");
+    let path = root.path().join("flanneld");
+    std::fs::copy(Path::new(&dir).join("flanneld"), &path).expect("copy the static flanneld");
+    let out = Command::new("/usr/sbin/chroot")
+        .arg(root.path())
+        .args(["/flanneld", "--version"])
+        .env_clear()
+        .output()
+        .expect("chroot (needs root)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("flanneld"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
