@@ -103,7 +103,9 @@ impl KubeCluster {
             bin,
             lab,
         };
-        cluster.start_control_plane()?;
+        cluster
+            .start_control_plane()
+            .context("starting the control plane")?;
         cluster.apply_weft_manifests(opts)?;
         cluster
             .api
@@ -115,7 +117,8 @@ impl KubeCluster {
             .context("applying the CoreDNS manifest")?;
         for i in 0..opts.nodes {
             let name = format!("n{}", i + 1);
-            let node = KubeNode::create(&mut cluster.lab, &name, 21 + i as u8)?;
+            let node = KubeNode::create(&mut cluster.lab, &name, 21 + i as u8)
+                .with_context(|| format!("creating node {name}"))?;
             // a machine has a default route (here to the control-plane
             // host, which forwards nothing): a node's own connections to
             // a Service address need a route before weft proxy's DNAT
@@ -133,7 +136,9 @@ impl KubeCluster {
             )
             .with_context(|| format!("node {name}: default route"))?;
             cluster.nodes.push(node);
-            cluster.start_node(i, opts)?;
+            cluster
+                .start_node(i, opts)
+                .with_context(|| format!("starting node {name}"))?;
         }
         Ok(cluster)
     }
@@ -555,7 +560,12 @@ impl KubeCluster {
             self.check_alive()?;
             for p in &mut self.control {
                 if let Some(code) = p.exit_code() {
-                    bail!("{} exited with {code}:\n{}", p.name, p.log_tail(20));
+                    bail!(
+                        "control plane: {} exited with {code} (log {}):\n{}",
+                        p.name,
+                        p.log.display(),
+                        p.log_tail(20)
+                    );
                 }
             }
             if Instant::now() > end {

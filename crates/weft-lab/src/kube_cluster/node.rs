@@ -188,7 +188,13 @@ exec sleep infinity"
     pub fn check_running(&mut self) -> Result<()> {
         for p in &mut self.procs {
             if let Some(code) = p.exit_code() {
-                bail!("{} exited with {code}:\n{}", p.name, p.log_tail(20));
+                bail!(
+                    "node {}: {} exited with {code} (log {}):\n{}",
+                    self.host.name,
+                    p.name,
+                    p.log.display(),
+                    p.log_tail(20)
+                );
             }
         }
         Ok(())
