@@ -421,6 +421,54 @@ impl KubeCluster {
         Ok(())
     }
 
+    /// What deleting the network's DaemonSets does on node `i`: its agent
+    /// and proxy stop (node processes; a DaemonSet-run weft is deleted
+    /// with kubectl). Devices, routes, rules and files stay, as they do.
+    pub fn stop_node_network(&mut self, i: usize) {
+        if let Some(n) = &self.network {
+            let (agent, proxy) = (n.agent.name, n.proxy.name);
+            self.nodes[i].stop_program(agent);
+            self.nodes[i].stop_program(proxy);
+        }
+    }
+
+    /// Starts the network's agent and proxy on node `i` again.
+    pub fn start_node_network(&mut self, i: usize, opts: &ClusterOptions) -> Result<()> {
+        self.start_network(i, opts)
+    }
+
+    /// `ctr -n k8s.io images import FILE` on node `i` (what an operator
+    /// does with weft's image on each node).
+    pub fn import_archive(&self, i: usize, archive: &Path) -> Result<()> {
+        let ctr = self.bin.join("ctr").display().to_string();
+        let address = format!("--address={}", self.socket(i).display());
+        self.nodes[i]
+            .run(
+                &ctr,
+                &[
+                    &address,
+                    "--namespace=k8s.io",
+                    "images",
+                    "import",
+                    &archive.display().to_string(),
+                ],
+            )
+            .with_context(|| format!("importing {}", archive.display()))?;
+        Ok(())
+    }
+
+    /// dist/kubernetes's manifests with their DaemonSets, as an operator
+    /// applies them (the lab's addresses filled in).
+    pub fn weft_manifests(&self, opts: &ClusterOptions) -> String {
+        network::weft_manifests(
+            &[FLANNEL_MANIFEST, PROXY_MANIFEST],
+            &opts.backend,
+            &opts.proxy_mode,
+            &self.api.url,
+            true,
+        )
+    }
+
     /// Runs kubectl as the administrator; stdout.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         self.api.kubectl(args)
@@ -434,14 +482,20 @@ impl KubeCluster {
         self.wait_nodes(end, timeout)?;
         self.route_pod_ranges()?;
         if self.daemonset_image.is_some() {
-            for (ns, ds) in [
-                ("kube-flannel", "kube-flannel-ds"),
-                ("kube-system", "weft-proxy"),
-            ] {
-                self.wait_daemonset(ns, ds, end, timeout)?;
-            }
+            self.wait_weft_daemonsets(end, timeout)?;
         }
         self.wait_dns(end, timeout)
+    }
+
+    /// Waits until weft's two DaemonSets have a ready pod on every node.
+    pub fn wait_weft_daemonsets(&mut self, end: Instant, timeout: Duration) -> Result<()> {
+        for (ns, ds) in [
+            ("kube-flannel", "kube-flannel-ds"),
+            ("kube-system", "weft-proxy"),
+        ] {
+            self.wait_daemonset(ns, ds, end, timeout)?;
+        }
+        Ok(())
     }
 
     /// Waits until DaemonSet `ns/name` has a ready pod on every node.

@@ -166,6 +166,18 @@ exec sleep infinity"
         Ok(())
     }
 
+    /// Stops program `what` started in the node (SIGTERM, then SIGKILL),
+    /// as deleting its DaemonSet would; false if it was not running.
+    pub fn stop_program(&mut self, what: &str) -> bool {
+        let name = format!("{what}@{}", self.host.name);
+        let Some(i) = self.procs.iter().position(|p| p.name == name) else {
+            return false;
+        };
+        let mut p = self.procs.remove(i);
+        p.stop(Duration::from_secs(5));
+        true
+    }
+
     /// The PID of program `what` started in the node.
     pub fn pid(&self, what: &str) -> Option<u32> {
         let name = format!("{what}@{}", self.host.name);
