@@ -138,10 +138,20 @@ pub fn open_tun(name: &str, mtu: u32) -> io::Result<SyncDevice> {
             .offload(offload)
             .build_sync()
     };
-    build(true).or_else(|e| {
-        tracing::warn!("TUN offload unavailable ({e}); using plain packet I/O");
-        build(false)
-    })
+    build(true)
+        .or_else(|e| {
+            tracing::warn!("TUN offload unavailable ({e}); using plain packet I/O");
+            build(false)
+        })
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}: the udp and userspace wireguard backends need /dev/net/tun \
+                     (in a container: run it privileged, as the manifest's comment says)"
+                ),
+            )
+        })
 }
 
 const SOCKET_BUFFER: usize = 8 << 20;
