@@ -165,8 +165,8 @@ pub fn weft_manifests(
         .replace("10.244.0.0/16", super::POD_NETWORK)
         .replace("\"Type\": \"vxlan\"", &format!("\"Type\": \"{backend}\""))
         .replace(
-            "--proxy-mode=iptables",
-            &format!("--proxy-mode={proxy_mode}"),
+            "\n    mode: iptables\n",
+            &format!("\n    mode: {proxy_mode}\n"),
         )
         .replace("https://API-SERVER-ADDRESS:6443", api_server)
 }
@@ -190,7 +190,7 @@ mod tests {
         assert!(!all.contains("10.244.0.0/16"));
         assert!(!all.contains("API-SERVER-ADDRESS"));
         assert!(all.contains("\"Type\": \"host-gw\""));
-        assert!(all.contains("--proxy-mode=nftables"));
+        assert!(all.contains("\n    mode: nftables\n"));
         assert_eq!(all.matches("\nkind: DaemonSet").count(), 2);
         let no_ds = weft_manifests(
             &[FLANNEL, PROXY],
