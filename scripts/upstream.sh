@@ -161,15 +161,16 @@ cluster() {
     mv "$out/pause.partial" "$out/pause"
   fi
   # The test images' shared root: agnhost's image is Alpine with curl,
-  # nc, ip, dig and bash and an image-defined user and group (uid 1000,
+  # nc, ip, dig, iperf and bash and an image-defined user and group (uid 1000,
   # gid 50000); glibc-dns-testing is Debian with dig; nginx is nginx.
   # Here one Debian root (debootstrap from Debian's packages) holds them all.
-  if [ ! -f "$out/debian-base.tar" ]; then
+  # (Alpine's busybox also gives agnhost wget and ping, which specs run)
+  local packages=curl,wget,netcat-openbsd,iproute2,iputils-ping,dnsutils,bash,procps,iperf,nginx-light
+  if [ ! -f "$out/debian-base.tar" ] || [ "$(cat "$out/debian-base.packages" 2>/dev/null)" != "$packages" ]; then
     local root
     root=$(mktemp -d)
     say "building the test images' root file system (debootstrap, about a minute)"
-    debootstrap --variant=minbase \
-      --include=curl,netcat-openbsd,iproute2,dnsutils,bash,procps,nginx-light \
+    debootstrap --variant=minbase --include="$packages" \
       bookworm "$root/r" http://deb.debian.org/debian >"$root/log" 2>&1 \
       || { tail -5 "$root/log" >&2; rm -rf "$root"; exit 1; }
     chroot "$root/r" sh -e -c 'groupadd -g 50000 group-defined-in-image
@@ -182,6 +183,7 @@ cluster() {
     tar -C "$root/r" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
       -cf "$out/debian-base.tar.partial" .
     mv "$out/debian-base.tar.partial" "$out/debian-base.tar"
+    echo "$packages" >"$out/debian-base.packages"
     rm -rf "$root"
   fi
   # the test images' tags, as the e2e suite names them
