@@ -59,6 +59,9 @@ fn pods_and_services_work(mode: &str, tag: &str) {
     };
     let mut c = KubeCluster::start(tag, Path::new(WEFT), &opts).expect("cluster");
     c.wait_ready(Duration::from_secs(120)).expect("nodes ready");
+    // each node is a machine of its own name (host-network pods see it)
+    let hostname = c.nodes[0].run("hostname", &[]).expect("hostname");
+    assert_eq!(hostname.trim(), "n1");
     let image = c.images.agnhost.clone();
     c.api.apply(&netexec_pod("a", "n1", &image)).expect("pod a");
     c.api.apply(&netexec_pod("b", "n2", &image)).expect("pod b");

@@ -1,8 +1,9 @@
 //! One Kubernetes node of the lab: a host namespace (its network) plus a
-//! mount namespace of its own, held by a small process, in which the
-//! node's kubelet, containerd, shims and weft run. Inside it `/run` is a
-//! fresh tmpfs and `/etc`, `/opt` and `/var/lib` are overlays whose upper
-//! layers live in the lab directory, so each node has its own
+//! mount namespace and a UTS namespace (hostname = node name) of its own,
+//! held by a small process, in which the node's kubelet, containerd,
+//! shims and weft run. Inside it `/run` is a fresh tmpfs and `/etc`,
+//! `/opt` and `/var/lib` are overlays whose upper layers live in the lab
+//! directory, so each node has its own
 //! `/run/flannel`, `/etc/cni/net.d`, `/opt/cni/bin`, `/var/lib/cni` and
 //! runtime sockets, as a real machine has, and nothing lands on this one.
 //! The node's cgroup parent is `/<lab prefix>-<node>` in every cgroup v1
@@ -64,8 +65,10 @@ impl KubeNode {
 
     fn hold_mount_namespace(&mut self) -> Result<()> {
         let d = self.dir.display();
+        let name = &self.host.name;
         let script = format!(
             "set -e
+hostname {name}
 mount -t tmpfs -o mode=755 weft-node /run
 mkdir -p /run/flannel /run/netns /run/lock
 mount -t overlay weft-node -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc
@@ -77,7 +80,15 @@ exec sleep infinity"
         );
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/run/netns/{}", self.host.ns))
-            .args(["--", "unshare", "--mount", "--propagation", "slave", "--"])
+            .args([
+                "--",
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "slave",
+                "--",
+            ])
             .args(["sh", "-c", &script]);
         let holder = Proc::spawn_command(
             &format!("node {}", self.host.name),
@@ -120,12 +131,13 @@ exec sleep infinity"
         PathBuf::from(format!("/proc/{}/root{path}", self.holder_pid()))
     }
 
-    /// A command that runs `program args…` inside the node (its network
-    /// and mount namespaces).
+    /// A command that runs `program args…` inside the node (its network,
+    /// mount and UTS namespaces: a host-network pod's hostname is the
+    /// node's name, as on a machine).
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--target={}", self.holder_pid()))
-            .args(["--mount", "--net", "--", program])
+            .args(["--mount", "--uts", "--net", "--", program])
             .args(args);
         cmd
     }
