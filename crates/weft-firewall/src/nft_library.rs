@@ -205,40 +205,6 @@ impl NftLibrary {
     }
 }
 
-impl NftLibrary {
-    /// Runs `text` (e.g. a `list chain …` command) and returns what nft
-    /// prints; on failure nft's message.
-    pub fn query(&mut self, text: &str) -> Result<String, FirewallError> {
-        let failed = |stderr: String| FirewallError::Failed {
-            cmd: format!("nft {text} (libnftables)"),
-            stderr,
-        };
-        let buf = CString::new(text).map_err(|_| failed("a NUL byte".into()))?;
-        // SAFETY: as in `apply`: a live context used by this thread alone,
-        // a NUL-terminated input that outlives the call, and both buffers
-        // read before the next call into the context.
-        #[allow(unsafe_code)]
-        let (rc, output, error) = unsafe {
-            let rc = (self.f.run)(self.ctx.as_ptr(), buf.as_ptr());
-            let read = |p: *const std::ffi::c_char| {
-                if p.is_null() {
-                    String::new()
-                } else {
-                    CStr::from_ptr(p).to_string_lossy().into_owned()
-                }
-            };
-            let output = read((self.f.output)(self.ctx.as_ptr()));
-            let error = read((self.f.error)(self.ctx.as_ptr()));
-            (rc, output, error)
-        };
-        if rc == 0 {
-            Ok(output)
-        } else {
-            Err(failed(error.trim().to_string()))
-        }
-    }
-}
-
 impl Drop for NftLibrary {
     fn drop(&mut self) {
         // SAFETY: the context was made by this library's nft_ctx_new and is

@@ -48,19 +48,6 @@ impl NftApplier {
     }
 }
 
-impl NftApplier {
-    /// Runs one read-only command (`list chain …`): nft's output.
-    pub fn query(&mut self, command: &str) -> Result<String, FirewallError> {
-        match &mut self.library {
-            Some(lib) => lib.query(command),
-            None => {
-                let args: Vec<&str> = command.split_whitespace().collect();
-                run("nft", &args, None)
-            }
-        }
-    }
-}
-
 /// Applies `text` with one `nft -f` process.
 fn nft_process(text: &str) -> Result<(usize, Duration), FirewallError> {
     let t = Instant::now();
