@@ -13,39 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_lab::eventually;
-use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
+use weft_lab::kube_cluster::{workloads, ClusterOptions, KubeCluster, Network};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
-
-fn netexec_pod(name: &str, node: &str, image: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\n\
-         spec:\n  nodeSelector:\n    kubernetes.io/hostname: {node}\n  containers:\n  - name: netexec\n    \
-         image: {image}\n    imagePullPolicy: Never\n    args: [\"netexec\", \"--http-port=8080\"]\n    \
-         ports:\n    - containerPort: 8080\n"
-    )
-}
-
-fn pod_ip(c: &KubeCluster, name: &str) -> Option<String> {
-    let ip = c
-        .kubectl(&["get", "pod", name, "-o", "jsonpath={.status.podIP}"])
-        .ok()?;
-    let phase = c
-        .kubectl(&["get", "pod", name, "-o", "jsonpath={.status.phase}"])
-        .ok()?;
-    (phase == "Running" && !ip.is_empty()).then_some(ip)
-}
-
-/// `curl` from inside pod `from` (through the API server and kubelet).
-fn fetch(c: &KubeCluster, from: &str, url: &str) -> Option<String> {
-    match c.kubectl(&["exec", from, "--", "curl", "-s", "-m", "3", url]) {
-        Ok(s) => Some(s.trim().to_string()),
-        Err(e) => {
-            eprintln!("{from} -> {url}: {e:#}");
-            None
-        }
-    }
-}
 
 fn pods_and_services_work(mode: &str, tag: &str) {
     // weft as shipped: dist/kubernetes's DaemonSets from its image
@@ -63,13 +33,17 @@ fn pods_and_services_work(mode: &str, tag: &str) {
     let hostname = c.nodes[0].run("hostname", &[]).expect("hostname");
     assert_eq!(hostname.trim(), "n1");
     let image = c.images.agnhost.clone();
-    c.api.apply(&netexec_pod("a", "n1", &image)).expect("pod a");
-    c.api.apply(&netexec_pod("b", "n2", &image)).expect("pod b");
+    c.api
+        .apply(&workloads::netexec_pod("a", "n1", &image))
+        .expect("pod a");
+    c.api
+        .apply(&workloads::netexec_pod("b", "n2", &image))
+        .expect("pod b");
     let a = eventually(Duration::from_secs(120), "pod a running", || {
-        pod_ip(&c, "a")
+        c.running_pod_ip("a")
     });
     let b = eventually(Duration::from_secs(120), "pod b running", || {
-        pod_ip(&c, "b")
+        c.running_pod_ip("b")
     });
     // each pod's address is in its Node's pod range
     for (pod, node, ip) in [("a", "n1", &a), ("b", "n2", &b)] {
@@ -84,43 +58,25 @@ fn pods_and_services_work(mode: &str, tag: &str) {
     }
     // pod to pod across nodes (vxlan), by address
     let got = eventually(Duration::from_secs(30), "a reaches b", || {
-        fetch(&c, "a", &format!("http://{b}:8080/hostname"))
+        c.fetch_from("a", &format!("http://{b}:8080/hostname"))
     });
     assert_eq!(got, "b");
     // a Deployment behind a Service as `kubectl expose` makes it, through
     // weft proxy: by address, then by name through CoreDNS
-    c.kubectl(&[
-        "create",
-        "deployment",
-        "web",
-        &format!("--image={image}"),
-        "--replicas=2",
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-    ])
-    .expect("create deployment");
-    c.kubectl(&[
-        "expose",
-        "deployment",
-        "web",
-        "--port=80",
-        "--target-port=8080",
-    ])
-    .expect("expose");
+    c.netexec_service("web", &image, 2)
+        .expect("a Deployment behind a Service");
     let vip = c
         .kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
         .expect("cluster ip");
     let is_web = |s: Option<String>| s.filter(|s| s.starts_with("web-"));
     eventually(Duration::from_secs(60), "a reaches the Service", || {
-        is_web(fetch(&c, "a", &format!("http://{vip}/hostname")))
+        is_web(c.fetch_from("a", &format!("http://{vip}/hostname")))
     });
     for name in ["web", "web.default.svc.cluster.local"] {
         eventually(
             Duration::from_secs(30),
             "a reaches the Service by name",
-            || is_web(fetch(&c, "a", &format!("http://{name}/hostname"))),
+            || is_web(c.fetch_from("a", &format!("http://{name}/hostname"))),
         );
     }
 

@@ -12,36 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_lab::eventually;
-use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
-
-fn netexec_pod(name: &str, node: &str, image: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n\
-         spec:\n  nodeSelector:\n    kubernetes.io/hostname: {node}\n  containers:\n  - name: netexec\n    \
-         image: {image}\n    imagePullPolicy: Never\n    args: [\"netexec\", \"--http-port=8080\"]\n"
-    )
-}
-
-fn pod_ip(c: &KubeCluster, name: &str) -> Option<String> {
-    let out = c
-        .kubectl(&[
-            "get",
-            "pod",
-            name,
-            "-o",
-            "jsonpath={.status.phase} {.status.podIP}",
-        ])
-        .ok()?;
-    let (phase, ip) = out.split_once(' ')?;
-    (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
-}
-
-fn fetch(c: &KubeCluster, from: &str, url: &str) -> Option<String> {
-    c.kubectl(&["exec", from, "--", "curl", "-s", "-m", "3", url])
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
+use weft_lab::kube_cluster::{workloads, ClusterOptions, KubeCluster, Network};
 
 /// The Node annotations flannel keeps its lease in.
 fn leases(c: &KubeCluster) -> String {
@@ -61,21 +32,24 @@ fn everything_works(c: &mut KubeCluster, b: &str, fresh: &str, image: &str, when
     let got = eventually(
         Duration::from_secs(60),
         &format!("{when}: a reaches b"),
-        || fetch(c, "a", &format!("http://{b}:8080/hostname")),
+        || c.fetch_from("a", &format!("http://{b}:8080/hostname")),
     );
     assert_eq!(got, "b", "{when}");
     eventually(
         Duration::from_secs(60),
         &format!("{when}: a reaches the Service by name"),
-        || fetch(c, "a", "http://web/hostname").filter(|s| s.starts_with("web-")),
+        || {
+            c.fetch_from("a", "http://web/hostname")
+                .filter(|s| s.starts_with("web-"))
+        },
     );
     c.api
-        .apply(&netexec_pod(fresh, "n2", image))
+        .apply(&workloads::netexec_pod(fresh, "n2", image))
         .expect("new pod");
     let ip = eventually(
         Duration::from_secs(90),
         &format!("{when}: {fresh} running"),
-        || pod_ip(c, fresh),
+        || c.running_pod_ip(fresh),
     );
     let cidr = c
         .kubectl(&["get", "node", "n2", "-o", "jsonpath={.spec.podCIDR}"])
@@ -88,7 +62,7 @@ fn everything_works(c: &mut KubeCluster, b: &str, fresh: &str, image: &str, when
     let got = eventually(
         Duration::from_secs(30),
         &format!("{when}: a reaches {fresh}"),
-        || fetch(c, "a", &format!("http://{ip}:8080/hostname")),
+        || c.fetch_from("a", &format!("http://{ip}:8080/hostname")),
     );
     assert_eq!(got, fresh, "{when}");
 }
@@ -106,30 +80,20 @@ fn a_live_cluster_swaps_from_flannel_and_kube_proxy_to_weft_and_back() {
         KubeCluster::start("ksw", Path::new(env!("CARGO_BIN_EXE_weft")), &opts).expect("cluster");
     c.wait_ready(Duration::from_secs(180)).expect("ready");
     let image = c.images.agnhost.clone();
-    c.api.apply(&netexec_pod("a", "n1", &image)).expect("a");
-    c.api.apply(&netexec_pod("b", "n2", &image)).expect("b");
-    c.kubectl(&[
-        "create",
-        "deployment",
-        "web",
-        &format!("--image={image}"),
-        "--replicas=2",
-        "--",
-        "/agnhost",
-        "netexec",
-        "--http-port=8080",
-    ])
-    .expect("deployment");
-    c.kubectl(&[
-        "expose",
-        "deployment",
-        "web",
-        "--port=80",
-        "--target-port=8080",
-    ])
-    .expect("expose");
-    eventually(Duration::from_secs(90), "a running", || pod_ip(&c, "a"));
-    let b = eventually(Duration::from_secs(90), "b running", || pod_ip(&c, "b"));
+    c.api
+        .apply(&workloads::netexec_pod("a", "n1", &image))
+        .expect("a");
+    c.api
+        .apply(&workloads::netexec_pod("b", "n2", &image))
+        .expect("b");
+    c.netexec_service("web", &image, 2)
+        .expect("a Deployment behind a Service");
+    eventually(Duration::from_secs(90), "a running", || {
+        c.running_pod_ip("a")
+    });
+    let b = eventually(Duration::from_secs(90), "b running", || {
+        c.running_pod_ip("b")
+    });
     everything_works(&mut c, &b, "c1", &image, "on flannel + kube-proxy");
     let before = leases(&c);
 
@@ -148,7 +112,7 @@ fn a_live_cluster_swaps_from_flannel_and_kube_proxy_to_weft_and_back() {
     .expect("weft's DaemonSets ready");
     everything_works(&mut c, &b, "c2", &image, "after the swap to weft");
     assert_eq!(leases(&c), before, "the Nodes' leases changed in the swap");
-    assert_eq!(pod_ip(&c, "b").as_deref(), Some(b.as_str()));
+    assert_eq!(c.running_pod_ip("b").as_deref(), Some(b.as_str()));
 
     // the rollback: weft's DaemonSets deleted, flanneld and kube-proxy back
     c.kubectl(&[

@@ -15,6 +15,7 @@ pub mod config;
 pub mod images;
 pub mod network;
 pub mod node;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -307,25 +308,10 @@ impl KubeCluster {
     }
 
     fn import_images(&self, i: usize) -> Result<()> {
-        let node = &self.nodes[i];
-        let ctr = self.bin.join("ctr").display().to_string();
-        let address = format!("--address={}", self.socket(i).display());
-        let mut archives = vec![(self.images.names.join(", "), &self.images.archive)];
+        self.import_archive(i, &self.images.archive)
+            .with_context(|| format!("the lab's images ({})", self.images.names.join(", ")))?;
         if let Some(image) = &self.daemonset_image {
-            archives.push(("weft's image".into(), image));
-        }
-        for (what, file) in archives {
-            node.run(
-                &ctr,
-                &[
-                    &address,
-                    "--namespace=k8s.io",
-                    "images",
-                    "import",
-                    &file.display().to_string(),
-                ],
-            )
-            .with_context(|| format!("importing {what} from {}", file.display()))?;
+            self.import_archive(i, image).context("weft's image")?;
         }
         Ok(())
     }
