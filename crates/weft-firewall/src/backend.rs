@@ -140,6 +140,12 @@ impl Iptables {
         format!("{family}tables{}-{what}", self.suffix)
     }
 
+    /// `iptables` / `ip6tables` of this backend.
+    pub fn command(&self, v6: bool) -> String {
+        let family = if v6 { "ip6" } else { "ip" };
+        format!("{family}tables{}", self.suffix)
+    }
+
     pub fn save(&self, v6: bool) -> String {
         self.program(v6, "save")
     }

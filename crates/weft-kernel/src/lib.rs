@@ -17,6 +17,7 @@ mod messages;
 mod netlink;
 mod nexthop;
 mod nfacct;
+mod nft_chain;
 mod wireguard;
 
 pub use conntrack::{
@@ -34,4 +35,5 @@ pub use link::{
 pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};
+pub use nft_chain::{chain_jumps, parse_rule_jumps, NFPROTO_IPV4, NFPROTO_IPV6};
 pub use wireguard::{KernelDevice, KernelPeer, KernelPeerState, WireguardGenl};

@@ -26,7 +26,7 @@ const NODE: &str = "node-a";
 const CLUSTER_CIDR: &str = "172.30.0.0/16";
 
 /// Chains only kube-proxy makes, on purpose: its iptables monitor's canary
-/// (weft notices lost rules by its periodic resync instead).
+/// (weft checks its own entry points instead: `weft_proxy::shell::canary`).
 const IGNORED_CHAINS: [&str; 1] = ["KUBE-PROXY-CANARY"];
 
 /// Chains whose rule order kube-proxy leaves to Go's map iteration.

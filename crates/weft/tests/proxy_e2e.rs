@@ -342,6 +342,34 @@ fn scenario(mode: &str, legacy: bool) {
         );
     }
 
+    // Rules removed from outside (a firewall reload, a flush) are put
+    // back within about a second, not at the next periodic full sync.
+    let flush: Vec<Vec<&str>> = match (mode, legacy) {
+        ("nftables", _) => vec![vec!["nft", "flush", "ruleset"]],
+        (_, true) => vec![
+            vec!["iptables-legacy", "-t", "nat", "-F"],
+            vec!["iptables-legacy", "-F"],
+        ],
+        _ => vec![vec!["iptables", "-t", "nat", "-F"], vec!["iptables", "-F"]],
+    };
+    let before = metric(&scrape(&hosts[2]), "weft_proxy_rules_restored_total");
+    let flushed = std::time::Instant::now();
+    for cmd in &flush {
+        let mut args = vec!["netns", "exec", &hosts[2].ns];
+        args.extend(cmd);
+        sh("ip", &args).expect("flush");
+    }
+    eventually(Duration::from_secs(10), "the service after a flush", || {
+        tcp_ask(&client.ns, vip, Duration::from_millis(300)).ok()
+    });
+    let took = flushed.elapsed();
+    eprintln!(
+        "{mode}{}: rules restored {took:?} after a flush",
+        if legacy { " (legacy)" } else { "" }
+    );
+    assert!(took < Duration::from_secs(3), "restored after {took:?}");
+    assert!(metric(&scrape(&hosts[2]), "weft_proxy_rules_restored_total") > before);
+
     // --cleanup removes every rule.
     let out = sh(
         "ip",

@@ -25,6 +25,8 @@ pub struct ProxyStats {
     pub rules_synced: Counter,
     pub sync_errors: Counter,
     pub etcd_reconnects: Counter,
+    /// Full syncs after the rules were found removed from outside.
+    pub rules_restored: Counter,
     pub sync_seconds: Histogram,
     /// Stale connection-tracking entries deleted, and cleanups that failed.
     pub conntrack: ConntrackStats,
@@ -47,6 +49,7 @@ impl ProxyStats {
             rules_synced: Counter::default(),
             sync_errors: Counter::default(),
             etcd_reconnects: Counter::default(),
+            rules_restored: Counter::default(),
             sync_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
             conntrack: ConntrackStats::default(),
             kube_proxy: KubeProxyMetrics::default(),
@@ -82,6 +85,11 @@ impl ProxyStats {
                 "etcd_reconnects",
                 "Re-lists after etcd errors",
                 s.etcd_reconnects.clone(),
+            );
+            r.register(
+                "rules_restored",
+                "Full syncs after the rules were found removed from outside (checked each second)",
+                s.rules_restored.clone(),
             );
             r.register(
                 "sync_duration_seconds",

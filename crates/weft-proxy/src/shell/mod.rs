@@ -5,6 +5,7 @@
 //! ([`nft_apply`] sends nft text); kube-proxy's [`health`] endpoints and
 //! the [`metrics`] report how it goes.
 
+pub mod canary;
 pub mod conntrack;
 pub mod health;
 pub mod kube_proxy_metrics;

@@ -95,7 +95,13 @@ struct Schedule {
     /// Services changed since the last sync, and when they are synced.
     dirty: BTreeSet<ServiceName>,
     flush_at: Option<Instant>,
+    /// When the rules are next checked for removal from outside.
+    canary_at: Instant,
 }
+
+/// How often the rules are checked for removal from outside (see
+/// [`super::canary`]).
+const CANARY_PERIOD: Duration = Duration::from_millis(250);
 
 impl Schedule {
     fn full_done(&mut self) {
@@ -126,11 +132,12 @@ impl Proxy {
             next_full: Instant::now() + timing.period,
             dirty: BTreeSet::new(),
             flush_at: None,
+            canary_at: Instant::now() + CANARY_PERIOD,
         };
         loop {
             let retry = (s.listed && self.syncer.needs_full)
                 .then(|| Instant::now() + Duration::from_secs(1));
-            let wake = [Some(s.next_full), s.flush_at, retry]
+            let wake = [Some(s.next_full), s.flush_at, retry, Some(s.canary_at)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -195,6 +202,15 @@ impl Proxy {
     /// A timer fired: a retry, the periodic full sync, or the changed
     /// services' partial sync.
     fn wake(&mut self, s: &mut Schedule) {
+        if s.listed && !self.syncer.needs_full && Instant::now() >= s.canary_at {
+            s.canary_at = Instant::now() + CANARY_PERIOD;
+            if self.rules_removed() {
+                self.stats.rules_restored.inc();
+                self.full_sync();
+                s.full_done();
+                return;
+            }
+        }
         if !s.listed {
             s.next_full = Instant::now() + s.timing.period;
         } else if self.syncer.needs_full || Instant::now() >= s.next_full {
@@ -206,6 +222,24 @@ impl Proxy {
             if self.partial_sync(&services) {
                 self.full_sync();
                 s.full_done();
+            }
+        }
+    }
+
+    /// Whether something outside removed the rules (said at warn; a check
+    /// that cannot run is logged and taken as "in place").
+    fn rules_removed(&mut self) -> bool {
+        match self.syncer.rules_intact() {
+            Ok(true) => false,
+            Ok(false) => {
+                tracing::warn!(
+                    "the proxy's rules were removed from outside (a firewall reload or flush?): restoring them"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!("checking the rules: {e}");
+                false
             }
         }
     }

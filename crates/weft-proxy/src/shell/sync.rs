@@ -18,6 +18,7 @@ use weft_firewall::apply::{native_writer, restore_noflush, run};
 use weft_firewall::xtables;
 use weft_firewall::{FirewallError, Iptables};
 
+use super::canary::{self, LegacySeen};
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::policy::NodePolicy;
 use crate::plan::{PortKey, PortPlan};
@@ -179,6 +180,8 @@ pub struct Syncer {
     pub keep_rules: bool,
     /// nft mode: how transactions reach the kernel.
     nft: NftApplier,
+    /// The legacy tables' state when the canary last found them intact.
+    canary_seen: [LegacySeen; 2],
 }
 
 fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
@@ -235,7 +238,28 @@ impl Syncer {
                 && std::path::Path::new("/proc/net/if_inet6").exists(),
             keep_rules: false,
             nft: NftApplier::new(mode == ProxyMode::Nftables),
+            canary_seen: [None, None],
         }
+    }
+
+    /// Whether the rules of every family written so far are still in the
+    /// kernel (see [`super::canary`]); false means someone removed them.
+    pub fn rules_intact(&mut self) -> Result<bool, FirewallError> {
+        for (i, family) in self.families.iter().enumerate() {
+            if !family.active {
+                continue;
+            }
+            let intact = match self.mode {
+                ProxyMode::Iptables => {
+                    canary::iptables_intact(&self.iptables, family.v6(), &mut self.canary_seen[i])?
+                }
+                ProxyMode::Nftables => canary::nft_intact(family.v6())?,
+            };
+            if !intact {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Service ports currently programmed.
