@@ -267,7 +267,10 @@ mod tests {
             assert_eq!(parse_rule_jumps(buf, &mut out), Ok(true));
             out
         };
-        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/nft_rule_dump/");
+        let corpus = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/nft_rule_dump/"
+        );
         let file = |name: &str| std::fs::read(format!("{corpus}{name}")).expect("corpus file");
         assert_eq!(read(&file("iptables_nft_prerouting")), ["KUBE-SERVICES"]);
         assert_eq!(read(&file("nftables_nat_prerouting")), ["services"]);

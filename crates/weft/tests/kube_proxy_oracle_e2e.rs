@@ -763,6 +763,27 @@ fn same_kube_proxy_metrics(kube_host: &Host, weft_host: &Host) {
     }
 }
 
+/// kube-proxy's network programming latency, observed by both after a
+/// slice with a trigger time reached the kernel.
+fn same_programming_latency(kube_host: &Host, weft_host: &Host) {
+    const NAME: &str = "kubeproxy_network_programming_duration_seconds";
+    let count = |host: &Host| -> f64 {
+        let text = weft_lab::http_get(&host.ns, 10249, "/metrics").expect("/metrics");
+        assert_eq!(
+            metric_types(&text).get(NAME).map(String::as_str),
+            Some("histogram"),
+            "{text}"
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{NAME}_count{{ip_family=\"IPv4\"}} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    weft_lab::eventually(Duration::from_secs(10), "programming latency", || {
+        (count(kube_host) >= 1.0 && count(weft_host) >= 1.0).then_some(())
+    });
+}
+
 fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
     let config = config_file(lab, api);
     let program = api.bin.join("kube-proxy").display().to_string();
@@ -914,9 +935,19 @@ spec:
         HTTP,
         &[ready("172.30.10.2", "node-a")],
     ));
+    // as the EndpointSlice controller would, the slice says when the
+    // change behind it happened: both proxies report the time from then
+    // until the kernel had it
+    let now = sh("date", &["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"]).expect("date");
+    let now = String::from_utf8_lossy(&now.stdout).trim().to_string();
+    let late = late.replace(
+        "  name: late-1\n",
+        &format!("  name: late-1\n  annotations: {{endpoints.kubernetes.io/last-change-trigger-time: \"{now}\"}}\n"),
+    );
     api.apply(&late).expect("late service");
     let (k, w) = sides();
     converge("partial syncs", "shop/late:http cluster IP", k, w, &logs);
+    same_programming_latency(&kube_host, &weft_host);
 
     // More than 1,000 endpoints: kube-proxy's large-cluster mode drops the
     // endpoint rules' comments. (A running kube-proxy applies the mode to

@@ -2,9 +2,9 @@
 //! Kubernetes' pkg/proxy/metrics), exported beside weft's `weft_proxy_*`
 //! wherever weft measures the same thing, with the same types, labels and
 //! buckets: dashboards and alerts written for kube-proxy keep working
-//! after the swap. What kube-proxy measures and weft does not (network
-//! programming latency from the EndpointSlice trigger time, the ipvs
-//! metrics) is not exported under its name.
+//! after the swap. What kube-proxy measures and weft does not (the ipvs
+//! metrics, the topology and traffic-distribution counters) is not
+//! exported under its name.
 
 use std::sync::atomic::AtomicU64;
 
@@ -32,8 +32,19 @@ fn sync_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// kube-proxy's network programming buckets: 0.25 s, 0.5 s, each second
+/// to 59 s, each 5 s to 115 s, each 30 s to 5 min.
+fn programming_histogram() -> Histogram {
+    let mut b = vec![0.25, 0.5];
+    b.extend((1..=59).map(f64::from));
+    b.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
+    b.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
+    Histogram::new(b.into_iter())
+}
+
 /// The `kubeproxy_*` metrics weft keeps.
 pub struct KubeProxyMetrics {
+    network_programming: Family<IpFamily, Histogram>,
     sync: Family<IpFamily, Histogram>,
     sync_full: Family<IpFamily, Histogram>,
     sync_partial: Family<IpFamily, Histogram>,
@@ -47,6 +58,7 @@ pub struct KubeProxyMetrics {
 impl Default for KubeProxyMetrics {
     fn default() -> Self {
         KubeProxyMetrics {
+            network_programming: Family::new_with_constructor(programming_histogram),
             sync: Family::new_with_constructor(sync_histogram),
             sync_full: Family::new_with_constructor(sync_histogram),
             sync_partial: Family::new_with_constructor(sync_histogram),
@@ -63,6 +75,11 @@ impl KubeProxyMetrics {
     /// Registers under `kubeproxy_` in `root` (an unprefixed registry).
     pub fn register(&self, root: &mut Registry, mode: ProxyMode) {
         let r = root.sub_registry_with_prefix("kubeproxy");
+        r.register(
+            "network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            self.network_programming.clone(),
+        );
         r.register(
             "sync_proxy_rules_duration_seconds",
             "SyncProxyRules latency in seconds",
@@ -133,6 +150,14 @@ impl KubeProxyMetrics {
             ProxyMode::Nftables => &self.nftables_sync_failures,
         };
         family.get_or_create(&PRIMARY).inc();
+    }
+
+    /// An endpoint change in the kernel, `seconds` after the change that
+    /// triggered it (its EndpointSlice's trigger time).
+    pub fn network_programmed(&self, seconds: f64) {
+        self.network_programming
+            .get_or_create(&PRIMARY)
+            .observe(seconds);
     }
 
     pub fn service_changed(&self) {

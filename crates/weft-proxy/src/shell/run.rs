@@ -68,6 +68,7 @@ pub async fn run(opts: ProxyOptions, stats: Arc<ProxyStats>) -> anyhow::Result<(
         catalog: Catalog::default(),
         node: opts.node.name,
         stats,
+        triggers: TriggerTimes::new(),
     };
     proxy.serve(started.changes, opts.timing).await
 }
@@ -84,6 +85,47 @@ struct Proxy {
     services: ServiceHealth,
     /// Deletes the conntrack entries each sync leaves stale.
     conntrack: Cleaner,
+    /// Endpoint changes waiting to reach the kernel, for kube-proxy's
+    /// network programming latency.
+    triggers: TriggerTimes,
+}
+
+/// When the changes behind each service's pending EndpointSlice updates
+/// happened, as kube-proxy keeps them: only changes after the proxy
+/// started, none for removed endpoints (a deleted slice's trigger time is
+/// its last update's).
+struct TriggerTimes {
+    started: std::time::SystemTime,
+    pending: std::collections::BTreeMap<ServiceName, Vec<std::time::SystemTime>>,
+}
+
+impl TriggerTimes {
+    fn new() -> TriggerTimes {
+        TriggerTimes {
+            started: std::time::SystemTime::now(),
+            pending: Default::default(),
+        }
+    }
+
+    fn note(&mut self, id: &ServiceName, at: Option<std::time::SystemTime>) {
+        if let Some(at) = at.filter(|at| *at > self.started) {
+            self.pending.entry(id.clone()).or_default().push(at);
+        }
+    }
+
+    fn forget(&mut self, id: &ServiceName) {
+        self.pending.remove(id);
+    }
+
+    /// After a sync that reached the kernel: the seconds from each pending
+    /// change until `now`.
+    fn programmed(&mut self, now: std::time::SystemTime) -> Vec<f64> {
+        std::mem::take(&mut self.pending)
+            .into_values()
+            .flatten()
+            .map(|at| now.duration_since(at).unwrap_or_default().as_secs_f64())
+            .collect()
+    }
 }
 
 /// When the loop acts next.
@@ -180,8 +222,9 @@ impl Proxy {
                 self.stats.kube_proxy.service_changed();
                 catalog.put_service(svc)
             }
-            Change::Slices(id, slices) => {
+            Change::Slices(id, slices, trigger) => {
                 self.stats.kube_proxy.endpoints_changed();
+                self.triggers.note(&id, trigger);
                 catalog.put_slices(id.clone(), slices);
                 id
             }
@@ -192,6 +235,7 @@ impl Proxy {
             }
             Change::RemoveEndpoints(id) => {
                 self.stats.kube_proxy.endpoints_changed();
+                self.triggers.forget(&id);
                 catalog.remove_endpoints(&id);
                 id
             }
@@ -247,6 +291,9 @@ impl Proxy {
     /// After a successful sync: the proxy is healthy, and the health-check
     /// node ports follow the catalog.
     fn synced(&mut self) {
+        for seconds in self.triggers.programmed(std::time::SystemTime::now()) {
+            self.stats.kube_proxy.network_programmed(seconds);
+        }
         self.health.synced_now();
         self.services.sync(&self.catalog, &self.node);
     }

@@ -301,8 +301,20 @@ fn slice_key(slice: &EndpointSlice) -> (String, String) {
     )
 }
 
+/// The annotation the EndpointSlice controller sets to the time of the
+/// change (a Pod's or the Service's) that led to the slice's update.
+const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// A slice's trigger time; absent or unreadable (untrusted) is none.
+fn trigger_time(slice: &EndpointSlice) -> Option<std::time::SystemTime> {
+    let text = slice.metadata.annotations.as_ref()?.get(TRIGGER_TIME)?;
+    let at: jiff::Timestamp = text.parse().ok()?;
+    std::time::SystemTime::try_from(at).ok()
+}
+
 fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
     let side = &mut state.slices;
+    let mut trigger = None;
     let touched = match ev {
         Event::Init => {
             if side.synced {
@@ -341,6 +353,7 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
         }
         Event::Apply(slice) => {
             let (ns, name) = slice_key(&slice);
+            trigger = trigger_time(&slice);
             match convert_slice(&slice) {
                 Ok(Some(set)) => side.live.put(&ns, &name, set),
                 Ok(None) => side.live.remove(&ns, &name).into_iter().collect(),
@@ -361,7 +374,7 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
     touched
         .into_iter()
         .map(|id| match state.slices.live.of(&id) {
-            Some(slices) => Change::Slices(id, slices),
+            Some(slices) => Change::Slices(id, slices, trigger),
             None => Change::RemoveEndpoints(id),
         })
         .collect()

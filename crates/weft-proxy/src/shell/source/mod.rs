@@ -24,8 +24,14 @@ pub enum Change {
     Put(Object),
     /// A Service was added or changed (shared with the source).
     Service(std::sync::Arc<Service>),
-    /// A service's EndpointSlices changed: all of them now.
-    Slices(ServiceName, Vec<std::sync::Arc<EndpointSet>>),
+    /// A service's EndpointSlices changed: all of them now, and when the
+    /// change was triggered (the slice's
+    /// `endpoints.kubernetes.io/last-change-trigger-time`, if it says).
+    Slices(
+        ServiceName,
+        Vec<std::sync::Arc<EndpointSet>>,
+        Option<std::time::SystemTime>,
+    ),
     RemoveService(ServiceName),
     RemoveEndpoints(ServiceName),
     /// The source lost its watch and re-lists (counted in the metrics).
