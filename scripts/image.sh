@@ -5,7 +5,7 @@
 #
 #   scripts/image.sh [OUT]      # default target/weft-image.tar; prints the path and size
 #
-# Contents: a Debian 12 root with iptables and nftables (what weft runs for
+# Contents: a Debian 12 root with iptables, nftables, ping and ethtool (what weft runs for
 # rules; debootstrapped once per machine into $WEFT_IMAGE_CACHE, default
 # /var/cache/weft-image), /usr/bin/weft (the release build) and the static
 # CNI plugin /usr/lib/weft/flannel (musl target: runs on any x86_64 Linux,
@@ -15,26 +15,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$PWD/target/weft-image.tar}
 cache=${WEFT_IMAGE_CACHE:-/var/cache/weft-image}
-packages=iptables,nftables
+# iputils-ping and ethtool: `weft status --ping` and `weft doctor`'s
+# checksum-offload check, run in the agent's pod
+packages=iptables,nftables,iputils-ping,ethtool
 base="$cache/debian-bookworm-${packages//,/-}.tar"
 say() { echo "image: $*" >&2; }
+. scripts/lib/debian-root.sh
 
 if [ ! -f "$base" ]; then
   mkdir -p "$cache"
   exec 9>"$cache/.lock"
   flock 9
   if [ ! -f "$base" ]; then
-    root=$(mktemp -d)
-    trap 'rm -rf "$root"' EXIT
     say "building the image's root file system (debootstrap $packages, about a minute)"
-    debootstrap --variant=minbase --include="$packages" bookworm "$root/r" \
-      http://deb.debian.org/debian >"$root/log" 2>&1 || { tail -5 "$root/log" >&2; exit 1; }
-    rm -rf "$root"/r/usr/share/doc "$root"/r/usr/share/man "$root"/r/usr/share/locale \
-      "$root"/r/var/cache/apt/* "$root"/r/var/lib/apt/lists/*
-    find "$root"/r/var/log -type f -delete
-    tar -C "$root/r" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-      -cf "$base.partial" .
-    mv "$base.partial" "$base"
+    debian_root "$base" "$packages"
   fi
 fi
 

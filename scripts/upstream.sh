@@ -26,6 +26,7 @@
 # WEFT_UPSTREAM_CACHE moves the cache (default /var/cache/weft-upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/debian-root.sh
 repo=$PWD
 export PATH="$PATH:/usr/local/go/bin"
 cache=${WEFT_UPSTREAM_CACHE:-/var/cache/weft-upstream}
@@ -167,24 +168,11 @@ cluster() {
   # (Alpine's busybox also gives agnhost wget and ping, which specs run)
   local packages=curl,wget,netcat-openbsd,iproute2,iputils-ping,dnsutils,bash,procps,iperf,nginx-light
   if [ ! -f "$out/debian-base.tar" ] || [ "$(cat "$out/debian-base.packages" 2>/dev/null)" != "$packages" ]; then
-    local root
-    root=$(mktemp -d)
     say "building the test images' root file system (debootstrap, about a minute)"
-    debootstrap --variant=minbase --include="$packages" \
-      bookworm "$root/r" http://deb.debian.org/debian >"$root/log" 2>&1 \
-      || { tail -5 "$root/log" >&2; rm -rf "$root"; exit 1; }
-    chroot "$root/r" sh -e -c 'groupadd -g 50000 group-defined-in-image
+    debian_root "$out/debian-base.tar" "$packages" 'groupadd -g 50000 group-defined-in-image
       groupadd -g 1000 user-defined-in-image
-      useradd -u 1000 -g 1000 -M -G group-defined-in-image user-defined-in-image' \
-      || { rm -rf "$root"; exit 1; }
-    rm -rf "$root"/r/usr/share/doc "$root"/r/usr/share/man "$root"/r/usr/share/locale \
-      "$root"/r/var/cache/apt/* "$root"/r/var/lib/apt/lists/*
-    find "$root"/r/var/log -type f -delete
-    tar -C "$root/r" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-      -cf "$out/debian-base.tar.partial" .
-    mv "$out/debian-base.tar.partial" "$out/debian-base.tar"
+      useradd -u 1000 -g 1000 -M -G group-defined-in-image user-defined-in-image'
     echo "$packages" >"$out/debian-base.packages"
-    rm -rf "$root"
   fi
   # the test images' tags, as the e2e suite names them
   local agnhost_src

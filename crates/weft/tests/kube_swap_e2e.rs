@@ -67,6 +67,83 @@ fn everything_works(c: &mut KubeCluster, b: &str, fresh: &str, image: &str, when
     assert_eq!(got, fresh, "{when}");
 }
 
+/// The image the manifests name, as containerd's CRI calls it, and the
+/// tag the upgrade moves to.
+const TAG: &str = concat!("weft:", env!("CARGO_PKG_VERSION"));
+const FULL_IMAGE: &str = concat!("docker.io/library/weft:", env!("CARGO_PKG_VERSION"));
+const NEXT_TAG: &str = "weft:0.0.0-upgrade";
+
+/// weft's DaemonSets: namespace, (name, pod label selector).
+const DAEMONSETS: [(&str, (&str, &str)); 2] = [
+    ("kube-flannel", ("kube-flannel-ds", "app=flannel")),
+    ("kube-system", ("weft-proxy", "k8s-app=weft-proxy")),
+];
+
+/// The guide's `kubectl rollout status` of both DaemonSets.
+fn guide_rollout_status(c: &KubeCluster) {
+    for (ns, (ds, _)) in DAEMONSETS {
+        c.kubectl(&[
+            "-n",
+            ns,
+            "rollout",
+            "status",
+            "daemonset",
+            ds,
+            "--timeout=180s",
+        ])
+        .unwrap_or_else(|e| panic!("rollout status {ns}/{ds}: {e:#}"));
+    }
+}
+
+/// The guide's "Checking it": the old pod keeps its address, and
+/// `weft status --ping` and `weft doctor` in the agent's pod are clean.
+fn guide_checks(c: &KubeCluster, b: &str) {
+    let pods = c
+        .kubectl(&["get", "pods", "-A", "-o", "wide"])
+        .expect("pods");
+    assert!(pods.contains(b), "{pods}");
+    let in_agent = |args: &[&str]| {
+        let mut all = vec![
+            "-n",
+            "kube-flannel",
+            "exec",
+            "ds/kube-flannel-ds",
+            "-c",
+            "kube-flannel",
+            "--",
+        ];
+        all.extend(args);
+        c.kubectl(&all)
+    };
+    let mut last = String::new();
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        last = match in_agent(&["weft", "status", "--kube-subnet-mgr", "--ping"]) {
+            Ok(s) => s,
+            Err(e) => format!("{e:#}"),
+        };
+        let unreachable = last.split_whitespace().any(|w| w == "NO");
+        if last.contains("data path: in sync") && !unreachable {
+            break last;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "weft status --ping:\n{last}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(status.contains("<- this host"), "{status}");
+    // exit code 1 is warnings (e.g. vxlan checksum offload on this
+    // kernel), 2 failures
+    let doctor = match in_agent(&["weft", "doctor", "--kube-subnet-mgr"]) {
+        Ok(s) => s,
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(!doctor.contains("exit code 2"), "{doctor}");
+    assert!(!doctor.contains("[FAIL]"), "{doctor}");
+    assert!(doctor.contains("[ok] kubernetes"), "{doctor}");
+}
+
 #[test]
 fn a_live_cluster_swaps_from_flannel_and_kube_proxy_to_weft_and_back() {
     let archive = std::env::var_os("WEFT_IMAGE").expect(
@@ -110,8 +187,49 @@ fn a_live_cluster_swaps_from_flannel_and_kube_proxy_to_weft_and_back() {
         Duration::from_secs(120),
     )
     .expect("weft's DaemonSets ready");
+    guide_rollout_status(&c);
     everything_works(&mut c, &b, "c2", &image, "after the swap to weft");
     assert_eq!(leases(&c), before, "the Nodes' leases changed in the swap");
+    assert_eq!(c.running_pod_ip("b").as_deref(), Some(b.as_str()));
+    guide_checks(&c, &b);
+
+    // the guide's upgrade: a new tag on every node, both manifests
+    // applied with it, the DaemonSets roll node by node
+    for i in 0..c.nodes.len() {
+        c.tag_image(i, FULL_IMAGE, &FULL_IMAGE.replace(TAG, NEXT_TAG))
+            .expect("the new tag");
+    }
+    let upgraded = manifests.replace(TAG, NEXT_TAG);
+    assert_ne!(upgraded, manifests, "the manifests name {TAG}");
+    c.api.apply(&upgraded).expect("apply the new tag");
+    guide_rollout_status(&c);
+    for (ns, (ds, selector)) in DAEMONSETS {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{ns}/{ds}'s pods all on {NEXT_TAG}"),
+            || {
+                let images = c
+                    .kubectl(&[
+                        "-n",
+                        ns,
+                        "get",
+                        "pods",
+                        "-l",
+                        selector,
+                        "-o",
+                        "jsonpath={..image}",
+                    ])
+                    .ok()?;
+                (images.contains(NEXT_TAG) && !images.contains(TAG)).then_some(())
+            },
+        );
+    }
+    everything_works(&mut c, &b, "c4", &image, "after the upgrade");
+    assert_eq!(
+        leases(&c),
+        before,
+        "the Nodes' leases changed in the upgrade"
+    );
     assert_eq!(c.running_pod_ip("b").as_deref(), Some(b.as_str()));
 
     // the rollback: weft's DaemonSets deleted, flanneld and kube-proxy back

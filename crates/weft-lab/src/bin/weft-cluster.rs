@@ -22,6 +22,14 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
 
+const USAGE: &str = "usage: weft-cluster --weft FILE [--nodes 3] [--proxy-mode iptables|nftables]
+                    [--backend vxlan] [--network weft|upstream] [--weft-image FILE]
+                    [--ready-file FILE]
+Starts a real Kubernetes cluster in network namespaces, networked by weft
+(or, with --network upstream, by flanneld and kube-proxy), and keeps it
+until SIGINT or SIGTERM. --weft-image runs weft as dist/kubernetes's
+DaemonSets from that archive (scripts/image.sh).";
+
 struct Args {
     weft: PathBuf,
     opts: ClusterOptions,
@@ -47,7 +55,11 @@ fn parse() -> Result<Args> {
             "--network" => opts.network = Network::parse(&value()?).context("--network")?,
             "--weft-image" => weft_image = Some(PathBuf::from(value()?)),
             "--ready-file" => ready_file = Some(PathBuf::from(value()?)),
-            other => bail!("unknown flag {other} (see the top of weft-cluster.rs)"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
     let weft = weft.context("--weft names the weft binary the nodes run")?;
@@ -61,6 +73,8 @@ fn parse() -> Result<Args> {
                 image.display()
             );
         }
+        // the nodes' ctr runs elsewhere: an absolute path
+        let image = std::path::absolute(&image).context("--weft-image")?;
         opts.network = Network::WeftDaemonSets(image);
     }
     if !(1..=9).contains(&opts.nodes) {

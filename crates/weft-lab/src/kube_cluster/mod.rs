@@ -443,6 +443,20 @@ impl KubeCluster {
         Ok(())
     }
 
+    /// `ctr -n k8s.io images tag FROM TO` on node `i` (an upgrade's new
+    /// tag, without a second build).
+    pub fn tag_image(&self, i: usize, from: &str, to: &str) -> Result<()> {
+        let ctr = self.bin.join("ctr").display().to_string();
+        let address = format!("--address={}", self.socket(i).display());
+        self.nodes[i]
+            .run(
+                &ctr,
+                &[&address, "--namespace=k8s.io", "images", "tag", from, to],
+            )
+            .with_context(|| format!("tagging {from} as {to}"))?;
+        Ok(())
+    }
+
     /// dist/kubernetes's manifests with their DaemonSets, as an operator
     /// applies them (the lab's addresses filled in).
     pub fn weft_manifests(&self, opts: &ClusterOptions) -> String {

@@ -150,7 +150,27 @@ fn human(secs: i64) -> String {
     }
 }
 
+/// `--ping` runs the system's `ping`: said at once when there is none.
+fn check_ping_program() -> Result<()> {
+    match std::process::Command::new("ping")
+        .arg("-V")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "--ping runs the ping program (Debian: iputils-ping), which is not on PATH"
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(a: StatusArgs) -> Result<()> {
+    if a.ping {
+        check_ping_program()?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
