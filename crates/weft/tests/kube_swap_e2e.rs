@@ -115,10 +115,9 @@ fn guide_checks(c: &KubeCluster, b: &str) {
         all.extend(args);
         c.kubectl(&all)
     };
-    let mut last = String::new();
     let end = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
-        last = match in_agent(&["weft", "status", "--kube-subnet-mgr", "--ping"]) {
+        let last = match in_agent(&["weft", "status", "--kube-subnet-mgr", "--ping"]) {
             Ok(s) => s,
             Err(e) => format!("{e:#}"),
         };

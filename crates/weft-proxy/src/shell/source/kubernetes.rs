@@ -309,7 +309,7 @@ const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 fn trigger_time(slice: &EndpointSlice) -> Option<std::time::SystemTime> {
     let text = slice.metadata.annotations.as_ref()?.get(TRIGGER_TIME)?;
     let at: jiff::Timestamp = text.parse().ok()?;
-    std::time::SystemTime::try_from(at).ok()
+    Some(std::time::SystemTime::from(at))
 }
 
 fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
