@@ -67,16 +67,9 @@ pub struct BenchArgs {
     /// binary's `weft agent`. (The other scenarios run `weft agent`.)
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
-    /// Scenarios: leases (agent), datapath (iperf3 per backend, with
-    /// wireguard next to wireguard-go; wireguard alone: its rows), proxy,
-    /// etcd-load, all (those four), etcd-chaos (a soak: etcd members
-    /// killed at random under agents, for --minutes), or kube-leases (the
-    /// agent and upstream flanneld in Kubernetes mode, --counts Nodes), or
-    /// conntrack (a UDP flow following its Service's replaced endpoint,
-    /// weft proxy beside kube-proxy, --samples replacements)
-    #[arg(long, value_delimiter = ',', default_value = "leases",
-          value_parser = ["all", "leases", "datapath", "proxy", "etcd-load", "etcd-chaos", "kube-leases", "wireguard", "conntrack"])]
-    scenario: Vec<String>,
+    /// What to measure (comma-separated; each is described below)
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "leases")]
+    scenario: Vec<Scenario>,
     /// How long the etcd-chaos soak runs, in minutes
     #[arg(long, default_value_t = 2.0)]
     minutes: f64,
@@ -115,8 +108,51 @@ pub struct BenchArgs {
     rules_timeout: u64,
 }
 
+/// The scenarios, as `weft-bench --help` describes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// leases, datapath, proxy and etcd-load, one after the other
+    All,
+    /// etcd mode: --counts remote leases into a real etcd, then weft's
+    /// agent (or --agent-bin) and flanneld cold-started in turn: time until
+    /// every route, neighbour and FDB entry is in the kernel, the subnet
+    /// file, one lease added/removed (--samples), RSS; --runs cold starts
+    Leases,
+    /// Kubernetes mode: --counts Nodes with flannel's annotations on one
+    /// kube-apiserver, weft's agent and flanneld cold-started in turn:
+    /// time to a programmed kernel, CPU, a Node added/deleted, RSS
+    KubeLeases,
+    /// pod-to-pod TCP (iperf3, --iperf-secs rounds) over every backend next
+    /// to hand-built kernel equivalents, udp next to flanneld's, and the
+    /// wireguard rows
+    Datapath,
+    /// weft's userspace WireGuard next to wireguard-go configured as
+    /// flanneld configures it: throughput and CPU per Gbit
+    Wireguard,
+    /// --proxy-services Services × --proxy-endpoints in each of
+    /// --proxy-modes: start → every rule in the kernel, one Service added,
+    /// RSS; from weft's etcd store, or with --against kube-proxy from one
+    /// kube-apiserver beside kube-proxy (--proxies), an endpoint changed too
+    Proxy,
+    /// a UDP flow following its Service's replaced endpoint (conntrack
+    /// cleanup), weft beside kube-proxy, with --conntrack-entries unrelated
+    /// entries in the table, --samples replacements
+    Conntrack,
+    /// --etcd-hosts simulated agents on one etcd: join and renew rates, one
+    /// lease change to every watcher, etcd's memory
+    EtcdLoad,
+    /// a soak, not a timing: etcd members killed at random under 4 agents
+    /// for --minutes while leases change; every agent's routes checked
+    EtcdChaos,
+}
+
 /// What `--scenario all` runs, in this order.
-const SCENARIOS: [&str; 4] = ["leases", "datapath", "proxy", "etcd-load"];
+const SCENARIOS: [Scenario; 4] = [
+    Scenario::Leases,
+    Scenario::Datapath,
+    Scenario::Proxy,
+    Scenario::EtcdLoad,
+];
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -178,27 +214,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
         // or the bench would wait two minutes for leases it never programs
         weft_agent::cli::check_agent_binary("--agent-bin", bin)?;
     }
-    let scenarios: Vec<&str> = if a.scenario.iter().any(|s| s == "all") {
+    let scenarios: Vec<Scenario> = if a.scenario.contains(&Scenario::All) {
         SCENARIOS.to_vec()
     } else {
-        a.scenario.iter().map(String::as_str).collect()
+        a.scenario.clone()
     };
     for s in scenarios {
         match s {
-            "leases" => {
+            Scenario::All => {}
+            Scenario::Leases => {
                 report.insert("leases".into(), leases::run(&a, &weft)?);
             }
-            "kube-leases" => {
+            Scenario::KubeLeases => {
                 report.insert("kube_leases".into(), kube_leases::run(&a, &weft)?);
             }
-            "datapath" => {
+            Scenario::Datapath => {
                 report.insert("datapath".into(), datapath::run(&weft, a.iperf_secs)?);
                 report.insert(
                     "datapath_wireguard".into(),
                     wireguard::run(&weft, a.iperf_secs, 5)?,
                 );
             }
-            "conntrack" => {
+            Scenario::Conntrack => {
                 report.insert(
                     "conntrack".into(),
                     conntrack::run(
@@ -210,13 +247,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     )?,
                 );
             }
-            "wireguard" => {
+            Scenario::Wireguard => {
                 report.insert(
                     "datapath_wireguard".into(),
                     wireguard::run(&weft, a.iperf_secs, 5)?,
                 );
             }
-            "proxy" if a.against.is_some() => {
+            Scenario::Proxy if a.against.is_some() => {
                 report.insert(
                     "proxy_against_kube_proxy".into(),
                     kube_proxy::run(
@@ -230,7 +267,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     )?,
                 );
             }
-            "proxy" => {
+            Scenario::Proxy => {
                 report.insert(
                     "proxy".into(),
                     proxy::run(
@@ -243,15 +280,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     )?,
                 );
             }
-            "etcd-load" => {
+            Scenario::EtcdLoad => {
                 report.insert("etcd_load".into(), etcd_load::run(&weft, &a.etcd_hosts)?);
             }
-            "etcd-chaos" => {
+            Scenario::EtcdChaos => {
                 report.insert("etcd_chaos".into(), etcd_chaos::run(&weft, a.minutes)?);
             }
-            other => bail!(
-                "--scenario {other:?}: want all, leases, datapath, wireguard, proxy, etcd-load, etcd-chaos or kube-leases"
-            ),
         }
     }
     if let Some(path) = &a.json {

@@ -5,6 +5,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = weft_bench::BenchArgs::parse();
+    // a bench interrupted (Ctrl-C, a CI timeout) leaves no lab behind
+    if let Err(e) = weft_lab::interrupt::tear_down_on_signals("weft-bench") {
+        eprintln!("weft-bench: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     match weft_bench::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

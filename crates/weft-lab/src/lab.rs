@@ -90,6 +90,7 @@ impl Lab {
             .prefix(&format!("weft-lab-{prefix}-"))
             .tempdir()
             .context("creating the lab directory")?;
+        crate::interrupt::track_dir(dir.path().to_path_buf());
         let mut lab = Lab {
             switch: format!("{prefix}-sw"),
             prefix,
@@ -126,6 +127,7 @@ impl Lab {
 
     pub(crate) fn add_netns(&mut self, ns: &str) -> Result<()> {
         sh("ip", &["netns", "add", ns])?;
+        crate::interrupt::track_netns(ns);
         self.namespaces.push(ns.to_string());
         sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         // no duplicate address detection: lab addresses are usable at once
@@ -494,6 +496,10 @@ impl Lab {
             .filter_map(Proc::pid)
             .collect();
         pids.extend_from_slice(extra_pids);
+        for ns in &self.namespaces {
+            crate::interrupt::untrack_netns(ns);
+        }
+        crate::interrupt::untrack_dir(&self.dir_path);
         let kept = KeptLab {
             prefix: self.prefix.clone(),
             namespaces: std::mem::take(&mut self.namespaces),
@@ -523,7 +529,9 @@ impl Drop for Lab {
         self.stop_etcd(true);
         for ns in self.namespaces.iter().rev() {
             let _ = sh("ip", &["netns", "del", ns]);
+            crate::interrupt::untrack_netns(ns);
         }
+        crate::interrupt::untrack_dir(&self.dir_path);
         if std::env::var_os("WEFT_KEEP_LAB_DIR").is_some() {
             if let Some(d) = self.dir.take() {
                 eprintln!("lab directory kept: {}", d.keep().display());

@@ -12,6 +12,7 @@ mod docker;
 mod echo;
 mod etcd;
 mod image;
+pub mod interrupt;
 mod kit;
 #[cfg(feature = "peers")]
 pub mod kube_cluster;
