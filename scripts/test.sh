@@ -16,8 +16,9 @@ fi
 # beside weft, built once per machine from the Go module proxy.
 WEFT_UPSTREAM_KUBERNETES=$(./scripts/upstream.sh kubernetes)
 WEFT_UPSTREAM_FLANNEL=$(./scripts/upstream.sh flannel)
+WEFT_UPSTREAM_FLANNEL_V026=$(./scripts/upstream.sh flannel-v0.26)
 WEFT_UPSTREAM_CLUSTER=$(./scripts/upstream.sh cluster)
-export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL WEFT_UPSTREAM_CLUSTER
+export WEFT_UPSTREAM_KUBERNETES WEFT_UPSTREAM_FLANNEL WEFT_UPSTREAM_FLANNEL_V026 WEFT_UPSTREAM_CLUSTER
 # weft's image (the lab cluster runs dist/kubernetes's DaemonSets from it);
 # it builds the static binaries too (scripts/static.sh)
 WEFT_IMAGE=$PWD/target/weft-image.tar

@@ -8,8 +8,10 @@
 #
 #   kubernetes  kube-apiserver, kube-proxy, kubectl
 #               -> e.g. /var/cache/weft-upstream/kubernetes-v1.36.3
-#   flannel     flanneld (Go names the binary `flannel`)
-#               -> e.g. /var/cache/weft-upstream/flannel-v0.26.7
+#   flannel     flanneld (Go names the binary `flannel`), the main peer
+#               -> e.g. /var/cache/weft-upstream/flannel-v0.28.10
+#   flannel-v0.26  the older flanneld kept where an older lease shape
+#               matters -> e.g. /var/cache/weft-upstream/flannel-v0.26.7
 #   flannel-cni flannel's CNI plugin (the control cluster of the conformance
 #               run) -> e.g. /var/cache/weft-upstream/flannel-cni-v0.9.1
 #   cluster     the rest of a real cluster (tools/upstream/kubernetes,
@@ -103,7 +105,7 @@ kubernetes() {
 
 # flanneld's udp backend is C (cgo), as in flannel's own release builds.
 flannel() {
-  local dir="$repo/tools/upstream/flannel"
+  local dir="$repo/tools/upstream/${1:-flannel}"
   local version
   version=$(pinned "$dir" github.com/flannel-io/flannel)
   CGO=1 build flannel "$dir" "$version" \
@@ -200,12 +202,13 @@ e2e() {
 case "${1:-}" in
   kubernetes) kubernetes ;;
   flannel) flannel ;;
+  flannel-v0.26) flannel flannel-v0.26 ;;
   flannel-cni) flannel_cni ;;
   cluster) cluster ;;
   e2e) e2e ;;
-  all) kubernetes >/dev/null && flannel >/dev/null && flannel_cni >/dev/null && cluster >/dev/null && e2e >/dev/null ;;
+  all) kubernetes >/dev/null && flannel >/dev/null && flannel flannel-v0.26 >/dev/null && flannel_cni >/dev/null && cluster >/dev/null && e2e >/dev/null ;;
   *)
-    echo "usage: scripts/upstream.sh kubernetes|flannel|flannel-cni|cluster|e2e|all" >&2
+    echo "usage: scripts/upstream.sh kubernetes|flannel|flannel-v0.26|flannel-cni|cluster|e2e|all" >&2
     exit 2
     ;;
 esac

@@ -54,10 +54,18 @@ pub async fn start(
             network: pool.network(),
             subnet,
             masquerade: options.masquerade,
+            fully_random: options.fully_random,
             forward: options.forward,
         })
         .collect();
     let every = options.resync;
+    if options.blackhole_route {
+        let own: Vec<IpNet> = [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
+            .into_iter()
+            .flatten()
+            .collect();
+        tokio::spawn(keep_blackhole_routes(own, every));
+    }
     let ipt = Arc::new(ipt);
     for r in &rules {
         ensure_rules(mode, &ipt, *r).await;
@@ -70,6 +78,35 @@ pub async fn start(
             }
         }
     });
+}
+
+/// flannel v0.28's `-ip-blackhole-route`: every `every` (the first time
+/// after one period, as flanneld), a blackhole route for each own subnet
+/// unless the kernel routes it already.
+async fn keep_blackhole_routes(own: Vec<IpNet>, every: std::time::Duration) {
+    loop {
+        sleep(every).await;
+        let own = own.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<Vec<IpNet>, String> {
+            let mut nl = weft_kernel::Netlink::open().map_err(|e| e.to_string())?;
+            let mut added = Vec::new();
+            for dst in own {
+                if weft_kernel::ensure_blackhole_route(&mut nl, dst).map_err(|e| e.to_string())? {
+                    added.push(dst);
+                }
+            }
+            Ok(added)
+        })
+        .await;
+        match done {
+            Ok(Ok(added)) if !added.is_empty() => {
+                tracing::info!("blackhole route for {added:?} added (-ip-blackhole-route)")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("blackhole route: {e}"),
+            Err(e) => tracing::error!("blackhole route: {e}"),
+        }
+    }
 }
 
 async fn ensure_rules(mode: FirewallMode, ipt: &Arc<Iptables>, rules: MasqRules) {

@@ -125,6 +125,15 @@ pub struct AgentArgs {
     /// Add FORWARD accept rules for the network
     #[arg(long = "iptables-forward-rules", env = "FLANNELD_IPTABLES_FORWARD_RULES", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = go_bool)]
     pub iptables_forward_rules: bool,
+    /// Masquerade without fully random source ports (flannel v0.28's
+    /// -ip-masq-fully-random-disable)
+    #[arg(long = "ip-masq-fully-random-disable", env = "FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub ip_masq_fully_random_disable: bool,
+    /// Keep a blackhole route for this host's own subnet, re-added every
+    /// -iptables-resync seconds (flannel v0.28's -ip-blackhole-route, for
+    /// set-ups without the bridge plugin, e.g. Canal)
+    #[arg(long = "ip-blackhole-route", env = "FLANNELD_IP_BLACKHOLE_ROUTE", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub ip_blackhole_route: bool,
     /// Address the health endpoint listens on
     #[arg(
         long = "healthz-ip",
@@ -147,6 +156,14 @@ pub struct AgentArgs {
     /// Log verbosity (klog's -v): 0 info, 1-4 debug, 5+ trace
     #[arg(long = "v", env = "FLANNELD_V", default_value = "0")]
     pub v: u8,
+    /// klog's -vmodule: accepted for flanneld's command lines, not used
+    /// (weft's verbosity is -v or RUST_LOG)
+    #[arg(long = "vmodule", env = "FLANNELD_VMODULE")]
+    pub vmodule: Option<String>,
+    /// klog's -log_backtrace_at: accepted for flanneld's command lines, not
+    /// used
+    #[arg(long = "log_backtrace_at", env = "FLANNELD_LOG_BACKTRACE_AT")]
+    pub log_backtrace_at: Option<String>,
     /// Print the version and exit
     #[arg(long = "version", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub version: bool,

@@ -70,6 +70,11 @@ pub enum SourceOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct FirewallOptions {
     pub masquerade: bool,
+    /// Masquerade with fully random source ports (flannel's default).
+    pub fully_random: bool,
+    /// `-ip-blackhole-route`: a blackhole route for the own subnets,
+    /// re-added each `resync`.
+    pub blackhole_route: bool,
     pub forward: bool,
     /// How often the rules are re-asserted.
     pub resync: Duration,

@@ -29,6 +29,9 @@ pub struct MasqRules {
     pub subnet: IpNet,
     /// `-ip-masq`
     pub masquerade: bool,
+    /// Fully random source ports (`--random-fully`); off with flannel
+    /// v0.28's `-ip-masq-fully-random-disable`.
+    pub fully_random: bool,
     /// `-iptables-forward-rules`
     pub forward: bool,
 }
@@ -80,13 +83,18 @@ impl MasqRules {
         let mut out = Vec::new();
         if self.masquerade {
             let c = POSTRTG_CHAIN;
+            let masq = if self.fully_random {
+                "MASQUERADE --random-fully"
+            } else {
+                "MASQUERADE"
+            };
             let rules = vec![
                 format!("-A {c} -m mark --mark {KUBE_PROXY_MARK} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} -s {sub} -d {net} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
                 format!("-A {c} ! -s {net} -d {sub} {MASQ_COMMENT} -j RETURN"),
-                format!("-A {c} -s {net} ! -d {mcast} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
-                format!("-A {c} ! -s {net} -d {net} {MASQ_COMMENT} -j MASQUERADE --random-fully"),
+                format!("-A {c} -s {net} ! -d {mcast} {MASQ_COMMENT} -j {masq}"),
+                format!("-A {c} ! -s {net} -d {net} {MASQ_COMMENT} -j {masq}"),
             ];
             out.push(ChainRules {
                 v6,
@@ -127,6 +135,11 @@ impl MasqRules {
         let (fam, t) = self.nft_table();
         let ip = fam;
         let mcast = self.multicast();
+        let masq = if self.fully_random {
+            "masquerade fully-random"
+        } else {
+            "masquerade"
+        };
         let mut s = format!("table {fam} {t}\ndelete table {fam} {t}\ntable {fam} {t} {{\n");
         if self.masquerade {
             let _ = write!(
@@ -137,8 +150,8 @@ impl MasqRules {
                  \t\t{ip} saddr {sub} {ip} daddr {net} return\n\
                  \t\t{ip} saddr {net} {ip} daddr {sub} return\n\
                  \t\t{ip} saddr != {net} {ip} daddr {sub} return\n\
-                 \t\t{ip} saddr {net} {ip} daddr != {mcast} masquerade fully-random\n\
-                 \t\t{ip} saddr != {net} {ip} daddr {net} masquerade fully-random\n\
+                 \t\t{ip} saddr {net} {ip} daddr != {mcast} {masq}\n\
+                 \t\t{ip} saddr != {net} {ip} daddr {net} {masq}\n\
                  \t}}\n"
             );
         }
@@ -200,8 +213,28 @@ mod tests {
             network: "172.30.0.0/16".parse().expect("net"),
             subnet: "172.30.46.0/24".parse().expect("net"),
             masquerade,
+            fully_random: true,
             forward,
         }
+    }
+
+    #[test]
+    fn fully_random_can_be_disabled_as_in_flannel_v0_28() {
+        let r = MasqRules {
+            fully_random: false,
+            ..article(true, false)
+        };
+        let rules = &r.iptables()[0].rules;
+        assert!(
+            rules.iter().any(|l| l.ends_with("-j MASQUERADE")),
+            "{rules:?}"
+        );
+        assert!(rules.iter().all(|l| !l.contains("random-fully")));
+        let nft = r.nft().expect("nft");
+        assert!(
+            nft.contains(" masquerade\n") && !nft.contains("fully-random"),
+            "{nft}"
+        );
     }
 
     #[test]
@@ -268,6 +301,7 @@ mod v6_tests {
             network: "2001:db8:f::/48".parse().expect("net"),
             subnet: "2001:db8:f:e::/64".parse().expect("net"),
             masquerade: true,
+            fully_random: true,
             forward: true,
         };
         let chains = r.iptables();

@@ -29,8 +29,9 @@ pub use dataplane::{
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
 pub use link::{
-    delete_link, ensure_address, ensure_vxlan, ensure_wireguard_link, kernel_has_wireguard,
-    link_by_name, list_links, replace_device_route, set_link_up, LinkState, VxlanSpec,
+    delete_link, ensure_address, ensure_blackhole_route, ensure_vxlan, ensure_wireguard_link,
+    kernel_has_wireguard, link_by_name, list_links, replace_device_route, set_link_up, LinkState,
+    VxlanSpec,
 };
 pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};

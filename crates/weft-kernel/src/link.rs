@@ -301,6 +301,38 @@ pub fn replace_device_route(nl: &mut Netlink, index: u32, dst: IpNet) -> Result<
     )
 }
 
+/// A blackhole route for `dst` in the main table unless a route for `dst`
+/// is there already (flannel v0.28's `-ip-blackhole-route`: packets for
+/// the node's own pod range that no pod holds are dropped, not sent
+/// along the default route). An existing route of any kind is kept (a
+/// bridge's route for the range must not be replaced). True when added.
+pub fn ensure_blackhole_route(nl: &mut Netlink, dst: IpNet) -> Result<bool, KernelError> {
+    use netlink_packet_route::route::{
+        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+        RouteType,
+    };
+    const EEXIST: i32 = 17;
+    let mut m = RouteMessage::default();
+    m.header.address_family = family_of(&dst.addr());
+    m.header.destination_prefix_length = dst.prefix_len();
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = RouteScope::Universe;
+    m.header.kind = RouteType::BlackHole;
+    m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(
+        dst.network(),
+    ))];
+    match nl.request(
+        RouteNetlinkMessage::NewRoute(m),
+        NLM_F_CREATE | NLM_F_EXCL,
+        &format!("adding a blackhole route for {dst}"),
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the kernel can make WireGuard devices: makes one named
 /// `probe` and deletes it again.
 pub fn kernel_has_wireguard(nl: &mut Netlink, probe: &str) -> bool {

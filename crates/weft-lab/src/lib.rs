@@ -38,6 +38,9 @@ pub use lab::{eventually, Host, KeptLab, Lab, Pod, TlsFiles};
 pub use netns::{http_get, http_get_at, in_netns, sh};
 pub use process::{kill_where, tail, Proc};
 #[cfg(feature = "peers")]
-pub use upstream::{program_version, upstream_flannel_cni, upstream_flanneld, upstream_kubernetes};
+pub use upstream::{
+    program_version, upstream_flannel_cni, upstream_flanneld, upstream_flanneld_v026,
+    upstream_kubernetes,
+};
 #[cfg(feature = "peers")]
 pub use wireguard_go::{wg_keypair, WgPeerSpec};

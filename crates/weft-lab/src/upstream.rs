@@ -42,9 +42,16 @@ pub fn upstream_cluster() -> Result<PathBuf> {
     upstream("cluster", "WEFT_UPSTREAM_CLUSTER")
 }
 
-/// Upstream flanneld, the binary (`WEFT_UPSTREAM_FLANNEL` names its folder).
+/// Upstream flanneld, the binary: the main peer, v0.28.10
+/// (`WEFT_UPSTREAM_FLANNEL` names its folder).
 pub fn upstream_flanneld() -> Result<PathBuf> {
     Ok(upstream("flannel", "WEFT_UPSTREAM_FLANNEL")?.join("flannel"))
+}
+
+/// The older flanneld v0.26.7, for the lease shapes it writes
+/// (`WEFT_UPSTREAM_FLANNEL_V026` names its folder).
+pub fn upstream_flanneld_v026() -> Result<PathBuf> {
+    Ok(upstream("flannel-v0.26", "WEFT_UPSTREAM_FLANNEL_V026")?.join("flannel"))
 }
 
 /// Upstream flannel's CNI plugin, the binary (`WEFT_UPSTREAM_FLANNEL_CNI`

@@ -287,6 +287,7 @@ fn masquerade_scenario(firewall: &str) {
         network: "172.30.0.0/16".parse().expect("net"),
         subnet,
         masquerade: true,
+        fully_random: true,
         forward: true,
     };
     match firewall {

@@ -1,6 +1,6 @@
-//! weft and upstream flanneld (the pinned release `scripts/upstream.sh
-//! flannel` builds) hosts in one cluster: one etcd prefix, the same flags,
-//! vxlan and host-gw. Pods on each side reach the other's; a lease removed
+//! weft and upstream flanneld hosts in one cluster: one etcd prefix, the
+//! same flags, vxlan and host-gw with v0.28.10 (`scripts/upstream.sh
+//! flannel`), vxlan with v0.26.7 too. Pods on each side reach the other's; a lease removed
 //! while its owner is stopped is unrouted by the other side; the two
 //! subnet files say the same things.
 
@@ -39,8 +39,7 @@ fn keys(lab: &Lab, host: &Host) -> Vec<String> {
         .collect()
 }
 
-fn mixed(backend: &str) {
-    let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
+fn mixed(backend: &str, flanneld: std::path::PathBuf) {
     let flanneld = flanneld.display().to_string();
     let mut lab = Lab::new("wmx", Path::new(WEFT)).expect("lab: this test needs root");
     lab.start_etcd().expect("etcd");
@@ -121,12 +120,62 @@ fn mixed(backend: &str) {
     }
 }
 
+fn flanneld() -> std::path::PathBuf {
+    upstream_flanneld().expect("upstream flanneld v0.28.10 (scripts/upstream.sh flannel)")
+}
+
 #[test]
 fn weft_and_flanneld_share_a_vxlan_cluster() {
-    mixed("vxlan");
+    mixed("vxlan", flanneld());
 }
 
 #[test]
 fn weft_and_flanneld_share_a_host_gw_cluster() {
-    mixed("host-gw");
+    mixed("host-gw", flanneld());
+}
+
+/// A cluster part-way through an upgrade of flannel: hosts still on
+/// v0.26.7 beside weft.
+#[test]
+fn weft_and_flanneld_v0_26_share_a_vxlan_cluster() {
+    let old = weft_lab::upstream_flanneld_v026()
+        .expect("upstream flanneld v0.26.7 (scripts/upstream.sh flannel-v0.26)");
+    mixed("vxlan", old);
+}
+
+fn blackholes(host: &Host) -> String {
+    let out = weft_lab::sh(
+        "ip",
+        &["-n", &host.ns, "route", "show", "type", "blackhole"],
+    )
+    .expect("ip route");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// flannel v0.28's `-ip-blackhole-route`, on weft and on flanneld in one
+/// cluster: each host gets a blackhole route for its own subnet (hosts
+/// without pods, so no bridge route holds the range).
+#[test]
+fn blackhole_routes_as_flanneld_v0_28_makes_them() {
+    let flanneld = flanneld().display().to_string();
+    let mut lab = Lab::new("wbh", Path::new(WEFT)).expect("lab: this test needs root");
+    lab.start_etcd().expect("etcd");
+    lab.put_config(r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#)
+        .expect("config");
+    let w = lab.host("weft", 11).expect("weft host");
+    let f = lab.host("flanneld", 12).expect("flanneld host");
+    let extra = ["-ip-blackhole-route", "-iptables-resync=1"];
+    lab.start_agent(&w, &extra).expect("weft agent");
+    let args = lab.flanneld_args(&f, &extra).expect("args");
+    lab.start_agent_with(&f, &flanneld, &args, &[])
+        .expect("flanneld");
+    for h in [&w, &f] {
+        let env = lab.wait_subnet_env(h, SECS(30)).expect("subnet file");
+        let own = subnet_of(&env);
+        eventually(SECS(15), &format!("{}: blackhole {own}", h.name), || {
+            blackholes(h)
+                .contains(&format!("blackhole {own}"))
+                .then_some(())
+        });
+    }
 }

@@ -1,6 +1,6 @@
 //! The swap an operator makes, on a live cluster, as
 //! docs/replacing-flannel-and-kube-proxy.md tells it: a real cluster
-//! networked by upstream flanneld v0.26.7 and kube-proxy v1.36.3, with
+//! networked by upstream flanneld v0.28.10 and kube-proxy v1.36.3, with
 //! pods and a Service running; weft's image loaded on every node, the old
 //! agent and proxy removed, dist/kubernetes applied. Running pods keep
 //! their addresses and reach each other and the Service by name; new pods

@@ -47,6 +47,8 @@ impl AgentArgs {
             },
             firewall: FirewallOptions {
                 masquerade: self.ip_masq,
+                fully_random: !self.ip_masq_fully_random_disable,
+                blackhole_route: self.ip_blackhole_route,
                 forward: self.iptables_forward_rules,
                 resync: Duration::from_secs(u64::from(self.iptables_resync.max(1))),
                 nftables: self.firewall == "nftables",

@@ -70,6 +70,23 @@ fn the_articles_wrapper_command_line() {
 }
 
 #[test]
+fn flannel_v0_28_flags() {
+    let a = parse(&[
+        "-ip-masq",
+        "-ip-masq-fully-random-disable",
+        "-ip-blackhole-route",
+    ]);
+    assert!(a.ip_masq_fully_random_disable && a.ip_blackhole_route);
+    let o = a.options().expect("options");
+    assert!(!o.firewall.fully_random && o.firewall.blackhole_route);
+    let d = parse(&[]).options().expect("options");
+    assert!(d.firewall.fully_random && !d.firewall.blackhole_route);
+    // klog's flags are accepted
+    let k = parse(&["-vmodule=main=2", "-log_backtrace_at=main.go:1"]);
+    assert_eq!(k.vmodule.as_deref(), Some("main=2"));
+}
+
+#[test]
 fn go_booleans() {
     assert!(parse(&["-ip-masq"]).ip_masq);
     assert!(parse(&["-ip-masq=true"]).ip_masq);

@@ -1,7 +1,7 @@
 //! The cluster's network on a node: weft (its CNI plugin, `weft agent` in
 //! Kubernetes mode, `weft proxy`) or, as the conformance run's control,
 //! upstream flannel and kube-proxy (flannel's CNI plugin, flanneld
-//! v0.26.7, kube-proxy v1.36.3). Both run with the same flags and the
+//! v0.28.10, kube-proxy v1.36.3). Both run with the same flags and the
 //! same identities, the ones of the DaemonSets in dist/kubernetes; weft
 //! can also run as those DaemonSets themselves, from its image.
 
