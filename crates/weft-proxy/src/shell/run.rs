@@ -139,6 +139,8 @@ struct Schedule {
     flush_at: Option<Instant>,
     /// When the rules are next checked for removal from outside.
     canary_at: Instant,
+    /// When a failed sync is retried (a full sync, each second).
+    retry_at: Option<Instant>,
 }
 
 /// How often the rules are checked for removal from outside (see
@@ -147,6 +149,7 @@ const CANARY_PERIOD: Duration = Duration::from_millis(250);
 
 impl Schedule {
     fn full_done(&mut self) {
+        self.retry_at = None;
         self.dirty.clear();
         self.flush_at = None;
         self.next_full = Instant::now() + self.timing.period;
@@ -175,10 +178,13 @@ impl Proxy {
             dirty: BTreeSet::new(),
             flush_at: None,
             canary_at: Instant::now() + CANARY_PERIOD,
+            retry_at: None,
         };
         loop {
-            let retry = (s.listed && self.syncer.needs_full)
-                .then(|| Instant::now() + Duration::from_secs(1));
+            let retry = (s.listed && self.syncer.needs_full).then(|| {
+                *s.retry_at
+                    .get_or_insert(Instant::now() + Duration::from_secs(1))
+            });
             let wake = [Some(s.next_full), s.flush_at, retry, Some(s.canary_at)]
                 .into_iter()
                 .flatten()
@@ -246,18 +252,24 @@ impl Proxy {
     /// A timer fired: a retry, the periodic full sync, or the changed
     /// services' partial sync.
     fn wake(&mut self, s: &mut Schedule) {
-        if s.listed && !self.syncer.needs_full && Instant::now() >= s.canary_at {
+        // (advanced whenever due, or a past time would wake the loop at once
+        // again and again before the first listing)
+        if Instant::now() >= s.canary_at {
             s.canary_at = Instant::now() + CANARY_PERIOD;
-            if self.rules_removed() {
+            if s.listed && !self.syncer.needs_full && self.rules_removed() {
                 self.stats.rules_restored.inc();
                 self.full_sync();
                 s.full_done();
                 return;
             }
         }
+        let now = Instant::now();
+        let retry_due = self.syncer.needs_full && s.retry_at.is_some_and(|t| now >= t);
         if !s.listed {
-            s.next_full = Instant::now() + s.timing.period;
-        } else if self.syncer.needs_full || Instant::now() >= s.next_full {
+            if now >= s.next_full {
+                s.next_full = now + s.timing.period;
+            }
+        } else if retry_due || now >= s.next_full {
             self.full_sync();
             s.full_done();
         } else if s.flush_at.is_some_and(|t| Instant::now() >= t) {
