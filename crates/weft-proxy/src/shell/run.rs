@@ -141,11 +141,16 @@ struct Schedule {
     canary_at: Instant,
     /// When a failed sync is retried (a full sync, each second).
     retry_at: Option<Instant>,
+    /// The last restore after the rules were found removed.
+    restored_at: Option<Instant>,
 }
 
 /// How often the rules are checked for removal from outside (see
 /// [`super::canary`]).
 const CANARY_PERIOD: Duration = Duration::from_millis(250);
+
+/// The least time between two restores after outside removals.
+const RESTORE_GAP: Duration = Duration::from_secs(5);
 
 impl Schedule {
     fn full_done(&mut self) {
@@ -179,6 +184,7 @@ impl Proxy {
             flush_at: None,
             canary_at: Instant::now() + CANARY_PERIOD,
             retry_at: None,
+            restored_at: None,
         };
         loop {
             let retry = (s.listed && self.syncer.needs_full).then(|| {
@@ -256,7 +262,12 @@ impl Proxy {
         // again and again before the first listing)
         if Instant::now() >= s.canary_at {
             s.canary_at = Instant::now() + CANARY_PERIOD;
-            if s.listed && !self.syncer.needs_full && self.rules_removed() {
+            // at most one restore per RESTORE_GAP: rules that a full sync
+            // cannot put back (a kernel refusing a family's hook) are not
+            // rewritten four times a second
+            let recent = s.restored_at.is_some_and(|t| t.elapsed() < RESTORE_GAP);
+            if s.listed && !self.syncer.needs_full && !recent && self.rules_removed() {
+                s.restored_at = Some(Instant::now());
                 self.stats.rules_restored.inc();
                 self.full_sync();
                 s.full_done();
