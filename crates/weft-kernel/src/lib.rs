@@ -18,6 +18,7 @@ mod netlink;
 mod nexthop;
 mod nfacct;
 mod nft_chain;
+mod nla;
 mod wireguard;
 
 pub use conntrack::{

@@ -12,7 +12,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use weft_core::MacAddr;
 
 use crate::error::KernelError;
-use crate::messages::family_of;
+use crate::messages::{family_of, route_to};
 use crate::netlink::Netlink;
 
 /// A device as the kernel reports it.
@@ -279,21 +279,9 @@ pub fn ensure_address(nl: &mut Netlink, index: u32, addr: IpNet) -> Result<(), K
 /// Routes `dst` straight out of a device (`ip route replace DST dev DEV
 /// scope link`): what flannel's wireguard backend does for the network.
 pub fn replace_device_route(nl: &mut Netlink, index: u32, dst: IpNet) -> Result<(), KernelError> {
-    use netlink_packet_route::route::{
-        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-        RouteType,
-    };
-    let mut m = RouteMessage::default();
-    m.header.address_family = family_of(&dst.addr());
-    m.header.destination_prefix_length = dst.prefix_len();
-    m.header.table = RouteHeader::RT_TABLE_MAIN;
-    m.header.protocol = RouteProtocol::Boot;
-    m.header.scope = RouteScope::Link;
-    m.header.kind = RouteType::Unicast;
-    m.attributes = vec![
-        RouteAttribute::Destination(RouteAddress::from(dst.network())),
-        RouteAttribute::Oif(index),
-    ];
+    use netlink_packet_route::route::{RouteAttribute, RouteScope, RouteType};
+    let mut m = route_to(dst, RouteScope::Link, RouteType::Unicast);
+    m.attributes.push(RouteAttribute::Oif(index));
     nl.request(
         RouteNetlinkMessage::NewRoute(m),
         NLM_F_CREATE | NLM_F_REPLACE,
@@ -307,21 +295,9 @@ pub fn replace_device_route(nl: &mut Netlink, index: u32, dst: IpNet) -> Result<
 /// along the default route). An existing route of any kind is kept (a
 /// bridge's route for the range must not be replaced). True when added.
 pub fn ensure_blackhole_route(nl: &mut Netlink, dst: IpNet) -> Result<bool, KernelError> {
-    use netlink_packet_route::route::{
-        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-        RouteType,
-    };
+    use netlink_packet_route::route::{RouteScope, RouteType};
     const EEXIST: i32 = 17;
-    let mut m = RouteMessage::default();
-    m.header.address_family = family_of(&dst.addr());
-    m.header.destination_prefix_length = dst.prefix_len();
-    m.header.table = RouteHeader::RT_TABLE_MAIN;
-    m.header.protocol = RouteProtocol::Boot;
-    m.header.scope = RouteScope::Universe;
-    m.header.kind = RouteType::BlackHole;
-    m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(
-        dst.network(),
-    ))];
+    let m = route_to(dst, RouteScope::Universe, RouteType::BlackHole);
     match nl.request(
         RouteNetlinkMessage::NewRoute(m),
         NLM_F_CREATE | NLM_F_EXCL,

@@ -24,18 +24,25 @@ pub(crate) fn family_of(ip: &IpAddr) -> AddressFamily {
     }
 }
 
-pub(crate) fn route_message(r: &RouteSpec) -> RouteMessage {
+/// A main-table route to `dst` of `kind` and `scope`, with no next hop
+/// yet: what every route weft writes starts as.
+pub(crate) fn route_to(dst: IpNet, scope: RouteScope, kind: RouteType) -> RouteMessage {
     let mut m = RouteMessage::default();
-    m.header.address_family = family_of(&r.dst.addr());
-    m.header.destination_prefix_length = r.dst.prefix_len();
+    m.header.address_family = family_of(&dst.addr());
+    m.header.destination_prefix_length = dst.prefix_len();
     m.header.table = RouteHeader::RT_TABLE_MAIN;
     // What `ip route` and flannel's netlink library use by default.
     m.header.protocol = RouteProtocol::Boot;
-    m.header.scope = RouteScope::Universe;
-    m.header.kind = RouteType::Unicast;
+    m.header.scope = scope;
+    m.header.kind = kind;
     m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(
-        r.dst.network(),
+        dst.network(),
     ))];
+    m
+}
+
+pub(crate) fn route_message(r: &RouteSpec) -> RouteMessage {
+    let mut m = route_to(r.dst, RouteScope::Universe, RouteType::Unicast);
     match r.via {
         RouteVia::Gateway(hop) => {
             if hop.onlink {

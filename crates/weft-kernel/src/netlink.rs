@@ -18,6 +18,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::error::KernelError;
+use crate::nla::align4;
 
 /// Bytes of requests per `sendmsg`; below the default socket send buffer.
 const BATCH_BYTES: usize = 48 * 1024;
@@ -354,10 +355,6 @@ impl Netlink {
             io::Error::other("dump kept being interrupted by concurrent changes"),
         ))
     }
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
 }
 
 /// Calls `f` for every netlink message in one received datagram.

@@ -11,6 +11,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use weft_core::plan::{NextHop, NexthopSpec};
 
 use crate::netlink::{RawMessage, Request};
+use crate::nla::put_attr;
 
 pub(crate) const RTM_NEWNEXTHOP: u16 = 104;
 pub(crate) const RTM_DELNEXTHOP: u16 = 105;
@@ -31,14 +32,6 @@ fn nhmsg(family: u8, flags: u32) -> Vec<u8> {
     b.extend_from_slice(&[family, 0, RTPROT_BOOT, 0]);
     b.extend_from_slice(&flags.to_ne_bytes());
     b
-}
-
-fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = 4 + value.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(value);
-    buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
 }
 
 /// Creates or replaces a nexthop object.

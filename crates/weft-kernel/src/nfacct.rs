@@ -9,6 +9,7 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::KernelError;
+use crate::nla::{align4, attributes};
 
 const NFNL_SUBSYS_ACCT: u16 = 7;
 const NFNL_MSG_ACCT_NEW: u16 = 0;
@@ -24,10 +25,6 @@ const NLM_F_ACK: u16 = 4;
 const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 2;
 const HEADER: usize = 16;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
 
 /// One request: netlink header, `nfgenmsg` (AF_UNSPEC, version 0) and the
 /// counter's name attribute.
@@ -114,14 +111,7 @@ pub fn nfacct_counts(name: &str) -> Result<(u64, u64), KernelError> {
     let (_, payload) = exchange(&request(NFNL_MSG_ACCT_GET, NLM_F_ACK, 1, name))?;
     // nfgenmsg, then attributes
     let (mut packets, mut bytes) = (None, None);
-    let mut at = 4;
-    while at + 4 <= payload.len() {
-        let len = u16::from_ne_bytes([payload[at], payload[at + 1]]) as usize;
-        let kind = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]) & 0x3fff;
-        if len < 4 || at + len > payload.len() {
-            break;
-        }
-        let value = &payload[at + 4..at + len];
+    for (kind, value) in attributes(payload.get(4..).unwrap_or_default()) {
         if value.len() == 8 {
             let v = u64::from_be_bytes(value.try_into().unwrap_or([0; 8]));
             match kind {
@@ -130,7 +120,6 @@ pub fn nfacct_counts(name: &str) -> Result<(u64, u64), KernelError> {
                 _ => {}
             }
         }
-        at += align4(len);
     }
     match (packets, bytes) {
         (Some(p), Some(b)) => Ok((p, b)),

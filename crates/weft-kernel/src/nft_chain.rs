@@ -15,6 +15,7 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::KernelError;
+use crate::nla::{align4, attributes, put_attr};
 
 /// `NFPROTO_IPV4` / `NFPROTO_IPV6`: the `ip` and `ip6` families (and
 /// iptables' / ip6tables' tables).
@@ -41,18 +42,6 @@ const IMMEDIATE_DATA: u16 = 2;
 const DATA_VERDICT: u16 = 2;
 const VERDICT_CHAIN: u16 = 2;
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn put_attr(m: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = 4 + value.len();
-    m.extend_from_slice(&(len as u16).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(value);
-    m.resize(align4(m.len()), 0);
-}
-
 fn nul_terminated(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
@@ -73,20 +62,6 @@ fn dump_request(family: u8, table: &str, chain: &str) -> Vec<u8> {
     let len = m.len() as u32;
     m[..4].copy_from_slice(&len.to_ne_bytes());
     m
-}
-
-/// The attributes of `buf`, as (type without flags, value); stops at the
-/// first malformed one.
-fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let head = buf.get(at..at + 4)?;
-        let len = u16::from_ne_bytes([head[0], head[1]]) as usize;
-        let kind = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
-        let value = buf.get(at + 4..at.checked_add(len)?).filter(|_| len >= 4)?;
-        at += align4(len);
-        Some((kind, value))
-    })
 }
 
 fn nested(buf: &[u8], kind: u16) -> Option<&[u8]> {

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr as NlAddr};
 
 use crate::error::KernelError;
+use crate::nla::{align4, attributes as attrs};
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -51,10 +52,6 @@ const NLMSG_DONE: u16 = 3;
 const NLA_F_NESTED: u16 = 0x8000;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
 
 /// A generic netlink message under construction.
 struct Msg {
@@ -228,23 +225,6 @@ fn remove_peer_msg(family: u16, seq: u32, ifindex: u32, key: &[u8; 32]) -> Vec<u
         .end()
         .end();
     m.finish()
-}
-
-/// Attributes of a payload: (type without flags, value).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let value = &b[4..len];
-        b = &b[align4(len).min(b.len())..];
-        Some((kind, value))
-    })
 }
 
 fn key32(v: &[u8]) -> Option<[u8; 32]> {
