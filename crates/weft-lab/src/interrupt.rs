@@ -10,11 +10,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::{SigSet, Signal};
 
 static NAMESPACES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 static DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
@@ -45,25 +44,7 @@ pub(crate) fn untrack_dir(dir: &std::path::Path) {
 
 /// The PIDs descended from `root`, parents before children.
 fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // "pid (comm) state ppid …": comm may hold spaces and parentheses
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent_of.push((pid, ppid));
-        }
-    }
+    let parent_of = crate::process::process_parents();
     let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
@@ -83,17 +64,7 @@ fn descendants(root: u32) -> Vec<u32> {
 /// Stops this process's descendants and removes the registered
 /// namespaces and directories.
 pub fn tear_down_everything() {
-    let pids = descendants(std::process::id());
-    for &p in &pids {
-        let _ = kill(Pid::from_raw(p as i32), Signal::SIGTERM);
-    }
-    let end = Instant::now() + Duration::from_secs(3);
-    for &p in &pids {
-        while kill(Pid::from_raw(p as i32), None).is_ok() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-    }
+    crate::process::stop_pids(&descendants(std::process::id()), Duration::from_secs(3));
     let namespaces = NAMESPACES.lock().map(|s| s.clone()).unwrap_or_default();
     for ns in namespaces.iter().rev() {
         let _ = crate::sh("ip", &["netns", "del", ns]);

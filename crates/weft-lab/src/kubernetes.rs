@@ -231,6 +231,60 @@ impl ApiServer {
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.dir.join("kube-apiserver.log"), lines)
     }
+
+    /// One KubeProxyConfiguration for kube-proxy and `weft proxy` side by
+    /// side (as a kube-proxy DaemonSet's ConfigMap gives it): this server
+    /// as administrator, node `node`, `mode`, pod network `cluster_cidr`,
+    /// health on 10256 and metrics on 127.0.0.1:10249, then `extra`
+    /// (more YAML keys). Written into `dir`; its path.
+    pub fn kube_proxy_config(
+        &self,
+        dir: &std::path::Path,
+        node: &str,
+        mode: &str,
+        cluster_cidr: &str,
+        extra: &str,
+    ) -> Result<PathBuf> {
+        let file = dir.join("kube-proxy-config.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {}
+hostnameOverride: {node}
+bindAddress: 0.0.0.0
+healthzBindAddress: 0.0.0.0:10256
+metricsBindAddress: 127.0.0.1:10249
+mode: {mode}
+clusterCIDR: {cluster_cidr}
+conntrack:
+  maxPerCore: 0
+{extra}",
+                self.admin_kubeconfig()?.display()
+            ),
+        )?;
+        Ok(file)
+    }
+
+    /// The pinned kube-proxy on `host`, run with `--config=config` only,
+    /// logging to `log`.
+    pub fn start_kube_proxy(
+        &self,
+        host: &Host,
+        log: PathBuf,
+        config: &std::path::Path,
+    ) -> Result<Proc> {
+        Proc::spawn(
+            &host.ns,
+            "kube-proxy",
+            log,
+            &self.bin.join("kube-proxy").display().to_string(),
+            &[format!("--config={}", config.display())],
+            &[],
+        )
+    }
 }
 
 impl Drop for ApiServer {

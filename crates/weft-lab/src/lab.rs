@@ -465,18 +465,7 @@ impl KeptLab {
     /// Stops the processes (by PID, SIGTERM then SIGKILL), deletes the
     /// namespaces and the lab directory.
     pub fn tear_down(&self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        for &p in &self.pids {
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGTERM);
-        }
-        let end = Instant::now() + Duration::from_secs(3);
-        for &p in &self.pids {
-            while kill(Pid::from_raw(p as i32), None).is_ok() && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-        }
+        crate::process::stop_pids(&self.pids, Duration::from_secs(3));
         for ns in self.namespaces.iter().rev() {
             let _ = sh("ip", &["netns", "del", ns]);
         }

@@ -142,12 +142,12 @@ impl Drop for Proc {
     }
 }
 
-/// SIGKILLs, by PID, every process for which `pick(pid, parent pid,
-/// command line)` holds: what the lab's programs started and left behind.
-pub fn kill_where(pick: impl Fn(u32, u32, &str) -> bool) {
+/// (PID, parent PID) of every process, read from `/proc`.
+pub(crate) fn process_parents() -> Vec<(u32, u32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -160,9 +160,33 @@ pub fn kill_where(pick: impl Fn(u32, u32, &str) -> bool) {
             .and_then(|(_, r)| r.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok())
             .unwrap_or(0);
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        out.push((pid, ppid));
+    }
+    out
+}
+
+/// SIGKILLs, by PID, every process for which `pick(pid, parent pid,
+/// command line)` holds: what the lab's programs started and left behind.
+pub fn kill_where(pick: impl Fn(u32, u32, &str) -> bool) {
+    for (pid, ppid) in process_parents() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if pick(pid, ppid, &String::from_utf8_lossy(&cmdline)) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
+    }
+}
+
+/// Stops processes by PID: SIGTERM to all, up to `grace` for them to go,
+/// then SIGKILL to any left.
+pub(crate) fn stop_pids(pids: &[u32], grace: Duration) {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p as i32), Signal::SIGTERM);
+    }
+    let end = std::time::Instant::now() + grace;
+    for &p in pids {
+        while kill(Pid::from_raw(p as i32), None).is_ok() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
     }
 }

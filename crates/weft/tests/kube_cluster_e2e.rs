@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_lab::eventually;
-use weft_lab::kube_cluster::{workloads, ClusterOptions, KubeCluster, Network};
+use weft_lab::kube_cluster::{ClusterOptions, KubeCluster, Network};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
@@ -33,18 +33,9 @@ fn pods_and_services_work(mode: &str, tag: &str) {
     let hostname = c.nodes[0].run("hostname", &[]).expect("hostname");
     assert_eq!(hostname.trim(), "n1");
     let image = c.images.agnhost.clone();
-    c.api
-        .apply(&workloads::netexec_pod("a", "n1", &image))
-        .expect("pod a");
-    c.api
-        .apply(&workloads::netexec_pod("b", "n2", &image))
-        .expect("pod b");
-    let a = eventually(Duration::from_secs(120), "pod a running", || {
-        c.running_pod_ip("a")
-    });
-    let b = eventually(Duration::from_secs(120), "pod b running", || {
-        c.running_pod_ip("b")
-    });
+    let (a, b) = c
+        .netexec_pair(&image, Duration::from_secs(120))
+        .expect("pods a and b running");
     // each pod's address is in its Node's pod range
     for (pod, node, ip) in [("a", "n1", &a), ("b", "n2", &b)] {
         let cidr = c

@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weft_lab::{sh, Host, Lab, Proc};
+use weft_lab::{sh, Host, Lab};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const NODE: &str = "node-a";
@@ -47,32 +47,6 @@ endpoints:
   nodeName: node-a
   conditions: {ready: true, serving: true, terminating: false}
 ";
-
-fn config_file(lab: &Lab, api: &weft_lab::ApiServer, mode: &str) -> std::path::PathBuf {
-    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
-    let file = lab.dir().join("kube-proxy-config.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: {}
-hostnameOverride: {NODE}
-bindAddress: 0.0.0.0
-healthzBindAddress: 0.0.0.0:10256
-metricsBindAddress: 127.0.0.1:10249
-mode: {mode}
-clusterCIDR: 172.30.0.0/16
-conntrack:
-  maxPerCore: 0
-",
-            kubeconfig.display()
-        ),
-    )
-    .expect("config file");
-    file
-}
 
 fn in_ns(host: &Host, cmd: &[&str]) -> String {
     let mut args = vec!["netns", "exec", &host.ns];
@@ -126,16 +100,12 @@ fn scenario(mode: &str, prefix: &str) {
     api.apply(OBJECTS).expect("objects");
     let kube_host = lab.host("kp", 11).expect("host");
     let weft_host = lab.host("wp", 12).expect("host");
-    let config = config_file(&lab, &api, mode);
-    let _kube_proxy = Proc::spawn(
-        &kube_host.ns,
-        "kube-proxy",
-        lab.dir().join("kube-proxy.log"),
-        &api.bin.join("kube-proxy").display().to_string(),
-        &[format!("--config={}", config.display())],
-        &[],
-    )
-    .expect("kube-proxy");
+    let config = api
+        .kube_proxy_config(lab.dir(), NODE, mode, "172.30.0.0/16", "")
+        .expect("config file");
+    let _kube_proxy = api
+        .start_kube_proxy(&kube_host, lab.dir().join("kube-proxy.log"), &config)
+        .expect("kube-proxy");
     lab.start_proxy_args(
         &weft_host,
         &[

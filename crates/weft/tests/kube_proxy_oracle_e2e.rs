@@ -691,32 +691,14 @@ fn header(response: &str, name: &str) -> Option<String> {
 /// DaemonSet's ConfigMap): kube-proxy and `weft proxy` each run with
 /// `--config` only.
 fn config_file(lab: &Lab, api: &weft_lab::ApiServer) -> std::path::PathBuf {
-    let kubeconfig = api.admin_kubeconfig().expect("kubeconfig");
-    let file = lab.dir().join("kube-proxy-config.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: {}
-hostnameOverride: {NODE}
-bindAddress: 0.0.0.0
-healthzBindAddress: 0.0.0.0:10256
-metricsBindAddress: 127.0.0.1:10249
-mode: iptables
-clusterCIDR: {CLUSTER_CIDR}
-conntrack:
-  maxPerCore: 0
-iptables:
-  syncPeriod: 30s
-  minSyncPeriod: 0s
-",
-            kubeconfig.display()
-        ),
+    api.kube_proxy_config(
+        lab.dir(),
+        NODE,
+        "iptables",
+        CLUSTER_CIDR,
+        "iptables:\n  syncPeriod: 30s\n  minSyncPeriod: 0s\n",
     )
-    .expect("config file");
-    file
+    .expect("config file")
 }
 
 /// kube-proxy's metric families in a /metrics text: name (without a
@@ -785,15 +767,10 @@ fn same_programming_latency(kube_host: &Host, weft_host: &Host) {
 }
 
 fn start_kube_proxy(lab: &Lab, api: &weft_lab::ApiServer, host: &Host) -> Proc {
-    let config = config_file(lab, api);
-    let program = api.bin.join("kube-proxy").display().to_string();
-    Proc::spawn(
-        &host.ns,
-        "kube-proxy",
+    api.start_kube_proxy(
+        host,
         lab.dir().join("kube-proxy.log"),
-        &program,
-        &[format!("--config={}", config.display())],
-        &[],
+        &config_file(lab, api),
     )
     .expect("kube-proxy")
 }

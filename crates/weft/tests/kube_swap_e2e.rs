@@ -156,20 +156,11 @@ fn a_live_cluster_swaps_from_flannel_and_kube_proxy_to_weft_and_back() {
         KubeCluster::start("ksw", Path::new(env!("CARGO_BIN_EXE_weft")), &opts).expect("cluster");
     c.wait_ready(Duration::from_secs(180)).expect("ready");
     let image = c.images.agnhost.clone();
-    c.api
-        .apply(&workloads::netexec_pod("a", "n1", &image))
-        .expect("a");
-    c.api
-        .apply(&workloads::netexec_pod("b", "n2", &image))
-        .expect("b");
     c.netexec_service("web", &image, 2)
         .expect("a Deployment behind a Service");
-    eventually(Duration::from_secs(90), "a running", || {
-        c.running_pod_ip("a")
-    });
-    let b = eventually(Duration::from_secs(90), "b running", || {
-        c.running_pod_ip("b")
-    });
+    let (_, b) = c
+        .netexec_pair(&image, Duration::from_secs(90))
+        .expect("pods a and b running");
     everything_works(&mut c, &b, "c1", &image, "on flannel + kube-proxy");
     let before = leases(&c);
 

@@ -2,7 +2,9 @@
 //! to a node, a netexec Deployment behind a Service, and fetching from
 //! inside a pod.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
 
 use super::KubeCluster;
 
@@ -18,6 +20,29 @@ pub fn netexec_pod(name: &str, node: &str, image: &str) -> String {
 }
 
 impl KubeCluster {
+    /// netexec pods `a` on n1 and `b` on n2 (the cluster tests' pair),
+    /// and their addresses once both run (each waited for up to `timeout`).
+    pub fn netexec_pair(&self, image: &str, timeout: Duration) -> Result<(String, String)> {
+        self.api.apply(&netexec_pod("a", "n1", image))?;
+        self.api.apply(&netexec_pod("b", "n2", image))?;
+        let mut ips = Vec::new();
+        for pod in ["a", "b"] {
+            let end = Instant::now() + timeout;
+            loop {
+                if let Some(ip) = self.running_pod_ip(pod) {
+                    ips.push(ip);
+                    break;
+                }
+                if Instant::now() >= end {
+                    bail!("pod {pod} not running after {timeout:?}");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        let b = ips.pop().unwrap_or_default();
+        Ok((ips.pop().unwrap_or_default(), b))
+    }
+
     /// Pod `name`'s address once it runs.
     pub fn running_pod_ip(&self, name: &str) -> Option<String> {
         let out = self
