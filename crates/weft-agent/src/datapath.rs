@@ -21,7 +21,7 @@ use crate::options::WgOptions;
 use crate::reconcile::Sink;
 use crate::underlay::Underlay;
 use crate::wireguard::WgLocal;
-use crate::{udp, vxlan, wireguard};
+use crate::{extension, udp, vxlan, wireguard};
 use weft_core::subnet::Pools;
 
 /// The backend's devices before the lease is known.
@@ -101,6 +101,14 @@ pub fn prepare(
             local.attrs = attrs;
             local.wg = Some(wg);
         }
+        BackendConfig::Extension(cfg) => {
+            // flanneld publishes the interface's own addresses here, not
+            // -public-ip: the user's commands route to them
+            let output = extension::pre_startup(cfg)?;
+            let ipv6 = pools.v6.as_ref().and(underlay.local_ipv6).map(|n| n.addr());
+            local.attrs = LeaseAttrs::extension(underlay.local_ip, ipv6, output.as_deref());
+        }
+        BackendConfig::Alloc => local.attrs = LeaseAttrs::alloc(underlay.public_ip),
     }
     Ok(local)
 }
@@ -142,7 +150,12 @@ impl LocalDataPath {
             planners,
             udp: None,
             wireguard: None,
+            extension: None,
         };
+        if let BackendConfig::Extension(cfg) = &network.backend {
+            extension::post_startup(cfg, self.post_startup_vars(network, key))?;
+            sink.extension = Some(extension::ExtensionSink::start(cfg)?);
+        }
         if let (BackendConfig::Wireguard(cfg), Some(wg)) = (&network.backend, self.wg) {
             sink.wireguard = Some(wg.start(nl, cfg, network, key, underlay)?);
         }
@@ -156,6 +169,26 @@ impl LocalDataPath {
             )?);
         }
         Ok((sink, ownership))
+    }
+}
+
+impl LocalDataPath {
+    /// What PostStartupCommand is told, printed as flanneld prints it.
+    fn post_startup_vars(&self, network: &Network, key: LeaseKey) -> extension::PostStartup {
+        let v4 = |n: Option<Ipv4Net>| n.map_or_else(|| "0.0.0.0/0".into(), |n| n.to_string());
+        extension::PostStartup {
+            network: v4(network.pools.v4.as_ref().map(|p| match p.network() {
+                IpNet::V4(n) => n,
+                IpNet::V6(_) => Ipv4Net::default(),
+            })),
+            subnet: v4(key.v4),
+            ipv6_subnet: key.v6.map_or_else(|| "::/0".into(), |n| n.to_string()),
+            public_ip: self.attrs.public_ip.to_string(),
+            public_ipv6: self
+                .attrs
+                .public_ipv6
+                .map_or_else(|| "<nil>".into(), |a| a.to_string()),
+        }
     }
 }
 
@@ -244,7 +277,10 @@ pub fn kernel_plan(
                 }));
             }
         }
-        BackendConfig::Udp(_) | BackendConfig::Wireguard(_) => {}
+        BackendConfig::Udp(_)
+        | BackendConfig::Wireguard(_)
+        | BackendConfig::Extension(_)
+        | BackendConfig::Alloc => {}
     }
     (planners, ownership)
 }

@@ -6,13 +6,14 @@
 //! Flow: [`flags`] → [`source`] (where leases come from: etcd or
 //! Kubernetes) → [`underlay`] (which interface) → [`datapath`] (the
 //! backend's devices: [`vxlan`], [`udp`],
-//! [`wireguard`]) → [`subnet_file`] and
+//! [`wireguard`]; [`extension`] runs the user's commands instead) → [`subnet_file`] and
 //! [`firewall`] → [`follow`] (lease events) → [`reconcile`] (routes,
 //! neighbours, FDB); [`run`] puts them in order, [`cli`] is the program
 //! around it.
 
 pub mod cli;
 pub mod datapath;
+pub mod extension;
 pub mod firewall;
 pub mod flags;
 pub mod follow;

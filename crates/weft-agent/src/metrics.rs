@@ -35,6 +35,8 @@ pub struct AgentMetrics {
     pub etcd_reconnects: Counter,
     /// Firewall rule sets (re)applied.
     pub rules_synced: Counter,
+    /// extension backend: SubnetAddCommand / SubnetRemoveCommand runs that failed.
+    pub extension_command_failures: Counter,
     /// Set once the first full pass is done.
     pub ready: Arc<AtomicBool>,
     pub registry: Arc<Mutex<Registry>>,
@@ -56,6 +58,7 @@ pub fn get() -> &'static AgentMetrics {
             netlink_errors: Counter::default(),
             etcd_reconnects: Counter::default(),
             rules_synced: Counter::default(),
+            extension_command_failures: Counter::default(),
             ready: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Mutex::new(Registry::with_prefix("weft_agent"))),
         };
@@ -99,6 +102,11 @@ pub fn get() -> &'static AgentMetrics {
                 "rules_synced",
                 "Masquerade/forward rule sets (re)applied",
                 m.rules_synced.clone(),
+            );
+            r.register(
+                "extension_command_failures",
+                "extension backend: SubnetAddCommand and SubnetRemoveCommand runs that failed",
+                m.extension_command_failures.clone(),
             );
             weft_firewall::fallback::register(&mut r);
         }

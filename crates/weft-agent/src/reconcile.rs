@@ -16,6 +16,7 @@ use weft_core::plan::dataplane::diff;
 use weft_core::plan::{Desired, Op, Planner};
 use weft_kernel::{KernelError, Netlink, Ownership};
 
+use crate::extension::ExtensionSink;
 use crate::udp::UdpPeers;
 use crate::wireguard::sink::WgSink;
 
@@ -31,11 +32,13 @@ pub struct PassReport {
 }
 
 /// Where remote leases go: kernel entries planned by a backend per address
-/// family, the udp backend's userspace peer table, or WireGuard peers.
+/// family, the udp backend's userspace peer table, WireGuard peers, or the
+/// extension backend's commands.
 pub struct Sink {
     pub planners: Vec<Planner>,
     pub udp: Option<Arc<UdpPeers>>,
     pub wireguard: Option<WgSink>,
+    pub extension: Option<ExtensionSink>,
 }
 
 pub struct Reconciler {
@@ -75,6 +78,9 @@ impl Reconciler {
         if let Some(wg) = &mut self.sink.wireguard {
             wg.begin_reset();
         }
+        if let Some(ext) = &mut self.sink.extension {
+            ext.begin_reset();
+        }
         let verdicts = self.admission.reset(records);
         let mut usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = Vec::new();
         for (rec, verdict) in records.iter().zip(verdicts) {
@@ -85,6 +91,9 @@ impl Reconciler {
         }
         if let Some(wg) = &mut self.sink.wireguard {
             wg.end_reset();
+        }
+        if let Some(ext) = &mut self.sink.extension {
+            ext.end_reset();
         }
         self.desired.reset(usable.into_iter());
         self.count_refused();
@@ -122,6 +131,11 @@ impl Reconciler {
         }
         let mut out = Vec::new();
         let mut problems = Vec::new();
+        if let Some(ext) = &mut self.sink.extension {
+            if let Err(e) = ext.upsert(rec) {
+                problems.push(e.to_string());
+            }
+        }
         if let Some(wg) = &mut self.sink.wireguard {
             match wg.planner.peers(&rec.key, &rec.attrs) {
                 Ok(peers) => {
@@ -209,6 +223,9 @@ impl Reconciler {
         if let Some(wg) = &mut self.sink.wireguard {
             wg.remove(key);
         }
+        if let Some(ext) = &mut self.sink.extension {
+            ext.remove(key);
+        }
         let mut ops = Vec::new();
         for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
             .into_iter()
@@ -221,7 +238,9 @@ impl Reconciler {
 
     /// Remote leases programmed: kernel entries, or WireGuard peers' leases.
     fn peer_count(&self) -> usize {
-        self.desired.peer_count() + self.sink.wireguard.as_ref().map_or(0, |w| w.lease_count())
+        self.desired.peer_count()
+            + self.sink.wireguard.as_ref().map_or(0, |w| w.lease_count())
+            + self.sink.extension.as_ref().map_or(0, |e| e.lease_count())
     }
 
     /// Dumps the kernel, applies the full diff.

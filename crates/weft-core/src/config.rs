@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::subnet::SubnetPool;
 
+mod extension;
 mod wireguard;
+pub use extension::ExtensionConfig;
 pub use wireguard::{WgMode, WireguardConfig, WG_DEFAULT_PORT, WG_DEFAULT_PORT_V6, WG_OVERHEAD};
 
 /// A validated network configuration with flannel's defaults filled in.
@@ -33,6 +35,10 @@ pub enum BackendConfig {
     HostGw,
     Udp(UdpConfig),
     Wireguard(WireguardConfig),
+    /// flannel's `extension`: the user's commands do the data path.
+    Extension(ExtensionConfig),
+    /// flannel's `alloc`: a lease and a subnet file, no data path.
+    Alloc,
 }
 
 impl BackendConfig {
@@ -43,6 +49,8 @@ impl BackendConfig {
             BackendConfig::HostGw => "host-gw",
             BackendConfig::Udp(_) => "udp",
             BackendConfig::Wireguard(_) => "wireguard",
+            BackendConfig::Extension(_) => "extension",
+            BackendConfig::Alloc => "alloc",
         }
     }
 }
@@ -359,9 +367,15 @@ fn parse_backend(value: Option<&Value>) -> Result<BackendConfig, ConfigError> {
             Ok(BackendConfig::Udp(UdpConfig { port }))
         }
         "wireguard" => wireguard::parse_wireguard(&f).map(BackendConfig::Wireguard),
+        "extension" => extension::parse_extension(&f).map(BackendConfig::Extension),
+        "alloc" => Ok(BackendConfig::Alloc),
+        "tencent-vpc" => Err(field_err(
+            "Backend.Type",
+            "\"tencent-vpc\" is a cloud vendor's backend, which weft does not implement (use flanneld on Tencent Cloud)",
+        )),
         other => Err(field_err(
             "Backend.Type",
-            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp and wireguard)"),
+            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp, wireguard, extension and alloc)"),
         )),
     }
 }

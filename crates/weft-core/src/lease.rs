@@ -248,6 +248,39 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value an alloc host publishes: like udp's, only the PublicIP
+    /// (flanneld's alloc backend sets no BackendType either).
+    pub fn alloc(public_ip: Ipv4Addr) -> LeaseAttrs {
+        LeaseAttrs::udp(public_ip)
+    }
+
+    /// The value an extension host publishes: its interface's addresses
+    /// and, when a PreStartupCommand ran, the command's output as one JSON
+    /// string in BackendData, escaped as Go's encoder escapes it.
+    pub fn extension(
+        public_ip: Ipv4Addr,
+        public_ipv6: Option<Ipv6Addr>,
+        output: Option<&str>,
+    ) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip,
+            public_ipv6,
+            backend_type: Some("extension".into()),
+            backend_data: output.and_then(|o| RawValue::from_string(go_json_string(o)).ok()),
+            backend_v6_data: None,
+        }
+    }
+
+    /// An extension lease's BackendData as the string its owner's
+    /// PreStartupCommand printed ("" when there is none): what the
+    /// Subnet*Commands read on stdin.
+    pub fn extension_data(&self, key: &str) -> Result<String, LeaseError> {
+        if raw_text(&self.backend_data).is_none() {
+            return Ok(String::new());
+        }
+        self.decode_backend_data(key, false)
+    }
+
     /// Parses a lease value read from etcd; `key` is only used in errors.
     pub fn parse(key: &str, json: &[u8]) -> Result<LeaseAttrs, LeaseError> {
         serde_json::from_slice(json).map_err(|e| LeaseError::Value {
@@ -295,12 +328,68 @@ fn json_field_of(e: &serde_json::Error) -> &'static str {
     "(value)"
 }
 
+/// `text` as Go's `json.Marshal` writes a string: serde_json's escaping,
+/// plus `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes (Go's HTML-safe
+/// default), so a lease weft writes is the bytes flanneld would write.
+fn go_json_string(text: &str) -> String {
+    // A string always serializes.
+    let plain = serde_json::to_string(text).unwrap_or_default();
+    let mut out = String::with_capacity(plain.len());
+    for c in plain.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(s: &str) -> LeaseKey {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn extension_lease_is_what_flanneld_writes() {
+        let ip: Ipv4Addr = "198.18.0.11".parse().expect("ip");
+        let a = LeaseAttrs::extension(ip, None, Some("vtep <a&b>\n\u{2028}"));
+        assert_eq!(
+            a.to_json(),
+            r#"{"PublicIP":"198.18.0.11","PublicIPv6":null,"BackendType":"extension","BackendData":"vtep \u003ca\u0026b\u003e\n\u2028"}"#
+        );
+        assert_eq!(
+            a.extension_data("k").expect("a string"),
+            "vtep <a&b>\n\u{2028}"
+        );
+        let bare = LeaseAttrs::extension(ip, None, None);
+        assert_eq!(
+            bare.to_json(),
+            r#"{"PublicIP":"198.18.0.11","PublicIPv6":null,"BackendType":"extension"}"#
+        );
+        assert_eq!(bare.extension_data("k").expect("none"), "");
+        let odd = LeaseAttrs::parse(
+            "k",
+            br#"{"PublicIP":"198.18.0.12","BackendType":"extension","BackendData":{"VNI":1}}"#,
+        )
+        .expect("a lease");
+        let e = odd.extension_data("k").expect_err("not a string");
+        assert!(e.to_string().contains("BackendData"), "{e}");
+    }
+
+    #[test]
+    fn alloc_lease_has_no_backend_type() {
+        let ip: Ipv4Addr = "198.18.0.11".parse().expect("ip");
+        assert_eq!(
+            LeaseAttrs::alloc(ip).to_json(),
+            r#"{"PublicIP":"198.18.0.11","PublicIPv6":null}"#
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! without privileges.
 
 pub mod admission;
+pub mod command;
 pub mod config;
 pub mod docker_opts;
 pub mod duration;

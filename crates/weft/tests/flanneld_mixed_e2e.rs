@@ -179,3 +179,204 @@ fn blackhole_routes_as_flanneld_v0_28_makes_them() {
         });
     }
 }
+
+/// The lease value stored for `subnet`.
+fn lease_value(lab: &Lab, subnet: &str) -> String {
+    let key = format!("{}/subnets/{}", lab.etcd_prefix(), subnet.replace('/', "-"));
+    let out = lab
+        .etcdctl(&["get", "--print-value-only", &key])
+        .expect("get lease");
+    out.trim().to_string()
+}
+
+/// A user's extension scripts: routes like host-gw, and a log line per
+/// run with the variables and stdin each command received.
+fn extension_scripts(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    };
+    let log = dir.join("$WEFT_TEST_TAG.log").display().to_string();
+    let add = script(
+        "add.sh",
+        &format!(
+            "read data\necho \"add $1 $2 $data\" >> \"{log}\"\nip route replace \"$1\" via \"$2\""
+        ),
+    );
+    let remove = script(
+        "remove.sh",
+        &format!("read data\necho \"remove $1 $2 $data\" >> \"{log}\"\nip route del \"$1\""),
+    );
+    let post = script(
+        "post.sh",
+        &format!(
+            "echo \"post NETWORK=$NETWORK SUBNET=$SUBNET IPV6SUBNET=$IPV6SUBNET PUBLIC_IP=$PUBLIC_IP PUBLIC_IPV6=$PUBLIC_IPV6\" >> \"{log}\""
+        ),
+    );
+    // PreStartupCommand's output is the lease's BackendData; `$WEFT_TEST_TAG`
+    // is expanded from the agent's environment, without a shell
+    format!(
+        r#"{{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{{"Type":"extension",
+            "PreStartupCommand":"/bin/echo tag=$WEFT_TEST_TAG <&>",
+            "PostStartupCommand":"{post}",
+            "SubnetAddCommand":"{add} $SUBNET ${{PUBLIC_IP}}",
+            "SubnetRemoveCommand":"{remove} $SUBNET $PUBLIC_IP"}}}}"#
+    )
+}
+
+/// The lines of one side's command log.
+fn command_log(dir: &Path, tag: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{tag}.log"))).unwrap_or_default()
+}
+
+/// flannel's extension backend on weft and flanneld v0.28.10 in one
+/// cluster: the same lease value, PostStartupCommand told the same
+/// things, each side's SubnetAddCommand run for the other's lease with its
+/// BackendData on stdin (the routes it adds carry pod traffic), and
+/// SubnetRemoveCommand run when a lease goes.
+#[test]
+fn weft_and_flanneld_share_an_extension_cluster() {
+    let flanneld = flanneld().display().to_string();
+    let mut lab = Lab::new("wext", Path::new(WEFT)).expect("lab: this test needs root");
+    lab.start_etcd().expect("etcd");
+    let config = extension_scripts(lab.dir());
+    lab.put_config(&config).expect("config");
+    let w = lab.host("weft", 11).expect("weft host");
+    let f = lab.host("flanneld", 12).expect("flanneld host");
+    let tag = |t: &str| vec![("WEFT_TEST_TAG".to_string(), t.to_string())];
+    let wargs = lab.agent_args(&w, &[]).expect("args");
+    let weft = WEFT.to_string();
+    lab.start_agent_with(&w, &weft, &wargs, &tag("weft"))
+        .expect("weft agent");
+    let fargs = lab.flanneld_args(&f, &[]).expect("args");
+    lab.start_agent_with(&f, &flanneld, &fargs, &tag("flanneld"))
+        .expect("flanneld");
+    let envs: Vec<SubnetEnv> = [&w, &f]
+        .iter()
+        .map(|h| {
+            lab.wait_subnet_env(h, SECS(30)).unwrap_or_else(|e| {
+                panic!("subnet file of {}: {e:#}\n{}", h.name, lab.agent_log(h))
+            })
+        })
+        .collect();
+    assert_eq!(keys(&lab, &w), keys(&lab, &f), "subnet file variables");
+    assert_eq!(envs[0].mtu, envs[1].mtu, "MTU: the interface's");
+    let (ws, fs) = (subnet_of(&envs[0]), subnet_of(&envs[1]));
+    let dir = lab.dir().to_path_buf();
+
+    // the same lease value, byte for byte but the addresses and the tag
+    let normal = |v: String, ip: &str, t: &str| v.replace(ip, "IP").replace(t, "TAG");
+    assert_eq!(
+        normal(lease_value(&lab, &ws), "198.18.0.11", "weft"),
+        normal(lease_value(&lab, &fs), "198.18.0.12", "flanneld"),
+        "lease values"
+    );
+    assert!(
+        lease_value(&lab, &ws).contains(r#""BackendData":"tag=weft \u003c\u0026\u003e""#),
+        "weft's BackendData: {}",
+        lease_value(&lab, &ws)
+    );
+
+    // PostStartupCommand: the same variables, printed the same way
+    let post = |t: &str, s: &str, ip: &str| {
+        eventually(SECS(10), &format!("{t}: PostStartupCommand ran"), || {
+            command_log(&dir, t)
+                .lines()
+                .find(|l| l.starts_with("post "))
+                .map(|l| l.replace(s, "SUBNET").replace(ip, "IP"))
+        })
+    };
+    assert_eq!(
+        post("weft", &ws, "198.18.0.11"),
+        post("flanneld", &fs, "198.18.0.12"),
+        "PostStartupCommand's variables"
+    );
+
+    // each side ran its add command for the other's lease, data on stdin
+    let ran = |t: &str, line: String| {
+        eventually(SECS(20), &format!("{t}: {line}"), || {
+            command_log(&dir, t)
+                .lines()
+                .any(|l| l == line)
+                .then_some(())
+        })
+    };
+    ran("weft", format!("add {fs} 198.18.0.12 tag=flanneld <&>"));
+    ran("flanneld", format!("add {ws} 198.18.0.11 tag=weft <&>"));
+    let pw = lab.pod(&w, "pw").expect("pod on the weft host");
+    let pf = lab.pod(&f, "pf").expect("pod on the flanneld host");
+    lab.ping(&pw, pf.ip, SECS(10))
+        .unwrap_or_else(|e| panic!("weft pod -> flanneld pod: {e:#}"));
+    lab.ping(&pf, pw.ip, SECS(10))
+        .unwrap_or_else(|e| panic!("flanneld pod -> weft pod: {e:#}"));
+
+    // a lease gone: the remove command runs on the other side
+    lab.stop_agent(&f, false);
+    del(&lab, &fs);
+    ran("weft", format!("remove {fs} 198.18.0.12 tag=flanneld <&>"));
+    eventually(SECS(5), "weft's remove script deletes the route", || {
+        (!routes_to(&lab, &w, &fs)).then_some(())
+    });
+    lab.start_agent_with(&f, &flanneld, &fargs, &tag("flanneld"))
+        .expect("flanneld again");
+    eventually(SECS(30), "flanneld back, watching leases", || {
+        (lab.agent_log(&f)
+            .to_lowercase()
+            .matches("watching for new subnet leases")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    lab.stop_agent(&w, false);
+    del(&lab, &ws);
+    ran("flanneld", format!("remove {ws} 198.18.0.11 tag=weft <&>"));
+    let adds = command_log(&dir, "weft")
+        .lines()
+        .filter(|l| l.starts_with("add "))
+        .count();
+    // flanneld's lease at start and again after it came back: renewals and
+    // re-lists run nothing
+    assert_eq!(adds, 2, "weft's add runs:\n{}", command_log(&dir, "weft"));
+    eprintln!(
+        "weft ran:\n{}\nflanneld ran:\n{}",
+        command_log(&dir, "weft"),
+        command_log(&dir, "flanneld")
+    );
+}
+
+/// flannel's alloc backend: leases and subnet files, nothing else, the
+/// same on both.
+#[test]
+fn weft_and_flanneld_share_an_alloc_cluster() {
+    let flanneld = flanneld().display().to_string();
+    let mut lab = Lab::new("wal", Path::new(WEFT)).expect("lab: this test needs root");
+    lab.start_etcd().expect("etcd");
+    lab.put_config(r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"alloc"}}"#)
+        .expect("config");
+    let w = lab.host("weft", 11).expect("weft host");
+    let f = lab.host("flanneld", 12).expect("flanneld host");
+    lab.start_agent(&w, &["-ip-masq"]).expect("weft agent");
+    let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
+    lab.start_agent_with(&f, &flanneld, &args, &[])
+        .expect("flanneld");
+    let envs: Vec<SubnetEnv> = [&w, &f]
+        .iter()
+        .map(|h| lab.wait_subnet_env(h, SECS(30)).expect("subnet file"))
+        .collect();
+    assert_eq!(keys(&lab, &w), keys(&lab, &f), "subnet file variables");
+    assert_eq!(envs[0].mtu, envs[1].mtu, "MTU");
+    assert_eq!(envs[0].ipmasq, envs[1].ipmasq);
+    let (ws, fs) = (subnet_of(&envs[0]), subnet_of(&envs[1]));
+    assert_eq!(
+        lease_value(&lab, &ws).replace("198.18.0.11", "IP"),
+        lease_value(&lab, &fs).replace("198.18.0.12", "IP"),
+        "lease values"
+    );
+    // give each a moment to see the other's lease: still no route
+    std::thread::sleep(SECS(2));
+    assert!(!routes_to(&lab, &w, &fs) && !routes_to(&lab, &f, &ws));
+    assert!(lab.agent_log(&w).contains("lease acquired"));
+}

@@ -163,6 +163,18 @@ fn bad_inputs_name_the_field() {
             "field Backend.Type: \"geneve\" is not supported",
         ),
         (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"tencent-vpc"}}"#,
+            "field Backend.Type: \"tencent-vpc\" is a cloud vendor's backend",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"extension","SubnetAddCommand":"  "}}"#,
+            "field Backend.SubnetAddCommand: holds only whitespace",
+        ),
+        (
+            r#"{"Network":"10.0.0.0/16","Backend":{"Type":"extension","PreStartupCommand":["echo"]}}"#,
+            "field Backend.PreStartupCommand: must be a string",
+        ),
+        (
             r#"{"Network":"10.0.0.0/16","Backend":{"Type":"wireguard","PSK":"no pe!"}}"#,
             "field Backend.PSK: is not base64",
         ),
@@ -294,4 +306,36 @@ fn wireguard_defaults_and_fields() {
         !format!("{w:?}").contains("HIgo9"),
         "the PSK never shows in Debug output"
     );
+}
+
+#[test]
+fn extension_keys_as_flannel_reads_them() {
+    let c = NetConfig::parse(
+        r#"{"Network":"10.0.0.0/16","Backend":{"Type":"Extension",
+            "prestartupcommand":"cat /etc/vtep",
+            "PostStartupCommand":"",
+            "SubnetAddCommand":"ip route add $SUBNET via $PUBLIC_IP"}}"#,
+    )
+    .expect("valid");
+    let BackendConfig::Extension(e) = c.backend else {
+        panic!("not extension: {:?}", c.backend);
+    };
+    assert_eq!(
+        e.pre_startup.as_ref().map(|l| l.fields().to_vec()),
+        Some(vec!["cat".to_string(), "/etc/vtep".to_string()])
+    );
+    assert_eq!(e.post_startup, None);
+    assert_eq!(
+        e.subnet_add.map(|l| l.to_string()).as_deref(),
+        Some("ip route add $SUBNET via $PUBLIC_IP")
+    );
+    assert_eq!(e.subnet_remove, None);
+}
+
+#[test]
+fn alloc_has_no_keys() {
+    let c =
+        NetConfig::parse(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"alloc"}}"#).expect("valid");
+    assert_eq!(c.backend, BackendConfig::Alloc);
+    assert_eq!(c.backend.type_name(), "alloc");
 }

@@ -4,10 +4,12 @@
 //!   entries) as plain data, and the diff between two such sets.
 //! - [`desired`]: the desired set, kept incrementally as leases come and go.
 //! - [`vxlan`], [`hostgw`]: what one remote lease means for each backend;
-//!   [`wireguard`]: the WireGuard peers it means.
+//!   [`wireguard`]: the WireGuard peers it means; [`extension`]: the
+//!   user's commands it runs.
 
 pub mod dataplane;
 pub mod desired;
+pub mod extension;
 pub mod hostgw;
 pub mod vxlan;
 pub mod wireguard;

@@ -305,6 +305,7 @@ fn dataplane(
         planners,
         udp: None,
         wireguard: None,
+        extension: None,
     };
     let mut rec = Reconciler::new(nl, sink, ownership, own.key, rules);
     let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
