@@ -27,6 +27,13 @@ pub async fn choose(
         return Ok((FirewallMode::Nftables, Iptables::plain(Backend::Nft)));
     }
     let choice = options.iptables_backend;
+    if choice == weft_firewall::BackendChoice::Auto && !weft_firewall::backend::iptables_installed()
+    {
+        tracing::warn!(
+            "no iptables programs on this host: masquerade and forward rules go to nftables"
+        );
+        return Ok((FirewallMode::Nftables, Iptables::plain(Backend::Nft)));
+    }
     let ipt = tokio::task::spawn_blocking(move || weft_firewall::backend::detect(choice))
         .await
         .context("detecting the iptables backend")??;

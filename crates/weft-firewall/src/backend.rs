@@ -170,6 +170,18 @@ fn on_path(program: &str) -> bool {
     })
 }
 
+/// Whether this host has any iptables program at all (a RHEL or Rocky 10
+/// host has nftables only).
+pub fn iptables_installed() -> bool {
+    [
+        "iptables",
+        "iptables-nft-restore",
+        "iptables-legacy-restore",
+    ]
+    .iter()
+    .any(|p| on_path(p))
+}
+
 /// `iptables --version`, if iptables runs.
 pub fn default_version() -> Option<String> {
     run("iptables", &["--version"], None).ok()

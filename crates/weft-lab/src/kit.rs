@@ -12,6 +12,30 @@ use crate::lab::{Host, Lab};
 use crate::netns::{http_get, sh};
 
 impl Lab {
+    /// A directory of links to every program in /usr/sbin and /usr/bin
+    /// but those `left_out` names: a `PATH` for a host that lacks them
+    /// (one with nftables and no iptables programs, as RHEL 10 ships).
+    pub fn path_without(&self, name: &str, left_out: impl Fn(&str) -> bool) -> Result<String> {
+        let dir = self.dir().join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for from in ["/usr/sbin", "/usr/bin"] {
+            for entry in std::fs::read_dir(from).with_context(|| format!("listing {from}"))? {
+                let entry = entry?;
+                let file = entry.file_name();
+                let Some(program) = file.to_str() else {
+                    continue;
+                };
+                let link = dir.join(program);
+                if left_out(program) || link.exists() {
+                    continue;
+                }
+                std::os::unix::fs::symlink(entry.path(), &link)
+                    .with_context(|| format!("linking {}", link.display()))?;
+            }
+        }
+        Ok(dir.display().to_string())
+    }
+
     /// etcd with `config`, hosts `h1`…`hn` at underlay addresses
     /// `198.18.0.<first_octet + i>`, an agent on each (with `extra`
     /// flags), and each host's subnet file once written.

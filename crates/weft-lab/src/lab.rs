@@ -323,6 +323,16 @@ impl Lab {
     /// Starts `weft <args>` as the proxy of `host` (e.g. with a Kubernetes
     /// source instead of the lab's etcd).
     pub fn start_proxy_args(&mut self, host: &Host, args: &[String]) -> Result<()> {
+        self.start_proxy_with_env(host, args, &[])
+    }
+
+    /// [`Lab::start_proxy_args`] with extra environment (e.g. a `PATH`).
+    pub fn start_proxy_with_env(
+        &mut self,
+        host: &Host,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<()> {
         let log = self.dir().join(&host.name).join("proxy.log");
         let weft = self.weft.to_string_lossy().into_owned();
         let p = Proc::spawn(
@@ -331,7 +341,7 @@ impl Lab {
             log,
             &weft,
             args,
-            &[],
+            env,
         )?;
         if let Some(mut old) = self.proxies.insert(host.name.clone(), p) {
             old.stop(Duration::from_secs(2));

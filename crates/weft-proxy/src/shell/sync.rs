@@ -34,8 +34,11 @@ pub enum ProxyMode {
 }
 
 impl ProxyMode {
+    /// A mode by name; the empty name is kube-proxy's default, iptables,
+    /// or nftables on a host without any iptables program.
     pub fn parse(s: &str) -> Option<ProxyMode> {
         match s {
+            "" if !weft_firewall::backend::iptables_installed() => Some(ProxyMode::Nftables),
             "iptables" | "" => Some(ProxyMode::Iptables),
             "nftables" | "nft" => Some(ProxyMode::Nftables),
             _ => None,

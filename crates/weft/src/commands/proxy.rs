@@ -28,8 +28,10 @@ pub struct ProxyArgs {
     /// The API server's URL (overrides the kubeconfig's)
     #[arg(long)]
     master: Option<String>,
-    /// iptables (kube-proxy's chains) or nftables (kube-proxy's verdict maps)
-    #[arg(long = "proxy-mode", default_value = "iptables")]
+    /// iptables (kube-proxy's chains) or nftables (kube-proxy's verdict
+    /// maps); default iptables, or nftables on a host without any iptables
+    /// program
+    #[arg(long = "proxy-mode", default_value = "")]
     mode: String,
     /// iptables mode's backend: auto (the one already holding rules, else
     /// the one `iptables` runs), legacy or nft
@@ -168,6 +170,9 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
     }
     let mode = ProxyMode::parse(&a.mode)
         .ok_or_else(|| anyhow!("--proxy-mode {:?}: expected iptables or nftables", a.mode))?;
+    if a.mode.is_empty() && mode == ProxyMode::Nftables {
+        tracing::warn!("no iptables programs on this host: nftables mode");
+    }
     let opts = ProxyOptions {
         source: source(&a)?,
         rules: RulesOptions {
