@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A Linux kernel with the WireGuard module, for the test that runs weft's
-# kernel WireGuard path in a virtual machine (this machine's own kernel has
-# no WireGuard). Debian 12's cloud kernel package, fetched once per machine
+# A Linux kernel with the WireGuard and ipip modules (and br_netfilter, which
+# flanneld checks for), for the tests that run
+# weft's kernel WireGuard path and its ipip backend in a virtual machine
+# (this machine's own kernel has neither). Debian 12's cloud kernel package, fetched once per machine
 # into a cache outside the repository; qemu from Debian's packages.
 # Prints the folder holding vmlinuz and modules/ (with modules/order).
 set -euo pipefail
@@ -9,14 +10,14 @@ CACHE=${WEFT_VM_CACHE:-/var/cache/weft-vm}
 PKG=linux-image-6.1.0-47-cloud-amd64
 MODULES=(udp_tunnel ip6_udp_tunnel libchacha chacha-x86_64 libpoly1305 poly1305-x86_64
          libchacha20poly1305 libcurve25519-generic curve25519-x86_64 libcurve25519
-         wireguard dummy)
+         wireguard dummy veth tunnel4 ip_tunnel ipip llc stp bridge br_netfilter)
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v qemu-system-x86_64 >/dev/null; then
   apt-get install -y -q --no-install-recommends qemu-system-x86 >&2 \
     || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends qemu-system-x86 >&2; }
 fi
 dir="$CACHE/$PKG"
-if [[ ! -f "$dir/modules/order" ]]; then
+if [[ "$(cat "$dir/modules/order" 2>/dev/null)" != "$(printf '%s\n' "${MODULES[@]}")" ]]; then
   mkdir -p "$CACHE/dl" && cd "$CACHE/dl"
   ls ${PKG}_*.deb >/dev/null 2>&1 || apt-get download "$PKG" >&2 \
     || { apt-get update -q >&2 && apt-get download "$PKG" >&2; }

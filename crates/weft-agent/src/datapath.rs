@@ -10,6 +10,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_core::config::{BackendConfig, VxlanConfig};
 use weft_core::lease::{LeaseAttrs, LeaseKey};
 use weft_core::plan::hostgw::{HostGwPlanner, Underlay as PlanUnderlay};
+use weft_core::plan::ipip::IpipPlanner;
 use weft_core::plan::vxlan::VxlanPlanner;
 use weft_core::plan::Planner;
 use weft_core::subnet::SubnetPool;
@@ -21,7 +22,7 @@ use crate::options::WgOptions;
 use crate::reconcile::Sink;
 use crate::underlay::Underlay;
 use crate::wireguard::WgLocal;
-use crate::{extension, udp, vxlan, wireguard};
+use crate::{extension, ipip, udp, vxlan, wireguard};
 use weft_core::subnet::Pools;
 
 /// The backend's devices before the lease is known.
@@ -109,6 +110,14 @@ pub fn prepare(
             local.attrs = LeaseAttrs::extension(underlay.local_ip, ipv6, output.as_deref());
         }
         BackendConfig::Alloc => local.attrs = LeaseAttrs::alloc(underlay.public_ip),
+        BackendConfig::Ipip(_) => {
+            let dev = ipip::ensure_device(nl, underlay)
+                .with_context(|| format!("setting up {}", ipip::DEVICE))?;
+            tracing::info!(device = %dev.name, mtu = dev.mtu, "ipip device ready");
+            local.mtu = dev.mtu;
+            local.attrs = LeaseAttrs::ipip(underlay.public_ip);
+            local.dev4 = Some(dev);
+        }
     }
     Ok(local)
 }
@@ -127,7 +136,7 @@ impl LocalDataPath {
     ) -> Result<(Sink, Ownership)> {
         if let (Some(d), Some(s)) = (&self.dev4, key.v4) {
             weft_kernel::ensure_address(nl, d.index, IpNet::V4(Ipv4Net::new(s.network(), 32)?))
-                .context("addressing the vxlan device")?;
+                .context("addressing the tunnel device")?;
         }
         if let (Some(d), Some(s)) = (&self.dev6, key.v6) {
             weft_kernel::ensure_address(nl, d.index, IpNet::V6(Ipv6Net::new(s.network(), 128)?))
@@ -275,6 +284,18 @@ pub fn kernel_plan(
                     nexthops,
                     v6,
                 }));
+            }
+        }
+        BackendConfig::Ipip(cfg) => {
+            if let Some(ifindex) = devices.first().copied() {
+                planners.push(Planner::Ipip(IpipPlanner {
+                    ifindex,
+                    nexthops,
+                    direct: cfg.direct_routing.then(|| local(false)),
+                }));
+            }
+            if cfg.direct_routing {
+                ownership.route_devices.push(underlay.index);
             }
         }
         BackendConfig::Udp(_)

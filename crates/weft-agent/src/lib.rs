@@ -5,7 +5,7 @@
 //!
 //! Flow: [`flags`] → [`source`] (where leases come from: etcd or
 //! Kubernetes) → [`underlay`] (which interface) → [`datapath`] (the
-//! backend's devices: [`vxlan`], [`udp`],
+//! backend's devices: [`vxlan`], [`udp`], [`ipip`],
 //! [`wireguard`]; [`extension`] runs the user's commands instead) → [`subnet_file`] and
 //! [`firewall`] → [`follow`] (lease events) → [`reconcile`] (routes,
 //! neighbours, FDB); [`run`] puts them in order, [`cli`] is the program
@@ -18,6 +18,7 @@ pub mod firewall;
 pub mod flags;
 pub mod follow;
 pub mod gso;
+pub mod ipip;
 pub mod metrics;
 pub mod network;
 pub mod options;

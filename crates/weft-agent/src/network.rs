@@ -16,8 +16,16 @@ pub struct Network {
 impl Network {
     /// The network of a config, or why weft cannot use it (naming the field).
     pub fn from_config(c: NetConfig) -> Result<Network, String> {
-        if c.ipv6.is_some() && matches!(c.backend, BackendConfig::Udp(_)) {
-            return Err("field EnableIPv6: the udp backend carries IPv4 only".into());
+        if c.ipv6.is_some() {
+            match c.backend {
+                BackendConfig::Udp(_) | BackendConfig::Ipip(_) => {
+                    return Err(format!(
+                        "field EnableIPv6: the {} backend carries IPv4 only",
+                        c.backend.type_name()
+                    ))
+                }
+                _ => {}
+            }
         }
         Ok(Network {
             enable_nftables: c.enable_nftables,

@@ -39,6 +39,15 @@ pub enum BackendConfig {
     Extension(ExtensionConfig),
     /// flannel's `alloc`: a lease and a subnet file, no data path.
     Alloc,
+    /// flannel's `ipip`: IPv4 in IPv4 through `flannel.ipip`.
+    Ipip(IpipConfig),
+}
+
+/// ipip backend keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpipConfig {
+    /// Hosts on this host's L2 network get plain routes, others the tunnel.
+    pub direct_routing: bool,
 }
 
 impl BackendConfig {
@@ -51,6 +60,7 @@ impl BackendConfig {
             BackendConfig::Wireguard(_) => "wireguard",
             BackendConfig::Extension(_) => "extension",
             BackendConfig::Alloc => "alloc",
+            BackendConfig::Ipip(_) => "ipip",
         }
     }
 }
@@ -369,13 +379,20 @@ fn parse_backend(value: Option<&Value>) -> Result<BackendConfig, ConfigError> {
         "wireguard" => wireguard::parse_wireguard(&f).map(BackendConfig::Wireguard),
         "extension" => extension::parse_extension(&f).map(BackendConfig::Extension),
         "alloc" => Ok(BackendConfig::Alloc),
+        "ipip" => {
+            let direct_routing = f
+                .boolean("DirectRouting")
+                .map_err(|e| requalify(e, "Backend.DirectRouting"))?
+                .unwrap_or(false);
+            Ok(BackendConfig::Ipip(IpipConfig { direct_routing }))
+        }
         "tencent-vpc" => Err(field_err(
             "Backend.Type",
             "\"tencent-vpc\" is a cloud vendor's backend, which weft does not implement (use flanneld on Tencent Cloud)",
         )),
         other => Err(field_err(
             "Backend.Type",
-            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp, wireguard, extension and alloc)"),
+            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp, wireguard, ipip, extension and alloc)"),
         )),
     }
 }

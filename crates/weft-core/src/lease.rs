@@ -248,6 +248,14 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value an ipip host publishes: `{"PublicIP":…,"PublicIPv6":null,"BackendType":"ipip"}`.
+    pub fn ipip(public_ip: Ipv4Addr) -> LeaseAttrs {
+        LeaseAttrs {
+            backend_type: Some("ipip".into()),
+            ..LeaseAttrs::udp(public_ip)
+        }
+    }
+
     /// The value an alloc host publishes: like udp's, only the PublicIP
     /// (flanneld's alloc backend sets no BackendType either).
     pub fn alloc(public_ip: Ipv4Addr) -> LeaseAttrs {

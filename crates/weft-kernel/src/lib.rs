@@ -11,6 +11,7 @@ mod conntrack;
 mod dataplane;
 mod error;
 mod iface;
+mod ipip;
 mod link;
 mod memory;
 mod messages;
@@ -29,6 +30,7 @@ pub use dataplane::{
 };
 pub use error::KernelError;
 pub use iface::{default_route_oif, list_interfaces, route_get_oif, Interface};
+pub use ipip::{ensure_ipip, IpipSpec};
 pub use link::{
     delete_link, ensure_address, ensure_blackhole_route, ensure_vxlan, ensure_wireguard_link,
     kernel_has_wireguard, link_by_name, list_links, replace_device_route, set_link_up, LinkState,

@@ -102,14 +102,20 @@ fn parse_vxlan(attrs: &[InfoVxlan]) -> VxlanAttrs {
 
 /// All devices of the namespace.
 pub fn list_links(nl: &mut Netlink) -> Result<Vec<LinkState>, KernelError> {
+    Ok(link_messages(nl)?.iter().map(parse_link).collect())
+}
+
+/// The kernel's link messages, for readers of attributes [`LinkState`]
+/// leaves out.
+pub(crate) fn link_messages(nl: &mut Netlink) -> Result<Vec<LinkMessage>, KernelError> {
     let replies = nl.dump(
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
         "dumping links",
     )?;
     Ok(replies
-        .iter()
+        .into_iter()
         .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(parse_link(l)),
+            RouteNetlinkMessage::NewLink(l) => Some(l),
             _ => None,
         })
         .collect())

@@ -25,6 +25,7 @@ mod process;
 mod tls;
 #[cfg(feature = "peers")]
 mod upstream;
+pub mod vm;
 #[cfg(feature = "peers")]
 mod wireguard_go;
 

@@ -7,42 +7,12 @@
 //! it: this host's key and port 51820, a peer per remote lease, removed
 //! with its lease. The kernel and qemu come from `scripts/vm-kernel.sh`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use weft_lab::vm::{tagged, VmImage};
+
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Copies a program and the shared libraries it loads into `root`.
-fn install(root: &Path, program: &Path, name: &str) {
-    std::fs::copy(program, root.join("bin").join(name))
-        .unwrap_or_else(|e| panic!("copying {}: {e}", program.display()));
-    let ldd = Command::new("ldd").arg(program).output().expect("ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = line
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(PathBuf::from);
-        if let Some(lib) = path {
-            let to = root.join(lib.strip_prefix("/").expect("absolute"));
-            std::fs::create_dir_all(to.parent().expect("dir")).expect("lib dir");
-            std::fs::copy(&lib, &to).unwrap_or_else(|e| panic!("copying {}: {e}", lib.display()));
-        }
-    }
-}
-
-fn which(name: &str) -> PathBuf {
-    PathBuf::from(run(Command::new("sh").args(["-c", &format!("command -v {name}")])).trim())
-}
 
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -79,75 +49,24 @@ poweroff -f
 
 #[test]
 fn auto_picks_kernel_wireguard_and_configures_it_as_flanneld_does() {
-    let out = run(&mut Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/vm-kernel.sh"
-    )));
-    let kernel = PathBuf::from(out.trim());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    for d in ["bin", "proc", "sys", "dev", "run", "tmp", "modules"] {
-        std::fs::create_dir_all(root.join(d)).expect("dir");
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-        .expect("busybox (Debian's busybox-static)");
-    install(&root, Path::new(WEFT), "weft");
+    let image = VmImage::new().expect("the VM's kernel (scripts/vm-kernel.sh)");
+    image.install(Path::new(WEFT), "weft").expect("weft");
     for p in ["wg", "etcd", "etcdctl"] {
-        install(&root, &which(p), p);
+        image.install_found(p, p).expect(p);
     }
     // iproute2's ip (busybox's has no -d), under a name busybox leaves alone
-    install(&root, &which("ip"), "iproute2");
-    for e in std::fs::read_dir(kernel.join("modules")).expect("modules") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), root.join("modules").join(e.file_name())).expect("module");
-    }
-    let peer = run(Command::new("sh").args(["-c", "wg genkey | wg pubkey"]));
-    let peer = peer.trim();
-    let init = root.join("init");
-    std::fs::write(&init, INIT.replace("PEERKEY", peer)).expect("init");
-    run(Command::new("chmod").arg("755").arg(&init));
-    let initrd = dir.path().join("initrd.cpio");
-    run(Command::new("sh").arg("-c").arg(format!(
-        "cd {} && find . | cpio -o -H newc --quiet > {}",
-        root.display(),
-        initrd.display()
-    )));
-    let console = run(Command::new("timeout")
-        .args(["300", "qemu-system-x86_64"])
-        .args([
-            "-m",
-            "1024",
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-            "-kernel",
-            &kernel.join("vmlinuz").display().to_string(),
-            "-initrd",
-            &initrd.display().to_string(),
-            "-append",
-            "console=ttyS0 panic=-1 quiet",
-        ]));
-    // (the firmware's escape sequences may precede the first line)
-    let lines: Vec<&str> = console
-        .lines()
-        .filter_map(|l| l.find("WEFT-VM").map(|at| &l[at..]))
-        .collect();
+    image.install_found("ip", "iproute2").expect("ip");
+    let out = Command::new("sh")
+        .args(["-c", "wg genkey | wg pubkey"])
+        .output()
+        .expect("wg");
+    let peer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let lines = image
+        .boot(&INIT.replace("PEERKEY", &peer), 1024)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let all = lines.join("\n");
-    assert!(
-        all.contains("WEFT-VM-DONE"),
-        "the VM ran to the end:\n{console}"
-    );
     assert!(!all.contains("insmod"), "modules loaded:\n{all}");
-    let get = |tag: &str| {
-        lines
-            .iter()
-            .filter_map(|l| l.strip_prefix(tag))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-    };
+    let get = |tag: &str| tagged(&lines, tag);
     assert!(
         get("WEFT-VM-KIND")
             .iter()

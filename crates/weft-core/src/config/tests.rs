@@ -339,3 +339,22 @@ fn alloc_has_no_keys() {
     assert_eq!(c.backend, BackendConfig::Alloc);
     assert_eq!(c.backend.type_name(), "alloc");
 }
+
+#[test]
+fn ipip_keys() {
+    let c = ok(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"ipip","directrouting":true}}"#);
+    assert_eq!(
+        c.backend,
+        BackendConfig::Ipip(IpipConfig {
+            direct_routing: true
+        })
+    );
+    assert_eq!(
+        ok(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"IPIP"}}"#).backend,
+        BackendConfig::Ipip(IpipConfig::default())
+    );
+    assert!(
+        err(r#"{"Network":"10.0.0.0/16","Backend":{"Type":"ipip","DirectRouting":1}}"#)
+            .contains("field Backend.DirectRouting")
+    );
+}

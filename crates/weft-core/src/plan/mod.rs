@@ -3,7 +3,7 @@
 //! - [`dataplane`]: the kernel objects weft owns (routes, neighbours, FDB
 //!   entries) as plain data, and the diff between two such sets.
 //! - [`desired`]: the desired set, kept incrementally as leases come and go.
-//! - [`vxlan`], [`hostgw`]: what one remote lease means for each backend;
+//! - [`vxlan`], [`hostgw`], [`ipip`]: what one remote lease means for each backend;
 //!   [`wireguard`]: the WireGuard peers it means; [`extension`]: the
 //!   user's commands it runs.
 
@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod extension;
 pub mod hostgw;
+pub mod ipip;
 pub mod vxlan;
 pub mod wireguard;
 
@@ -25,6 +26,7 @@ use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 pub enum Planner {
     Vxlan(vxlan::VxlanPlanner),
     HostGw(hostgw::HostGwPlanner),
+    Ipip(ipip::IpipPlanner),
 }
 
 impl Planner {
@@ -33,6 +35,7 @@ impl Planner {
         match self {
             Planner::Vxlan(p) => p.entries(key, attrs),
             Planner::HostGw(p) => p.entries(key, attrs),
+            Planner::Ipip(p) => p.entries(key, attrs),
         }
     }
 }

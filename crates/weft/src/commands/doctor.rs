@@ -350,6 +350,7 @@ fn device_findings(
         Some(BackendConfig::Vxlan(vx)) => (Some(format!("flannel.{}", vx.vni)), 50),
         Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
         Some(BackendConfig::Wireguard(_)) => (Some("flannel-wg".to_string()), 80),
+        Some(BackendConfig::Ipip(_)) => (Some("flannel.ipip".to_string()), 20),
         // the extension's commands make their own devices; alloc has none
         Some(BackendConfig::HostGw | BackendConfig::Extension(_) | BackendConfig::Alloc) => {
             (None, 0)

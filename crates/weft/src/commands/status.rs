@@ -283,19 +283,22 @@ fn dataplane(
         ..Selector::default()
     };
     let under = underlay::discover(&mut nl, &sel).context("finding the underlay interface")?;
-    let mut devices = Vec::new();
-    if let BackendConfig::Vxlan(vx) = &backend {
-        for (name, wanted) in [
+    let names: Vec<(String, bool)> = match &backend {
+        BackendConfig::Vxlan(vx) => vec![
             (format!("flannel.{}", vx.vni), pools.v4.is_some()),
             (format!("flannel-v6.{}", vx.vni), pools.v6.is_some()),
-        ] {
-            if !wanted {
-                continue;
-            }
-            match weft_kernel::link_by_name(&mut nl, &name)? {
-                Some(l) => devices.push(l.index),
-                None => return Err(anyhow!("{name} does not exist: is the agent running?")),
-            }
+        ],
+        BackendConfig::Ipip(_) => vec![(weft_agent::ipip::DEVICE.to_string(), true)],
+        _ => Vec::new(),
+    };
+    let mut devices = Vec::new();
+    for (name, wanted) in names {
+        if !wanted {
+            continue;
+        }
+        match weft_kernel::link_by_name(&mut nl, &name)? {
+            Some(l) => devices.push(l.index),
+            None => return Err(anyhow!("{name} does not exist: is the agent running?")),
         }
     }
     let nexthops = weft_kernel::supports_nexthops(&mut nl);

@@ -1,0 +1,127 @@
+//! A throw-away virtual machine for kernel features this machine's kernel
+//! lacks (WireGuard, ipip): Debian 12's cloud kernel from
+//! `scripts/vm-kernel.sh` under qemu, booting an initramfs that holds
+//! busybox, the kernel's modules (loaded in order by the init script's
+//! caller), and the programs a test installs with their shared libraries.
+//! The init script prints lines tagged `WEFT-VM…` on the console; the
+//! test reads those back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The initramfs being put together, and the kernel it boots.
+pub struct VmImage {
+    dir: tempfile::TempDir,
+    kernel: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl VmImage {
+    /// The kernel (fetched once per machine) and an image with busybox and
+    /// the kernel's modules in `/modules` (`/modules/order` lists them).
+    pub fn new() -> Result<VmImage> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/vm-kernel.sh");
+        let kernel = PathBuf::from(run(&mut Command::new(script))?.trim());
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let image = VmImage { dir, kernel };
+        let root = image.root();
+        for d in ["bin", "proc", "sys", "dev", "run", "tmp", "modules"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .context("busybox (Debian's busybox-static)")?;
+        let modules = image.kernel.join("modules");
+        for e in std::fs::read_dir(&modules).with_context(|| format!("{}", modules.display()))? {
+            let e = e?;
+            std::fs::copy(e.path(), root.join("modules").join(e.file_name()))?;
+        }
+        Ok(image)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Copies `program` into `/bin/<name>` (without debug information) and
+    /// the shared libraries it loads to their paths.
+    pub fn install(&self, program: &Path, name: &str) -> Result<()> {
+        let root = self.root();
+        let to = root.join("bin").join(name);
+        run(Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(program)
+            .arg(&to))
+        .with_context(|| format!("copying {}", program.display()))?;
+        let ldd = Command::new("ldd").arg(program).output().context("ldd")?;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = line
+                .split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from);
+            if let Some(lib) = lib {
+                let to = root.join(lib.strip_prefix("/")?);
+                std::fs::create_dir_all(to.parent().context("library folder")?)?;
+                std::fs::copy(&lib, &to).with_context(|| format!("copying {}", lib.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`VmImage::install`] of the program `name` found on PATH.
+    pub fn install_found(&self, name: &str, as_name: &str) -> Result<()> {
+        let found = run(Command::new("sh").args(["-c", &format!("command -v {name}")]))?;
+        self.install(Path::new(found.trim()), as_name)
+    }
+
+    /// Writes `init` as `/init`, boots the VM with `memory_mib` and returns
+    /// the console's `WEFT-VM…` lines (from the tag on), or an error with
+    /// the whole console when the script did not print `WEFT-VM-DONE`.
+    pub fn boot(&self, init: &str, memory_mib: u32) -> Result<Vec<String>> {
+        let root = self.root();
+        let init_path = root.join("init");
+        std::fs::write(&init_path, init)?;
+        run(Command::new("chmod").arg("755").arg(&init_path))?;
+        let initrd = self.dir.path().join("initrd.cpio");
+        run(Command::new("sh").arg("-c").arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > {}",
+            root.display(),
+            initrd.display()
+        )))?;
+        let console = run(Command::new("timeout")
+            .args(["300", "qemu-system-x86_64"])
+            .args(["-m", &memory_mib.to_string(), "-smp", "1"])
+            .args(["-nographic", "-no-reboot", "-nic", "none"])
+            .arg("-kernel")
+            .arg(self.kernel.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 panic=-1 quiet"]))?;
+        // (the firmware's escape sequences may precede the first line)
+        let lines: Vec<String> = console
+            .lines()
+            .filter_map(|l| l.find("WEFT-VM").map(|at| l[at..].trim_end().to_string()))
+            .collect();
+        if !lines.iter().any(|l| l == "WEFT-VM-DONE") {
+            bail!("the VM did not run to the end:\n{console}");
+        }
+        Ok(lines)
+    }
+}
+
+/// The lines tagged `tag`, with the tag and surrounding blanks removed.
+pub fn tagged<'a>(lines: &'a [String], tag: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(tag))
+        .map(str::trim)
+        .collect()
+}
