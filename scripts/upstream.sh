@@ -108,9 +108,19 @@ flannel() {
   local dir="$repo/tools/upstream/${1:-flannel}"
   local version
   version=$(pinned "$dir" github.com/flannel-io/flannel)
-  CGO=1 build flannel "$dir" "$version" \
+  local out
+  out=$(CGO=1 build flannel "$dir" "$version" \
     "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$version" \
-    github.com/flannel-io/flannel
+    github.com/flannel-io/flannel)
+  # upstream's DaemonSet manifest of that release beside it, for the test
+  # that checks weft's manifest is a drop-in for it
+  if [ ! -f "$out/kube-flannel.yml" ]; then
+    need_go
+    local src
+    src=$(cd "$dir" && go list -m -f '{{.Dir}}' github.com/flannel-io/flannel)
+    cp "$src/Documentation/kube-flannel.yml" "$out/kube-flannel.yml"
+  fi
+  echo "$out"
 }
 
 # Go names it `flannel` (package plugins/meta/flannel).

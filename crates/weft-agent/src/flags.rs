@@ -134,11 +134,12 @@ pub struct AgentArgs {
     /// set-ups without the bridge plugin, e.g. Canal)
     #[arg(long = "ip-blackhole-route", env = "FLANNELD_IP_BLACKHOLE_ROUTE", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub ip_blackhole_route: bool,
-    /// Address the health endpoint listens on
+    /// Address the health endpoint listens on (flanneld's default: every
+    /// address, so kube-flannel's probes reach it on the node's IP)
     #[arg(
         long = "healthz-ip",
         env = "FLANNELD_HEALTHZ_IP",
-        default_value = "127.0.0.1"
+        default_value = "0.0.0.0"
     )]
     pub healthz_ip: String,
     /// Port of the health endpoint (0 = off)

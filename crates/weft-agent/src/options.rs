@@ -129,7 +129,7 @@ mod tests {
             o.underlay.public_ip,
             Some("198.18.0.11".parse().expect("ip"))
         );
-        assert_eq!(o.health, Some("127.0.0.1:8471".parse().expect("addr")));
+        assert_eq!(o.health, Some("0.0.0.0:8471".parse().expect("addr")));
         assert!(o.firewall.masquerade && o.subnet_file.ip_masq);
         assert_eq!(o.firewall.resync, std::time::Duration::from_secs(1));
     }

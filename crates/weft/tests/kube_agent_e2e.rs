@@ -564,3 +564,152 @@ fn weft_and_flanneld_share_a_kube_vxlan_cluster() {
 fn weft_and_flanneld_share_a_kube_host_gw_cluster() {
     mixed("host-gw", "wkmh");
 }
+
+/// The objects of a manifest as the API server defaults them
+/// (`kubectl apply --dry-run=server -o json`), by "Kind/name".
+fn served_objects(
+    api: &ApiServer,
+    manifest: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = api
+        .kubectl(&["apply", "--dry-run=server", "-o", "json", "-f", manifest])
+        .unwrap_or_else(|e| panic!("server-side dry run of {manifest}: {e:#}"));
+    let list: serde_json::Value = serde_json::from_str(&out).expect("kubectl's JSON");
+    let items = list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![list]);
+    items
+        .into_iter()
+        .map(|o| {
+            let key = format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            (key, o)
+        })
+        .collect()
+}
+
+/// `(name, mountPath)` of a container's volume mounts, sorted.
+fn mounts(container: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["mountPath"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// weft's DaemonSet manifest is a drop-in for kube-flannel.yml of
+/// v0.28.10 (scripts/upstream.sh keeps it beside the binary): both are
+/// accepted by the API server, and ours has the same objects, the same
+/// ConfigMap (keys and contents), the same RBAC rules, the same host
+/// volumes mounted at the same paths, init containers doing the same jobs
+/// on the same mounts, and the same flags, port, probes, environment and
+/// security context on the agent's container.
+#[test]
+fn manifest_is_a_drop_in_for_kube_flannel_v0_28() {
+    let upstream = upstream_flanneld()
+        .expect("upstream flanneld v0.28.10 (scripts/upstream.sh flannel)")
+        .with_file_name("kube-flannel.yml");
+    let upstream = upstream.display().to_string();
+    let mut lab = Lab::new("wkm", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    api.kubectl(&["create", "namespace", "kube-flannel"])
+        .expect("namespace");
+    let theirs = served_objects(&api, &upstream);
+    let ours = served_objects(&api, &manifest());
+    let names = |m: &std::collections::BTreeMap<String, serde_json::Value>| {
+        m.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(names(&ours), names(&theirs), "the same objects");
+    let both = |key: &str| (&ours[key], &theirs[key]);
+
+    let (o, t) = both("ConfigMap/kube-flannel-cfg");
+    assert_eq!(o["data"], t["data"], "the ConfigMap's keys and contents");
+    let (o, t) = both("ClusterRole/flannel");
+    let rules = |r: &serde_json::Value| {
+        let mut v: Vec<String> = r["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| x.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rules(o), rules(t), "RBAC rules");
+    let (o, t) = both("ClusterRoleBinding/flannel");
+    assert_eq!(o["subjects"], t["subjects"]);
+    assert_eq!(o["roleRef"], t["roleRef"]);
+
+    let (o, t) = both("DaemonSet/kube-flannel-ds");
+    assert_eq!(o["metadata"]["namespace"], t["metadata"]["namespace"]);
+    let (po, pt) = (
+        &o["spec"]["template"]["spec"],
+        &t["spec"]["template"]["spec"],
+    );
+    for field in [
+        "hostNetwork",
+        "priorityClassName",
+        "tolerations",
+        "serviceAccountName",
+        "affinity",
+        "volumes",
+    ] {
+        assert_eq!(po[field], pt[field], "pod spec {field}");
+    }
+    let inits = |p: &serde_json::Value| {
+        p["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["name"].as_str().unwrap_or("").to_string(), mounts(c)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(inits(po), inits(pt), "init containers and their mounts");
+    let (co, ct) = (&po["containers"][0], &pt["containers"][0]);
+    assert_eq!(co["name"], ct["name"]);
+    assert_eq!(mounts(co), mounts(ct), "the agent's mounts");
+    for field in [
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "securityContext",
+        "resources",
+    ] {
+        assert_eq!(co[field], ct[field], "the agent's {field}");
+    }
+    let words = |c: &serde_json::Value| -> Vec<String> {
+        ["command", "args"]
+            .iter()
+            .flat_map(|k| c[*k].as_array().cloned().unwrap_or_default())
+            .filter_map(|w| w.as_str().map(str::to_string))
+            .collect()
+    };
+    let ours_words = words(co);
+    for flag in words(ct).iter().filter(|w| w.starts_with("--")) {
+        assert!(ours_words.contains(flag), "flag {flag} in {ours_words:?}");
+    }
+    let env_names = |c: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let missing: Vec<String> = env_names(ct).difference(&env_names(co)).cloned().collect();
+    assert!(missing.is_empty(), "environment missing: {missing:?}");
+}

@@ -67,6 +67,7 @@ impl KubeSource {
     /// of pod `POD_NAMESPACE/POD_NAME`) and reads the Node, waiting for it
     /// to exist.
     pub async fn open(options: &KubeSourceOptions) -> Result<KubeSource> {
+        check_event_queue_depth(std::env::var("EVENT_QUEUE_DEPTH").ok().as_deref())?;
         let names = AnnotationNames::new(&options.annotation_prefix).map_err(|e| anyhow!(e))?;
         let client = weft_kube::client(
             options.kubeconfig.as_deref(),
@@ -223,6 +224,18 @@ fn own_key(
     Ok(key)
 }
 
+/// kube-flannel's `EVENT_QUEUE_DEPTH`, checked as flanneld checks it (a
+/// value that is not a whole number stops the agent). weft has no event
+/// queue to size: its Node watch coalesces changes per Node.
+fn check_event_queue_depth(value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if !v.is_empty() && v.parse::<i64>().is_err() => {
+            bail!("env EVENT_QUEUE_DEPTH={v}: not a whole number")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `NODE_NAME`, else the Node that pod `POD_NAMESPACE/POD_NAME` runs on.
 async fn node_name(client: &Client) -> Result<String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -292,6 +305,18 @@ mod tests {
 
     fn network(json: &str) -> Network {
         Network::from_config(NetConfig::parse(json).expect("config")).expect("usable")
+    }
+
+    #[test]
+    fn event_queue_depth_is_checked_as_flanneld_checks_it() {
+        for ok in [None, Some(""), Some("5000"), Some("-1")] {
+            assert!(check_event_queue_depth(ok).is_ok(), "{ok:?}");
+        }
+        let e = check_event_queue_depth(Some("lots")).expect_err("not a number");
+        assert_eq!(
+            e.to_string(),
+            "env EVENT_QUEUE_DEPTH=lots: not a whole number"
+        );
     }
 
     #[test]
