@@ -7,6 +7,7 @@
 //! the root namespace. Dropping the [`Lab`] kills the processes it started
 //! (by PID) and deletes its namespaces, also when a test panics.
 
+mod capture;
 mod cgroups;
 mod docker;
 mod echo;
@@ -29,6 +30,7 @@ pub mod vm;
 #[cfg(feature = "peers")]
 mod wireguard_go;
 
+pub use capture::{marked_ping, Capture, Captured, MARK};
 pub use docker::{Container, Dockerd};
 pub use echo::{serve_name, tcp_ask, udp_ask, EchoServer, SteadyUdpClient};
 pub use image::{Entry as ImageEntry, Image};

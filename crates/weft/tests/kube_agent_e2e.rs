@@ -713,3 +713,74 @@ fn manifest_is_a_drop_in_for_kube_flannel_v0_28() {
     let missing: Vec<String> = env_names(ct).difference(&env_names(co)).cloned().collect();
     assert!(missing.is_empty(), "environment missing: {missing:?}");
 }
+
+/// Kubernetes mode on wireguard: three weft nodes on the manifest's role,
+/// each Node's annotations carrying its WireGuard lease, pods on every
+/// node reaching the others, and the underlay carrying nothing of theirs
+/// in clear (a capture on one node).
+#[test]
+fn three_weft_nodes_on_wireguard() {
+    let mut lab = Lab::new("wkw", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    api.kubectl(&["create", "namespace", "kube-flannel"])
+        .expect("namespace");
+    api.kubectl(&["apply", "-f", &manifest()]).expect("apply");
+    let kubeconfig = service_account_kubeconfig(&lab, &api);
+    let conf = net_conf(&lab, "wireguard");
+    let mut hosts = Vec::new();
+    for i in 1..=3u8 {
+        let h = lab.host(&format!("k{i}"), 10 + i).expect("host");
+        create_node(&api, &h.name, i);
+        let mut args = vec!["agent".to_string()];
+        args.extend(kube_args(&lab, &h, &kubeconfig, &conf));
+        args.push(format!(
+            "--wireguard-socket-dir={}",
+            lab.dir().join(&h.name).join("wg").display()
+        ));
+        let env = [
+            ("NODE_NAME".to_string(), h.name.clone()),
+            (
+                "WIREGUARD_KEY_FILE".to_string(),
+                lab.dir().join(&h.name).join("wgkey").display().to_string(),
+            ),
+        ];
+        lab.start_agent_with(&h, WEFT, &args, &env)
+            .expect("weft agent");
+        hosts.push(h);
+    }
+    for h in &hosts {
+        let env = wait_env(&mut lab, h);
+        assert_eq!(env.mtu, Some(1420), "underlay 1500 - 80");
+    }
+    let node = eventually(SECS(20), "k1's wireguard lease annotations", || {
+        let n = node_json(&api, "k1");
+        (annotation(&n, "backend-type").as_deref() == Some("wireguard")).then_some(n)
+    });
+    let data: serde_json::Value =
+        serde_json::from_str(&annotation(&node, "backend-data").expect("backend-data"))
+            .expect("JSON");
+    assert_eq!(data["Port"], 51820, "{data}");
+    assert_eq!(
+        data["PublicKey"].as_str().map(str::len),
+        Some(44),
+        "a base64 key: {data}"
+    );
+    let pods: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| lab.pod(h, &format!("p{i}")).expect("pod"))
+        .collect();
+    let cap = weft_lab::Capture::start(&lab, &hosts[0], "eth0", "underlay").expect("tcpdump");
+    for (i, a) in pods.iter().enumerate() {
+        for b in pods.iter().skip(i + 1) {
+            lab.ping(a, b.ip, SECS(15))
+                .unwrap_or_else(|e| panic!("{} -> {}: {e:#}", a.ip, b.ip));
+            lab.ping(b, a.ip, SECS(15))
+                .unwrap_or_else(|e| panic!("{} -> {}: {e:#}", b.ip, a.ip));
+        }
+    }
+    weft_lab::marked_ping(&pods[0], &pods[1]).expect("marked ping");
+    cap.stop().assert_wireguard_only(10);
+}

@@ -199,65 +199,12 @@ fn three_hosts_encrypt_pod_traffic_and_follow_keys_and_leases() {
     }
 
     // on the underlay: only WireGuard datagrams, no pod payload in clear
-    let cap = lab.dir().join("underlay.pcap");
-    let mut dump = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &h1.ns, "tcpdump", "-i", "eth0", "-U", "-n", "-w",
-        ])
-        .arg(&cap)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tcpdump");
-    std::thread::sleep(Duration::from_millis(500));
-    let marker = "77656674636c656172"; // "weftclear"
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &pods[0].ns,
-            "ping",
-            "-c",
-            "5",
-            "-i",
-            "0.2",
-            "-p",
-            marker,
-            &pods[1].ip.to_string(),
-        ],
-    )
-    .expect("marked ping");
+    let cap = weft_lab::Capture::start(&lab, h1, "eth0", "underlay").expect("tcpdump");
+    weft_lab::marked_ping(&pods[0], &pods[1]).expect("marked ping");
     let gbps = lab.iperf(&pods[1], &pods[0], 2).expect("iperf3");
     assert!(gbps > 0.05, "TCP over wireguard: {gbps} Gbit/s");
     eprintln!("wireguard (userspace), pod to pod: {gbps:.2} Gbit/s (iperf3, 2 s)");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(dump.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    let _ = dump.wait();
-    let read = |filter: &str| {
-        let f = cap.display().to_string();
-        text(sh("tcpdump", &["-r", &f, "-n", filter]).expect("tcpdump -r"))
-    };
-    let wg_lines = read("udp port 51820").lines().count();
-    assert!(
-        wg_lines > 100,
-        "WireGuard datagrams on the underlay: {wg_lines}"
-    );
-    // pod traffic in clear is a packet from or to a pod address outside
-    // WireGuard's datagrams (the underlay also carries etcd, ARP and the
-    // IGMP reports a link sends when it comes up: none of them pods')
-    let clear = read("net 172.30.0.0/16 and not udp port 51820");
-    assert!(
-        clear.trim().is_empty(),
-        "pod packets on the underlay outside WireGuard:\n{clear}"
-    );
-    let bytes = std::fs::read(&cap).expect("pcap");
-    assert!(
-        !bytes.windows(9).any(|w| w == b"weftclear"),
-        "the ping's payload never crosses the underlay in clear"
-    );
+    cap.stop().assert_wireguard_only(100);
 
     // a restart keeps the key
     let (h2, env2) = &hosts[1];
@@ -503,4 +450,79 @@ fn auto_mode_carries_both_families_on_one_device_with_a_psk() {
     for text in [&status, &lab.agent_log(h1), &show] {
         assert!(!text.contains(psk), "the PSK leaks: {text}");
     }
+}
+
+/// `Mode` ipv4 or ipv6 on a dual-stack network: one device for both
+/// families, every peer reached over that underlay family, pods ping in
+/// both families. Returns the endpoint line `wg` shows for h2.
+fn single_device_mode(mode: &str) -> String {
+    let mut lab = lab();
+    let net = format!(
+        r#"{{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{{"Type":"wireguard","Mode":"{mode}"}}}}"#
+    );
+    let hosts = hosts(&mut lab, &net, 2);
+    let (h1, _) = &hosts[0];
+    let (h2, _) = &hosts[1];
+    let links = text(sh("ip", &["-n", &h1.ns, "link", "show"]).expect("links"));
+    assert!(links.contains("flannel-wg:"), "{mode}: {links}");
+    assert!(
+        !links.contains("flannel-wg-v6"),
+        "{mode}: one device: {links}"
+    );
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(h2, "b").expect("pod");
+    lab.ping(&a, b.ip, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{mode}: IPv4 between pods: {e:#}"));
+    lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{mode}: IPv6 between pods: {e:#}"));
+    lab.ping(&b, a.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{mode}: IPv6 back: {e:#}"));
+    let show = wg(&lab, h1, "show flannel-wg endpoints");
+    show.lines()
+        .find(|l| l.contains(':'))
+        .unwrap_or_else(|| panic!("{mode}: no endpoint: {show}"))
+        .to_string()
+}
+
+#[test]
+fn ipv4_mode_carries_both_families_over_the_ipv4_underlay() {
+    let endpoint = single_device_mode("ipv4");
+    assert!(endpoint.ends_with("198.18.0.12:51820"), "{endpoint}");
+}
+
+#[test]
+fn ipv6_mode_carries_both_families_over_the_ipv6_underlay() {
+    let endpoint = single_device_mode("ipv6");
+    assert!(endpoint.ends_with("[2001:db8:198::c]:51820"), "{endpoint}");
+}
+
+/// An IPv6-only network (`EnableIPv4: false`): the IPv6 device alone,
+/// leases `0.0.0.0-0&<v6>`, pods ping over IPv6.
+#[test]
+fn ipv6_only_network_on_wireguard() {
+    let mut lab = lab();
+    let net = r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"wireguard"}}"#;
+    let hosts = hosts(&mut lab, net, 2);
+    let (h1, env1) = &hosts[0];
+    let (h2, _) = &hosts[1];
+    assert!(env1.subnet.is_none(), "no IPv4 subnet");
+    let v6 = env1
+        .ipv6_subnet
+        .expect("v6")
+        .trunc()
+        .to_string()
+        .replace('/', "-");
+    assert!(lab
+        .lease_keys()
+        .expect("keys")
+        .contains(&format!("0.0.0.0-0&{v6}")));
+    let links = text(sh("ip", &["-n", &h1.ns, "link", "show"]).expect("links"));
+    assert!(links.contains("flannel-wg-v6:"), "{links}");
+    assert!(!links.contains("flannel-wg:"), "no IPv4 device: {links}");
+    let a = lab.pod(h1, "a").expect("pod");
+    let b = lab.pod(h2, "b").expect("pod");
+    lab.ping(&a, b.ip6.expect("v6 pod"), Duration::from_secs(15))
+        .expect("IPv6-only pods");
+    let show = wg(&lab, h1, "show flannel-wg-v6 endpoints");
+    assert!(show.contains(&format!("[{}]:51821", h2.ip6)), "{show}");
 }
