@@ -784,3 +784,108 @@ fn three_weft_nodes_on_wireguard() {
     weft_lab::marked_ping(&pods[0], &pods[1]).expect("marked ping");
     cap.stop().assert_wireguard_only(10);
 }
+
+/// An operator's `public-ip-overwrite` through a reboot of the node (the
+/// agent killed, its vxlan device and subnet file gone, the agent started
+/// again), on a weft node and on a flanneld v0.28.10 node in one cluster
+/// (the annotation set, then the agent restarted, as flannel documents):
+/// the Node's `public-ip` stays the overwritten address and a third node
+/// keeps reaching its pods through it.
+#[test]
+fn public_ip_overwrite_survives_a_reboot_as_with_flanneld() {
+    let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
+    let flanneld = flanneld.display().to_string();
+    let mut lab = Lab::new("wkp", Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let admin = api.admin_kubeconfig().expect("admin");
+    let conf = net_conf(&lab, "vxlan");
+    let o = lab.host("o", 11).expect("host");
+    let w = lab.host("w", 12).expect("host");
+    let f = lab.host("f", 13).expect("host");
+    for (h, third) in [(&o, 1), (&w, 2), (&f, 3)] {
+        create_node(&api, &h.name, third);
+    }
+    let start = |lab: &mut Lab, h: &Host| {
+        if h.name == "f" {
+            let args = kube_args(lab, h, &admin, &conf);
+            let env = [("NODE_NAME".to_string(), "f".to_string())];
+            lab.start_agent_with(h, &flanneld, &args, &env)
+                .expect("flanneld");
+        } else {
+            start_weft(lab, h, &admin, &conf);
+        }
+    };
+    for h in [&o, &w, &f] {
+        start(&mut lab, h);
+        wait_env(&mut lab, h);
+    }
+    let observer_pod = lab.pod(&o, "p").expect("pod");
+    for h in [&w, &f] {
+        let who = if h.name == "f" {
+            "flanneld v0.28.10"
+        } else {
+            "weft"
+        };
+        let moved = format!("198.18.0.{}", 100 + h.ip.octets()[3]);
+        weft_lab::sh(
+            "ip",
+            &[
+                "-n",
+                &h.ns,
+                "addr",
+                "add",
+                &format!("{moved}/24"),
+                "dev",
+                "eth0",
+            ],
+        )
+        .expect("second address");
+        api.kubectl(&[
+            "annotate",
+            "node",
+            &h.name,
+            &format!("{PREFIX}/public-ip-overwrite={moved}"),
+        ])
+        .expect("annotate");
+        // flanneld reads the annotation when it starts (weft follows it
+        // live too): restart the agent as flannel's docs say
+        lab.stop_agent(h, false);
+        start(&mut lab, h);
+        let public = |api: &ApiServer| annotation(&node_json(api, &h.name), "public-ip");
+        eventually(SECS(30), &format!("{who}: public-ip {moved}"), || {
+            (public(&api).as_deref() == Some(moved.as_str())).then_some(())
+        });
+        let pod = lab.pod(h, "p").expect("pod");
+        lab.ping(&observer_pod, pod.ip, SECS(20))
+            .unwrap_or_else(|e| panic!("{who}: before the reboot: {e:#}"));
+
+        // the reboot
+        lab.stop_agent(h, true);
+        let mut nl = lab.netlink(h).expect("netlink");
+        if let Some(dev) = weft_kernel::link_by_name(&mut nl, "flannel.1").expect("links") {
+            weft_kernel::delete_link(&mut nl, dev.index).expect("delete flannel.1");
+        }
+        std::fs::remove_file(lab.subnet_file(h)).expect("subnet file");
+        start(&mut lab, h);
+        wait_env(&mut lab, h);
+        let mac = eventually(SECS(20), &format!("{who}: flannel.1 again"), || {
+            weft_kernel::link_by_name(&mut nl, "flannel.1")
+                .ok()
+                .flatten()
+                .and_then(|l| l.mac)
+        })
+        .to_string();
+        eventually(
+            SECS(30),
+            &format!("{who}: the observer's FDB entry"),
+            || (fdb_dst(&lab, &o, &mac).as_deref() == Some(moved.as_str())).then_some(()),
+        );
+        let after = public(&api);
+        eprintln!("{who}: public-ip after a reboot: {after:?} (overwrite {moved})");
+        assert_eq!(after.as_deref(), Some(moved.as_str()), "{who}");
+        lab.ping(&observer_pod, pod.ip, SECS(20))
+            .unwrap_or_else(|e| panic!("{who}: after the reboot: {e:#}"));
+    }
+}
