@@ -651,11 +651,23 @@ fn dual_stack_host_gw_routes_both_families_via_peers() {
     let (h1, _) = &hosts[0];
     let (h2, env2) = &hosts[1];
     let peer6 = env2.ipv6_subnet.expect("v6").trunc().to_string();
-    let route = eventually(Duration::from_secs(10), "IPv6 route", || {
-        let out = sh("ip", &["-n", &h1.ns, "-6", "route", "show", &peer6]).ok()?;
+    // (once, under a loaded suite, this took over 10 s: the agents' logs
+    // are in the failure to say why next time)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let route = loop {
+        let out = sh("ip", &["-n", &h1.ns, "-6", "route", "show", &peer6]).expect("ip route");
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!text.is_empty()).then_some(text)
-    });
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no IPv6 route to {peer6} on h1 after 20 s\nh1:\n{}\nh2:\n{}",
+            lab.agent_log(h1),
+            lab.agent_log(h2)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         route.contains(&format!("via {} dev eth0", h2.ip6)),
         "{route}"

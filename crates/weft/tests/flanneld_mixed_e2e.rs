@@ -39,6 +39,41 @@ fn keys(lab: &Lab, host: &Host) -> Vec<String> {
         .collect()
 }
 
+/// A pod on each of `w` (weft) and `f` (flanneld) pinging the other.
+fn pods_reach_each_other(lab: &mut Lab, w: &Host, f: &Host, what: &str) {
+    let pw = lab.pod(w, "pw").expect("pod on the weft host");
+    let pf = lab.pod(f, "pf").expect("pod on the flanneld host");
+    lab.ping(&pw, pf.ip, SECS(10)).unwrap_or_else(|e| {
+        panic!(
+            "{what}: weft pod -> flanneld pod: {e:#}\n{}",
+            lab.agent_log(f)
+        )
+    });
+    lab.ping(&pf, pw.ip, SECS(10))
+        .unwrap_or_else(|e| panic!("{what}: flanneld pod -> weft pod: {e:#}"));
+}
+
+/// Starts flanneld on `f` again and waits until it watches leases (its
+/// routes outlive it, so they say nothing about its second start).
+fn restart_flanneld(
+    lab: &mut Lab,
+    f: &Host,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+) {
+    lab.start_agent_with(f, program, args, env)
+        .expect("flanneld again");
+    eventually(SECS(30), "flanneld back, watching leases", || {
+        (lab.agent_log(f)
+            .to_lowercase()
+            .matches("watching for new subnet leases")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+}
+
 fn mixed(backend: &str, flanneld: std::path::PathBuf) {
     let flanneld = flanneld.display().to_string();
     let mut lab = Lab::new("wmx", Path::new(WEFT)).expect("lab: this test needs root");
@@ -89,12 +124,7 @@ fn mixed(backend: &str, flanneld: std::path::PathBuf) {
             "flannel.1's tx-checksum-ip-generic"
         );
     }
-    let pw = lab.pod(&w, "pw").expect("pod on the weft host");
-    let pf = lab.pod(&f, "pf").expect("pod on the flanneld host");
-    lab.ping(&pw, pf.ip, SECS(10))
-        .unwrap_or_else(|e| panic!("{backend}: weft pod -> flanneld pod: {e:#}"));
-    lab.ping(&pf, pw.ip, SECS(10))
-        .unwrap_or_else(|e| panic!("{backend}: flanneld pod -> weft pod: {e:#}"));
+    pods_reach_each_other(&mut lab, &w, &f, backend);
 
     // Each side unroutes a lease the other's owner no longer holds (the
     // owner is stopped first, or it would take its lease back).
@@ -103,17 +133,7 @@ fn mixed(backend: &str, flanneld: std::path::PathBuf) {
     eventually(SECS(20), "weft unroutes flanneld's removed lease", || {
         (!routes_to(&lab, &w, &fs)).then_some(())
     });
-    lab.start_agent_with(&f, &flanneld, &args, &[])
-        .expect("flanneld again");
-    // its routes outlive it, so wait for its second start to watch leases
-    eventually(SECS(30), "flanneld back, watching leases", || {
-        (lab.agent_log(&f)
-            .to_lowercase()
-            .matches("watching for new subnet leases")
-            .count()
-            >= 2)
-            .then_some(())
-    });
+    restart_flanneld(&mut lab, &f, &flanneld, &args, &[]);
     assert!(
         routes_to(&lab, &f, &ws),
         "{backend}: flanneld routes to weft's subnet"
@@ -332,12 +352,7 @@ fn weft_and_flanneld_share_an_extension_cluster() {
     };
     ran("weft", format!("add {fs} 198.18.0.12 tag=flanneld <&>"));
     ran("flanneld", format!("add {ws} 198.18.0.11 tag=weft <&>"));
-    let pw = lab.pod(&w, "pw").expect("pod on the weft host");
-    let pf = lab.pod(&f, "pf").expect("pod on the flanneld host");
-    lab.ping(&pw, pf.ip, SECS(10))
-        .unwrap_or_else(|e| panic!("weft pod -> flanneld pod: {e:#}"));
-    lab.ping(&pf, pw.ip, SECS(10))
-        .unwrap_or_else(|e| panic!("flanneld pod -> weft pod: {e:#}"));
+    pods_reach_each_other(&mut lab, &w, &f, "extension");
 
     // a lease gone: the remove command runs on the other side
     lab.stop_agent(&f, false);
@@ -346,16 +361,7 @@ fn weft_and_flanneld_share_an_extension_cluster() {
     eventually(SECS(5), "weft's remove script deletes the route", || {
         (!routes_to(&lab, &w, &fs)).then_some(())
     });
-    lab.start_agent_with(&f, &flanneld, &fargs, &tag("flanneld"))
-        .expect("flanneld again");
-    eventually(SECS(30), "flanneld back, watching leases", || {
-        (lab.agent_log(&f)
-            .to_lowercase()
-            .matches("watching for new subnet leases")
-            .count()
-            >= 2)
-            .then_some(())
-    });
+    restart_flanneld(&mut lab, &f, &flanneld, &fargs, &tag("flanneld"));
     lab.stop_agent(&w, false);
     del(&lab, &ws);
     ran("flanneld", format!("remove {ws} 198.18.0.11 tag=weft <&>"));
@@ -446,16 +452,7 @@ fn weft_and_flanneld_share_a_udp_cluster() {
         lease_value(&lab, &fs).replace("198.18.0.12", "IP"),
         "lease values"
     );
-    let pw = lab.pod(&w, "pw").expect("pod on the weft host");
-    let pf = lab.pod(&f, "pf").expect("pod on the flanneld host");
-    lab.ping(&pw, pf.ip, SECS(10)).unwrap_or_else(|e| {
-        panic!(
-            "udp: weft pod -> flanneld pod: {e:#}\n{}",
-            lab.agent_log(&f)
-        )
-    });
-    lab.ping(&pf, pw.ip, SECS(10))
-        .unwrap_or_else(|e| panic!("udp: flanneld pod -> weft pod: {e:#}"));
+    pods_reach_each_other(&mut lab, &w, &f, "udp");
 }
 
 /// `-save` of a host's nat table: the FLANNEL-POSTRTG rules, with the

@@ -88,6 +88,25 @@ fn start_weft(lab: &mut Lab, host: &Host, kubeconfig: &Path, conf: &Path) {
         .expect("weft agent");
 }
 
+/// An operator's move of `host`'s Node to the address `moved`: the
+/// address added to its eth0 and the Node annotated
+/// `public-ip-overwrite=<moved>`.
+fn overwrite_public_ip(api: &ApiServer, host: &Host, moved: &str) {
+    let with_len = format!("{moved}/24");
+    weft_lab::sh(
+        "ip",
+        &["-n", &host.ns, "addr", "add", &with_len, "dev", "eth0"],
+    )
+    .expect("second address");
+    api.kubectl(&[
+        "annotate",
+        "node",
+        &host.name,
+        &format!("{PREFIX}/public-ip-overwrite={moved}"),
+    ])
+    .expect("annotate");
+}
+
 fn routes_to(lab: &Lab, host: &Host, subnet: &str) -> bool {
     lab.routes_to(host, subnet).expect("routes")
 }
@@ -295,26 +314,7 @@ fn three_weft_nodes_on_the_manifest_s_role() {
         hosts[2].ip.octets()[2],
         113,
     );
-    weft_lab::sh(
-        "ip",
-        &[
-            "-n",
-            &hosts[2].ns,
-            "addr",
-            "add",
-            &format!("{moved}/24"),
-            "dev",
-            "eth0",
-        ],
-    )
-    .expect("second address");
-    api.kubectl(&[
-        "annotate",
-        "node",
-        "k3",
-        &format!("{PREFIX}/public-ip-overwrite={moved}"),
-    ])
-    .expect("annotate");
+    overwrite_public_ip(&api, &hosts[2], &moved.to_string());
     eventually(
         SECS(20),
         "k1's FDB entry for k3 at the overwritten address",
@@ -829,26 +829,7 @@ fn public_ip_overwrite_survives_a_reboot_as_with_flanneld() {
             "weft"
         };
         let moved = format!("198.18.0.{}", 100 + h.ip.octets()[3]);
-        weft_lab::sh(
-            "ip",
-            &[
-                "-n",
-                &h.ns,
-                "addr",
-                "add",
-                &format!("{moved}/24"),
-                "dev",
-                "eth0",
-            ],
-        )
-        .expect("second address");
-        api.kubectl(&[
-            "annotate",
-            "node",
-            &h.name,
-            &format!("{PREFIX}/public-ip-overwrite={moved}"),
-        ])
-        .expect("annotate");
+        overwrite_public_ip(&api, h, &moved);
         // flanneld reads the annotation when it starts (weft follows it
         // live too): restart the agent as flannel's docs say
         lab.stop_agent(h, false);

@@ -92,6 +92,12 @@ pub fn direct_entries(
         oif: underlay.ifindex,
         onlink: false,
     };
+    Ok(gateway_entries(subnet, hop, nexthops))
+}
+
+/// A route to `subnet` through `hop`: by a nexthop object when the kernel
+/// has them (IPv4), else by a plain gateway.
+pub fn gateway_entries(subnet: IpNet, hop: NextHop, nexthops: bool) -> PeerEntries {
     let nexthop = match subnet {
         IpNet::V4(s) if nexthops => Some(NexthopSpec {
             id: nexthop_id(s),
@@ -99,7 +105,7 @@ pub fn direct_entries(
         }),
         _ => None,
     };
-    Ok(PeerEntries {
+    PeerEntries {
         route: RouteSpec {
             dst: subnet,
             via: match nexthop {
@@ -110,7 +116,7 @@ pub fn direct_entries(
         nexthop,
         neigh: None,
         fdb: None,
-    })
+    }
 }
 
 /// Whether a public IP is directly reachable on the underlay.

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::dataplane::{nexthop_id, NextHop, NexthopSpec, RouteSpec, RouteVia};
+use super::dataplane::NextHop;
 use super::desired::PeerEntries;
-use super::hostgw::{direct_entries, on_link, Underlay};
+use super::hostgw::{direct_entries, gateway_entries, on_link, Underlay};
 use crate::lease::{LeaseAttrs, LeaseError, LeaseKey};
 
 /// Plans ipip peers (IPv4 only, as flannel's ipip backend).
@@ -50,28 +50,14 @@ impl IpipPlanner {
             oif: self.ifindex,
             onlink: true,
         };
-        let nexthop = self.nexthops.then(|| NexthopSpec {
-            id: nexthop_id(subnet),
-            hop,
-        });
-        Ok(PeerEntries {
-            route: RouteSpec {
-                dst: IpNet::V4(subnet),
-                via: match nexthop {
-                    Some(n) => RouteVia::Nexthop(n.id),
-                    None => RouteVia::Gateway(hop),
-                },
-            },
-            nexthop,
-            neigh: None,
-            fdb: None,
-        })
+        Ok(gateway_entries(IpNet::V4(subnet), hop, self.nexthops))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::dataplane::RouteVia;
 
     fn lease(backend: &str, ip: &str) -> LeaseAttrs {
         LeaseAttrs::parse(
