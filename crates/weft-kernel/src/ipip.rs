@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::{IpProtocol, RouteNetlinkMessage};
 
 use crate::error::KernelError;
-use crate::link::{delete_link, link_by_name, link_messages, set_link_up, LinkState};
+use crate::link::{delete_link, link_by_name, link_messages, reread, set_link_up, LinkState};
 use crate::netlink::Netlink;
 
 /// The tunnel device weft wants.
@@ -111,13 +111,4 @@ fn create(nl: &mut Netlink, s: &IpipSpec) -> Result<(), KernelError> {
             s.name
         ),
     )
-}
-
-fn reread(nl: &mut Netlink, name: &str) -> Result<LinkState, KernelError> {
-    link_by_name(nl, name)?.ok_or_else(|| {
-        KernelError::request(
-            format!("reading device {name}"),
-            std::io::Error::other("not found after creation"),
-        )
-    })
 }

@@ -164,7 +164,8 @@ pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec) -> Result<LinkState, Ker
     reread(nl, &spec.name)
 }
 
-fn reread(nl: &mut Netlink, name: &str) -> Result<LinkState, KernelError> {
+/// The device `name` as the kernel has it now; ENODEV when it is gone.
+pub(crate) fn reread(nl: &mut Netlink, name: &str) -> Result<LinkState, KernelError> {
     link_by_name(nl, name)?.ok_or_else(|| {
         KernelError::request(
             format!("reading device {name}"),

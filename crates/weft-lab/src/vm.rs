@@ -11,6 +11,19 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+/// What every init script does first.
+const INIT_PRELUDE: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc none /proc; mount -t sysfs none /sys; mount -t devtmpfs none /dev
+mount -t tmpfs none /run; mount -t tmpfs none /tmp
+for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "WEFT-VM insmod $m failed"; done
+ip link set lo up
+"#;
+
+/// What every init script does last.
+const INIT_END: &str = "echo WEFT-VM-DONE\npoweroff -f\n";
+
 /// The initramfs being put together, and the kernel it boots.
 pub struct VmImage {
     dir: tempfile::TempDir,
@@ -82,13 +95,16 @@ impl VmImage {
         self.install(Path::new(found.trim()), as_name)
     }
 
-    /// Writes `init` as `/init`, boots the VM with `memory_mib` and returns
-    /// the console's `WEFT-VM…` lines (from the tag on), or an error with
-    /// the whole console when the script did not print `WEFT-VM-DONE`.
-    pub fn boot(&self, init: &str, memory_mib: u32) -> Result<Vec<String>> {
+    /// Boots the VM with `memory_mib` and `script` as the body of its init:
+    /// after busybox's programs, the mounts, the modules (in order; a
+    /// failure prints `WEFT-VM insmod …`) and `lo` up; before
+    /// `WEFT-VM-DONE` and the power-off. Returns the console's `WEFT-VM…`
+    /// lines (from the tag on), or an error with the whole console when the
+    /// script did not run to its end.
+    pub fn boot(&self, script: &str, memory_mib: u32) -> Result<Vec<String>> {
         let root = self.root();
         let init_path = root.join("init");
-        std::fs::write(&init_path, init)?;
+        std::fs::write(&init_path, format!("{INIT_PRELUDE}{script}{INIT_END}"))?;
         run(Command::new("chmod").arg("755").arg(&init_path))?;
         let initrd = self.dir.path().join("initrd.cpio");
         run(Command::new("sh").arg("-c").arg(format!(

@@ -75,41 +75,20 @@ fn restart_flanneld(
 }
 
 fn mixed(backend: &str, flanneld: std::path::PathBuf) {
-    let flanneld = flanneld.display().to_string();
     let mut lab = Lab::new("wmx", Path::new(WEFT)).expect("lab: this test needs root");
-    lab.start_etcd().expect("etcd");
-    lab.put_config(&format!(
-        r#"{{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#
-    ))
-    .expect("config");
-    let w = lab.host("weft", 11).expect("weft host");
-    let f = lab.host("flanneld", 12).expect("flanneld host");
-    lab.start_agent(&w, &["-ip-masq"]).expect("weft agent");
-    let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
-    lab.start_agent_with(&f, &flanneld, &args, &[])
-        .expect("flanneld");
-    let envs: Vec<SubnetEnv> = [&w, &f]
-        .iter()
-        .map(|h| {
-            lab.wait_subnet_env(h, SECS(30)).unwrap_or_else(|e| {
-                panic!(
-                    "{backend}: subnet file of {}: {e:#}\n{}",
-                    h.name,
-                    lab.agent_log(h)
-                )
-            })
-        })
-        .collect();
-    // the same variables, with the same network, MTU and masquerading
-    assert_eq!(
-        keys(&lab, &w),
-        keys(&lab, &f),
-        "{backend}: subnet file variables"
+    let (w, f, ew, ef) = mixed_pair(
+        &mut lab,
+        &format!(
+            r#"{{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{{"Type":"{backend}"}}}}"#
+        ),
+        &flanneld,
     );
-    assert_eq!(envs[0].network, envs[1].network);
-    assert_eq!(envs[0].mtu, envs[1].mtu, "{backend}: MTU");
-    assert_eq!(envs[0].ipmasq, envs[1].ipmasq);
-    let (ws, fs) = (subnet_of(&envs[0]), subnet_of(&envs[1]));
+    let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
+    let flanneld = flanneld.display().to_string();
+    // the same variables, with the same network, MTU and masquerading
+    assert_eq!(ew.network, ef.network);
+    assert_eq!(ew.mtu, ef.mtu, "{backend}: MTU");
+    let (ws, fs) = (subnet_of(&ew), subnet_of(&ef));
     eventually(SECS(20), "each side routes to the other's subnet", || {
         (routes_to(&lab, &w, &fs) && routes_to(&lab, &f, &ws)).then_some(())
     });
@@ -383,25 +362,14 @@ fn weft_and_flanneld_share_an_extension_cluster() {
 /// same on both.
 #[test]
 fn weft_and_flanneld_share_an_alloc_cluster() {
-    let flanneld = flanneld().display().to_string();
     let mut lab = Lab::new("wal", Path::new(WEFT)).expect("lab: this test needs root");
-    lab.start_etcd().expect("etcd");
-    lab.put_config(r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"alloc"}}"#)
-        .expect("config");
-    let w = lab.host("weft", 11).expect("weft host");
-    let f = lab.host("flanneld", 12).expect("flanneld host");
-    lab.start_agent(&w, &["-ip-masq"]).expect("weft agent");
-    let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
-    lab.start_agent_with(&f, &flanneld, &args, &[])
-        .expect("flanneld");
-    let envs: Vec<SubnetEnv> = [&w, &f]
-        .iter()
-        .map(|h| lab.wait_subnet_env(h, SECS(30)).expect("subnet file"))
-        .collect();
-    assert_eq!(keys(&lab, &w), keys(&lab, &f), "subnet file variables");
-    assert_eq!(envs[0].mtu, envs[1].mtu, "MTU");
-    assert_eq!(envs[0].ipmasq, envs[1].ipmasq);
-    let (ws, fs) = (subnet_of(&envs[0]), subnet_of(&envs[1]));
+    let (w, f, ew, ef) = mixed_pair(
+        &mut lab,
+        r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"alloc"}}"#,
+        &flanneld(),
+    );
+    assert_eq!(ew.mtu, ef.mtu, "MTU");
+    let (ws, fs) = (subnet_of(&ew), subnet_of(&ef));
     assert_eq!(
         lease_value(&lab, &ws).replace("198.18.0.11", "IP"),
         lease_value(&lab, &fs).replace("198.18.0.12", "IP"),
@@ -413,26 +381,24 @@ fn weft_and_flanneld_share_an_alloc_cluster() {
     assert!(lab.agent_log(&w).contains("lease acquired"));
 }
 
-/// Starts weft on one host and flanneld v0.28.10 on another with `config`
-/// and `-ip-masq`; returns the hosts and their subnet files, after
-/// checking both files hold the same variables and masquerading.
-fn mixed_pair(lab: &mut Lab, config: &str) -> (Host, Host, SubnetEnv, SubnetEnv) {
-    let flanneld = flanneld().display().to_string();
+/// Starts weft on one host and `flanneld` on another with `config` and
+/// `-ip-masq`; returns the hosts and their subnet files, after checking
+/// both files hold the same variables and masquerading.
+fn mixed_pair(lab: &mut Lab, config: &str, flanneld: &Path) -> (Host, Host, SubnetEnv, SubnetEnv) {
     lab.start_etcd().expect("etcd");
     lab.put_config(config).expect("config");
     let w = lab.host("weft", 11).expect("weft host");
     let f = lab.host("flanneld", 12).expect("flanneld host");
     lab.start_agent(&w, &["-ip-masq"]).expect("weft agent");
     let args = lab.flanneld_args(&f, &["-ip-masq"]).expect("args");
-    lab.start_agent_with(&f, &flanneld, &args, &[])
+    lab.start_agent_with(&f, &flanneld.display().to_string(), &args, &[])
         .expect("flanneld");
-    let mut envs = [&w, &f].map(|h| {
+    let [ew, ef] = [&w, &f].map(|h| {
         lab.wait_subnet_env(h, SECS(30))
             .unwrap_or_else(|e| panic!("subnet file of {}: {e:#}\n{}", h.name, lab.agent_log(h)))
     });
     assert_eq!(keys(lab, &w), keys(lab, &f), "subnet file variables");
-    assert_eq!(envs[0].ipmasq, envs[1].ipmasq, "IPMASQ");
-    let [ew, ef] = std::mem::take(&mut envs);
+    assert_eq!(ew.ipmasq, ef.ipmasq, "IPMASQ");
     (w, f, ew, ef)
 }
 
@@ -444,6 +410,7 @@ fn weft_and_flanneld_share_a_udp_cluster() {
     let (w, f, ew, ef) = mixed_pair(
         &mut lab,
         r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"udp"}}"#,
+        &flanneld(),
     );
     assert_eq!(ew.mtu, ef.mtu, "MTU");
     let (ws, fs) = (subnet_of(&ew), subnet_of(&ef));
@@ -480,6 +447,7 @@ fn weft_and_flanneld_share_a_dual_stack_cluster_with_ip_masq() {
     let (w, f, ew, ef) = mixed_pair(
         &mut lab,
         r#"{"Network":"172.30.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f::/48","Backend":{"Type":"vxlan"}}"#,
+        &flanneld(),
     );
     // One difference on purpose: flanneld gives flannel-v6.1 the IPv4
     // device's MTU (underlay - 50) and writes that to the subnet file,

@@ -15,14 +15,8 @@ use weft_lab::vm::{tagged, VmImage};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc none /proc; mount -t sysfs none /sys; mount -t devtmpfs none /dev
-mount -t tmpfs none /run; mount -t tmpfs none /tmp
-for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "WEFT-VM insmod $m failed"; done
-ip link set lo up
-mkdir -p /run/netns /run/flannel
+/// The test's part of the VM's init script (see [`VmImage::boot`]).
+const INIT: &str = r#"mkdir -p /run/netns /run/flannel
 iproute2 netns add h2
 iproute2 link add eth0 type veth peer name eth0 netns h2
 iproute2 addr add 192.0.2.11/24 dev eth0 && iproute2 link set eth0 up
@@ -64,8 +58,6 @@ i=0; while iproute2 route show root 172.30.0.0/16 | grep -q flannel.ipip; do i=$
 echo "WEFT-VM-ROUTES-AFTER $(iproute2 route show root 172.30.0.0/16 | grep -c flannel.ipip)"
 sed 's/^/WEFT-VM-LOG-weft /' /tmp/weft.log
 tail -20 /tmp/flanneld.log | sed 's/^/WEFT-VM-LOG-flanneld /'
-echo WEFT-VM-DONE
-poweroff -f
 "#;
 
 #[test]

@@ -14,14 +14,8 @@ use weft_lab::vm::{tagged, VmImage};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc none /proc; mount -t sysfs none /sys; mount -t devtmpfs none /dev
-mount -t tmpfs none /run; mount -t tmpfs none /tmp
-for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "WEFT-VM insmod $m failed"; done
-ip link set lo up
-ip link add eth0 type dummy && ip addr add 192.0.2.10/24 dev eth0 && ip link set eth0 up
+/// The test's part of the VM's init script (see [`VmImage::boot`]).
+const INIT: &str = r#"ip link add eth0 type dummy && ip addr add 192.0.2.10/24 dev eth0 && ip link set eth0 up
 etcd --data-dir /tmp/etcd --listen-client-urls http://127.0.0.1:2379 \
   --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
   > /tmp/etcd.log 2>&1 &
@@ -43,8 +37,6 @@ etcdctl del /coreos.com/network/subnets/172.30.77.0-24 >/dev/null
 i=0; while wg show flannel-wg peers | grep -q .; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.2; done
 echo "WEFT-VM-PEERS-AFTER $(wg show flannel-wg peers | wc -l)"
 sed 's/^/WEFT-VM-LOG /' /tmp/agent.log
-echo WEFT-VM-DONE
-poweroff -f
 "#;
 
 #[test]

@@ -31,6 +31,15 @@ fn manifest() -> String {
         .to_string()
 }
 
+/// A lab (tagged `tag`) with etcd and a kube-apiserver on it.
+fn lab_with_api(tag: &str) -> (Lab, ApiServer) {
+    let mut lab = Lab::new(tag, Path::new(WEFT)).expect("lab: these tests need root");
+    lab.start_etcd().expect("etcd (for the API server)");
+    let etcd_host = lab.etcd_host(0).expect("etcd host");
+    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    (lab, api)
+}
+
 /// A Node named `name` with pod range `172.30.<third>.0/24`.
 fn create_node(api: &ApiServer, name: &str, third: u8) {
     api.apply(&format!(
@@ -163,10 +172,7 @@ fn wait_env(lab: &mut Lab, host: &Host) -> SubnetEnv {
 
 #[test]
 fn three_weft_nodes_on_the_manifest_s_role() {
-    let mut lab = Lab::new("wka", Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let mut api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (mut lab, mut api) = lab_with_api("wka");
 
     // the manifest is valid as a whole (its namespace must exist for a
     // dry run of the objects in it), then its objects are created
@@ -374,10 +380,7 @@ fn three_weft_nodes_on_the_manifest_s_role() {
 
 #[test]
 fn bad_input_is_one_line_naming_the_field() {
-    let mut lab = Lab::new("wkb", Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (mut lab, api) = lab_with_api("wkb");
     let admin = api.admin_kubeconfig().expect("admin");
     let conf = net_conf(&lab, "vxlan");
     let h = lab.host("b1", 11).expect("host");
@@ -491,10 +494,7 @@ fn create_node_outside(api: &ApiServer) {
 fn mixed(backend: &str, tag: &str) {
     let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
     let flanneld = flanneld.display().to_string();
-    let mut lab = Lab::new(tag, Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (mut lab, api) = lab_with_api(tag);
     let admin = api.admin_kubeconfig().expect("admin");
     let conf = net_conf(&lab, backend);
     let w1 = lab.host("w1", 11).expect("host");
@@ -622,10 +622,7 @@ fn manifest_is_a_drop_in_for_kube_flannel_v0_28() {
         .expect("upstream flanneld v0.28.10 (scripts/upstream.sh flannel)")
         .with_file_name("kube-flannel.yml");
     let upstream = upstream.display().to_string();
-    let mut lab = Lab::new("wkm", Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (_lab, api) = lab_with_api("wkm"); // the lab lives as long as the test
     api.kubectl(&["create", "namespace", "kube-flannel"])
         .expect("namespace");
     let theirs = served_objects(&api, &upstream);
@@ -720,10 +717,7 @@ fn manifest_is_a_drop_in_for_kube_flannel_v0_28() {
 /// in clear (a capture on one node).
 #[test]
 fn three_weft_nodes_on_wireguard() {
-    let mut lab = Lab::new("wkw", Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (mut lab, api) = lab_with_api("wkw");
     api.kubectl(&["create", "namespace", "kube-flannel"])
         .expect("namespace");
     api.kubectl(&["apply", "-f", &manifest()]).expect("apply");
@@ -795,10 +789,7 @@ fn three_weft_nodes_on_wireguard() {
 fn public_ip_overwrite_survives_a_reboot_as_with_flanneld() {
     let flanneld = upstream_flanneld().expect("upstream flanneld (scripts/upstream.sh flannel)");
     let flanneld = flanneld.display().to_string();
-    let mut lab = Lab::new("wkp", Path::new(WEFT)).expect("lab: these tests need root");
-    lab.start_etcd().expect("etcd (for the API server)");
-    let etcd_host = lab.etcd_host(0).expect("etcd host");
-    let api = lab.start_apiserver(&etcd_host).expect("kube-apiserver");
+    let (mut lab, api) = lab_with_api("wkp");
     let admin = api.admin_kubeconfig().expect("admin");
     let conf = net_conf(&lab, "vxlan");
     let o = lab.host("o", 11).expect("host");
