@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(etcd-server etcd-client iproute2 iptables nftables protobuf-compiler libprotobuf-dev
       containernetworking-plugins iperf3 iputils-ping procps tcpdump openssl
       docker.io busybox-static gcc libc6-dev libseccomp-dev pkg-config debootstrap musl-tools libnftables1 wireguard-go wireguard-tools
-      cpio qemu-system-x86 ethtool)
+      cpio qemu-system-x86 ethtool strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,8 +5,8 @@
 #
 #   scripts/image.sh [OUT]      # default target/weft-image.tar; prints the path and size
 #
-# Contents: a Debian 12 root with iptables, nftables, ping and ethtool (what weft runs for
-# rules; debootstrapped once per machine into $WEFT_IMAGE_CACHE, default
+# Contents: a Debian 12 root with iptables, nftables, ping, ethtool and strongSwan's
+# charon (what weft runs for rules and the ipsec backend; debootstrapped once per machine into $WEFT_IMAGE_CACHE, default
 # /var/cache/weft-image), /usr/bin/weft (the release build) and the static
 # CNI plugin /usr/lib/weft/flannel (musl target: runs on any x86_64 Linux,
 # CentOS 7's glibc or none), which the agent's DaemonSet copies to
@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 out=${1:-$PWD/target/weft-image.tar}
 cache=${WEFT_IMAGE_CACHE:-/var/cache/weft-image}
 # iputils-ping and ethtool: `weft status --ping` and `weft doctor`'s
-# checksum-offload check, run in the agent's pod
-packages=iptables,nftables,iputils-ping,ethtool
+# checksum-offload check, run in the agent's pod; strongSwan's charon (with
+# swanctl, as in flannel's image): the ipsec backend
+packages=iptables,nftables,iputils-ping,ethtool,strongswan-charon,strongswan-swanctl,libstrongswan-standard-plugins
 base="$cache/debian-bookworm-${packages//,/-}.tar"
 say() { echo "image: $*" >&2; }
 . scripts/lib/debian-root.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A Linux kernel with the WireGuard and ipip modules (and br_netfilter, which
-# flanneld checks for), for the tests that run
-# weft's kernel WireGuard path and its ipip backend in a virtual machine
-# (this machine's own kernel has neither). Debian 12's cloud kernel package, fetched once per machine
+# A Linux kernel with the WireGuard, ipip and IPsec (ESP, xfrm_user, AES-GCM)
+# modules (and br_netfilter, which flanneld checks for), for the tests that
+# run weft's kernel WireGuard path and its ipip and ipsec backends in a
+# virtual machine (this machine's own kernel has none of them). Debian 12's cloud kernel package, fetched once per machine
 # into a cache outside the repository; qemu from Debian's packages.
 # Prints the folder holding vmlinuz and modules/ (with modules/order).
 set -euo pipefail
@@ -10,7 +10,9 @@ CACHE=${WEFT_VM_CACHE:-/var/cache/weft-vm}
 PKG=linux-image-6.1.0-47-cloud-amd64
 MODULES=(udp_tunnel ip6_udp_tunnel libchacha chacha-x86_64 libpoly1305 poly1305-x86_64
          libchacha20poly1305 libcurve25519-generic curve25519-x86_64 libcurve25519
-         wireguard dummy veth tunnel4 ip_tunnel ipip llc stp bridge br_netfilter)
+         wireguard dummy veth tunnel4 ip_tunnel ipip llc stp bridge br_netfilter
+         xfrm_algo xfrm_user esp4 authenc gf128mul ghash-generic gcm ctr seqiv echainiv
+         jitterentropy_rng drbg)
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v qemu-system-x86_64 >/dev/null; then
   apt-get install -y -q --no-install-recommends qemu-system-x86 >&2 \

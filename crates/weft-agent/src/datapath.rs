@@ -22,7 +22,7 @@ use crate::options::WgOptions;
 use crate::reconcile::Sink;
 use crate::underlay::Underlay;
 use crate::wireguard::WgLocal;
-use crate::{extension, ipip, udp, vxlan, wireguard};
+use crate::{extension, ipip, ipsec, udp, vxlan, wireguard};
 use weft_core::subnet::Pools;
 
 /// The backend's devices before the lease is known.
@@ -110,6 +110,10 @@ pub fn prepare(
             local.attrs = LeaseAttrs::extension(underlay.local_ip, ipv6, output.as_deref());
         }
         BackendConfig::Alloc => local.attrs = LeaseAttrs::alloc(underlay.public_ip),
+        BackendConfig::Ipsec(cfg) => {
+            local.mtu = weft_core::plan::ipsec::pod_mtu(underlay.mtu, cfg.udp_encap);
+            local.attrs = LeaseAttrs::ipsec(underlay.public_ip);
+        }
         BackendConfig::Ipip(_) => {
             let dev = ipip::ensure_device(nl, underlay)
                 .with_context(|| format!("setting up {}", ipip::DEVICE))?;
@@ -160,7 +164,11 @@ impl LocalDataPath {
             udp: None,
             wireguard: None,
             extension: None,
+            ipsec: None,
         };
+        if let BackendConfig::Ipsec(cfg) = &network.backend {
+            sink.ipsec = Some(ipsec::start(cfg, &network.pools, key.v4, underlay)?);
+        }
         if let BackendConfig::Extension(cfg) = &network.backend {
             extension::post_startup(cfg, self.post_startup_vars(network, key))?;
             sink.extension = Some(extension::ExtensionSink::start(cfg)?);
@@ -301,7 +309,8 @@ pub fn kernel_plan(
         BackendConfig::Udp(_)
         | BackendConfig::Wireguard(_)
         | BackendConfig::Extension(_)
-        | BackendConfig::Alloc => {}
+        | BackendConfig::Alloc
+        | BackendConfig::Ipsec(_) => {}
     }
     (planners, ownership)
 }

@@ -19,6 +19,7 @@ pub mod flags;
 pub mod follow;
 pub mod gso;
 pub mod ipip;
+pub mod ipsec;
 pub mod metrics;
 pub mod network;
 pub mod options;

@@ -37,6 +37,8 @@ pub struct AgentMetrics {
     pub rules_synced: Counter,
     /// extension backend: SubnetAddCommand / SubnetRemoveCommand runs that failed.
     pub extension_command_failures: Counter,
+    /// ipsec backend: charon requests that failed (or charon not starting).
+    pub ipsec_failures: Counter,
     /// Set once the first full pass is done.
     pub ready: Arc<AtomicBool>,
     pub registry: Arc<Mutex<Registry>>,
@@ -59,6 +61,7 @@ pub fn get() -> &'static AgentMetrics {
             etcd_reconnects: Counter::default(),
             rules_synced: Counter::default(),
             extension_command_failures: Counter::default(),
+            ipsec_failures: Counter::default(),
             ready: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(Mutex::new(Registry::with_prefix("weft_agent"))),
         };
@@ -107,6 +110,11 @@ pub fn get() -> &'static AgentMetrics {
                 "extension_command_failures",
                 "extension backend: SubnetAddCommand and SubnetRemoveCommand runs that failed",
                 m.extension_command_failures.clone(),
+            );
+            r.register(
+                "ipsec_failures",
+                "ipsec backend: requests to charon that failed after retries, or charon not starting",
+                m.ipsec_failures.clone(),
             );
             weft_firewall::fallback::register(&mut r);
         }

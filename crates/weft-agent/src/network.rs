@@ -18,7 +18,7 @@ impl Network {
     pub fn from_config(c: NetConfig) -> Result<Network, String> {
         if c.ipv6.is_some() {
             match c.backend {
-                BackendConfig::Udp(_) | BackendConfig::Ipip(_) => {
+                BackendConfig::Udp(_) | BackendConfig::Ipip(_) | BackendConfig::Ipsec(_) => {
                     return Err(format!(
                         "field EnableIPv6: the {} backend carries IPv4 only",
                         c.backend.type_name()

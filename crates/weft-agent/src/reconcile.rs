@@ -17,6 +17,7 @@ use weft_core::plan::{Desired, Op, Planner};
 use weft_kernel::{KernelError, Netlink, Ownership};
 
 use crate::extension::ExtensionSink;
+use crate::ipsec::sink::IpsecSink;
 use crate::udp::UdpPeers;
 use crate::wireguard::sink::WgSink;
 
@@ -39,6 +40,7 @@ pub struct Sink {
     pub udp: Option<Arc<UdpPeers>>,
     pub wireguard: Option<WgSink>,
     pub extension: Option<ExtensionSink>,
+    pub ipsec: Option<IpsecSink>,
 }
 
 pub struct Reconciler {
@@ -81,6 +83,9 @@ impl Reconciler {
         if let Some(ext) = &mut self.sink.extension {
             ext.begin_reset();
         }
+        if let Some(ipsec) = &mut self.sink.ipsec {
+            ipsec.begin_reset();
+        }
         let verdicts = self.admission.reset(records);
         let mut usable: Vec<(IpNet, weft_core::plan::PeerEntries)> = Vec::new();
         for (rec, verdict) in records.iter().zip(verdicts) {
@@ -94,6 +99,9 @@ impl Reconciler {
         }
         if let Some(ext) = &mut self.sink.extension {
             ext.end_reset();
+        }
+        if let Some(ipsec) = &mut self.sink.ipsec {
+            ipsec.end_reset();
         }
         self.desired.reset(usable.into_iter());
         self.count_refused();
@@ -135,6 +143,12 @@ impl Reconciler {
             if let Err(e) = ext.upsert(rec) {
                 problems.push(e.to_string());
             }
+        }
+        if let Some(ipsec) = &mut self.sink.ipsec {
+            if let Err(e) = ipsec.upsert(rec) {
+                problems.push(e);
+            }
+            self.needs_full |= ipsec.take_failed();
         }
         if let Some(wg) = &mut self.sink.wireguard {
             match wg.planner.peers(&rec.key, &rec.attrs) {
@@ -226,6 +240,10 @@ impl Reconciler {
         if let Some(ext) = &mut self.sink.extension {
             ext.remove(key);
         }
+        if let Some(ipsec) = &mut self.sink.ipsec {
+            ipsec.remove(key);
+            self.needs_full |= ipsec.take_failed();
+        }
         let mut ops = Vec::new();
         for subnet in [key.v4.map(IpNet::V4), key.v6.map(IpNet::V6)]
             .into_iter()
@@ -241,11 +259,16 @@ impl Reconciler {
         self.desired.peer_count()
             + self.sink.wireguard.as_ref().map_or(0, |w| w.lease_count())
             + self.sink.extension.as_ref().map_or(0, |e| e.lease_count())
+            + self.sink.ipsec.as_ref().map_or(0, |e| e.lease_count())
     }
 
     /// Dumps the kernel, applies the full diff.
     pub fn full_pass(&mut self) -> Result<PassReport, KernelError> {
         let start = Instant::now();
+        if let Some(ipsec) = &mut self.sink.ipsec {
+            ipsec.sync_kernel()?;
+            self.needs_full |= ipsec.take_failed();
+        }
         let current = weft_kernel::read_dataplane(&mut self.nl, &self.ownership)?;
         let ops = diff(&current, self.desired.plane());
         drop(current);

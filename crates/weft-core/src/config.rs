@@ -12,8 +12,10 @@ use serde_json::{Map, Value};
 use crate::subnet::SubnetPool;
 
 mod extension;
+mod ipsec;
 mod wireguard;
 pub use extension::ExtensionConfig;
+pub use ipsec::{IpsecConfig, Psk, DEFAULT_ESP_PROPOSAL, MIN_PSK_LEN};
 pub use wireguard::{WgMode, WireguardConfig, WG_DEFAULT_PORT, WG_DEFAULT_PORT_V6, WG_OVERHEAD};
 
 /// A validated network configuration with flannel's defaults filled in.
@@ -41,6 +43,8 @@ pub enum BackendConfig {
     Alloc,
     /// flannel's `ipip`: IPv4 in IPv4 through `flannel.ipip`.
     Ipip(IpipConfig),
+    /// flannel's `ipsec`: IKEv2 through strongSwan's charon, ESP in the kernel.
+    Ipsec(IpsecConfig),
 }
 
 /// ipip backend keys.
@@ -61,6 +65,7 @@ impl BackendConfig {
             BackendConfig::Extension(_) => "extension",
             BackendConfig::Alloc => "alloc",
             BackendConfig::Ipip(_) => "ipip",
+            BackendConfig::Ipsec(_) => "ipsec",
         }
     }
 }
@@ -386,13 +391,14 @@ fn parse_backend(value: Option<&Value>) -> Result<BackendConfig, ConfigError> {
                 .unwrap_or(false);
             Ok(BackendConfig::Ipip(IpipConfig { direct_routing }))
         }
+        "ipsec" => ipsec::parse_ipsec(&f).map(BackendConfig::Ipsec),
         "tencent-vpc" => Err(field_err(
             "Backend.Type",
             "\"tencent-vpc\" is a cloud vendor's backend, which weft does not implement (use flanneld on Tencent Cloud)",
         )),
         other => Err(field_err(
             "Backend.Type",
-            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp, wireguard, ipip, extension and alloc)"),
+            format!("{other:?} is not supported (weft supports vxlan, host-gw, udp, wireguard, ipip, ipsec, extension and alloc)"),
         )),
     }
 }

@@ -256,6 +256,14 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value an ipsec host publishes: `{"PublicIP":…,"PublicIPv6":null,"BackendType":"ipsec"}`.
+    pub fn ipsec(public_ip: Ipv4Addr) -> LeaseAttrs {
+        LeaseAttrs {
+            backend_type: Some("ipsec".into()),
+            ..LeaseAttrs::udp(public_ip)
+        }
+    }
+
     /// The value an alloc host publishes: like udp's, only the PublicIP
     /// (flanneld's alloc backend sets no BackendType either).
     pub fn alloc(public_ip: Ipv4Addr) -> LeaseAttrs {

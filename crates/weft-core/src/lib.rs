@@ -14,6 +14,7 @@ pub mod mac;
 pub mod plan;
 pub mod subnet;
 pub mod subnet_file;
+pub mod vici;
 pub mod wg_key;
 pub mod wg_uapi;
 

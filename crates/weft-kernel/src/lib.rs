@@ -21,6 +21,7 @@ mod nfacct;
 mod nft_chain;
 mod nla;
 mod wireguard;
+mod xfrm;
 
 pub use conntrack::{
     parse_flows, Conntrack, Deleted, DumpFilter, Flow, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
@@ -41,3 +42,4 @@ pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};
 pub use nft_chain::{chain_jumps, parse_rule_jumps, NFPROTO_IPV4, NFPROTO_IPV6};
 pub use wireguard::{KernelDevice, KernelPeer, KernelPeerState, WireguardGenl};
+pub use xfrm::Xfrm;

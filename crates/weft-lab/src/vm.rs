@@ -47,9 +47,11 @@ impl VmImage {
         let dir = tempfile::tempdir().context("tempdir")?;
         let image = VmImage { dir, kernel };
         let root = image.root();
-        for d in ["bin", "proc", "sys", "dev", "run", "tmp", "modules"] {
+        for d in ["bin", "proc", "sys", "dev", "run", "tmp", "modules", "var"] {
             std::fs::create_dir_all(root.join(d))?;
         }
+        // /var/run is /run, as on Debian
+        std::os::unix::fs::symlink("/run", root.join("var/run")).context("/var/run")?;
         std::fs::copy("/bin/busybox", root.join("bin/busybox"))
             .context("busybox (Debian's busybox-static)")?;
         let modules = image.kernel.join("modules");
@@ -67,14 +69,26 @@ impl VmImage {
     /// Copies `program` into `/bin/<name>` (without debug information) and
     /// the shared libraries it loads to their paths.
     pub fn install(&self, program: &Path, name: &str) -> Result<()> {
-        let root = self.root();
-        let to = root.join("bin").join(name);
+        self.install_at(program, &Path::new("/bin").join(name))
+    }
+
+    /// Copies `program` to `at` in the VM (without debug information) and
+    /// the shared libraries it loads to their paths.
+    pub fn install_at(&self, program: &Path, at: &Path) -> Result<()> {
+        let to = self.root().join(at.strip_prefix("/")?);
+        std::fs::create_dir_all(to.parent().context("a folder")?)?;
         run(Command::new("objcopy")
             .arg("--strip-debug")
             .arg(program)
             .arg(&to))
         .with_context(|| format!("copying {}", program.display()))?;
-        let ldd = Command::new("ldd").arg(program).output().context("ldd")?;
+        self.install_libraries(program)
+    }
+
+    /// Copies the shared libraries `elf` loads to their paths.
+    fn install_libraries(&self, elf: &Path) -> Result<()> {
+        let root = self.root();
+        let ldd = Command::new("ldd").arg(elf).output().context("ldd")?;
         for line in String::from_utf8_lossy(&ldd.stdout).lines() {
             let lib = line
                 .split_whitespace()
@@ -82,9 +96,34 @@ impl VmImage {
                 .map(PathBuf::from);
             if let Some(lib) = lib {
                 let to = root.join(lib.strip_prefix("/")?);
+                if to.exists() {
+                    continue;
+                }
                 std::fs::create_dir_all(to.parent().context("library folder")?)?;
                 std::fs::copy(&lib, &to).with_context(|| format!("copying {}", lib.display()))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Copies the folder (or file) `dir` to the same path in the VM, with
+    /// the shared libraries its shared objects load (plugins, configuration).
+    pub fn install_tree(&self, dir: &Path) -> Result<()> {
+        let root = self.root();
+        let to = root.join(dir.strip_prefix("/")?);
+        if dir.is_dir() {
+            // into what installed libraries may have started already
+            std::fs::create_dir_all(&to)?;
+            run(Command::new("cp").arg("-a").arg(dir.join(".")).arg(&to))?;
+        } else {
+            std::fs::create_dir_all(to.parent().context("a folder")?)?;
+            run(Command::new("cp").arg("-a").arg(dir).arg(&to))?;
+        }
+        let found = run(Command::new("find")
+            .arg(dir)
+            .args(["-name", "*.so*", "-type", "f"]))?;
+        for so in found.lines() {
+            self.install_libraries(Path::new(so))?;
         }
         Ok(())
     }

@@ -358,3 +358,51 @@ fn ipip_keys() {
             .contains("field Backend.DirectRouting")
     );
 }
+
+fn ipsec_json(backend_keys: &str) -> String {
+    format!(r#"{{"Network":"10.0.0.0/16","Backend":{{"Type":"ipsec"{backend_keys}}}}}"#)
+}
+
+#[test]
+fn ipsec_keys_and_flanneld_defaults() {
+    let psk = "k".repeat(96);
+    let c = ok(&ipsec_json(&format!(r#","PSK":"{psk}""#)));
+    let BackendConfig::Ipsec(cfg) = &c.backend else {
+        panic!("{c:?}")
+    };
+    assert_eq!(cfg.psk.expose(), psk);
+    assert!(!cfg.udp_encap);
+    assert_eq!(cfg.esp_proposal, "aes128gcm16-sha256-prfsha256-ecp256");
+    assert_eq!(c.backend.type_name(), "ipsec");
+    assert!(!format!("{c:?}").contains(&psk), "the key never shows");
+    let c = ok(&ipsec_json(&format!(
+        r#","psk":"{psk}","udpencap":true,"ESPProposal":"aes256gcm16-sha384-modp3072""#
+    )));
+    let BackendConfig::Ipsec(cfg) = &c.backend else {
+        panic!("{c:?}")
+    };
+    assert!(cfg.udp_encap);
+    assert_eq!(cfg.esp_proposal, "aes256gcm16-sha384-modp3072");
+}
+
+#[test]
+fn ipsec_refuses_what_flanneld_or_charon_would() {
+    let short = err(&ipsec_json(&format!(r#","PSK":"{}""#, "k".repeat(95))));
+    assert!(
+        short.contains("field Backend.PSK: is too short: 95"),
+        "{short}"
+    );
+    assert!(err(&ipsec_json("")).contains("field Backend.PSK"));
+    let psk = "k".repeat(100);
+    let ctrl = err(&ipsec_json(&format!(r#","PSK":"{psk}\n""#)));
+    assert!(ctrl.contains("control characters"), "{ctrl}");
+    let prop = err(&ipsec_json(&format!(
+        r#","PSK":"{psk}","ESPProposal":"aes128 ; include /etc""#
+    )));
+    assert!(
+        prop.contains("field Backend.ESPProposal") && prop.contains("not a strongSwan proposal"),
+        "{prop}"
+    );
+    let encap = err(&ipsec_json(&format!(r#","PSK":"{psk}","UDPEncap":"yes""#)));
+    assert!(encap.contains("field Backend.UDPEncap"), "{encap}");
+}

@@ -5,13 +5,15 @@
 //! - [`desired`]: the desired set, kept incrementally as leases come and go.
 //! - [`vxlan`], [`hostgw`], [`ipip`]: what one remote lease means for each backend;
 //!   [`wireguard`]: the WireGuard peers it means; [`extension`]: the
-//!   user's commands it runs.
+//!   user's commands it runs; [`ipsec`]: the ESP policies and IKE
+//!   connections it means.
 
 pub mod dataplane;
 pub mod desired;
 pub mod extension;
 pub mod hostgw;
 pub mod ipip;
+pub mod ipsec;
 pub mod vxlan;
 pub mod wireguard;
 

@@ -351,10 +351,13 @@ fn device_findings(
         Some(BackendConfig::Udp(_)) => (Some("flannel0".to_string()), 28),
         Some(BackendConfig::Wireguard(_)) => (Some("flannel-wg".to_string()), 80),
         Some(BackendConfig::Ipip(_)) => (Some("flannel.ipip".to_string()), 20),
-        // the extension's commands make their own devices; alloc has none
-        Some(BackendConfig::HostGw | BackendConfig::Extension(_) | BackendConfig::Alloc) => {
-            (None, 0)
-        }
+        // the extension's commands make their own devices; alloc and ipsec have none
+        Some(
+            BackendConfig::HostGw
+            | BackendConfig::Extension(_)
+            | BackendConfig::Alloc
+            | BackendConfig::Ipsec(_),
+        ) => (None, 0),
         None => (Some("flannel.1".to_string()), 50),
     };
     let device = dev_name

@@ -309,6 +309,7 @@ fn dataplane(
         udp: None,
         wireguard: None,
         extension: None,
+        ipsec: None,
     };
     let mut rec = Reconciler::new(nl, sink, ownership, own.key, rules);
     let leases: Vec<Lease> = records.iter().map(|r| r.lease.clone()).collect();
