@@ -395,6 +395,27 @@ pub fn checksum_offload(device: &str, ethtool: Option<&str>) -> Finding {
     }
 }
 
+/// The ipsec backend's IKE daemon: strongSwan's charon installed (the
+/// agent starts it) and answering on its VICI socket.
+pub fn ipsec_charon(charon: Option<&str>, answering: bool) -> Finding {
+    const C: &str = "ipsec-charon";
+    match (charon, answering) {
+        (_, true) => Finding::ok(C, "charon answers on /var/run/charon.vici"),
+        (None, false) => Finding::bad(
+            C,
+            Severity::Error,
+            "no charon (strongSwan's IKE daemon) on this host: the ipsec backend cannot negotiate keys",
+            "install strongSwan (Debian: apt install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)",
+        ),
+        (Some(path), false) => Finding::bad(
+            C,
+            Severity::Warning,
+            format!("{path} is installed but nothing answers on /var/run/charon.vici: the agent starts it"),
+            "start the agent; its log says whether charon started",
+        ),
+    }
+}
+
 /// The subnet file: present, parseable, and matching a lease in `store`
 /// (etcd, or the Nodes' annotations).
 pub fn subnet_file(

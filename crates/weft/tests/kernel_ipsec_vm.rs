@@ -14,6 +14,11 @@
 //! two negotiate ESP SAs (AES-GCM) and pings between the subnets pass both
 //! ways through them (the SAs' packet counters move); when flanneld's
 //! lease goes, weft deletes its policies and unloads the connection.
+//! `weft status` finds the kernel in sync, then a stale policy. A second
+//! phase does it all again with `UDPEncap` (ESP in UDP 4500), after a
+//! stale policy was left while weft was down: weft removes it at start
+//! (flanneld keeps such policies), and leaves a policy outside its
+//! network alone.
 
 use std::path::Path;
 
@@ -67,6 +72,12 @@ swanctl --list-conns | sed "s/^/WEFT-VM-$T-CONN-weft /"
 nsenter -t $FPID -m swanctl --list-conns | sed "s/^/WEFT-VM-$T-CONN-flanneld /"
 ping -c 3 -W 2 -I ${W%/*} ${F%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-weft /"
 iproute2 netns exec h2 ping -c 3 -W 2 -I ${F%/*} ${W%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-flanneld /"
+STATUS="weft status --etcd-endpoints=$E --etcd-prefix=$P --subnet-file=/tmp/flannel/weft.env --iface eth0 -o json"
+$STATUS | tr -d ' \n' | grep -o '"dataplane":{[^}]*}' | sed "s/^/WEFT-VM-$T-STATUS /"
+iproute2 xfrm policy add src 172.30.250.0/24 dst 172.30.251.0/24 dir out tmpl src 192.0.2.11 dst 192.0.2.97 proto esp reqid 11 mode tunnel
+$STATUS | tr -d ' \n' | grep -o '"dataplane":{[^}]*}' | sed "s/^/WEFT-VM-$T-STATUS-DRIFT /"
+iproute2 xfrm policy del src 172.30.250.0/24 dst 172.30.251.0/24 dir out
+weft doctor --etcd-endpoints=$E --etcd-prefix=$P --subnet-file=/tmp/flannel/weft.env | grep ipsec-charon | sed "s/^/WEFT-VM-$T-DOCTOR /"
 iproute2 -s xfrm state | grep -E '[0-9]+\(bytes\), [0-9]+\(packets\)' | sed "s/^/WEFT-VM-$T-SA-COUNT /"
 etcdctl --endpoints=$E get --prefix $P/subnets/ | sed "s/^/WEFT-VM-$T-LEASE /"
 kill $FPID; sleep 1
@@ -238,6 +249,23 @@ fn check_phase(lines: &[String], phase: &str, mtu: u32, encap: Option<&str>) {
     assert!(
         carried >= 12,
         "{phase}: the SAs carried the pings ({carried}):\n{all}"
+    );
+    // weft status compares the kernel's policies with the plan
+    let status = get("STATUS").join("");
+    assert!(
+        status.contains(r#""in_sync":true"#),
+        "{phase}: status:\n{all}"
+    );
+    let drift = get("STATUS-DRIFT").join("");
+    assert!(
+        drift.contains(r#""in_sync":false"#) && drift.contains("172.30.250.0/24->172.30.251.0/24"),
+        "{phase}: status shows a stale policy:\n{all}"
+    );
+    assert!(
+        get("DOCTOR")
+            .first()
+            .is_some_and(|d| d.contains("ok] ipsec-charon: charon answers")),
+        "{phase}: weft doctor finds charon:\n{all}"
     );
     let leases: Vec<String> = get("LEASE")
         .iter()

@@ -13,6 +13,8 @@ mod charon;
 pub mod sink;
 mod vici;
 
+pub use charon::{find as find_charon, VICI_SOCKET};
+
 use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use weft_core::config::IpsecConfig;

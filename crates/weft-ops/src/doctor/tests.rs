@@ -177,3 +177,24 @@ fn rules_split_across_iptables_backends_are_named_by_tool() {
     assert_eq!(none.severity, Severity::Ok);
     assert!(none.message.contains("use nftables"), "{}", none.message);
 }
+
+#[test]
+fn ipsec_charon_installed_and_answering() {
+    assert_eq!(
+        ipsec_charon(Some("/usr/lib/ipsec/charon"), true).severity,
+        Severity::Ok
+    );
+    let missing = ipsec_charon(None, false);
+    assert_eq!(missing.severity, Severity::Error);
+    assert!(missing
+        .fix
+        .as_deref()
+        .is_some_and(|f| f.contains("strongswan-charon")));
+    let idle = ipsec_charon(Some("/usr/lib/ipsec/charon"), false);
+    assert_eq!(idle.severity, Severity::Warning);
+    assert!(
+        idle.message.contains("/usr/lib/ipsec/charon"),
+        "{}",
+        idle.message
+    );
+}

@@ -388,6 +388,15 @@ fn device_findings(
             &a.wireguard_socket_dir,
         ));
     }
+    if let Some(BackendConfig::Ipsec(_)) = backend {
+        let charon = weft_agent::ipsec::find_charon().ok();
+        let answering =
+            std::os::unix::net::UnixStream::connect(weft_agent::ipsec::VICI_SOCKET).is_ok();
+        findings.push(doctor::ipsec_charon(
+            charon.as_ref().and_then(|p| p.to_str()),
+            answering,
+        ));
+    }
     if matches!(backend, Some(BackendConfig::Vxlan(_)) | None) {
         let mac = device.and_then(|d| d.mac).map(|m| m.to_string());
         findings.push(doctor::vtep_mac(mac.as_deref(), vtep_mac));
