@@ -28,7 +28,7 @@ use crate::{rss_kib, runtime, stats};
 
 const POD_CIDR: &str = "100.64.0.0/10";
 
-fn service_json(i: usize) -> serde_json::Value {
+pub(crate) fn service_json(i: usize) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": format!("svc-{i}"), "namespace": "bench"},
@@ -40,11 +40,11 @@ fn service_json(i: usize) -> serde_json::Value {
 }
 
 /// Service i's address in 10.254.0.0/16 (the lab's service range).
-fn cluster_ip(i: usize) -> Ipv4Addr {
+pub(crate) fn cluster_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 254, 0, 0)) + 10 + i as u32)
 }
 
-fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
+pub(crate) fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
     let eps: Vec<serde_json::Value> = (0..endpoints)
         .map(|j| {
             let ip = Ipv4Addr::from(
@@ -73,14 +73,18 @@ fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
 /// server answered it (committed to etcd). A Service's rules need its
 /// endpoints, so that write starts the clock of an added Service.
 #[derive(Clone, Copy)]
-struct Written {
-    sent: Instant,
-    acked: Instant,
+pub(crate) struct Written {
+    pub(crate) sent: Instant,
+    pub(crate) acked: Instant,
 }
 
 /// Creates Services (and their slices) `range` through the API, 64 requests
 /// in flight.
-fn load(api: &ApiServer, range: std::ops::Range<usize>, endpoints: usize) -> Result<Written> {
+pub(crate) fn load(
+    api: &ApiServer,
+    range: std::ops::Range<usize>,
+    endpoints: usize,
+) -> Result<Written> {
     let kubeconfig = api.admin_kubeconfig()?;
     in_netns(&api.host.ns, move || -> Result<Written> {
         runtime()?.block_on(async move {
@@ -210,7 +214,7 @@ pub(crate) fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Hos
 
 /// Services with a rule in `host`'s kernel (iptables: `KUBE-SVC-` chains;
 /// nftables: elements of the `service-ips` map, the same name in both).
-fn rules_count(host: &Host, mode: &str) -> usize {
+pub(crate) fn rules_count(host: &Host, mode: &str) -> usize {
     if mode == "iptables-legacy" {
         // from the kernel: iptables-legacy-save of 10,000 services takes
         // seconds (libiptc), which would make this poll coarse
@@ -343,7 +347,7 @@ fn change_endpoint(api: &ApiServer, i: usize, endpoints: usize, ip: Ipv4Addr) ->
 }
 
 /// Median, p99 and maximum (NaN when there are no samples).
-fn med_p99_max(v: &mut [f64]) -> (f64, f64, f64) {
+pub(crate) fn med_p99_max(v: &mut [f64]) -> (f64, f64, f64) {
     if v.is_empty() {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
@@ -368,7 +372,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// SIGKILLs the children of `pid` (by PID, from /proc's parent links).
-fn kill_children(pid: u32) {
+pub(crate) fn kill_children(pid: u32) {
     if pid != 0 {
         weft_lab::kill_where(|_, parent, _| parent == pid);
     }
@@ -712,14 +716,22 @@ pub fn run(
     Ok(serde_json::Value::Array(json))
 }
 
-fn print_header(endpoints: usize) -> Result<()> {
-    let bin = weft_lab::upstream_kubernetes()?;
-    let version = sh(
+/// The pinned kube-proxy's `--version`.
+pub(crate) fn version() -> String {
+    let Ok(bin) = weft_lab::upstream_kubernetes() else {
+        return "?".into();
+    };
+    sh(
         &bin.join("kube-proxy").display().to_string(),
         &["--version"],
     )
     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+fn print_header(endpoints: usize) -> Result<()> {
+    weft_lab::upstream_kubernetes()?;
+    let version = version();
     println!(
         "weft-bench proxy --against kube-proxy ({version}): one kube-apiserver, {endpoints} endpoints per service, {} CPUs",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)

@@ -28,6 +28,7 @@ mod kube_proxy;
 mod leases;
 mod nft_events;
 mod proxy;
+mod proxy_scale;
 mod wireguard;
 
 use anyhow::{bail, Context, Result};
@@ -102,6 +103,21 @@ pub struct BenchArgs {
     /// conntrack table before the samples
     #[arg(long, value_delimiter = ',', default_value = "0,100000")]
     conntrack_entries: Vec<usize>,
+    /// proxy-scale: Service counts (× --scale-endpoints each)
+    #[arg(long, value_delimiter = ',', default_value = "200,2000,5000")]
+    scale_services: Vec<usize>,
+    /// proxy-scale: endpoints per Service
+    #[arg(long, default_value_t = 50)]
+    scale_endpoints: usize,
+    /// proxy-scale: Services (× 10 endpoints) under churn
+    #[arg(long, default_value_t = 10_000)]
+    churn_services: usize,
+    /// proxy-scale: endpoint changes a second
+    #[arg(long, default_value_t = 100)]
+    churn_rate: u32,
+    /// proxy-scale: seconds of churn (0: none)
+    #[arg(long, default_value_t = 120)]
+    churn_secs: u64,
     /// With --against: seconds a proxy gets to program every Service
     /// before it is reported incomplete and stopped
     #[arg(long, default_value_t = 900)]
@@ -134,6 +150,12 @@ pub enum Scenario {
     /// RSS; from weft's etcd store, or with --against kube-proxy from one
     /// kube-apiserver beside kube-proxy (--proxies), an endpoint changed too
     Proxy,
+    /// the proxy at scale, weft beside kube-proxy on one kube-apiserver
+    /// (--proxies, --proxy-modes): --scale-services × --scale-endpoints
+    /// cold start, endpoint changes and the kernel floor; a 5,000-endpoint
+    /// Service rolled 10 % at a time; --churn-rate endpoint changes a second
+    /// for --churn-secs over --churn-services × 10 endpoints (CPU, RSS)
+    ProxyScale,
     /// a UDP flow following its Service's replaced endpoint (conntrack
     /// cleanup), weft beside kube-proxy, with --conntrack-entries unrelated
     /// entries in the table, --samples replacements
@@ -279,6 +301,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         a.runs,
                     )?,
                 );
+            }
+            Scenario::ProxyScale => {
+                let args = proxy_scale::ScaleArgs {
+                    modes: &a.proxy_modes,
+                    services: &a.scale_services,
+                    endpoints: a.scale_endpoints,
+                    samples: a.samples,
+                    timeout: std::time::Duration::from_secs(a.rules_timeout),
+                    proxies: &a.proxies,
+                    churn_services: a.churn_services,
+                    churn_rate: a.churn_rate,
+                    churn_secs: a.churn_secs,
+                };
+                report.insert("proxy_scale".into(), proxy_scale::run(&weft, &args)?);
             }
             Scenario::EtcdLoad => {
                 report.insert("etcd_load".into(), etcd_load::run(&weft, &a.etcd_hosts)?);

@@ -115,7 +115,11 @@ impl NftEvents {
     }
 
     /// When an event `wanted` came, waiting up to `timeout`.
-    pub fn until(&self, wanted: impl Fn(&Event) -> bool, timeout: Duration) -> Option<Instant> {
+    pub fn until(
+        &self,
+        mut wanted: impl FnMut(&Event) -> bool,
+        timeout: Duration,
+    ) -> Option<Instant> {
         let end = Instant::now() + timeout;
         loop {
             let left = end.checked_duration_since(Instant::now())?;
