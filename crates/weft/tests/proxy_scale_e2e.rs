@@ -4,8 +4,8 @@
 //! Service added, one deleted) with partial syncs only (its metrics: no
 //! full sync after the first). A second proxy started fresh on host B
 //! with the same objects does one full sync; the two kernels must hold
-//! the same rules (compared as sorted lines: the partial path must end
-//! where a full sync ends). Timing targets live in `weft-bench
+//! the same rules (compared as sorted lines, pool slots aside: the
+//! partial path must end where a full sync ends). Timing targets live in `weft-bench
 //! --scenario proxy-scale`, not here.
 
 use std::path::Path;
@@ -97,9 +97,25 @@ fn rules(host: &Host, mode: &str) -> Vec<String> {
             Some(at) if l.starts_with(':') => l[..at].to_string(),
             _ => l,
         })
+        .map(unslotted)
         .collect();
     lines.sort();
     lines
+}
+
+/// A pool map element without its slot number: endpoints a proxy kept
+/// keep their slots across changes, so two proxies' slots differ (see
+/// `weft_proxy::render::nft_slots`); which endpoints back which port
+/// must not.
+fn unslotted(l: String) -> String {
+    if let Some((key, value)) = l.split_once(" : ") {
+        if let Some((base, slot)) = key.rsplit_once(" . ") {
+            if key.matches(" . ").count() >= 3 && slot.chars().all(|c| c.is_ascii_digit()) {
+                return format!("{base} : {value}");
+            }
+        }
+    }
+    l
 }
 
 /// Whether `line` names the address `ip` (not one it is a prefix of).

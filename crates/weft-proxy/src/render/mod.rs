@@ -6,6 +6,7 @@ pub mod nft;
 mod nft_batch;
 mod nft_element;
 mod nft_names;
+mod nft_slots;
 
 #[cfg(test)]
 mod tests;

@@ -646,8 +646,9 @@ fn partial_nft(
     let pools_before = t.shared.pools.clone();
     let mut added = Vec::new();
     for p in plans {
-        let new = t.r.port(p);
         let before = old.get(&p.key).unwrap_or(PortNft::empty());
+        let mut new = t.r.port(p);
+        new.keep_slots(before);
         if before != &new {
             report.written += 1;
             t.r.update(&mut batch, &mut t.shared, before, &new);
