@@ -9,6 +9,9 @@
 //!   side by side on one kube-apiserver (N Nodes);
 //! - [`kube_proxy`]: the proxy and upstream kube-proxy side by side on one
 //!   kube-apiserver;
+//! - [`proxy_scale`]: the same at 10k-250k endpoints, a rolling Service,
+//!   endpoint churn and the kernel's floor (the objects both write:
+//!   [`api_objects`]);
 //! - [`conntrack`]: a UDP flow following its Service's replaced endpoint,
 //!   weft proxy beside kube-proxy;
 //! - [`etcd_load`]: many simulated hosts on one etcd;
@@ -19,6 +22,7 @@
 //! beside it), which carries no part of this harness.
 
 mod agents;
+mod api_objects;
 mod conntrack;
 mod datapath;
 mod etcd_chaos;

@@ -24,15 +24,17 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_lab::{in_netns, sh, ApiServer, Host, Lab, Proc};
 
+use crate::api_objects::{
+    change_endpoint, endpoints_with_first, load, patch_endpoints, service_json,
+};
 use crate::kube_proxy::{
-    cpu_seconds, kill_children, load, med_p99_max, register_node, rules_count, slice_json, start,
-    Who,
+    cpu_seconds, kill_children, med_p99_max, register_node, start, RulesSeen, Who,
 };
 use crate::nft_events::{Event, NftEvents};
 use crate::{rss_kib, runtime};
@@ -126,19 +128,16 @@ impl Running {
         services: usize,
         timeout: Duration,
     ) -> Result<Option<f64>> {
-        loop {
-            if rules_count(&self.host, mode) >= services {
-                return Ok(Some(self.t0.elapsed().as_secs_f64() * 1e3));
-            }
-            if let Some(code) = self.proc.exit_code() {
-                bail!("proxy exited with {code}:\n{}", self.proc.log_tail(20));
-            }
-            if self.t0.elapsed() > timeout {
-                self.stop();
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let seen = RulesSeen {
+            host: &self.host,
+            mode,
+            services,
+        };
+        if seen.wait(self.who, &mut self.proc, self.t0, timeout)? {
+            return Ok(Some(self.t0.elapsed().as_secs_f64() * 1e3));
         }
+        self.stop();
+        Ok(None)
     }
 
     fn pid(&self) -> u32 {
@@ -319,37 +318,12 @@ fn one_change(
     *changed += 1;
     let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 127, 0, 1)) + k as u32);
     let service = k % n;
-    let mut eps = slice_json(service, endpoints)["endpoints"].clone();
-    eps[0]["addresses"] = serde_json::json!([ip.to_string()]);
     events.drain();
-    let acked = patch_slices(api, vec![(format!("svc-{service}-1"), eps)])?;
+    let acked = change_endpoint(api, service, endpoints, ip)?.acked;
     let done = events
         .until(|e| e.mentions(&ip.octets()), Duration::from_secs(300))
         .with_context(|| format!("endpoint {ip} not in the kernel after 300 s"))?;
     Ok(done.saturating_duration_since(acked).as_secs_f64() * 1e3)
-}
-
-/// Merge-patches each named slice's endpoints; when the last answer came.
-fn patch_slices(api: &ApiServer, patches: Vec<(String, serde_json::Value)>) -> Result<Instant> {
-    let kubeconfig = api.admin_kubeconfig()?;
-    in_netns(&api.host.ns, move || -> Result<Instant> {
-        runtime()?.block_on(async move {
-            let client =
-                weft_proxy::shell::source::kubernetes::client(Some(&kubeconfig), None).await?;
-            let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "bench");
-            for (name, eps) in &patches {
-                let patch = serde_json::json!({"endpoints": eps});
-                slices
-                    .patch(
-                        name,
-                        &kube::api::PatchParams::default(),
-                        &kube::api::Patch::Merge(&patch),
-                    )
-                    .await?;
-            }
-            Ok(Instant::now())
-        })
-    })?
 }
 
 /// Endpoint `j` of a slice as the API takes it.
@@ -378,7 +352,7 @@ impl BigService {
                     .collect()
             })
             .collect();
-        let mut svc = crate::kube_proxy::service_json(BIG);
+        let mut svc = service_json(BIG);
         svc["metadata"]["name"] = "big".into();
         let objects: Vec<serde_json::Value> = slices
             .iter()
@@ -418,10 +392,8 @@ impl BigService {
                 .map(|(j, ip)| endpoint(*ip, j))
                 .collect();
             events.drain();
-            let acked = patch_slices(
-                api,
-                vec![(format!("big-{s}"), serde_json::Value::Array(eps))],
-            )?;
+            let acked =
+                patch_endpoints(api, &format!("big-{s}"), serde_json::Value::Array(eps))?.acked;
             let done = events
                 .until(
                     |e| {
@@ -612,8 +584,7 @@ fn write_churn(
                         tokio::time::sleep_until(start + period * k as u32).await;
                         let ip = churn_ip(generation, k as u32);
                         let service = k as usize % n;
-                        let mut eps = slice_json(service, 10)["endpoints"].clone();
-                        eps[0]["addresses"] = serde_json::json!([ip.to_string()]);
+                        let eps = endpoints_with_first(service, 10, ip);
                         let patch = serde_json::json!({"endpoints": eps});
                         slices
                             .patch(

@@ -69,7 +69,7 @@ impl Xfrm {
         self.exchange(
             msg,
             NLM_F_ACK,
-            &format!("adding IPsec policy {}", show(p)),
+            &format!("adding IPsec policy {}", p),
             |_| {},
         )
     }
@@ -87,7 +87,7 @@ impl Xfrm {
         match self.exchange(
             msg,
             NLM_F_ACK,
-            &format!("deleting IPsec policy {}", show(p)),
+            &format!("deleting IPsec policy {}", p),
             |_| {},
         ) {
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
@@ -214,16 +214,4 @@ fn planned_policy(m: &ModifyMessage) -> Option<Policy> {
         tunnel_src: t.saddr.to_ipv4(),
         tunnel_dst: t.id.daddr.to_ipv4(),
     })
-}
-
-fn show(p: &Policy) -> String {
-    let d = match p.dir {
-        Direction::In => "in",
-        Direction::Out => "out",
-        Direction::Fwd => "fwd",
-    };
-    format!(
-        "{} -> {} {d} (tunnel {} -> {})",
-        p.src, p.dst, p.tunnel_src, p.tunnel_dst
-    )
 }

@@ -368,17 +368,24 @@ fn weft_and_flanneld_share_an_alloc_cluster() {
         r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"alloc"}}"#,
         &flanneld(),
     );
-    assert_eq!(ew.mtu, ef.mtu, "MTU");
-    let (ws, fs) = (subnet_of(&ew), subnet_of(&ef));
-    assert_eq!(
-        lease_value(&lab, &ws).replace("198.18.0.11", "IP"),
-        lease_value(&lab, &fs).replace("198.18.0.12", "IP"),
-        "lease values"
-    );
+    let (ws, fs) = same_mtu_and_lease_value(&lab, &ew, &ef);
     // give each a moment to see the other's lease: still no route
     std::thread::sleep(SECS(2));
     assert!(!routes_to(&lab, &w, &fs) && !routes_to(&lab, &f, &ws));
     assert!(lab.agent_log(&w).contains("lease acquired"));
+}
+
+/// Checks the pair's subnet files give the same MTU and their leases the
+/// same value but the addresses; returns the two subnets.
+fn same_mtu_and_lease_value(lab: &Lab, ew: &SubnetEnv, ef: &SubnetEnv) -> (String, String) {
+    assert_eq!(ew.mtu, ef.mtu, "MTU");
+    let (ws, fs) = (subnet_of(ew), subnet_of(ef));
+    assert_eq!(
+        lease_value(lab, &ws).replace("198.18.0.11", "IP"),
+        lease_value(lab, &fs).replace("198.18.0.12", "IP"),
+        "lease values"
+    );
+    (ws, fs)
 }
 
 /// Starts weft on one host and `flanneld` on another with `config` and
@@ -412,13 +419,7 @@ fn weft_and_flanneld_share_a_udp_cluster() {
         r#"{"Network":"172.30.0.0/16","SubnetLen":24,"Backend":{"Type":"udp"}}"#,
         &flanneld(),
     );
-    assert_eq!(ew.mtu, ef.mtu, "MTU");
-    let (ws, fs) = (subnet_of(&ew), subnet_of(&ef));
-    assert_eq!(
-        lease_value(&lab, &ws).replace("198.18.0.11", "IP"),
-        lease_value(&lab, &fs).replace("198.18.0.12", "IP"),
-        "lease values"
-    );
+    same_mtu_and_lease_value(&lab, &ew, &ef);
     pods_reach_each_other(&mut lab, &w, &f, "udp");
 }
 

@@ -16,9 +16,9 @@ mod vici;
 pub use charon::{find as find_charon, VICI_SOCKET};
 
 use anyhow::{Context, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use weft_core::config::IpsecConfig;
-use weft_core::plan::ipsec::{End, IpsecPeers, IpsecPlanner};
+use weft_core::plan::ipsec::{IpsecPeers, IpsecPlanner};
 use weft_core::subnet::Pools;
 
 use crate::underlay::Underlay;
@@ -31,19 +31,8 @@ pub fn start(
     subnet: Option<Ipv4Net>,
     underlay: &Underlay,
 ) -> Result<IpsecSink> {
-    let (Some(pool), Some(subnet)) = (&pools.v4, subnet) else {
-        anyhow::bail!("the ipsec backend needs an IPv4 network");
-    };
-    let IpNet::V4(network) = pool.network() else {
-        anyhow::bail!("the ipsec backend needs an IPv4 network");
-    };
-    let planner = IpsecPlanner {
-        local: End {
-            subnet,
-            public_ip: underlay.public_ip,
-        },
-        network,
-    };
+    let planner = IpsecPlanner::for_host(pools, subnet, underlay.public_ip)
+        .context("the ipsec backend needs an IPv4 network")?;
     let xfrm =
         weft_kernel::Xfrm::open().context("opening the kernel's IPsec (xfrm) netlink socket")?;
     let vici = vici::Vici::start(cfg.clone(), underlay.public_ip)?;

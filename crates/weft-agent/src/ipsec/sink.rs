@@ -5,8 +5,6 @@
 //! tunnels no lease asks for (left by an earlier run) and re-adds missing
 //! ones.
 
-use std::collections::HashSet;
-
 use weft_core::lease::{Lease, LeaseKey};
 use weft_core::plan::ipsec::{Change, IpsecPeers, Policy};
 use weft_kernel::{KernelError, Xfrm};
@@ -87,24 +85,15 @@ impl IpsecSink {
 
     /// Makes the kernel's policies of weft's form equal to the plan.
     pub fn sync_kernel(&mut self) -> Result<usize, KernelError> {
-        let want = self.peers.policies();
-        let planner = *self.peers.planner();
-        let have: HashSet<Policy> = self
-            .xfrm
-            .policies()?
-            .into_iter()
-            .filter(|p| planner.owns(p.src, p.dst))
-            .collect();
-        let stale: Vec<Policy> = have.difference(&want).copied().collect();
-        let missing: Vec<Policy> = want.difference(&have).copied().collect();
-        for p in &stale {
-            tracing::info!(src = %p.src, dst = %p.dst, dir = ?p.dir, "removing a stale IPsec policy");
+        let drift = self.peers.drift(self.xfrm.policies()?);
+        for p in &drift.stale {
+            tracing::info!(policy = %p, "removing a stale IPsec policy");
             self.delete(p);
         }
-        for p in &missing {
+        for p in &drift.missing {
             self.put(p);
         }
-        Ok(stale.len() + missing.len())
+        Ok(drift.stale.len() + drift.missing.len())
     }
 
     fn put(&mut self, p: &Policy) {

@@ -6,11 +6,13 @@
 //! no device: the policies catch pod traffic on its way out.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::lease::{Lease, LeaseError, LeaseKey};
+use crate::subnet::Pools;
 
 /// flanneld's request id, shared by the policies and charon's SAs.
 pub const REQID: u32 = 11;
@@ -46,6 +48,30 @@ pub struct Policy {
     pub tunnel_dst: Ipv4Addr,
 }
 
+impl fmt::Display for Policy {
+    /// `172.30.1.0/24 -> 172.30.7.0/24 out (tunnel 198.18.0.11 -> 198.18.0.12)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = match self.dir {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Fwd => "fwd",
+        };
+        write!(
+            f,
+            "{} -> {} {dir} (tunnel {} -> {})",
+            self.src, self.dst, self.tunnel_src, self.tunnel_dst
+        )
+    }
+}
+
+/// What the kernel holds against the plan: policies to add, and policies
+/// of weft's form no lease asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drift {
+    pub missing: Vec<Policy>,
+    pub stale: Vec<Policy>,
+}
+
 /// One end of a tunnel: a host's subnet and public IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct End {
@@ -75,6 +101,26 @@ pub struct IpsecPlanner {
 }
 
 impl IpsecPlanner {
+    /// The planner of the host holding lease `subnet` in `pools` with
+    /// `public_ip`; `None` without an IPv4 network and subnet (the
+    /// backend carries IPv4 only).
+    pub fn for_host(
+        pools: &Pools,
+        subnet: Option<Ipv4Net>,
+        public_ip: Ipv4Addr,
+    ) -> Option<IpsecPlanner> {
+        let IpNet::V4(network) = pools.v4.as_ref()?.network() else {
+            return None;
+        };
+        Some(IpsecPlanner {
+            local: End {
+                subnet: subnet?,
+                public_ip,
+            },
+            network,
+        })
+    }
+
     /// The peer a remote lease means, or why it is unusable.
     pub fn peer(
         &self,
@@ -234,6 +280,23 @@ impl IpsecPeers {
         self.known.values().flat_map(|p| p.policies).collect()
     }
 
+    /// The plan against `kernel`'s policies of weft's form; those outside
+    /// the cluster network are someone else's and left out.
+    pub fn drift(&self, kernel: impl IntoIterator<Item = Policy>) -> Drift {
+        let want = self.policies();
+        let have: HashSet<Policy> = kernel
+            .into_iter()
+            .filter(|p| self.planner.owns(p.src, p.dst))
+            .collect();
+        let mut drift = Drift {
+            missing: want.difference(&have).copied().collect(),
+            stale: have.difference(&want).copied().collect(),
+        };
+        drift.missing.sort();
+        drift.stale.sort();
+        drift
+    }
+
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
         self.known.values()
     }
@@ -342,6 +405,24 @@ mod tests {
         ));
         peers.upsert(&b).expect("ok");
         assert_eq!(peers.policies().len(), 6);
+        let planned: Vec<Policy> = peers.policies().into_iter().collect();
+        let foreign = Policy {
+            src: "10.9.0.0/24".parse().expect("net"),
+            ..planned[0]
+        };
+        let stale = Policy {
+            src: "172.30.200.0/24".parse().expect("net"),
+            ..planned[0]
+        };
+        let kernel = planned[1..].iter().copied().chain([foreign, stale]);
+        assert_eq!(
+            peers.drift(kernel),
+            Drift {
+                missing: vec![planned[0]],
+                stale: vec![stale],
+            },
+            "the missing one, the stale one; the foreign one left alone"
+        );
         peers.begin_reset();
         peers.upsert(&b).expect("ok");
         let gone = peers.end_reset();

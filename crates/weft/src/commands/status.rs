@@ -7,11 +7,10 @@
 //! ping over the overlay.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
 use weft_agent::network::Network;
 use weft_agent::reconcile::{Reconciler, Sink};
@@ -19,7 +18,7 @@ use weft_agent::underlay::{self, Selector};
 use weft_core::admission::Rules;
 use weft_core::config::{BackendConfig, NetConfig};
 use weft_core::lease::{Lease, LeaseKey};
-use weft_core::plan::ipsec::{End, IpsecPeers, IpsecPlanner, Policy};
+use weft_core::plan::ipsec::{Drift, IpsecPeers, IpsecPlanner, Policy};
 use weft_core::plan::Op;
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
@@ -326,57 +325,31 @@ fn dataplane(
     };
     let mut missing: Vec<String> = ops.iter().filter(adds).map(describe).collect();
     let mut stale: Vec<String> = ops.iter().filter(|o| !adds(o)).map(describe).collect();
-    if let (BackendConfig::Ipsec(_), Some(pool), Some(subnet)) = (backend, &pools.v4, own.key.v4) {
+    let planner = IpsecPlanner::for_host(pools, own.key.v4, under.public_ip);
+    if let (BackendConfig::Ipsec(_), Some(planner)) = (backend, planner) {
         let refused: HashSet<LeaseKey> = rec.refused().map(|(k, _)| *k).collect();
-        let admitted: Vec<&Lease> = leases
-            .iter()
-            .filter(|l| !refused.contains(&l.key))
-            .collect();
-        let (m, s) = ipsec_drift(pool.network(), subnet, under.public_ip, &admitted)?;
-        missing.extend(m);
-        stale.extend(s);
+        let admitted = leases.iter().filter(|l| !refused.contains(&l.key));
+        let drift = ipsec_drift(planner, admitted)?;
+        let show = |p: &Policy| format!("ipsec policy {p}");
+        missing.extend(drift.missing.iter().map(show));
+        stale.extend(drift.stale.iter().map(show));
     }
     let in_sync = missing.is_empty() && stale.is_empty();
     Ok(json!({"in_sync": in_sync, "missing": missing, "stale": stale}))
 }
 
-/// The ipsec backend's kernel policies this host should hold against
-/// those it holds: (missing, stale), described.
-fn ipsec_drift(
-    network: IpNet,
-    subnet: Ipv4Net,
-    public_ip: Ipv4Addr,
-    leases: &[&Lease],
-) -> Result<(Vec<String>, Vec<String>)> {
-    let IpNet::V4(network) = network else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let planner = IpsecPlanner {
-        local: End { subnet, public_ip },
-        network,
-    };
+/// The ipsec backend's kernel policies against the plan of `leases`.
+fn ipsec_drift<'a>(
+    planner: IpsecPlanner,
+    leases: impl Iterator<Item = &'a Lease>,
+) -> Result<Drift> {
     let mut peers = IpsecPeers::new(planner);
-    for l in leases.iter().filter(|l| l.key.v4 != Some(subnet)) {
+    for l in leases.filter(|l| l.key.v4 != Some(planner.local.subnet)) {
         // unusable leases are the agent's to report
         let _ = peers.upsert(l);
     }
-    let want = peers.policies();
     let mut xfrm = weft_kernel::Xfrm::open().context("opening the XFRM netlink socket")?;
-    let have: HashSet<Policy> = xfrm
-        .policies()?
-        .into_iter()
-        .filter(|p| planner.owns(p.src, p.dst))
-        .collect();
-    let show = |p: &Policy| {
-        format!(
-            "ipsec policy {} -> {} {:?} (tunnel {} -> {})",
-            p.src, p.dst, p.dir, p.tunnel_src, p.tunnel_dst
-        )
-    };
-    Ok((
-        want.difference(&have).map(show).collect(),
-        have.difference(&want).map(show).collect(),
-    ))
+    Ok(peers.drift(xfrm.policies()?))
 }
 
 /// One lease as `weft status -o json` lists it.
