@@ -122,6 +122,8 @@ pub struct ServiceHealth {
     /// `--nodeport-addresses` resolved (None: every address).
     addresses: Option<Vec<IpAddr>>,
     counts: Arc<Mutex<BTreeMap<ServiceName, usize>>>,
+    /// The health-check node ports the catalog asks for.
+    wanted: BTreeMap<u16, ServiceName>,
     servers: BTreeMap<u16, (ServiceName, Vec<JoinHandle<()>>)>,
 }
 
@@ -152,38 +154,67 @@ impl ServiceHealth {
             proxy,
             addresses,
             counts: Arc::default(),
+            wanted: BTreeMap::new(),
             servers: BTreeMap::new(),
         }
     }
 
-    /// Opens a server for every health-check node port of `catalog`,
-    /// closes the others, and updates the local endpoint counts.
+    /// After a full sync: a server for every health-check node port of
+    /// `catalog`, the others closed, every local endpoint count updated.
     pub fn sync(&mut self, catalog: &Catalog, node: &str) {
-        let wanted: BTreeMap<u16, &ServiceName> = catalog
+        self.wanted = catalog
             .services
             .values()
-            .filter_map(|s| s.health_check_node_port.map(|p| (p, &s.id)))
+            .filter_map(|s| s.health_check_node_port.map(|p| (p, s.id.clone())))
             .collect();
         if let Ok(mut counts) = self.counts.lock() {
-            *counts = wanted
+            *counts = self
+                .wanted
                 .values()
-                .map(|id| ((*id).clone(), local_ready(catalog, id, node)))
+                .map(|id| (id.clone(), local_ready(catalog, id, node)))
                 .collect();
         }
+        self.follow_wanted();
+    }
+
+    /// After a partial sync of `changed`: the same for those Services only
+    /// (a change costs its Services, not a scan of the cluster's).
+    pub fn sync_changed(&mut self, catalog: &Catalog, node: &str, changed: &BTreeSet<ServiceName>) {
+        self.wanted.retain(|_, id| !changed.contains(id));
+        for id in changed {
+            let port = catalog.services.get(id).and_then(|s| s.health_check_node_port);
+            if let Some(port) = port {
+                self.wanted.entry(port).or_insert_with(|| id.clone());
+            }
+        }
+        if let Ok(mut counts) = self.counts.lock() {
+            for id in changed {
+                counts.remove(id);
+            }
+            for id in self.wanted.values().filter(|id| changed.contains(*id)) {
+                counts.insert(id.clone(), local_ready(catalog, id, node));
+            }
+        }
+        self.follow_wanted();
+    }
+
+    /// Opens and closes servers until they are those of `wanted`.
+    fn follow_wanted(&mut self) {
+        let wanted = &self.wanted;
         self.servers.retain(|port, (id, tasks)| {
-            let keep = wanted.get(port) == Some(&&*id);
+            let keep = wanted.get(port) == Some(&*id);
             if !keep {
                 tasks.iter().for_each(JoinHandle::abort);
             }
             keep
         });
-        for (port, id) in wanted {
-            if self.servers.contains_key(&port) {
+        for (port, id) in &self.wanted {
+            if self.servers.contains_key(port) {
                 continue;
             }
-            match self.open(port, id.clone()) {
+            match self.open(*port, id.clone()) {
                 Ok(tasks) => {
-                    self.servers.insert(port, (id.clone(), tasks));
+                    self.servers.insert(*port, (id.clone(), tasks));
                 }
                 Err(e) => tracing::error!(
                     "health check node port {port} of {id}: {e} (load balancers will see this node as unhealthy)"

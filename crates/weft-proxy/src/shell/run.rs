@@ -311,14 +311,20 @@ impl Proxy {
         }
     }
 
-    /// After a successful sync: the proxy is healthy, and the health-check
-    /// node ports follow the catalog.
-    fn synced(&mut self) {
+    /// After a successful sync (of `changed` only, or of everything): the
+    /// proxy is healthy, and the health-check node ports follow the
+    /// catalog.
+    fn synced(&mut self, changed: Option<&BTreeSet<ServiceName>>) {
         for seconds in self.triggers.programmed(std::time::SystemTime::now()) {
             self.stats.kube_proxy.network_programmed(seconds);
         }
         self.health.synced_now();
-        self.services.sync(&self.catalog, &self.node);
+        match changed {
+            Some(changed) => self
+                .services
+                .sync_changed(&self.catalog, &self.node, changed),
+            None => self.services.sync(&self.catalog, &self.node),
+        }
     }
 
     /// Syncs the changed services; true when that turned out to need a
@@ -334,7 +340,7 @@ impl Proxy {
             Ok(r) => {
                 self.stats.record(&r, self.catalog.services.len());
                 self.conntrack.clean(frontends, Scope::Frontends);
-                self.synced();
+                self.synced(Some(services));
                 tracing::debug!(
                     "partial sync: {} service(s), {} port(s) written, {} bytes, render {:?}, apply {:?}",
                     services.len(), r.written, r.bytes, r.render, r.apply
@@ -372,7 +378,7 @@ impl Proxy {
                 // pages back to the kernel
                 weft_kernel::release_free_heap();
                 self.conntrack.clean(frontends, Scope::WholeTable);
-                self.synced();
+                self.synced(None);
             }
             Err(e) => {
                 self.stats.sync_failed(self.syncer.mode());

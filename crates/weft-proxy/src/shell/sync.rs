@@ -21,7 +21,7 @@ use weft_firewall::{FirewallError, Iptables};
 use super::canary::{self, LegacySeen};
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::policy::NodePolicy;
-use crate::plan::{PortKey, PortPlan};
+use crate::plan::{ports_of, PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
 use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::spec::ServiceName;
@@ -185,14 +185,6 @@ pub struct Syncer {
     nft: NftApplier,
     /// The legacy tables' state when the canary last found them intact.
     canary_seen: [LegacySeen; 2],
-}
-
-fn service_range<V>(map: &BTreeMap<PortKey, V>, service: &ServiceName) -> Vec<PortKey> {
-    map.keys()
-        .skip_while(|k| &k.service < service)
-        .take_while(|k| &k.service == service)
-        .cloned()
-        .collect()
 }
 
 impl Syncer {
@@ -375,7 +367,7 @@ impl Syncer {
         if self.mode == ProxyMode::Iptables {
             for (family, plans) in self.families.iter_mut().zip([&v4, &v6]) {
                 for s in services {
-                    for k in service_range(&family.endpoint_counts, s) {
+                    for k in ports_of(&family.endpoint_counts, s) {
                         family.endpoint_counts.remove(&k);
                     }
                 }
@@ -557,7 +549,7 @@ fn partial_iptables(
 ) -> Result<(usize, Duration), FirewallError> {
     let mut old: BTreeMap<PortKey, PortRules> = BTreeMap::new();
     for s in services {
-        for k in service_range(&f.ipt_ports, s) {
+        for k in ports_of(&f.ipt_ports, s) {
             if let Some(r) = f.ipt_ports.remove(&k) {
                 old.insert(k, r);
             }
@@ -634,7 +626,7 @@ fn partial_nft(
     let t = &mut f.nft;
     let mut old: BTreeMap<PortKey, PortNft> = BTreeMap::new();
     for s in services {
-        for k in service_range(&t.ports, s) {
+        for k in ports_of(&t.ports, s) {
             if let Some(r) = t.ports.remove(&k) {
                 old.insert(k, r);
             }
