@@ -182,7 +182,10 @@ impl ServiceHealth {
     pub fn sync_changed(&mut self, catalog: &Catalog, node: &str, changed: &BTreeSet<ServiceName>) {
         self.wanted.retain(|_, id| !changed.contains(id));
         for id in changed {
-            let port = catalog.services.get(id).and_then(|s| s.health_check_node_port);
+            let port = catalog
+                .services
+                .get(id)
+                .and_then(|s| s.health_check_node_port);
             if let Some(port) = port {
                 self.wanted.entry(port).or_insert_with(|| id.clone());
             }

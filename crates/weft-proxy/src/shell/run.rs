@@ -145,6 +145,9 @@ struct Schedule {
     restored_at: Option<Instant>,
 }
 
+/// The most queued changes taken before the loop looks at its timers.
+const DRAIN_AT_ONCE: usize = 1024;
+
 /// How often the rules are checked for removal from outside (see
 /// [`super::canary`]).
 const CANARY_PERIOD: Duration = Duration::from_millis(250);
@@ -202,6 +205,12 @@ impl Proxy {
                         anyhow::bail!("the service source stopped");
                     };
                     self.take(change, &mut s);
+                    // what else is queued joins this change's sync: a burst
+                    // (a rollout's slices) is one transaction, not one each
+                    for _ in 0..DRAIN_AT_ONCE {
+                        let Ok(change) = changes.try_recv() else { break };
+                        self.take(change, &mut s);
+                    }
                 }
                 _ = sleep_until(wake) => self.wake(&mut s),
             }

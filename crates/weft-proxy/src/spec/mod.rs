@@ -5,6 +5,7 @@
 //! Everything here is pure: text in, typed values or a one-line error naming
 //! the field out.
 
+pub mod api_slice;
 mod endpoints;
 mod fields;
 mod service;

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service as ApiService};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -27,6 +26,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use super::slices::Slices;
+use super::watched_slice::WatchedSlice;
 use super::Change;
 use crate::plan::catalog::Catalog;
 use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
@@ -34,7 +34,6 @@ use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
 /// kube-proxy's selector for both watches.
 pub const LABEL_SELECTOR: &str =
     "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The proxy's flags for the connection, in error messages.
 const FLAGS: weft_kube::FlagNames = weft_kube::FlagNames {
@@ -111,7 +110,7 @@ impl State {
 pub async fn run(client: Client, tx: Sender<Change>) {
     let config = watcher::Config::default().labels(LABEL_SELECTOR);
     let services: Api<ApiService> = Api::all(client.clone());
-    let slices: Api<EndpointSlice> = Api::all(client);
+    let slices: Api<WatchedSlice> = Api::all(client);
     let mut service_events = watcher(services, config.clone())
         .backoff(Retry::default())
         .boxed();
@@ -275,44 +274,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
     }
 }
 
-/// The slice as weft's endpoint set; `None` for slices kube-proxy ignores
-/// (no Service label, FQDN addresses).
-fn convert_slice(slice: &EndpointSlice) -> Result<Option<crate::spec::EndpointSet>, SpecError> {
-    let labels = slice.metadata.labels.as_ref();
-    if labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_none() || slice.address_type == "FQDN" {
-        return Ok(None);
-    }
-    let origin = format!(
-        "EndpointSlice {}/{}",
-        slice.metadata.namespace.as_deref().unwrap_or(""),
-        slice.metadata.name.as_deref().unwrap_or("")
-    );
-    let v = api_json(slice, "EndpointSlice", &origin, |_| {})?;
-    match parse_object(&v, &origin)? {
-        Object::Endpoints(e) => Ok(Some(e)),
-        Object::Service(_) => Ok(None),
-    }
-}
-
-fn slice_key(slice: &EndpointSlice) -> (String, String) {
-    (
-        slice.metadata.namespace.clone().unwrap_or_default(),
-        slice.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
-/// The annotation the EndpointSlice controller sets to the time of the
-/// change (a Pod's or the Service's) that led to the slice's update.
-const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
-
-/// A slice's trigger time; absent or unreadable (untrusted) is none.
-fn trigger_time(slice: &EndpointSlice) -> Option<std::time::SystemTime> {
-    let text = slice.metadata.annotations.as_ref()?.get(TRIGGER_TIME)?;
-    let at: jiff::Timestamp = text.parse().ok()?;
-    Some(std::time::SystemTime::from(at))
-}
-
-fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
+fn on_slice(state: &mut State, ev: Event<WatchedSlice>) -> Vec<Change> {
     let side = &mut state.slices;
     let mut trigger = None;
     let touched = match ev {
@@ -328,9 +290,9 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
             };
         }
         Event::InitApply(slice) => {
-            let (ns, name) = slice_key(&slice);
+            let (ns, name) = slice.key();
             if let Some(b) = side.building.as_mut() {
-                match convert_slice(&slice) {
+                match slice.into_endpoints() {
                     Ok(Some(set)) => {
                         b.put(&ns, &name, set);
                     }
@@ -352,9 +314,9 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
             };
         }
         Event::Apply(slice) => {
-            let (ns, name) = slice_key(&slice);
-            trigger = trigger_time(&slice);
-            match convert_slice(&slice) {
+            let (ns, name) = slice.key();
+            trigger = slice.trigger_time();
+            match slice.into_endpoints() {
                 Ok(Some(set)) => side.live.put(&ns, &name, set),
                 Ok(None) => side.live.remove(&ns, &name).into_iter().collect(),
                 Err(e) => {
@@ -364,7 +326,7 @@ fn on_slice(state: &mut State, ev: Event<EndpointSlice>) -> Vec<Change> {
             }
         }
         Event::Delete(slice) => {
-            let (ns, name) = slice_key(&slice);
+            let (ns, name) = slice.key();
             side.live.remove(&ns, &name).into_iter().collect()
         }
     };

@@ -17,7 +17,9 @@ type SliceKey = (String, String);
 #[derive(Debug, Default, Clone)]
 pub struct Slices {
     /// Shared with the sync loop's catalog (one copy of every endpoint).
-    by_service: BTreeMap<ServiceName, BTreeMap<SliceKey, Arc<EndpointSet>>>,
+    /// (a Service has one or a few slices: a vector sorted by key costs a
+    /// fraction of a map's nodes)
+    by_service: BTreeMap<ServiceName, Vec<(SliceKey, Arc<EndpointSet>)>>,
     /// Which Service each slice belongs to now.
     owner: HashMap<SliceKey, ServiceName>,
 }
@@ -35,10 +37,12 @@ impl Slices {
                 touched.push(old);
             }
         }
-        self.by_service
-            .entry(service)
-            .or_default()
-            .insert(key, Arc::new(set));
+        let slices = self.by_service.entry(service).or_default();
+        let set = Arc::new(set);
+        match slices.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => slices[i].1 = set,
+            Err(i) => slices.insert(i, (key, set)),
+        }
         touched
     }
 
@@ -52,7 +56,7 @@ impl Slices {
 
     fn forget(&mut self, service: &ServiceName, key: &SliceKey) {
         if let Some(slices) = self.by_service.get_mut(service) {
-            slices.remove(key);
+            slices.retain(|(k, _)| k != key);
             if slices.is_empty() {
                 self.by_service.remove(service);
             }
@@ -68,14 +72,17 @@ impl Slices {
     /// The slices of `service` (by slice name), `None` when it has none.
     pub fn of(&self, service: &ServiceName) -> Option<Vec<Arc<EndpointSet>>> {
         let slices = self.by_service.get(service)?;
-        Some(slices.values().cloned().collect())
+        Some(slices.iter().map(|(_, set)| set.clone()).collect())
     }
 
     /// Every service's slices.
     pub fn all(&self) -> BTreeMap<ServiceName, Vec<Arc<EndpointSet>>> {
         self.by_service
             .iter()
-            .map(|(service, slices)| (service.clone(), slices.values().cloned().collect()))
+            .map(|(service, slices)| {
+                let sets = slices.iter().map(|(_, set)| set.clone()).collect();
+                (service.clone(), sets)
+            })
             .collect()
     }
 }
