@@ -50,10 +50,33 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
             source,
         })?;
     if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(FirewallError::Failed {
             cmd,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            // a tool that dies silently (a signal, an exit code alone) is
+            // reported by how it ended
+            stderr: if said.is_empty() {
+                format!("it said nothing ({})", out.status)
+            } else {
+                said
+            },
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_failure_says_how_the_tool_ended() {
+        let e = run("sh", &["-c", "exit 4"], None).expect_err("fails");
+        assert_eq!(
+            e.to_string(),
+            "sh -c exit 4 failed: it said nothing (exit status: 4)"
+        );
+        let e = run("sh", &["-c", "echo no >&2; exit 1"], None).expect_err("fails");
+        assert!(e.to_string().ends_with("failed: no"), "{e}");
+    }
 }

@@ -473,3 +473,28 @@ fn invalid_packets_are_dropped_as_kube_proxy_drops_them_in_each_mode() {
     let text = nft.full(&BTreeMap::new(), &mut Default::default());
     assert!(!text.to_lowercase().contains("invalid"), "{text}");
 }
+
+#[test]
+fn a_partial_restore_rewrites_only_the_chains_that_changed() {
+    let r = IptablesRenderer::new(false, None, true);
+    let port = |text: &str| r.port(&plans(text, "host1")[0]);
+    let mut old = port(ARTICLE);
+    old.slim();
+    let new = port(&ARTICLE.replace("172.30.46.2", "172.30.46.9"));
+    let text = r.partial_restore(&[(Some(&old), Some(&new))], &BTreeSet::new());
+    let declared: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    // the service chain (its jumps changed) and the new endpoint's chain;
+    // the kept endpoint's chain and the external chain stay as they are
+    assert_eq!(declared.len(), 2, "{text}");
+    assert!(declared.contains(&"KUBE-SVC-QLK4GP7H447Z7HSM"), "{text}");
+    assert!(!text.contains("KUBE-SEP-K3P44OZ7P7LXNPVT -"), "{text}");
+    assert!(!text.contains("-A KUBE-EXT-"), "{text}");
+    assert!(text.contains("--to-destination 172.30.46.9:80"), "{text}");
+    // nothing kept without an old copy: a new port is written whole
+    let whole = r.partial_restore(&[(None, Some(&new))], &BTreeSet::new());
+    assert_eq!(whole.lines().filter(|l| l.starts_with(':')).count(), 4);
+}

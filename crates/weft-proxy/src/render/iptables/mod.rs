@@ -6,7 +6,7 @@
 //! matches, protocol, comment, then the other matches, then the target), so
 //! what is read back compares line for line with what was written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -96,6 +96,11 @@ pub struct PortRules {
     pub nat: Vec<String>,
     /// Digest of `nat`.
     pub nat_digest: u64,
+    /// Digest of each owned chain's rules, as `chains` (a partial sync
+    /// rewrites only the chains that changed: one endpoint replaced in a
+    /// Service of ten rewrites its service chain and the new endpoint's,
+    /// not eleven chains).
+    pub chain_digests: Vec<u64>,
     /// Its rules in nat `KUBE-SERVICES` and `KUBE-NODEPORTS`.
     pub services: Vec<String>,
     pub nodeports: Vec<String>,
@@ -128,7 +133,51 @@ fn digest(lines: &[String]) -> u64 {
     h.finish()
 }
 
+/// The chain a rule line (`-A CHAIN …`) goes to.
+pub(crate) fn rule_chain(line: &str) -> Option<&str> {
+    line.strip_prefix("-A ")?.split(' ').next()
+}
+
+/// Each of `chains`' digest of its lines in `nat`, in one pass.
+fn chain_digests(chains: &[String], nat: &[String]) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hashers: std::collections::HashMap<&str, std::collections::hash_map::DefaultHasher> =
+        chains
+            .iter()
+            .map(|c| (c.as_str(), Default::default()))
+            .collect();
+    for line in nat {
+        if let Some(h) = rule_chain(line).and_then(|c| hashers.get_mut(c)) {
+            line.hash(h);
+        }
+    }
+    chains
+        .iter()
+        .map(|c| hashers.get(c.as_str()).map_or(0, Hasher::finish))
+        .collect()
+}
+
 impl PortRules {
+    /// The owned chains of `self` whose rules are those of the same chain
+    /// in `old` (a partial sync leaves them alone).
+    pub fn unchanged_chains<'a>(&'a self, old: Option<&PortRules>) -> BTreeSet<&'a str> {
+        let Some(old) = old else {
+            return BTreeSet::new();
+        };
+        let before: std::collections::HashMap<&str, u64> = old
+            .chains
+            .iter()
+            .map(String::as_str)
+            .zip(old.chain_digests.iter().copied())
+            .collect();
+        self.chains
+            .iter()
+            .zip(&self.chain_digests)
+            .filter(|(c, d)| before.get(c.as_str()) == Some(*d))
+            .map(|(c, _)| c.as_str())
+            .collect()
+    }
+
     /// Drops the owned chains' rules (kept: their digest), which are most
     /// of a port's text: 10,000 services keep tens of MiB less.
     pub fn slim(&mut self) {
@@ -435,6 +484,7 @@ impl IptablesRenderer {
         }
         nat.append(&mut endpoints);
         r.nat_digest = digest(&nat);
+        r.chain_digests = chain_digests(&chains, &nat);
         r.nat = nat;
         r.chains = chains;
     }

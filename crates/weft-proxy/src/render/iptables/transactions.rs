@@ -143,7 +143,7 @@ impl IptablesRenderer {
             port_chain_transactions(&mut out, ports.values());
             out.push_str("*nat\n");
         } else {
-            self.write_ports_chains(&mut out, ports.values());
+            write_changed_chains(&mut out, &whole(ports.values()), self.chunked);
         }
         for c in [SERVICES, NODEPORTS] {
             let _ = writeln!(out, ":{c} - [0:0]");
@@ -195,11 +195,18 @@ impl IptablesRenderer {
         }
         let none = PortRules::default();
         let mut out = String::new();
-        let written = || changes.iter().filter_map(|(_, new)| *new);
-        let split = self.chunked
-            && written().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION;
+        // each written port with the chains it keeps as they are
+        let written: Vec<(&PortRules, BTreeSet<&str>)> = changes
+            .iter()
+            .filter_map(|(old, new)| new.map(|n| (n, n.unchanged_chains(*old))))
+            .collect();
+        let rewritten: usize = written
+            .iter()
+            .map(|(r, same)| r.chains.len() - same.len())
+            .sum();
+        let split = self.chunked && rewritten > CHAINS_PER_TRANSACTION;
         if split {
-            port_chain_transactions(&mut out, written());
+            changed_chain_transactions(&mut out, &written);
         }
         for (table, pick) in [
             (
@@ -211,7 +218,7 @@ impl IptablesRenderer {
             let _ = writeln!(out, "*{table}");
             if table == "nat" {
                 if !split {
-                    self.write_ports_chains(&mut out, written());
+                    write_changed_chains(&mut out, &written, self.chunked);
                 }
                 for c in delete {
                     let _ = writeln!(out, ":{c} - [0:0]");
@@ -242,35 +249,6 @@ impl IptablesRenderer {
             out.push_str("COMMIT\n");
         }
         out
-    }
-
-    /// The nat chains of `ports` within one transaction. On nf_tables each
-    /// port's declarations and rules together; on legacy every
-    /// declaration first, in name order: libiptc inserts a new chain into
-    /// its sorted chain list by walking from the nearest entry of an index
-    /// it rebuilds only every few hundred chains, so chains declared in
-    /// name order land at the end of a short walk (10,000 services × 10
-    /// endpoints: iptables-legacy-restore 17.8 s in port order, 13.0 s in
-    /// name order).
-    fn write_ports_chains<'a>(&self, out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
-        if self.chunked {
-            for r in ports {
-                write_port_chains(out, r);
-            }
-            return;
-        }
-        let ports: Vec<&PortRules> = ports.collect();
-        let mut names: Vec<&String> = ports.iter().flat_map(|r| &r.chains).collect();
-        names.sort_unstable();
-        for c in names {
-            let _ = writeln!(out, ":{c} - [0:0]");
-        }
-        for r in ports {
-            for line in &r.nat {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
     }
 
     /// Every rule the kernel should hold in weft's chains, as
@@ -326,28 +304,72 @@ pub fn normalize_saved(line: &str) -> String {
 /// `examples/render.rs`, timed with `iptables-restore` in a netns).
 pub const CHAINS_PER_TRANSACTION: usize = 384;
 
-/// Declares (creates, or flushes if it exists) and fills each chain of one
-/// port: its jumps reach only its own chains and the fixed ones.
-fn write_port_chains(out: &mut String, r: &PortRules) {
-    for c in &r.chains {
+/// Declares (flushes) and writes the chains of each port but those it
+/// keeps unchanged, within one transaction. On nf_tables (`chunked`) each
+/// port's declarations and rules together; on legacy every declaration
+/// first, in name order: libiptc inserts a new chain into its sorted chain
+/// list by walking from the nearest entry of an index it rebuilds only
+/// every few hundred chains, so chains declared in name order land at the
+/// end of a short walk (10,000 services × 10 endpoints:
+/// iptables-legacy-restore 17.8 s in port order, 13.0 s in name order).
+fn write_changed_chains(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)], chunked: bool) {
+    if chunked {
+        for (r, same) in ports {
+            for c in changed(r, same) {
+                let _ = writeln!(out, ":{c} - [0:0]");
+            }
+            write_rules_except(out, r, same);
+        }
+        return;
+    }
+    let mut names: Vec<&String> = ports
+        .iter()
+        .flat_map(|(r, same)| changed(r, same))
+        .collect();
+    names.sort_unstable();
+    for c in names {
         let _ = writeln!(out, ":{c} - [0:0]");
     }
-    for line in &r.nat {
-        out.push_str(line);
-        out.push('\n');
+    for (r, same) in ports {
+        write_rules_except(out, r, same);
     }
 }
 
-/// Writes the nat chains of `ports` as transactions of about
+/// `r`'s chains but the `same` ones.
+fn changed<'a>(r: &'a PortRules, same: &BTreeSet<&str>) -> Vec<&'a String> {
+    r.chains
+        .iter()
+        .filter(|c| !same.contains(c.as_str()))
+        .collect()
+}
+
+/// `r`'s nat rules but those of the `same` chains.
+fn write_rules_except(out: &mut String, r: &PortRules, same: &BTreeSet<&str>) {
+    for line in &r.nat {
+        if !super::rule_chain(line).is_some_and(|c| same.contains(c)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}
+
+/// As [`write_changed_chains`], in transactions of about
 /// [`CHAINS_PER_TRANSACTION`] chains, each port whole within one.
-pub fn port_chain_transactions<'a>(out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
+fn changed_chain_transactions(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)]) {
     let mut open = 0;
-    for r in ports.filter(|r| !r.chains.is_empty()) {
+    for (r, same) in ports {
+        let chains = changed(r, same);
+        if chains.is_empty() {
+            continue;
+        }
         if open == 0 {
             out.push_str("*nat\n");
         }
-        write_port_chains(out, r);
-        open += r.chains.len();
+        for c in &chains {
+            let _ = writeln!(out, ":{c} - [0:0]");
+        }
+        write_rules_except(out, r, same);
+        open += chains.len();
         if open >= CHAINS_PER_TRANSACTION {
             out.push_str("COMMIT\n");
             open = 0;
@@ -356,4 +378,17 @@ pub fn port_chain_transactions<'a>(out: &mut String, ports: impl Iterator<Item =
     if open > 0 {
         out.push_str("COMMIT\n");
     }
+}
+
+/// Ports written whole: no chain kept.
+fn whole<'a>(
+    ports: impl Iterator<Item = &'a PortRules>,
+) -> Vec<(&'a PortRules, BTreeSet<&'a str>)> {
+    ports.map(|r| (r, BTreeSet::new())).collect()
+}
+
+/// Writes the nat chains of `ports` as transactions of about
+/// [`CHAINS_PER_TRANSACTION`] chains, each port whole within one.
+pub fn port_chain_transactions<'a>(out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
+    changed_chain_transactions(out, &whole(ports));
 }
