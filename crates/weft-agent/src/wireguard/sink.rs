@@ -7,10 +7,11 @@
 //! `/run/flannel/wgkey`) is not configured: the first lease keeps the key,
 //! the other waits and is configured when that lease goes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use weft_core::lease::LeaseKey;
+use weft_core::plan::relisting::Relisting;
 use weft_core::plan::wireguard::{WgDeviceId, WgPeer, WgPeerPlanner};
 use weft_core::{WgKey, WgSecret};
 
@@ -32,8 +33,8 @@ pub struct WgSink {
     installed: HashMap<LeaseKey, Installed>,
     /// Leases not configured because their key is taken, with their peers.
     waiting: HashMap<LeaseKey, Vec<WgPeer>>,
-    /// Leases seen since [`WgSink::begin_reset`].
-    resetting: Option<HashSet<LeaseKey>>,
+    /// Leases named since [`WgSink::begin_reset`].
+    relisting: Relisting,
 }
 
 impl WgSink {
@@ -52,7 +53,7 @@ impl WgSink {
             own_key,
             installed: HashMap::new(),
             waiting: HashMap::new(),
-            resetting: None,
+            relisting: Relisting::default(),
         }
     }
 
@@ -98,9 +99,7 @@ impl WgSink {
     /// Sets a lease's peers, removing those of its keys no longer named;
     /// refuses (with why) a lease whose key is taken.
     pub fn apply(&mut self, lease: LeaseKey, peers: Vec<WgPeer>) -> Result<(), String> {
-        if let Some(seen) = &mut self.resetting {
-            seen.insert(lease);
-        }
+        self.relisting.note(lease);
         if let Some(why) = self.shared_key(&lease, &peers) {
             self.remove_installed(&lease);
             self.waiting.insert(lease, peers);
@@ -188,21 +187,21 @@ impl WgSink {
     /// A full re-list starts: leases not applied again before
     /// [`WgSink::end_reset`] are removed then (sessions of the others stay).
     pub fn begin_reset(&mut self) {
-        self.resetting = Some(HashSet::new());
+        self.relisting.begin();
     }
 
     pub fn end_reset(&mut self) {
-        let Some(seen) = self.resetting.take() else {
-            return;
-        };
-        self.waiting.retain(|k, _| seen.contains(k));
-        let gone: Vec<LeaseKey> = self
-            .installed
-            .keys()
-            .filter(|k| !seen.contains(k))
+        let stale = self
+            .relisting
+            .end(self.installed.keys().chain(self.waiting.keys()));
+        // the waiting ones first: a removal re-applies those still waiting
+        self.waiting.retain(|k, _| !stale.contains(k));
+        for k in stale
+            .iter()
+            .filter(|k| self.installed.contains_key(k))
             .copied()
-            .collect();
-        for k in gone {
+            .collect::<Vec<_>>()
+        {
             self.remove(&k);
         }
     }

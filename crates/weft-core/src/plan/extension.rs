@@ -5,9 +5,10 @@
 //! lease, renewals included; weft runs it when something the command
 //! receives changed, so a renewal or a re-list runs nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use super::relisting::Relisting;
 use crate::lease::{Lease, LeaseError, LeaseKey};
 
 /// Which of the two per-lease commands.
@@ -45,8 +46,8 @@ impl Call {
 pub struct ExtensionPeers {
     /// What the add command last received for each lease.
     known: HashMap<LeaseKey, Call>,
-    /// Leases seen since [`ExtensionPeers::begin_reset`].
-    resetting: Option<HashSet<LeaseKey>>,
+    /// Leases named since [`ExtensionPeers::begin_reset`].
+    relisting: Relisting,
 }
 
 impl ExtensionPeers {
@@ -55,9 +56,7 @@ impl ExtensionPeers {
     /// BackendData that is not a JSON string are refused (flanneld skips
     /// them too).
     pub fn upsert(&mut self, lease: &Lease) -> Result<Option<Call>, LeaseError> {
-        if let Some(seen) = &mut self.resetting {
-            seen.insert(lease.key);
-        }
+        self.relisting.note(lease.key);
         let key = lease.key.to_string();
         let backend = lease.attrs.backend_type.as_deref().unwrap_or("");
         if backend != "extension" {
@@ -92,20 +91,12 @@ impl ExtensionPeers {
     /// A full listing follows; leases it does not hold are removed at
     /// [`ExtensionPeers::end_reset`].
     pub fn begin_reset(&mut self) {
-        self.resetting = Some(HashSet::new());
+        self.relisting.begin();
     }
 
     /// The remove calls for leases the listing did not hold.
     pub fn end_reset(&mut self) -> Vec<Call> {
-        let Some(seen) = self.resetting.take() else {
-            return Vec::new();
-        };
-        let gone: Vec<LeaseKey> = self
-            .known
-            .keys()
-            .filter(|k| !seen.contains(k))
-            .copied()
-            .collect();
+        let gone = self.relisting.end(self.known.keys());
         gone.iter().filter_map(|k| self.remove(k)).collect()
     }
 

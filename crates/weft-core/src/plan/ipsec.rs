@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use super::relisting::Relisting;
 use crate::lease::{Lease, LeaseError, LeaseKey};
 use crate::subnet::Pools;
 
@@ -207,8 +208,8 @@ pub enum Change {
 pub struct IpsecPeers {
     planner: IpsecPlanner,
     known: HashMap<LeaseKey, Peer>,
-    /// Leases seen since [`IpsecPeers::begin_reset`].
-    resetting: Option<HashSet<LeaseKey>>,
+    /// Leases named since [`IpsecPeers::begin_reset`].
+    relisting: Relisting,
 }
 
 impl IpsecPeers {
@@ -216,7 +217,7 @@ impl IpsecPeers {
         IpsecPeers {
             planner,
             known: HashMap::new(),
-            resetting: None,
+            relisting: Relisting::default(),
         }
     }
 
@@ -227,9 +228,7 @@ impl IpsecPeers {
     /// A remote lease appeared or changed: nothing when its tunnel is as
     /// before; else the old one unloaded and the new one loaded.
     pub fn upsert(&mut self, lease: &Lease) -> Result<Vec<Change>, LeaseError> {
-        if let Some(seen) = &mut self.resetting {
-            seen.insert(lease.key);
-        }
+        self.relisting.note(lease.key);
         let peer = match self.planner.peer(&lease.key, &lease.attrs) {
             Ok(p) => p,
             Err(e) => {
@@ -259,19 +258,11 @@ impl IpsecPeers {
     /// A full listing follows; leases it does not name are unloaded at
     /// [`IpsecPeers::end_reset`].
     pub fn begin_reset(&mut self) {
-        self.resetting = Some(HashSet::new());
+        self.relisting.begin();
     }
 
     pub fn end_reset(&mut self) -> Vec<Change> {
-        let Some(seen) = self.resetting.take() else {
-            return Vec::new();
-        };
-        let stale: Vec<LeaseKey> = self
-            .known
-            .keys()
-            .filter(|k| !seen.contains(k))
-            .copied()
-            .collect();
+        let stale = self.relisting.end(self.known.keys());
         stale.iter().filter_map(|k| self.remove(k)).collect()
     }
 

@@ -14,6 +14,7 @@ pub mod extension;
 pub mod hostgw;
 pub mod ipip;
 pub mod ipsec;
+pub mod relisting;
 pub mod vxlan;
 pub mod wireguard;
 
