@@ -749,20 +749,18 @@ fn same_kube_proxy_metrics(kube_host: &Host, weft_host: &Host) {
 /// slice with a trigger time reached the kernel.
 fn same_programming_latency(kube_host: &Host, weft_host: &Host) {
     const NAME: &str = "kubeproxy_network_programming_duration_seconds";
-    let count = |host: &Host| -> f64 {
+    // none before the first observation: the family shows with it
+    let count = |host: &Host| -> Option<f64> {
         let text = weft_lab::http_get(&host.ns, 10249, "/metrics").expect("/metrics");
-        assert_eq!(
-            metric_types(&text).get(NAME).map(String::as_str),
-            Some("histogram"),
-            "{text}"
-        );
+        let kind = metric_types(&text).get(NAME).cloned()?;
+        assert_eq!(kind, "histogram", "{text}");
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{NAME}_count{{ip_family=\"IPv4\"}} ")))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
     };
     weft_lab::eventually(Duration::from_secs(10), "programming latency", || {
-        (count(kube_host) >= 1.0 && count(weft_host) >= 1.0).then_some(())
+        let seen = |host| count(host).is_some_and(|n| n >= 1.0);
+        (seen(kube_host) && seen(weft_host)).then_some(())
     });
 }
 

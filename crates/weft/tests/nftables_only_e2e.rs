@@ -62,8 +62,21 @@ fn agent_and_proxy_on_a_host_without_iptables() {
     let (h1, h2) = (&hosts[0], &hosts[1]);
 
     // the masquerade rules are in nftables, none in iptables
+    // (the table may come a moment after subnet.env: not there yet is a
+    // retry, not a failure)
     eventually(SECS(10), "flannel's nftables table", || {
-        in_host(h1, &["nft", "list", "table", "ip", "flannel-ipv4"])
+        let args = [
+            "netns",
+            "exec",
+            &h1.ns,
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "flannel-ipv4",
+        ];
+        let out = sh("ip", &args).ok()?;
+        String::from_utf8_lossy(&out.stdout)
             .contains("masquerade")
             .then_some(())
     });
