@@ -21,7 +21,7 @@ use weft_firewall::{FirewallError, Iptables};
 use super::canary::{self, LegacySeen};
 use super::nft_apply::{apply_cold, load_parts, NftApplier};
 use crate::plan::policy::NodePolicy;
-use crate::plan::{ports_of, PortKey, PortPlan};
+use crate::plan::{take_ports, PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
 use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::spec::ServiceName;
@@ -366,11 +366,7 @@ impl Syncer {
         let (v4, v6): (Vec<PortPlan>, Vec<PortPlan>) = plans.into_iter().partition(|p| !p.v6());
         if self.mode == ProxyMode::Iptables {
             for (family, plans) in self.families.iter_mut().zip([&v4, &v6]) {
-                for s in services {
-                    for k in ports_of(&family.endpoint_counts, s) {
-                        family.endpoint_counts.remove(&k);
-                    }
-                }
+                take_ports(&mut family.endpoint_counts, services);
                 for p in plans {
                     family
                         .endpoint_counts
@@ -547,14 +543,7 @@ fn partial_iptables(
     plans: &[PortPlan],
     report: &mut SyncReport,
 ) -> Result<(usize, Duration), FirewallError> {
-    let mut old: BTreeMap<PortKey, PortRules> = BTreeMap::new();
-    for s in services {
-        for k in ports_of(&f.ipt_ports, s) {
-            if let Some(r) = f.ipt_ports.remove(&k) {
-                old.insert(k, r);
-            }
-        }
-    }
+    let old = take_ports(&mut f.ipt_ports, services);
     let mut write = BTreeSet::new();
     for p in plans {
         let rules = f.ipt.port(p);
@@ -624,14 +613,7 @@ fn partial_nft(
         return Ok((0, Duration::ZERO));
     }
     let t = &mut f.nft;
-    let mut old: BTreeMap<PortKey, PortNft> = BTreeMap::new();
-    for s in services {
-        for k in ports_of(&t.ports, s) {
-            if let Some(r) = t.ports.remove(&k) {
-                old.insert(k, r);
-            }
-        }
-    }
+    let old = take_ports(&mut t.ports, services);
     let mut batch = NftBatch::default();
     // only the pools are compared after the ports are updated (the pairs,
     // 100,000 at 10,000 services, are counted as they change)

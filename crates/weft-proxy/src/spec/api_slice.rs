@@ -17,10 +17,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::endpoints::SERVICE_NAME_LABEL;
 use super::{parse_object, EndpointSet, Object, SpecError};
-
-/// The label naming a slice's Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The annotation the EndpointSlice controller sets to the time of the
 /// change (a Pod's or the Service's) that led to the slice's update.

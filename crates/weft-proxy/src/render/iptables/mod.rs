@@ -94,8 +94,6 @@ pub struct PortRules {
     /// applied: a change rewrites the chains whole, so only their digest
     /// is needed to tell whether they changed).
     pub nat: Vec<String>,
-    /// Digest of `nat`.
-    pub nat_digest: u64,
     /// Digest of each owned chain's rules, as `chains` (a partial sync
     /// rewrites only the chains that changed: one endpoint replaced in a
     /// Service of ten rewrites its service chain and the new endpoint's,
@@ -116,8 +114,8 @@ pub struct PortRules {
 /// chains with the same rules (by digest, so a slimmed copy compares).
 impl PartialEq for PortRules {
     fn eq(&self, o: &Self) -> bool {
-        self.nat_digest == o.nat_digest
-            && self.chains == o.chains
+        self.chains == o.chains
+            && self.chain_digests == o.chain_digests
             && self.services == o.services
             && self.nodeports == o.nodeports
             && self.filter_lines() == o.filter_lines()
@@ -125,13 +123,6 @@ impl PartialEq for PortRules {
 }
 
 impl Eq for PortRules {}
-
-fn digest(lines: &[String]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    lines.hash(&mut h);
-    h.finish()
-}
 
 /// The chain a rule line (`-A CHAIN …`) goes to.
 pub(crate) fn rule_chain(line: &str) -> Option<&str> {
@@ -483,7 +474,6 @@ impl IptablesRenderer {
             }
         }
         nat.append(&mut endpoints);
-        r.nat_digest = digest(&nat);
         r.chain_digests = chain_digests(&chains, &nat);
         r.nat = nat;
         r.chains = chains;

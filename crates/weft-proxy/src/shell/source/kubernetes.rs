@@ -161,21 +161,15 @@ fn service_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
     }
 }
 
-/// An API object as JSON the spec parser reads: `kind` set (the client
-/// does not always carry it), then `adjust` applied.
-fn api_json(
-    obj: &impl serde::Serialize,
-    kind: &str,
-    origin: &str,
-    adjust: impl FnOnce(&mut Value),
-) -> Result<Value, SpecError> {
+/// An API object as JSON the spec parser reads, `kind` set (the client
+/// does not always carry it).
+fn api_json(obj: &impl serde::Serialize, kind: &str, origin: &str) -> Result<Value, SpecError> {
     let mut v = serde_json::to_value(obj).map_err(|e| SpecError {
         object: origin.into(),
         field: "(object)".into(),
         message: e.to_string(),
     })?;
     v["kind"] = Value::from(kind);
-    adjust(&mut v);
     Ok(v)
 }
 
@@ -183,7 +177,7 @@ fn api_json(
 /// rules (ExternalName).
 fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
     let origin = format!("Service {}", service_id(&svc.metadata));
-    let v = api_json(svc, "Service", &origin, |_| {})?;
+    let v = api_json(svc, "Service", &origin)?;
     if v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
         return Ok(None);
     }
