@@ -23,12 +23,15 @@ pub enum FastPath {
     XtablesReader,
     /// libnftables in-process → one `nft -f` process per transaction.
     Libnftables,
+    /// Element changes over nf_tables netlink → the same as nft text.
+    NftNetlink,
 }
 
-const PATHS: [FastPath; 3] = [
+const PATHS: [FastPath; 4] = [
     FastPath::XtablesWriter,
     FastPath::XtablesReader,
     FastPath::Libnftables,
+    FastPath::NftNetlink,
 ];
 
 impl FastPath {
@@ -38,6 +41,7 @@ impl FastPath {
             FastPath::XtablesWriter => "xtables_writer",
             FastPath::XtablesReader => "xtables_reader",
             FastPath::Libnftables => "libnftables",
+            FastPath::NftNetlink => "nft_netlink",
         }
     }
 
@@ -52,6 +56,9 @@ impl FastPath {
             FastPath::Libnftables => {
                 "libnftables is not usable here; each nft transaction runs an nft process"
             }
+            FastPath::NftNetlink => {
+                "element changes could not be sent over nf_tables netlink; they go as nft text"
+            }
         }
     }
 
@@ -60,8 +67,14 @@ impl FastPath {
     }
 }
 
-static COUNTS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-static TOLD: [AtomicBool; 3] = [
+static COUNTS: [AtomicU64; 4] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+static TOLD: [AtomicBool; 4] = [
+    AtomicBool::new(false),
     AtomicBool::new(false),
     AtomicBool::new(false),
     AtomicBool::new(false),

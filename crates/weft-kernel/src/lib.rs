@@ -19,6 +19,7 @@ mod netlink;
 mod nexthop;
 mod nfacct;
 mod nft_chain;
+mod nft_elements;
 mod nla;
 mod wireguard;
 mod xfrm;
@@ -41,5 +42,8 @@ pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};
 pub use nft_chain::{chain_jumps, parse_rule_jumps, NFPROTO_IPV4, NFPROTO_IPV6};
+pub use nft_elements::{
+    read_replies, FinishedBatch, NftData, NftElementBatch, NftElementSocket, Replies,
+};
 pub use wireguard::{KernelDevice, KernelPeer, KernelPeerState, WireguardGenl};
 pub use xfrm::Xfrm;

@@ -368,7 +368,7 @@ fn nft_partial_syncs_end_where_a_full_sync_does() {
 }
 
 /// A first sync into a kernel without the table loads it in several steps
-/// (elements by parallel nft processes): it ends with exactly the table a
+/// (elements over netlink): it ends with exactly the table a
 /// one-transaction full sync writes over an existing one.
 #[test]
 fn nft_cold_start_loads_the_table_a_full_sync_writes() {
@@ -378,9 +378,12 @@ fn nft_cold_start_loads_the_table_a_full_sync_writes() {
     // `add element` command holds, so the load has several parts.
     let c = catalog(&[CASES, &bulk(0, 1500, 3)]);
     in_netns(&ns, || {
+        use weft_firewall::fallback::{count, FastPath};
+        let fallbacks = count(FastPath::NftNetlink);
         let mut s = syncer(ProxyMode::Nftables);
         let r = s.full(c.plan_all("host1")).expect("cold start");
         assert!(r.cold, "{r:?}");
+        assert_eq!(count(FastPath::NftNetlink), fallbacks, "loaded as text");
         let cold = nft_state(&ns);
         assert!(cold.values().any(|v| v.contains("10.254.105.250")));
         // The table exists now: a new syncer's first full sync replaces it
@@ -392,4 +395,237 @@ fn nft_cold_start_loads_the_table_a_full_sync_writes() {
         cleanup().expect("cleanup");
     })
     .expect("in netns");
+}
+
+/// A plain IPv6 Service (its elements live in the shared pools).
+const PLAIN6: &str = "kind: Service\nmetadata: {name: w6, namespace: bulk}\n\
+    spec: {clusterIP: 'fd00:254::31', ports: [{port: 443, protocol: SCTP}]}\n---\n\
+    kind: EndpointSlice\nmetadata: {name: w6, namespace: bulk}\naddressType: IPv6\n\
+    endpoints: [{addresses: ['fd00:30:0:65::7']}, {addresses: ['fd00:30:0:66::7']}]\n\
+    ports: [{port: 8443, protocol: SCTP}]\n";
+
+/// Endpoint churn that changes only map and set elements: addresses
+/// replaced in a Service (its pool stays), in both families, a Service
+/// gone from a pool others still use, hairpin pairs with them.
+fn churned(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
+    let moved = "kind: EndpointSlice\nmetadata: {name: b3, namespace: bulk}\n\
+                 endpoints: [{addresses: [172.30.9.7]}, {addresses: [172.30.9.8]}, {addresses: [172.30.3.2]}]\n\
+                 ports: [{port: 8080}]\n---\n\
+                 kind: EndpointSlice\nmetadata: {name: w6, namespace: bulk}\naddressType: IPv6\n\
+                 endpoints: [{addresses: ['fd00:30:0:65::7']}, {addresses: ['fd00:30:0:67::9']}]\n\
+                 ports: [{port: 8443, protocol: SCTP}]\n";
+    for o in parse_documents(moved, "churn").expect("valid") {
+        c.put(o);
+    }
+    let b3 = ServiceName::parse("bulk/b3").expect("name");
+    let b4 = ServiceName::parse("bulk/b4").expect("name");
+    let w6 = ServiceName::parse("bulk/w6").expect("name");
+    c.remove_service(&b4);
+    let services = BTreeSet::from([b3, b4, w6]);
+    let plans = services.iter().flat_map(|s| c.plan(s, "host1")).collect();
+    (services, plans)
+}
+
+/// Element-only changes go over nf_tables netlink (no fallback to text),
+/// and the kernel then holds what a full sync from scratch writes.
+#[test]
+fn nft_element_changes_over_netlink_end_where_a_full_sync_does() {
+    use weft_firewall::fallback::{count, FastPath};
+    let mut lab = Lab::new("wpe", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let mut c = catalog(&[CASES, PLAIN6, &bulk(0, 10, 3)]);
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Nftables);
+        s.full(c.plan_all("host1")).expect("full sync");
+        let before = nft_state(&ns);
+        let fallbacks = count(FastPath::NftNetlink);
+        let (services, plans) = churned(&mut c);
+        let r = s.partial(&services, plans).expect("partial sync");
+        assert!(r.netlink, "went as text: {r:?}");
+        assert_eq!(count(FastPath::NftNetlink), fallbacks, "fell back to text");
+        let after = nft_state(&ns);
+        assert_ne!(before, after);
+        for new in ["172.30.9.7", "fd00:30:0:67::9"] {
+            assert!(after.values().any(|v| v.contains(new)), "{new}: {after:?}");
+        }
+        let mut fresh = syncer(ProxyMode::Nftables);
+        fresh.full(c.plan_all("host1")).expect("full from scratch");
+        assert_eq!(nft_state(&ns), after);
+        refused_transactions_change_nothing(&ns);
+        cleanup().expect("cleanup");
+    })
+    .expect("in netns");
+}
+
+/// A transaction the kernel refuses (an element deleted that is not
+/// there) is refused whole, with a one-line error naming the set.
+fn refused_transactions_change_nothing(ns: &str) {
+    use weft_proxy::render::nft::{
+        Added, ElementKey, ElementValue, MapName, Member, NftBatch, NftRenderer, SERVICE_IPS,
+    };
+    use weft_proxy::shell::nft_apply::NftApplier;
+    use weft_proxy::spec::Protocol;
+    let before = nft_state(ns);
+    let r = NftRenderer::new(false, None);
+    let mut batch = NftBatch::default();
+    let key = |ip: &str| ElementKey::addr(ip.parse().expect("ip"), Protocol::Tcp, 80);
+    batch.map.insert(
+        MapName::Fixed(SERVICE_IPS),
+        vec![Added {
+            member: Member::Key(key("10.254.200.1")),
+            value: Some(ElementValue::Drop),
+        }],
+    );
+    batch.unmap.insert(
+        MapName::Fixed(SERVICE_IPS),
+        vec![Member::Key(key("10.254.200.2"))],
+    );
+    let err = NftApplier::new(true)
+        .apply_batch(&r, batch)
+        .expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("deleting elements from nf_tables set service-ips") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert_eq!(nft_state(ns), before);
+}
+
+/// The register bytes weft sends for elements are the words libnftables
+/// sends for the same batch as text (`nft --debug=netlink --check`), for
+/// both families: deletions and additions, pool endpoints, verdicts and
+/// hairpin pairs.
+#[test]
+fn nft_netlink_elements_are_the_words_libnftables_sends() {
+    use weft_proxy::render::nft::{NftBatch, NftRenderer, PortNft, SharedRefs};
+    let mut lab = Lab::new("wpw", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    let mut c = catalog(&[CASES, PLAIN6, &bulk(0, 10, 3)]);
+    let old_plans = c.plan_all("host1");
+    let (_, _) = churned(&mut c);
+    let new_plans = c.plan_all("host1");
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Nftables);
+        s.full(old_plans.clone()).expect("full sync");
+        for v6 in [false, true] {
+            let pods = if v6 { "fd00:30::/56" } else { "172.30.0.0/16" };
+            let r = NftRenderer::new(v6, Some(pods.parse().expect("cidr")));
+            let of_family = |plans: &[PortPlan]| -> Vec<PortPlan> {
+                let family = plans.iter().filter(|p| p.cluster_ip.is_ipv6() == v6);
+                family.cloned().collect()
+            };
+            let old = r.ports(&of_family(&old_plans));
+            let new = r.ports(&of_family(&new_plans));
+            let mut refs = SharedRefs::new();
+            r.full(&old, &mut refs);
+            let mut batch = NftBatch::default();
+            for (k, p) in &old {
+                r.update(
+                    &mut batch,
+                    &mut refs,
+                    p,
+                    new.get(k).unwrap_or(PortNft::empty()),
+                );
+            }
+            for (_, p) in new.iter().filter(|(k, _)| !old.contains_key(*k)) {
+                r.update(&mut batch, &mut refs, PortNft::empty(), p);
+            }
+            let want = expected_debug_lines(&batch);
+            assert!(want.len() > 3, "{want:?}");
+            let mut text = String::new();
+            batch.finish_into(&r.target(), &mut text);
+            let o = sh_in(
+                &ns,
+                "nft",
+                &["--debug=netlink", "--check", "-f", "-"],
+                &text,
+            );
+            assert_eq!(debug_lines(&o), want, "family v6={v6}:\n{text}");
+        }
+        cleanup().expect("cleanup");
+    })
+    .expect("in netns");
+}
+
+/// `program args` in `ns` with `stdin`: its stdout.
+fn sh_in(ns: &str, program: &str, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, program])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("written");
+    let o = child.wait_with_output().expect("nft ends");
+    assert!(o.status.success(), "{program} {args:?} failed");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `(set, element line)` of `nft --debug=netlink` output, sorted.
+fn debug_lines(out: &str) -> Vec<(String, String)> {
+    let mut set = String::new();
+    let mut lines = Vec::new();
+    for l in out.lines() {
+        if l.trim_start().starts_with("element ") {
+            // a message's elements share a line
+            for e in l.split("element ").skip(1) {
+                lines.push((
+                    set.clone(),
+                    e.split_whitespace().collect::<Vec<_>>().join(" "),
+                ));
+            }
+        } else if l.ends_with(" kube-proxy 0") {
+            set = l.split_whitespace().next().unwrap_or("").to_string();
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// What `nft --debug=netlink` would print for `batch`'s elements, from
+/// weft's own encoding.
+fn expected_debug_lines(batch: &weft_proxy::render::nft::NftBatch) -> Vec<(String, String)> {
+    use weft_proxy::render::nft_wire::{
+        debug_words, put_endpoint, put_member, wire_value, WireValue,
+    };
+    let mut lines = Vec::new();
+    let key = |m| {
+        let mut b = Vec::new();
+        put_member(&mut b, m);
+        debug_words(&b)
+    };
+    for (set, members) in &batch.unmap {
+        for m in members {
+            lines.push((set.to_string(), format!("{} : 0 [end]", key(m))));
+        }
+    }
+    for (set, added) in &batch.map {
+        for a in added {
+            let mut chain = String::new();
+            let value = match a.value.as_ref().map(|v| wire_value(v, &mut chain)) {
+                None => String::new(),
+                Some(WireValue::Drop) => "drop ".into(),
+                Some(WireValue::Goto(c)) => format!("goto -> {c} "),
+                Some(WireValue::Endpoint(ep)) => {
+                    let mut b = Vec::new();
+                    put_endpoint(&mut b, ep);
+                    format!("{} ", debug_words(&b))
+                }
+            };
+            lines.push((
+                set.to_string(),
+                format!("{} : {value}0 [end]", key(&a.member)),
+            ));
+        }
+    }
+    lines.sort();
+    lines
 }

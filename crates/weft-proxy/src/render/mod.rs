@@ -1,5 +1,5 @@
 //! Plans rendered as firewall text: [`iptables`] for `iptables-restore`,
-//! [`nft`] for `nft -f`.
+//! [`nft`] for `nft -f`, and [`nft_wire`]: nft elements as netlink bytes.
 
 pub mod iptables;
 pub mod nft;
@@ -7,6 +7,7 @@ mod nft_batch;
 mod nft_element;
 mod nft_names;
 mod nft_slots;
+pub mod nft_wire;
 
 #[cfg(test)]
 mod tests;

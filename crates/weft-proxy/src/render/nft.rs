@@ -25,8 +25,8 @@ use crate::plan::policy::{Masquerade, NodePolicy, PortPolicy, Verdict};
 use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
-pub use super::nft_batch::{ColdStart, NftBatch};
-pub use super::nft_element::{Element, ElementKey, ElementValue, MapName};
+pub use super::nft_batch::{Added, ColdStart, NftBatch};
+pub use super::nft_element::{Element, ElementKey, ElementValue, MapName, Member};
 pub use super::nft_names::{
     Pool, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS,
 };
@@ -121,6 +121,11 @@ impl NftRenderer {
                 ..NodePolicy::default()
             },
         }
+    }
+
+    /// `<family> <table>`, as nft commands name the table.
+    pub fn target(&self) -> String {
+        format!("{} {}", self.family(), self.table)
     }
 
     pub fn family(&self) -> &'static str {
@@ -561,27 +566,23 @@ impl NftRenderer {
         let mut out = String::with_capacity(batch.len() + 4096);
         let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
         self.skeleton(&mut out);
-        batch.finish_into(&mut out);
+        batch.finish_into(&self.target(), &mut out);
         out
     }
 
     /// The first sync into a kernel without the table, as steps that
     /// together take less time than [`full`](Self::full)'s one
-    /// transaction: nft spends most of a large sync parsing elements on
-    /// one core, and elements sent by several `nft` processes at once are
-    /// parsed on several. See [`ColdStart`]. `refs` is reset as by `full`.
-    pub fn cold(
-        &self,
-        ports: &BTreeMap<PortKey, PortNft>,
-        refs: &mut SharedRefs,
-        parts: usize,
-    ) -> ColdStart {
+    /// transaction: nft spends most of a large sync parsing elements, and
+    /// elements go over netlink without a parser (or, as text, are parsed
+    /// by several `nft` processes at once). See [`ColdStart`]. `refs` is
+    /// reset as by `full`.
+    pub fn cold(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut SharedRefs) -> ColdStart {
         let fam = self.family();
         let t = &self.table;
         let batch = self.every_port(ports, refs);
         let mut create = format!("create table {fam} {t}\n");
         self.skeleton(&mut create);
-        let (loads, live) = batch.finish_cold(&mut create, parts);
+        let (loads, live) = batch.split_cold(&mut create);
         ColdStart {
             create,
             loads,
@@ -602,13 +603,13 @@ impl NftRenderer {
     ) {
         let fam = self.family();
         let t = &self.table;
-        let target = format!("{fam} {t}");
         let a = self.addr_type();
+        let hairpin = MapName::Fixed(HAIRPIN);
         for ip in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
             let n = refs.pairs.entry(*ip).or_insert(0);
             *n += 1;
             if *n == 1 {
-                batch.add(&target, HAIRPIN, format!("{ip} . {ip}"));
+                batch.add(hairpin, Member::Pair(*ip), None);
             }
         }
         for ip in old.pairs.iter().filter(|p| !new.pairs.contains(p)) {
@@ -616,7 +617,7 @@ impl NftRenderer {
                 *n -= 1;
                 if *n == 0 {
                     refs.pairs.remove(ip);
-                    batch.remove(&target, HAIRPIN, format!("{ip} . {ip}"));
+                    batch.remove(hairpin, Member::Pair(*ip));
                 }
             }
         }
@@ -650,16 +651,12 @@ impl NftRenderer {
         }
         for e in &old.elements {
             if !new.elements.contains(e) {
-                batch.remove(&target, &e.map.to_string(), e.key.to_string());
+                batch.remove(e.map, Member::Key(e.key));
             }
         }
         for e in &new.elements {
             if !old.elements.contains(e) {
-                batch.add(
-                    &target,
-                    &e.map.to_string(),
-                    format!("{} : {}", e.key, e.value),
-                );
+                batch.add(e.map, Member::Key(e.key), Some(e.value.clone()));
             }
         }
         for (name, _) in old

@@ -3,18 +3,21 @@
 //! deleted, and the three transactions of a cold start.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
+use super::nft_element::{ElementValue, MapName, Member};
 use super::nft_names::{
     NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS,
 };
 
-/// A first sync in three steps, each one `nft -f` transaction:
+/// A first sync in three steps, each one transaction:
 ///
 /// 1. `create`: the table (which must not exist: `create` fails if it
-///    does, and nothing is applied), its chains, rules, sets and pools;
-/// 2. `loads`: the endpoint elements (pool maps, hairpin pairs), split
-///    into parts that are applied at the same time;
+///    does, and nothing is applied), its chains, rules, sets and pools,
+///    as nft text;
+/// 2. `loads`: the endpoint elements (pool maps, hairpin pairs): over
+///    netlink, or as text split into parts that several `nft` processes
+///    apply at the same time ([`text_loads`](Self::text_loads));
 /// 3. `live`: the verdict-map elements (`service-ips`, …) that send
 ///    traffic into the rest, so services go live together, each with all
 ///    its endpoints.
@@ -23,11 +26,28 @@ use super::nft_names::{
 /// keep in force before step 1, so no state in between is inconsistent.
 /// A table that exists is replaced by [`NftRenderer::full`] in one
 /// transaction instead.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct ColdStart {
     pub create: String,
-    pub loads: Vec<String>,
-    pub live: String,
+    pub loads: NftBatch,
+    pub live: NftBatch,
+}
+
+impl ColdStart {
+    /// The loads as text for table `target`, in `parts` parts (whole
+    /// commands dealt out in turn).
+    pub fn text_loads(&self, target: &str, parts: usize) -> Vec<String> {
+        let mut loads = vec![String::new(); parts.max(1)];
+        let mut next = 0;
+        for (set, elements) in &self.loads.map {
+            for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
+                next = (next + 1) % loads.len();
+                element_command(&mut loads[next], "add", target, *set, chunk);
+            }
+        }
+        loads.retain(|l| !l.is_empty());
+        loads
+    }
 }
 
 /// Maps whose elements send traffic into the table's chains and pools.
@@ -38,17 +58,39 @@ const LIVE_MAPS: [&str; 4] = [
     NO_ENDPOINT_NODEPORTS,
 ];
 
+fn is_live(set: MapName) -> bool {
+    matches!(set, MapName::Fixed(name) if LIVE_MAPS.contains(&name))
+}
+
+/// An element a batch adds: its key and, in a map, its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub member: Member,
+    pub value: Option<ElementValue>,
+}
+
+impl fmt::Display for Added {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{} : {v}", self.member),
+            None => write!(f, "{}", self.member),
+        }
+    }
+}
+
 /// Commands of one `nft -f` transaction, grouped so that every object
 /// exists before it is referenced and is unreferenced before it is deleted.
-/// Set and map elements are sent as one command per set (per command line
-/// nft does a lot of work of its own).
+/// Set and map elements are kept as values: written as one command per set
+/// (per command line nft does a lot of work of its own), or sent over
+/// netlink when the batch changes nothing else
+/// ([`elements_only`](Self::elements_only)).
 #[derive(Debug, Default)]
 pub struct NftBatch {
     pub(super) create: String,
     pub(super) rules: String,
-    /// `("<family> <table>", set) -> elements` to delete, then to add.
-    pub(super) unmap: BTreeMap<(String, String), Vec<String>>,
-    pub(super) map: BTreeMap<(String, String), Vec<String>>,
+    /// Elements to delete, then to add, per set.
+    pub unmap: BTreeMap<MapName, Vec<Member>>,
+    pub map: BTreeMap<MapName, Vec<Added>>,
     pub(super) flush: String,
     pub(super) delete: String,
     /// Pools, deleted after the port chains that may jump to them.
@@ -57,29 +99,61 @@ pub struct NftBatch {
 
 /// Elements per `add element` command.
 const ELEMENTS_PER_COMMAND: usize = 4096;
+/// Bytes an element takes as text, about (for buffer sizes).
+const ELEMENT_TEXT: usize = 48;
+
+/// Writes `verb element <target> <set> { … }` commands for `groups`.
+fn element_commands<T: fmt::Display>(
+    out: &mut String,
+    verb: &str,
+    target: &str,
+    groups: &BTreeMap<MapName, Vec<T>>,
+) {
+    for (set, elements) in groups {
+        for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
+            element_command(out, verb, target, *set, chunk);
+        }
+    }
+}
+
+fn element_command<T: fmt::Display>(
+    out: &mut String,
+    verb: &str,
+    target: &str,
+    set: MapName,
+    elements: &[T],
+) {
+    let _ = write!(out, "{verb} element {target} {set} {{ ");
+    for (i, e) in elements.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{e}");
+    }
+    out.push_str(" }\n");
+}
 
 impl NftBatch {
-    pub(super) fn add(&mut self, target: &str, set: &str, element: String) {
+    pub(super) fn add(&mut self, set: MapName, member: Member, value: Option<ElementValue>) {
         self.map
-            .entry((target.to_string(), set.to_string()))
+            .entry(set)
             .or_default()
-            .push(element);
+            .push(Added { member, value });
     }
 
-    pub(super) fn remove(&mut self, target: &str, set: &str, key: String) {
-        self.unmap
-            .entry((target.to_string(), set.to_string()))
-            .or_default()
-            .push(key);
+    pub(super) fn remove(&mut self, set: MapName, member: Member) {
+        self.unmap.entry(set).or_default().push(member);
     }
 
+    /// Elements added and deleted.
+    pub fn elements(&self) -> usize {
+        self.unmap.values().map(Vec::len).sum::<usize>()
+            + self.map.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Bytes of the batch as text, about.
     pub fn len(&self) -> usize {
-        let elems =
-            |m: &BTreeMap<_, Vec<String>>| m.values().flatten().map(|e| e.len() + 2).sum::<usize>();
         self.create.len()
             + self.rules.len()
-            + elems(&self.unmap)
-            + elems(&self.map)
+            + self.elements() * ELEMENT_TEXT
             + self.flush.len()
             + self.delete.len()
             + self.delete_last.len()
@@ -89,21 +163,27 @@ impl NftBatch {
         self.len() == 0
     }
 
-    /// Appends the commands, in dependency order, to `out`.
-    pub fn finish_into(self, out: &mut String) {
+    /// Whether the batch only adds and deletes elements of sets that
+    /// exist: no table, set, chain or rule is created, changed or deleted.
+    pub fn elements_only(&self) -> bool {
+        [
+            &self.create,
+            &self.rules,
+            &self.flush,
+            &self.delete,
+            &self.delete_last,
+        ]
+        .iter()
+        .all(|s| s.is_empty())
+    }
+
+    /// Appends the commands for table `target` (`ip kube-proxy`), in
+    /// dependency order, to `out`.
+    pub fn finish_into(self, target: &str, out: &mut String) {
         out.push_str(&self.create);
         out.push_str(&self.rules);
-        for (verb, groups) in [("delete", self.unmap), ("add", self.map)] {
-            for ((target, set), elements) in groups {
-                for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
-                    let _ = writeln!(
-                        out,
-                        "{verb} element {target} {set} {{ {} }}",
-                        chunk.join(", ")
-                    );
-                }
-            }
-        }
+        element_commands(out, "delete", target, &self.unmap);
+        element_commands(out, "add", target, &self.map);
         out.push_str(&self.flush);
         out.push_str(&self.delete);
         out.push_str(&self.delete_last);
@@ -112,40 +192,18 @@ impl NftBatch {
 
 impl NftBatch {
     /// For [`ColdStart`]: appends objects and rules to `create`, and
-    /// returns the elements split into `parts` loads (whole commands dealt
-    /// out in turn) and the live ones. A batch that adds from nothing has
-    /// nothing to delete; should it have, that goes with the live
-    /// elements, in [`finish_into`](Self::finish_into)'s order.
-    pub(super) fn finish_cold(self, create: &mut String, parts: usize) -> (Vec<String>, String) {
-        create.push_str(&self.create);
-        create.push_str(&self.rules);
-        let mut loads = vec![String::new(); parts.max(1)];
-        let mut live = String::new();
-        for ((target, set), elements) in self.unmap {
-            for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
-                let _ = writeln!(
-                    live,
-                    "delete element {target} {set} {{ {} }}",
-                    chunk.join(", ")
-                );
-            }
-        }
-        let mut next = 0;
-        for ((target, set), elements) in self.map {
-            for chunk in elements.chunks(ELEMENTS_PER_COMMAND) {
-                let out = if LIVE_MAPS.contains(&set.as_str()) {
-                    &mut live
-                } else {
-                    next = (next + 1) % loads.len();
-                    &mut loads[next]
-                };
-                let _ = writeln!(out, "add element {target} {set} {{ {} }}", chunk.join(", "));
-            }
-        }
-        live.push_str(&self.flush);
-        live.push_str(&self.delete);
-        live.push_str(&self.delete_last);
-        loads.retain(|l| !l.is_empty());
-        (loads, live)
+    /// returns the endpoint elements (the loads) and the rest (the live
+    /// batch). A batch that adds from nothing has nothing to delete or
+    /// flush; should it have, that goes with the live elements.
+    pub(super) fn split_cold(mut self, create: &mut String) -> (NftBatch, NftBatch) {
+        create.push_str(&std::mem::take(&mut self.create));
+        create.push_str(&std::mem::take(&mut self.rules));
+        let mut loads = NftBatch::default();
+        let (live, rest): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.map)
+            .into_iter()
+            .partition(|(set, _)| is_live(*set));
+        loads.map = rest;
+        self.map = live;
+        (loads, self)
     }
 }

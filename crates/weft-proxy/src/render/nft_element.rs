@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use super::nft_names::{Pool, REJECT_CHAIN};
 use crate::spec::Protocol;
 
-/// Which map an element is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which map (or set) an element is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MapName {
     /// One of the table's fixed maps (`service-ips`, …).
     Fixed(&'static str),
@@ -76,6 +76,24 @@ impl fmt::Display for ElementKey {
             write!(f, " . {i}")?;
         }
         Ok(())
+    }
+}
+
+/// A key of one of the table's sets or maps, as a batch adds or deletes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// A map element's key.
+    Key(ElementKey),
+    /// A hairpin pair `ip . ip`.
+    Pair(IpAddr),
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Member::Key(k) => k.fmt(f),
+            Member::Pair(ip) => write!(f, "{ip} . {ip}"),
+        }
     }
 }
 

@@ -142,7 +142,7 @@ fn nft_update_touches_only_what_changed() {
     n.update(&mut batch, &mut refs, &old, &new);
     n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
-    batch.finish_into(&mut text);
+    batch.finish_into(&n.target(), &mut text);
     golden("update.nft", &text);
     // Removing the service entirely unmaps it before deleting the pools it
     // was the last user of.
@@ -151,7 +151,7 @@ fn nft_update_touches_only_what_changed() {
     n.update(&mut batch, &mut refs, &new, PortNft::empty());
     n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
-    batch.finish_into(&mut text);
+    batch.finish_into(&n.target(), &mut text);
     let unmap = text.find("delete element").expect("element deleted");
     let flush = text.find("flush chain").expect("pool chain flushed");
     let delete = text.find("delete chain").expect("pool chain deleted");
@@ -197,7 +197,7 @@ fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
     n.update(&mut batch, &mut refs, &a2, &a1);
     n.update_pools(&mut batch, &shared.pools, &refs.pools);
     let mut text = String::new();
-    batch.finish_into(&mut text);
+    batch.finish_into(&n.target(), &mut text);
     assert!(
         !text.contains("chain ip kube-proxy service-balance-1"),
         "{text}"
@@ -368,12 +368,16 @@ fn a_cold_start_loads_the_elements_of_a_full_sync_with_services_last() {
     let ports = n.ports(&v4);
     let (mut full_refs, mut cold_refs) = (SharedRefs::new(), SharedRefs::new());
     let full = n.full(&ports, &mut full_refs);
-    let cold = n.cold(&ports, &mut cold_refs, 2);
+    let cold = n.cold(&ports, &mut cold_refs);
     assert_eq!(full_refs, cold_refs);
     assert!(cold.create.starts_with("create table ip kube-proxy\n"));
     assert!(!cold.create.contains("add element"));
-    assert_eq!(cold.loads.len(), 2);
-    let live = nft_elements(&cold.live);
+    assert!(cold.live.elements_only() && cold.loads.elements_only());
+    let loads = cold.text_loads(&n.target(), 2);
+    assert_eq!(loads.len(), 2);
+    let mut live = String::new();
+    cold.live.finish_into(&n.target(), &mut live);
+    let live = nft_elements(&live);
     let live_maps = [
         "service-ips",
         "service-nodeports",
@@ -382,7 +386,7 @@ fn a_cold_start_loads_the_elements_of_a_full_sync_with_services_last() {
     ];
     assert!(live.iter().all(|(s, _)| live_maps.contains(&s.as_str())));
     let mut all = live;
-    for l in &cold.loads {
+    for l in &loads {
         let part = nft_elements(l);
         assert!(part.iter().all(|(s, _)| !live_maps.contains(&s.as_str())));
         all.extend(part);

@@ -19,7 +19,7 @@ use weft_firewall::xtables;
 use weft_firewall::{FirewallError, Iptables};
 
 use super::canary::{self, LegacySeen};
-use super::nft_apply::{apply_cold, load_parts, NftApplier};
+use super::nft_apply::NftApplier;
 use crate::plan::policy::NodePolicy;
 use crate::plan::{take_ports, PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
@@ -58,9 +58,12 @@ pub struct SyncReport {
     pub bytes: usize,
     pub render: Duration,
     pub apply: Duration,
-    /// nft mode: a table was created from nothing, its elements loaded by
-    /// several `nft` processes at once (see [`nft::ColdStart`]).
+    /// nft mode: a table was created from nothing, then its elements
+    /// loaded (see [`nft::ColdStart`]).
     pub cold: bool,
+    /// nft mode: the changes were elements only, sent over nf_tables
+    /// netlink rather than as text.
+    pub netlink: bool,
 }
 
 /// What the proxy knows of its host beyond the plans (kube-proxy's flags
@@ -315,10 +318,10 @@ impl Syncer {
                     let mut r = None;
                     if !family.active {
                         // Maybe the first table since boot: load it faster.
-                        let mut cold = family.nft.r.cold(&ports, &mut shared, load_parts());
+                        let mut cold = family.nft.r.cold(&ports, &mut shared);
                         cold.create.insert_str(0, &text);
                         report.render += t.elapsed();
-                        r = apply_cold(&cold).transpose();
+                        r = self.nft.apply_cold(&family.nft.r, cold).transpose();
                         report.cold |= r.is_some();
                     }
                     let r = match r {
@@ -635,19 +638,21 @@ fn partial_nft(
             t.r.update(&mut batch, &mut t.shared, gone, PortNft::empty());
         }
     }
-    let text = if f.active {
+    let res = if f.active {
         t.r.update_pools(&mut batch, &pools_before, &t.shared.pools);
-        let mut text = String::new();
-        batch.finish_into(&mut text);
-        text
+        if batch.is_empty() {
+            return Ok((0, Duration::ZERO));
+        }
+        apply
+            .apply_batch(&t.r, batch)
+            .map(|(bytes, took, netlink)| {
+                report.netlink |= netlink;
+                (bytes, took)
+            })
     } else {
         // The table does not exist yet: create it with everything.
-        t.r.full(&t.ports, &mut t.shared)
+        apply.apply(&t.r.full(&t.ports, &mut t.shared))
     };
-    if text.is_empty() {
-        return Ok((0, Duration::ZERO));
-    }
-    let res = apply.apply(&text);
     match res {
         Ok(x) => {
             f.active = true;
