@@ -1,24 +1,26 @@
 //! An EndpointSlice as the Kubernetes API sends it, read for the proxy:
-//! only the fields the rules need, decoded straight from the JSON.
+//! only the fields the rules need, decoded straight from the JSON and
+//! checked field by field by the spec parser's own rules.
 //!
 //! k8s-openapi's `EndpointSlice` decodes every field (managedFields, hints,
 //! zones, target references) into typed values that the proxy then wrote
 //! back to JSON for [`crate::spec`] to check: under endpoint churn that
 //! round trip was a fifth of the proxy's CPU. Here only the fields the
 //! rules use are kept, their leaves as JSON values, the rest is skipped
-//! while parsing; each slice becomes JSON for the spec parser only when it
-//! is converted, so a listing's page holds no more than those leaves (as
+//! while parsing, so a listing's page holds no more than those leaves (as
 //! whole JSON values, a 250,000-endpoint listing peaked 20 MiB higher).
-//! The spec parser checks them as it checks weft's own store (the bytes
+//! The leaves go to the spec parser's checks without being assembled
+//! into a JSON object first (that assembly was a fifth of the proxy's CPU
+//! under churn); the checks are the ones weft's own store gets (the bytes
 //! are untrusted: fuzz target `watched_slice`).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::endpoints::SERVICE_NAME_LABEL;
-use super::{parse_object, EndpointSet, Object, SpecError};
+use super::endpoints::{EndpointFields, PortFields, SliceHead, SERVICE_NAME_LABEL};
+use super::{EndpointSet, SpecError};
 
 /// The annotation the EndpointSlice controller sets to the time of the
 /// change (a Pod's or the Service's) that led to the slice's update.
@@ -66,39 +68,6 @@ pub struct ApiPort {
     pub port: Value,
 }
 
-/// A JSON object of the fields that are set.
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    let set = fields.into_iter().filter(|(_, v)| !v.is_null());
-    Value::Object(set.map(|(k, v)| (k.to_string(), v)).collect())
-}
-
-impl ApiEndpoint {
-    fn into_value(self) -> Value {
-        let conditions = self.conditions.map_or(Value::Null, |c| {
-            object([
-                ("ready", c.ready),
-                ("serving", c.serving),
-                ("terminating", c.terminating),
-            ])
-        });
-        object([
-            ("addresses", self.addresses),
-            ("conditions", conditions),
-            ("nodeName", self.node_name),
-        ])
-    }
-}
-
-impl ApiPort {
-    fn into_value(self) -> Value {
-        object([
-            ("name", self.name),
-            ("protocol", self.protocol),
-            ("port", self.port),
-        ])
-    }
-}
-
 /// The metadata fields the watch and the rules use; managedFields and the
 /// rest are skipped without being built.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -132,54 +101,56 @@ impl ApiSlice {
         )
     }
 
-    /// The slice as weft's endpoint set, checked by the spec parser;
+    /// The slice as weft's endpoint set, checked by the spec parser's
+    /// rules ([`EndpointSet::from_fields`], as for weft's own store);
     /// `None` for slices kube-proxy ignores (no Service label, FQDN
     /// addresses).
     pub fn into_endpoints(self) -> Result<Option<EndpointSet>, SpecError> {
-        let labels = self.metadata.labels.as_ref();
-        if labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_none()
-            || self.address_type.as_str() == Some("FQDN")
-        {
+        let m = &self.metadata;
+        let Some(service) = m.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            return Ok(None);
+        };
+        if self.address_type.as_str() == Some("FQDN") {
             return Ok(None);
         }
+        let head = SliceHead {
+            service,
+            from_label: true,
+            namespace: m.namespace.as_deref().unwrap_or("default"),
+            address_type: Some(&self.address_type),
+        };
         let origin = format!(
             "EndpointSlice {}/{}",
-            self.metadata.namespace.as_deref().unwrap_or(""),
-            self.metadata.name.as_deref().unwrap_or("")
+            head.namespace,
+            m.name.as_deref().unwrap_or("")
         );
-        let mut meta = Map::new();
-        let m = self.metadata;
-        for (key, value) in [("name", m.name), ("namespace", m.namespace)] {
-            if let Some(v) = value {
-                meta.insert(key.into(), Value::String(v));
-            }
-        }
-        if let Some(labels) = m.labels {
-            let labels = labels.into_iter().map(|(k, v)| (k, Value::String(v)));
-            meta.insert("labels".into(), Value::Object(labels.collect()));
-        }
-        let mut v = Map::new();
-        v.insert("kind".into(), "EndpointSlice".into());
-        v.insert("metadata".into(), Value::Object(meta));
-        let endpoints = self.endpoints.map_or(Value::Null, |list| {
-            Value::Array(list.into_iter().map(ApiEndpoint::into_value).collect())
-        });
-        let ports = self.ports.map_or(Value::Null, |list| {
-            Value::Array(list.into_iter().map(ApiPort::into_value).collect())
-        });
-        for (key, value) in [
-            ("addressType", self.address_type),
-            ("endpoints", endpoints),
-            ("ports", ports),
-        ] {
-            if !value.is_null() {
-                v.insert(key.into(), value);
-            }
-        }
-        match parse_object(&Value::Object(v), &origin)? {
-            Object::Endpoints(e) => Ok(Some(e)),
-            Object::Service(_) => Ok(None),
-        }
+        let f = head.fields(&origin);
+        let endpoints: Vec<EndpointFields> = self
+            .endpoints
+            .iter()
+            .flatten()
+            .map(|e| {
+                let c = e.conditions.as_ref();
+                EndpointFields {
+                    addresses: Some(&e.addresses),
+                    ready: c.map(|c| &c.ready),
+                    serving: c.map(|c| &c.serving),
+                    terminating: c.map(|c| &c.terminating),
+                    node_name: Some(&e.node_name),
+                }
+            })
+            .collect();
+        let ports: Vec<PortFields> = self
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| PortFields {
+                name: Some(&p.name),
+                protocol: Some(&p.protocol),
+                port: Some(&p.port),
+            })
+            .collect();
+        EndpointSet::from_fields(&f, &head, &endpoints, &ports).map(Some)
     }
 }
 
@@ -238,5 +209,36 @@ mod tests {
         );
         let e = parse_api_slice(b"{\"metadata\": 3}").expect_err("bad metadata");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    /// The lean path checks a slice as the JSON path (weft's store) does:
+    /// the same endpoint set, or the same one-line error.
+    #[test]
+    fn the_lean_path_checks_as_the_json_path_does() {
+        use crate::spec::{parse_object, Object};
+        let cases = [
+            ("", ""),
+            ("172.30.1.3", "not-an-ip"),
+            ("172.30.1.3", "172.30.1.2"),
+            ("\"IPv4\"", "\"IPv5\""),
+            ("\"port\": 8080", "\"port\": 70000"),
+            ("\"protocol\": \"TCP\"", "\"protocol\": \"ICMP\""),
+            ("\"ready\": true", "\"ready\": \"yes\""),
+            ("\"nodeName\": \"n1\"", "\"nodeName\": 7"),
+            ("\"namespace\": \"shop\"", "\"namespace\": \"Shop\""),
+            ("[\"172.30.1.2\"]", "[]"),
+            ("\"name\": \"http\"", "\"name\": \"-x\""),
+        ];
+        for (from, to) in cases {
+            let text = SLICE.replace(from, to);
+            let lean = parse_api_slice(text.as_bytes());
+            let v: Value = serde_json::from_str(&text).expect("json");
+            let json = match parse_object(&v, "test") {
+                Ok(Object::Endpoints(e)) => Ok(Some(e)),
+                Ok(Object::Service(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+            assert_eq!(lean, json, "{from} -> {to}");
+        }
     }
 }

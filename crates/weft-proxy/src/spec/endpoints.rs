@@ -78,6 +78,47 @@ pub struct EndpointSet {
     pub ports: Vec<EndpointPort>,
 }
 
+/// The fields of one endpoint, wherever they were read from (a JSON
+/// object, or the API watch's lean slice): each one `None` when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EndpointFields<'v> {
+    pub addresses: Option<&'v Value>,
+    pub ready: Option<&'v Value>,
+    pub serving: Option<&'v Value>,
+    pub terminating: Option<&'v Value>,
+    pub node_name: Option<&'v Value>,
+}
+
+/// The fields of one port, wherever they were read from.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PortFields<'v> {
+    pub name: Option<&'v Value>,
+    pub protocol: Option<&'v Value>,
+    pub port: Option<&'v Value>,
+}
+
+/// Who a slice belongs to: its Service (the label, or else the slice's
+/// name) and namespace, and its address type.
+pub(crate) struct SliceHead<'v> {
+    pub service: &'v str,
+    pub from_label: bool,
+    pub namespace: &'v str,
+    pub address_type: Option<&'v Value>,
+}
+
+impl SliceHead<'_> {
+    /// Errors name the slice's Service, or `origin` without one.
+    pub(crate) fn fields(&self, origin: &str) -> Fields {
+        Fields {
+            object: if self.service.is_empty() {
+                format!("{origin}: EndpointSlice")
+            } else {
+                format!("EndpointSlice {}/{}", self.namespace, self.service)
+            },
+        }
+    }
+}
+
 impl EndpointSet {
     /// Validates a `kind: EndpointSlice` object.
     pub fn from_value(v: &Value, origin: &str) -> Result<EndpointSet, SpecError> {
@@ -86,25 +127,63 @@ impl EndpointSet {
             .and_then(|m| m.get("labels"))
             .and_then(|l| l.get(SERVICE_NAME_LABEL))
             .and_then(Value::as_str);
-        let service = label.unwrap_or(slice_name);
-        let f = Fields {
-            object: if service.is_empty() {
-                format!("{origin}: EndpointSlice")
-            } else {
-                format!("EndpointSlice {namespace}/{service}")
-            },
+        let head = SliceHead {
+            service: label.unwrap_or(slice_name),
+            from_label: label.is_some(),
+            namespace,
+            address_type: v.get("addressType"),
         };
+        let f = head.fields(origin);
         f.str(meta.and_then(|m| m.get("name")), "metadata.name")?;
         f.str(meta.and_then(|m| m.get("namespace")), "metadata.namespace")?;
-        let service_field = if label.is_some() {
+        let endpoints = f.list(v.get("endpoints"), "endpoints")?;
+        let ports = f.list(v.get("ports"), "ports")?;
+        for (i, e) in endpoints.iter().enumerate() {
+            f.map(e, &format!("endpoints[{i}]"))?;
+        }
+        for (i, p) in ports.iter().enumerate() {
+            f.map(p, &format!("ports[{i}]"))?;
+        }
+        let endpoints: Vec<EndpointFields> = endpoints
+            .iter()
+            .map(|e| {
+                let conditions = e.get("conditions");
+                let condition = |name: &str| conditions.and_then(|c| c.get(name));
+                EndpointFields {
+                    addresses: e.get("addresses"),
+                    ready: condition("ready"),
+                    serving: condition("serving"),
+                    terminating: condition("terminating"),
+                    node_name: e.get("nodeName"),
+                }
+            })
+            .collect();
+        let ports: Vec<PortFields> = ports
+            .iter()
+            .map(|p| PortFields {
+                name: p.get("name"),
+                protocol: p.get("protocol"),
+                port: p.get("port"),
+            })
+            .collect();
+        EndpointSet::from_fields(&f, &head, &endpoints, &ports)
+    }
+
+    /// Validates a slice's fields, however they were read; `f` names it.
+    pub(crate) fn from_fields(
+        f: &Fields,
+        head: &SliceHead<'_>,
+        endpoint_fields: &[EndpointFields<'_>],
+        port_fields: &[PortFields<'_>],
+    ) -> Result<EndpointSet, SpecError> {
+        let service_field = if head.from_label {
             "metadata.labels[kubernetes.io/service-name]"
         } else {
             "metadata.name"
         };
-        check_dns_label(service).map_err(|m| f.err(service_field, m))?;
-        check_dns_label(namespace).map_err(|m| f.err("metadata.namespace", m))?;
-
-        let family = match f.str(v.get("addressType"), "addressType")? {
+        check_dns_label(head.service).map_err(|m| f.err(service_field, m))?;
+        check_dns_label(head.namespace).map_err(|m| f.err("metadata.namespace", m))?;
+        let family = match f.str(head.address_type, "addressType")? {
             None => None,
             Some("IPv4") => Some(false),
             Some("IPv6") => Some(true),
@@ -112,78 +191,26 @@ impl EndpointSet {
         };
         let mut endpoints = Vec::new();
         let mut seen = BTreeSet::new();
-        for (i, e) in f.list(v.get("endpoints"), "endpoints")?.iter().enumerate() {
-            let at = |field: &str| format!("endpoints[{i}].{field}");
-            f.map(e, &format!("endpoints[{i}]"))?;
-            let addrs = f.list(e.get("addresses"), &at("addresses"))?;
-            if addrs.is_empty() {
-                return Err(f.err(&at("addresses"), "at least one address is required"));
-            }
-            let condition = |name: &str, default: bool| {
-                f.bool(
-                    e.get("conditions").and_then(|c| c.get(name)),
-                    &at(&format!("conditions.{name}")),
-                )
-                .map(|v| v.unwrap_or(default))
-            };
-            let ready = condition("ready", true)?;
-            let serving = condition("serving", true)?;
-            let terminating = condition("terminating", false)?;
-            let node = f.str(e.get("nodeName"), &at("nodeName"))?.map(node_name);
-            for (j, a) in addrs.iter().enumerate() {
-                let path = at(&format!("addresses[{j}]"));
-                let s = f.str(Some(a), &path)?.unwrap_or("");
-                let ip: IpAddr = s
-                    .parse()
-                    .map_err(|_| f.err(&path, format!("{s:?} is not an IP address")))?;
-                if let Some(v6) = family {
-                    if ip.is_ipv6() != v6 {
-                        return Err(f.err(&path, format!("{ip} does not match addressType")));
-                    }
-                }
-                if !seen.insert(ip) {
-                    return Err(f.err(&path, format!("{ip} is listed twice")));
-                }
-                endpoints.push(Endpoint {
-                    ip,
-                    ready,
-                    serving,
-                    terminating,
-                    node: node.clone(),
-                });
-            }
+        for (i, e) in endpoint_fields.iter().enumerate() {
+            read_endpoint(f, i, e, family, &mut seen, &mut endpoints)?;
         }
         let mut ports = Vec::new();
         let mut names = BTreeSet::new();
-        for (i, p) in f.list(v.get("ports"), "ports")?.iter().enumerate() {
-            let at = |field: &str| format!("ports[{i}].{field}");
-            f.map(p, &format!("ports[{i}]"))?;
-            let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
-            if !name.is_empty() {
-                check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+        for (i, p) in port_fields.iter().enumerate() {
+            let port = read_port(f, i, p)?;
+            if !names.insert((port.name.clone(), port.protocol)) {
+                let (name, protocol) = (&port.name, port.protocol);
+                return Err(f.err(
+                    &format!("ports[{i}].name"),
+                    format!("{name:?}/{protocol} is listed twice"),
+                ));
             }
-            let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
-                None => Protocol::Tcp,
-                Some(s) => Protocol::parse(s).ok_or_else(|| {
-                    f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP"))
-                })?,
-            };
-            if !names.insert((name.clone(), protocol)) {
-                return Err(f.err(&at("name"), format!("{name:?}/{protocol} is listed twice")));
-            }
-            let port = f
-                .int(p.get("port"), &at("port"), 1, 65535)?
-                .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
-            ports.push(EndpointPort {
-                name,
-                protocol,
-                port,
-            });
+            ports.push(port);
         }
         Ok(EndpointSet {
             service: ServiceName {
-                namespace: namespace.into(),
-                name: service.into(),
+                namespace: head.namespace.into(),
+                name: head.service.into(),
             },
             endpoints,
             ports,
@@ -229,4 +256,73 @@ impl EndpointSet {
             "ports": ports,
         })
     }
+}
+
+/// Checks endpoint `i` and appends one [`Endpoint`] per address.
+fn read_endpoint(
+    f: &Fields,
+    i: usize,
+    e: &EndpointFields<'_>,
+    family: Option<bool>,
+    seen: &mut BTreeSet<IpAddr>,
+    out: &mut Vec<Endpoint>,
+) -> Result<(), SpecError> {
+    let at = |field: &str| format!("endpoints[{i}].{field}");
+    let addrs = f.list(e.addresses, &at("addresses"))?;
+    if addrs.is_empty() {
+        return Err(f.err(&at("addresses"), "at least one address is required"));
+    }
+    let condition = |v: Option<&Value>, name: &str, default: bool| {
+        f.bool(v, &at(&format!("conditions.{name}")))
+            .map(|v| v.unwrap_or(default))
+    };
+    let ready = condition(e.ready, "ready", true)?;
+    let serving = condition(e.serving, "serving", true)?;
+    let terminating = condition(e.terminating, "terminating", false)?;
+    let node = f.str(e.node_name, &at("nodeName"))?.map(node_name);
+    for (j, a) in addrs.iter().enumerate() {
+        let path = at(&format!("addresses[{j}]"));
+        let s = f.str(Some(a), &path)?.unwrap_or("");
+        let ip: IpAddr = s
+            .parse()
+            .map_err(|_| f.err(&path, format!("{s:?} is not an IP address")))?;
+        if let Some(v6) = family {
+            if ip.is_ipv6() != v6 {
+                return Err(f.err(&path, format!("{ip} does not match addressType")));
+            }
+        }
+        if !seen.insert(ip) {
+            return Err(f.err(&path, format!("{ip} is listed twice")));
+        }
+        out.push(Endpoint {
+            ip,
+            ready,
+            serving,
+            terminating,
+            node: node.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks port `i`.
+fn read_port(f: &Fields, i: usize, p: &PortFields<'_>) -> Result<EndpointPort, SpecError> {
+    let at = |field: &str| format!("ports[{i}].{field}");
+    let name = f.str(p.name, &at("name"))?.unwrap_or("").to_string();
+    if !name.is_empty() {
+        check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+    }
+    let protocol = match f.str(p.protocol, &at("protocol"))? {
+        None => Protocol::Tcp,
+        Some(s) => Protocol::parse(s)
+            .ok_or_else(|| f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP")))?,
+    };
+    let port = f
+        .int(p.port, &at("port"), 1, 65535)?
+        .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
+    Ok(EndpointPort {
+        name,
+        protocol,
+        port,
+    })
 }
