@@ -258,6 +258,15 @@ impl EndpointSet {
     }
 }
 
+/// `r`, its error naming the field `path()`: the path is only written
+/// when a check fails (a slice of 10 endpoints checks some 60 fields).
+fn at<T>(r: Result<T, SpecError>, path: impl FnOnce() -> String) -> Result<T, SpecError> {
+    r.map_err(|mut e| {
+        e.field = path();
+        e
+    })
+}
+
 /// Checks endpoint `i` and appends one [`Endpoint`] per address.
 fn read_endpoint(
     f: &Fields,
@@ -267,32 +276,31 @@ fn read_endpoint(
     seen: &mut BTreeSet<IpAddr>,
     out: &mut Vec<Endpoint>,
 ) -> Result<(), SpecError> {
-    let at = |field: &str| format!("endpoints[{i}].{field}");
-    let addrs = f.list(e.addresses, &at("addresses"))?;
+    let path = |field: &str| format!("endpoints[{i}].{field}");
+    let addrs = at(f.list(e.addresses, ""), || path("addresses"))?;
     if addrs.is_empty() {
-        return Err(f.err(&at("addresses"), "at least one address is required"));
+        return Err(f.err(&path("addresses"), "at least one address is required"));
     }
     let condition = |v: Option<&Value>, name: &str, default: bool| {
-        f.bool(v, &at(&format!("conditions.{name}")))
-            .map(|v| v.unwrap_or(default))
+        at(f.bool(v, ""), || path(&format!("conditions.{name}"))).map(|v| v.unwrap_or(default))
     };
     let ready = condition(e.ready, "ready", true)?;
     let serving = condition(e.serving, "serving", true)?;
     let terminating = condition(e.terminating, "terminating", false)?;
-    let node = f.str(e.node_name, &at("nodeName"))?.map(node_name);
+    let node = at(f.str(e.node_name, ""), || path("nodeName"))?.map(node_name);
     for (j, a) in addrs.iter().enumerate() {
-        let path = at(&format!("addresses[{j}]"));
-        let s = f.str(Some(a), &path)?.unwrap_or("");
+        let address = || path(&format!("addresses[{j}]"));
+        let s = at(f.str(Some(a), ""), address)?.unwrap_or("");
         let ip: IpAddr = s
             .parse()
-            .map_err(|_| f.err(&path, format!("{s:?} is not an IP address")))?;
+            .map_err(|_| f.err(&address(), format!("{s:?} is not an IP address")))?;
         if let Some(v6) = family {
             if ip.is_ipv6() != v6 {
-                return Err(f.err(&path, format!("{ip} does not match addressType")));
+                return Err(f.err(&address(), format!("{ip} does not match addressType")));
             }
         }
         if !seen.insert(ip) {
-            return Err(f.err(&path, format!("{ip} is listed twice")));
+            return Err(f.err(&address(), format!("{ip} is listed twice")));
         }
         out.push(Endpoint {
             ip,
