@@ -70,6 +70,7 @@ build() {
   exec 9>"$cache/.lock"
   flock 9
   if [ -x "$out/$(basename "${@: -1}")$suffix" ]; then
+    exec 9>&-
     echo "$out"
     return
   fi
@@ -86,6 +87,9 @@ build() {
     mv "$out.partial/$(basename "$pkg")$suffix" "$out/"
   done
   rmdir "$out.partial" 2>/dev/null || true
+  # unlock: a later build in this shell, or in a $(...) subshell of it,
+  # opens the lock file anew and would otherwise wait on this shell forever
+  exec 9>&-
   echo "$out"
 }
 
