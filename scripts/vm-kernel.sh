@@ -19,10 +19,19 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
     || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends qemu-system-x86 >&2; }
 fi
 dir="$CACHE/$PKG"
-if [[ "$(cat "$dir/modules/order" 2>/dev/null)" != "$(printf '%s\n' "${MODULES[@]}")" ]]; then
+ready() { [[ "$(cat "$dir/modules/order" 2>/dev/null)" == "$(printf '%s\n' "${MODULES[@]}")" ]]; }
+if ! ready; then
+  # one preparation at a time per machine: tests that need the VM run in
+  # parallel, and one must not unpack the package another is downloading
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
+fi
+if ! ready; then
   mkdir -p "$CACHE/dl" && cd "$CACHE/dl"
-  ls ${PKG}_*.deb >/dev/null 2>&1 || apt-get download "$PKG" >&2 \
-    || { apt-get update -q >&2 && apt-get download "$PKG" >&2; }
+  # a download cut short (an earlier run killed) is fetched again
+  dpkg-deb --info ${PKG}_*.deb >/dev/null 2>&1 || { rm -f ${PKG}_*.deb; apt-get download "$PKG" >&2 \
+    || { apt-get update -q >&2 && apt-get download "$PKG" >&2; }; }
   rm -rf x && mkdir x && dpkg-deb -x ${PKG}_*.deb x
   tmp="$dir.tmp" && rm -rf "$tmp" && mkdir -p "$tmp/modules"
   cp x/boot/vmlinuz-* "$tmp/vmlinuz"

@@ -31,6 +31,7 @@ mod kube_leases;
 mod kube_proxy;
 mod leases;
 mod nft_events;
+mod nft_floor;
 mod proxy;
 mod proxy_scale;
 mod wireguard;

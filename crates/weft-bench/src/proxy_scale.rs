@@ -17,7 +17,9 @@
 //!    (p50/p99/max), CPU seconds and RSS over the window;
 //! 4. **floor**: weft's final ruleset dumped and loaded into an empty
 //!    namespace in one transaction (`nft -f`, `iptables-restore`), the
-//!    time printed beside weft's cold start.
+//!    time printed beside weft's cold start; for nftables also the
+//!    netlink floor: the objects and rules as text, then every element
+//!    over netlink without a parser ([`crate::nft_floor`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -185,23 +187,39 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
     let (mut rows, mut octet) = (Vec::new(), 10u8);
     for mode in a.modes {
         let mut row = BTreeMap::new();
-        let mut floor = None;
+        let mut floor = Floors::default();
         for who in wanted(a.proxies) {
             octet += 1;
             let mut run = start_proxy(&mut lab, &api, who, mode, octet)?;
             let json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
             run.stop();
-            print_row(mode, who, &json, floor.filter(|_| who == Who::Weft));
+            print_row(mode, who, &json, floor.text.filter(|_| who == Who::Weft));
             row.insert(who.name(), json);
+        }
+        if let Some((objects, elements)) = floor.netlink {
+            println!(
+                "{mode:>15} netlink floor: {:.0} ms (objects and rules as text {objects:.0} ms, elements over netlink {elements:.0} ms)",
+                objects + elements
+            );
         }
         print_ratio(mode, &row);
         rows.push(serde_json::json!({
-            "mode": mode, "services": n, "endpoints": total, "floor_ms": floor,
+            "mode": mode, "services": n, "endpoints": total, "floor_ms": floor.text,
+            "floor_netlink_ms": floor.netlink.map(|(o, e)| o + e),
             "weft": row.get("weft"), "kube_proxy": row.get("kube-proxy"),
         }));
     }
     drop(api);
     Ok(serde_json::Value::Array(rows))
+}
+
+/// The floors of one size and mode: `nft -f` / `iptables-restore` of the
+/// whole ruleset, and for nftables (objects as text, elements over
+/// netlink) in ms.
+#[derive(Default)]
+struct Floors {
+    text: Option<f64>,
+    netlink: Option<(f64, f64)>,
 }
 
 /// The size scenario's cluster: its numbers, the rolling Service, the
@@ -222,7 +240,7 @@ impl Size {
         run: &mut Running,
         a: &ScaleArgs,
         mode: &str,
-        floor: &mut Option<f64>,
+        floor: &mut Floors,
     ) -> Result<serde_json::Value> {
         let mut f = Figures {
             cold_start_ms: run.until_rules(mode, self.n + 1, a.timeout)?,
@@ -233,7 +251,10 @@ impl Size {
             f.rss_kib = rss_kib(run.pid()).0;
             f.cpu_s = cpu_seconds(run.pid());
             if run.who == Who::Weft {
-                *floor = Some(floor_ms(lab, &run.host, mode)?);
+                floor.text = Some(floor_ms(lab, &run.host, mode)?);
+                if mode == "nftables" {
+                    floor.netlink = Some(netlink_floor_ms(lab, &run.host)?);
+                }
             }
             // iptables-legacy has no events to time changes by
             if mode != "iptables-legacy" {
@@ -474,6 +495,36 @@ fn floor_ms(lab: &mut Lab, host: &Host, mode: &str) -> Result<f64> {
     let t = Instant::now();
     sh("ip", &args).context("loading the ruleset into an empty namespace")?;
     Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The nftables floor without a parser for the elements: weft's table's
+/// objects and rules loaded as `nft -f` text, then its elements over
+/// netlink, into an empty namespace; (text ms, elements ms). The element
+/// bytes are encoded before the clock starts.
+fn netlink_floor_ms(lab: &mut Lab, host: &Host) -> Result<(f64, f64)> {
+    let ns = lab.netns(&format!("floor-nl-{}", host.name))?;
+    let list = |json: bool| -> Result<Vec<u8>> {
+        let mut args = vec!["netns", "exec", &host.ns, "nft"];
+        if json {
+            args.push("-j");
+        }
+        args.extend(["list", "table", "ip", "kube-proxy"]);
+        Ok(sh("ip", &args)?.stdout)
+    };
+    let objects = crate::nft_floor::without_elements(&String::from_utf8_lossy(&list(false)?));
+    let file = lab.dir().join(format!("floor-nl-{}.nft", host.name));
+    std::fs::write(&file, objects)?;
+    let listing: serde_json::Value = serde_json::from_slice(&list(true)?)?;
+    let batches = crate::nft_floor::element_batches(&listing, weft_kernel::NFPROTO_IPV4)?;
+    let path = file.display().to_string();
+    let t = Instant::now();
+    sh("ip", &["netns", "exec", &ns, "nft", "-f", &path])
+        .context("loading the objects into an empty namespace")?;
+    let text_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    in_netns(&ns, move || crate::nft_floor::load(batches))?
+        .context("loading the elements over netlink")?;
+    Ok((text_ms, t.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Scenario 3: steady endpoint churn.
