@@ -30,8 +30,9 @@ pub struct NftApplier {
 }
 
 impl NftApplier {
-    /// In-process (libnftables, and netlink for elements) when
-    /// `in_process` and libnftables loads.
+    /// In-process when `in_process`: elements over netlink, the rest
+    /// through libnftables when it loads (else `nft -f`, a counted
+    /// fallback).
     pub fn new(in_process: bool) -> NftApplier {
         let library = in_process.then(NftLibrary::open).flatten();
         if library.is_some() {
