@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use weft_kernel::{NftData, NftElementBatch, NftElementSocket};
+use weft_proxy::render::nft_wire::protocol_number;
+use weft_proxy::spec::Protocol;
 
 /// Elements per transaction, as weft's cold start sends them.
 const PER_TRANSACTION: usize = 100_000;
@@ -47,9 +49,9 @@ fn put_field(out: &mut Vec<u8>, kind: &str, v: &Value, pad: bool) -> Result<()> 
             }
         }
         "inet_proto" => out.push(match v {
-            Value::String(s) if s == "tcp" => 6,
-            Value::String(s) if s == "udp" => 17,
-            Value::String(s) if s == "sctp" => 132,
+            Value::String(s) => Protocol::parse(s)
+                .map(protocol_number)
+                .with_context(|| format!("protocol {s}"))?,
             Value::Number(n) => u8::try_from(n.as_u64().context("a protocol")?)?,
             other => bail!("protocol {other}"),
         }),
@@ -94,8 +96,8 @@ fn types(v: &Value) -> Vec<&str> {
     }
 }
 
-/// Every element of `listing` (`nft -j list table`) into `batches`, cut
-/// every [`PER_TRANSACTION`] elements; returns how many.
+/// Every element of `listing` (`nft -j list table`) as netlink batches
+/// of at most [`PER_TRANSACTION`] elements each.
 pub fn element_batches(listing: &Value, family: u8) -> Result<Vec<NftElementBatch>> {
     let mut batches = Vec::new();
     let mut batch: Option<NftElementBatch> = None;
@@ -167,13 +169,7 @@ pub fn load(batches: Vec<NftElementBatch>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(b: &[u8]) -> String {
-        b.chunks(4)
-            .map(|w| format!("{:08x}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
+    use weft_proxy::render::nft_wire::debug_words as words;
 
     /// The words nft 1.0.6 prints with `--debug=netlink` for the same
     /// elements (x86-64).

@@ -15,7 +15,7 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::KernelError;
-use crate::nla::{align4, attributes, put_attr};
+use crate::nla::{align4, attributes, put_str};
 
 /// `NFPROTO_IPV4` / `NFPROTO_IPV6`: the `ip` and `ip6` families (and
 /// iptables' / ip6tables' tables).
@@ -42,12 +42,6 @@ const IMMEDIATE_DATA: u16 = 2;
 const DATA_VERDICT: u16 = 2;
 const VERDICT_CHAIN: u16 = 2;
 
-fn nul_terminated(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
 /// The dump request for the rules of `family`/`table`/`chain`.
 fn dump_request(family: u8, table: &str, chain: &str) -> Vec<u8> {
     let mut m = Vec::with_capacity(64);
@@ -57,8 +51,8 @@ fn dump_request(family: u8, table: &str, chain: &str) -> Vec<u8> {
     m.extend_from_slice(&1u32.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&[family, 0, 0, 0]);
-    put_attr(&mut m, RULE_TABLE, &nul_terminated(table));
-    put_attr(&mut m, RULE_CHAIN, &nul_terminated(chain));
+    put_str(&mut m, RULE_TABLE, table);
+    put_str(&mut m, RULE_CHAIN, chain);
     let len = m.len() as u32;
     m[..4].copy_from_slice(&len.to_ne_bytes());
     m
@@ -174,6 +168,7 @@ const EAFNOSUPPORT: i32 = 97;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nla::put_attr;
 
     fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
         let mut m = Vec::new();
@@ -181,25 +176,31 @@ mod tests {
         m
     }
 
+    fn str_attr(kind: u16, s: &str) -> Vec<u8> {
+        let mut m = Vec::new();
+        put_str(&mut m, kind, s);
+        m
+    }
+
     /// A NEWRULE message holding one `immediate` jump to `target`.
     fn rule_message(target: &str) -> Vec<u8> {
         let verdict = [
             attr(1, &(-3i32).to_be_bytes()),
-            attr(VERDICT_CHAIN, &nul_terminated(target)),
+            str_attr(VERDICT_CHAIN, target),
         ]
         .concat();
         let data = attr(IMMEDIATE_DATA, &attr(DATA_VERDICT, &verdict));
         let expr = [
-            attr(EXPR_NAME, &nul_terminated("immediate")),
+            str_attr(EXPR_NAME, "immediate"),
             attr(EXPR_DATA, &[attr(1, &0u32.to_be_bytes()), data].concat()),
         ]
         .concat();
-        let counter = [attr(EXPR_NAME, &nul_terminated("counter"))].concat();
+        let counter = str_attr(EXPR_NAME, "counter");
         let exprs = [attr(LIST_ELEM, &counter), attr(LIST_ELEM, &expr)].concat();
         let body = [
             vec![NFPROTO_IPV4, 0, 0, 0],
-            attr(RULE_TABLE, &nul_terminated("nat")),
-            attr(RULE_CHAIN, &nul_terminated("PREROUTING")),
+            str_attr(RULE_TABLE, "nat"),
+            str_attr(RULE_CHAIN, "PREROUTING"),
             attr(RULE_EXPRESSIONS, &exprs),
         ]
         .concat();

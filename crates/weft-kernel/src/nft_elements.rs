@@ -22,7 +22,7 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::error::KernelError;
-use crate::nla::{align4, put_attr};
+use crate::nla::{align4, nest_end, nest_start, put_attr, put_str};
 
 const SUBSYS_NFTABLES: u16 = 10;
 const MSG_NEWSETELEM: u16 = 12;
@@ -32,7 +32,6 @@ const MSG_BATCH_END: u16 = 0x11;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_CREATE: u16 = 0x400;
-const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_ERROR: u16 = 2;
 const HEADER: usize = 16;
 
@@ -88,19 +87,12 @@ struct Open {
 /// added. Deletions and additions go in the order they were given.
 pub struct NftElementBatch {
     family: u8,
-    table: Vec<u8>,
+    table: String,
     buf: Vec<u8>,
     open: Option<Open>,
     /// (operation, set) of each message, for error messages.
     messages: Vec<(Op, String)>,
     elements: usize,
-}
-
-fn c_string(s: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    v
 }
 
 fn header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) {
@@ -113,26 +105,13 @@ fn header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id
     buf.extend_from_slice(&res_id.to_be_bytes());
 }
 
-/// Starts a nested attribute; returns where to patch its length.
-fn nest_start(buf: &mut Vec<u8>, kind: u16) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&0u16.to_ne_bytes());
-    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    at
-}
-
-fn nest_end(buf: &mut [u8], at: usize) {
-    let len = (buf.len() - at) as u16;
-    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-}
-
 fn put_data(buf: &mut Vec<u8>, kind: u16, data: NftData<'_>) {
     let outer = nest_start(buf, kind);
     let verdict = |buf: &mut Vec<u8>, code: i32, chain: Option<&str>| {
         let at = nest_start(buf, DATA_VERDICT);
         put_attr(buf, VERDICT_CODE, &code.to_be_bytes());
         if let Some(chain) = chain {
-            put_attr(buf, VERDICT_CHAIN, &c_string(chain));
+            put_str(buf, VERDICT_CHAIN, chain);
         }
         nest_end(buf, at);
     };
@@ -162,7 +141,7 @@ impl NftElementBatch {
         patch_len(&mut buf, 0);
         NftElementBatch {
             family,
-            table: c_string(table),
+            table: table.to_string(),
             buf,
             open: None,
             messages: Vec::new(),
@@ -223,8 +202,8 @@ impl NftElementBatch {
             self.family,
             0,
         );
-        put_attr(&mut self.buf, LIST_TABLE, &self.table);
-        put_attr(&mut self.buf, LIST_SET, &c_string(set));
+        put_str(&mut self.buf, LIST_TABLE, &self.table);
+        put_str(&mut self.buf, LIST_SET, set);
         let elements = nest_start(&mut self.buf, LIST_ELEMENTS);
         self.messages.push((op, set.to_string()));
         self.open = Some(Open {

@@ -8,6 +8,9 @@ pub(crate) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
+/// The flag on a nested attribute's type.
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
+
 /// Appends attribute `kind` holding `value` to `buf`, padded.
 pub(crate) fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let len = 4 + value.len();
@@ -15,6 +18,32 @@ pub(crate) fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(value);
     buf.resize(buf.len() + align4(len) - len, 0);
+}
+
+/// Appends attribute `kind` holding `s` NUL-terminated, as the kernel
+/// takes names.
+pub(crate) fn put_str(buf: &mut Vec<u8>, kind: u16, s: &str) {
+    let len = 4 + s.len() + 1;
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
+    buf.resize(buf.len() + align4(len) - len, 0);
+}
+
+/// Starts nested attribute `kind` (flagged [`NLA_F_NESTED`]); returns
+/// where it starts, for [`nest_end`] once its attributes are appended.
+pub(crate) fn nest_start(buf: &mut Vec<u8>, kind: u16) -> usize {
+    let at = buf.len();
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    at
+}
+
+/// Sets the length of the nested attribute started at `at`.
+pub(crate) fn nest_end(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at) as u16;
+    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
 /// The attributes of a payload: (type without the nested and byte-order

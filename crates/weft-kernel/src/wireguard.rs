@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr as NlAddr};
 
 use crate::error::KernelError;
-use crate::nla::{align4, attributes as attrs};
+use crate::nla::{align4, attributes as attrs, nest_end, nest_start, put_attr, put_str};
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -49,7 +49,6 @@ const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const NLA_F_NESTED: u16 = 0x8000;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
@@ -75,11 +74,7 @@ impl Msg {
     }
 
     fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
-        let len = 4 + value.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(value);
-        self.buf.resize(self.buf.len() + align4(len) - len, 0);
+        put_attr(&mut self.buf, kind, value);
         self
     }
 
@@ -92,17 +87,13 @@ impl Msg {
     }
 
     fn begin(&mut self, kind: u16) -> &mut Self {
-        self.nests.push(self.buf.len());
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.nests.push(nest_start(&mut self.buf, kind));
         self
     }
 
     fn end(&mut self) -> &mut Self {
         if let Some(at) = self.nests.pop() {
-            let len = (self.buf.len() - at) as u16;
-            self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+            nest_end(&mut self.buf, at);
         }
         self
     }
@@ -417,9 +408,7 @@ impl WireguardGenl {
             WG_CMD_GET_DEVICE,
             WG_GENL_VERSION,
         );
-        let mut n = name.as_bytes().to_vec();
-        n.push(0);
-        m.attr(WGDEVICE_A_IFNAME, &n);
+        put_str(&mut m.buf, WGDEVICE_A_IFNAME, name);
         let mut dev = KernelDevice::default();
         for payload in self.exchange(&m.finish())? {
             read_device(payload.get(4..).unwrap_or_default(), &mut dev);
@@ -431,6 +420,7 @@ impl WireguardGenl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nla::NLA_F_NESTED;
 
     fn peer() -> KernelPeer {
         KernelPeer {

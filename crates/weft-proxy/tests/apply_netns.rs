@@ -534,39 +534,13 @@ fn nft_netlink_elements_are_the_words_libnftables_sends() {
             assert!(want.len() > 3, "{want:?}");
             let mut text = String::new();
             batch.finish_into(&r.target(), &mut text);
-            let o = sh_in(
-                &ns,
-                "nft",
-                &["--debug=netlink", "--check", "-f", "-"],
-                &text,
-            );
+            let check = ["--debug=netlink", "--check", "-f", "-"];
+            let o = weft_firewall::apply::run("nft", &check, Some(&text)).expect("nft checks it");
             assert_eq!(debug_lines(&o), want, "family v6={v6}:\n{text}");
         }
         cleanup().expect("cleanup");
     })
     .expect("in netns");
-}
-
-/// `program args` in `ns` with `stdin`: its stdout.
-fn sh_in(ns: &str, program: &str, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, program])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("nft runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("written");
-    let o = child.wait_with_output().expect("nft ends");
-    assert!(o.status.success(), "{program} {args:?} failed");
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// `(set, element line)` of `nft --debug=netlink` output, sorted.

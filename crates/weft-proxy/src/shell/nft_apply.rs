@@ -154,7 +154,7 @@ const ELEMENTS_PER_LOAD: usize = 100_000;
 /// The element changes of `batch` for `table` as netlink batches of at
 /// most `per_batch` elements, each handed to `send` when full: deletions
 /// first, then additions, as the text would have them.
-pub fn element_batches(
+fn element_batches(
     family: u8,
     table: &str,
     batch: &NftBatch,
