@@ -10,10 +10,10 @@
 use libfuzzer_sys::fuzz_target;
 use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames};
 use weft_core::kube_node::proto::{
-    decode_object, ListDecoder, ListItem, WatchDecoder, MAX_LIST_ITEMS,
+    decode_object, ListDecoder, ListItem, Node, WatchDecoder, MAX_LIST_ITEMS,
 };
 
-fn list(bytes: &[u8], chunk: usize) -> Result<Vec<ListItem>, String> {
+fn list(bytes: &[u8], chunk: usize) -> Result<Vec<ListItem<Node>>, String> {
     let mut d = ListDecoder::default();
     let mut out = Vec::new();
     for c in bytes.chunks(chunk.max(1)) {
@@ -36,13 +36,13 @@ fuzz_target!(|data: &[u8]| {
             let cut = list(bytes, chunk);
             if let (Ok(a), Ok(b)) = (&whole, &cut) {
                 assert_eq!(a, b, "chunking changed the items");
-                let nodes = a.iter().filter(|i| matches!(i, ListItem::Node(_))).count();
+                let nodes = a.iter().filter(|i| matches!(i, ListItem::Item(_))).count();
                 assert!(nodes <= MAX_LIST_ITEMS);
             }
             // what the agent does with each Node read
             let names = AnnotationNames::new("flannel.alpha.coreos.com").expect("default prefix");
             for item in whole.into_iter().flatten() {
-                if let ListItem::Node(n) = item {
+                if let ListItem::Item(n) = item {
                     let v = n.view();
                     let _ = pod_cidrs(&v);
                     let _ = names.lease_of(&v, true, true);

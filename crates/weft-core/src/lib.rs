@@ -9,6 +9,7 @@ pub mod config;
 pub mod docker_opts;
 pub mod duration;
 pub mod kube_node;
+pub mod kube_proto;
 pub mod lease;
 pub mod mac;
 pub mod plan;

@@ -1,8 +1,11 @@
 //! What every weft component that talks to the Kubernetes API shares: a
 //! client built from a kubeconfig and/or API URL (else the in-cluster
 //! service account), errors turned into one line of words, and the
-//! retry backoff of its watches. Used by the proxy's Kubernetes source
-//! and the agent's `-kube-subnet-mgr` lease source.
+//! retry backoff of its watches, and one kind followed (listed, then
+//! watched) in protobuf ([`follow`]). Used by the proxy's Kubernetes
+//! source and the agent's `-kube-subnet-mgr` lease source.
+
+pub mod follow;
 
 use std::path::Path;
 use std::time::Duration;

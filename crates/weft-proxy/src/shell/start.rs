@@ -125,8 +125,9 @@ pub async fn start(source: &SourceOptions, node: &NodeOptions) -> anyhow::Result
                     "no --cluster-cidr: off-cluster sources to cluster IPs are not masqueraded"
                 );
             }
+            // the listings start first: they take longest
+            tokio::spawn(source::kubernetes::run(client.clone(), tx));
             ips = node_ips(node, Some(&client)).await;
-            tokio::spawn(source::kubernetes::run(client, tx));
         }
     }
     let host = HostSettings {

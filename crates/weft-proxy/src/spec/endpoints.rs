@@ -78,23 +78,112 @@ pub struct EndpointSet {
     pub ports: Vec<EndpointPort>,
 }
 
+/// A field's value as it was read: a JSON value (its type still to be
+/// checked), or already typed (protobuf: the decoder checked the type).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Leaf<'v> {
+    Json(&'v Value),
+    Str(&'v str),
+    Bool(bool),
+    Int(i64),
+    Strs(&'v [String]),
+}
+
+impl Leaf<'_> {
+    /// The error of a typed leaf read as another type (a JSON leaf's type
+    /// is checked by [`Fields`]).
+    fn typed_as(self, wanted: &str) -> String {
+        let got = match self {
+            Leaf::Json(_) => "a JSON value",
+            Leaf::Str(_) => "a string",
+            Leaf::Bool(_) => "a boolean",
+            Leaf::Int(_) => "an integer",
+            Leaf::Strs(_) => "a list",
+        };
+        format!("expected {wanted}, got {got}")
+    }
+}
+
+/// An optional string leaf; the error's field is left for the caller.
+fn leaf_str<'v>(f: &Fields, v: Option<Leaf<'v>>) -> Result<Option<&'v str>, SpecError> {
+    match v {
+        None => Ok(None),
+        Some(Leaf::Json(j)) => f.str(Some(j), ""),
+        Some(Leaf::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(f.err("", other.typed_as("a string"))),
+    }
+}
+
+/// An optional boolean leaf.
+fn leaf_bool(f: &Fields, v: Option<Leaf<'_>>) -> Result<Option<bool>, SpecError> {
+    match v {
+        None => Ok(None),
+        Some(Leaf::Json(j)) => f.bool(Some(j), ""),
+        Some(Leaf::Bool(b)) => Ok(Some(b)),
+        Some(other) => Err(f.err("", other.typed_as("true or false"))),
+    }
+}
+
+/// An optional integer leaf in `lo..=hi`.
+fn leaf_int(f: &Fields, v: Option<Leaf<'_>>, lo: i64, hi: i64) -> Result<Option<i64>, SpecError> {
+    match v {
+        None => Ok(None),
+        Some(Leaf::Json(j)) => f.int(Some(j), "", lo, hi),
+        Some(Leaf::Int(i)) if (lo..=hi).contains(&i) => Ok(Some(i)),
+        Some(Leaf::Int(i)) => Err(f.err("", format!("{i} is out of range {lo}-{hi}"))),
+        Some(other) => Err(f.err("", other.typed_as(&format!("an integer {lo}-{hi}")))),
+    }
+}
+
+/// A list leaf's items.
+enum Items<'v> {
+    Json(&'v [Value]),
+    Strs(&'v [String]),
+}
+
+impl<'v> Items<'v> {
+    fn read(f: &Fields, v: Option<Leaf<'v>>) -> Result<Items<'v>, SpecError> {
+        match v {
+            None => Ok(Items::Strs(&[])),
+            Some(Leaf::Json(j)) => f.list(Some(j), "").map(Items::Json),
+            Some(Leaf::Strs(s)) => Ok(Items::Strs(s)),
+            Some(other) => Err(f.err("", other.typed_as("a list"))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Items::Json(a) => a.len(),
+            Items::Strs(a) => a.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<Leaf<'v>> {
+        match self {
+            Items::Json(a) => a.get(i).map(Leaf::Json),
+            Items::Strs(a) => a.get(i).map(|s| Leaf::Str(s)),
+        }
+    }
+}
+
 /// The fields of one endpoint, wherever they were read from (a JSON
-/// object, or the API watch's lean slice): each one `None` when absent.
+/// object, or the API watch's protobuf slice): each one `None` when
+/// absent.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct EndpointFields<'v> {
-    pub addresses: Option<&'v Value>,
-    pub ready: Option<&'v Value>,
-    pub serving: Option<&'v Value>,
-    pub terminating: Option<&'v Value>,
-    pub node_name: Option<&'v Value>,
+    pub addresses: Option<Leaf<'v>>,
+    pub ready: Option<Leaf<'v>>,
+    pub serving: Option<Leaf<'v>>,
+    pub terminating: Option<Leaf<'v>>,
+    pub node_name: Option<Leaf<'v>>,
 }
 
 /// The fields of one port, wherever they were read from.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PortFields<'v> {
-    pub name: Option<&'v Value>,
-    pub protocol: Option<&'v Value>,
-    pub port: Option<&'v Value>,
+    pub name: Option<Leaf<'v>>,
+    pub protocol: Option<Leaf<'v>>,
+    pub port: Option<Leaf<'v>>,
 }
 
 /// Who a slice belongs to: its Service (the label, or else the slice's
@@ -103,7 +192,7 @@ pub(crate) struct SliceHead<'v> {
     pub service: &'v str,
     pub from_label: bool,
     pub namespace: &'v str,
-    pub address_type: Option<&'v Value>,
+    pub address_type: Option<Leaf<'v>>,
 }
 
 impl SliceHead<'_> {
@@ -131,7 +220,7 @@ impl EndpointSet {
             service: label.unwrap_or(slice_name),
             from_label: label.is_some(),
             namespace,
-            address_type: v.get("addressType"),
+            address_type: v.get("addressType").map(Leaf::Json),
         };
         let f = head.fields(origin);
         f.str(meta.and_then(|m| m.get("name")), "metadata.name")?;
@@ -148,22 +237,22 @@ impl EndpointSet {
             .iter()
             .map(|e| {
                 let conditions = e.get("conditions");
-                let condition = |name: &str| conditions.and_then(|c| c.get(name));
+                let condition = |name: &str| conditions.and_then(|c| c.get(name)).map(Leaf::Json);
                 EndpointFields {
-                    addresses: e.get("addresses"),
+                    addresses: e.get("addresses").map(Leaf::Json),
                     ready: condition("ready"),
                     serving: condition("serving"),
                     terminating: condition("terminating"),
-                    node_name: e.get("nodeName"),
+                    node_name: e.get("nodeName").map(Leaf::Json),
                 }
             })
             .collect();
         let ports: Vec<PortFields> = ports
             .iter()
             .map(|p| PortFields {
-                name: p.get("name"),
-                protocol: p.get("protocol"),
-                port: p.get("port"),
+                name: p.get("name").map(Leaf::Json),
+                protocol: p.get("protocol").map(Leaf::Json),
+                port: p.get("port").map(Leaf::Json),
             })
             .collect();
         EndpointSet::from_fields(&f, &head, &endpoints, &ports)
@@ -183,7 +272,7 @@ impl EndpointSet {
         };
         check_dns_label(head.service).map_err(|m| f.err(service_field, m))?;
         check_dns_label(head.namespace).map_err(|m| f.err("metadata.namespace", m))?;
-        let family = match f.str(head.address_type, "addressType")? {
+        let family = match at(leaf_str(f, head.address_type), || "addressType".into())? {
             None => None,
             Some("IPv4") => Some(false),
             Some("IPv6") => Some(true),
@@ -277,20 +366,20 @@ fn read_endpoint(
     out: &mut Vec<Endpoint>,
 ) -> Result<(), SpecError> {
     let path = |field: &str| format!("endpoints[{i}].{field}");
-    let addrs = at(f.list(e.addresses, ""), || path("addresses"))?;
-    if addrs.is_empty() {
+    let addrs = at(Items::read(f, e.addresses), || path("addresses"))?;
+    if addrs.len() == 0 {
         return Err(f.err(&path("addresses"), "at least one address is required"));
     }
-    let condition = |v: Option<&Value>, name: &str, default: bool| {
-        at(f.bool(v, ""), || path(&format!("conditions.{name}"))).map(|v| v.unwrap_or(default))
+    let condition = |v: Option<Leaf>, name: &str, default: bool| {
+        at(leaf_bool(f, v), || path(&format!("conditions.{name}"))).map(|v| v.unwrap_or(default))
     };
     let ready = condition(e.ready, "ready", true)?;
     let serving = condition(e.serving, "serving", true)?;
     let terminating = condition(e.terminating, "terminating", false)?;
-    let node = at(f.str(e.node_name, ""), || path("nodeName"))?.map(node_name);
-    for (j, a) in addrs.iter().enumerate() {
+    let node = at(leaf_str(f, e.node_name), || path("nodeName"))?.map(node_name);
+    for j in 0..addrs.len() {
         let address = || path(&format!("addresses[{j}]"));
-        let s = at(f.str(Some(a), ""), address)?.unwrap_or("");
+        let s = at(leaf_str(f, addrs.get(j)), address)?.unwrap_or("");
         let ip: IpAddr = s
             .parse()
             .map_err(|_| f.err(&address(), format!("{s:?} is not an IP address")))?;
@@ -315,19 +404,20 @@ fn read_endpoint(
 
 /// Checks port `i`.
 fn read_port(f: &Fields, i: usize, p: &PortFields<'_>) -> Result<EndpointPort, SpecError> {
-    let at = |field: &str| format!("ports[{i}].{field}");
-    let name = f.str(p.name, &at("name"))?.unwrap_or("").to_string();
+    let path = |field: &str| format!("ports[{i}].{field}");
+    let name = at(leaf_str(f, p.name), || path("name"))?
+        .unwrap_or("")
+        .to_string();
     if !name.is_empty() {
-        check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+        check_dns_label(&name).map_err(|m| f.err(&path("name"), m))?;
     }
-    let protocol = match f.str(p.protocol, &at("protocol"))? {
+    let protocol = match at(leaf_str(f, p.protocol), || path("protocol"))? {
         None => Protocol::Tcp,
         Some(s) => Protocol::parse(s)
-            .ok_or_else(|| f.err(&at("protocol"), format!("{s:?} is not TCP, UDP or SCTP")))?,
+            .ok_or_else(|| f.err(&path("protocol"), format!("{s:?} is not TCP, UDP or SCTP")))?,
     };
-    let port = f
-        .int(p.port, &at("port"), 1, 65535)?
-        .ok_or_else(|| f.err(&at("port"), "missing"))? as u16;
+    let port = at(leaf_int(f, p.port, 1, 65535), || path("port"))?
+        .ok_or_else(|| f.err(&path("port"), "missing"))? as u16;
     Ok(EndpointPort {
         name,
         protocol,

@@ -5,9 +5,9 @@
 //! Everything here is pure: text in, typed values or a one-line error naming
 //! the field out.
 
-pub mod api_slice;
 mod endpoints;
 mod fields;
+pub mod proto_slice;
 mod service;
 
 pub use endpoints::{node_name, Endpoint, EndpointPort, EndpointSet, NodeName};

@@ -8,7 +8,6 @@
 //! `kube-subnet-manager: "true"` ([`watch`]).
 
 mod announce;
-mod list_watch;
 pub mod node;
 mod watch;
 
@@ -23,8 +22,10 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio::time::sleep;
 use weft_core::config::NetConfig;
+use weft_core::kube_node::proto::{Node, NodeKind};
 use weft_core::lease::{LeaseAttrs, LeaseKey};
 use weft_core::MacAddr;
+use weft_kube::follow::{Collection, Signal};
 use weft_kube::{is_not_found, words, FlagNames, Retry};
 
 use self::node::LeaseNode;
@@ -39,11 +40,21 @@ const FLAGS: FlagNames = FlagNames {
     alternative: "",
 };
 
+/// Every Node, listed then watched in protobuf.
+fn follow_nodes(client: Client) -> mpsc::Receiver<Signal<Node>> {
+    let nodes = Collection {
+        path: "/api/v1/nodes",
+        what: "Nodes",
+        labels: "",
+    };
+    weft_kube::follow::spawn::<NodeKind>(client, nodes)
+}
+
 pub struct KubeSource {
     nodes: Api<LeaseNode>,
     /// Every Node, followed from the moment the source opens: the list is
     /// on its way while the data path is set up.
-    events: Option<mpsc::Receiver<list_watch::Signal>>,
+    events: Option<mpsc::Receiver<Signal<Node>>>,
     /// This host's Node.
     name: String,
     names: AnnotationNames,
@@ -78,7 +89,7 @@ impl KubeSource {
         let name = node_name(&client).await?;
         let nodes: Api<LeaseNode> = Api::all(client);
         let node = read_node(&nodes, &name).await?;
-        let events = Some(list_watch::spawn(nodes.clone().into_client()));
+        let events = Some(follow_nodes(nodes.clone().into_client()));
         tracing::info!(node = %name, prefix = %options.annotation_prefix, "leases from the Kubernetes API (Node annotations)");
         Ok(KubeSource {
             nodes,

@@ -1,4 +1,4 @@
-//! What the agent does with every Node ([`super::list_watch`]: a list,
+//! What the agent does with every Node ([`weft_kube::follow`]: a list,
 //! then a watch from its resourceVersion). Each Node is turned into a lease as it
 //! arrives and the Node itself dropped; between watch events nothing per
 //! Node is kept here but the names of unreadable ones (a listing holds
@@ -12,13 +12,13 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, Notify};
 use weft_core::lease::{Lease, LeaseKey};
 
-use super::list_watch::{self, NodeEvent as Event};
-use super::KubeSource;
+use super::{follow_nodes, KubeSource};
 use crate::source::claims::Claims;
 use crate::source::{Change, Update};
 use crate::Never;
 use weft_core::kube_node::annotations::{pod_cidrs, AnnotationNames, NodeView};
 use weft_core::kube_node::proto::Node;
+use weft_kube::follow::Event;
 
 impl KubeSource {
     /// Sends every managed Node's lease, then each change, until a fatal
@@ -31,7 +31,7 @@ impl KubeSource {
     ) -> Result<Never> {
         let mut events = match self.events.take() {
             Some(events) => events,
-            None => list_watch::spawn(self.nodes.clone().into_client()),
+            None => follow_nodes(self.nodes.clone().into_client()),
         };
         let mut building: Option<Vec<(String, Lease)>> = None;
         let mut claims = Claims::new(&self.name, own);
@@ -263,7 +263,7 @@ fn removed(n: &Node, own: &LeaseKey) -> Option<LeaseKey> {
     key.primary().map(|_| key)
 }
 
-fn event_name(ev: &Event) -> String {
+fn event_name(ev: &Event<Node>) -> String {
     match ev {
         Event::Init => "init".into(),
         Event::InitApply(n) => format!("listed {}", n.name()),

@@ -10,7 +10,7 @@ const DELETED_BOOKMARK: &[u8] = include_bytes!("../testdata/watch-delete-bookmar
 const GONE: &[u8] = include_bytes!("../testdata/watch-gone.pb");
 const NOT_FOUND: &[u8] = include_bytes!("../testdata/not-found.pb");
 
-fn list_in_chunks(bytes: &[u8], chunk: usize) -> (Vec<ListItem>, bool) {
+fn list_in_chunks(bytes: &[u8], chunk: usize) -> (Vec<ListItem<Node>>, bool) {
     let mut d = ListDecoder::default();
     let mut items = Vec::new();
     for c in bytes.chunks(chunk) {
@@ -33,7 +33,7 @@ fn a_list_gives_its_version_then_each_node_however_it_is_cut() {
         assert!(complete, "chunks of {chunk}");
         assert_eq!(items.len(), 4, "chunks of {chunk}");
         assert_eq!(items[0], ListItem::Version("5262".into()));
-        let ListItem::Node(peer) = &items[2] else {
+        let ListItem::Item(peer) = &items[2] else {
             panic!("a Node")
         };
         assert_eq!(name(peer), "peer-0");
@@ -78,7 +78,7 @@ fn watch_frames_give_modified_deleted_bookmark() {
     }
     let ev = d.next_event().expect("decodes").expect("an event");
     assert_eq!(ev.kind, "MODIFIED");
-    let Object::Node(n) = ev.object else {
+    let Object::Item(n) = ev.object else {
         panic!("a Node")
     };
     assert_eq!(name(&n), "peer-7");
@@ -93,7 +93,7 @@ fn watch_frames_give_modified_deleted_bookmark() {
     d.push(DELETED_BOOKMARK);
     let deleted = d.next_event().expect("decodes").expect("an event");
     assert_eq!(deleted.kind, "DELETED");
-    let Object::Node(n) = deleted.object else {
+    let Object::Item(n) = deleted.object else {
         panic!("a Node")
     };
     assert_eq!(name(&n), "peer-4999");
@@ -103,7 +103,7 @@ fn watch_frames_give_modified_deleted_bookmark() {
     );
     let bookmark = d.next_event().expect("decodes").expect("an event");
     assert_eq!(bookmark.kind, "BOOKMARK");
-    let Object::Node(b) = bookmark.object else {
+    let Object::Item(b) = bookmark.object else {
         panic!("a Node")
     };
     assert_eq!(b.resource_version(), "5266");
@@ -205,14 +205,14 @@ fn a_list_is_capped_in_nodes_and_bytes() {
         d.push(bytes);
         let mut n = 0;
         while let Some(item) = d.next_item()? {
-            n += matches!(item, ListItem::Node(_)) as usize;
+            n += matches!(item, ListItem::Item(_)) as usize;
         }
         Ok(n)
     };
     assert_eq!(count(&empty_nodes(MAX_LIST_ITEMS)), Ok(MAX_LIST_ITEMS));
     assert_eq!(
         count(&empty_nodes(MAX_LIST_ITEMS + 1)),
-        Err(format!("a Node list of more than {MAX_LIST_ITEMS} Nodes"))
+        Err(format!("more than {MAX_LIST_ITEMS} Nodes in one list"))
     );
     // a list declaring more bytes than allowed is refused before any arrive
     let mut huge = b"k8s\0\x12".to_vec();

@@ -5,12 +5,18 @@
 //! watcher, retrying within 5 s), and kube-proxy's label selector, which leaves out objects of
 //! another service proxy and the slices of headless Services.
 //!
-//! API objects go through the same validation as weft's own store (their
-//! JSON is parsed by [`crate::spec`]), so a bad one is one logged line
-//! naming the field and is skipped (the last good version stays). A
-//! Service's slices are kept together ([`super::slices`]) and merged per
-//! port by the planner. ExternalName Services need no rules and are left
-//! out.
+//! EndpointSlices, where the volume is (a 250,000-endpoint cluster's
+//! listing; every endpoint change), are listed and watched in protobuf
+//! ([`weft_kube::follow`], [`crate::spec::proto_slice`]), as kube-proxy
+//! asks for them; Services through kube-runtime's watcher, listed from
+//! the API server's watch cache (`resourceVersion=0`) as client-go's
+//! informers list.
+//!
+//! API objects go through the same validation as weft's own store, so a
+//! bad one is one logged line naming the field and is skipped (the last
+//! good version stays). A Service's slices are kept together
+//! ([`super::slices`]) and merged per port by the planner. ExternalName
+//! Services need no rules and are left out.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -26,10 +32,11 @@ use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use super::slices::Slices;
-use super::watched_slice::WatchedSlice;
 use super::Change;
 use crate::plan::catalog::Catalog;
+use crate::spec::proto_slice::{ProtoSlice, SliceKind};
 use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
+use weft_kube::follow::{self, Collection};
 
 /// kube-proxy's selector for both watches.
 pub const LABEL_SELECTOR: &str =
@@ -106,15 +113,23 @@ impl State {
     }
 }
 
+/// Every EndpointSlice kube-proxy would see.
+const SLICES: Collection = Collection {
+    path: "/apis/discovery.k8s.io/v1/endpointslices",
+    what: "EndpointSlices",
+    labels: LABEL_SELECTOR,
+};
+
 /// Runs until the receiver is gone.
 pub async fn run(client: Client, tx: Sender<Change>) {
-    let config = watcher::Config::default().labels(LABEL_SELECTOR);
+    // listed from the watch cache in one answer, as client-go's informers
+    let mut config = watcher::Config::default()
+        .labels(LABEL_SELECTOR)
+        .any_semantic();
+    config.page_size = None;
     let services: Api<ApiService> = Api::all(client.clone());
-    let slices: Api<WatchedSlice> = Api::all(client);
-    let mut service_events = watcher(services, config.clone())
-        .backoff(Retry::default())
-        .boxed();
-    let mut slice_events = watcher(slices, config).backoff(Retry::default()).boxed();
+    let mut service_events = watcher(services, config).backoff(Retry::default()).boxed();
+    let mut slice_events = follow::spawn::<SliceKind>(client, SLICES);
     let mut state = State::default();
     let mut failing = false;
     loop {
@@ -122,9 +137,9 @@ pub async fn run(client: Client, tx: Sender<Change>) {
             ev = service_events.next() => match ev {
                 None => return,
                 Some(Ok(ev)) => on_service(&mut state, ev),
-                Some(Err(e)) => { report(&mut failing, "Services", &e); continue }
+                Some(Err(e)) => { report(&mut failing, "Services", &words(&e)); continue }
             },
-            ev = slice_events.next() => match ev {
+            ev = slice_events.recv() => match ev {
                 None => return,
                 Some(Ok(ev)) => on_slice(&mut state, ev),
                 Some(Err(e)) => { report(&mut failing, "EndpointSlices", &e); continue }
@@ -142,15 +157,12 @@ pub async fn run(client: Client, tx: Sender<Change>) {
     }
 }
 
-fn report(failing: &mut bool, what: &str, e: &watcher::Error) {
+fn report(failing: &mut bool, what: &str, e: &str) {
     if !*failing {
-        tracing::warn!(
-            "watching {what}: {}; retrying with backoff (rules stay in place)",
-            words(e)
-        );
+        tracing::warn!("watching {what}: {e}; retrying with backoff (rules stay in place)");
         *failing = true;
     } else {
-        tracing::debug!("watching {what}: {}", words(e));
+        tracing::debug!("watching {what}: {e}");
     }
 }
 
@@ -268,7 +280,14 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
     }
 }
 
-fn on_slice(state: &mut State, ev: Event<WatchedSlice>) -> Vec<Change> {
+/// The slice's trigger time; absent or unreadable (untrusted) is none.
+fn trigger_time(slice: &ProtoSlice) -> Option<std::time::SystemTime> {
+    let at: jiff::Timestamp = slice.trigger_time()?.parse().ok()?;
+    Some(std::time::SystemTime::from(at))
+}
+
+fn on_slice(state: &mut State, ev: follow::Event<ProtoSlice>) -> Vec<Change> {
+    use follow::Event;
     let side = &mut state.slices;
     let mut trigger = None;
     let touched = match ev {
@@ -286,7 +305,7 @@ fn on_slice(state: &mut State, ev: Event<WatchedSlice>) -> Vec<Change> {
         Event::InitApply(slice) => {
             let (ns, name) = slice.key();
             if let Some(b) = side.building.as_mut() {
-                match slice.into_endpoints() {
+                match slice.endpoints() {
                     Ok(Some(set)) => {
                         b.put(&ns, &name, set);
                     }
@@ -309,8 +328,8 @@ fn on_slice(state: &mut State, ev: Event<WatchedSlice>) -> Vec<Change> {
         }
         Event::Apply(slice) => {
             let (ns, name) = slice.key();
-            trigger = slice.trigger_time();
-            match slice.into_endpoints() {
+            trigger = trigger_time(&slice);
+            match slice.endpoints() {
                 Ok(Some(set)) => side.live.put(&ns, &name, set),
                 Ok(None) => side.live.remove(&ns, &name).into_iter().collect(),
                 Err(e) => {

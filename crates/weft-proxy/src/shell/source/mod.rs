@@ -12,7 +12,6 @@
 pub mod etcd;
 pub mod kubernetes;
 pub mod slices;
-pub mod watched_slice;
 
 use crate::plan::catalog::Catalog;
 use crate::spec::{EndpointSet, Object, Service, ServiceName};
