@@ -188,13 +188,28 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
     for mode in a.modes {
         let mut row = BTreeMap::new();
         let mut floor = Floors::default();
+        let mut oracle = None;
         for who in wanted(a.proxies) {
             octet += 1;
             let mut run = start_proxy(&mut lab, &api, who, mode, octet)?;
             let json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
+            let both = a.proxies.len() > 1;
+            if who == Who::KubeProxy
+                && both
+                && mode != "nftables"
+                && json["cold_start_ms"].is_number()
+            {
+                octet += 1;
+                oracle = Some(iptables_oracle(
+                    &mut lab, &api, &run, mode, octet, &size, a,
+                )?);
+            }
             run.stop();
             print_row(mode, who, &json, floor.text.filter(|_| who == Who::Weft));
             row.insert(who.name(), json);
+        }
+        if let Some(o) = &oracle {
+            println!("{mode:>15} oracle: {}", o["summary"].as_str().unwrap_or(""));
         }
         if let Some((objects, elements)) = floor.netlink {
             println!(
@@ -207,10 +222,57 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
             "mode": mode, "services": n, "endpoints": total, "floor_ms": floor.text,
             "floor_netlink_ms": floor.netlink.map(|(o, e)| o + e),
             "weft": row.get("weft"), "kube_proxy": row.get("kube-proxy"),
+            "oracle": oracle,
         }));
     }
     drop(api);
     Ok(serde_json::Value::Array(rows))
+}
+
+/// The iptables oracle at this size: a second weft started beside the
+/// running kube-proxy, once it holds every Service, both hosts'
+/// `iptables-save` compared chain by chain (kube-proxy's chains that no
+/// rule reaches left out: it deletes them later, [`reachable`]) until
+/// equal or 120 s.
+///
+/// [`reachable`]: weft_lab::iptables_oracle::reachable
+fn iptables_oracle(
+    lab: &mut Lab,
+    api: &ApiServer,
+    kube: &Running,
+    mode: &str,
+    octet: u8,
+    size: &Size,
+    a: &ScaleArgs,
+) -> Result<serde_json::Value> {
+    use weft_lab::iptables_oracle::{chains, difference, reachable, rule_count};
+    let tool = if mode == "iptables-legacy" {
+        "iptables-legacy-save"
+    } else {
+        "iptables-save"
+    };
+    let mut weft = start_proxy(lab, api, Who::Weft, mode, octet)?;
+    let ready = weft.until_rules(mode, size.n + 1, a.timeout)?;
+    let started = Instant::now();
+    let (equal, rules, diff) = loop {
+        let k = reachable(&chains(&kube.host.ns, tool)?);
+        let w = chains(&weft.host.ns, tool)?;
+        let diff = difference(&k, &w);
+        if ready.is_none() || diff.is_empty() || started.elapsed() > Duration::from_secs(120) {
+            break (ready.is_some() && diff.is_empty(), rule_count(&k), diff);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    weft.stop();
+    let summary = if equal {
+        format!("kube-proxy's and weft's KUBE-* rules are equal ({rules} rules, {tool})")
+    } else if ready.is_none() {
+        "weft did not finish its first sync".to_string()
+    } else {
+        let head: Vec<&str> = diff.lines().take(20).collect();
+        format!("the rules DIFFER ({tool}):\n{}", head.join("\n"))
+    };
+    Ok(serde_json::json!({"equal": equal, "rules": rules, "tool": tool, "summary": summary}))
 }
 
 /// The floors of one size and mode: `nft -f` / `iptables-restore` of the

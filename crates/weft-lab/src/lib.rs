@@ -14,6 +14,7 @@ mod echo;
 mod etcd;
 mod image;
 pub mod interrupt;
+pub mod iptables_oracle;
 mod kit;
 #[cfg(feature = "peers")]
 pub mod kube_cluster;

@@ -12,30 +12,19 @@
 //!
 //! Both run from one KubeProxyConfiguration file (`--config`), as a
 //! kube-proxy DaemonSet's ConfigMap would give them, and both take the
-//! node's address from its Node object. Deliberate differences are listed
-//! in [`IGNORED_CHAINS`].
+//! node's address from its Node object. The comparison and its deliberate
+//! differences are `weft_lab::iptables_oracle`'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use weft_lab::iptables_oracle::{chains, difference, reachable};
 use weft_lab::{sh, Host, Lab, Proc};
 
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const NODE: &str = "node-a";
 const CLUSTER_CIDR: &str = "172.30.0.0/16";
-
-/// Chains only kube-proxy makes, on purpose: its iptables monitor's canary
-/// (weft checks its own entry points instead: `weft_proxy::shell::canary`).
-const IGNORED_CHAINS: [&str; 1] = ["KUBE-PROXY-CANARY"];
-
-/// Chains whose rule order kube-proxy leaves to Go's map iteration.
-const UNORDERED: [&str; 4] = [
-    "KUBE-SERVICES",
-    "KUBE-NODEPORTS",
-    "KUBE-EXTERNAL-SERVICES",
-    "KUBE-PROXY-FIREWALL",
-];
 
 /// One EndpointSlice: `(address, node, ready, serving, terminating)`.
 fn slice(
@@ -511,114 +500,6 @@ fn ingress(api: &weft_lab::ApiServer) {
     }
 }
 
-/// `iptables-save` (or `ip6tables-save`) of `host`, normalised: per
-/// `table/chain`, its rules without counters; KUBE-* chains whole, built-in
-/// chains only their jumps into KUBE-* chains.
-fn rules(host: &Host, tool: &str) -> BTreeMap<String, Vec<String>> {
-    let out = sh("ip", &["netns", "exec", &host.ns, tool]).expect("iptables-save");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut table = String::new();
-    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = t.to_string();
-        } else if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split(' ').next().unwrap_or_default();
-            if name.starts_with("KUBE-") && !IGNORED_CHAINS.contains(&name) {
-                chains.entry(format!("{table}/{name}")).or_default();
-            }
-        } else if let Some(rule) = line.strip_prefix("-A ") {
-            let (chain, rest) = rule.split_once(' ').unwrap_or((rule, ""));
-            let target = rest.rsplit("-j ").next().unwrap_or_default();
-            let ours = chain.starts_with("KUBE-") && !IGNORED_CHAINS.contains(&chain);
-            let jump = target.starts_with("KUBE-")
-                && !IGNORED_CHAINS.iter().any(|c| target.starts_with(c));
-            if ours || jump {
-                chains
-                    .entry(format!("{table}/{chain}"))
-                    .or_default()
-                    .push(normalize(rest));
-            }
-        }
-    }
-    for (name, rules) in chains.iter_mut() {
-        let chain = name.split_once('/').map(|(_, c)| c).unwrap_or_default();
-        if UNORDERED.contains(&chain) {
-            // the node-ports jump stays last in nat KUBE-SERVICES
-            let last = rules
-                .iter()
-                .position(|r| r.contains("NOTE: this must be the last rule"))
-                .map(|i| rules.remove(i));
-            rules.sort();
-            rules.extend(last);
-        }
-    }
-    chains
-}
-
-/// Probabilities to 5 decimals (iptables-save prints the kernel's 32-bit
-/// fraction with 11; both proxies write `%0.10f`, which rounds alike).
-fn normalize(rule: &str) -> String {
-    let mut out = Vec::new();
-    let mut words = rule.split(' ').peekable();
-    while let Some(w) = words.next() {
-        out.push(w.to_string());
-        if w == "--probability" {
-            if let Some(p) = words.next() {
-                let v: f64 = p.parse().unwrap_or(-1.0);
-                out.push(format!("{v:.5}"));
-            }
-        }
-    }
-    out.join(" ")
-}
-
-/// A readable difference of two rule sets (chains missing on either side,
-/// then rules that differ per chain).
-fn difference(
-    kube: &BTreeMap<String, Vec<String>>,
-    weft: &BTreeMap<String, Vec<String>>,
-) -> String {
-    let mut out = String::new();
-    for (name, k) in kube {
-        match weft.get(name) {
-            None => out.push_str(&format!("only kube-proxy has {name}: {k:#?}\n")),
-            Some(w) if w != k => {
-                out.push_str(&format!("{name} differs:\n"));
-                let (mut i, mut j) = (0, 0);
-                while i < k.len() || j < w.len() {
-                    match (k.get(i), w.get(j)) {
-                        (Some(a), Some(b)) if a == b => {
-                            i += 1;
-                            j += 1;
-                        }
-                        (Some(a), _) if !w[j..].contains(a) => {
-                            out.push_str(&format!("  kube-proxy: {a}\n"));
-                            i += 1;
-                        }
-                        (_, Some(b)) => {
-                            out.push_str(&format!("  weft:       {b}\n"));
-                            j += 1;
-                        }
-                        (Some(a), None) => {
-                            out.push_str(&format!("  kube-proxy: {a}\n"));
-                            i += 1;
-                        }
-                        (None, None) => break,
-                    }
-                }
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, w) in weft {
-        if !kube.contains_key(name) {
-            out.push_str(&format!("only weft has {name}: {w:#?}\n"));
-        }
-    }
-    out
-}
-
 struct Side<'a> {
     host: &'a Host,
 }
@@ -645,7 +526,10 @@ fn converge(what: &str, marker: &str, kube: Side, weft: Side, logs: &dyn Fn() ->
     loop {
         let mut diff = String::new();
         for tool in ["iptables-save", "ip6tables-save"] {
-            let (k, w) = (rules(kube.host, tool), rules(weft.host, tool));
+            let (k, w) = (
+                reachable(&chains(&kube.host.ns, tool).expect(tool)),
+                chains(&weft.host.ns, tool).expect(tool),
+            );
             let d = difference(&k, &w);
             if !d.is_empty() {
                 diff.push_str(&format!("== {tool}\n{d}"));

@@ -122,11 +122,10 @@ const SLICES: Collection = Collection {
 
 /// Runs until the receiver is gone.
 pub async fn run(client: Client, tx: Sender<Change>) {
-    // listed from the watch cache in one answer, as client-go's informers
-    let mut config = watcher::Config::default()
+    // listed from the watch cache, as client-go's informers
+    let config = watcher::Config::default()
         .labels(LABEL_SELECTOR)
         .any_semantic();
-    config.page_size = None;
     let services: Api<ApiService> = Api::all(client.clone());
     let mut service_events = watcher(services, config).backoff(Retry::default()).boxed();
     let mut slice_events = follow::spawn::<SliceKind>(client, SLICES);
