@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod conntrack;
+mod endpoint_text;
 pub mod names;
 pub mod policy;
 
@@ -15,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use self::endpoint_text::EndpointText;
 use crate::spec::{EndpointSet, Protocol, Service, ServiceName, ServiceType};
 
 /// One service port: `ns/name:port` plus protocol.
@@ -77,7 +79,7 @@ pub struct EndpointPlan {
 impl EndpointPlan {
     /// `ip:port` as kube-proxy hashes and comments it (`[ip6]:port`).
     pub fn text(&self) -> String {
-        self.addr.to_string()
+        EndpointText::of(self.addr).as_str().to_string()
     }
 
     fn serving_terminating(&self) -> bool {
@@ -170,7 +172,7 @@ fn port_endpoints(
     v6: bool,
     node: &str,
 ) -> Vec<EndpointPlan> {
-    let mut by_text: BTreeMap<String, EndpointPlan> = BTreeMap::new();
+    let mut found: Vec<(EndpointText, EndpointPlan)> = Vec::new();
     for set in slices {
         for p in set
             .ports
@@ -186,14 +188,30 @@ fn port_endpoints(
                     serving: e.serving,
                     terminating: e.terminating,
                 };
-                let text = plan.text();
-                if !by_text.contains_key(&text) || !e.terminating {
-                    by_text.insert(text, plan);
-                }
+                found.push((EndpointText::of(plan.addr), plan));
             }
         }
     }
-    by_text.into_values().collect()
+    // by text, as kube-proxy; an address in several slices is the first
+    // one seen unless a later one is not terminating (a stable sort keeps
+    // them in the order seen)
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<EndpointPlan> = Vec::with_capacity(found.len());
+    let mut last = None;
+    for (text, plan) in found {
+        match out.last_mut() {
+            Some(kept) if last == Some(text) => {
+                if !plan.terminating {
+                    *kept = plan;
+                }
+            }
+            _ => {
+                out.push(plan);
+                last = Some(text);
+            }
+        }
+    }
+    out
 }
 
 /// The port plans of one service (none for headless or unallocated ones).

@@ -365,7 +365,9 @@ impl Proxy {
     }
 
     fn full_sync(&mut self) {
+        let planning = std::time::Instant::now();
         let plans = self.catalog.plan_all(&self.node);
+        let plan = planning.elapsed();
         let n = plans.len();
         let frontends = Frontends::of(&plans);
         match self.syncer.full(plans) {
@@ -373,7 +375,7 @@ impl Proxy {
                 let services = self.catalog.services.len();
                 self.stats.record(&r, services);
                 tracing::info!(
-                    "full sync: {services} services, {n} ports, {} bytes of rules, render {:?}, apply {:?}{}",
+                    "full sync: {services} services, {n} ports, {} bytes of rules, plan {plan:?}, render {:?}, apply {:?}{}",
                     r.bytes,
                     r.render,
                     r.apply,
