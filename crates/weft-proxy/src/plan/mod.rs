@@ -195,7 +195,7 @@ fn port_endpoints(
     // by text, as kube-proxy; an address in several slices is the first
     // one seen unless a later one is not terminating (a stable sort keeps
     // them in the order seen)
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort_by_key(|(text, _)| *text);
     let mut out: Vec<EndpointPlan> = Vec::with_capacity(found.len());
     let mut last = None;
     for (text, plan) in found {
