@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 
 use super::fields::{check_dns_label, metadata, Fields};
+use super::leaf::{leaf_bool, leaf_int, leaf_str, Items, Leaf};
 use super::service::Protocol;
 use super::{ServiceName, SpecError};
 
@@ -76,94 +77,6 @@ pub struct EndpointSet {
     pub service: ServiceName,
     pub endpoints: Vec<Endpoint>,
     pub ports: Vec<EndpointPort>,
-}
-
-/// A field's value as it was read: a JSON value (its type still to be
-/// checked), or already typed (protobuf: the decoder checked the type).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Leaf<'v> {
-    Json(&'v Value),
-    Str(&'v str),
-    Bool(bool),
-    Int(i64),
-    Strs(&'v [String]),
-}
-
-impl Leaf<'_> {
-    /// The error of a typed leaf read as another type (a JSON leaf's type
-    /// is checked by [`Fields`]).
-    fn typed_as(self, wanted: &str) -> String {
-        let got = match self {
-            Leaf::Json(_) => "a JSON value",
-            Leaf::Str(_) => "a string",
-            Leaf::Bool(_) => "a boolean",
-            Leaf::Int(_) => "an integer",
-            Leaf::Strs(_) => "a list",
-        };
-        format!("expected {wanted}, got {got}")
-    }
-}
-
-/// An optional string leaf; the error's field is left for the caller.
-fn leaf_str<'v>(f: &Fields, v: Option<Leaf<'v>>) -> Result<Option<&'v str>, SpecError> {
-    match v {
-        None => Ok(None),
-        Some(Leaf::Json(j)) => f.str(Some(j), ""),
-        Some(Leaf::Str(s)) => Ok(Some(s)),
-        Some(other) => Err(f.err("", other.typed_as("a string"))),
-    }
-}
-
-/// An optional boolean leaf.
-fn leaf_bool(f: &Fields, v: Option<Leaf<'_>>) -> Result<Option<bool>, SpecError> {
-    match v {
-        None => Ok(None),
-        Some(Leaf::Json(j)) => f.bool(Some(j), ""),
-        Some(Leaf::Bool(b)) => Ok(Some(b)),
-        Some(other) => Err(f.err("", other.typed_as("true or false"))),
-    }
-}
-
-/// An optional integer leaf in `lo..=hi`.
-fn leaf_int(f: &Fields, v: Option<Leaf<'_>>, lo: i64, hi: i64) -> Result<Option<i64>, SpecError> {
-    match v {
-        None => Ok(None),
-        Some(Leaf::Json(j)) => f.int(Some(j), "", lo, hi),
-        Some(Leaf::Int(i)) if (lo..=hi).contains(&i) => Ok(Some(i)),
-        Some(Leaf::Int(i)) => Err(f.err("", format!("{i} is out of range {lo}-{hi}"))),
-        Some(other) => Err(f.err("", other.typed_as(&format!("an integer {lo}-{hi}")))),
-    }
-}
-
-/// A list leaf's items.
-enum Items<'v> {
-    Json(&'v [Value]),
-    Strs(&'v [String]),
-}
-
-impl<'v> Items<'v> {
-    fn read(f: &Fields, v: Option<Leaf<'v>>) -> Result<Items<'v>, SpecError> {
-        match v {
-            None => Ok(Items::Strs(&[])),
-            Some(Leaf::Json(j)) => f.list(Some(j), "").map(Items::Json),
-            Some(Leaf::Strs(s)) => Ok(Items::Strs(s)),
-            Some(other) => Err(f.err("", other.typed_as("a list"))),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Items::Json(a) => a.len(),
-            Items::Strs(a) => a.len(),
-        }
-    }
-
-    fn get(&self, i: usize) -> Option<Leaf<'v>> {
-        match self {
-            Items::Json(a) => a.get(i).map(Leaf::Json),
-            Items::Strs(a) => a.get(i).map(|s| Leaf::Str(s)),
-        }
-    }
 }
 
 /// The fields of one endpoint, wherever they were read from (a JSON

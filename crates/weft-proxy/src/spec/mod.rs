@@ -7,6 +7,7 @@
 
 mod endpoints;
 mod fields;
+mod leaf;
 pub mod proto_slice;
 mod service;
 

@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use prost::Message;
 use weft_core::kube_proto::{self, ProtoKind};
 
-use super::endpoints::{EndpointFields, Leaf, PortFields, SliceHead, SERVICE_NAME_LABEL};
+use super::endpoints::{EndpointFields, PortFields, SliceHead, SERVICE_NAME_LABEL};
+use super::leaf::Leaf;
 use super::{EndpointSet, SpecError};
 
 /// The annotation the EndpointSlice controller sets to the time of the

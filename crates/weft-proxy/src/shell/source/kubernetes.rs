@@ -1,9 +1,10 @@
 //! The Kubernetes API as a source: Services and `discovery.k8s.io/v1`
 //! EndpointSlices watched the way kube-proxy watches them — list, then
 //! watch from the list's resourceVersion with bookmarks, a fresh list when
-//! the version is gone (`410 Gone`), reconnects with backoff (kube-runtime's
-//! watcher, retrying within 5 s), and kube-proxy's label selector, which leaves out objects of
-//! another service proxy and the slices of headless Services.
+//! the version is gone (`410 Gone`), reconnects with backoff (retrying
+//! within 5 s, [`weft_kube::Retry`]), and kube-proxy's label selector,
+//! which leaves out objects of another service proxy and the slices of
+//! headless Services.
 //!
 //! EndpointSlices, where the volume is (a 250,000-endpoint cluster's
 //! listing; every endpoint change), are listed and watched in protobuf
