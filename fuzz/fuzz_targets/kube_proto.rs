@@ -1,6 +1,7 @@
-//! The agent's decoder of the API server's protobuf Nodes
-//! (`weft_core::kube_node::proto`): a list streamed in chunks, watch
-//! frames, one enveloped object. Input: the first byte picks what the rest
+//! The decoder of the API server's protobuf lists and watches
+//! (`weft_core::kube_proto`, shared by every kind), through the agent's
+//! Node kind (`weft_core::kube_node::proto`): a list streamed in chunks,
+//! watch frames, one enveloped object. Input: the first byte picks what the rest
 //! is and how it is cut into the chunks a socket would deliver.
 //!
 //! What must hold: no panic; the same bytes give the same items whatever

@@ -42,12 +42,20 @@ pub struct Collection {
 impl Collection {
     /// The collection's URI with `query` and the label selector.
     fn uri(&self, query: &str) -> String {
-        let mut uri = format!("{}?{query}", self.path);
-        if !self.labels.is_empty() {
-            uri.push_str("&labelSelector=");
-            uri.extend(form_urlencoded::byte_serialize(self.labels.as_bytes()));
+        let mut params: Vec<String> = Vec::new();
+        if !query.is_empty() {
+            params.push(query.to_string());
         }
-        uri
+        if !self.labels.is_empty() {
+            let selector: String =
+                form_urlencoded::byte_serialize(self.labels.as_bytes()).collect();
+            params.push(format!("labelSelector={selector}"));
+        }
+        if params.is_empty() {
+            self.path.to_string()
+        } else {
+            format!("{}?{}", self.path, params.join("&"))
+        }
     }
 }
 
@@ -336,7 +344,16 @@ mod tests {
             what: "Nodes",
             labels: "",
         };
-        assert_eq!(nodes.uri(""), "/api/v1/nodes?");
+        assert_eq!(nodes.uri(""), "/api/v1/nodes");
+        assert_eq!(
+            nodes.uri("resourceVersion=0"),
+            "/api/v1/nodes?resourceVersion=0"
+        );
+        assert_eq!(
+            slices.uri(""),
+            "/apis/discovery.k8s.io/v1/endpointslices?labelSelector=\
+             %21service.kubernetes.io%2Fservice-proxy-name%2C%21service.kubernetes.io%2Fheadless"
+        );
     }
 
     #[test]

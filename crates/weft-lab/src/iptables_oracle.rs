@@ -139,12 +139,23 @@ pub fn difference(
     out
 }
 
-/// `chains` without the KUBE-* chains that no rule reaches from a
+/// The prefixes of the per-service chains whose deletion kube-proxy
+/// defers (its `isServiceChainName`).
+const SERVICE_CHAINS: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-SEP-",
+    "KUBE-FW-",
+    "KUBE-EXT-",
+];
+
+/// `chains` without the per-service chains that no rule reaches from a
 /// built-in chain. kube-proxy's iptables mode, past 1,000 endpoints
-/// ("large-cluster mode"), deletes chains it no longer uses at most once
-/// per sync period, during a sync; until then they carry no traffic. The
-/// oracle applies this to kube-proxy's side only: weft deletes its unused
-/// chains in the sync that stops using them, and is held to that.
+/// ("large-cluster mode"), deletes the service chains it no longer uses
+/// at most once per sync period, during a sync; until then they carry no
+/// traffic. Its fixed chains (KUBE-MARK-MASQ, …) stay whether used or not.
+/// The oracle applies this to kube-proxy's side only: weft deletes its
+/// unused chains in the sync that stops using them, and is held to that.
 pub fn reachable(chains: &Chains) -> Chains {
     let mut seen: std::collections::BTreeSet<&str> = chains
         .keys()
@@ -170,9 +181,13 @@ pub fn reachable(chains: &Chains) -> Chains {
             }
         }
     }
+    let service_chain = |name: &str| {
+        let chain = name.split_once('/').map_or("", |(_, c)| c);
+        SERVICE_CHAINS.iter().any(|p| chain.starts_with(p))
+    };
     chains
         .iter()
-        .filter(|(name, _)| seen.contains(name.as_str()))
+        .filter(|(name, _)| seen.contains(name.as_str()) || !service_chain(name))
         .map(|(name, rules)| (name.clone(), rules.clone()))
         .collect()
 }
@@ -219,12 +234,16 @@ COMMIT
         assert_eq!(difference(&kube, &chains_of(&weft)), "");
         // a chain no rule jumps to (left for a later sync) is not reached
         let stale = format!(
-            "{}:KUBE-SEP-OLD - [0:0]\n-A KUBE-SEP-OLD -j DNAT\nCOMMIT\n",
+            "{}:KUBE-SEP-OLD - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n-A KUBE-SEP-OLD -j DNAT\nCOMMIT\n",
             KUBE
         );
         let stale = chains_of(&stale.replacen("COMMIT\n", "", 1));
         assert!(stale.contains_key("nat/KUBE-SEP-OLD"));
-        assert_eq!(reachable(&stale), kube);
+        let kept = reachable(&stale);
+        assert!(!kept.contains_key("nat/KUBE-SEP-OLD"));
+        // an unused fixed chain stays: kube-proxy keeps those
+        assert!(kept.contains_key("nat/KUBE-MARK-MASQ"));
+        assert_eq!(kept.len(), kube.len() + 1);
         let other = chains_of(&KUBE.replace("10.0.0.2/32", "10.0.0.3/32"));
         let d = difference(&kube, &other);
         assert!(d.contains("nat/KUBE-SERVICES differs"), "{d}");

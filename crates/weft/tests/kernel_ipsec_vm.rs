@@ -70,6 +70,9 @@ iproute2 -n h2 xfrm policy | sed "s/^/WEFT-VM-$T-POLICY-flanneld /"
 iproute2 xfrm state | sed "s/^/WEFT-VM-$T-STATE-weft /"
 swanctl --list-conns | sed "s/^/WEFT-VM-$T-CONN-weft /"
 nsenter -t $FPID -m swanctl --list-conns | sed "s/^/WEFT-VM-$T-CONN-flanneld /"
+# both charons initiate, so a second CHILD_SA pair may still be replacing
+# the first: the pings are counted once one has gone through each way
+i=0; until ping -c 1 -W 1 -I ${W%/*} ${F%/*} >/dev/null 2>&1 && iproute2 netns exec h2 ping -c 1 -W 1 -I ${F%/*} ${W%/*} >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 10 ] && break; done
 ping -c 3 -W 2 -I ${W%/*} ${F%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-weft /"
 iproute2 netns exec h2 ping -c 3 -W 2 -I ${F%/*} ${W%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-flanneld /"
 STATUS="weft status --etcd-endpoints=$E --etcd-prefix=$P --subnet-file=/tmp/flannel/weft.env --iface eth0 -o json"
