@@ -1,8 +1,9 @@
 //! The decoder of the API server's protobuf lists and watches
 //! (`weft_core::kube_proto`, shared by every kind), through the agent's
 //! Node kind (`weft_core::kube_node::proto`): a list streamed in chunks,
-//! watch frames, one enveloped object. Input: the first byte picks what the rest
-//! is and how it is cut into the chunks a socket would deliver.
+//! watch frames, one enveloped object or error Status. Input: the first
+//! byte picks what the rest is and how it is cut into the chunks a socket
+//! would deliver.
 //!
 //! What must hold: no panic; the same bytes give the same items whatever
 //! the chunking; a list never gives more than `MAX_LIST_ITEMS` Nodes.
@@ -59,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let _ = decode_object(bytes);
+            let _ = weft_core::kube_proto::decode_status(bytes);
         }
     }
 });

@@ -189,11 +189,11 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
         let mut row = BTreeMap::new();
         let mut floor = Floors::default();
         let mut oracle = None;
+        let both = a.proxies.len() > 1;
         for who in wanted(a.proxies) {
             octet += 1;
             let mut run = start_proxy(&mut lab, &api, who, mode, octet)?;
             let json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
-            let both = a.proxies.len() > 1;
             if who == Who::KubeProxy
                 && both
                 && mode != "nftables"

@@ -92,26 +92,42 @@ pub enum Object<T> {
     Status(Status),
 }
 
-/// Decodes one enveloped object of kind `K`, or a Status.
-pub fn decode_object<K: ProtoKind>(bytes: &[u8]) -> Result<Object<K::Item>, String> {
+/// An enveloped object's kind and bytes.
+fn envelope(bytes: &[u8]) -> Result<(String, Vec<u8>), String> {
     let body = bytes
         .strip_prefix(MAGIC)
         .ok_or("not a Kubernetes protobuf object (no k8s\\0 prefix)")?;
     let unknown = Unknown::decode(body).map_err(|e| format!("protobuf envelope: {e}"))?;
     let kind = unknown.type_meta.map(|t| t.kind).unwrap_or_default();
+    Ok((kind, unknown.raw))
+}
+
+fn status(raw: &[u8]) -> Result<Status, String> {
+    Status::decode(raw).map_err(|e| format!("protobuf Status: {e}"))
+}
+
+/// Decodes one enveloped object of kind `K`, or a Status.
+pub fn decode_object<K: ProtoKind>(bytes: &[u8]) -> Result<Object<K::Item>, String> {
+    let (kind, raw) = envelope(bytes)?;
     if kind == K::KIND {
-        return K::Item::decode(unknown.raw.as_slice())
+        return K::Item::decode(raw.as_slice())
             .map(Object::Item)
             .map_err(|e| format!("protobuf {}: {e}", K::KIND));
     }
     match kind.as_str() {
-        "Status" => Status::decode(unknown.raw.as_slice())
-            .map(Object::Status)
-            .map_err(|e| format!("protobuf Status: {e}")),
+        "Status" => status(&raw).map(Object::Status),
         other => Err(format!(
             "expected a {} or a Status, got kind {other:?}",
             K::KIND
         )),
+    }
+}
+
+/// Decodes an error answer's body: a Status in its envelope.
+pub fn decode_status(bytes: &[u8]) -> Result<Status, String> {
+    match envelope(bytes)? {
+        (kind, raw) if kind == "Status" => status(&raw),
+        (other, _) => Err(format!("expected a Status, got kind {other:?}")),
     }
 }
 
@@ -215,6 +231,10 @@ enum ListState {
     Items(usize),
     Done,
 }
+
+/// One field of a list read: the item it gave, if any, and the bytes it
+/// used.
+type ListField<T> = (Option<ListItem<T>>, usize);
 
 /// A list of `K` decoded while it arrives: [`push`](Self::push) each
 /// chunk of the body, then take [`next_item`](Self::next_item) until it
@@ -324,11 +344,7 @@ impl<K: ProtoKind> ListDecoder<K> {
     /// Reads one field of the list (`left` bytes of it to come): its
     /// metadata's version, an item, or something skipped (`None` inside);
     /// with the bytes it used. `None` until the field is here.
-    #[allow(clippy::type_complexity)]
-    fn list_field(
-        &mut self,
-        left: usize,
-    ) -> Result<Option<(Option<ListItem<K::Item>>, usize)>, String> {
+    fn list_field(&mut self, left: usize) -> Result<Option<ListField<K::Item>>, String> {
         let b = self.pending.rest();
         let Some(f) = field(b)? else { return Ok(None) };
         let end = f.head + f.len;

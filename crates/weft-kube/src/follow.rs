@@ -18,7 +18,7 @@ use kube::Client;
 use tokio::sync::mpsc;
 use tokio::time::sleep;
 use weft_core::kube_proto::{
-    decode_object, ListDecoder, ListItem, Object, ProtoKind, WatchDecoder,
+    decode_status, ListDecoder, ListItem, Object, ProtoKind, WatchDecoder,
 };
 
 use crate::{clip, words, Retry, MESSAGE_CHARS};
@@ -156,14 +156,10 @@ impl<T> Follower<'_, T> {
         self.tx.send(Ok(ev)).await.map_err(|_| Fault::Stopped)
     }
 
-    fn uri(&self, query: &str) -> String {
-        self.of.uri(query)
-    }
-
     /// Lists every object; gives the list's resourceVersion.
     async fn list<K: ProtoKind<Item = T>>(&self, consistent: bool) -> Result<String, Fault> {
         let query = if consistent { "" } else { "resourceVersion=0" };
-        let mut body = self.get(&self.uri(query), PROTOBUF).await?;
+        let mut body = self.get(&self.of.uri(query), PROTOBUF).await?;
         self.send(Event::Init).await?;
         let mut decoder = ListDecoder::<K>::default();
         let mut version = None;
@@ -199,7 +195,7 @@ impl<T> Follower<'_, T> {
     async fn watch<K: ProtoKind<Item = T>>(&self, version: &mut String) -> Result<(), Fault> {
         // client-go's spread of watch lengths, below kube's read timeout
         let seconds = 240 + rand::random::<u64>() % 50;
-        let uri = self.uri(&format!(
+        let uri = self.of.uri(&format!(
             "watch=true&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={seconds}"
         ));
         let started = std::time::Instant::now();
@@ -292,8 +288,8 @@ impl<T> Follower<'_, T> {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let (code, message) = match decode_object::<StatusOnly>(&bytes) {
-            Ok(Object::Item(s) | Object::Status(s)) => (s.code, clip(&s.message, MESSAGE_CHARS)),
+        let (code, message) = match decode_status(&bytes) {
+            Ok(s) => (s.code, clip(&s.message, MESSAGE_CHARS)),
             _ => (
                 i32::from(status.as_u16()),
                 clip(&String::from_utf8_lossy(&bytes), MESSAGE_CHARS),
@@ -308,18 +304,6 @@ impl<T> Follower<'_, T> {
             message
         };
         Err(format!("listing or watching the {what}: {message}").into())
-    }
-}
-
-/// An error answer's kind: a Status and nothing else.
-struct StatusOnly;
-
-impl ProtoKind for StatusOnly {
-    type Item = weft_core::kube_proto::Status;
-    const KIND: &'static str = "Status";
-    const MAX_ITEMS: usize = 0;
-    fn resource_version(_: &Self::Item) -> &str {
-        ""
     }
 }
 
@@ -354,28 +338,5 @@ mod tests {
             "/apis/discovery.k8s.io/v1/endpointslices?labelSelector=\
              %21service.kubernetes.io%2Fservice-proxy-name%2C%21service.kubernetes.io%2Fheadless"
         );
-    }
-
-    #[test]
-    fn an_error_answer_is_read_as_a_status() {
-        // a Status in its envelope: kind "Status", then code 404
-        let status = weft_core::kube_proto::Status {
-            message: "nope".into(),
-            reason: "NotFound".into(),
-            code: 404,
-        };
-        let raw = prost::Message::encode_to_vec(&status);
-        let mut bytes = b"k8s\0".to_vec();
-        // Unknown{typeMeta{kind: "Status"}, raw}
-        let type_meta = [&[0x12u8, 6][..], b"Status"].concat();
-        bytes.extend([0x0a, type_meta.len() as u8]);
-        bytes.extend(type_meta);
-        bytes.push(0x12);
-        bytes.push(raw.len() as u8);
-        bytes.extend(raw);
-        let Ok(Object::Item(s)) = decode_object::<StatusOnly>(&bytes) else {
-            panic!("a Status");
-        };
-        assert_eq!((s.code, s.message.as_str()), (404, "nope"));
     }
 }

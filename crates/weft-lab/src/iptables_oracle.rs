@@ -35,10 +35,18 @@ pub fn chains(ns: &str, tool: &str) -> Result<Chains> {
     Ok(chains_of(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The chain a rule jumps to (the word after its last `-j`), or "".
+fn jump_target(rule: &str) -> &str {
+    rule.rsplit("-j ")
+        .next()
+        .and_then(|t| t.split(' ').next())
+        .unwrap_or_default()
+}
+
 /// The normalised chains of an `iptables-save` text.
 pub fn chains_of(text: &str) -> Chains {
     let mut table = String::new();
-    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut chains = Chains::new();
     for line in text.lines() {
         if let Some(t) = line.strip_prefix('*') {
             table = t.to_string();
@@ -49,7 +57,7 @@ pub fn chains_of(text: &str) -> Chains {
             }
         } else if let Some(rule) = line.strip_prefix("-A ") {
             let (chain, rest) = rule.split_once(' ').unwrap_or((rule, ""));
-            let target = rest.rsplit("-j ").next().unwrap_or_default();
+            let target = jump_target(rest);
             let ours = chain.starts_with("KUBE-") && !IGNORED_CHAINS.contains(&chain);
             let jump = target.starts_with("KUBE-")
                 && !IGNORED_CHAINS.iter().any(|c| target.starts_with(c));
@@ -95,10 +103,7 @@ fn normalize(rule: &str) -> String {
 
 /// A readable difference of two rule sets (chains missing on either side,
 /// then rules that differ per chain).
-pub fn difference(
-    kube: &BTreeMap<String, Vec<String>>,
-    weft: &BTreeMap<String, Vec<String>>,
-) -> String {
+pub fn difference(kube: &Chains, weft: &Chains) -> String {
     let mut out = String::new();
     for (name, k) in kube {
         match weft.get(name) {
@@ -170,10 +175,7 @@ pub fn reachable(chains: &Chains) -> Chains {
     while let Some(name) = todo.pop() {
         let table = name.split_once('/').map_or("", |(t, _)| t);
         for rule in chains.get(name).into_iter().flatten() {
-            let Some(target) = rule.rsplit("-j ").next().and_then(|t| t.split(' ').next()) else {
-                continue;
-            };
-            let key = format!("{table}/{target}");
+            let key = format!("{table}/{}", jump_target(rule));
             if let Some((k, _)) = chains.get_key_value(&key) {
                 if seen.insert(k.as_str()) {
                     todo.push(k.as_str());

@@ -225,3 +225,16 @@ fn a_list_is_capped_in_nodes_and_bytes() {
     big_item.extend(inner);
     assert!(count(&big_item).expect_err("too big").contains("list item"));
 }
+
+/// An error answer (the API server's 404) is read as its Status; another
+/// object is not taken for one.
+#[test]
+fn an_error_answer_is_read_as_its_status() {
+    use crate::kube_proto::decode_status;
+    let s = decode_status(NOT_FOUND).expect("a Status");
+    assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
+    assert_eq!(s.message, r#"nodes "no-such-node" not found"#);
+    let e = decode_status(LIST).expect_err("a NodeList");
+    assert!(e.contains("\"NodeList\""), "{e}");
+    assert!(decode_status(b"{}").is_err());
+}
