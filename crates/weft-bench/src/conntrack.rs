@@ -20,7 +20,7 @@ use weft_core::subnet_file::SubnetEnv;
 use weft_kernel::{Conntrack, DumpFilter, Flow, IPPROTO_UDP};
 use weft_lab::{serve_name, sh, udp_ask, ApiServer, Host, Lab, Pod, SteadyUdpClient};
 
-use crate::kube_proxy::{register_node, start, Who};
+use crate::kube_proxy::{register_node, start, ProxyCommand, Who};
 use crate::stats;
 
 const VIP: &str = "10.254.0.53";
@@ -244,7 +244,8 @@ pub fn run(
                         .context("filling the conntrack table")?;
                 }
                 api.apply(&slice(&pods[0]))?;
-                let mut proc = start(&lab, &api, who, mode, &host)?;
+                let weft_proxy = ProxyCommand::new(&lab.weft, None);
+                let mut proc = start(&lab, &api, who, mode, &host, &weft_proxy)?;
                 let samples = follow(&api, &host, &pods, samples).with_context(|| {
                     format!("{} in {mode} mode:\n{}", who.name(), proc.log_tail(20))
                 });

@@ -64,7 +64,39 @@ fn legacy_shims(dir: &Path) -> Result<PathBuf> {
     Ok(shims)
 }
 
-pub(crate) fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Host) -> Result<Proc> {
+/// How weft's proxy is started: `weft proxy`, or a proxy-only binary
+/// (`--proxy-bin`, e.g. target/proxy/weft-proxy) taking the same flags.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyCommand {
+    pub(crate) program: String,
+    /// Its arguments before the proxy's flags (`proxy` for `weft`).
+    pub(crate) first: Vec<String>,
+}
+
+impl ProxyCommand {
+    /// `bin` when given, else `weft proxy`.
+    pub(crate) fn new(weft: &Path, bin: Option<&Path>) -> ProxyCommand {
+        match bin {
+            Some(bin) => ProxyCommand {
+                program: bin.display().to_string(),
+                first: Vec::new(),
+            },
+            None => ProxyCommand {
+                program: weft.display().to_string(),
+                first: vec!["proxy".into()],
+            },
+        }
+    }
+}
+
+pub(crate) fn start(
+    lab: &Lab,
+    api: &ApiServer,
+    who: Who,
+    mode: &str,
+    host: &Host,
+    weft_proxy: &ProxyCommand,
+) -> Result<Proc> {
     let kubeconfig = api.admin_kubeconfig()?.display().to_string();
     let log = lab.dir().join(format!("{}-{}.log", who.name(), host.name));
     let proxy_mode = if mode == "nftables" {
@@ -86,18 +118,11 @@ pub(crate) fn start(lab: &Lab, api: &ApiServer, who: Who, mode: &str, host: &Hos
             } else {
                 "nft"
             };
-            args.insert(0, "proxy".into());
+            args.splice(0..0, weft_proxy.first.iter().cloned());
             if proxy_mode == "iptables" {
                 args.push(format!("--iptables-backend={backend}"));
             }
-            Proc::spawn(
-                &host.ns,
-                "weft proxy",
-                log,
-                &lab.weft.display().to_string(),
-                &args,
-                &[],
-            )
+            Proc::spawn(&host.ns, "weft proxy", log, &weft_proxy.program, &args, &[])
         }
         Who::KubeProxy => {
             args.push(format!("--bind-address={}", host.ip));
@@ -466,7 +491,8 @@ impl Trial<'_> {
         changed: &mut usize,
     ) -> Result<Option<Measured>> {
         let t0 = Instant::now();
-        let mut proc = start(lab, self.api, self.who, self.mode, self.host)?;
+        let weft_proxy = ProxyCommand::new(&lab.weft, None);
+        let mut proc = start(lab, self.api, self.who, self.mode, self.host, &weft_proxy)?;
         if !self.wait_for_rules(&mut proc, t0, timeout)? {
             // its iptables-restore or nft would go on without it
             kill_children(proc.pid().unwrap_or(0));

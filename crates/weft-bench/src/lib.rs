@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// binary's `weft agent`. (The other scenarios run `weft agent`.)
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
+    /// The proxy binary the proxy-scale scenario measures, run with `weft
+    /// proxy`'s flags (e.g. the proxy build, target/proxy/weft-proxy);
+    /// default: this binary's `weft proxy`
+    #[arg(long)]
+    proxy_bin: Option<std::path::PathBuf>,
     /// What to measure (comma-separated; each is described below)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "leases")]
     scenario: Vec<Scenario>,
@@ -318,6 +323,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     churn_services: a.churn_services,
                     churn_rate: a.churn_rate,
                     churn_secs: a.churn_secs,
+                    weft_proxy: kube_proxy::ProxyCommand::new(&weft, a.proxy_bin.as_deref()),
                 };
                 report.insert("proxy_scale".into(), proxy_scale::run(&weft, &args)?);
             }

@@ -36,7 +36,7 @@ use crate::api_objects::{
     change_endpoint, endpoints_with_first, load, patch_endpoints, service_json,
 };
 use crate::kube_proxy::{
-    cpu_seconds, kill_children, med_p99_max, register_node, start, RulesSeen, Who,
+    cpu_seconds, kill_children, med_p99_max, register_node, start, ProxyCommand, RulesSeen, Who,
 };
 use crate::nft_events::{Event, NftEvents};
 use crate::{rss_kib, runtime};
@@ -58,6 +58,8 @@ pub struct ScaleArgs<'a> {
     pub churn_services: usize,
     pub churn_rate: u32,
     pub churn_secs: u64,
+    /// weft's side: `weft proxy` or `--proxy-bin`.
+    pub weft_proxy: ProxyCommand,
 }
 
 /// Figures of one proxy in one mode, as the JSON names them.
@@ -83,12 +85,18 @@ impl Figures {
 }
 
 pub fn run(weft: &Path, a: &ScaleArgs) -> Result<serde_json::Value> {
+    let command = [a.weft_proxy.program.as_str()]
+        .into_iter()
+        .chain(a.weft_proxy.first.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
     println!(
-        "weft-bench proxy-scale: weft beside kube-proxy ({}), one kube-apiserver, {} CPUs",
+        "weft-bench proxy-scale: weft ({command}) beside kube-proxy ({}), one kube-apiserver, {} CPUs",
         crate::kube_proxy::version(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let mut out = serde_json::Map::new();
+    out.insert("weft_command".into(), command.into());
     let mut sizes = Vec::new();
     for &n in a.services {
         sizes.push(size_and_rolling(weft, a, n)?);
@@ -108,11 +116,18 @@ struct Running {
     t0: Instant,
 }
 
-fn start_proxy(lab: &mut Lab, api: &ApiServer, who: Who, mode: &str, octet: u8) -> Result<Running> {
+fn start_proxy(
+    lab: &mut Lab,
+    api: &ApiServer,
+    who: Who,
+    mode: &str,
+    octet: u8,
+    weft_proxy: &ProxyCommand,
+) -> Result<Running> {
     let host = lab.host(&format!("p{octet}"), octet)?;
     register_node(api, &host)?;
     let t0 = Instant::now();
-    let proc = start(lab, api, who, mode, &host)?;
+    let proc = start(lab, api, who, mode, &host, weft_proxy)?;
     Ok(Running {
         proc,
         host,
@@ -192,7 +207,7 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
         let both = a.proxies.len() > 1;
         for who in wanted(a.proxies) {
             octet += 1;
-            let mut run = start_proxy(&mut lab, &api, who, mode, octet)?;
+            let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
             let json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
             if who == Who::KubeProxy
                 && both
@@ -251,7 +266,7 @@ fn iptables_oracle(
     } else {
         "iptables-save"
     };
-    let mut weft = start_proxy(lab, api, Who::Weft, mode, octet)?;
+    let mut weft = start_proxy(lab, api, Who::Weft, mode, octet, &a.weft_proxy)?;
     let ready = weft.until_rules(mode, size.n + 1, a.timeout)?;
     let started = Instant::now();
     let (equal, rules, diff) = loop {
@@ -612,7 +627,7 @@ fn churn(weft: &Path, a: &ScaleArgs) -> Result<serde_json::Value> {
         for who in wanted(a.proxies) {
             octet += 1;
             generation += 1;
-            let mut run = start_proxy(&mut lab, &api, who, mode, octet)?;
+            let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
             if run.until_rules(mode, n, a.timeout)?.is_none() {
                 println!(
                     "{mode:>15} {:>11} | not complete after {} s",

@@ -333,13 +333,25 @@ impl Lab {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<()> {
+        let weft = self.weft.clone();
+        self.start_proxy_program(host, &weft, args, env)
+    }
+
+    /// Starts `program <args>` as the proxy of `host`: a proxy binary
+    /// other than the lab's `weft` (the proxy-only `weft-proxy`).
+    pub fn start_proxy_program(
+        &mut self,
+        host: &Host,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<()> {
         let log = self.dir().join(&host.name).join("proxy.log");
-        let weft = self.weft.to_string_lossy().into_owned();
         let p = Proc::spawn(
             &host.ns,
             &format!("proxy@{}", host.name),
             log,
-            &weft,
+            &program.to_string_lossy(),
             args,
             env,
         )?;

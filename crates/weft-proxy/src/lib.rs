@@ -11,8 +11,11 @@
 //! - [`render`]: those decisions written as iptables-restore / nft text
 //!   (pure; renderers decide nothing);
 //! - [`shell`]: options by part, the sources (etcd store, Kubernetes API),
-//!   the sync loop and the firewall.
+//!   the sync loop and the firewall;
+//! - [`cli`]: the flags, for `weft proxy` and the proxy-only `weft-proxy`.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config_file;
 pub mod plan;
 pub mod render;

@@ -40,7 +40,7 @@ enum Command {
     /// Build a multi-host cluster in network namespaces and show it working
     Demo(commands::demo::DemoArgs),
     /// Run the service proxy (kube-proxy's job): Service IPs and NodePorts
-    Proxy(commands::proxy::ProxyArgs),
+    Proxy(weft_proxy::cli::ProxyArgs),
     /// Manage the services and endpoints the proxy serves
     Service(commands::service::ServiceArgs),
     /// The cluster's leases and this host's data path against them
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::DockerOpts(a) => commands::report(commands::docker_opts::run(a)),
         Command::Install(a) => commands::report(commands::install::run(a)),
         Command::Demo(a) => commands::report(commands::demo::run(a)),
-        Command::Proxy(a) => commands::report(commands::proxy::run(a)),
+        Command::Proxy(a) => commands::report(weft_proxy::cli::run(a)),
         Command::Service(a) => commands::report(commands::service::run(a)),
         Command::Status(a) => commands::report(commands::status::run(a)),
         Command::Qos(a) => commands::report(commands::qos::run(a)),

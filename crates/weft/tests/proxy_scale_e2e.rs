@@ -222,9 +222,16 @@ fn scenario(mode: &str, prefix: &str) {
         "{mode}: partial syncs took the changes"
     );
 
-    // a fresh proxy's full sync of the same objects ends in the same rules
-    lab.start_proxy_args(&b, &["proxy".into(), config("node-b")])
-        .expect("weft proxy on b");
+    // a fresh proxy's full sync of the same objects ends in the same
+    // rules; that proxy is the proxy-only binary, built beside weft
+    let proxy_only = Path::new(WEFT).with_file_name("weft-proxy");
+    assert!(
+        proxy_only.is_file(),
+        "{} is built with the workspace (weft-proxy's cli feature)",
+        proxy_only.display()
+    );
+    lab.start_proxy_program(&b, &proxy_only, &[config("node-b")], &[])
+        .expect("weft-proxy on b");
     wait(
         "every Service on b",
         || has(&b, &cluster_ip(SERVICES)) && has(&b, &last_new),

@@ -191,12 +191,15 @@ impl EndpointSet {
             Some("IPv6") => Some(true),
             Some(o) => return Err(f.err("addressType", format!("{o:?} is not IPv4 or IPv6"))),
         };
-        let mut endpoints = Vec::new();
+        // sized to the slice (an endpoint has one address): the sets are
+        // kept, and doubling from empty left 16 slots for 10 endpoints
+        let mut endpoints = Vec::with_capacity(endpoint_fields.len());
         let mut seen = BTreeSet::new();
         for (i, e) in endpoint_fields.iter().enumerate() {
             read_endpoint(f, i, e, family, &mut seen, &mut endpoints)?;
         }
-        let mut ports = Vec::new();
+        endpoints.shrink_to_fit();
+        let mut ports = Vec::with_capacity(port_fields.len());
         let mut names = BTreeSet::new();
         for (i, p) in port_fields.iter().enumerate() {
             let port = read_port(f, i, p)?;

@@ -13,8 +13,8 @@ use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
 use weft_ops::doctor::{self, Finding};
 
-use super::etcd_args::EtcdArgs;
 use super::kube_args::KubeArgs;
+use weft_proxy::cli::etcd_args::EtcdArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {

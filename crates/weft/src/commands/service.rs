@@ -20,7 +20,7 @@ use weft_proxy::spec::{
     ServicePort, TargetPort,
 };
 
-use super::etcd_args::EtcdArgs;
+use weft_proxy::cli::etcd_args::EtcdArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct ServiceArgs {

@@ -23,8 +23,8 @@ use weft_core::plan::Op;
 use weft_core::subnet_file::SubnetEnv;
 use weft_etcd::Registry;
 
-use super::etcd_args::EtcdArgs;
 use super::kube_args::KubeArgs;
+use weft_proxy::cli::etcd_args::EtcdArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {

@@ -22,7 +22,7 @@ pub struct EtcdArgs {
     )]
     pub prefix: String,
     /// etcd prefix of weft's services and endpoints
-    #[arg(global = true, long = "service-prefix", env = "WEFT_SERVICE_PREFIX", default_value = weft_proxy::shell::store::DEFAULT_PREFIX)]
+    #[arg(global = true, long = "service-prefix", env = "WEFT_SERVICE_PREFIX", default_value = crate::shell::store::DEFAULT_PREFIX)]
     pub service_prefix: String,
     /// TLS CA file for etcd
     #[arg(global = true, long = "etcd-cafile", env = "FLANNELD_ETCD_CAFILE")]

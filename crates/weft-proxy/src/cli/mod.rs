@@ -1,21 +1,22 @@
-//! `weft proxy`: the service proxy (kube-proxy's job) — watches Services
-//! and endpoints, from the Kubernetes API (`--kubeconfig`, `--master`, or
-//! in-cluster) or from weft's own store in etcd (`--etcd-endpoints`), and
-//! programs Service virtual IPs and NodePorts through iptables or
-//! nftables. `--cleanup` removes its rules.
+//! The proxy as a program: flags in, a running proxy out. `weft proxy`
+//! and the proxy-only `weft-proxy` binary (`src/bin/weft-proxy.rs`) share
+//! it. The proxy watches Services and endpoints, from the Kubernetes API
+//! (`--kubeconfig`, `--master`, or in-cluster) or from weft's own store in
+//! etcd (`--etcd-endpoints`), and programs Service virtual IPs and
+//! NodePorts through iptables or nftables. `--cleanup` removes its rules.
+
+pub mod etcd_args;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shell::metrics::ProxyStats;
+use crate::shell::options::{NodeOptions, ProxyOptions, RulesOptions, SourceOptions, SyncTiming};
+use crate::shell::sync::{cleanup, ProxyMode};
 use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
-use weft_proxy::shell::metrics::ProxyStats;
-use weft_proxy::shell::options::{
-    NodeOptions, ProxyOptions, RulesOptions, SourceOptions, SyncTiming,
-};
-use weft_proxy::shell::sync::{cleanup, ProxyMode};
 
-use super::etcd_args::{parse_duration, EtcdArgs};
+use etcd_args::{parse_duration, EtcdArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct ProxyArgs {
@@ -133,7 +134,7 @@ fn apply_config(a: &mut ProxyArgs) -> Result<()> {
     let Some(path) = a.config.clone() else {
         return Ok(());
     };
-    let c = weft_proxy::config_file::read(&path)?;
+    let c = crate::config_file::read(&path)?;
     a.kubeconfig = c.kubeconfig.or(a.kubeconfig.take());
     a.hostname = a.hostname.take().or(c.hostname_override);
     a.bind_address = c.bind_address.or(a.bind_address);
@@ -159,6 +160,8 @@ fn apply_config(a: &mut ProxyArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs the proxy until SIGTERM or SIGINT (or, with `--cleanup`, removes
+/// its rules).
 pub fn run(mut a: ProxyArgs) -> Result<()> {
     weft_telemetry::logging::init(a.verbose, a.log_format == "json");
     apply_config(&mut a)?;
@@ -191,11 +194,7 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
             period: a.sync_period,
             min_period: a.min_sync_period,
         },
-        healthz: weft_proxy::config_file::bind_address(
-            &a.healthz,
-            10256,
-            "--healthz-bind-address",
-        )?,
+        healthz: crate::config_file::bind_address(&a.healthz, 10256, "--healthz-bind-address")?,
         conntrack_cleanup: a.conntrack_cleanup,
     };
     let stats = Arc::new(ProxyStats::new(mode));
@@ -220,9 +219,35 @@ pub fn run(mut a: ProxyArgs) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         tokio::select! {
-            r = weft_proxy::shell::run::run(opts, stats) => r,
+            r = crate::shell::run::run(opts, stats) => r,
             _ = term.recv() => { tracing::info!("SIGTERM: exiting, rules left in place"); Ok(()) }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: exiting, rules left in place"); Ok(()) }
         }
     })
+}
+
+/// `weft-proxy`'s command line: the proxy's flags, no subcommand.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "weft-proxy",
+    version,
+    about = "weft's service proxy alone (kube-proxy's job): the flags of `weft proxy`"
+)]
+struct ProxyOnly {
+    #[command(flatten)]
+    args: ProxyArgs,
+}
+
+/// The proxy-only binary's main: exit 0 after a clean stop, 1 when the
+/// proxy fails, 2 on bad flags.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    let a = ProxyOnly::parse();
+    match run(a.args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft-proxy: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
