@@ -1,5 +1,5 @@
-//! etcd connection flags shared by `weft proxy`, `weft service` and
-//! `weft status` (the agent keeps flanneld's single-dash spelling).
+//! etcd connection flags shared by `weft proxy` (and `weft-proxy`), `weft service`,
+//! `weft status` and `weft doctor` (the agent keeps flanneld's single-dash spelling).
 
 use weft_etcd::EtcdOptions;
 
