@@ -97,10 +97,7 @@ impl Store {
         let (Some(kind), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
             return KeyKind::Other;
         };
-        let id = ServiceName {
-            namespace: ns.into(),
-            name: name.into(),
-        };
+        let id = ServiceName::new(ns, name);
         match kind {
             "services" => KeyKind::Service(id),
             "endpoints" => KeyKind::Endpoints(id),

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::fields::{check_dns_label, metadata, Fields};
 use super::leaf::{leaf_bool, leaf_int, leaf_str, Items, Leaf};
 use super::service::Protocol;
+use super::shared_text::TextTable;
 use super::{ServiceName, SpecError};
 
 /// The label naming the service a slice belongs to.
@@ -46,20 +47,8 @@ pub type NodeName = Arc<str>;
 
 /// The one shared copy of node name `name`.
 pub fn node_name(name: &str) -> NodeName {
-    static NAMES: Mutex<BTreeSet<NodeName>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(n) = names.get(name) {
-        return n.clone();
-    }
-    // names of nodes that left are forgotten before the set grows on
-    if names.len() >= 1024 && names.len().is_power_of_two() {
-        names.retain(|n| Arc::strong_count(n) > 1);
-    }
-    let n: NodeName = name.into();
-    names.insert(n.clone());
-    n
+    static NAMES: TextTable = TextTable::new();
+    NAMES.get(name)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,10 +202,7 @@ impl EndpointSet {
             ports.push(port);
         }
         Ok(EndpointSet {
-            service: ServiceName {
-                namespace: head.namespace.into(),
-                name: head.service.into(),
-            },
+            service: ServiceName::new(head.namespace, head.service),
             endpoints,
             ports,
         })
@@ -252,9 +238,9 @@ impl EndpointSet {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
             "metadata": {
-                "name": self.service.name,
-                "namespace": self.service.namespace,
-                "labels": {SERVICE_NAME_LABEL: self.service.name},
+                "name": &*self.service.name,
+                "namespace": &*self.service.namespace,
+                "labels": {SERVICE_NAME_LABEL: &*self.service.name},
             },
             "addressType": if v6 { "IPv6" } else { "IPv4" },
             "endpoints": endpoints,

@@ -466,7 +466,7 @@ impl Service {
         let mut out = json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": self.id.name, "namespace": self.id.namespace},
+            "metadata": {"name": &*self.id.name, "namespace": &*self.id.namespace},
             "spec": spec,
         });
         if !self.load_balancer_ips.is_empty() {

@@ -170,7 +170,10 @@ fn service_names_parse_with_default_namespace() {
         "default/web"
     );
     assert_eq!(
-        ServiceName::parse("kube-system/dns").expect("ok").namespace,
+        ServiceName::parse("kube-system/dns")
+            .expect("ok")
+            .namespace
+            .as_ref(),
         "kube-system"
     );
     assert!(ServiceName::parse("a/B").is_err());

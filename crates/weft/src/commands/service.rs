@@ -161,7 +161,7 @@ fn expose_spec(a: &ExposeArgs) -> Result<Service> {
     }
     let v = serde_json::json!({
         "kind": "Service",
-        "metadata": {"name": id.name, "namespace": id.namespace},
+        "metadata": {"name": &*id.name, "namespace": &*id.namespace},
         "spec": spec,
     });
     Ok(Service::from_value(&v, "command line")?)
@@ -337,8 +337,8 @@ async fn list(store: &mut Store, output: &str) -> Result<()> {
             })
             .unwrap_or_else(|| "<none>".into());
         rows.push([
-            s.id.namespace.clone(),
-            s.id.name.clone(),
+            s.id.namespace.to_string(),
+            s.id.name.to_string(),
             s.kind.name().to_string(),
             cluster_ip_text(s),
             ports_text(s),

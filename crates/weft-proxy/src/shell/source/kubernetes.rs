@@ -167,10 +167,10 @@ fn report(failing: &mut bool, what: &str, e: &str) {
 }
 
 fn service_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ServiceName {
-    ServiceName {
-        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: meta.name.clone().unwrap_or_default(),
-    }
+    ServiceName::new(
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// An API object as JSON the spec parser reads, `kind` set (the client
