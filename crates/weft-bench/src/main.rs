@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     match weft_bench::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft-bench: {e:#}");
+            eprintln!("weft-bench: {}", weft_kube::chain_words(&e));
             std::process::ExitCode::FAILURE
         }
     }

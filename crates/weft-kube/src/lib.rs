@@ -115,6 +115,32 @@ fn words_whole(e: &(dyn std::error::Error + 'static)) -> String {
         .replace('\n', " ")
 }
 
+/// An error chain on one line, each context once, the API server's own
+/// words where a Kubernetes API error is in it (its Display is the Status
+/// object's Debug form): what a command prints when it fails.
+pub fn chain_words(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let api = match cause.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => Some(status.message.replace('\n', " ")),
+            _ => None,
+        };
+        let is_api = api.is_some();
+        let text = api.unwrap_or_else(|| cause.to_string());
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        // the Status's source is the same words again
+        if is_api {
+            break;
+        }
+    }
+    out
+}
+
 /// Whether `e` is the API server answering 404 Not Found.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
@@ -196,6 +222,21 @@ mod tests {
             text,
             r#"nodes is forbidden: User "x" cannot list resource "nodes""#
         );
+    }
+
+    #[test]
+    fn a_failed_command_names_its_context_and_the_api_server_s_words() {
+        let status: kube::core::Status =
+            serde_json::from_str(r#"{"code":500,"message":"etcdserver: request timed out"}"#)
+                .expect("status");
+        let e = anyhow::Error::new(kube::Error::Api(Box::new(status)))
+            .context("creating 10000 Services");
+        assert_eq!(
+            chain_words(&e),
+            "creating 10000 Services: etcdserver: request timed out"
+        );
+        let plain = anyhow::anyhow!("no route").context("reaching the API server");
+        assert_eq!(chain_words(&plain), "reaching the API server: no route");
     }
 
     #[test]

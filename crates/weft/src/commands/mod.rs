@@ -17,7 +17,7 @@ pub fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft: {e:#}");
+            eprintln!("weft: {}", weft_kube::chain_words(&e));
             ExitCode::FAILURE
         }
     }
