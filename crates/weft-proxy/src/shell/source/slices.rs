@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crate::spec::{EndpointSet, ServiceName};
 
-/// A slice's key: its namespace and name.
-type SliceKey = (String, String);
+/// A slice's key: its namespace and name, as shared text (the namespace
+/// interned, the name one allocation both maps share).
+type SliceKey = ServiceName;
 
 /// The slices seen, by Service and by slice (a change looks up one
 /// Service's slices without a scan of the cluster's: at 10,000 Services
@@ -28,7 +29,7 @@ impl Slices {
     /// Stores slice `namespace/name`; returns the Services whose endpoints
     /// changed (the slice may have moved from one Service to another).
     pub fn put(&mut self, namespace: &str, name: &str, set: EndpointSet) -> Vec<ServiceName> {
-        let key = (namespace.to_string(), name.to_string());
+        let key = ServiceName::new(namespace, name);
         let service = set.service.clone();
         let mut touched = vec![service.clone()];
         if let Some(old) = self.owner.insert(key.clone(), service.clone()) {
@@ -41,14 +42,18 @@ impl Slices {
         let set = Arc::new(set);
         match slices.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => slices[i].1 = set,
-            Err(i) => slices.insert(i, (key, set)),
+            Err(i) => {
+                // most Services have one slice: no room for four
+                slices.reserve_exact(1);
+                slices.insert(i, (key, set))
+            }
         }
         touched
     }
 
     /// Forgets slice `namespace/name`; returns its Service.
     pub fn remove(&mut self, namespace: &str, name: &str) -> Option<ServiceName> {
-        let key = (namespace.to_string(), name.to_string());
+        let key = ServiceName::new(namespace, name);
         let service = self.owner.remove(&key)?;
         self.forget(&service, &key);
         Some(service)
