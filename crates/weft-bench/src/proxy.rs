@@ -25,10 +25,7 @@ const CONFIG: &str = r#"{"Network":"100.64.0.0/10","SubnetLen":24,"Backend":{"Ty
 
 /// Service i: cluster IP 10.96.0.0/12 + i, E endpoints in 100.64.0.0/10.
 fn service(i: usize, endpoints: usize) -> (Service, EndpointSet) {
-    let id = ServiceName {
-        namespace: "bench".into(),
-        name: format!("svc-{i}").into(),
-    };
+    let id = ServiceName::new("bench", &format!("svc-{i}"));
     let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i as u32 + 1);
     let svc = Service {
         id: id.clone(),

@@ -90,22 +90,38 @@ pub fn words(e: &(dyn std::error::Error + 'static)) -> String {
 fn words_whole(e: &(dyn std::error::Error + 'static)) -> String {
     // the API server's own words, not the Status object's Debug form (a
     // kube-runtime watcher error wraps it, and its Display shows the Debug)
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(kube::Error::Api(status)) = c.downcast_ref::<kube::Error>() {
-            return status.message.replace('\n', " ");
-        }
-        cause = c.source();
+    let causes = || std::iter::successors(Some(e), |c| c.source());
+    if let Some(message) = causes().find_map(api_message) {
+        return message;
     }
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
+    joined(causes())
+}
+
+/// The API server's message, when `e` is a Kubernetes API error.
+fn api_message(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    match e.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => Some(status.message.replace('\n', " ")),
+        _ => None,
+    }
+}
+
+/// `causes` on one line, each text once, up to and including an API
+/// error's message (its source is the same words again).
+fn joined<'a>(causes: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for cause in causes {
+        let api = api_message(cause);
+        let is_api = api.is_some();
+        let text = api.unwrap_or_else(|| cause.to_string());
         if !out.contains(&text) {
-            out.push_str(": ");
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
             out.push_str(&text);
         }
-        source = s.source();
+        if is_api {
+            break;
+        }
     }
     // a library's pointer to its manual is not the reader's business
     out.split(": ")
@@ -119,26 +135,7 @@ fn words_whole(e: &(dyn std::error::Error + 'static)) -> String {
 /// words where a Kubernetes API error is in it (its Display is the Status
 /// object's Debug form): what a command prints when it fails.
 pub fn chain_words(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let api = match cause.downcast_ref::<kube::Error>() {
-            Some(kube::Error::Api(status)) => Some(status.message.replace('\n', " ")),
-            _ => None,
-        };
-        let is_api = api.is_some();
-        let text = api.unwrap_or_else(|| cause.to_string());
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        // the Status's source is the same words again
-        if is_api {
-            break;
-        }
-    }
-    out
+    joined(e.chain())
 }
 
 /// Whether `e` is the API server answering 404 Not Found.
