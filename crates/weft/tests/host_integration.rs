@@ -703,6 +703,54 @@ fn the_image_carries_a_static_cni_plugin_that_runs_without_a_c_library() {
         .is_some_and(|a| a.iter().any(|x| x == "0.3.1")));
 }
 
+/// The programs the DaemonSets start are in weft's image, and the proxy's
+/// (`weft-proxy`, the proxy alone) is the build of this version: it
+/// answers `--version` as `weft` does.
+#[test]
+fn the_image_carries_every_program_the_daemonsets_start() {
+    let image = std::env::var_os("WEFT_IMAGE").expect(
+        "WEFT_IMAGE: weft's image archive (scripts/test.sh builds it with scripts/image.sh)",
+    );
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/kubernetes");
+    let mut started = Vec::new();
+    for file in ["weft-flannel.yml", "weft-proxy.yml"] {
+        let text = std::fs::read_to_string(dist.join(file)).expect("manifest");
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.trim() == "command:" {
+                let program = lines.next().expect("a command's program");
+                started.push(program.trim().trim_start_matches("- ").to_string());
+            }
+        }
+    }
+    assert_eq!(started, ["/usr/bin/weft", "/usr/bin/weft-proxy"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    for program in &started {
+        let bytes = file_in_image(Path::new(&image), program.trim_start_matches('/'))
+            .unwrap_or_else(|| panic!("{program} in weft's image"));
+        let path = dir.path().join(program.rsplit('/').next().expect("name"));
+        std::fs::write(&path, bytes).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let version = |name: &str| {
+        let out = Command::new(dir.path().join(name))
+            .arg("--version")
+            .output()
+            .expect("run the image's program");
+        assert!(out.status.success(), "{name} --version");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let weft = version("weft");
+    assert_eq!(
+        version("weft-proxy"),
+        weft.replacen("weft", "weft-proxy", 1)
+    );
+    assert!(
+        weft.starts_with(&format!("weft {}", env!("CARGO_PKG_VERSION"))),
+        "{weft}"
+    );
+}
+
 /// A file of an image archive (`ctr images import` / `docker load`
 /// format): found in its layers, each an uncompressed tar.
 fn file_in_image(archive: &Path, wanted: &str) -> Option<Vec<u8>> {

@@ -246,7 +246,7 @@ pub fn main() -> std::process::ExitCode {
     match run(a.args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft-proxy: {e:#}");
+            eprintln!("weft-proxy: {}", weft_kube::chain_words(&e));
             std::process::ExitCode::FAILURE
         }
     }
