@@ -461,7 +461,7 @@ fn nft_element_changes_over_netlink_end_where_a_full_sync_does() {
 /// there) is refused whole, with a one-line error naming the set.
 fn refused_transactions_change_nothing(ns: &str) {
     use weft_proxy::render::nft::{
-        Added, ElementKey, ElementValue, MapName, Member, NftBatch, NftRenderer, SERVICE_IPS,
+        Added, ElementKey, ElementValue, FixedMap, MapName, Member, NftBatch, NftRenderer,
     };
     use weft_proxy::shell::nft_apply::NftApplier;
     use weft_proxy::spec::Protocol;
@@ -470,14 +470,14 @@ fn refused_transactions_change_nothing(ns: &str) {
     let mut batch = NftBatch::default();
     let key = |ip: &str| ElementKey::addr(ip.parse().expect("ip"), Protocol::Tcp, 80);
     batch.map.insert(
-        MapName::Fixed(SERVICE_IPS),
+        MapName::Fixed(FixedMap::ServiceIps),
         vec![Added {
             member: Member::Key(key("10.254.200.1")),
             value: Some(ElementValue::Drop),
         }],
     );
     batch.unmap.insert(
-        MapName::Fixed(SERVICE_IPS),
+        MapName::Fixed(FixedMap::ServiceIps),
         vec![Member::Key(key("10.254.200.2"))],
     );
     let err = NftApplier::new(true)

@@ -26,16 +26,15 @@ use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
 pub use super::nft_batch::{Added, ColdStart, NftBatch};
-pub use super::nft_element::{Element, ElementKey, ElementValue, MapName, Member};
+pub use super::nft_element::{Element, ElementKey, ElementValue, MapName, Member, PoolMembers};
 pub use super::nft_names::{
-    Pool, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS,
+    FixedMap, Pool, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
+    SERVICE_IPS, SERVICE_NODEPORTS,
 };
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
 const MARK_CHAIN: &str = "mark-for-masquerade";
-/// `endpoint . endpoint` pairs: connections from an endpoint to itself.
-pub const HAIRPIN: &str = "hairpin-endpoints";
 
 /// Objects many service ports share, with how many ports use each: the
 /// hairpin pairs (an endpoint IP can back several ports and services; its
@@ -75,7 +74,10 @@ pub struct PortNft {
     pub sets: Vec<(String, u32)>,
     /// Chains and their rules, endpoint chains before the chains that use them.
     pub chains: Vec<(String, Vec<String>)>,
+    /// Elements of the table's own maps (a pool's are in `members`).
     pub elements: Vec<Element>,
+    /// The port's elements in the balancing pools' maps.
+    pub members: Vec<PoolMembers>,
     /// Endpoint IPs whose pair `ip . ip` is in the shared hairpin set
     /// (reference-counted across ports).
     pub pairs: Vec<IpAddr>,
@@ -101,12 +103,15 @@ fn refuse<'a>(
     value: ElementValue,
 ) {
     for k in addrs {
-        out.elements
-            .push(Element::new(NO_ENDPOINT_SERVICES, *k, value.clone()));
+        out.elements.push(Element::new(
+            FixedMap::NoEndpointServices,
+            *k,
+            value.clone(),
+        ));
     }
     if let Some(k) = node_port {
         out.elements
-            .push(Element::new(NO_ENDPOINT_NODEPORTS, k, value));
+            .push(Element::new(FixedMap::NoEndpointNodeports, k, value));
     }
 }
 
@@ -207,6 +212,7 @@ impl NftRenderer {
         out.sets.shrink_to_fit();
         out.chains.shrink_to_fit();
         out.elements.shrink_to_fit();
+        out.members.shrink_to_fit();
         out.pairs.shrink_to_fit();
         out.pools.shrink_to_fit();
         out
@@ -273,13 +279,16 @@ impl NftRenderer {
         };
         if d.internal.serves() {
             out.elements.push(Element::new(
-                SERVICE_IPS,
+                FixedMap::ServiceIps,
                 key,
                 goto(policy_chain(d.internal)),
             ));
         } else {
-            out.elements
-                .push(Element::new(NO_ENDPOINT_SERVICES, key, ElementValue::Drop));
+            out.elements.push(Element::new(
+                FixedMap::NoEndpointServices,
+                key,
+                ElementValue::Drop,
+            ));
         }
         if !d.external_chain {
             return out;
@@ -307,7 +316,7 @@ impl NftRenderer {
         out.chains.push((external.clone(), rules));
         for k in p.external_ips.iter().map(ip_key) {
             out.elements
-                .push(Element::new(SERVICE_IPS, k, goto(&external)));
+                .push(Element::new(FixedMap::ServiceIps, k, goto(&external)));
         }
         let lb_target = if d.source_ranges {
             let firewall = Self::named("firewall", p);
@@ -319,11 +328,11 @@ impl NftRenderer {
         };
         for k in p.load_balancer_ips.iter().map(ip_key) {
             out.elements
-                .push(Element::new(SERVICE_IPS, k, goto(&lb_target)));
+                .push(Element::new(FixedMap::ServiceIps, k, goto(&lb_target)));
         }
         if let Some(k) = node_port {
             out.elements
-                .push(Element::new(SERVICE_NODEPORTS, k, goto(&external)));
+                .push(Element::new(FixedMap::ServiceNodeports, k, goto(&external)));
         }
         out
     }
@@ -394,9 +403,10 @@ impl NftRenderer {
     /// A plain port: elements in the shared pools of its endpoint count.
     /// Slot i of the port's key maps to endpoint i.
     fn pooled(&self, p: &PortPlan, key: ElementKey, out: &mut PortNft) {
-        let n = p.endpoints.len();
+        // a port's endpoints fit a u32 (they are an API server's objects)
+        let n = u32::try_from(p.endpoints.len()).unwrap_or(u32::MAX);
         let mut keys = vec![(
-            SERVICE_IPS,
+            FixedMap::ServiceIps,
             key,
             Pool {
                 node_port: false,
@@ -405,19 +415,25 @@ impl NftRenderer {
         )];
         if let Some(np) = p.node_port {
             let nkey = ElementKey::node_port(p.key.protocol, np);
-            keys.push((SERVICE_NODEPORTS, nkey, Pool { node_port: true, n }));
+            keys.push((
+                FixedMap::ServiceNodeports,
+                nkey,
+                Pool { node_port: true, n },
+            ));
         }
         for (map, key, pool) in keys {
             out.pools.push(pool);
             out.elements
                 .push(Element::new(map, key, ElementValue::GotoPool(pool)));
-            for (i, ep) in p.endpoints.iter().enumerate() {
-                out.elements.push(Element {
-                    map: MapName::Pool(pool),
-                    key: key.slot(i),
-                    value: ElementValue::Endpoint(ep.addr),
-                });
-            }
+            out.members.push(PoolMembers {
+                pool,
+                key,
+                endpoints: p
+                    .endpoints
+                    .iter()
+                    .map(|ep| (ep.addr.ip(), ep.addr.port()))
+                    .collect(),
+            });
         }
     }
 
@@ -604,7 +620,7 @@ impl NftRenderer {
         let fam = self.family();
         let t = &self.table;
         let a = self.addr_type();
-        let hairpin = MapName::Fixed(HAIRPIN);
+        let hairpin = MapName::Fixed(FixedMap::Hairpin);
         for ip in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
             let n = refs.pairs.entry(*ip).or_insert(0);
             *n += 1;
@@ -659,6 +675,7 @@ impl NftRenderer {
                 batch.add(e.map, Member::Key(e.key), Some(e.value.clone()));
             }
         }
+        update_members(batch, &old.members, &new.members);
         for (name, _) in old
             .chains
             .iter()
@@ -677,12 +694,36 @@ impl NftRenderer {
     }
 }
 
+/// The pool elements that differ between `old` and `new`, slot by slot:
+/// a slot whose endpoint changed is removed and added again.
+fn update_members(batch: &mut NftBatch, old: &[PoolMembers], new: &[PoolMembers]) {
+    for m in old {
+        let kept = new.iter().find(|n| n.same_key(m));
+        for (i, ep) in m.endpoints.iter().enumerate() {
+            if kept.and_then(|n| n.at(i)) != Some(*ep) {
+                let e = m.element(i, *ep);
+                batch.remove(e.map, Member::Key(e.key));
+            }
+        }
+    }
+    for m in new {
+        let had = old.iter().find(|o| o.same_key(m));
+        for (i, ep) in m.endpoints.iter().enumerate() {
+            if had.and_then(|o| o.at(i)) != Some(*ep) {
+                let e = m.element(i, *ep);
+                batch.add(e.map, Member::Key(e.key), Some(e.value));
+            }
+        }
+    }
+}
+
 impl PortNft {
     pub fn empty() -> &'static PortNft {
         static EMPTY: PortNft = PortNft {
             sets: Vec::new(),
             chains: Vec::new(),
             elements: Vec::new(),
+            members: Vec::new(),
             pairs: Vec::new(),
             pools: Vec::new(),
         };

@@ -6,9 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 
 use super::nft_element::{ElementValue, MapName, Member};
-use super::nft_names::{
-    NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS,
-};
 
 /// A first sync in three steps, each one transaction:
 ///
@@ -50,16 +47,9 @@ impl ColdStart {
     }
 }
 
-/// Maps whose elements send traffic into the table's chains and pools.
-const LIVE_MAPS: [&str; 4] = [
-    SERVICE_IPS,
-    SERVICE_NODEPORTS,
-    NO_ENDPOINT_SERVICES,
-    NO_ENDPOINT_NODEPORTS,
-];
-
+/// Whether `set`'s elements send traffic into the table's chains and pools.
 fn is_live(set: MapName) -> bool {
-    matches!(set, MapName::Fixed(name) if LIVE_MAPS.contains(&name))
+    matches!(set, MapName::Fixed(map) if map.is_live())
 }
 
 /// An element a batch adds: its key and, in a map, its value.

@@ -8,105 +8,88 @@
 //! elements, not every slot after the first new address in sort order).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use super::nft::PortNft;
-use super::nft_element::{ElementKey, ElementValue, MapName};
+use super::nft_element::PoolMembers;
 
 impl PortNft {
     /// Re-slots this (newly rendered) port's pool elements after `before`,
     /// the same port as the kernel holds it.
     pub fn keep_slots(&mut self, before: &PortNft) {
-        // (pool map, key without its slot) -> endpoint -> slot it had
-        let mut had: Vec<((MapName, ElementKey), HashMap<SocketAddr, u32>)> = Vec::new();
-        for e in &before.elements {
-            if let (MapName::Pool(_), Some(slot), ElementValue::Endpoint(ep)) =
-                (e.map, e.key.slot, &e.value)
-            {
-                let group = (
-                    e.map,
-                    ElementKey {
-                        slot: None,
-                        ..e.key
-                    },
-                );
-                match had.iter_mut().find(|(g, _)| *g == group) {
-                    Some((_, slots)) => {
-                        slots.insert(*ep, slot);
-                    }
-                    None => had.push((group, HashMap::from([(*ep, slot)]))),
-                }
+        for members in &mut self.members {
+            if let Some(had) = before.members.iter().find(|b| b.same_key(members)) {
+                members.reslot(had);
             }
         }
-        for (group, slots) in &had {
-            self.reslot(group, slots);
-        }
     }
+}
 
-    /// In one pool map's elements for one key: kept endpoints back in
-    /// their slots, the others in the free slots, lowest first.
-    fn reslot(&mut self, group: &(MapName, ElementKey), slots: &HashMap<SocketAddr, u32>) {
-        let in_group: Vec<usize> = (0..self.elements.len())
-            .filter(|&i| {
-                let e = &self.elements[i];
-                e.map == group.0
-                    && ElementKey {
-                        slot: None,
-                        ..e.key
-                    } == group.1
-            })
+impl PoolMembers {
+    /// Kept endpoints back in the slots they had in `had`, the others in
+    /// the free slots, lowest first, in their rendered order.
+    fn reslot(&mut self, had: &PoolMembers) {
+        let slot_of: HashMap<(IpAddr, u16), usize> = had
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| (*ep, i))
             .collect();
-        let n = in_group.len() as u32;
-        let mut free: BTreeSet<u32> = (0..n).collect();
-        let mut kept = vec![None; in_group.len()];
-        for (k, &i) in in_group.iter().enumerate() {
-            if let ElementValue::Endpoint(ep) = &self.elements[i].value {
-                if let Some(&s) = slots.get(ep).filter(|s| free.contains(s)) {
-                    free.remove(&s);
-                    kept[k] = Some(s);
-                }
+        let n = self.endpoints.len();
+        let mut free: BTreeSet<usize> = (0..n).collect();
+        let mut kept = vec![None; n];
+        for (k, ep) in self.endpoints.iter().enumerate() {
+            if let Some(&s) = slot_of.get(ep).filter(|s| free.contains(s)) {
+                free.remove(&s);
+                kept[k] = Some(s);
             }
         }
         let mut free = free.into_iter();
-        for (k, &i) in in_group.iter().enumerate() {
+        let mut slotted = self.endpoints.clone();
+        for (k, ep) in self.endpoints.iter().enumerate() {
             if let Some(slot) = kept[k].or_else(|| free.next()) {
-                self.elements[i].key.slot = Some(slot);
+                slotted[slot] = *ep;
             }
         }
+        self.endpoints = slotted;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::nft::Element;
+    use crate::render::nft::ElementKey;
     use crate::render::nft_names::Pool;
     use crate::spec::Protocol;
+    use std::net::SocketAddr;
 
     fn port(eps: &[&str]) -> PortNft {
         let pool = Pool {
             node_port: false,
-            n: eps.len(),
+            n: eps.len() as u32,
         };
         let key = ElementKey::addr("10.254.0.1".parse().expect("ip"), Protocol::Tcp, 80);
         PortNft {
-            elements: eps
-                .iter()
-                .enumerate()
-                .map(|(i, ep)| Element {
-                    map: MapName::Pool(pool),
-                    key: key.slot(i),
-                    value: ElementValue::Endpoint(ep.parse().expect("endpoint")),
-                })
-                .collect(),
+            members: vec![PoolMembers {
+                pool,
+                key,
+                endpoints: eps
+                    .iter()
+                    .map(|ep| {
+                        let a: SocketAddr = ep.parse().expect("endpoint");
+                        (a.ip(), a.port())
+                    })
+                    .collect(),
+            }],
             ..PortNft::empty().clone()
         }
     }
 
     fn slots(p: &PortNft) -> Vec<(u32, String)> {
         let mut v: Vec<(u32, String)> = p
-            .elements
+            .members
             .iter()
+            .flat_map(|m| m.elements())
             .map(|e| (e.key.slot.expect("slot"), e.value.to_string()))
             .collect();
         v.sort();

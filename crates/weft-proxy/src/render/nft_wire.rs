@@ -82,7 +82,7 @@ pub fn wire_value<'a>(value: &'a ElementValue, chain: &'a mut String) -> WireVal
         }
         ElementValue::Reject => WireValue::Goto(super::nft_names::REJECT_CHAIN),
         ElementValue::Drop => WireValue::Drop,
-        ElementValue::Endpoint(ep) => WireValue::Endpoint(*ep),
+        ElementValue::Endpoint(ip, port) => WireValue::Endpoint(SocketAddr::new(*ip, *port)),
     }
 }
 
