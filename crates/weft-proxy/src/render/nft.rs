@@ -14,8 +14,9 @@
 //! turns the difference between two of them into the few `nft -f`
 //! commands that change only what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -621,14 +622,15 @@ impl NftRenderer {
         let t = &self.table;
         let a = self.addr_type();
         let hairpin = MapName::Fixed(FixedMap::Hairpin);
-        for ip in new.pairs.iter().filter(|p| !old.pairs.contains(p)) {
+        let (old_pairs, new_pairs) = (Among::new(&old.pairs), Among::new(&new.pairs));
+        for ip in new.pairs.iter().filter(|p| !old_pairs.has(p)) {
             let n = refs.pairs.entry(*ip).or_insert(0);
             *n += 1;
             if *n == 1 {
                 batch.add(hairpin, Member::Pair(*ip), None);
             }
         }
-        for ip in old.pairs.iter().filter(|p| !new.pairs.contains(p)) {
+        for ip in old.pairs.iter().filter(|p| !new_pairs.has(p)) {
             if let Some(n) = refs.pairs.get_mut(ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -648,48 +650,83 @@ impl NftRenderer {
                 }
             }
         }
+        let (old_sets, new_sets) = (names(&old.sets), names(&new.sets));
+        let (old_sets, new_sets) = (Among::new(&old_sets), Among::new(&new_sets));
         for (name, secs) in &new.sets {
-            if !old.sets.iter().any(|(n, _)| n == name) {
+            if !old_sets.has(&name.as_str()) {
                 let _ = writeln!(
                     batch.create,
                     "add set {fam} {t} {name} {{ type {a}; flags dynamic,timeout; timeout {secs}s; }}"
                 );
             }
         }
-        for (name, rules) in new.chains.iter().filter(|c| !old.chains.contains(c)) {
+        let (old_chains, old_chain_names) = (Among::new(&old.chains), names(&old.chains));
+        let old_chain_names = Among::new(&old_chain_names);
+        for (name, rules) in new.chains.iter().filter(|c| !old_chains.has(c)) {
             let _ = writeln!(batch.create, "add chain {fam} {t} {name}");
-            if old.chains.iter().any(|(n, _)| n == name) {
+            if old_chain_names.has(&name.as_str()) {
                 let _ = writeln!(batch.rules, "flush chain {fam} {t} {name}");
             }
             for r in rules {
                 let _ = writeln!(batch.rules, "add rule {fam} {t} {name} {r}");
             }
         }
+        let (old_elements, new_elements) = (Among::new(&old.elements), Among::new(&new.elements));
         for e in &old.elements {
-            if !new.elements.contains(e) {
+            if !new_elements.has(e) {
                 batch.remove(e.map, Member::Key(e.key));
             }
         }
         for e in &new.elements {
-            if !old.elements.contains(e) {
+            if !old_elements.has(e) {
                 batch.add(e.map, Member::Key(e.key), Some(e.value.clone()));
             }
         }
         update_members(batch, &old.members, &new.members);
+        let new_chain_names = names(&new.chains);
+        let new_chain_names = Among::new(&new_chain_names);
         for (name, _) in old
             .chains
             .iter()
-            .filter(|(n, _)| !new.chains.iter().any(|(m, _)| m == n))
+            .filter(|(n, _)| !new_chain_names.has(&n.as_str()))
         {
             let _ = writeln!(batch.flush, "flush chain {fam} {t} {name}");
             let _ = writeln!(batch.delete, "delete chain {fam} {t} {name}");
         }
-        for (name, _) in old
-            .sets
-            .iter()
-            .filter(|(n, _)| !new.sets.iter().any(|(m, _)| m == n))
-        {
+        for (name, _) in old.sets.iter().filter(|(n, _)| !new_sets.has(&n.as_str())) {
             let _ = writeln!(batch.delete, "delete set {fam} {t} {name}");
+        }
+    }
+}
+
+/// The names of a port's chains or sets.
+fn names<T>(objects: &[(String, T)]) -> Vec<&str> {
+    objects.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// A port's objects of one kind, asked whether they hold a value: by
+/// a hash set once they are many. Comparing a port with its previous
+/// rendering by a linear search each was quadratic in its endpoints (a
+/// 5,000-endpoint Service has 5,000 hairpin pairs, and with affinity as
+/// many endpoint chains and sets).
+struct Among<'a, T> {
+    items: &'a [T],
+    index: Option<HashSet<&'a T>>,
+}
+
+impl<'a, T: Eq + Hash> Among<'a, T> {
+    /// Below this many, a linear search is as fast as hashing.
+    const LINEAR: usize = 16;
+
+    fn new(items: &'a [T]) -> Among<'a, T> {
+        let index = (items.len() > Self::LINEAR).then(|| items.iter().collect());
+        Among { items, index }
+    }
+
+    fn has(&self, x: &T) -> bool {
+        match &self.index {
+            Some(set) => set.contains(x),
+            None => self.items.contains(x),
         }
     }
 }

@@ -70,7 +70,7 @@ impl PoolMembers {
 
 /// `addr . proto . port`, or `proto . port` for node ports, followed by
 /// ` . slot` in a pool's map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ElementKey {
     pub addr: Option<IpAddr>,
     pub proto: Protocol,
@@ -138,7 +138,7 @@ impl fmt::Display for Member {
 }
 
 /// What an element maps its key to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ElementValue {
     /// `goto` a chain of the port's own.
     Goto(Box<str>),
@@ -170,7 +170,7 @@ impl fmt::Display for ElementValue {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Element {
     pub map: MapName,
     pub key: ElementKey,

@@ -163,6 +163,46 @@ fn nft_update_touches_only_what_changed() {
     assert!(batch.is_empty());
 }
 
+/// A large port (more objects than a linear search is used for): one
+/// endpoint leaving a sticky Service of 60 removes its pair, its chain
+/// and its affinity set, rewrites the service chain, and keeps the rest.
+#[test]
+fn nft_update_of_a_large_port_touches_only_what_changed() {
+    let eps: Vec<String> = (0..60)
+        .map(|j| format!("{{addresses: [172.30.1.{}]}}", j + 2))
+        .collect();
+    let yaml = format!(
+        "kind: Service\nmetadata: {{name: big, namespace: bulk}}\nspec: {{clusterIP: 10.254.9.9, sessionAffinity: ClientIP, ports: [{{port: 80}}]}}\n---\n\
+         kind: EndpointSlice\nmetadata: {{name: big, namespace: bulk}}\nendpoints: [{}]\nports: [{{port: 8080}}]\n",
+        eps.join(", ")
+    );
+    let n = NftRenderer::new(false, None);
+    let before = plans(&yaml, "host1");
+    let mut after = before.clone();
+    after[0].endpoints.remove(7);
+    let (old, new) = (n.port(&before[0]), n.port(&after[0]));
+    assert_eq!((old.pairs.len(), old.sets.len()), (60, 60));
+    let mut refs = SharedRefs::of([&old]);
+    let mut batch = NftBatch::default();
+    n.update(&mut batch, &mut refs, &old, &new);
+    let mut text = String::new();
+    batch.finish_into(&n.target(), &mut text);
+    let count = |what: &str| text.lines().filter(|l| l.starts_with(what)).count();
+    assert_eq!(
+        count("delete element ip kube-proxy hairpin-endpoints"),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("add element"), "{text}");
+    assert_eq!(count("delete chain"), 1, "{text}");
+    assert_eq!(count("delete set"), 1, "{text}");
+    assert_eq!(count("add chain"), 1, "{text}");
+    assert_eq!(count("add set"), 0, "{text}");
+    let mut unchanged = NftBatch::default();
+    n.update(&mut unchanged, &mut refs, &new, &new);
+    assert!(unchanged.is_empty());
+}
+
 #[test]
 fn probability_is_normalized_from_save_output() {
     assert_eq!(
