@@ -4,8 +4,10 @@
 pub mod iptables;
 pub mod nft;
 mod nft_batch;
+mod nft_diff;
 mod nft_element;
 mod nft_names;
+mod nft_port;
 mod nft_slots;
 pub mod nft_wire;
 

@@ -14,9 +14,8 @@
 //! turns the difference between two of them into the few `nft -f`
 //! commands that change only what changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::hash::Hash;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -27,64 +26,17 @@ use crate::plan::{EndpointPlan, PortKey, PortPlan};
 use crate::MASQ_MARK;
 
 pub use super::nft_batch::{Added, ColdStart, NftBatch};
+use super::nft_diff::{names, update_members, update_shared, Among};
 pub use super::nft_element::{Element, ElementKey, ElementValue, MapName, Member, PoolMembers};
 pub use super::nft_names::{
     FixedMap, Pool, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
     SERVICE_IPS, SERVICE_NODEPORTS,
 };
+pub use super::nft_port::{PortNft, SharedRefs};
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
 const MARK_CHAIN: &str = "mark-for-masquerade";
-
-/// Objects many service ports share, with how many ports use each: the
-/// hairpin pairs (an endpoint IP can back several ports and services; its
-/// pair `ip . ip` leaves the set with the last one) and the balancing
-/// pools.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SharedRefs {
-    pub pairs: BTreeMap<IpAddr, u32>,
-    pub pools: BTreeMap<Pool, usize>,
-}
-
-impl SharedRefs {
-    pub fn new() -> SharedRefs {
-        SharedRefs::default()
-    }
-
-    /// The counts of `ports` (after a failed transaction, to start again
-    /// from what the kernel still holds).
-    pub fn of<'a>(ports: impl IntoIterator<Item = &'a PortNft>) -> SharedRefs {
-        let mut refs = SharedRefs::new();
-        for p in ports {
-            for ip in &p.pairs {
-                *refs.pairs.entry(*ip).or_insert(0) += 1;
-            }
-            for pool in &p.pools {
-                *refs.pools.entry(*pool).or_insert(0) += 1;
-            }
-        }
-        refs
-    }
-}
-
-/// Everything one service port owns in the table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortNft {
-    /// Affinity sets: name and timeout in seconds.
-    pub sets: Vec<(String, u32)>,
-    /// Chains and their rules, endpoint chains before the chains that use them.
-    pub chains: Vec<(String, Vec<String>)>,
-    /// Elements of the table's own maps (a pool's are in `members`).
-    pub elements: Vec<Element>,
-    /// The port's elements in the balancing pools' maps.
-    pub members: Vec<PoolMembers>,
-    /// Endpoint IPs whose pair `ip . ip` is in the shared hairpin set
-    /// (reference-counted across ports).
-    pub pairs: Vec<IpAddr>,
-    /// Shared balancing pools the port's elements live in.
-    pub pools: Vec<Pool>,
-}
 
 #[derive(Debug, Clone)]
 pub struct NftRenderer {
@@ -621,35 +573,7 @@ impl NftRenderer {
         let fam = self.family();
         let t = &self.table;
         let a = self.addr_type();
-        let hairpin = MapName::Fixed(FixedMap::Hairpin);
-        let (old_pairs, new_pairs) = (Among::new(&old.pairs), Among::new(&new.pairs));
-        for ip in new.pairs.iter().filter(|p| !old_pairs.has(p)) {
-            let n = refs.pairs.entry(*ip).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                batch.add(hairpin, Member::Pair(*ip), None);
-            }
-        }
-        for ip in old.pairs.iter().filter(|p| !new_pairs.has(p)) {
-            if let Some(n) = refs.pairs.get_mut(ip) {
-                *n -= 1;
-                if *n == 0 {
-                    refs.pairs.remove(ip);
-                    batch.remove(hairpin, Member::Pair(*ip));
-                }
-            }
-        }
-        for pool in &new.pools {
-            *refs.pools.entry(*pool).or_insert(0) += 1;
-        }
-        for pool in &old.pools {
-            if let Some(n) = refs.pools.get_mut(pool) {
-                *n -= 1;
-                if *n == 0 {
-                    refs.pools.remove(pool);
-                }
-            }
-        }
+        update_shared(batch, refs, old, new);
         let (old_sets, new_sets) = (names(&old.sets), names(&new.sets));
         let (old_sets, new_sets) = (Among::new(&old_sets), Among::new(&new_sets));
         for (name, secs) in &new.sets {
@@ -696,74 +620,5 @@ impl NftRenderer {
         for (name, _) in old.sets.iter().filter(|(n, _)| !new_sets.has(&n.as_str())) {
             let _ = writeln!(batch.delete, "delete set {fam} {t} {name}");
         }
-    }
-}
-
-/// The names of a port's chains or sets.
-fn names<T>(objects: &[(String, T)]) -> Vec<&str> {
-    objects.iter().map(|(n, _)| n.as_str()).collect()
-}
-
-/// A port's objects of one kind, asked whether they hold a value: by
-/// a hash set once they are many. Comparing a port with its previous
-/// rendering by a linear search each was quadratic in its endpoints (a
-/// 5,000-endpoint Service has 5,000 hairpin pairs, and with affinity as
-/// many endpoint chains and sets).
-struct Among<'a, T> {
-    items: &'a [T],
-    index: Option<HashSet<&'a T>>,
-}
-
-impl<'a, T: Eq + Hash> Among<'a, T> {
-    /// Below this many, a linear search is as fast as hashing.
-    const LINEAR: usize = 16;
-
-    fn new(items: &'a [T]) -> Among<'a, T> {
-        let index = (items.len() > Self::LINEAR).then(|| items.iter().collect());
-        Among { items, index }
-    }
-
-    fn has(&self, x: &T) -> bool {
-        match &self.index {
-            Some(set) => set.contains(x),
-            None => self.items.contains(x),
-        }
-    }
-}
-
-/// The pool elements that differ between `old` and `new`, slot by slot:
-/// a slot whose endpoint changed is removed and added again.
-fn update_members(batch: &mut NftBatch, old: &[PoolMembers], new: &[PoolMembers]) {
-    for m in old {
-        let kept = new.iter().find(|n| n.same_key(m));
-        for (i, ep) in m.endpoints.iter().enumerate() {
-            if kept.and_then(|n| n.at(i)) != Some(*ep) {
-                let e = m.element(i, *ep);
-                batch.remove(e.map, Member::Key(e.key));
-            }
-        }
-    }
-    for m in new {
-        let had = old.iter().find(|o| o.same_key(m));
-        for (i, ep) in m.endpoints.iter().enumerate() {
-            if had.and_then(|o| o.at(i)) != Some(*ep) {
-                let e = m.element(i, *ep);
-                batch.add(e.map, Member::Key(e.key), Some(e.value));
-            }
-        }
-    }
-}
-
-impl PortNft {
-    pub fn empty() -> &'static PortNft {
-        static EMPTY: PortNft = PortNft {
-            sets: Vec::new(),
-            chains: Vec::new(),
-            elements: Vec::new(),
-            members: Vec::new(),
-            pairs: Vec::new(),
-            pools: Vec::new(),
-        };
-        &EMPTY
     }
 }

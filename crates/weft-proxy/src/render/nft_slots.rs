@@ -10,8 +10,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use super::nft::PortNft;
 use super::nft_element::PoolMembers;
+use super::nft_port::PortNft;
 
 impl PortNft {
     /// Re-slots this (newly rendered) port's pool elements after `before`,

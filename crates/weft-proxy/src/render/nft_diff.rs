@@ -1,0 +1,107 @@
+//! How two renderings of one service port differ, in time linear in
+//! the port's size: pool elements slot by slot, everything else looked
+//! up through a hash set once a port has many of it.
+
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use super::nft_batch::NftBatch;
+use super::nft_element::{MapName, Member, PoolMembers};
+use super::nft_names::FixedMap;
+use super::nft_port::{PortNft, SharedRefs};
+
+/// The shared objects' counts after `old` becomes `new`: a hairpin pair
+/// is added with its first port and removed with its last; pools are
+/// only counted ([`super::nft::NftRenderer::update_pools`] creates and
+/// deletes them).
+pub(super) fn update_shared(
+    batch: &mut NftBatch,
+    refs: &mut SharedRefs,
+    old: &PortNft,
+    new: &PortNft,
+) {
+    let hairpin = MapName::Fixed(FixedMap::Hairpin);
+    let (old_pairs, new_pairs) = (Among::new(&old.pairs), Among::new(&new.pairs));
+    for ip in new.pairs.iter().filter(|p| !old_pairs.has(p)) {
+        let n = refs.pairs.entry(*ip).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            batch.add(hairpin, Member::Pair(*ip), None);
+        }
+    }
+    for ip in old.pairs.iter().filter(|p| !new_pairs.has(p)) {
+        if let Some(n) = refs.pairs.get_mut(ip) {
+            *n -= 1;
+            if *n == 0 {
+                refs.pairs.remove(ip);
+                batch.remove(hairpin, Member::Pair(*ip));
+            }
+        }
+    }
+    for pool in &new.pools {
+        *refs.pools.entry(*pool).or_insert(0) += 1;
+    }
+    for pool in &old.pools {
+        if let Some(n) = refs.pools.get_mut(pool) {
+            *n -= 1;
+            if *n == 0 {
+                refs.pools.remove(pool);
+            }
+        }
+    }
+}
+
+/// The names of a port's chains or sets.
+pub(super) fn names<T>(objects: &[(String, T)]) -> Vec<&str> {
+    objects.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// A port's objects of one kind, asked whether they hold a value: by
+/// a hash set once they are many. Comparing a port with its previous
+/// rendering by a linear search each was quadratic in its endpoints (a
+/// 5,000-endpoint Service has 5,000 hairpin pairs, and with affinity as
+/// many endpoint chains and sets).
+pub(super) struct Among<'a, T> {
+    items: &'a [T],
+    index: Option<HashSet<&'a T>>,
+}
+
+impl<'a, T: Eq + Hash> Among<'a, T> {
+    /// Below this many, a linear search is as fast as hashing.
+    const LINEAR: usize = 16;
+
+    pub(super) fn new(items: &'a [T]) -> Among<'a, T> {
+        let index = (items.len() > Self::LINEAR).then(|| items.iter().collect());
+        Among { items, index }
+    }
+
+    pub(super) fn has(&self, x: &T) -> bool {
+        match &self.index {
+            Some(set) => set.contains(x),
+            None => self.items.contains(x),
+        }
+    }
+}
+
+/// The pool elements that differ between `old` and `new`, slot by slot:
+/// a slot whose endpoint changed is removed and added again.
+pub(super) fn update_members(batch: &mut NftBatch, old: &[PoolMembers], new: &[PoolMembers]) {
+    for m in old {
+        let kept = new.iter().find(|n| n.same_key(m));
+        for (i, ep) in m.endpoints.iter().enumerate() {
+            if kept.and_then(|n| n.at(i)) != Some(*ep) {
+                let e = m.element(i, *ep);
+                batch.remove(e.map, Member::Key(e.key));
+            }
+        }
+    }
+    for m in new {
+        let had = old.iter().find(|o| o.same_key(m));
+        for (i, ep) in m.endpoints.iter().enumerate() {
+            if had.and_then(|o| o.at(i)) != Some(*ep) {
+                let e = m.element(i, *ep);
+                batch.add(e.map, Member::Key(e.key), Some(e.value));
+            }
+        }
+    }
+}
