@@ -67,7 +67,8 @@ pub(super) struct Among<'a, T> {
 }
 
 impl<'a, T: Eq + Hash> Among<'a, T> {
-    /// Below this many, a linear search is as fast as hashing.
+    /// Up to this many, a linear search (a port of a few endpoints
+    /// builds no set).
     const LINEAR: usize = 16;
 
     pub(super) fn new(items: &'a [T]) -> Among<'a, T> {
