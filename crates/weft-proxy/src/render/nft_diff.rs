@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 use super::nft_batch::NftBatch;
-use super::nft_element::{MapName, Member, PoolMembers};
+use super::nft_element::{Element, MapName, Member, PoolMembers};
 use super::nft_names::FixedMap;
 use super::nft_port::{PortNft, SharedRefs};
 
@@ -87,22 +87,23 @@ impl<'a, T: Eq + Hash> Among<'a, T> {
 /// The pool elements that differ between `old` and `new`, slot by slot:
 /// a slot whose endpoint changed is removed and added again.
 pub(super) fn update_members(batch: &mut NftBatch, old: &[PoolMembers], new: &[PoolMembers]) {
-    for m in old {
-        let kept = new.iter().find(|n| n.same_key(m));
-        for (i, ep) in m.endpoints.iter().enumerate() {
-            if kept.and_then(|n| n.at(i)) != Some(*ep) {
-                let e = m.element(i, *ep);
-                batch.remove(e.map, Member::Key(e.key));
-            }
-        }
+    for e in old.iter().flat_map(|m| changed_slots(m, new)) {
+        batch.remove(e.map, Member::Key(e.key));
     }
-    for m in new {
-        let had = old.iter().find(|o| o.same_key(m));
-        for (i, ep) in m.endpoints.iter().enumerate() {
-            if had.and_then(|o| o.at(i)) != Some(*ep) {
-                let e = m.element(i, *ep);
-                batch.add(e.map, Member::Key(e.key), Some(e.value));
-            }
-        }
+    for e in new.iter().flat_map(|m| changed_slots(m, old)) {
+        batch.add(e.map, Member::Key(e.key), Some(e.value));
     }
+}
+
+/// The elements of `m` whose slot holds another endpoint, or none, in
+/// the same key's members among `other`.
+fn changed_slots<'a>(
+    m: &'a PoolMembers,
+    other: &'a [PoolMembers],
+) -> impl Iterator<Item = Element> + 'a {
+    let counterpart = other.iter().find(|o| o.same_key(m));
+    m.elements()
+        .enumerate()
+        .filter(move |(i, _)| counterpart.and_then(|o| o.at(*i)) != m.at(*i))
+        .map(|(_, e)| e)
 }

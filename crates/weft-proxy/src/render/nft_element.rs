@@ -5,7 +5,7 @@
 //! sends it.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::nft_names::{FixedMap, Pool, REJECT_CHAIN};
 use crate::spec::Protocol;
@@ -152,12 +152,6 @@ pub enum ElementValue {
     Endpoint(IpAddr, u16),
 }
 
-impl ElementValue {
-    pub fn endpoint(addr: SocketAddr) -> ElementValue {
-        ElementValue::Endpoint(addr.ip(), addr.port())
-    }
-}
-
 impl fmt::Display for ElementValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -190,6 +184,7 @@ impl Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     /// A proxy keeps every element of every port between syncs (110,000
     /// at 10,000 services × 10 endpoints): 64 bytes each, not 88.
@@ -221,6 +216,9 @@ mod tests {
         );
         assert_eq!(ElementValue::Reject.to_string(), "goto reject-chain");
         let ep: SocketAddr = "[fd00::5]:8080".parse().expect("addr");
-        assert_eq!(ElementValue::endpoint(ep).to_string(), "fd00::5 . 8080");
+        assert_eq!(
+            ElementValue::Endpoint(ep.ip(), ep.port()).to_string(),
+            "fd00::5 . 8080"
+        );
     }
 }

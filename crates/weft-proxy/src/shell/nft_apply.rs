@@ -257,7 +257,10 @@ mod tests {
             (0..250)
                 .map(|i| Added {
                     member: nft::Member::Key(key.slot(i)),
-                    value: Some(ElementValue::endpoint("172.30.0.2:80".parse().expect("ep"))),
+                    value: Some(ElementValue::Endpoint(
+                        "172.30.0.2".parse().expect("ip"),
+                        80,
+                    )),
                 })
                 .collect(),
         );
