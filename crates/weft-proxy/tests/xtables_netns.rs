@@ -251,7 +251,10 @@ fn writes_as_the_tool_does(v6: bool) {
     let gone: BTreeMap<_, _> = all.iter().step_by(2).collect();
     let changes: Vec<(Option<&PortRules>, Option<&PortRules>)> =
         gone.values().map(|p| (Some(*p), None)).collect();
-    let delete = gone.values().flat_map(|p| p.chains.clone()).collect();
+    let delete = gone
+        .values()
+        .flat_map(|p| p.chains.iter().map(|c| c.to_string()))
+        .collect();
     apply(
         &r.partial_restore(&changes, &delete),
         "partial sync removing ports",

@@ -3,6 +3,7 @@
 //! endpoint chains, the endpoint). nft chains carry 8 characters and the
 //! readable name, as kube-proxy's nftables mode does.
 
+use arrayvec::ArrayString;
 use sha2::{Digest, Sha256};
 
 use crate::spec::Protocol;
@@ -34,12 +35,61 @@ pub fn service_hash(svc_port: &str, protocol: Protocol) -> String {
     hash(&format!("{svc_port}{}", protocol.lower()), 16)
 }
 
+/// An iptables chain name, kept inline: iptables allows 28 characters and
+/// weft's are at most 25 (`KUBE-SEP-` and 16 of a hash). At 255,000
+/// endpoints the proxy keeps 255,000 of them between syncs; as heap
+/// strings, allocated one by one among the rules of a full sync, they
+/// pinned most of the freed rule text in memory.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainName(ArrayString<28>);
+
+impl ChainName {
+    /// `prefix` and `hash` joined, cut at 28 characters (never reached:
+    /// the prefixes are at most 9 characters and the hashes 16).
+    pub fn new(prefix: &str, hash: &str) -> ChainName {
+        let mut name = ArrayString::new();
+        for c in prefix.chars().chain(hash.chars()) {
+            if name.try_push(c).is_err() {
+                break;
+            }
+        }
+        ChainName(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ChainName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for ChainName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ChainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ChainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// `KUBE-SEP-…` for one endpoint (`ip:port`, IPv6 in brackets).
-pub fn endpoint_chain(svc_port: &str, protocol: Protocol, endpoint: &str) -> String {
-    format!(
-        "KUBE-SEP-{}",
-        hash(&format!("{svc_port}{}{endpoint}", protocol.lower()), 16)
-    )
+pub fn endpoint_chain(svc_port: &str, protocol: Protocol, endpoint: &str) -> ChainName {
+    let text = format!("{svc_port}{}{endpoint}", protocol.lower());
+    ChainName::new("KUBE-SEP-", &hash(&text, 16))
 }
 
 /// The 8-character hash nft chain names start with.

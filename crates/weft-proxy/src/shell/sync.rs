@@ -20,6 +20,7 @@ use weft_firewall::{FirewallError, Iptables};
 
 use super::canary::{self, LegacySeen};
 use super::nft_apply::NftApplier;
+use crate::plan::names::ChainName;
 use crate::plan::policy::NodePolicy;
 use crate::plan::{take_ports, PortKey, PortPlan};
 use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
@@ -526,11 +527,14 @@ fn full_iptables(
     ports: &BTreeMap<PortKey, PortRules>,
 ) -> Result<(usize, Duration), FirewallError> {
     let state = iptables_state(ipt, r.v6)?;
-    let wanted: BTreeSet<&String> = ports.values().flat_map(|p| &p.chains).collect();
+    let wanted: BTreeSet<&str> = ports
+        .values()
+        .flat_map(|p| p.chains.iter().map(|c| c.as_str()))
+        .collect();
     let stale: BTreeSet<String> = state
         .service_chains
         .into_iter()
-        .filter(|c| !wanted.contains(c))
+        .filter(|c| !wanted.contains(c.as_str()))
         .collect();
     restore(
         ipt,
@@ -555,7 +559,7 @@ fn partial_iptables(
         }
         f.ipt_ports.insert(p.key.clone(), rules);
     }
-    let kept: BTreeSet<&String> = plans
+    let kept: BTreeSet<&ChainName> = plans
         .iter()
         .filter_map(|p| f.ipt_ports.get(&p.key))
         .flat_map(|r| &r.chains)
@@ -564,7 +568,7 @@ fn partial_iptables(
         .values()
         .flat_map(|r| &r.chains)
         .filter(|c| !kept.contains(c))
-        .cloned()
+        .map(|c| c.to_string())
         .collect();
     let removed_ports = old.keys().any(|k| !f.ipt_ports.contains_key(k));
     if write.is_empty() && delete.is_empty() && !removed_ports {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::plan::names::{endpoint_chain, service_hash};
+use crate::plan::names::{endpoint_chain, service_hash, ChainName};
 use crate::plan::policy::{Masquerade, NodePolicy, PortPolicy, Verdict};
 use crate::plan::{EndpointPlan, PortPlan};
 
@@ -89,7 +89,7 @@ pub const HOOKS: [Hook; 14] = [
 #[derive(Debug, Clone, Default)]
 pub struct PortRules {
     /// nat chains owned by this port, in creation order.
-    pub chains: Vec<String>,
+    pub chains: Vec<ChainName>,
     /// Rules of the owned chains (emptied by [`PortRules::slim`] once
     /// applied: a change rewrites the chains whole, so only their digest
     /// is needed to tell whether they changed).
@@ -130,7 +130,7 @@ pub(crate) fn rule_chain(line: &str) -> Option<&str> {
 }
 
 /// Each of `chains`' digest of its lines in `nat`, in one pass.
-fn chain_digests(chains: &[String], nat: &[String]) -> Vec<u64> {
+fn chain_digests(chains: &[ChainName], nat: &[String]) -> Vec<u64> {
     use std::hash::{Hash, Hasher};
     let mut hashers: std::collections::HashMap<&str, std::collections::hash_map::DefaultHasher> =
         chains
@@ -158,7 +158,7 @@ impl PortRules {
         let before: std::collections::HashMap<&str, u64> = old
             .chains
             .iter()
-            .map(String::as_str)
+            .map(ChainName::as_str)
             .zip(old.chain_digests.iter().copied())
             .collect();
         self.chains
@@ -229,10 +229,10 @@ pub(super) fn host(ip: IpAddr) -> String {
 struct Names {
     spn: String,
     proto: &'static str,
-    svc: String,
-    svl: String,
-    ext: String,
-    fw: String,
+    svc: ChainName,
+    svl: ChainName,
+    ext: ChainName,
+    fw: ChainName,
 }
 
 impl IptablesRenderer {
@@ -292,10 +292,10 @@ impl IptablesRenderer {
         let hash = service_hash(&spn, p.key.protocol);
         let n = Names {
             proto: p.key.protocol.lower(),
-            svc: format!("KUBE-SVC-{hash}"),
-            svl: format!("KUBE-SVL-{hash}"),
-            ext: format!("KUBE-EXT-{hash}"),
-            fw: format!("KUBE-FW-{hash}"),
+            svc: ChainName::new("KUBE-SVC-", &hash),
+            svl: ChainName::new("KUBE-SVL-", &hash),
+            ext: ChainName::new("KUBE-EXT-", &hash),
+            fw: ChainName::new("KUBE-FW-", &hash),
             spn,
         };
         let d = self.node.decide(p);
@@ -436,25 +436,25 @@ impl IptablesRenderer {
             };
             own.entry(chain).or_default().extend(masquerade);
         }
-        let mut chains: Vec<String> = Vec::new();
+        let mut chains: Vec<ChainName> = Vec::new();
         if d.external_chain {
-            chains.push(n.ext.clone());
+            chains.push(n.ext);
             let rules = self.external_chain(n, d);
             own.entry(&n.ext).or_default().extend(rules);
         }
         if d.source_ranges {
-            chains.push(n.fw.clone());
+            chains.push(n.fw);
             let rules = self.firewall_chain(n, p, d);
             own.entry(&n.fw).or_default().extend(rules);
         }
         if d.cluster_chain {
-            chains.push(n.svc.clone());
+            chains.push(n.svc);
             let eps: Vec<&EndpointPlan> = p.endpoints.iter().collect();
             let rules = self.balance(&n.svc, n, p, &eps);
             own.entry(&n.svc).or_default().extend(rules);
         }
         if d.local_chain {
-            chains.push(n.svl.clone());
+            chains.push(n.svl);
             let eps: Vec<&EndpointPlan> = p.local.iter().collect();
             let rules = self.balance(&n.svl, n, p, &eps);
             own.entry(&n.svl).or_default().extend(rules);
@@ -564,7 +564,7 @@ impl IptablesRenderer {
     }
 
     /// `KUBE-SEP-…`: hairpin masquerade, then DNAT (recording affinity).
-    fn endpoint(&self, n: &Names, p: &PortPlan, ep: &EndpointPlan) -> (String, Vec<String>) {
+    fn endpoint(&self, n: &Names, p: &PortPlan, ep: &EndpointPlan) -> (ChainName, Vec<String>) {
         let proto = n.proto;
         let s = endpoint_chain(&n.spn, p.key.protocol, &ep.text());
         let comment = self.endpoint_comment(&n.spn);

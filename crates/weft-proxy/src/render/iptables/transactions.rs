@@ -10,6 +10,7 @@ use super::{
     host, Hook, IptablesRenderer, PortRules, EXTERNAL_SERVICES, FORWARD, LOCALNET_FIREWALL,
     MARK_MASQ, NFACCT_INVALID, NODEPORTS, POSTROUTING, PROXY_FIREWALL, SERVICES,
 };
+use crate::plan::names::ChainName;
 use crate::plan::PortKey;
 use crate::MASQ_MARK;
 
@@ -322,7 +323,7 @@ fn write_changed_chains(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)]
         }
         return;
     }
-    let mut names: Vec<&String> = ports
+    let mut names: Vec<&ChainName> = ports
         .iter()
         .flat_map(|(r, same)| changed(r, same))
         .collect();
@@ -336,7 +337,7 @@ fn write_changed_chains(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)]
 }
 
 /// `r`'s chains but the `same` ones.
-fn changed<'a>(r: &'a PortRules, same: &BTreeSet<&str>) -> Vec<&'a String> {
+fn changed<'a>(r: &'a PortRules, same: &BTreeSet<&str>) -> Vec<&'a ChainName> {
     r.chains
         .iter()
         .filter(|c| !same.contains(c.as_str()))
