@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::iptables::{normalize_saved, IptablesRenderer, CHAINS_PER_TRANSACTION, HOOKS};
+use super::iptables::{normalize_saved, IptablesRenderer, NatText, CHAINS_PER_TRANSACTION, HOOKS};
 use super::nft::{NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::plan::catalog::Catalog;
 use crate::plan::PortPlan;
@@ -380,6 +380,21 @@ fn a_large_sync_writes_port_chains_in_transactions_of_their_own_and_switches_las
     assert_eq!(lines(&one), lines(&chunked));
     let partial = legacy.partial_restore(&changes, &BTreeSet::new());
     assert_eq!(partial.matches("COMMIT").count(), 2);
+
+    // A full sync's rules moved out of the ports into one text restore
+    // byte for byte as the ports' own, in both forms.
+    let stale = BTreeSet::from(["KUBE-SVC-STALE".to_string()]);
+    let mut slim = big.clone();
+    let mut nat = NatText::default();
+    slim.values_mut().for_each(|p| nat.take(p));
+    assert!(slim.values().all(|p| p.nat.is_empty()));
+    assert_eq!(nat.ports(), big.len());
+    for renderer in [&legacy, &r] {
+        assert_eq!(
+            renderer.restore_with(&slim, &nat, &stale, &HOOKS, true),
+            renderer.restore(&big, &stale, &HOOKS, true)
+        );
+    }
 }
 
 /// Elements of the `add element` commands of `text`: `(set, element)`.

@@ -23,7 +23,7 @@ use super::nft_apply::NftApplier;
 use crate::plan::names::ChainName;
 use crate::plan::policy::NodePolicy;
 use crate::plan::{take_ports, PortKey, PortPlan};
-use crate::render::iptables::{self, IptablesRenderer, PortRules, HOOKS};
+use crate::render::iptables::{self, IptablesRenderer, NatText, PortRules, HOOKS};
 use crate::render::nft::{self, NftBatch, NftRenderer, PortNft, SharedRefs};
 use crate::spec::ServiceName;
 
@@ -284,6 +284,7 @@ impl Syncer {
                 continue;
             }
             let t = Instant::now();
+            let written = plans.len();
             let res = match self.mode {
                 ProxyMode::Iptables => {
                     family.endpoint_counts = plans
@@ -291,17 +292,11 @@ impl Syncer {
                         .map(|p| (p.key.clone(), p.all_endpoints))
                         .collect();
                     family.ipt.large_cluster = family.large_cluster();
-                    let ports: BTreeMap<PortKey, PortRules> = plans
-                        .iter()
-                        .map(|p| (p.key.clone(), family.ipt.port(p)))
-                        .collect();
+                    let (ports, nat) = render_full(&family.ipt, plans, self.keep_rules);
                     report.render += t.elapsed();
-                    let r = full_iptables(&self.iptables, &family.ipt, &ports);
+                    let r = full_iptables(&self.iptables, &family.ipt, &ports, nat.as_ref());
                     if r.is_ok() {
                         family.ipt_ports = ports;
-                        if !self.keep_rules {
-                            family.ipt_ports.values_mut().for_each(PortRules::slim);
-                        }
                     }
                     r
                 }
@@ -352,7 +347,7 @@ impl Syncer {
             family.active = true;
             report.bytes += bytes;
             report.apply += apply;
-            report.written += plans.len();
+            report.written += written;
         }
         self.needs_full = false;
         report.ports = self.port_count();
@@ -521,10 +516,36 @@ fn restore(ipt: &Iptables, v6: bool, text: &str) -> Result<(usize, Duration), Fi
     Ok((text.len(), t.elapsed()))
 }
 
+/// Every port's rules for a full sync, rendered in key order. Unless the
+/// rules are kept (`keep_rules`), each port's nat rules move to one
+/// [`NatText`] as soon as it is rendered, so no port holds its lines.
+fn render_full(
+    r: &IptablesRenderer,
+    mut plans: Vec<PortPlan>,
+    keep_rules: bool,
+) -> (BTreeMap<PortKey, PortRules>, Option<NatText>) {
+    // a port per key (the catalog never plans one twice), in key order
+    plans.sort_by(|a, b| a.key.cmp(&b.key));
+    plans.dedup_by(|a, b| a.key == b.key);
+    let mut nat = (!keep_rules).then(NatText::default);
+    let ports = plans
+        .iter()
+        .map(|p| {
+            let mut rules = r.port(p);
+            if let Some(nat) = nat.as_mut() {
+                nat.take(&mut rules);
+            }
+            (p.key.clone(), rules)
+        })
+        .collect();
+    (ports, nat)
+}
+
 fn full_iptables(
     ipt: &Iptables,
     r: &IptablesRenderer,
     ports: &BTreeMap<PortKey, PortRules>,
+    nat: Option<&NatText>,
 ) -> Result<(usize, Duration), FirewallError> {
     let state = iptables_state(ipt, r.v6)?;
     let wanted: BTreeSet<&str> = ports
@@ -536,11 +557,11 @@ fn full_iptables(
         .into_iter()
         .filter(|c| !wanted.contains(c.as_str()))
         .collect();
-    restore(
-        ipt,
-        r.v6,
-        &r.restore(ports, &stale, &state.missing, state.localnet_exists),
-    )
+    let text = match nat {
+        Some(nat) => r.restore_with(ports, nat, &stale, &state.missing, state.localnet_exists),
+        None => r.restore(ports, &stale, &state.missing, state.localnet_exists),
+    };
+    restore(ipt, r.v6, &text)
 }
 
 fn partial_iptables(
@@ -577,7 +598,7 @@ fn partial_iptables(
     report.written += write.len();
     if !f.active {
         // First rules of this family: write everything, hooks included.
-        full_iptables(ipt, &f.ipt, &f.ipt_ports)?;
+        full_iptables(ipt, &f.ipt, &f.ipt_ports, None)?;
         f.active = true;
         return Ok((0, Duration::ZERO));
     }

@@ -110,6 +110,52 @@ pub struct PortRules {
     pub filter_nodeports: Vec<String>,
 }
 
+/// The nat rules of a full sync's ports, one port after another in one
+/// text, in the order of the ports' keys. Kept in each port until the
+/// restore, 255,000 endpoints' rules were 765,000 small strings; freed
+/// among what the ports keep, they left some 60 MiB of the heap resident.
+/// Here they are one allocation, freed whole.
+#[derive(Debug, Default)]
+pub struct NatText {
+    text: String,
+    /// Where each port's rules end in `text`.
+    ends: Vec<usize>,
+}
+
+impl NatText {
+    /// Moves `r`'s nat rules to the end of the text: the next port's, in
+    /// key order.
+    pub fn take(&mut self, r: &mut PortRules) {
+        for line in std::mem::take(&mut r.nat) {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+        self.ends.push(self.text.len());
+    }
+
+    /// Bytes of rules.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// How many ports' rules the text holds.
+    pub fn ports(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The rules of the `i`th port (in key order), a line each.
+    pub fn port(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).and_then(|j| self.ends.get(j));
+        let start = start.copied().unwrap_or(0);
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.get(start..end).unwrap_or_default()
+    }
+}
+
 /// Equal rules: the same lines in the shared chains and the same owned
 /// chains with the same rules (by digest, so a slimmed copy compares).
 impl PartialEq for PortRules {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::{
-    host, Hook, IptablesRenderer, PortRules, EXTERNAL_SERVICES, FORWARD, LOCALNET_FIREWALL,
-    MARK_MASQ, NFACCT_INVALID, NODEPORTS, POSTROUTING, PROXY_FIREWALL, SERVICES,
+    host, Hook, IptablesRenderer, NatText, PortRules, EXTERNAL_SERVICES, FORWARD,
+    LOCALNET_FIREWALL, MARK_MASQ, NFACCT_INVALID, NODEPORTS, POSTROUTING, PROXY_FIREWALL, SERVICES,
 };
 use crate::plan::names::ChainName;
 use crate::plan::PortKey;
@@ -99,7 +99,37 @@ impl IptablesRenderer {
         hooks: &[Hook],
         localnet_exists: bool,
     ) -> String {
-        let cap = ports.values().map(|r| r.nat.len() * 120).sum::<usize>() + ports.len() * 160;
+        self.restore_from(ports, None, delete, hooks, localnet_exists)
+    }
+
+    /// As [`IptablesRenderer::restore`], the ports' nat rules taken from
+    /// `nat` (port `i` of `ports` in key order is port `i` of `nat`)
+    /// rather than from the ports themselves.
+    pub fn restore_with(
+        &self,
+        ports: &BTreeMap<PortKey, PortRules>,
+        nat: &NatText,
+        delete: &BTreeSet<String>,
+        hooks: &[Hook],
+        localnet_exists: bool,
+    ) -> String {
+        debug_assert_eq!(nat.ports(), ports.len());
+        self.restore_from(ports, Some(nat), delete, hooks, localnet_exists)
+    }
+
+    fn restore_from(
+        &self,
+        ports: &BTreeMap<PortKey, PortRules>,
+        nat: Option<&NatText>,
+        delete: &BTreeSet<String>,
+        hooks: &[Hook],
+        localnet_exists: bool,
+    ) -> String {
+        let rules_len = match nat {
+            Some(nat) => nat.len(),
+            None => ports.values().map(|r| r.nat.len() * 120).sum::<usize>(),
+        };
+        let cap = rules_len + ports.len() * 160;
         let mut out = String::with_capacity(cap + 4096);
 
         out.push_str("*filter\n");
@@ -141,10 +171,10 @@ impl IptablesRenderer {
             && ports.values().map(|r| r.chains.len()).sum::<usize>() > CHAINS_PER_TRANSACTION
         {
             out.push_str("COMMIT\n");
-            port_chain_transactions(&mut out, ports.values());
+            changed_chain_transactions(&mut out, &whole(ports.values(), nat));
             out.push_str("*nat\n");
         } else {
-            write_changed_chains(&mut out, &whole(ports.values()), self.chunked);
+            write_changed_chains(&mut out, &whole(ports.values(), nat), self.chunked);
         }
         for c in [SERVICES, NODEPORTS] {
             let _ = writeln!(out, ":{c} - [0:0]");
@@ -197,13 +227,13 @@ impl IptablesRenderer {
         let none = PortRules::default();
         let mut out = String::new();
         // each written port with the chains it keeps as they are
-        let written: Vec<(&PortRules, BTreeSet<&str>)> = changes
+        let written: Vec<Written> = changes
             .iter()
-            .filter_map(|(old, new)| new.map(|n| (n, n.unchanged_chains(*old))))
+            .filter_map(|(old, new)| new.map(|n| Written::kept(n, n.unchanged_chains(*old))))
             .collect();
         let rewritten: usize = written
             .iter()
-            .map(|(r, same)| r.chains.len() - same.len())
+            .map(|w| w.rules.chains.len() - w.same.len())
             .sum();
         let split = self.chunked && rewritten > CHAINS_PER_TRANSACTION;
         if split {
@@ -313,53 +343,79 @@ pub const CHAINS_PER_TRANSACTION: usize = 384;
 /// every few hundred chains, so chains declared in name order land at the
 /// end of a short walk (10,000 services × 10 endpoints:
 /// iptables-legacy-restore 17.8 s in port order, 13.0 s in name order).
-fn write_changed_chains(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)], chunked: bool) {
+fn write_changed_chains(out: &mut String, ports: &[Written], chunked: bool) {
     if chunked {
-        for (r, same) in ports {
-            for c in changed(r, same) {
+        for w in ports {
+            for c in w.changed() {
                 let _ = writeln!(out, ":{c} - [0:0]");
             }
-            write_rules_except(out, r, same);
+            w.write_rules(out);
         }
         return;
     }
-    let mut names: Vec<&ChainName> = ports
-        .iter()
-        .flat_map(|(r, same)| changed(r, same))
-        .collect();
+    let mut names: Vec<&ChainName> = ports.iter().flat_map(Written::changed).collect();
     names.sort_unstable();
     for c in names {
         let _ = writeln!(out, ":{c} - [0:0]");
     }
-    for (r, same) in ports {
-        write_rules_except(out, r, same);
+    for w in ports {
+        w.write_rules(out);
     }
 }
 
-/// `r`'s chains but the `same` ones.
-fn changed<'a>(r: &'a PortRules, same: &BTreeSet<&str>) -> Vec<&'a ChainName> {
-    r.chains
-        .iter()
-        .filter(|c| !same.contains(c.as_str()))
-        .collect()
+/// One port whose chains a transaction writes: its rules, the chains it
+/// keeps as they are, and its nat rules' text when they are not kept in
+/// the port (a full sync's [`NatText`]).
+struct Written<'a> {
+    rules: &'a PortRules,
+    same: BTreeSet<&'a str>,
+    nat: Option<&'a str>,
 }
 
-/// `r`'s nat rules but those of the `same` chains.
-fn write_rules_except(out: &mut String, r: &PortRules, same: &BTreeSet<&str>) {
-    for line in &r.nat {
-        if !super::rule_chain(line).is_some_and(|c| same.contains(c)) {
-            out.push_str(line);
-            out.push('\n');
+impl<'a> Written<'a> {
+    fn kept(rules: &'a PortRules, same: BTreeSet<&'a str>) -> Written<'a> {
+        Written {
+            rules,
+            same,
+            nat: None,
+        }
+    }
+
+    /// Its chains but the `same` ones.
+    fn changed(&self) -> impl Iterator<Item = &'a ChainName> + '_ {
+        self.rules
+            .chains
+            .iter()
+            .filter(|c| !self.same.contains(c.as_str()))
+    }
+
+    /// Its nat rules but those of the `same` chains.
+    fn write_rules(&self, out: &mut String) {
+        let keep = |line: &str| !super::rule_chain(line).is_some_and(|c| self.same.contains(c));
+        match self.nat {
+            Some(text) if self.same.is_empty() => out.push_str(text),
+            Some(text) => {
+                for line in text.lines().filter(|l| keep(l)) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                for line in self.rules.nat.iter().filter(|l| keep(l)) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
         }
     }
 }
 
 /// As [`write_changed_chains`], in transactions of about
 /// [`CHAINS_PER_TRANSACTION`] chains, each port whole within one.
-fn changed_chain_transactions(out: &mut String, ports: &[(&PortRules, BTreeSet<&str>)]) {
+fn changed_chain_transactions(out: &mut String, ports: &[Written]) {
     let mut open = 0;
-    for (r, same) in ports {
-        let chains = changed(r, same);
+    for w in ports {
+        let chains: Vec<&ChainName> = w.changed().collect();
         if chains.is_empty() {
             continue;
         }
@@ -369,7 +425,7 @@ fn changed_chain_transactions(out: &mut String, ports: &[(&PortRules, BTreeSet<&
         for c in &chains {
             let _ = writeln!(out, ":{c} - [0:0]");
         }
-        write_rules_except(out, r, same);
+        w.write_rules(out);
         open += chains.len();
         if open >= CHAINS_PER_TRANSACTION {
             out.push_str("COMMIT\n");
@@ -381,15 +437,24 @@ fn changed_chain_transactions(out: &mut String, ports: &[(&PortRules, BTreeSet<&
     }
 }
 
-/// Ports written whole: no chain kept.
+/// Ports written whole: no chain kept; port `i`'s nat rules in `nat`
+/// when given.
 fn whole<'a>(
     ports: impl Iterator<Item = &'a PortRules>,
-) -> Vec<(&'a PortRules, BTreeSet<&'a str>)> {
-    ports.map(|r| (r, BTreeSet::new())).collect()
+    nat: Option<&'a NatText>,
+) -> Vec<Written<'a>> {
+    ports
+        .enumerate()
+        .map(|(i, rules)| Written {
+            rules,
+            same: BTreeSet::new(),
+            nat: nat.map(|n| n.port(i)),
+        })
+        .collect()
 }
 
 /// Writes the nat chains of `ports` as transactions of about
 /// [`CHAINS_PER_TRANSACTION`] chains, each port whole within one.
 pub fn port_chain_transactions<'a>(out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
-    changed_chain_transactions(out, &whole(ports));
+    changed_chain_transactions(out, &whole(ports, None));
 }
