@@ -3,19 +3,37 @@
 //! (100,000 endpoints name a few hundred nodes; 10,000 Services a few
 //! namespaces).
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-/// One table of shared text.
-pub(crate) struct TextTable(Mutex<BTreeSet<Arc<str>>>);
+/// A shared copy of some text: ordered and looked up as the text itself.
+pub(crate) trait SharedText: Ord + Borrow<str> + Clone {
+    fn share(text: &str) -> Self;
+    /// How many hold this copy (the table's own included).
+    fn holders(&self) -> usize;
+}
 
-impl TextTable {
-    pub(crate) const fn new() -> TextTable {
+impl SharedText for Arc<str> {
+    fn share(text: &str) -> Self {
+        text.into()
+    }
+
+    fn holders(&self) -> usize {
+        Arc::strong_count(self)
+    }
+}
+
+/// One table of shared text.
+pub(crate) struct TextTable<T = Arc<str>>(Mutex<BTreeSet<T>>);
+
+impl<T: SharedText> TextTable<T> {
+    pub(crate) const fn new() -> TextTable<T> {
         TextTable(Mutex::new(BTreeSet::new()))
     }
 
     /// The one shared copy of `text`.
-    pub(crate) fn get(&self, text: &str) -> Arc<str> {
+    pub(crate) fn get(&self, text: &str) -> T {
         let mut texts = self
             .0
             .lock()
@@ -25,9 +43,9 @@ impl TextTable {
         }
         // text no object holds any more is forgotten before the table grows on
         if texts.len() >= 1024 && texts.len().is_power_of_two() {
-            texts.retain(|t| Arc::strong_count(t) > 1);
+            texts.retain(|t| t.holders() > 1);
         }
-        let t: Arc<str> = text.into();
+        let t = T::share(text);
         texts.insert(t.clone());
         t
     }
@@ -39,7 +57,7 @@ mod tests {
 
     #[test]
     fn equal_text_is_one_copy_and_unused_text_is_forgotten() {
-        let table = TextTable::new();
+        let table: TextTable = TextTable::new();
         let a = table.get("node-a");
         assert!(Arc::ptr_eq(&a, &table.get("node-a")));
         for i in 0..1024 {

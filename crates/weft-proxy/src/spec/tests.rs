@@ -216,3 +216,15 @@ status:
     let back = Service::from_value(&s.to_value(), "t").expect("parses back");
     assert_eq!(back, s);
 }
+
+/// A proxy keeps every endpoint of the cluster (255,000 in the scale
+/// benchmark): its size is memory.
+#[test]
+fn an_endpoint_is_32_bytes_and_shares_its_node_name() {
+    assert_eq!(std::mem::size_of::<crate::spec::Endpoint>(), 32);
+    let a = crate::spec::node_name("node-a");
+    let b = crate::spec::node_name("node-a");
+    assert_eq!(&*a, "node-a");
+    assert_eq!(a, b);
+    assert_eq!(format!("{a:?}"), "\"node-a\"");
+}
