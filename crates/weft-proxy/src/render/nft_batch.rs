@@ -21,7 +21,7 @@ use super::nft_element::{ElementValue, MapName, Member};
 ///
 /// Until step 3 the table matches no packet, and there was no table to
 /// keep in force before step 1, so no state in between is inconsistent.
-/// A table that exists is replaced by [`NftRenderer::full`] in one
+/// A table that exists is replaced by [`super::nft::NftRenderer::full`] in one
 /// transaction instead.
 #[derive(Debug, Default)]
 pub struct ColdStart {

@@ -16,7 +16,7 @@ use crate::plan::policy::{Masquerade, NodePolicy, PortPolicy, Verdict};
 use crate::plan::{EndpointPlan, PortPlan};
 
 mod transactions;
-pub use transactions::{normalize_saved, port_chain_transactions, CHAINS_PER_TRANSACTION};
+pub use transactions::{normalize_saved, CHAINS_PER_TRANSACTION};
 
 pub const SERVICES: &str = "KUBE-SERVICES";
 pub const EXTERNAL_SERVICES: &str = "KUBE-EXTERNAL-SERVICES";

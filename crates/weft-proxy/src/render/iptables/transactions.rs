@@ -85,8 +85,8 @@ impl IptablesRenderer {
     /// [`CHAINS_PER_TRANSACTION`] port chains, nat takes several
     /// transactions instead: the fixed chains (`KUBE-MARK-MASQ`,
     /// `KUBE-POSTROUTING`) that port chains jump to, then the ports' own
-    /// chains a few hundred per transaction (each port whole within one,
-    /// see [`port_chain_transactions`]), then one that rewrites the shared
+    /// chains a few hundred per transaction (each port whole within one),
+    /// then one that rewrites the shared
     /// chains (`KUBE-SERVICES`, `KUBE-NODEPORTS`), inserts the hooks and
     /// removes stale chains. New chains stay unreferenced until that last
     /// one switches `KUBE-SERVICES` over to them, and a rewritten port
@@ -103,8 +103,9 @@ impl IptablesRenderer {
     }
 
     /// As [`IptablesRenderer::restore`], the ports' nat rules taken from
-    /// `nat` (port `i` of `ports` in key order is port `i` of `nat`)
-    /// rather than from the ports themselves.
+    /// `nat` rather than from the ports themselves: port `i` of `ports`
+    /// in key order is port `i` of `nat`, as a full sync renders them
+    /// (one port per key, in key order).
     pub fn restore_with(
         &self,
         ports: &BTreeMap<PortKey, PortRules>,
@@ -451,10 +452,4 @@ fn whole<'a>(
             nat: nat.map(|n| n.port(i)),
         })
         .collect()
-}
-
-/// Writes the nat chains of `ports` as transactions of about
-/// [`CHAINS_PER_TRANSACTION`] chains, each port whole within one.
-pub fn port_chain_transactions<'a>(out: &mut String, ports: impl Iterator<Item = &'a PortRules>) {
-    changed_chain_transactions(out, &whole(ports, None));
 }
