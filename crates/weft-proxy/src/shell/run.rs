@@ -211,6 +211,11 @@ impl Proxy {
                         let Ok(change) = changes.try_recv() else { break };
                         self.take(change, &mut s);
                     }
+                    // a sync already due (no --min-sync-period) runs now,
+                    // not one trip through the timer later
+                    if s.flush_at.is_some_and(|t| Instant::now() >= t) {
+                        self.wake(&mut s);
+                    }
                 }
                 _ = sleep_until(wake) => self.wake(&mut s),
             }
