@@ -550,7 +550,7 @@ fn full_iptables(
     let state = iptables_state(ipt, r.v6)?;
     let wanted: BTreeSet<&str> = ports
         .values()
-        .flat_map(|p| p.chains.iter().map(|c| c.as_str()))
+        .flat_map(|p| p.chains.iter().map(ChainName::as_str))
         .collect();
     let stale: BTreeSet<String> = state
         .service_chains

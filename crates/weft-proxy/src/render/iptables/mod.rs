@@ -134,12 +134,8 @@ impl NatText {
     }
 
     /// Bytes of rules.
-    pub fn len(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.text.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
     }
 
     /// How many ports' rules the text holds.

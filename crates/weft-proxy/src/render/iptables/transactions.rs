@@ -127,7 +127,7 @@ impl IptablesRenderer {
         localnet_exists: bool,
     ) -> String {
         let rules_len = match nat {
-            Some(nat) => nat.len(),
+            Some(nat) => nat.bytes(),
             None => ports.values().map(|r| r.nat.len() * 120).sum::<usize>(),
         };
         let cap = rules_len + ports.len() * 160;
