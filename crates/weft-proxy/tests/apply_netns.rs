@@ -99,8 +99,10 @@ fn hook_count(ns: &str, save: &str) -> usize {
 fn changed(c: &mut Catalog) -> (BTreeSet<ServiceName>, Vec<PortPlan>) {
     // Endpoint removed from one service, a service deleted, one added.
     let sticky = ServiceName::parse("shop/sticky").expect("name");
-    if let Some(e) = c.endpoints.get_mut(&sticky).and_then(|s| s.first_mut()) {
-        std::sync::Arc::make_mut(e).endpoints.remove(0);
+    if let Some(slice) = c.slices(&sticky).first().cloned() {
+        let mut set = slice.set;
+        set.endpoints.remove(0);
+        c.put_slice(slice.key, set);
     }
     let dns = ServiceName::parse("kube-system/dns").expect("name");
     c.remove_service(&dns);

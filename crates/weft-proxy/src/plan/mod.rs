@@ -9,6 +9,7 @@ pub mod conntrack;
 mod endpoint_text;
 pub mod names;
 pub mod policy;
+pub mod slices;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use self::endpoint_text::EndpointText;
-use crate::spec::{EndpointSet, Protocol, Service, ServiceName, ServiceType};
+use crate::spec::{Protocol, Service, ServiceName, ServiceType};
 
 /// One service port: `ns/name:port` plus protocol.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -167,13 +168,13 @@ impl PortPlan {
 /// listing a port of the same name and protocol; an address in two slices
 /// once (the non-terminating one wins); sorted as `ip:port` strings.
 fn port_endpoints(
-    slices: &[std::sync::Arc<EndpointSet>],
+    slices: &[slices::Slice],
     sp: &crate::spec::ServicePort,
     v6: bool,
     node: &str,
 ) -> Vec<EndpointPlan> {
     let mut found: Vec<(EndpointText, EndpointPlan)> = Vec::new();
-    for set in slices {
+    for slices::Slice { set, .. } in slices {
         for p in set
             .ports
             .iter()
@@ -215,11 +216,7 @@ fn port_endpoints(
 }
 
 /// The port plans of one service (none for headless or unallocated ones).
-pub fn plan_service(
-    svc: &Service,
-    slices: &[std::sync::Arc<EndpointSet>],
-    node: &str,
-) -> Vec<PortPlan> {
+pub fn plan_service(svc: &Service, slices: &[slices::Slice], node: &str) -> Vec<PortPlan> {
     let Some(cluster_ip) = svc.cluster_ip else {
         return Vec::new();
     };

@@ -105,11 +105,9 @@ impl ProxyHealth {
 /// Ready endpoints of `service` on `node`, by address.
 fn local_ready(catalog: &Catalog, service: &ServiceName, node: &str) -> usize {
     let ips: BTreeSet<IpAddr> = catalog
-        .endpoints
-        .get(service)
-        .into_iter()
-        .flatten()
-        .flat_map(|slice| &slice.endpoints)
+        .slices(service)
+        .iter()
+        .flat_map(|slice| &slice.set.endpoints)
         .filter(|e| e.ready && e.node.as_deref() == Some(node))
         .map(|e| e.ip)
         .collect();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use ipnet::IpNet;
@@ -225,13 +225,19 @@ impl Proxy {
     /// One change from the source: into the catalog, and a sync scheduled.
     fn take(&mut self, change: Change, s: &mut Schedule) {
         let catalog = &mut self.catalog;
+        let kube_proxy = &self.stats.kube_proxy;
         let id = match change {
-            Change::Snapshot(fresh) => {
-                *catalog = fresh;
-                s.listed = true;
-                self.full_sync();
-                s.full_done();
-                return;
+            Change::Snapshot(fresh, kept) => {
+                catalog.replace(fresh, &kept);
+                return self.listed(s);
+            }
+            Change::ServicesListed(fresh, kept) => {
+                catalog.replace_services(fresh, &kept);
+                return self.listed(s);
+            }
+            Change::SlicesListed(fresh) => {
+                catalog.slices = fresh;
+                return self.listed(s);
             }
             Change::Relisting => {
                 self.stats.etcd_reconnects.inc();
@@ -239,34 +245,58 @@ impl Proxy {
             }
             Change::Put(obj) => {
                 match &obj {
-                    Object::Service(_) => self.stats.kube_proxy.service_changed(),
-                    Object::Endpoints(_) => self.stats.kube_proxy.endpoints_changed(),
+                    Object::Service(_) => kube_proxy.service_changed(),
+                    Object::Endpoints(_) => kube_proxy.endpoints_changed(),
                 }
                 catalog.put(obj)
             }
             Change::Service(svc) => {
-                self.stats.kube_proxy.service_changed();
+                kube_proxy.service_changed();
                 catalog.put_service(svc)
             }
-            Change::Slices(id, slices, trigger) => {
-                self.stats.kube_proxy.endpoints_changed();
-                self.triggers.note(&id, trigger);
-                catalog.put_slices(id.clone(), slices);
-                id
+            Change::Slice(key, set, trigger) => {
+                for id in catalog.put_slice(key, set) {
+                    self.slices_changed(id, trigger, s);
+                }
+                return;
+            }
+            Change::RemoveSlice(key) => {
+                if let Some(id) = catalog.remove_slice(&key) {
+                    self.slices_changed(id, None, s);
+                }
+                return;
             }
             Change::RemoveService(id) => {
-                self.stats.kube_proxy.service_changed();
+                kube_proxy.service_changed();
                 catalog.remove_service(&id);
                 id
             }
             Change::RemoveEndpoints(id) => {
-                self.stats.kube_proxy.endpoints_changed();
+                kube_proxy.endpoints_changed();
                 self.triggers.forget(&id);
                 catalog.remove_endpoints(&id);
                 id
             }
         };
         s.changed(id);
+    }
+
+    /// A service's endpoints changed (an EndpointSlice of it put or gone).
+    fn slices_changed(&mut self, id: ServiceName, trigger: Option<SystemTime>, s: &mut Schedule) {
+        self.stats.kube_proxy.endpoints_changed();
+        if self.catalog.slices(&id).is_empty() {
+            self.triggers.forget(&id);
+        } else {
+            self.triggers.note(&id, trigger);
+        }
+        s.changed(id);
+    }
+
+    /// A listing replaced what the catalog held: everything is synced.
+    fn listed(&mut self, s: &mut Schedule) {
+        s.listed = true;
+        self.full_sync();
+        s.full_done();
     }
 
     /// A timer fired: a retry, the periodic full sync, or the changed

@@ -1,7 +1,8 @@
 //! weft's own store in etcd as a source: list the prefix, send a
 //! snapshot, watch from the listing's revision; on a broken or compacted
 //! watch, re-list. A bad object is logged with its field and the last good
-//! version of it stays in effect.
+//! version of it stays in effect (the sync loop keeps it: this source
+//! holds no copy of the objects).
 
 use std::time::Duration;
 
@@ -10,14 +11,11 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::sleep;
 
 use super::Change;
-use crate::plan::catalog::Catalog;
+use crate::plan::catalog::{Catalog, Kept};
 use crate::shell::store::{KeyKind, Store};
-use crate::spec::{Object, SpecError};
 
 /// Runs until the receiver is gone.
 pub async fn run(mut store: Store, tx: Sender<Change>) {
-    // what the sync loop has: the last good version of every object
-    let mut mirror = Catalog::default();
     loop {
         let listing = match store.list().await {
             Ok(l) => l,
@@ -31,27 +29,24 @@ pub async fn run(mut store: Store, tx: Sender<Change>) {
             }
         };
         let mut fresh = Catalog::default();
+        let mut kept = Kept::default();
         for (key, obj) in listing.objects {
-            // Keep the last good version of an object that went bad.
-            if obj.is_err() {
-                match store.classify(&key) {
-                    KeyKind::Service(id) => {
-                        if let Some(s) = mirror.services.get(&id) {
-                            fresh.services.insert(id, s.clone());
-                        }
+            match obj {
+                Ok(o) => {
+                    fresh.put(o);
+                }
+                Err(e) => {
+                    tracing::error!("ignoring {key}: {e}");
+                    // the last good version of an object that went bad stays
+                    match store.classify(&key) {
+                        KeyKind::Service(id) => kept.services.push(id),
+                        KeyKind::Endpoints(id) => kept.endpoints.push(id),
+                        KeyKind::Other => {}
                     }
-                    KeyKind::Endpoints(id) => {
-                        if let Some(e) = mirror.endpoints.get(&id) {
-                            fresh.endpoints.insert(id, e.clone());
-                        }
-                    }
-                    KeyKind::Other => {}
                 }
             }
-            load(&mut fresh, &key, obj);
         }
-        mirror = fresh;
-        if tx.send(Change::Snapshot(mirror.clone())).await.is_err() {
+        if tx.send(Change::Snapshot(fresh, kept)).await.is_err() {
             return;
         }
 
@@ -97,23 +92,14 @@ pub async fn run(mut store: Store, tx: Sender<Change>) {
                 let change = match (ev.event_type(), kind) {
                     (_, KeyKind::Other) => continue,
                     (EventType::Put, _) => match store.parse_value(&key, kv.value()) {
-                        Ok(obj) => {
-                            mirror.put(obj.clone());
-                            Change::Put(obj)
-                        }
+                        Ok(obj) => Change::Put(obj),
                         Err(e) => {
                             tracing::error!("ignoring {key}: {e}");
                             continue;
                         }
                     },
-                    (EventType::Delete, KeyKind::Service(id)) => {
-                        mirror.remove_service(&id);
-                        Change::RemoveService(id)
-                    }
-                    (EventType::Delete, KeyKind::Endpoints(id)) => {
-                        mirror.remove_endpoints(&id);
-                        Change::RemoveEndpoints(id)
-                    }
+                    (EventType::Delete, KeyKind::Service(id)) => Change::RemoveService(id),
+                    (EventType::Delete, KeyKind::Endpoints(id)) => Change::RemoveEndpoints(id),
                 };
                 if tx.send(change).await.is_err() {
                     return;
@@ -125,14 +111,5 @@ pub async fn run(mut store: Store, tx: Sender<Change>) {
             return;
         }
         sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn load(catalog: &mut Catalog, key: &str, obj: Result<Object, SpecError>) {
-    match obj {
-        Ok(o) => {
-            catalog.put(o);
-        }
-        Err(e) => tracing::error!("ignoring {key}: {e}"),
     }
 }

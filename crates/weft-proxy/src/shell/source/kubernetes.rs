@@ -16,7 +16,7 @@
 //! API objects go through the same validation as weft's own store, so a
 //! bad one is one logged line naming the field and is skipped (the last
 //! good version stays). A Service's slices are kept together
-//! ([`super::slices`]) and merged per port by the planner. ExternalName
+//! ([`crate::plan::slices`]) and merged per port by the planner. ExternalName
 //! Services need no rules and are left out.
 
 use std::collections::BTreeMap;
@@ -32,9 +32,9 @@ use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
-use super::slices::Slices;
 use super::Change;
-use crate::plan::catalog::Catalog;
+use crate::plan::catalog::{Catalog, Kept};
+use crate::plan::slices::{SliceKey, Slices};
 use crate::spec::proto_slice::{ProtoSlice, SliceKind};
 use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
 use weft_kube::follow::{self, Collection};
@@ -84,34 +84,87 @@ pub async fn node_addresses(client: &Client, name: &str) -> anyhow::Result<Vec<I
 pub use weft_kube::words;
 use weft_kube::Retry;
 
-/// One watched kind: what is live, what a (re)listing is building, and
-/// whether the first listing is complete.
-#[derive(Default)]
+/// One watched kind: what the source holds until it hands its first
+/// listing over, what a (re)listing is building, and whether the first
+/// listing is complete.
 struct Side<T> {
-    live: T,
+    held: T,
     building: Option<T>,
+    /// Services a listing found invalid: each keeps its last good version.
+    kept: Vec<ServiceName>,
     synced: bool,
+}
+
+impl<T: Default> Default for Side<T> {
+    fn default() -> Self {
+        Side {
+            held: T::default(),
+            building: None,
+            kept: Vec::new(),
+            synced: false,
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
     services: Side<BTreeMap<ServiceName, Arc<Service>>>,
     slices: Side<Slices>,
+    /// Both first listings went to the sync loop, whose catalog holds
+    /// everything from then on: the source only forwards changes.
+    handed_over: bool,
 }
 
 impl State {
-    fn snapshot(&self) -> Catalog {
-        let mut c = Catalog {
-            services: self.services.live.clone(),
-            ..Catalog::default()
-        };
-        c.endpoints = self.slices.live.all();
-        c
-    }
-
     fn synced(&self) -> bool {
         self.services.synced && self.slices.synced
     }
+
+    /// Everything the source holds, once both first listings are complete.
+    fn hand_over(&mut self) -> Vec<Change> {
+        if self.handed_over || !self.synced() {
+            return Vec::new();
+        }
+        self.handed_over = true;
+        let catalog = Catalog {
+            services: std::mem::take(&mut self.services.held),
+            slices: std::mem::take(&mut self.slices.held),
+        };
+        vec![Change::Snapshot(catalog, Kept::default())]
+    }
+
+    /// A change goes to the sync loop after the hand-over; before it, into
+    /// what the source holds (the snapshot carries it).
+    fn forward(&mut self, change: Change) -> Vec<Change> {
+        if self.handed_over {
+            return vec![change];
+        }
+        match change {
+            Change::Service(s) => {
+                self.services.held.insert(s.id.clone(), s);
+            }
+            Change::RemoveService(id) => {
+                self.services.held.remove(&id);
+            }
+            Change::Slice(key, set, _) => {
+                self.slices.held.put(key, set);
+            }
+            Change::RemoveSlice(key) => {
+                self.slices.held.remove(&key);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+/// A (re)listing starts: counted when it is not the first.
+fn relisting(what: &str, synced: bool) -> Vec<Change> {
+    if !synced {
+        return Vec::new();
+    }
+    tracing::info!("re-listing {what}");
+    vec![Change::Relisting]
 }
 
 /// Every EndpointSlice kube-proxy would see.
@@ -203,19 +256,12 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
     let side = &mut state.services;
     match ev {
         Event::Init => {
-            if side.synced {
-                tracing::info!("re-listing Services");
-            }
             side.building = Some(BTreeMap::new());
-            if side.synced {
-                vec![Change::Relisting]
-            } else {
-                Vec::new()
-            }
+            side.kept.clear();
+            relisting("Services", side.synced)
         }
         Event::InitApply(svc) => {
             let id = service_id(&svc.metadata);
-            let kept = side.live.get(&id).cloned();
             if let Some(b) = side.building.as_mut() {
                 match convert_service(&svc) {
                     Ok(Some(s)) => {
@@ -224,59 +270,41 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::error!("ignoring {e}");
-                        if let Some(s) = kept {
-                            b.insert(id, s);
-                        }
+                        side.kept.push(id);
                     }
                 }
             }
             Vec::new()
         }
         Event::InitDone => {
-            if let Some(b) = side.building.take() {
-                side.live = b;
-            }
             side.synced = true;
-            if state.synced() {
-                vec![Change::Snapshot(state.snapshot())]
-            } else {
-                Vec::new()
+            let Some(mut fresh) = side.building.take() else {
+                return state.hand_over();
+            };
+            let kept = std::mem::take(&mut side.kept);
+            if state.handed_over {
+                return vec![Change::ServicesListed(fresh, kept)];
             }
+            for id in kept {
+                if let Some(s) = side.held.remove(&id) {
+                    fresh.insert(id, s);
+                }
+            }
+            side.held = fresh;
+            state.hand_over()
         }
         Event::Apply(svc) => {
-            let id = service_id(&svc.metadata);
-            let changes = match convert_service(&svc) {
-                Ok(Some(s)) => {
-                    let s = Arc::new(s);
-                    side.live.insert(id, s.clone());
-                    vec![Change::Service(s)]
-                }
-                Ok(None) => {
-                    side.live.remove(&id);
-                    vec![Change::RemoveService(id)]
-                }
+            let change = match convert_service(&svc) {
+                Ok(Some(s)) => Change::Service(Arc::new(s)),
+                Ok(None) => Change::RemoveService(service_id(&svc.metadata)),
                 Err(e) => {
                     tracing::error!("ignoring {e}");
-                    Vec::new()
+                    return Vec::new();
                 }
             };
-            // before both first listings are complete, the snapshot that
-            // completes them carries the change
-            if state.synced() {
-                changes
-            } else {
-                Vec::new()
-            }
+            state.forward(change)
         }
-        Event::Delete(svc) => {
-            let id = service_id(&svc.metadata);
-            side.live.remove(&id);
-            if state.synced() {
-                vec![Change::RemoveService(id)]
-            } else {
-                Vec::new()
-            }
-        }
+        Event::Delete(svc) => state.forward(Change::RemoveService(service_id(&svc.metadata))),
     }
 }
 
@@ -289,68 +317,170 @@ fn trigger_time(slice: &ProtoSlice) -> Option<std::time::SystemTime> {
 fn on_slice(state: &mut State, ev: follow::Event<ProtoSlice>) -> Vec<Change> {
     use follow::Event;
     let side = &mut state.slices;
-    let mut trigger = None;
-    let touched = match ev {
+    match ev {
         Event::Init => {
-            if side.synced {
-                tracing::info!("re-listing EndpointSlices");
-            }
             side.building = Some(Slices::default());
-            return if side.synced {
-                vec![Change::Relisting]
-            } else {
-                Vec::new()
-            };
+            relisting("EndpointSlices", side.synced)
         }
         Event::InitApply(slice) => {
-            let (ns, name) = slice.key();
             if let Some(b) = side.building.as_mut() {
                 match slice.endpoints() {
                     Ok(Some(set)) => {
-                        b.put(&ns, &name, set);
+                        b.put(slice_key(&slice), set);
                     }
                     Ok(None) => {}
                     Err(e) => tracing::error!("ignoring {e}"),
                 }
             }
-            return Vec::new();
+            Vec::new()
         }
         Event::InitDone => {
-            if let Some(b) = side.building.take() {
-                side.live = b;
-            }
             side.synced = true;
-            return if state.synced() {
-                vec![Change::Snapshot(state.snapshot())]
-            } else {
-                Vec::new()
+            let Some(fresh) = side.building.take() else {
+                return state.hand_over();
             };
+            if state.handed_over {
+                return vec![Change::SlicesListed(fresh)];
+            }
+            side.held = fresh;
+            state.hand_over()
         }
         Event::Apply(slice) => {
-            let (ns, name) = slice.key();
-            trigger = trigger_time(&slice);
-            match slice.endpoints() {
-                Ok(Some(set)) => side.live.put(&ns, &name, set),
-                Ok(None) => side.live.remove(&ns, &name).into_iter().collect(),
+            let key = slice_key(&slice);
+            let change = match slice.endpoints() {
+                Ok(Some(set)) => Change::Slice(key, set, trigger_time(&slice)),
+                Ok(None) => Change::RemoveSlice(key),
                 Err(e) => {
                     tracing::error!("ignoring {e}");
-                    Vec::new()
+                    return Vec::new();
                 }
-            }
+            };
+            state.forward(change)
         }
-        Event::Delete(slice) => {
-            let (ns, name) = slice.key();
-            side.live.remove(&ns, &name).into_iter().collect()
-        }
-    };
-    if !state.synced() {
-        return Vec::new();
+        Event::Delete(slice) => state.forward(Change::RemoveSlice(slice_key(&slice))),
     }
-    touched
-        .into_iter()
-        .map(|id| match state.slices.live.of(&id) {
-            Some(slices) => Change::Slices(id, slices, trigger),
-            None => Change::RemoveEndpoints(id),
-        })
-        .collect()
+}
+
+fn slice_key(slice: &ProtoSlice) -> SliceKey {
+    let (namespace, name) = slice.key();
+    SliceKey::new(&namespace, &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::proto_slice::{ProtoEndpoint, ProtoPort, SliceMeta};
+    use k8s_openapi::api::core::v1::{ServicePort as ApiPort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn service(name: &str, protocol: &str) -> ApiService {
+        ApiService {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.254.0.10".into()),
+                ports: Some(vec![ApiPort {
+                    port: 80,
+                    protocol: Some(protocol.into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(name: &str, service: &str, ip: &str) -> ProtoSlice {
+        ProtoSlice {
+            metadata: Some(SliceMeta {
+                name: name.into(),
+                namespace: "default".into(),
+                labels: [("kubernetes.io/service-name".into(), service.into())].into(),
+                ..Default::default()
+            }),
+            endpoints: vec![ProtoEndpoint {
+                addresses: vec![ip.into()],
+                ..Default::default()
+            }],
+            ports: vec![ProtoPort {
+                name: Some(String::new()),
+                protocol: Some("TCP".into()),
+                port: Some(8080),
+            }],
+            address_type: Some("IPv4".into()),
+        }
+    }
+
+    fn id(name: &str) -> ServiceName {
+        ServiceName::new("default", name)
+    }
+
+    #[test]
+    fn the_first_listings_are_handed_over_whole_and_the_source_keeps_nothing() {
+        use follow::Event as E;
+        let mut st = State::default();
+        assert!(on_service(&mut st, Event::Init).is_empty());
+        assert!(on_service(&mut st, Event::InitApply(service("web", "TCP"))).is_empty());
+        assert!(on_service(&mut st, Event::InitDone).is_empty());
+        // before the slices are listed, a change waits in the source
+        assert!(on_service(&mut st, Event::Apply(service("api", "TCP"))).is_empty());
+        assert!(on_slice(&mut st, E::Init).is_empty());
+        assert!(on_slice(&mut st, E::InitApply(slice("web-1", "web", "100.64.1.2"))).is_empty());
+        let [Change::Snapshot(catalog, kept)] = &on_slice(&mut st, E::InitDone)[..] else {
+            panic!("one snapshot");
+        };
+        assert_eq!(catalog.services.len(), 2);
+        assert_eq!(catalog.slices(&id("web")).len(), 1);
+        assert_eq!(kept, &Kept::default());
+        assert!(st.services.held.is_empty() && st.slices.held.services() == 0);
+
+        // afterwards each change is forwarded as it comes
+        let changes = on_slice(&mut st, E::Apply(slice("web-1", "web", "100.64.1.3")));
+        assert!(matches!(&changes[..], [Change::Slice(key, set, None)]
+            if key == &id("web-1") && set.endpoints.len() == 1));
+        let changes = on_slice(&mut st, E::Delete(slice("web-1", "web", "100.64.1.3")));
+        assert!(matches!(&changes[..], [Change::RemoveSlice(key)] if key == &id("web-1")));
+        assert_eq!(st.slices.held.services(), 0);
+    }
+
+    #[test]
+    fn a_relisting_names_the_services_it_found_invalid() {
+        use follow::Event as E;
+        let mut st = State::default();
+        for ev in [
+            Event::Init,
+            Event::InitApply(service("web", "TCP")),
+            Event::InitDone,
+        ] {
+            on_service(&mut st, ev);
+        }
+        on_slice(&mut st, E::Init);
+        assert_eq!(on_slice(&mut st, E::InitDone).len(), 1);
+
+        assert!(matches!(
+            &on_service(&mut st, Event::Init)[..],
+            [Change::Relisting]
+        ));
+        on_service(&mut st, Event::InitApply(service("web", "NOPE")));
+        on_service(&mut st, Event::InitApply(service("api", "UDP")));
+        let [Change::ServicesListed(fresh, kept)] = &on_service(&mut st, Event::InitDone)[..]
+        else {
+            panic!("one re-listing");
+        };
+        assert_eq!(fresh.keys().collect::<Vec<_>>(), [&id("api")]);
+        assert_eq!(kept, &[id("web")]);
+
+        assert!(matches!(
+            &on_slice(&mut st, E::Init)[..],
+            [Change::Relisting]
+        ));
+        on_slice(&mut st, E::InitApply(slice("api-1", "api", "100.64.2.2")));
+        let [Change::SlicesListed(fresh)] = &on_slice(&mut st, E::InitDone)[..] else {
+            panic!("one re-listing");
+        };
+        assert_eq!(fresh.of(&id("api")).len(), 1);
+    }
 }
