@@ -87,28 +87,19 @@ use weft_kube::Retry;
 /// One watched kind: what the source holds until it hands its first
 /// listing over, what a (re)listing is building, and whether the first
 /// listing is complete.
+#[derive(Default)]
 struct Side<T> {
     held: T,
     building: Option<T>,
-    /// Services a listing found invalid: each keeps its last good version.
-    kept: Vec<ServiceName>,
     synced: bool,
-}
-
-impl<T: Default> Default for Side<T> {
-    fn default() -> Self {
-        Side {
-            held: T::default(),
-            building: None,
-            kept: Vec::new(),
-            synced: false,
-        }
-    }
 }
 
 #[derive(Default)]
 struct State {
     services: Side<BTreeMap<ServiceName, Arc<Service>>>,
+    /// Services the listing in progress found invalid: each keeps its last
+    /// good version.
+    invalid_services: Vec<ServiceName>,
     slices: Side<Slices>,
     /// Both first listings went to the sync loop, whose catalog holds
     /// everything from then on: the source only forwards changes.
@@ -257,7 +248,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
     match ev {
         Event::Init => {
             side.building = Some(BTreeMap::new());
-            side.kept.clear();
+            state.invalid_services.clear();
             relisting("Services", side.synced)
         }
         Event::InitApply(svc) => {
@@ -270,7 +261,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::error!("ignoring {e}");
-                        side.kept.push(id);
+                        state.invalid_services.push(id);
                     }
                 }
             }
@@ -281,7 +272,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             let Some(mut fresh) = side.building.take() else {
                 return state.hand_over();
             };
-            let kept = std::mem::take(&mut side.kept);
+            let kept = std::mem::take(&mut state.invalid_services);
             if state.handed_over {
                 return vec![Change::ServicesListed(fresh, kept)];
             }
