@@ -29,8 +29,22 @@ pub struct Slices {
     /// (a Service has one or a few slices: a vector sorted by key costs a
     /// fraction of a map's nodes)
     by_service: BTreeMap<ServiceName, Vec<Slice>>,
-    /// Which Service each slice belongs to now.
-    owner: HashMap<SliceKey, ServiceName>,
+    /// Which Service each slice belongs to, for the slices whose names do
+    /// not say it. Kubernetes names a Service's slices `<service>-<suffix>`
+    /// and weft's store names its one set after its Service, so a slice's
+    /// Service is nearly always found from its name; a map of every
+    /// slice's Service was 1 MiB at 10,000 Services.
+    unnamed_owner: HashMap<SliceKey, ServiceName>,
+}
+
+/// Whether `slice`'s name says it belongs to `service`: it is the
+/// Service's name, or that name and a dash.
+fn named_after(slice: &SliceKey, service: &ServiceName) -> bool {
+    slice.namespace == service.namespace
+        && slice
+            .name
+            .strip_prefix(&*service.name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
 impl Slices {
@@ -39,27 +53,49 @@ impl Slices {
     pub fn put(&mut self, key: SliceKey, set: EndpointSet) -> Vec<ServiceName> {
         let service = set.service.clone();
         let mut touched = vec![service.clone()];
-        if let Some(old) = self.owner.insert(key.clone(), service.clone()) {
-            if old != service {
-                self.forget(&old, &key);
-                touched.push(old);
+        if let Some(slices) = self.by_service.get_mut(&service) {
+            if let Ok(i) = slices.binary_search_by(|s| s.key.cmp(&key)) {
+                slices[i].set = set;
+                return touched;
             }
         }
+        if let Some(old) = self.remove(&key) {
+            touched.push(old);
+        }
+        if !named_after(&key, &service) {
+            self.unnamed_owner.insert(key.clone(), service.clone());
+        }
         let slices = self.by_service.entry(service).or_default();
-        match slices.binary_search_by(|s| s.key.cmp(&key)) {
-            Ok(i) => slices[i].set = set,
-            Err(i) => {
-                // most Services have one slice: no room for four
-                slices.reserve_exact(1);
-                slices.insert(i, Slice { key, set })
-            }
+        if let Err(i) = slices.binary_search_by(|s| s.key.cmp(&key)) {
+            // most Services have one slice: no room for four
+            slices.reserve_exact(1);
+            slices.insert(i, Slice { key, set })
         }
         touched
     }
 
+    /// The Service slice `key` belongs to, if it is known.
+    fn owner(&self, key: &SliceKey) -> Option<ServiceName> {
+        if let Some(service) = self.unnamed_owner.get(key) {
+            return Some(service.clone());
+        }
+        let name = &*key.name;
+        let ends = std::iter::once(name.len()).chain(name.match_indices('-').map(|(i, _)| i));
+        ends.map(|end| ServiceName {
+            namespace: key.namespace.clone(),
+            name: name[..end].into(),
+        })
+        .find(|service| {
+            self.by_service
+                .get(service)
+                .is_some_and(|slices| slices.binary_search_by(|s| s.key.cmp(key)).is_ok())
+        })
+    }
+
     /// Forgets slice `key`; returns its Service.
     pub fn remove(&mut self, key: &SliceKey) -> Option<ServiceName> {
-        let service = self.owner.remove(key)?;
+        let service = self.owner(key)?;
+        self.unnamed_owner.remove(key);
         self.forget(&service, key);
         Some(service)
     }
@@ -76,8 +112,10 @@ impl Slices {
     /// Takes every slice of `service` out.
     pub fn take(&mut self, service: &ServiceName) -> Vec<Slice> {
         let slices = self.by_service.remove(service).unwrap_or_default();
-        for s in &slices {
-            self.owner.remove(&s.key);
+        if !self.unnamed_owner.is_empty() {
+            for s in &slices {
+                self.unnamed_owner.remove(&s.key);
+            }
         }
         slices
     }
@@ -145,5 +183,33 @@ mod tests {
         assert_eq!(s.services(), 0);
         // the taken slice's owner is gone too: putting it again is new
         assert_eq!(s.put(key("web-b"), set("web", &[], &[])), vec![web]);
+    }
+
+    #[test]
+    fn slices_not_named_after_their_service_are_found_too() {
+        let mut s = Slices::default();
+        let name = |n: &str| ServiceName::parse(n).expect("name");
+        let key = |n: &str| ServiceName::new("default", n);
+        // named after a Service with a dash in its name, and one that is not
+        s.put(key("web-x-1"), set("web-x", &["172.30.1.2"], &[("", 80)]));
+        s.put(key("custom"), set("web", &["172.30.1.3"], &[("", 80)]));
+        s.put(key("web"), set("web", &["172.30.1.4"], &[("", 80)]));
+        assert_eq!(s.unnamed_owner.len(), 1);
+        assert_eq!(s.of(&name("web")).len(), 2);
+        // moved: both Services are touched, the old one loses it
+        assert_eq!(
+            s.put(key("custom"), set("web-x", &[], &[])),
+            vec![name("web-x"), name("web")]
+        );
+        assert_eq!(s.of(&name("web")).len(), 1);
+        assert_eq!(s.remove(&key("custom")), Some(name("web-x")));
+        assert!(s.unnamed_owner.is_empty());
+        // a name that fits two Services: the one holding it owns it
+        s.put(key("web-x-1"), set("web", &[], &[]));
+        assert_eq!(s.of(&name("web-x")).len(), 0);
+        assert_eq!(s.unnamed_owner.len(), 0);
+        assert_eq!(s.remove(&key("web-x-1")), Some(name("web")));
+        assert_eq!(s.remove(&key("web")), Some(name("web")));
+        assert_eq!((s.services(), s.unnamed_owner.len()), (0, 0));
     }
 }

@@ -32,7 +32,8 @@ pub use super::nft_names::{
     FixedMap, Pool, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
     SERVICE_IPS, SERVICE_NODEPORTS,
 };
-pub use super::nft_port::{PortNft, SharedRefs};
+use super::nft_port::PortDraft;
+pub use super::nft_port::{OwnedObjects, PortNft, SharedRefs};
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
@@ -50,7 +51,7 @@ pub struct NftRenderer {
 
 /// Elements refusing the port's destinations (`value`: drop or reject).
 fn refuse<'a>(
-    out: &mut PortNft,
+    out: &mut PortDraft,
     addrs: impl Iterator<Item = &'a ElementKey>,
     node_port: Option<ElementKey>,
     value: ElementValue,
@@ -161,19 +162,15 @@ impl NftRenderer {
     /// What one service port owns, with no spare capacity (kept between
     /// syncs).
     pub fn port(&self, p: &PortPlan) -> PortNft {
-        let mut out = self.render_port(p);
-        out.sets.shrink_to_fit();
-        out.chains.shrink_to_fit();
-        out.elements.shrink_to_fit();
-        out.members.shrink_to_fit();
-        out.pairs.shrink_to_fit();
-        out.pools.shrink_to_fit();
-        out
+        let mut draft = self.render_port(p);
+        draft.sets.shrink_to_fit();
+        draft.chains.shrink_to_fit();
+        PortNft::from(draft)
     }
 
-    fn render_port(&self, p: &PortPlan) -> PortNft {
+    fn render_port(&self, p: &PortPlan) -> PortDraft {
         let d = self.node.decide(p);
-        let mut out = PortNft::default();
+        let mut out = PortDraft::default();
         let protocol = p.key.protocol;
         let key = ElementKey::addr(p.cluster_ip, protocol, p.port);
         let ip_key = |ip: &IpAddr| ElementKey::addr(*ip, protocol, p.port);
@@ -292,7 +289,7 @@ impl NftRenderer {
 
     /// ClientIP affinity needs a chain and a timeout set per endpoint, as
     /// in kube-proxy; without it, the service chain DNATs directly.
-    fn affinity_chains(&self, p: &PortPlan, out: &mut PortNft) {
+    fn affinity_chains(&self, p: &PortPlan, out: &mut PortDraft) {
         let Some(secs) = p.affinity_seconds else {
             return;
         };
@@ -355,7 +352,7 @@ impl NftRenderer {
 
     /// A plain port: elements in the shared pools of its endpoint count.
     /// Slot i of the port's key maps to endpoint i.
-    fn pooled(&self, p: &PortPlan, key: ElementKey, out: &mut PortNft) {
+    fn pooled(&self, p: &PortPlan, key: ElementKey, out: &mut PortDraft) {
         // a port's endpoints fit a u32 (they are an API server's objects)
         let n = u32::try_from(p.endpoints.len()).unwrap_or(u32::MAX);
         let mut keys = vec![(
@@ -375,7 +372,6 @@ impl NftRenderer {
             ));
         }
         for (map, key, pool) in keys {
-            out.pools.push(pool);
             out.elements
                 .push(Element::new(map, key, ElementValue::GotoPool(pool)));
             out.members.push(PoolMembers {
@@ -574,9 +570,9 @@ impl NftRenderer {
         let t = &self.table;
         let a = self.addr_type();
         update_shared(batch, refs, old, new);
-        let (old_sets, new_sets) = (names(&old.sets), names(&new.sets));
+        let (old_sets, new_sets) = (names(old.sets()), names(new.sets()));
         let (old_sets, new_sets) = (Among::new(&old_sets), Among::new(&new_sets));
-        for (name, secs) in &new.sets {
+        for (name, secs) in new.sets() {
             if !old_sets.has(&name.as_str()) {
                 let _ = writeln!(
                     batch.create,
@@ -584,9 +580,9 @@ impl NftRenderer {
                 );
             }
         }
-        let (old_chains, old_chain_names) = (Among::new(&old.chains), names(&old.chains));
+        let (old_chains, old_chain_names) = (Among::new(old.chains()), names(old.chains()));
         let old_chain_names = Among::new(&old_chain_names);
-        for (name, rules) in new.chains.iter().filter(|c| !old_chains.has(c)) {
+        for (name, rules) in new.chains().iter().filter(|c| !old_chains.has(c)) {
             let _ = writeln!(batch.create, "add chain {fam} {t} {name}");
             if old_chain_names.has(&name.as_str()) {
                 let _ = writeln!(batch.rules, "flush chain {fam} {t} {name}");
@@ -596,28 +592,32 @@ impl NftRenderer {
             }
         }
         let (old_elements, new_elements) = (Among::new(&old.elements), Among::new(&new.elements));
-        for e in &old.elements {
+        for e in old.elements.iter() {
             if !new_elements.has(e) {
                 batch.remove(e.map, Member::Key(e.key));
             }
         }
-        for e in &new.elements {
+        for e in new.elements.iter() {
             if !old_elements.has(e) {
                 batch.add(e.map, Member::Key(e.key), Some(e.value.clone()));
             }
         }
         update_members(batch, &old.members, &new.members);
-        let new_chain_names = names(&new.chains);
+        let new_chain_names = names(new.chains());
         let new_chain_names = Among::new(&new_chain_names);
         for (name, _) in old
-            .chains
+            .chains()
             .iter()
             .filter(|(n, _)| !new_chain_names.has(&n.as_str()))
         {
             let _ = writeln!(batch.flush, "flush chain {fam} {t} {name}");
             let _ = writeln!(batch.delete, "delete chain {fam} {t} {name}");
         }
-        for (name, _) in old.sets.iter().filter(|(n, _)| !new_sets.has(&n.as_str())) {
+        for (name, _) in old
+            .sets()
+            .iter()
+            .filter(|(n, _)| !new_sets.has(&n.as_str()))
+        {
             let _ = writeln!(batch.delete, "delete set {fam} {t} {name}");
         }
     }

@@ -38,14 +38,14 @@ pub(super) fn update_shared(
             }
         }
     }
-    for pool in &new.pools {
-        *refs.pools.entry(*pool).or_insert(0) += 1;
+    for pool in new.pools() {
+        *refs.pools.entry(pool).or_insert(0) += 1;
     }
-    for pool in &old.pools {
-        if let Some(n) = refs.pools.get_mut(pool) {
+    for pool in old.pools() {
+        if let Some(n) = refs.pools.get_mut(&pool) {
             *n -= 1;
             if *n == 0 {
-                refs.pools.remove(pool);
+                refs.pools.remove(&pool);
             }
         }
     }

@@ -5,7 +5,7 @@
 //! sends it.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::nft_names::{FixedMap, Pool, REJECT_CHAIN};
 use crate::spec::Protocol;
@@ -29,14 +29,72 @@ impl fmt::Display for MapName {
 }
 
 /// One key's elements in a balancing pool's map, kept compactly: slot
-/// `i` of `key` sends to `endpoints[i]`. 20 bytes an endpoint where an
+/// `i` of `key` sends to endpoint `i`. 6 bytes an IPv4 endpoint where an
 /// [`Element`] is 64, and a port's pool elements compare slot by slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolMembers {
     pub pool: Pool,
     /// The key without a slot.
     pub key: ElementKey,
-    pub endpoints: Box<[(IpAddr, u16)]>,
+    pub endpoints: SlotEndpoints,
+}
+
+/// A pool key's endpoints (address and port) in slot order: 6 bytes each
+/// when all are IPv4, as a proxy's IPv4 table's are, else 20. The proxy
+/// keeps one per service port between syncs (100,000 endpoints at 10,000
+/// Services × 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotEndpoints(Slots);
+
+/// (private, so that every value is built by `from_iter` and the same
+/// endpoints always take the same variant)
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slots {
+    V4(Box<[(Ipv4Addr, u16)]>),
+    Any(Box<[(IpAddr, u16)]>),
+}
+
+impl SlotEndpoints {
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Slots::V4(v) => v.len(),
+            Slots::Any(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The endpoint in slot `i`.
+    pub fn get(&self, i: usize) -> Option<(IpAddr, u16)> {
+        match &self.0 {
+            Slots::V4(v) => v.get(i).map(|(ip, port)| (IpAddr::V4(*ip), *port)),
+            Slots::Any(v) => v.get(i).copied(),
+        }
+    }
+
+    /// Every slot's endpoint, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, u16)> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl FromIterator<(IpAddr, u16)> for SlotEndpoints {
+    fn from_iter<I: IntoIterator<Item = (IpAddr, u16)>>(eps: I) -> SlotEndpoints {
+        let all: Vec<(IpAddr, u16)> = eps.into_iter().collect();
+        let v4: Option<Box<[(Ipv4Addr, u16)]>> = all
+            .iter()
+            .map(|(ip, port)| match ip {
+                IpAddr::V4(ip) => Some((*ip, *port)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        SlotEndpoints(match v4 {
+            Some(v4) => Slots::V4(v4),
+            None => Slots::Any(all.into_boxed_slice()),
+        })
+    }
 }
 
 impl PoolMembers {
@@ -47,7 +105,7 @@ impl PoolMembers {
 
     /// The endpoint in slot `i`, if there is one.
     pub fn at(&self, i: usize) -> Option<(IpAddr, u16)> {
-        self.endpoints.get(i).copied()
+        self.endpoints.get(i)
     }
 
     /// Slot `i`'s element.
@@ -64,7 +122,7 @@ impl PoolMembers {
         self.endpoints
             .iter()
             .enumerate()
-            .map(|(i, ep)| self.element(i, *ep))
+            .map(|(i, ep)| self.element(i, ep))
     }
 }
 
@@ -191,6 +249,29 @@ mod tests {
     #[test]
     fn an_element_is_at_most_64_bytes() {
         assert!(std::mem::size_of::<Element>() <= 64);
+    }
+
+    #[test]
+    fn ipv4_slots_take_6_bytes_and_any_ipv6_keeps_every_address() {
+        let v4: SlotEndpoints = [("100.64.0.2", 80), ("100.64.0.3", 81)]
+            .iter()
+            .map(|(ip, port)| (ip.parse().expect("ip"), *port))
+            .collect();
+        assert!(matches!(&v4.0, Slots::V4(v) if std::mem::size_of_val(&**v) == 12));
+        assert_eq!(v4.get(1), Some(("100.64.0.3".parse().expect("ip"), 81)));
+        assert_eq!(v4.get(2), None);
+        let mixed: SlotEndpoints = [("100.64.0.2", 80), ("fd00::5", 8080)]
+            .iter()
+            .map(|(ip, port)| (ip.parse().expect("ip"), *port))
+            .collect();
+        assert!(matches!(mixed.0, Slots::Any(_)));
+        assert_eq!(
+            mixed
+                .iter()
+                .map(|(ip, _)| ip.to_string())
+                .collect::<Vec<_>>(),
+            ["100.64.0.2", "fd00::5"]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ impl PortNft {
     /// Re-slots this (newly rendered) port's pool elements after `before`,
     /// the same port as the kernel holds it.
     pub fn keep_slots(&mut self, before: &PortNft) {
-        for members in &mut self.members {
+        for members in self.members.iter_mut() {
             if let Some(had) = before.members.iter().find(|b| b.same_key(members)) {
                 members.reslot(had);
             }
@@ -33,25 +33,26 @@ impl PoolMembers {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, ep)| (*ep, i))
+            .map(|(i, ep)| (ep, i))
             .collect();
-        let n = self.endpoints.len();
+        let rendered: Vec<(IpAddr, u16)> = self.endpoints.iter().collect();
+        let n = rendered.len();
         let mut free: BTreeSet<usize> = (0..n).collect();
         let mut kept = vec![None; n];
-        for (k, ep) in self.endpoints.iter().enumerate() {
+        for (k, ep) in rendered.iter().enumerate() {
             if let Some(&s) = slot_of.get(ep).filter(|s| free.contains(s)) {
                 free.remove(&s);
                 kept[k] = Some(s);
             }
         }
         let mut free = free.into_iter();
-        let mut slotted = self.endpoints.clone();
-        for (k, ep) in self.endpoints.iter().enumerate() {
+        let mut slotted = rendered.clone();
+        for (k, ep) in rendered.iter().enumerate() {
             if let Some(slot) = kept[k].or_else(|| free.next()) {
                 slotted[slot] = *ep;
             }
         }
-        self.endpoints = slotted;
+        self.endpoints = slotted.into_iter().collect();
     }
 }
 
@@ -70,7 +71,7 @@ mod tests {
         };
         let key = ElementKey::addr("10.254.0.1".parse().expect("ip"), Protocol::Tcp, 80);
         PortNft {
-            members: vec![PoolMembers {
+            members: Box::new([PoolMembers {
                 pool,
                 key,
                 endpoints: eps
@@ -80,7 +81,7 @@ mod tests {
                         (a.ip(), a.port())
                     })
                     .collect(),
-            }],
+            }]),
             ..PortNft::empty().clone()
         }
     }

@@ -181,7 +181,7 @@ fn nft_update_of_a_large_port_touches_only_what_changed() {
     let mut after = before.clone();
     after[0].endpoints.remove(7);
     let (old, new) = (n.port(&before[0]), n.port(&after[0]));
-    assert_eq!((old.pairs.len(), old.sets.len()), (60, 60));
+    assert_eq!((old.pairs.len(), old.sets().len()), (60, 60));
     let mut refs = SharedRefs::of([&old]);
     let mut batch = NftBatch::default();
     n.update(&mut batch, &mut refs, &old, &new);
