@@ -18,13 +18,13 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use self::endpoint_text::EndpointText;
-use crate::spec::{Protocol, Service, ServiceName, ServiceType};
+use crate::spec::{port_name, PortName, Protocol, Service, ServiceName, ServiceType};
 
 /// One service port: `ns/name:port` plus protocol.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortKey {
     pub service: ServiceName,
-    pub port_name: String,
+    pub port_name: PortName,
     pub protocol: Protocol,
 }
 
@@ -34,7 +34,7 @@ impl PortKey {
     fn first_of(service: &ServiceName) -> PortKey {
         PortKey {
             service: service.clone(),
-            port_name: String::new(),
+            port_name: port_name(""),
             protocol: Protocol::Tcp,
         }
     }

@@ -146,7 +146,7 @@ mod tests {
             ports: ports
                 .iter()
                 .map(|(name, port)| EndpointPort {
-                    name: name.to_string(),
+                    name: crate::spec::port_name(name),
                     protocol: Protocol::Tcp,
                     port: *port,
                 })

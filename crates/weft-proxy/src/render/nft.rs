@@ -27,7 +27,9 @@ use crate::MASQ_MARK;
 
 pub use super::nft_batch::{Added, ColdStart, NftBatch};
 use super::nft_diff::{names, update_members, update_shared, Among};
-pub use super::nft_element::{Element, ElementKey, ElementValue, MapName, Member, PoolMembers};
+pub use super::nft_element::{
+    Element, ElementKey, ElementValue, MapName, Member, PoolMembers, SlotEndpoints,
+};
 pub use super::nft_names::{
     FixedMap, Pool, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN,
     SERVICE_IPS, SERVICE_NODEPORTS,

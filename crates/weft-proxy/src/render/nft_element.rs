@@ -75,25 +75,57 @@ impl SlotEndpoints {
     }
 
     /// Every slot's endpoint, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, u16)> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+    pub fn iter(&self) -> SlotIter<'_> {
+        match &self.0 {
+            Slots::V4(v) => SlotIter::V4(v.iter()),
+            Slots::Any(v) => SlotIter::Any(v.iter()),
+        }
+    }
+}
+
+/// The endpoints of a [`SlotEndpoints`], in slot order.
+pub enum SlotIter<'a> {
+    V4(std::slice::Iter<'a, (Ipv4Addr, u16)>),
+    Any(std::slice::Iter<'a, (IpAddr, u16)>),
+}
+
+impl Iterator for SlotIter<'_> {
+    type Item = (IpAddr, u16);
+
+    fn next(&mut self) -> Option<(IpAddr, u16)> {
+        match self {
+            SlotIter::V4(it) => it.next().map(|(ip, port)| (IpAddr::V4(*ip), *port)),
+            SlotIter::Any(it) => it.next().copied(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            SlotIter::V4(it) => it.size_hint(),
+            SlotIter::Any(it) => it.size_hint(),
+        }
     }
 }
 
 impl FromIterator<(IpAddr, u16)> for SlotEndpoints {
     fn from_iter<I: IntoIterator<Item = (IpAddr, u16)>>(eps: I) -> SlotEndpoints {
-        let all: Vec<(IpAddr, u16)> = eps.into_iter().collect();
-        let v4: Option<Box<[(Ipv4Addr, u16)]>> = all
-            .iter()
-            .map(|(ip, port)| match ip {
-                IpAddr::V4(ip) => Some((*ip, *port)),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        SlotEndpoints(match v4 {
-            Some(v4) => Slots::V4(v4),
-            None => Slots::Any(all.into_boxed_slice()),
-        })
+        let mut eps = eps.into_iter();
+        let mut v4 = Vec::with_capacity(eps.size_hint().0);
+        while let Some((ip, port)) = eps.next() {
+            match ip {
+                IpAddr::V4(ip) => v4.push((ip, port)),
+                IpAddr::V6(_) => {
+                    let mut all: Vec<(IpAddr, u16)> = v4
+                        .iter()
+                        .map(|(ip, port)| (IpAddr::V4(*ip), *port))
+                        .collect();
+                    all.push((ip, port));
+                    all.extend(eps);
+                    return SlotEndpoints(Slots::Any(all.into_boxed_slice()));
+                }
+            }
+        }
+        SlotEndpoints(Slots::V4(v4.into_boxed_slice()))
     }
 }
 

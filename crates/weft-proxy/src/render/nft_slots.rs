@@ -7,7 +7,7 @@
 //! changed (a rollout replacing 500 of 5,000 endpoints writes 500
 //! elements, not every slot after the first new address in sort order).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::nft_element::PoolMembers;
@@ -37,15 +37,15 @@ impl PoolMembers {
             .collect();
         let rendered: Vec<(IpAddr, u16)> = self.endpoints.iter().collect();
         let n = rendered.len();
-        let mut free: BTreeSet<usize> = (0..n).collect();
+        let mut taken = vec![false; n];
         let mut kept = vec![None; n];
         for (k, ep) in rendered.iter().enumerate() {
-            if let Some(&s) = slot_of.get(ep).filter(|s| free.contains(s)) {
-                free.remove(&s);
+            if let Some(&s) = slot_of.get(ep).filter(|&&s| s < n && !taken[s]) {
+                taken[s] = true;
                 kept[k] = Some(s);
             }
         }
-        let mut free = free.into_iter();
+        let mut free = (0..n).filter(|&s| !taken[s]);
         let mut slotted = rendered.clone();
         for (k, ep) in rendered.iter().enumerate() {
             if let Some(slot) = kept[k].or_else(|| free.next()) {

@@ -129,6 +129,17 @@ impl NftApplier {
         Ok(Some((bytes, t.elapsed())))
     }
 
+    /// Frees what libnftables kept of the last transactions (after a full
+    /// sync: the table's objects, half a megabyte at 10,000 Services); the
+    /// next text transaction reads what it needs from the kernel again.
+    pub fn forget_cache(&mut self) {
+        if let Some(lib) = &mut self.library {
+            if !lib.renew() {
+                tracing::debug!("libnftables: no fresh context; the old one is kept");
+            }
+        }
+    }
+
     /// Applies `text` as one transaction: (bytes, time taken).
     pub fn apply(&mut self, text: &str) -> Result<(usize, Duration), FirewallError> {
         let Some(lib) = &mut self.library else {

@@ -350,6 +350,11 @@ impl Syncer {
             report.written += written;
         }
         self.needs_full = false;
+        if self.mode == ProxyMode::Nftables {
+            // partial syncs send elements over netlink: the library's
+            // cache would sit unused until the next text transaction
+            self.nft.forget_cache();
+        }
         report.ports = self.port_count();
         Ok(report)
     }

@@ -10,7 +10,7 @@ use super::fields::{check_dns_label, metadata, Fields};
 use super::leaf::{leaf_bool, leaf_int, leaf_str, Items, Leaf};
 use super::service::Protocol;
 use super::shared_text::{SharedText, TextTable};
-use super::{ServiceName, SpecError};
+use super::{port_name, PortName, ServiceName, SpecError};
 
 /// The label naming the service a slice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -85,7 +85,7 @@ pub fn node_name(name: &str) -> NodeName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointPort {
     /// Matches the service port of the same name.
-    pub name: String,
+    pub name: PortName,
     pub protocol: Protocol,
     pub port: u16,
 }
@@ -263,7 +263,7 @@ impl EndpointSet {
         let ports: Vec<Value> = self
             .ports
             .iter()
-            .map(|p| json!({"name": p.name, "protocol": p.protocol.upper(), "port": p.port}))
+            .map(|p| json!({"name": &*p.name, "protocol": p.protocol.upper(), "port": p.port}))
             .collect();
         json!({
             "apiVersion": "discovery.k8s.io/v1",
@@ -352,7 +352,7 @@ fn read_port(f: &Fields, i: usize, p: &PortFields<'_>) -> Result<EndpointPort, S
     let port = at(leaf_int(f, p.port, 1, 65535), || path("port"))?
         .ok_or_else(|| f.err(&path("port"), "missing"))? as u16;
     Ok(EndpointPort {
-        name,
+        name: port_name(&name),
         protocol,
         port,
     })

@@ -81,6 +81,18 @@ impl ServiceName {
     }
 }
 
+/// A port's name (`http`, or empty for a Service's only port): one
+/// shared copy of each, as a cluster's Services name their ports with a
+/// few words (each Service, EndpointSlice and rendered port held its own
+/// copy before).
+pub type PortName = Arc<str>;
+
+/// The one shared copy of port name `name`.
+pub fn port_name(name: &str) -> PortName {
+    static PORT_NAMES: TextTable = TextTable::new();
+    PORT_NAMES.get(name)
+}
+
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 
 use super::fields::{check_dns_label, metadata, Fields};
-use super::{ServiceName, SpecError};
+use super::{port_name, PortName, ServiceName, SpecError};
 
 /// Default ClientIP affinity timeout (Kubernetes' 3 hours).
 pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
@@ -89,7 +89,7 @@ pub enum TargetPort {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
     /// May be empty when the service has a single port.
-    pub name: String,
+    pub name: PortName,
     pub protocol: Protocol,
     pub port: u16,
     pub target_port: TargetPort,
@@ -243,7 +243,7 @@ fn service_port(
         ));
     }
     Ok(ServicePort {
-        name,
+        name: port_name(&name),
         protocol,
         port,
         target_port,
@@ -416,7 +416,7 @@ impl Service {
             .iter()
             .map(|p| {
                 let mut o = json!({
-                    "name": p.name,
+                    "name": &*p.name,
                     "protocol": p.protocol.upper(),
                     "port": p.port,
                     "targetPort": match &p.target_port {
