@@ -8,7 +8,8 @@
 # Contents: a Debian 12 root with iptables, nftables, ping, ethtool and strongSwan's
 # charon (what weft runs for rules and the ipsec backend; debootstrapped once per machine into $WEFT_IMAGE_CACHE, default
 # /var/cache/weft-image), /usr/bin/weft (the release build), /usr/bin/weft-proxy
-# (the proxy alone, which the proxy's DaemonSet runs) and the static
+# (the proxy alone, which the proxy's DaemonSet runs, built small: the lean
+# profile) and the static
 # CNI plugin /usr/lib/weft/flannel (musl target: runs on any x86_64 Linux,
 # CentOS 7's glibc or none), which the agent's DaemonSet copies to
 # /opt/cni/bin/flannel on each host. Needs root (debootstrap).
@@ -34,15 +35,16 @@ if [ ! -f "$base" ]; then
   fi
 fi
 
-say "building weft and weft-proxy (release) and the static CNI plugin (scripts/static.sh)"
+say "building weft (release), weft-proxy (lean profile) and the static CNI plugin (scripts/static.sh)"
 ./scripts/static.sh
-# one invocation: the two binaries share every compiled crate, so
-# weft-proxy costs a link
-cargo build --release -q --bin weft --bin weft-proxy
+cargo build --release -q --bin weft
+# the lean profile's smaller code is most of what the proxy saves in
+# resident memory (Cargo.toml); CI's lean agent build reuses its crates
+cargo build --profile lean -q -p weft-proxy --bin weft-proxy
 cargo build --release -q -p weft-lab --bin weft-image
 version=$(target/release/weft --version | awk '{print $2}')
 mkdir -p target/image
 strip -o target/image/weft target/release/weft   # the release profile keeps line tables
-strip -o target/image/weft-proxy target/release/weft-proxy
+strip -o target/image/weft-proxy target/lean/weft-proxy
 target/release/weft-image --name "weft:$version" --base "$base" --weft target/image/weft \
   --proxy target/image/weft-proxy --cni target/static/flannel --out "$out"

@@ -65,7 +65,7 @@ fn legacy_shims(dir: &Path) -> Result<PathBuf> {
 }
 
 /// How weft's proxy is started: `weft proxy`, or a proxy-only binary
-/// (`--proxy-bin`, e.g. target/proxy/weft-proxy) taking the same flags.
+/// (`--proxy-bin`, e.g. target/lean/weft-proxy) taking the same flags.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxyCommand {
     pub(crate) program: String,

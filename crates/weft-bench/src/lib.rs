@@ -74,7 +74,7 @@ pub struct BenchArgs {
     #[arg(long)]
     agent_bin: Option<std::path::PathBuf>,
     /// The proxy binary the proxy-scale scenario measures, run with `weft
-    /// proxy`'s flags (e.g. the proxy build, target/proxy/weft-proxy);
+    /// proxy`'s flags (e.g. the lean build, target/lean/weft-proxy);
     /// default: this binary's `weft proxy`
     #[arg(long)]
     proxy_bin: Option<std::path::PathBuf>,
