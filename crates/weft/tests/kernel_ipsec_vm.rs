@@ -73,6 +73,10 @@ nsenter -t $FPID -m swanctl --list-conns | sed "s/^/WEFT-VM-$T-CONN-flanneld /"
 # both charons initiate, so a second CHILD_SA pair may still be replacing
 # the first: the pings are counted once one has gone through each way
 i=0; until ping -c 1 -W 1 -I ${W%/*} ${F%/*} >/dev/null 2>&1 && iproute2 netns exec h2 ping -c 1 -W 1 -I ${F%/*} ${W%/*} >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 10 ] && break; done
+# and the duplicate pair, if any, is gone (a packet sent on an SA being
+# deleted is lost): the SA counts of both hosts unchanged for 2 s
+sas() { echo "$(iproute2 xfrm state | grep -c '^src') $(iproute2 -n h2 xfrm state | grep -c '^src')"; }
+i=0; same=0; last=$(sas); while [ $same -lt 4 ] && [ $i -lt 40 ]; do sleep 0.5; now=$(sas); if [ "$now" = "$last" ]; then same=$((same+1)); else same=0; last=$now; fi; i=$((i+1)); done
 ping -c 3 -W 2 -I ${W%/*} ${F%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-weft /"
 iproute2 netns exec h2 ping -c 3 -W 2 -I ${F%/*} ${W%/*} | grep transmitted | sed "s/^/WEFT-VM-$T-PING-flanneld /"
 STATUS="weft status --etcd-endpoints=$E --etcd-prefix=$P --subnet-file=/tmp/flannel/weft.env --iface eth0 -o json"
