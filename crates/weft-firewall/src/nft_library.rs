@@ -153,22 +153,58 @@ impl NftLibrary {
     /// Makes a context whose messages go to buffers; on any failure the
     /// context (if made) is freed and the library closed, each once.
     fn with_context(library: Library, f: Functions) -> Option<NftLibrary> {
-        // SAFETY: `new` is nft_ctx_new of the open `library` (NFT_CTX_DEFAULT).
-        #[allow(unsafe_code)]
-        let ctx = NonNull::new(unsafe { (f.new)(0) })?;
-        // From here the context is owned by `lib`: its drop frees it, then
-        // closes the library.
-        let lib = NftLibrary {
+        // `library` is dropped (closed) here when no context can be made
+        let ctx = Self::buffered_context(&f)?;
+        Some(NftLibrary {
             ctx,
             f,
             _library: library,
-        };
-        // SAFETY: a live context of this library, used by this thread.
+        })
+    }
+
+    /// A new context of the library whose messages go to buffers, not to
+    /// this process's stdout/stderr; `None`, with whatever was made freed,
+    /// when that cannot be set up.
+    fn buffered_context(f: &Functions) -> Option<NonNull<c_void>> {
+        // SAFETY: `new` is nft_ctx_new of a library the caller holds open
+        // (NFT_CTX_DEFAULT).
+        #[allow(unsafe_code)]
+        let ctx = NonNull::new(unsafe { (f.new)(0) })?;
+        // SAFETY: a live context just made by this library, used by this
+        // thread alone.
         #[allow(unsafe_code)]
         let buffered =
             unsafe { (f.buffer_output)(ctx.as_ptr()) == 0 && (f.buffer_error)(ctx.as_ptr()) == 0 };
-        // messages go to buffers, not to this process's stdout/stderr
-        buffered.then_some(lib)
+        if buffered {
+            return Some(ctx);
+        }
+        // SAFETY: made by this library's nft_ctx_new above, never handed
+        // out, freed once.
+        #[allow(unsafe_code)]
+        unsafe {
+            (f.free)(ctx.as_ptr());
+        }
+        None
+    }
+
+    /// Replaces the context with a fresh one, freeing what the old one
+    /// kept between runs (its copy of the kernel's ruleset objects and
+    /// the parser's state: half a megabyte after a proxy's full sync at
+    /// 10,000 Services). Keeps the old context, and returns false, when
+    /// a new one cannot be made.
+    pub fn renew(&mut self) -> bool {
+        let Some(fresh) = Self::buffered_context(&self.f) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut self.ctx, fresh);
+        // SAFETY: `old` was made by this library's nft_ctx_new, is no longer
+        // held by `self` and no buffer of it is borrowed (`apply` copies its
+        // messages before returning); it is freed once, here.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.f.free)(old.as_ptr());
+        }
+        true
     }
 
     /// Applies `text` (what `nft -f` would read) as one transaction; on
@@ -202,43 +238,6 @@ impl NftLibrary {
         } else {
             Err(failed(error))
         }
-    }
-}
-
-impl NftLibrary {
-    /// Replaces the context with a fresh one, freeing what the old one
-    /// kept between runs (its copy of the kernel's ruleset objects and
-    /// the parser's state: half a megabyte after a proxy's full sync at
-    /// 10,000 Services). Keeps the old context, and returns false, when
-    /// a new one cannot be made.
-    pub fn renew(&mut self) -> bool {
-        // SAFETY: `new` is nft_ctx_new of the open library (NFT_CTX_DEFAULT).
-        #[allow(unsafe_code)]
-        let Some(fresh) = NonNull::new(unsafe { (self.f.new)(0) }) else {
-            return false;
-        };
-        // SAFETY: a live context just made by this library, used by this
-        // thread alone.
-        #[allow(unsafe_code)]
-        let buffered = unsafe {
-            (self.f.buffer_output)(fresh.as_ptr()) == 0
-                && (self.f.buffer_error)(fresh.as_ptr()) == 0
-        };
-        let done = if buffered {
-            std::mem::replace(&mut self.ctx, fresh)
-        } else {
-            fresh
-        };
-        // SAFETY: `done` was made by this library's nft_ctx_new and is freed
-        // once, here: it is either the context just replaced (no longer
-        // held by `self`, and no buffer of it is borrowed: `apply` copies
-        // its messages before returning) or the fresh one that could not
-        // be set up (never stored).
-        #[allow(unsafe_code)]
-        unsafe {
-            (self.f.free)(done.as_ptr());
-        }
-        buffered
     }
 }
 

@@ -164,10 +164,7 @@ impl NftRenderer {
     /// What one service port owns, with no spare capacity (kept between
     /// syncs).
     pub fn port(&self, p: &PortPlan) -> PortNft {
-        let mut draft = self.render_port(p);
-        draft.sets.shrink_to_fit();
-        draft.chains.shrink_to_fit();
-        PortNft::from(draft)
+        PortNft::from(self.render_port(p))
     }
 
     fn render_port(&self, p: &PortPlan) -> PortDraft {

@@ -78,8 +78,10 @@ pub struct PortDraft {
 }
 
 impl From<PortDraft> for PortNft {
-    fn from(d: PortDraft) -> PortNft {
+    fn from(mut d: PortDraft) -> PortNft {
         let owned = (!d.sets.is_empty() || !d.chains.is_empty()).then(|| {
+            d.sets.shrink_to_fit();
+            d.chains.shrink_to_fit();
             Box::new(OwnedObjects {
                 sets: d.sets,
                 chains: d.chains,

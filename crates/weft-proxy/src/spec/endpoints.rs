@@ -338,11 +338,9 @@ fn read_endpoint(
 /// Checks port `i`.
 fn read_port(f: &Fields, i: usize, p: &PortFields<'_>) -> Result<EndpointPort, SpecError> {
     let path = |field: &str| format!("ports[{i}].{field}");
-    let name = at(leaf_str(f, p.name), || path("name"))?
-        .unwrap_or("")
-        .to_string();
+    let name = at(leaf_str(f, p.name), || path("name"))?.unwrap_or("");
     if !name.is_empty() {
-        check_dns_label(&name).map_err(|m| f.err(&path("name"), m))?;
+        check_dns_label(name).map_err(|m| f.err(&path("name"), m))?;
     }
     let protocol = match at(leaf_str(f, p.protocol), || path("protocol"))? {
         None => Protocol::Tcp,
@@ -352,7 +350,7 @@ fn read_port(f: &Fields, i: usize, p: &PortFields<'_>) -> Result<EndpointPort, S
     let port = at(leaf_int(f, p.port, 1, 65535), || path("port"))?
         .ok_or_else(|| f.err(&path("port"), "missing"))? as u16;
     Ok(EndpointPort {
-        name: port_name(&name),
+        name: port_name(name),
         protocol,
         port,
     })

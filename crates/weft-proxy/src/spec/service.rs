@@ -210,9 +210,9 @@ fn service_port(
 ) -> Result<ServicePort, SpecError> {
     let at = |field: &str| format!("spec.ports[{i}].{field}");
     f.map(p, &format!("spec.ports[{i}]"))?;
-    let name = f.str(p.get("name"), &at("name"))?.unwrap_or("").to_string();
+    let name = f.str(p.get("name"), &at("name"))?.unwrap_or("");
     if !name.is_empty() {
-        check_dns_label(&name).map_err(|m| f.err(&at("name"), m))?;
+        check_dns_label(name).map_err(|m| f.err(&at("name"), m))?;
     }
     let protocol = match f.str(p.get("protocol"), &at("protocol"))? {
         None => Protocol::Tcp,
@@ -243,7 +243,7 @@ fn service_port(
         ));
     }
     Ok(ServicePort {
-        name: port_name(&name),
+        name: port_name(name),
         protocol,
         port,
         target_port,
