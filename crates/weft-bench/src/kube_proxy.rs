@@ -155,20 +155,18 @@ pub(crate) fn rules_count(host: &Host, mode: &str) -> usize {
         })
         .unwrap_or(0);
     }
-    let out = match mode {
-        "nftables" => crate::proxy::service_ips_map(host),
-        _ => sh(
-            "ip",
-            &["netns", "exec", &host.ns, "iptables-nft-save", "-t", "nat"],
-        ),
-    };
+    if mode == "nftables" {
+        return in_netns(&host.ns, crate::nft_dump::service_gotos)
+            .and_then(|count| count)
+            .unwrap_or(0);
+    }
+    let out = sh(
+        "ip",
+        &["netns", "exec", &host.ns, "iptables-nft-save", "-t", "nat"],
+    );
     let Ok(out) = out else { return 0 };
     let text = String::from_utf8_lossy(&out.stdout);
-    if mode == "nftables" {
-        text.matches("goto service-").count()
-    } else {
-        text.lines().filter(|l| l.starts_with(":KUBE-SVC-")).count()
-    }
+    text.lines().filter(|l| l.starts_with(":KUBE-SVC-")).count()
 }
 
 /// Whether the legacy nat table holds `chain`, read from the kernel
@@ -254,8 +252,9 @@ pub(crate) struct RulesSeen<'a> {
 }
 
 impl RulesSeen<'_> {
-    /// Polls (every 50 ms) until the rules are there; false once `timeout`
-    /// has passed since `t0`; an error when `proc` (`who`) exits.
+    /// Polls (every 5 ms in nftables mode, else every 50 ms) until the
+    /// rules are there; false once `timeout` has passed since `t0`; an
+    /// error when `proc` (`who`) exits.
     pub(crate) fn wait(
         &self,
         who: Who,
@@ -273,8 +272,14 @@ impl RulesSeen<'_> {
             if t0.elapsed() > timeout {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(self.poll_every());
         }
+    }
+
+    /// nftables' service map is read in-process over netlink, cheaply
+    /// enough for a tight poll; the iptables tools are slower to run.
+    fn poll_every(&self) -> Duration {
+        Duration::from_millis(if self.mode == "nftables" { 5 } else { 50 })
     }
 }
 
