@@ -8,6 +8,7 @@
 mod endpoints;
 mod fields;
 mod leaf;
+pub mod proto_service;
 pub mod proto_slice;
 mod service;
 mod shared_text;

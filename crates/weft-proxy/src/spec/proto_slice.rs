@@ -182,4 +182,4 @@ pub fn parse_proto_slice(bytes: &[u8]) -> Result<Option<EndpointSet>, String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

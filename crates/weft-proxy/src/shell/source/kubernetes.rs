@@ -6,12 +6,13 @@
 //! which leaves out objects of another service proxy and the slices of
 //! headless Services.
 //!
-//! EndpointSlices, where the volume is (a 250,000-endpoint cluster's
-//! listing; every endpoint change), are listed and watched in protobuf
-//! ([`weft_kube::follow`], [`crate::spec::proto_slice`]), as kube-proxy
-//! asks for them; Services through kube-runtime's watcher, listed from
-//! the API server's watch cache (`resourceVersion=0`) as client-go's
-//! informers list.
+//! Both are listed and watched in protobuf ([`weft_kube::follow`],
+//! [`crate::spec::proto_slice`], [`crate::spec::proto_service`]), as
+//! kube-proxy asks for them, listed from the API server's watch cache
+//! (`resourceVersion=0`) as client-go's informers list. EndpointSlices are
+//! where the volume is (a 250,000-endpoint cluster's listing; every
+//! endpoint change); 5,000 Services through the JSON watch took a quarter
+//! of a 250,000-endpoint cold start.
 //!
 //! API objects go through the same validation as weft's own store, so a
 //! bad one is one logged line naming the field and is skipped (the last
@@ -24,20 +25,17 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service as ApiService};
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
-use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use super::Change;
 use crate::plan::catalog::{Catalog, Kept};
 use crate::plan::slices::{SliceKey, Slices};
+use crate::spec::proto_service::{ProtoService, ServiceKind};
 use crate::spec::proto_slice::{ProtoSlice, SliceKind};
-use crate::spec::{parse_object, Object, Service, ServiceName, SpecError};
-use weft_kube::follow::{self, Collection};
+use crate::spec::{Service, ServiceName};
+use weft_kube::follow::{self, Collection, Event};
 
 /// kube-proxy's selector for both watches.
 pub const LABEL_SELECTOR: &str =
@@ -82,7 +80,6 @@ pub async fn node_addresses(client: &Client, name: &str) -> anyhow::Result<Vec<I
 }
 
 pub use weft_kube::words;
-use weft_kube::Retry;
 
 /// One watched kind: what the source holds until it hands its first
 /// listing over, what a (re)listing is building, and whether the first
@@ -158,6 +155,13 @@ fn relisting(what: &str, synced: bool) -> Vec<Change> {
     vec![Change::Relisting]
 }
 
+/// Every Service kube-proxy would see.
+const SERVICES: Collection = Collection {
+    path: "/api/v1/services",
+    what: "Services",
+    labels: LABEL_SELECTOR,
+};
+
 /// Every EndpointSlice kube-proxy would see.
 const SLICES: Collection = Collection {
     path: "/apis/discovery.k8s.io/v1/endpointslices",
@@ -167,21 +171,16 @@ const SLICES: Collection = Collection {
 
 /// Runs until the receiver is gone.
 pub async fn run(client: Client, tx: Sender<Change>) {
-    // listed from the watch cache, as client-go's informers
-    let config = watcher::Config::default()
-        .labels(LABEL_SELECTOR)
-        .any_semantic();
-    let services: Api<ApiService> = Api::all(client.clone());
-    let mut service_events = watcher(services, config).backoff(Retry::default()).boxed();
+    let mut service_events = follow::spawn::<ServiceKind>(client.clone(), SERVICES);
     let mut slice_events = follow::spawn::<SliceKind>(client, SLICES);
     let mut state = State::default();
     let mut failing = false;
     loop {
         let changes = tokio::select! {
-            ev = service_events.next() => match ev {
+            ev = service_events.recv() => match ev {
                 None => return,
                 Some(Ok(ev)) => on_service(&mut state, ev),
-                Some(Err(e)) => { report(&mut failing, "Services", &words(&e)); continue }
+                Some(Err(e)) => { report(&mut failing, "Services", &e); continue }
             },
             ev = slice_events.recv() => match ev {
                 None => return,
@@ -210,40 +209,7 @@ fn report(failing: &mut bool, what: &str, e: &str) {
     }
 }
 
-fn service_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ServiceName {
-    ServiceName::new(
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or_default(),
-    )
-}
-
-/// An API object as JSON the spec parser reads, `kind` set (the client
-/// does not always carry it).
-fn api_json(obj: &impl serde::Serialize, kind: &str, origin: &str) -> Result<Value, SpecError> {
-    let mut v = serde_json::to_value(obj).map_err(|e| SpecError {
-        object: origin.into(),
-        field: "(object)".into(),
-        message: e.to_string(),
-    })?;
-    v["kind"] = Value::from(kind);
-    Ok(v)
-}
-
-/// What the rule engine sees of an API Service: `None` when it needs no
-/// rules (ExternalName).
-fn convert_service(svc: &ApiService) -> Result<Option<Service>, SpecError> {
-    let origin = format!("Service {}", service_id(&svc.metadata));
-    let v = api_json(svc, "Service", &origin)?;
-    if v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
-        return Ok(None);
-    }
-    match parse_object(&v, &origin)? {
-        Object::Service(s) => Ok(Some(s)),
-        Object::Endpoints(_) => Ok(None),
-    }
-}
-
-fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
+fn on_service(state: &mut State, ev: Event<ProtoService>) -> Vec<Change> {
     let side = &mut state.services;
     match ev {
         Event::Init => {
@@ -252,9 +218,9 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             relisting("Services", side.synced)
         }
         Event::InitApply(svc) => {
-            let id = service_id(&svc.metadata);
+            let id = svc.id();
             if let Some(b) = side.building.as_mut() {
-                match convert_service(&svc) {
+                match svc.service() {
                     Ok(Some(s)) => {
                         b.insert(id, Arc::new(s));
                     }
@@ -285,9 +251,9 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             state.hand_over()
         }
         Event::Apply(svc) => {
-            let change = match convert_service(&svc) {
+            let change = match svc.service() {
                 Ok(Some(s)) => Change::Service(Arc::new(s)),
-                Ok(None) => Change::RemoveService(service_id(&svc.metadata)),
+                Ok(None) => Change::RemoveService(svc.id()),
                 Err(e) => {
                     tracing::error!("ignoring {e}");
                     return Vec::new();
@@ -295,7 +261,7 @@ fn on_service(state: &mut State, ev: Event<ApiService>) -> Vec<Change> {
             };
             state.forward(change)
         }
-        Event::Delete(svc) => state.forward(Change::RemoveService(service_id(&svc.metadata))),
+        Event::Delete(svc) => state.forward(Change::RemoveService(svc.id())),
     }
 }
 
@@ -305,8 +271,7 @@ fn trigger_time(slice: &ProtoSlice) -> Option<std::time::SystemTime> {
     Some(std::time::SystemTime::from(at))
 }
 
-fn on_slice(state: &mut State, ev: follow::Event<ProtoSlice>) -> Vec<Change> {
-    use follow::Event;
+fn on_slice(state: &mut State, ev: Event<ProtoSlice>) -> Vec<Change> {
     let side = &mut state.slices;
     match ev {
         Event::Init => {
@@ -360,27 +325,26 @@ fn slice_key(slice: &ProtoSlice) -> SliceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::proto_slice::{ProtoEndpoint, ProtoPort, SliceMeta};
-    use k8s_openapi::api::core::v1::{ServicePort as ApiPort, ServiceSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::spec::proto_service::{ServiceMeta, ServicePort as ProtoPort, ServiceSpec};
+    use crate::spec::proto_slice::{self, ProtoEndpoint, SliceMeta};
 
-    fn service(name: &str, protocol: &str) -> ApiService {
-        ApiService {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-            spec: Some(ServiceSpec {
-                cluster_ip: Some("10.254.0.10".into()),
-                ports: Some(vec![ApiPort {
-                    port: 80,
-                    protocol: Some(protocol.into()),
-                    ..Default::default()
-                }]),
+    fn service(name: &str, protocol: &str) -> ProtoService {
+        ProtoService {
+            metadata: Some(ServiceMeta {
+                name: name.into(),
+                namespace: "default".into(),
                 ..Default::default()
             }),
-            ..Default::default()
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.254.0.10".into()),
+                ports: vec![ProtoPort {
+                    port: Some(80),
+                    protocol: Some(protocol.into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
         }
     }
 
@@ -396,7 +360,7 @@ mod tests {
                 addresses: vec![ip.into()],
                 ..Default::default()
             }],
-            ports: vec![ProtoPort {
+            ports: vec![proto_slice::ProtoPort {
                 name: Some(String::new()),
                 protocol: Some("TCP".into()),
                 port: Some(8080),
@@ -411,16 +375,19 @@ mod tests {
 
     #[test]
     fn the_first_listings_are_handed_over_whole_and_the_source_keeps_nothing() {
-        use follow::Event as E;
         let mut st = State::default();
         assert!(on_service(&mut st, Event::Init).is_empty());
         assert!(on_service(&mut st, Event::InitApply(service("web", "TCP"))).is_empty());
         assert!(on_service(&mut st, Event::InitDone).is_empty());
         // before the slices are listed, a change waits in the source
         assert!(on_service(&mut st, Event::Apply(service("api", "TCP"))).is_empty());
-        assert!(on_slice(&mut st, E::Init).is_empty());
-        assert!(on_slice(&mut st, E::InitApply(slice("web-1", "web", "100.64.1.2"))).is_empty());
-        let [Change::Snapshot(catalog, kept)] = &on_slice(&mut st, E::InitDone)[..] else {
+        assert!(on_slice(&mut st, Event::Init).is_empty());
+        assert!(on_slice(
+            &mut st,
+            Event::InitApply(slice("web-1", "web", "100.64.1.2"))
+        )
+        .is_empty());
+        let [Change::Snapshot(catalog, kept)] = &on_slice(&mut st, Event::InitDone)[..] else {
             panic!("one snapshot");
         };
         assert_eq!(catalog.services.len(), 2);
@@ -429,17 +396,16 @@ mod tests {
         assert!(st.services.held.is_empty() && st.slices.held.services() == 0);
 
         // afterwards each change is forwarded as it comes
-        let changes = on_slice(&mut st, E::Apply(slice("web-1", "web", "100.64.1.3")));
+        let changes = on_slice(&mut st, Event::Apply(slice("web-1", "web", "100.64.1.3")));
         assert!(matches!(&changes[..], [Change::Slice(key, set, None)]
             if key == &id("web-1") && set.endpoints.len() == 1));
-        let changes = on_slice(&mut st, E::Delete(slice("web-1", "web", "100.64.1.3")));
+        let changes = on_slice(&mut st, Event::Delete(slice("web-1", "web", "100.64.1.3")));
         assert!(matches!(&changes[..], [Change::RemoveSlice(key)] if key == &id("web-1")));
         assert_eq!(st.slices.held.services(), 0);
     }
 
     #[test]
     fn a_relisting_names_the_services_it_found_invalid() {
-        use follow::Event as E;
         let mut st = State::default();
         for ev in [
             Event::Init,
@@ -448,8 +414,8 @@ mod tests {
         ] {
             on_service(&mut st, ev);
         }
-        on_slice(&mut st, E::Init);
-        assert_eq!(on_slice(&mut st, E::InitDone).len(), 1);
+        on_slice(&mut st, Event::Init);
+        assert_eq!(on_slice(&mut st, Event::InitDone).len(), 1);
 
         assert!(matches!(
             &on_service(&mut st, Event::Init)[..],
@@ -465,11 +431,14 @@ mod tests {
         assert_eq!(kept, &[id("web")]);
 
         assert!(matches!(
-            &on_slice(&mut st, E::Init)[..],
+            &on_slice(&mut st, Event::Init)[..],
             [Change::Relisting]
         ));
-        on_slice(&mut st, E::InitApply(slice("api-1", "api", "100.64.2.2")));
-        let [Change::SlicesListed(fresh)] = &on_slice(&mut st, E::InitDone)[..] else {
+        on_slice(
+            &mut st,
+            Event::InitApply(slice("api-1", "api", "100.64.2.2")),
+        );
+        let [Change::SlicesListed(fresh)] = &on_slice(&mut st, Event::InitDone)[..] else {
             panic!("one re-listing");
         };
         assert_eq!(fresh.of(&id("api")).len(), 1);

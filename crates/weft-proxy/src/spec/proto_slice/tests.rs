@@ -81,16 +81,18 @@ fn delimited(field: u8, bytes: &[u8]) -> Vec<u8> {
 
 /// `slice` in the API server's envelope (`k8s\0`, runtime.Unknown).
 pub(crate) fn envelope(slice: &ProtoSlice) -> Vec<u8> {
-    let type_meta = [
-        delimited(1, b"discovery.k8s.io/v1"),
-        delimited(2, b"EndpointSlice"),
-    ]
-    .concat();
-    let unknown = [
-        delimited(1, &type_meta),
-        delimited(2, &slice.encode_to_vec()),
-    ]
-    .concat();
+    enveloped(
+        b"discovery.k8s.io/v1",
+        b"EndpointSlice",
+        &slice.encode_to_vec(),
+    )
+}
+
+/// An encoded object of `api_version` and `kind` in the API server's
+/// envelope.
+pub(crate) fn enveloped(api_version: &[u8], kind: &[u8], object: &[u8]) -> Vec<u8> {
+    let type_meta = [delimited(1, api_version), delimited(2, kind)].concat();
+    let unknown = [delimited(1, &type_meta), delimited(2, object)].concat();
     [b"k8s\0".as_slice(), &unknown].concat()
 }
 
