@@ -227,8 +227,12 @@ fn zero_values_read_as_absent_fields() {
     ] {
         j["spec"].as_object_mut().map(|o| o.remove(field));
     }
-    j["spec"]["ports"][0].as_object_mut().map(|o| o.remove("nodePort"));
-    j["spec"]["ports"][1].as_object_mut().map(|o| o.remove("name"));
+    j["spec"]["ports"][0]
+        .as_object_mut()
+        .map(|o| o.remove("nodePort"));
+    j["spec"]["ports"][1]
+        .as_object_mut()
+        .map(|o| o.remove("name"));
     let proto = parse_proto_service(&envelope(&p));
     assert_eq!(proto, from_json(&j));
     // the JSON now has an unnamed port beside a named one: refused alike
