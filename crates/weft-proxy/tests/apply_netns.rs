@@ -399,6 +399,71 @@ fn nft_cold_start_loads_the_table_a_full_sync_writes() {
     .expect("in netns");
 }
 
+/// The `size` line of set or map `name` in the kube-proxy table.
+fn declared_size(ns: &str, kind: &str, name: &str) -> u32 {
+    let text = out(ns, "nft", &["list", kind, "ip", "kube-proxy", name]);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("size "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{kind} {name} has no size: {text}"))
+}
+
+/// The pool maps and the hairpin set are fixed-size hash tables in the
+/// kernel, made half again as large as their elements. A partial sync
+/// that would fill one past its size writes the table again with larger
+/// ones (the kernel would refuse the elements): the kernel then holds what
+/// a full sync from scratch writes, and the next change goes over netlink
+/// again.
+#[test]
+fn nft_sets_outgrown_by_a_partial_sync_are_made_again_larger() {
+    use weft_firewall::fallback::{count, FastPath};
+    let mut lab = Lab::new("wpg", Path::new("/bin/false")).expect("lab (needs root)");
+    let ns = lab.netns("n").expect("netns");
+    // (an IPv6 Service too: `nft_state` reads both families' tables)
+    let mut c = catalog(&[PLAIN6, &bulk(0, 10, 5)]);
+    let name = |i: usize| ServiceName::parse(&format!("bulk/b{i}")).expect("name");
+    in_netns(&ns, || {
+        let mut s = syncer(ProxyMode::Nftables);
+        let r = s.full(c.plan_all("host1")).expect("cold start");
+        assert!(r.cold, "{r:?}");
+        // 10 ports x 5 endpoints, 50 hairpin pairs: the smallest sizes
+        assert_eq!(declared_size(&ns, "map", "service-endpoints-5"), 1024);
+        assert_eq!(declared_size(&ns, "set", "hairpin-endpoints"), 1024);
+        // 400 more: 2,050 pool elements (size 4,096) and 1,250 pairs (the addresses
+        // repeat every 250 services), past 1,024
+        let more: BTreeSet<ServiceName> = (10..410).map(name).collect();
+        for o in parse_documents(&bulk(10, 400, 5), "grown").expect("valid") {
+            c.put(o);
+        }
+        let plans = more.iter().flat_map(|s| c.plan(s, "host1")).collect();
+        let r = s.partial(&more, plans).expect("partial sync past the sizes");
+        assert!(r.full, "not written again: {r:?}");
+        assert_eq!(declared_size(&ns, "map", "service-endpoints-5"), 4096);
+        assert_eq!(declared_size(&ns, "set", "hairpin-endpoints"), 2048);
+        let grown = nft_state(&ns);
+        assert!(grown.values().any(|v| v.contains("172.30.159.6")), "b409 missing");
+        let mut fresh = syncer(ProxyMode::Nftables);
+        fresh.full(c.plan_all("host1")).expect("full from scratch");
+        assert_eq!(nft_state(&ns), grown);
+        // within the new sizes, an endpoint replaced is elements over
+        // netlink again
+        let moved = "kind: EndpointSlice\nmetadata: {name: b3, namespace: bulk}\n\
+            endpoints: [{addresses: [172.30.3.2]}, {addresses: [172.30.3.3]}, {addresses: [172.30.3.4]}, \
+            {addresses: [172.30.3.5]}, {addresses: [172.30.251.9]}]\nports: [{port: 8080}]\n";
+        for o in parse_documents(moved, "moved").expect("valid") {
+            c.put(o);
+        }
+        let fallbacks = count(FastPath::NftNetlink);
+        let r = s.partial(&BTreeSet::from([name(3)]), c.plan(&name(3), "host1"));
+        let r = r.expect("partial sync");
+        assert!(r.netlink && !r.full, "{r:?}");
+        assert_eq!(count(FastPath::NftNetlink), fallbacks, "fell back to text");
+        assert!(nft_state(&ns).values().any(|v| v.contains("172.30.251.9")));
+        cleanup().expect("cleanup");
+    })
+    .expect("in netns");
+}
+
 /// A plain IPv6 Service (its elements live in the shared pools).
 const PLAIN6: &str = "kind: Service\nmetadata: {name: w6, namespace: bulk}\n\
     spec: {clusterIP: 'fd00:254::31', ports: [{port: 443, protocol: SCTP}]}\n---\n\

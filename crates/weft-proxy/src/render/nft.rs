@@ -35,7 +35,7 @@ pub use super::nft_names::{
     SERVICE_IPS, SERVICE_NODEPORTS,
 };
 use super::nft_port::PortDraft;
-pub use super::nft_port::{OwnedObjects, PortNft, SharedRefs};
+pub use super::nft_port::{set_size, OwnedObjects, PortNft, SetSizes, SharedRefs, MIN_SET_SIZE};
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
@@ -385,8 +385,9 @@ impl NftRenderer {
         }
     }
 
-    /// The commands that create a pool's map and chain.
-    fn create_pool(&self, batch: &mut NftBatch, pool: Pool) {
+    /// The commands that create a pool's map (of `size` elements at
+    /// most) and chain.
+    fn create_pool(&self, batch: &mut NftBatch, pool: Pool, size: u32) {
         let fam = self.family();
         let t = &self.table;
         let l3 = self.l3();
@@ -398,7 +399,7 @@ impl NftRenderer {
         };
         let _ = writeln!(
             batch.create,
-            "add map {fam} {t} {map} {{ typeof {key} : {l3} daddr . th dport; }}\n\
+            "add map {fam} {t} {map} {{ typeof {key} : {l3} daddr . th dport; size {size}; }}\n\
              add chain {fam} {t} {chain}"
         );
         if pool.node_port {
@@ -423,25 +424,28 @@ impl NftRenderer {
         );
     }
 
-    /// Creates the pools `after` has and `before` had not, and deletes
-    /// those it no longer has: called once per transaction, after every
-    /// port's [`update`](Self::update), so that a pool one port leaves and
-    /// another joins stays.
+    /// Creates the pools `refs` has and `before` had not (sized for their
+    /// elements, [`set_size`]), and deletes those it no longer has: called
+    /// once per transaction, after every port's [`update`](Self::update),
+    /// so that a pool one port leaves and another joins stays.
     pub fn update_pools(
         &self,
         batch: &mut NftBatch,
         before: &BTreeMap<Pool, usize>,
-        after: &BTreeMap<Pool, usize>,
+        refs: &mut SharedRefs,
     ) {
         let fam = self.family();
         let t = &self.table;
-        for pool in after.keys().filter(|p| !before.contains_key(p)) {
-            self.create_pool(batch, *pool);
+        for pool in refs.pools.keys().filter(|p| !before.contains_key(p)) {
+            let size = set_size(refs.pool_elements(pool));
+            self.create_pool(batch, *pool, size);
+            refs.sizes.pools.insert(*pool, size);
         }
-        for pool in before.keys().filter(|p| !after.contains_key(p)) {
+        for pool in before.keys().filter(|p| !refs.pools.contains_key(p)) {
             let _ = writeln!(batch.flush, "flush chain {fam} {t} {}", pool.chain());
             let _ = writeln!(batch.delete_last, "delete chain {fam} {t} {}", pool.chain());
             let _ = writeln!(batch.delete_last, "delete map {fam} {t} {}", pool.map());
+            refs.sizes.pools.remove(pool);
         }
     }
 
@@ -477,8 +481,9 @@ impl NftRenderer {
         rules
     }
 
-    /// The table without any service: maps, helper and hook chains.
-    fn skeleton(&self, out: &mut String) {
+    /// The table without any service: maps, helper and hook chains; the
+    /// hairpin set made for `hairpin_size` pairs at most.
+    fn skeleton(&self, out: &mut String, hairpin_size: u32) {
         let t = &self.table;
         let fam = self.family();
         let a = self.addr_type();
@@ -492,7 +497,7 @@ impl NftRenderer {
              \tmap {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
              \tmap {NO_ENDPOINT_SERVICES} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
              \tmap {NO_ENDPOINT_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
-             \tset {HAIRPIN} {{ type {a} . {a}; }}\n\
+             \tset {HAIRPIN} {{ type {a} . {a}; size {hairpin_size}; }}\n\
              \tchain {MARK_CHAIN} {{ meta mark set meta mark | {MASQ_MARK}; }}\n\
              \tchain masquerading {{ ct status dnat {l3} saddr . {l3} daddr @{HAIRPIN} jump {MARK_CHAIN}; meta mark & {MASQ_MARK} == 0 return; meta mark set meta mark ^ {MASQ_MARK}; masquerade fully-random; }}\n\
              \tchain services {{ {l3} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}; fib daddr type local {l3} daddr != {lo} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}; }}\n\
@@ -510,14 +515,16 @@ impl NftRenderer {
     }
 
     /// The elements and maps of every port written from nothing; `refs`
-    /// is reset to the hairpin pair reference counts of `ports`.
+    /// is reset to the hairpin pair reference counts of `ports`, and the
+    /// shared sets' sizes to those made for them now.
     fn every_port(&self, ports: &BTreeMap<PortKey, PortNft>, refs: &mut SharedRefs) -> NftBatch {
         let mut batch = NftBatch::default();
         *refs = SharedRefs::new();
         for p in ports.values() {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
-        self.update_pools(&mut batch, &BTreeMap::new(), &refs.pools);
+        self.update_pools(&mut batch, &BTreeMap::new(), refs);
+        refs.sizes.hairpin = set_size(refs.pairs.len());
         batch
     }
 
@@ -529,7 +536,7 @@ impl NftRenderer {
         let batch = self.every_port(ports, refs);
         let mut out = String::with_capacity(batch.len() + 4096);
         let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
-        self.skeleton(&mut out);
+        self.skeleton(&mut out, refs.sizes.hairpin);
         batch.finish_into(&self.target(), &mut out);
         out
     }
@@ -545,7 +552,7 @@ impl NftRenderer {
         let t = &self.table;
         let batch = self.every_port(ports, refs);
         let mut create = format!("create table {fam} {t}\n");
-        self.skeleton(&mut create);
+        self.skeleton(&mut create, refs.sizes.hairpin);
         let (loads, live) = batch.split_cold(&mut create);
         ColdStart {
             create,

@@ -11,11 +11,48 @@ use super::nft_names::Pool;
 /// Objects many service ports share, with how many ports use each: the
 /// hairpin pairs (an endpoint IP can back several ports and services; its
 /// pair `ip . ip` leaves the set with the last one) and the balancing
-/// pools.
+/// pools; and the sizes their kernel sets were made with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedRefs {
     pub pairs: BTreeMap<IpAddr, u32>,
+    /// Per pool, the pool keys (port and address) in it: `n` elements each.
     pub pools: BTreeMap<Pool, usize>,
+    pub sizes: SetSizes,
+}
+
+/// The `size` the large shared sets were declared with. A set with a
+/// size is a fixed hash table in the kernel (`nft_hash`), where one
+/// without is a resizable one (`rhashtable`) that a large load keeps
+/// growing and rehashing (`rhashtable_insert_slow` was the top of a cold
+/// start's profile). At 255,000 endpoints the elements of the bench's
+/// netlink floor took 133-198 ms with sizes against 284-306 without
+/// (`weft-bench --scenario proxy-scale --scale-services 5000`). The
+/// kernel refuses elements past the size, so a sync that
+/// would pass it writes the table again with larger sets
+/// ([`SharedRefs::outgrown`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetSizes {
+    pub pools: BTreeMap<Pool, u32>,
+    pub hairpin: u32,
+}
+
+/// The smallest size a shared set is made with (its kernel table: 2,048
+/// buckets, 16 KiB).
+pub const MIN_SET_SIZE: u32 = 1024;
+
+/// The size a shared set holding `elements` is made with: half as many
+/// again, in steps of [`MIN_SET_SIZE`]. More room would cost more than it
+/// saves: the kernel allocates and clears 4/3 of the size in buckets,
+/// rounded up to a power of two, when the set is made (8 MiB and about 50
+/// ms at a size of 524,288).
+pub fn set_size(elements: usize) -> u32 {
+    let step = MIN_SET_SIZE as usize;
+    let want = elements
+        .saturating_add(elements / 2)
+        .div_ceil(step)
+        .max(1)
+        .saturating_mul(step);
+    u32::try_from(want).unwrap_or(u32::MAX)
 }
 
 impl SharedRefs {
@@ -36,6 +73,27 @@ impl SharedRefs {
             }
         }
         refs
+    }
+
+    /// The elements of `pool`'s map.
+    pub fn pool_elements(&self, pool: &Pool) -> usize {
+        self.pools.get(pool).copied().unwrap_or(0) * pool.n as usize
+    }
+
+    /// The first shared set (its name) holding more elements than the
+    /// size it was made with, if any: the kernel would refuse the
+    /// transaction that fills it so.
+    pub fn outgrown(&self) -> Option<String> {
+        if self.pairs.len() > self.sizes.hairpin as usize {
+            return Some(super::nft_names::HAIRPIN.to_string());
+        }
+        self.pools
+            .keys()
+            .find(|pool| {
+                let size = self.sizes.pools.get(pool).copied().unwrap_or(0);
+                self.pool_elements(pool) > size as usize
+            })
+            .map(Pool::map)
     }
 }
 

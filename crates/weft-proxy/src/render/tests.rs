@@ -140,7 +140,7 @@ fn nft_update_touches_only_what_changed() {
     let mut batch = NftBatch::default();
     let shared = refs.clone();
     n.update(&mut batch, &mut refs, &old, &new);
-    n.update_pools(&mut batch, &shared.pools, &refs.pools);
+    n.update_pools(&mut batch, &shared.pools, &mut refs);
     let mut text = String::new();
     batch.finish_into(&n.target(), &mut text);
     golden("update.nft", &text);
@@ -149,7 +149,7 @@ fn nft_update_touches_only_what_changed() {
     let mut batch = NftBatch::default();
     let shared = refs.clone();
     n.update(&mut batch, &mut refs, &new, PortNft::empty());
-    n.update_pools(&mut batch, &shared.pools, &refs.pools);
+    n.update_pools(&mut batch, &shared.pools, &mut refs);
     let mut text = String::new();
     batch.finish_into(&n.target(), &mut text);
     let unmap = text.find("delete element").expect("element deleted");
@@ -235,7 +235,7 @@ fn a_pool_one_port_leaves_and_another_joins_in_one_batch_stays() {
     let mut batch = NftBatch::default();
     n.update(&mut batch, &mut refs, &b1, PortNft::empty());
     n.update(&mut batch, &mut refs, &a2, &a1);
-    n.update_pools(&mut batch, &shared.pools, &refs.pools);
+    n.update_pools(&mut batch, &shared.pools, &mut refs);
     let mut text = String::new();
     batch.finish_into(&n.target(), &mut text);
     assert!(
@@ -556,4 +556,56 @@ fn a_partial_restore_rewrites_only_the_chains_that_changed() {
     // nothing kept without an old copy: a new port is written whole
     let whole = r.partial_restore(&[(None, Some(&new))], &BTreeSet::new());
     assert_eq!(whole.lines().filter(|l| l.starts_with(':')).count(), 4);
+}
+
+#[test]
+fn shared_sets_are_made_half_again_as_large_as_their_elements() {
+    use super::nft::{set_size, MIN_SET_SIZE};
+    assert_eq!(set_size(0), MIN_SET_SIZE);
+    assert_eq!(set_size(682), 1024);
+    assert_eq!(set_size(683), 1024);
+    assert_eq!(set_size(684), 2048);
+    assert_eq!(set_size(250_000), 375_808);
+    assert_eq!(set_size(usize::MAX), u32::MAX);
+}
+
+/// A full sync declares each pool map and the hairpin set with a size
+/// that holds its elements; ports added past it are reported, by set.
+#[test]
+fn a_shared_set_filled_past_its_size_is_reported() {
+    let n = NftRenderer::new(false, None);
+    let ports = n.ports(&plans(&many_services(0, 100, 5), "host1"));
+    let mut refs = SharedRefs::new();
+    let text = n.full(&ports, &mut refs);
+    assert!(
+        text.contains("numgen random mod 5 : ip daddr . th dport; size 1024; }"),
+        "{text}"
+    );
+    assert!(
+        text.contains("type ipv4_addr . ipv4_addr; size 1024; }"),
+        "{text}"
+    );
+    assert_eq!(refs.outgrown(), None);
+    // 300 more ports of 5: 2,000 pool elements and 1,250 endpoint IPs
+    // (the addresses repeat every 250 services) in sets made for 1,024
+    let more = n.ports(&plans(&many_services(100, 300, 5), "host1"));
+    let before = refs.pools.clone();
+    let mut batch = NftBatch::default();
+    for p in more.values() {
+        n.update(&mut batch, &mut refs, PortNft::empty(), p);
+    }
+    n.update_pools(&mut batch, &before, &mut refs);
+    // the pairs are checked first
+    assert_eq!(refs.outgrown().as_deref(), Some("hairpin-endpoints"));
+    refs.sizes.hairpin = 2048;
+    assert_eq!(refs.outgrown().as_deref(), Some("service-endpoints-5"));
+    // a full sync makes them again for what they hold
+    let mut all = ports;
+    all.extend(more);
+    n.full(&all, &mut refs);
+    assert_eq!(refs.outgrown(), None);
+    assert_eq!(
+        (refs.sizes.hairpin, refs.sizes.pools.values().sum()),
+        (2048, 3072)
+    );
 }

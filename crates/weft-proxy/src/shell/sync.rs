@@ -669,16 +669,25 @@ fn partial_nft(
         }
     }
     let res = if f.active {
-        t.r.update_pools(&mut batch, &pools_before, &t.shared.pools);
-        if batch.is_empty() {
+        t.r.update_pools(&mut batch, &pools_before, &mut t.shared);
+        if let Some(set) = t.shared.outgrown() {
+            // The kernel would refuse the elements past the set's size:
+            // write the table again, in one transaction, with larger sets.
+            tracing::info!(
+                "set {set} outgrew the size it was made with: the table is written again with larger sets"
+            );
+            report.full = true;
+            apply.apply(&t.r.full(&t.ports, &mut t.shared))
+        } else if batch.is_empty() {
             return Ok((0, Duration::ZERO));
+        } else {
+            apply
+                .apply_batch(&t.r, batch)
+                .map(|(bytes, took, netlink)| {
+                    report.netlink |= netlink;
+                    (bytes, took)
+                })
         }
-        apply
-            .apply_batch(&t.r, batch)
-            .map(|(bytes, took, netlink)| {
-                report.netlink |= netlink;
-                (bytes, took)
-            })
     } else {
         // The table does not exist yet: create it with everything.
         apply.apply(&t.r.full(&t.ports, &mut t.shared))
@@ -694,7 +703,10 @@ fn partial_nft(
                 t.ports.remove(&k);
             }
             t.ports.extend(old);
+            // the sets the kernel holds keep the sizes they were made with
+            let sizes = std::mem::take(&mut t.shared.sizes);
             t.shared = SharedRefs::of(t.ports.values());
+            t.shared.sizes = sizes;
             Err(e)
         }
     }
