@@ -19,6 +19,41 @@ use weft_kernel::{NftData, NftElementBatch, NftElementSocket, NFPROTO_IPV4, NFPR
 use crate::render::nft::{self, NftBatch, NftRenderer};
 use crate::render::nft_wire::{put_endpoint, put_member, wire_value, WireValue};
 
+/// A cold start's three steps as applied ([`NftApplier::apply_cold`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColdApplied {
+    pub bytes: usize,
+    /// The table, its chains, rules and sets, as text.
+    pub create: Duration,
+    /// The endpoint elements.
+    pub loads: Duration,
+    /// The elements that send traffic into the rest.
+    pub live: Duration,
+    /// The loads went over netlink (else as text, by several `nft`).
+    pub over_netlink: bool,
+}
+
+impl ColdApplied {
+    pub fn total(&self) -> Duration {
+        self.create + self.loads + self.live
+    }
+}
+
+impl std::fmt::Display for ColdApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.over_netlink {
+            "over netlink"
+        } else {
+            "as text by several nft processes"
+        };
+        write!(
+            f,
+            "new table: objects {:?}, endpoint elements {how} {:?}, services live {:?}",
+            self.create, self.loads, self.live
+        )
+    }
+}
+
 /// Applies nft transactions for one thread (the library's context is not
 /// shared).
 pub struct NftApplier {
@@ -116,17 +151,33 @@ impl NftApplier {
         &mut self,
         r: &NftRenderer,
         cold: nft::ColdStart,
-    ) -> Result<Option<(usize, Duration)>, FirewallError> {
+    ) -> Result<Option<ColdApplied>, FirewallError> {
         let t = Instant::now();
         let Ok((mut bytes, _)) = self.apply(&cold.create) else {
             return Ok(None);
         };
-        match self.send_elements(r, &cold.loads, ELEMENTS_PER_LOAD)? {
-            Some(sent) => bytes += sent,
-            None => bytes += load_in_parallel(&cold.text_loads(&r.target(), load_parts()))?,
-        }
+        let create = t.elapsed();
+        let t = Instant::now();
+        let over_netlink = match self.send_elements(r, &cold.loads, ELEMENTS_PER_LOAD)? {
+            Some(sent) => {
+                bytes += sent;
+                true
+            }
+            None => {
+                bytes += load_in_parallel(&cold.text_loads(&r.target(), load_parts()))?;
+                false
+            }
+        };
+        let loads = t.elapsed();
+        let t = Instant::now();
         bytes += self.apply_batch(r, cold.live)?.0;
-        Ok(Some((bytes, t.elapsed())))
+        Ok(Some(ColdApplied {
+            bytes,
+            create,
+            loads,
+            live: t.elapsed(),
+            over_netlink,
+        }))
     }
 
     /// Frees what libnftables kept of the last transactions (after a full

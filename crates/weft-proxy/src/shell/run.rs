@@ -414,11 +414,9 @@ impl Proxy {
                     r.bytes,
                     r.render,
                     r.apply,
-                    if r.cold {
-                        " (new table, elements loaded in parallel)"
-                    } else {
-                        ""
-                    }
+                    r.cold_steps
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
                 );
                 // the sync's transient text is freed by now: hand those
                 // pages back to the kernel

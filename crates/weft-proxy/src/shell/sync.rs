@@ -19,7 +19,7 @@ use weft_firewall::xtables;
 use weft_firewall::{FirewallError, Iptables};
 
 use super::canary::{self, LegacySeen};
-use super::nft_apply::NftApplier;
+use super::nft_apply::{ColdApplied, NftApplier};
 use crate::plan::names::ChainName;
 use crate::plan::policy::NodePolicy;
 use crate::plan::{take_ports, PortKey, PortPlan};
@@ -65,6 +65,8 @@ pub struct SyncReport {
     /// nft mode: the changes were elements only, sent over nf_tables
     /// netlink rather than as text.
     pub netlink: bool,
+    /// nft mode, a table created from nothing: its steps.
+    pub cold_steps: Option<ColdApplied>,
 }
 
 /// What the proxy knows of its host beyond the plans (kube-proxy's flags
@@ -317,7 +319,16 @@ impl Syncer {
                         let mut cold = family.nft.r.cold(&ports, &mut shared);
                         cold.create.insert_str(0, &text);
                         report.render += t.elapsed();
-                        r = self.nft.apply_cold(&family.nft.r, cold).transpose();
+                        r = self
+                            .nft
+                            .apply_cold(&family.nft.r, cold)
+                            .transpose()
+                            .map(|r| {
+                                r.map(|cold| {
+                                    report.cold_steps = Some(cold);
+                                    (cold.bytes, cold.total())
+                                })
+                            });
                         report.cold |= r.is_some();
                     }
                     let r = match r {
