@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::proto_slice::tests::enveloped;
+use crate::spec::proto_slice::tests::{enveloped, is_fuzz_seed};
 use serde_json::{json, Value};
 
 /// The Service of these tests, as the API server's JSON (every field the
@@ -278,15 +278,5 @@ fn external_names_need_no_rules_and_bad_bytes_are_one_line() {
 /// there when `WEFT_WRITE_FUZZ_SEEDS` is set).
 #[test]
 fn the_fuzz_seed_is_the_test_service() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/corpus/proto_service/seed-service.pb"
-    );
-    let bytes = envelope(&proto_service());
-    if std::env::var_os("WEFT_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::create_dir_all(std::path::Path::new(path).parent().expect("a directory"))
-            .expect("makes the corpus directory");
-        std::fs::write(path, &bytes).expect("writes the seed");
-    }
-    assert_eq!(std::fs::read(path).expect("the seed"), bytes);
+    is_fuzz_seed("proto_service/seed-service.pb", &envelope(&proto_service()));
 }

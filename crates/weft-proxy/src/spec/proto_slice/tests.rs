@@ -202,13 +202,20 @@ fn ignored_slices_and_bad_bytes() {
 /// there when `WEFT_WRITE_FUZZ_SEEDS` is set).
 #[test]
 fn the_fuzz_seed_is_the_test_slice() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/corpus/proto_slice/seed-slice.pb"
-    );
-    let bytes = envelope(&proto_slice());
+    is_fuzz_seed("proto_slice/seed-slice.pb", &envelope(&proto_slice()));
+}
+
+/// Checks that `bytes` are the fuzz corpus's file `corpus_path` (under
+/// `fuzz/corpus/`), after writing them there when `WEFT_WRITE_FUZZ_SEEDS`
+/// is set.
+pub(crate) fn is_fuzz_seed(corpus_path: &str, bytes: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(corpus_path);
     if std::env::var_os("WEFT_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::write(path, &bytes).expect("writes the seed");
+        std::fs::create_dir_all(path.parent().expect("a directory"))
+            .expect("makes the corpus directory");
+        std::fs::write(&path, bytes).expect("writes the seed");
     }
-    assert_eq!(std::fs::read(path).expect("the seed"), bytes);
+    assert_eq!(std::fs::read(&path).expect("the seed"), bytes);
 }
