@@ -27,9 +27,10 @@ pub struct SharedRefs {
 /// start's profile). At 255,000 endpoints the elements of the bench's
 /// netlink floor took 133-198 ms with sizes against 284-306 without
 /// (`weft-bench --scenario proxy-scale --scale-services 5000`). The
-/// kernel refuses elements past the size, so a sync that
-/// would pass it writes the table again with larger sets
-/// ([`SharedRefs::outgrown`]).
+/// kernel refuses elements past the size, so a sync that would pass it
+/// writes the table again, in one transaction, with larger sets
+/// ([`SharedRefs::outgrown`]; at 255,000 endpoints that transaction is
+/// text and takes seconds, once the pool has grown by half).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetSizes {
     pub pools: BTreeMap<Pool, u32>,
