@@ -12,7 +12,7 @@ use weft_lab::{in_netns, sh, Lab};
 use weft_proxy::plan::catalog::Catalog;
 use weft_proxy::plan::PortPlan;
 use weft_proxy::render::iptables::{normalize_saved, CHAINS_PER_TRANSACTION, HOOKS};
-use weft_proxy::shell::sync::{cleanup, ProxyMode, Syncer};
+use weft_proxy::shell::sync::{cleanup, ProxyMode, SyncReport, Syncer};
 use weft_proxy::spec::{parse_documents, ServiceName};
 
 const CASES: &str = include_str!("golden/cases.yaml");
@@ -410,58 +410,88 @@ fn declared_size(ns: &str, kind: &str, name: &str) -> u32 {
 
 /// The pool maps and the hairpin set are fixed-size hash tables in the
 /// kernel, made half again as large as their elements. A partial sync
-/// that would fill one past its size writes the table again with larger
-/// ones (the kernel would refuse the elements): the kernel then holds what
-/// a full sync from scratch writes, and the next change goes over netlink
-/// again.
+/// that would fill one past its size raises the size in place, up to
+/// twice the size it was made with; past that it writes the table again
+/// with larger sets. Each time the kernel ends up holding what a full sync
+/// from scratch writes, and the next change goes over netlink again.
 #[test]
-fn nft_sets_outgrown_by_a_partial_sync_are_made_again_larger() {
-    use weft_firewall::fallback::{count, FastPath};
+fn nft_sets_outgrown_by_a_partial_sync_grow_in_place_then_are_made_again() {
     let mut lab = Lab::new("wpg", Path::new("/bin/false")).expect("lab (needs root)");
     let ns = lab.netns("n").expect("netns");
     // (an IPv6 Service too: `nft_state` reads both families' tables)
     let mut c = catalog(&[PLAIN6, &bulk(0, 10, 5)]);
-    let name = |i: usize| ServiceName::parse(&format!("bulk/b{i}")).expect("name");
+    let sizes = |ns: &str| {
+        (
+            declared_size(ns, "map", "service-endpoints-5"),
+            declared_size(ns, "set", "hairpin-endpoints"),
+        )
+    };
     in_netns(&ns, || {
         let mut s = syncer(ProxyMode::Nftables);
         let r = s.full(c.plan_all("host1")).expect("cold start");
         assert!(r.cold, "{r:?}");
         // 10 ports x 5 endpoints, 50 hairpin pairs: the smallest sizes
-        assert_eq!(declared_size(&ns, "map", "service-endpoints-5"), 1024);
-        assert_eq!(declared_size(&ns, "set", "hairpin-endpoints"), 1024);
-        // 400 more: 2,050 pool elements (size 4,096) and 1,250 pairs (the addresses
-        // repeat every 250 services), past 1,024
-        let more: BTreeSet<ServiceName> = (10..410).map(name).collect();
-        for o in parse_documents(&bulk(10, 400, 5), "grown").expect("valid") {
-            c.put(o);
-        }
-        let plans = more.iter().flat_map(|s| c.plan(s, "host1")).collect();
-        let r = s.partial(&more, plans).expect("partial sync past the sizes");
+        assert_eq!(sizes(&ns), (1024, 1024));
+        // 200 more: 1,050 pool elements and pairs, past 1,024: raised in place
+        let r = grow(&mut s, &mut c, 10, 200);
+        assert!(r.netlink && !r.full, "not elements over netlink: {r:?}");
+        assert_eq!(sizes(&ns), (2048, 2048));
+        same_as_a_full_sync(&ns, &c);
+        // 200 more: 2,050 pool elements (1,250 pairs: the addresses repeat
+        // every 250 services), past twice the 1,024 the map was made with
+        let r = grow(&mut s, &mut c, 210, 200);
         assert!(r.full, "not written again: {r:?}");
-        assert_eq!(declared_size(&ns, "map", "service-endpoints-5"), 4096);
-        assert_eq!(declared_size(&ns, "set", "hairpin-endpoints"), 2048);
-        let grown = nft_state(&ns);
-        assert!(grown.values().any(|v| v.contains("172.30.159.6")), "b409 missing");
-        let mut fresh = syncer(ProxyMode::Nftables);
-        fresh.full(c.plan_all("host1")).expect("full from scratch");
-        assert_eq!(nft_state(&ns), grown);
-        // within the new sizes, an endpoint replaced is elements over
-        // netlink again
-        let moved = "kind: EndpointSlice\nmetadata: {name: b3, namespace: bulk}\n\
-            endpoints: [{addresses: [172.30.3.2]}, {addresses: [172.30.3.3]}, {addresses: [172.30.3.4]}, \
-            {addresses: [172.30.3.5]}, {addresses: [172.30.251.9]}]\nports: [{port: 8080}]\n";
-        for o in parse_documents(moved, "moved").expect("valid") {
-            c.put(o);
-        }
-        let fallbacks = count(FastPath::NftNetlink);
-        let r = s.partial(&BTreeSet::from([name(3)]), c.plan(&name(3), "host1"));
-        let r = r.expect("partial sync");
-        assert!(r.netlink && !r.full, "{r:?}");
-        assert_eq!(count(FastPath::NftNetlink), fallbacks, "fell back to text");
-        assert!(nft_state(&ns).values().any(|v| v.contains("172.30.251.9")));
+        assert_eq!(sizes(&ns), (4096, 2048));
+        same_as_a_full_sync(&ns, &c);
+        // within the sizes, an endpoint replaced is elements over netlink
+        endpoint_replaced_over_netlink(&ns, &mut s, &mut c);
         cleanup().expect("cleanup");
     })
     .expect("in netns");
+}
+
+/// Adds bulk Services `first..first + count` of 5 endpoints in one partial sync.
+fn grow(s: &mut Syncer, c: &mut Catalog, first: usize, count: usize) -> SyncReport {
+    for o in parse_documents(&bulk(first, count, 5), "grown").expect("valid") {
+        c.put(o);
+    }
+    let more: BTreeSet<ServiceName> = (first..first + count).map(bulk_name).collect();
+    let plans = more.iter().flat_map(|s| c.plan(s, "host1")).collect();
+    s.partial(&more, plans)
+        .expect("partial sync past the sizes")
+}
+
+fn bulk_name(i: usize) -> ServiceName {
+    ServiceName::parse(&format!("bulk/b{i}")).expect("name")
+}
+
+/// The kernel holds what a fresh syncer's full sync of `c` writes.
+fn same_as_a_full_sync(ns: &str, c: &Catalog) {
+    let now = nft_state(ns);
+    let mut fresh = syncer(ProxyMode::Nftables);
+    fresh.full(c.plan_all("host1")).expect("full from scratch");
+    assert_eq!(nft_state(ns), now);
+}
+
+/// Replaces an endpoint of bulk Service 3 (5 endpoints): elements only,
+/// sent over netlink without a fallback.
+fn endpoint_replaced_over_netlink(ns: &str, s: &mut Syncer, c: &mut Catalog) {
+    use weft_firewall::fallback::{count, FastPath};
+    let moved = "kind: EndpointSlice\nmetadata: {name: b3, namespace: bulk}\n\
+        endpoints: [{addresses: [172.30.3.2]}, {addresses: [172.30.3.3]}, {addresses: [172.30.3.4]}, \
+        {addresses: [172.30.3.5]}, {addresses: [172.30.251.9]}]\nports: [{port: 8080}]\n";
+    for o in parse_documents(moved, "moved").expect("valid") {
+        c.put(o);
+    }
+    let fallbacks = count(FastPath::NftNetlink);
+    let r = s.partial(
+        &BTreeSet::from([bulk_name(3)]),
+        c.plan(&bulk_name(3), "host1"),
+    );
+    let r = r.expect("partial sync");
+    assert!(r.netlink && !r.full, "{r:?}");
+    assert_eq!(count(FastPath::NftNetlink), fallbacks, "fell back to text");
+    assert!(nft_state(ns).values().any(|v| v.contains("172.30.251.9")));
 }
 
 /// A plain IPv6 Service (its elements live in the shared pools).

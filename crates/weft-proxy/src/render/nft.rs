@@ -35,7 +35,9 @@ pub use super::nft_names::{
     SERVICE_IPS, SERVICE_NODEPORTS,
 };
 use super::nft_port::PortDraft;
-pub use super::nft_port::{set_size, OwnedObjects, PortNft, SetSizes, SharedRefs, MIN_SET_SIZE};
+pub use super::nft_port::{
+    set_size, OwnedObjects, PortNft, SetSize, SetSizes, SharedRefs, SharedSet, MIN_SET_SIZE,
+};
 
 /// The table's name, as kube-proxy's.
 pub const TABLE: &str = "kube-proxy";
@@ -385,22 +387,80 @@ impl NftRenderer {
         }
     }
 
+    /// The command that declares a pool's map, of `size` elements at
+    /// most (on an existing map: raises its size).
+    fn pool_map(&self, pool: Pool, size: u32) -> String {
+        let (fam, t, l3) = (self.family(), &self.table, self.l3());
+        let key = self.pool_key(pool);
+        format!(
+            "add map {fam} {t} {} {{ typeof {key} : {l3} daddr . th dport; size {size}; }}",
+            pool.map()
+        )
+    }
+
+    /// A pool map's key: the port's (address,) protocol and port, and
+    /// the slot drawn at random.
+    fn pool_key(&self, pool: Pool) -> String {
+        let n = pool.n;
+        if pool.node_port {
+            format!("meta l4proto . th dport . numgen random mod {n}")
+        } else {
+            format!(
+                "{} daddr . meta l4proto . th dport . numgen random mod {n}",
+                self.l3()
+            )
+        }
+    }
+
+    /// The hairpin set's type and size, as declared after its name.
+    fn hairpin_set(&self, size: u32) -> String {
+        let a = self.addr_type();
+        format!("{{ type {a} . {a}; size {size}; }}")
+    }
+
+    /// The commands that raise, in place, the size of each shared set
+    /// that would hold more elements than its size: as [`set_size`] would
+    /// make it for them, up to twice the size it was made with. They are a
+    /// transaction of their own, before the one that adds the elements:
+    /// the kernel counts a transaction's elements against the sizes the
+    /// sets had before it. `Err` names a set that would hold more than
+    /// twice its first size: its kernel hash table keeps the buckets it was
+    /// made with (4/3 of that size at least), so the table is to be
+    /// written again (a full sync).
+    pub fn grow_sets(&self, refs: &mut SharedRefs) -> Result<String, String> {
+        let (fam, t) = (self.family(), &self.table);
+        let mut out = String::new();
+        for (set, elements, size) in refs.outgrown() {
+            if elements > 2 * size.made as usize {
+                return Err(set.name());
+            }
+            let now = set_size(elements).min(size.made.saturating_mul(2));
+            let _ = match set {
+                SharedSet::Hairpin => {
+                    refs.sizes.hairpin.now = now;
+                    let decl = self.hairpin_set(now);
+                    writeln!(out, "add set {fam} {t} {HAIRPIN} {decl}")
+                }
+                SharedSet::Pool(pool) => {
+                    refs.sizes.pools.entry(pool).or_default().now = now;
+                    writeln!(out, "{}", self.pool_map(pool, now))
+                }
+            };
+        }
+        Ok(out)
+    }
+
     /// The commands that create a pool's map (of `size` elements at
     /// most) and chain.
     fn create_pool(&self, batch: &mut NftBatch, pool: Pool, size: u32) {
         let fam = self.family();
         let t = &self.table;
         let l3 = self.l3();
-        let (map, chain, n) = (pool.map(), pool.chain(), pool.n);
-        let key = if pool.node_port {
-            format!("meta l4proto . th dport . numgen random mod {n}")
-        } else {
-            format!("{l3} daddr . meta l4proto . th dport . numgen random mod {n}")
-        };
+        let (map, chain, key) = (pool.map(), pool.chain(), self.pool_key(pool));
         let _ = writeln!(
             batch.create,
-            "add map {fam} {t} {map} {{ typeof {key} : {l3} daddr . th dport; size {size}; }}\n\
-             add chain {fam} {t} {chain}"
+            "{}\nadd chain {fam} {t} {chain}",
+            self.pool_map(pool, size)
         );
         if pool.node_port {
             let _ = writeln!(batch.rules, "add rule {fam} {t} {chain} jump {MARK_CHAIN}");
@@ -439,7 +499,7 @@ impl NftRenderer {
         for pool in refs.pools.keys().filter(|p| !before.contains_key(p)) {
             let size = set_size(refs.pool_elements(pool));
             self.create_pool(batch, *pool, size);
-            refs.sizes.pools.insert(*pool, size);
+            refs.sizes.pools.insert(*pool, SetSize::made(size));
         }
         for pool in before.keys().filter(|p| !refs.pools.contains_key(p)) {
             let _ = writeln!(batch.flush, "flush chain {fam} {t} {}", pool.chain());
@@ -484,6 +544,7 @@ impl NftRenderer {
     /// The table without any service: maps, helper and hook chains; the
     /// hairpin set made for `hairpin_size` pairs at most.
     fn skeleton(&self, out: &mut String, hairpin_size: u32) {
+        let hairpin = self.hairpin_set(hairpin_size);
         let t = &self.table;
         let fam = self.family();
         let a = self.addr_type();
@@ -497,7 +558,7 @@ impl NftRenderer {
              \tmap {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
              \tmap {NO_ENDPOINT_SERVICES} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
              \tmap {NO_ENDPOINT_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}\n\
-             \tset {HAIRPIN} {{ type {a} . {a}; size {hairpin_size}; }}\n\
+             \tset {HAIRPIN} {hairpin}\n\
              \tchain {MARK_CHAIN} {{ meta mark set meta mark | {MASQ_MARK}; }}\n\
              \tchain masquerading {{ ct status dnat {l3} saddr . {l3} daddr @{HAIRPIN} jump {MARK_CHAIN}; meta mark & {MASQ_MARK} == 0 return; meta mark set meta mark ^ {MASQ_MARK}; masquerade fully-random; }}\n\
              \tchain services {{ {l3} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}; fib daddr type local {l3} daddr != {lo} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}; }}\n\
@@ -524,7 +585,7 @@ impl NftRenderer {
             self.update(&mut batch, refs, PortNft::empty(), p);
         }
         self.update_pools(&mut batch, &BTreeMap::new(), refs);
-        refs.sizes.hairpin = set_size(refs.pairs.len());
+        refs.sizes.hairpin = SetSize::made(set_size(refs.pairs.len()));
         batch
     }
 
@@ -536,7 +597,7 @@ impl NftRenderer {
         let batch = self.every_port(ports, refs);
         let mut out = String::with_capacity(batch.len() + 4096);
         let _ = writeln!(out, "add table {fam} {t}\ndelete table {fam} {t}");
-        self.skeleton(&mut out, refs.sizes.hairpin);
+        self.skeleton(&mut out, refs.sizes.hairpin.now);
         batch.finish_into(&self.target(), &mut out);
         out
     }
@@ -552,7 +613,7 @@ impl NftRenderer {
         let t = &self.table;
         let batch = self.every_port(ports, refs);
         let mut create = format!("create table {fam} {t}\n");
-        self.skeleton(&mut create, refs.sizes.hairpin);
+        self.skeleton(&mut create, refs.sizes.hairpin.now);
         let (loads, live) = batch.split_cold(&mut create);
         ColdStart {
             create,

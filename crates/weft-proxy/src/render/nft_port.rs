@@ -27,14 +27,48 @@ pub struct SharedRefs {
 /// start's profile). At 255,000 endpoints the elements of the bench's
 /// netlink floor took 133-198 ms with sizes against 284-306 without
 /// (`weft-bench --scenario proxy-scale --scale-services 5000`). The
-/// kernel refuses elements past the size, so a sync that would pass it
-/// writes the table again, in one transaction, with larger sets
-/// ([`SharedRefs::outgrown`]; at 255,000 endpoints that transaction is
-/// text and takes seconds, once the pool has grown by half).
+/// kernel refuses elements past the size: a sync that would pass it
+/// raises the size in place, or writes the table again when the set
+/// has outgrown its hash table ([`super::nft::NftRenderer::grow_sets`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetSizes {
-    pub pools: BTreeMap<Pool, u32>,
-    pub hairpin: u32,
+    pub pools: BTreeMap<Pool, SetSize>,
+    pub hairpin: SetSize,
+}
+
+/// One shared set's size: the one it was made with (its kernel hash
+/// table's buckets follow from it and never change) and the one it has
+/// now (raised in place since).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetSize {
+    pub made: u32,
+    pub now: u32,
+}
+
+impl SetSize {
+    /// A set just made with `size`.
+    pub fn made(size: u32) -> SetSize {
+        SetSize {
+            made: size,
+            now: size,
+        }
+    }
+}
+
+/// A set the ports share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedSet {
+    Hairpin,
+    Pool(Pool),
+}
+
+impl SharedSet {
+    pub fn name(&self) -> String {
+        match self {
+            SharedSet::Hairpin => super::nft_names::HAIRPIN.to_string(),
+            SharedSet::Pool(p) => p.map(),
+        }
+    }
 }
 
 /// The smallest size a shared set is made with (its kernel table: 2,048
@@ -81,20 +115,22 @@ impl SharedRefs {
         self.pools.get(pool).copied().unwrap_or(0) * pool.n as usize
     }
 
-    /// The first shared set (its name) holding more elements than the
-    /// size it was made with, if any: the kernel would refuse the
-    /// transaction that fills it so.
-    pub fn outgrown(&self) -> Option<String> {
-        if self.pairs.len() > self.sizes.hairpin as usize {
-            return Some(super::nft_names::HAIRPIN.to_string());
+    /// The shared sets holding more elements than their size now, with
+    /// their elements and sizes: the kernel would refuse the transaction
+    /// that fills them so.
+    pub fn outgrown(&self) -> Vec<(SharedSet, usize, SetSize)> {
+        let mut out = Vec::new();
+        if self.pairs.len() > self.sizes.hairpin.now as usize {
+            out.push((SharedSet::Hairpin, self.pairs.len(), self.sizes.hairpin));
         }
-        self.pools
-            .keys()
-            .find(|pool| {
-                let size = self.sizes.pools.get(pool).copied().unwrap_or(0);
-                self.pool_elements(pool) > size as usize
-            })
-            .map(Pool::map)
+        for pool in self.pools.keys() {
+            let size = self.sizes.pools.get(pool).copied().unwrap_or_default();
+            let elements = self.pool_elements(pool);
+            if elements > size.now as usize {
+                out.push((SharedSet::Pool(*pool), elements, size));
+            }
+        }
+        out
     }
 }
 

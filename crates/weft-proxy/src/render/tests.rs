@@ -570,9 +570,11 @@ fn shared_sets_are_made_half_again_as_large_as_their_elements() {
 }
 
 /// A full sync declares each pool map and the hairpin set with a size
-/// that holds its elements; ports added past it are reported, by set.
+/// that holds its elements. Ports added past it raise the size in place,
+/// up to twice the size the set was made with; past that the table is to
+/// be written again.
 #[test]
-fn a_shared_set_filled_past_its_size_is_reported() {
+fn a_shared_set_filled_past_its_size_grows_in_place_then_is_made_again() {
     let n = NftRenderer::new(false, None);
     let ports = n.ports(&plans(&many_services(0, 100, 5), "host1"));
     let mut refs = SharedRefs::new();
@@ -582,30 +584,50 @@ fn a_shared_set_filled_past_its_size_is_reported() {
         "{text}"
     );
     assert!(
-        text.contains("type ipv4_addr . ipv4_addr; size 1024; }"),
+        text.contains("set hairpin-endpoints { type ipv4_addr . ipv4_addr; size 1024; }"),
         "{text}"
     );
-    assert_eq!(refs.outgrown(), None);
-    // 300 more ports of 5: 2,000 pool elements and 1,250 endpoint IPs
-    // (the addresses repeat every 250 services) in sets made for 1,024
-    let more = n.ports(&plans(&many_services(100, 300, 5), "host1"));
-    let before = refs.pools.clone();
-    let mut batch = NftBatch::default();
-    for p in more.values() {
-        n.update(&mut batch, &mut refs, PortNft::empty(), p);
-    }
-    n.update_pools(&mut batch, &before, &mut refs);
-    // the pairs are checked first
-    assert_eq!(refs.outgrown().as_deref(), Some("hairpin-endpoints"));
-    refs.sizes.hairpin = 2048;
-    assert_eq!(refs.outgrown().as_deref(), Some("service-endpoints-5"));
+    assert!(refs.outgrown().is_empty());
+    let add = |first: usize, count: usize, refs: &mut SharedRefs| {
+        let more = n.ports(&plans(&many_services(first, count, 5), "host1"));
+        let before = refs.pools.clone();
+        let mut batch = NftBatch::default();
+        for p in more.values() {
+            n.update(&mut batch, refs, PortNft::empty(), p);
+        }
+        n.update_pools(&mut batch, &before, refs);
+        (n.grow_sets(refs), more)
+    };
+    // 200 more ports of 5: 1,500 pool elements and 1,250 endpoint IPs
+    // (the addresses repeat every 250 services), past 1,024: raised, to
+    // twice the size they were made with at most
+    let (grown, more) = add(100, 200, &mut refs);
+    let text = grown.expect("raised in place");
+    assert!(text.starts_with(
+        "add set ip kube-proxy hairpin-endpoints { type ipv4_addr . ipv4_addr; size 2048; }\n\
+         add map ip kube-proxy service-endpoints-5 { typeof ip daddr . meta l4proto . th dport . numgen random mod 5 : ip daddr . th dport; size 2048; }\n"
+    ), "{text}");
+    assert!(refs.outgrown().is_empty());
+    let (made, now) = (refs.sizes.hairpin.made, refs.sizes.hairpin.now);
+    assert_eq!((made, now), (1024, 2048));
+    // 200 more: 2,500 pool elements, past twice the 1,024 it was made with
+    let (grown, more2) = add(300, 200, &mut refs);
+    assert_eq!(grown, Err("service-endpoints-5".to_string()));
     // a full sync makes them again for what they hold
     let mut all = ports;
     all.extend(more);
+    all.extend(more2);
     n.full(&all, &mut refs);
-    assert_eq!(refs.outgrown(), None);
+    assert!(refs.outgrown().is_empty());
+    let pool = refs
+        .sizes
+        .pools
+        .values()
+        .next()
+        .copied()
+        .unwrap_or_default();
     assert_eq!(
-        (refs.sizes.hairpin, refs.sizes.pools.values().sum()),
-        (2048, 3072)
+        (refs.sizes.hairpin.made, pool.made, pool.now),
+        (2048, 4096, 4096)
     );
 }

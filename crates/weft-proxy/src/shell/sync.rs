@@ -681,23 +681,18 @@ fn partial_nft(
     }
     let res = if f.active {
         t.r.update_pools(&mut batch, &pools_before, &mut t.shared);
-        if let Some(set) = t.shared.outgrown() {
-            // The kernel would refuse the elements past the set's size:
-            // write the table again, in one transaction, with larger sets.
-            tracing::info!(
-                "set {set} outgrew the size it was made with: the table is written again with larger sets"
-            );
-            report.full = true;
-            apply.apply(&t.r.full(&t.ports, &mut t.shared))
-        } else if batch.is_empty() {
-            return Ok((0, Duration::ZERO));
-        } else {
-            apply
-                .apply_batch(&t.r, batch)
-                .map(|(bytes, took, netlink)| {
-                    report.netlink |= netlink;
-                    (bytes, took)
-                })
+        match t.r.grow_sets(&mut t.shared) {
+            Err(set) => {
+                // The set has outgrown its kernel hash table: write the
+                // table again, in one transaction, with larger sets.
+                tracing::info!(
+                    "set {set} outgrew the hash table it was made with: the table is written again with larger sets"
+                );
+                report.full = true;
+                apply.apply(&t.r.full(&t.ports, &mut t.shared))
+            }
+            Ok(_) if batch.is_empty() => return Ok((0, Duration::ZERO)),
+            Ok(raise) => raise_then_apply(apply, &t.r, &raise, batch, report),
         }
     } else {
         // The table does not exist yet: create it with everything.
@@ -721,6 +716,28 @@ fn partial_nft(
             Err(e)
         }
     }
+}
+
+/// Applies `raise` (shared sets' sizes raised, [`NftRenderer::grow_sets`];
+/// empty when none is) as a transaction of its own, then `batch`.
+fn raise_then_apply(
+    apply: &mut NftApplier,
+    r: &NftRenderer,
+    raise: &str,
+    batch: NftBatch,
+    report: &mut SyncReport,
+) -> Result<(usize, Duration), FirewallError> {
+    let (mut bytes, mut took) = (0, Duration::ZERO);
+    if !raise.is_empty() {
+        tracing::info!(
+            "shared sets' sizes raised in place: {}",
+            raise.trim_end().replace('\n', "; ")
+        );
+        (bytes, took) = apply.apply(raise)?;
+    }
+    let (sent, t, netlink) = apply.apply_batch(r, batch)?;
+    report.netlink |= netlink;
+    Ok((bytes + sent, took + t))
 }
 
 /// Removes every rule, chain and table of the proxy (both modes, both
