@@ -25,13 +25,16 @@ pub enum FastPath {
     Libnftables,
     /// Element changes over nf_tables netlink → the same as nft text.
     NftNetlink,
+    /// A full set's size raised in place → the table written again.
+    NftSetResize,
 }
 
-const PATHS: [FastPath; 4] = [
+const PATHS: [FastPath; 5] = [
     FastPath::XtablesWriter,
     FastPath::XtablesReader,
     FastPath::Libnftables,
     FastPath::NftNetlink,
+    FastPath::NftSetResize,
 ];
 
 impl FastPath {
@@ -42,6 +45,7 @@ impl FastPath {
             FastPath::XtablesReader => "xtables_reader",
             FastPath::Libnftables => "libnftables",
             FastPath::NftNetlink => "nft_netlink",
+            FastPath::NftSetResize => "nft_set_resize",
         }
     }
 
@@ -59,6 +63,9 @@ impl FastPath {
             FastPath::NftNetlink => {
                 "element changes could not be sent over nf_tables netlink; they go as nft text"
             }
+            FastPath::NftSetResize => {
+                "this kernel keeps a set's size when it is declared again (Linux 6.1 does); a set about to be full makes the proxy write its table again"
+            }
         }
     }
 
@@ -67,13 +74,15 @@ impl FastPath {
     }
 }
 
-static COUNTS: [AtomicU64; 4] = [
+static COUNTS: [AtomicU64; 5] = [
+    AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
 ];
-static TOLD: [AtomicBool; 4] = [
+static TOLD: [AtomicBool; 5] = [
+    AtomicBool::new(false),
     AtomicBool::new(false),
     AtomicBool::new(false),
     AtomicBool::new(false),

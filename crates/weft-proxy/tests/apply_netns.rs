@@ -445,6 +445,9 @@ fn nft_sets_outgrown_by_a_partial_sync_grow_in_place_then_are_made_again() {
         same_as_a_full_sync(&ns, &c);
         // within the sizes, an endpoint replaced is elements over netlink
         endpoint_replaced_over_netlink(&ns, &mut s, &mut c);
+        // (this kernel raises sizes in place: no fallback to a rewrite)
+        let resized = weft_firewall::fallback::FastPath::NftSetResize;
+        assert_eq!(weft_firewall::fallback::count(resized), 0);
         cleanup().expect("cleanup");
     })
     .expect("in netns");

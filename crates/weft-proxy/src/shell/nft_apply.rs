@@ -62,6 +62,9 @@ pub struct NftApplier {
     in_process: bool,
     /// Element-only transactions over netlink; opened on first use.
     netlink: Option<NftElementSocket>,
+    /// The kernel raises a set's size when the set is declared again
+    /// (false once it was seen not to: Linux 6.1 keeps the size).
+    pub raises_set_sizes: bool,
 }
 
 impl NftApplier {
@@ -79,6 +82,7 @@ impl NftApplier {
             library,
             in_process,
             netlink: None,
+            raises_set_sizes: true,
         }
     }
 
@@ -208,6 +212,12 @@ impl NftApplier {
     }
 }
 
+/// The kernel refused an element because its set is full (`ENFILE`), as
+/// netlink or libnftables words it.
+pub fn is_set_full(e: &FirewallError) -> bool {
+    e.to_string().contains("Too many open files in system")
+}
+
 /// Elements per transaction of a cold start's loads (about 5 MB): the
 /// loads need not be one transaction (nothing reaches them before the
 /// live elements), and smaller ones bound the kernel's message buffer.
@@ -305,6 +315,26 @@ mod tests {
     use super::*;
     use crate::render::nft::{Added, ElementKey, ElementValue, MapName, Pool};
     use crate::spec::Protocol;
+
+    #[test]
+    fn a_full_set_is_told_from_other_refusals_either_way_it_is_worded() {
+        let over_netlink = |errno| FirewallError::Failed {
+            cmd: "nf_tables netlink".into(),
+            stderr: weft_kernel::KernelError::request(
+                "adding elements to service-endpoints-5",
+                std::io::Error::from_raw_os_error(errno),
+            )
+            .to_string(),
+        };
+        assert!(is_set_full(&over_netlink(23))); // ENFILE
+        assert!(!is_set_full(&over_netlink(2)));
+        let as_text = FirewallError::Failed {
+            cmd: "nft -f (libnftables)".into(),
+            stderr: "Error: Could not process rule: Too many open files in system\nadd element …"
+                .into(),
+        };
+        assert!(is_set_full(&as_text));
+    }
 
     #[test]
     fn loads_are_cut_into_transactions_of_at_most_the_given_size() {

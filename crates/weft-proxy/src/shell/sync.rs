@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use weft_firewall::apply::{native_writer, restore_noflush, run};
+use weft_firewall::fallback::{fell_back, FastPath};
 use weft_firewall::xtables;
 use weft_firewall::{FirewallError, Iptables};
 
 use super::canary::{self, LegacySeen};
-use super::nft_apply::{ColdApplied, NftApplier};
+use super::nft_apply::{is_set_full, ColdApplied, NftApplier};
 use crate::plan::names::ChainName;
 use crate::plan::policy::NodePolicy;
 use crate::plan::{take_ports, PortKey, PortPlan};
@@ -688,11 +689,20 @@ fn partial_nft(
                 tracing::info!(
                     "set {set} outgrew the hash table it was made with: the table is written again with larger sets"
                 );
-                report.full = true;
-                apply.apply(&t.r.full(&t.ports, &mut t.shared))
+                rewrite(apply, t, report)
             }
+            Ok(raise) if !raise.is_empty() && !apply.raises_set_sizes => rewrite(apply, t, report),
             Ok(_) if batch.is_empty() => return Ok((0, Duration::ZERO)),
-            Ok(raise) => raise_then_apply(apply, &t.r, &raise, batch, report),
+            Ok(raise) => match raise_then_apply(apply, &t.r, &raise, batch, report) {
+                Err(e) if !raise.is_empty() && is_set_full(&e) => {
+                    // The kernel kept the sizes (Linux 6.1 does); nothing of
+                    // the batch was applied.
+                    fell_back(FastPath::NftSetResize, e);
+                    apply.raises_set_sizes = false;
+                    rewrite(apply, t, report)
+                }
+                r => r,
+            },
         }
     } else {
         // The table does not exist yet: create it with everything.
@@ -716,6 +726,17 @@ fn partial_nft(
             Err(e)
         }
     }
+}
+
+/// Writes `t`'s table again in one transaction (its shared sets made for
+/// what they hold).
+fn rewrite(
+    apply: &mut NftApplier,
+    t: &mut NftTable,
+    report: &mut SyncReport,
+) -> Result<(usize, Duration), FirewallError> {
+    report.full = true;
+    apply.apply(&t.r.full(&t.ports, &mut t.shared))
 }
 
 /// Applies `raise` (shared sets' sizes raised, [`NftRenderer::grow_sets`];
