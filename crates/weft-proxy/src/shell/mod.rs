@@ -1,7 +1,8 @@
 //! The thin shell around the pure core. The proxy's [`options`] come in;
 //! [`start`] starts the [`source`] of Services (weft's etcd [`store`] or
 //! the Kubernetes API) and learns the host; the [`run`] loop feeds the
-//! catalog's plans to [`sync`] (nft mode's partial syncs in `sync::nft_table`), which applies them through the firewall
+//! catalog's plans to [`sync`] (nft mode's partial syncs in
+//! `sync::nft_table`), which applies them through the firewall
 //! ([`nft_apply`] sends nft text); kube-proxy's [`health`] endpoints and
 //! the [`metrics`] report how it goes.
 
