@@ -11,7 +11,7 @@ use weft_firewall::FirewallError;
 
 use super::SyncReport;
 use crate::plan::{take_ports, PortKey, PortPlan};
-use crate::render::nft::{NftBatch, NftRenderer, PortNft, SharedRefs};
+use crate::render::nft::{NftBatch, NftRenderer, Pool, PortNft, SharedRefs};
 use crate::shell::nft_apply::{is_set_full, NftApplier};
 use crate::spec::ServiceName;
 
@@ -60,29 +60,7 @@ pub(super) fn partial(
         }
     }
     let res = if *active {
-        t.r.update_pools(&mut batch, &pools_before, &mut t.shared);
-        match t.r.grow_sets(&mut t.shared) {
-            Err(set) => {
-                // The set has outgrown its kernel hash table: write the
-                // table again, in one transaction, with larger sets.
-                tracing::info!(
-                    "set {set} outgrew the hash table it was made with: the table is written again with larger sets"
-                );
-                rewrite(apply, t, report)
-            }
-            Ok(raise) if !raise.is_empty() && !apply.raises_set_sizes => rewrite(apply, t, report),
-            Ok(_) if batch.is_empty() => return Ok((0, Duration::ZERO)),
-            Ok(raise) => match raise_then_apply(apply, &t.r, &raise, batch, report) {
-                Err(e) if !raise.is_empty() && is_set_full(&e) => {
-                    // The kernel kept the sizes (Linux 6.1 does); nothing of
-                    // the batch was applied.
-                    fell_back(FastPath::NftSetResize, e);
-                    apply.raises_set_sizes = false;
-                    rewrite(apply, t, report)
-                }
-                r => r,
-            },
-        }
+        send(apply, t, batch, &pools_before, report)
     } else {
         // The table does not exist yet: create it with everything.
         apply.apply(&t.r.full(&t.ports, &mut t.shared))
@@ -104,6 +82,42 @@ pub(super) fn partial(
             t.shared.sizes = sizes;
             Err(e)
         }
+    }
+}
+
+/// Sends the changes `batch` holds to `t`'s table, which exists: its pools
+/// created and deleted (`pools_before`: the pools' counts before the
+/// changes) and its shared sets' sizes raised first, or the table written
+/// again when a set has outgrown its hash table or the kernel keeps sizes.
+fn send(
+    apply: &mut NftApplier,
+    t: &mut NftTable,
+    mut batch: NftBatch,
+    pools_before: &BTreeMap<Pool, usize>,
+    report: &mut SyncReport,
+) -> Result<(usize, Duration), FirewallError> {
+    t.r.update_pools(&mut batch, pools_before, &mut t.shared);
+    match t.r.grow_sets(&mut t.shared) {
+        Err(set) => {
+            // The set has outgrown its kernel hash table: write the table
+            // again, in one transaction, with larger sets.
+            tracing::info!(
+                "set {set} outgrew the hash table it was made with: the table is written again with larger sets"
+            );
+            rewrite(apply, t, report)
+        }
+        Ok(raise) if !raise.is_empty() && !apply.raises_set_sizes => rewrite(apply, t, report),
+        Ok(_) if batch.is_empty() => Ok((0, Duration::ZERO)),
+        Ok(raise) => match raise_then_apply(apply, &t.r, &raise, batch, report) {
+            Err(e) if !raise.is_empty() && is_set_full(&e) => {
+                // The kernel kept the sizes (Linux 6.1 does); nothing of the
+                // batch was applied.
+                fell_back(FastPath::NftSetResize, e);
+                apply.raises_set_sizes = false;
+                rewrite(apply, t, report)
+            }
+            r => r,
+        },
     }
 }
 
