@@ -30,7 +30,6 @@ mod etcd_load;
 mod kube_leases;
 mod kube_proxy;
 mod leases;
-mod nft_dump;
 mod nft_events;
 mod nft_floor;
 mod proxy;

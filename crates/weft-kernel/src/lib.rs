@@ -41,7 +41,10 @@ pub use link::{
 pub use memory::{release_free_heap, LARGE_PASS_OPS};
 pub use netlink::{Netlink, RawMessage, Request};
 pub use nfacct::{ensure_nfacct, nfacct_counts};
-pub use nft_chain::{chain_jumps, parse_rule_jumps, NFPROTO_IPV4, NFPROTO_IPV6};
+pub use nft_chain::{
+    chain_jumps, map_verdict_chains, parse_element_verdicts, parse_rule_jumps, NFPROTO_IPV4,
+    NFPROTO_IPV6,
+};
 pub use nft_elements::{
     read_replies, FinishedBatch, NftData, NftElementBatch, NftElementSocket, Replies,
 };
