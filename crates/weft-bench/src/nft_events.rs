@@ -158,7 +158,7 @@ fn parse(buf: &[u8], at: Instant) -> Vec<Event> {
         if let (SUBSYS_NFTABLES, Some(kind)) = (subsys, kind) {
             if let Some(attrs) = rest[..len].get(HEADER + NFGENMSG..) {
                 let (mut table, mut container) = (String::new(), String::new());
-                for (t, data) in attributes(attrs) {
+                for (t, data) in weft_kernel::netlink_attributes(attrs) {
                     match t {
                         ATTR_TABLE => table = c_string(data),
                         ATTR_CONTAINER => container = c_string(data),
@@ -181,21 +181,6 @@ fn parse(buf: &[u8], at: Instant) -> Vec<Event> {
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
-}
-
-/// Top-level attributes: (type without flags, data).
-fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while buf.len() >= 4 {
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            break;
-        }
-        out.push((kind, &buf[4..len]));
-        buf = &buf[align4(len).min(buf.len())..];
-    }
-    out
 }
 
 fn c_string(data: &[u8]) -> String {

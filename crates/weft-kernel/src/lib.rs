@@ -48,5 +48,8 @@ pub use nft_chain::{
 pub use nft_elements::{
     read_replies, FinishedBatch, NftData, NftElementBatch, NftElementSocket, Replies,
 };
+/// A netlink payload's attributes, for readers of kernel messages outside
+/// this crate (the bench's nf_tables event monitor).
+pub use nla::attributes as netlink_attributes;
 pub use wireguard::{KernelDevice, KernelPeer, KernelPeerState, WireguardGenl};
 pub use xfrm::Xfrm;

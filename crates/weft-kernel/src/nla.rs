@@ -48,7 +48,7 @@ pub(crate) fn nest_end(buf: &mut [u8], at: usize) {
 
 /// The attributes of a payload: (type without the nested and byte-order
 /// flags, value); stops at the first malformed one (untrusted input).
-pub(crate) fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if b.len() < 4 {
             return None;

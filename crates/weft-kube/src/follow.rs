@@ -159,16 +159,20 @@ impl<T> Follower<'_, T> {
     /// Lists every object; gives the list's resourceVersion.
     async fn list<K: ProtoKind<Item = T>>(&self, consistent: bool) -> Result<String, Fault> {
         let query = if consistent { "" } else { "resourceVersion=0" };
+        let asked = std::time::Instant::now();
         let mut body = self.get(&self.of.uri(query), PROTOBUF).await?;
+        let answered = asked.elapsed();
         self.send(Event::Init).await?;
         let mut decoder = ListDecoder::<K>::default();
         let mut version = None;
         let what = self.of.what;
+        let (mut items, mut bytes) = (0usize, 0usize);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| format!("reading the {what} list: {}", words(&e)))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
+            bytes += data.len();
             decoder.push(&data);
             while let Some(item) = decoder
                 .next_item()
@@ -176,10 +180,19 @@ impl<T> Follower<'_, T> {
             {
                 match item {
                     ListItem::Version(v) => version = Some(v),
-                    ListItem::Item(n) => self.send(Event::InitApply(n)).await?,
+                    ListItem::Item(n) => {
+                        items += 1;
+                        self.send(Event::InitApply(n)).await?
+                    }
                 }
             }
         }
+        tracing::info!(
+            "listed {items} {what} in {:.0?} ({:.1} MB; the answer began after {:.0?})",
+            asked.elapsed(),
+            bytes as f64 / 1e6,
+            answered
+        );
         if !decoder.complete() {
             return Err(format!("the {what} list ended part-way").into());
         }

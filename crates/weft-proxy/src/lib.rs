@@ -13,10 +13,14 @@
 //! - [`shell`]: options by part, the sources (etcd store, Kubernetes API),
 //!   the sync loop and the firewall;
 //! - [`cli`]: the flags, for `weft proxy` and the proxy-only `weft-proxy`.
+//!
+//! [`halves`] splits a full sync's pure steps (plans, rendered ports) over
+//! two threads at thousands of Services.
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config_file;
+pub mod halves;
 pub mod plan;
 pub mod render;
 #[cfg(feature = "shell")]

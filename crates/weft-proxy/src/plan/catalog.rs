@@ -115,9 +115,10 @@ impl Catalog {
 
     /// The port plans of every service.
     pub fn plan_all(&self, node: &str) -> Vec<PortPlan> {
-        self.services
-            .values()
-            .flat_map(|s| plan_service(s, self.slices(&s.id), node))
+        let services: Vec<&Arc<Service>> = self.services.values().collect();
+        crate::halves::map_halves(&services, |s| plan_service(s, self.slices(&s.id), node))
+            .into_iter()
+            .flatten()
             .collect()
     }
 }

@@ -157,9 +157,8 @@ impl NftRenderer {
 
     /// Every port's objects.
     pub fn ports(&self, plans: &[PortPlan]) -> BTreeMap<PortKey, PortNft> {
-        plans
-            .iter()
-            .map(|p| (p.key.clone(), self.port(p)))
+        crate::halves::map_halves(plans, |p| (p.key.clone(), self.port(p)))
+            .into_iter()
             .collect()
     }
 
