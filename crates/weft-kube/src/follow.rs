@@ -187,15 +187,15 @@ impl<T> Follower<'_, T> {
                 }
             }
         }
+        if !decoder.complete() {
+            return Err(format!("the {what} list ended part-way").into());
+        }
         tracing::info!(
             "listed {items} {what} in {:.0?} ({:.1} MB; the answer began after {:.0?})",
             asked.elapsed(),
             bytes as f64 / 1e6,
             answered
         );
-        if !decoder.complete() {
-            return Err(format!("the {what} list ended part-way").into());
-        }
         let version = version
             .filter(|v| !v.is_empty())
             .ok_or_else(|| format!("the {what} list has no resourceVersion"))?;
