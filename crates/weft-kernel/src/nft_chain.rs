@@ -249,6 +249,17 @@ mod tests {
         m
     }
 
+    /// An nf_tables message of type `msg` around `body` (nfgenmsg and
+    /// attributes).
+    fn nf_tables_message(msg: u16, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((HEADER + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&((SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(body);
+        m
+    }
+
     /// A NEWRULE message holding one `immediate` jump to `target`.
     fn rule_message(target: &str) -> Vec<u8> {
         let verdict = [
@@ -271,12 +282,7 @@ mod tests {
             attr(RULE_EXPRESSIONS, &exprs),
         ]
         .concat();
-        let mut m = Vec::new();
-        m.extend_from_slice(&((HEADER + body.len()) as u32).to_ne_bytes());
-        m.extend_from_slice(&((SUBSYS_NFTABLES << 8) | MSG_NEWRULE).to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
-        m.extend_from_slice(&body);
-        m
+        nf_tables_message(MSG_NEWRULE, &body)
     }
 
     fn done() -> Vec<u8> {
@@ -325,12 +331,7 @@ mod tests {
             attr(ELEMS_ELEMENTS, &elements),
         ]
         .concat();
-        let mut m = Vec::new();
-        m.extend_from_slice(&((HEADER + body.len()) as u32).to_ne_bytes());
-        m.extend_from_slice(&((SUBSYS_NFTABLES << 8) | MSG_NEWSETELEM).to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
-        m.extend_from_slice(&body);
-        m
+        nf_tables_message(MSG_NEWSETELEM, &body)
     }
 
     #[test]
