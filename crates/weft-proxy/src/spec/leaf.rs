@@ -4,9 +4,11 @@
 //! ([`super::endpoints`]) are the same for both, so both give the same
 //! endpoint set or the same one-line error.
 
+use arrayvec::ArrayString;
 use serde_json::Value;
 
 use super::fields::Fields;
+use super::shared_text::NodeName;
 use super::SpecError;
 
 /// A field's value as it was read: a JSON value (its type still to be
@@ -17,7 +19,9 @@ pub(crate) enum Leaf<'v> {
     Str(&'v str),
     Bool(bool),
     Int(i64),
-    Strs(&'v [String]),
+    Texts(&'v [WireText]),
+    /// A node name, already the process's shared copy.
+    Node(&'v NodeName),
 }
 
 impl Leaf<'_> {
@@ -29,7 +33,8 @@ impl Leaf<'_> {
             Leaf::Str(_) => "a string",
             Leaf::Bool(_) => "a boolean",
             Leaf::Int(_) => "an integer",
-            Leaf::Strs(_) => "a list",
+            Leaf::Texts(_) => "a list",
+            Leaf::Node(_) => "a node name",
         };
         format!("expected {wanted}, got {got}")
     }
@@ -41,6 +46,7 @@ pub(crate) fn leaf_str<'v>(f: &Fields, v: Option<Leaf<'v>>) -> Result<Option<&'v
         None => Ok(None),
         Some(Leaf::Json(j)) => f.str(Some(j), ""),
         Some(Leaf::Str(s)) => Ok(Some(s)),
+        Some(Leaf::Node(n)) => Ok(Some(n)),
         Some(other) => Err(f.err("", other.typed_as("a string"))),
     }
 }
@@ -74,15 +80,15 @@ pub(crate) fn leaf_int(
 /// A list leaf's items.
 pub(crate) enum Items<'v> {
     Json(&'v [Value]),
-    Strs(&'v [String]),
+    Texts(&'v [WireText]),
 }
 
 impl<'v> Items<'v> {
     pub(crate) fn read(f: &Fields, v: Option<Leaf<'v>>) -> Result<Items<'v>, SpecError> {
         match v {
-            None => Ok(Items::Strs(&[])),
+            None => Ok(Items::Texts(&[])),
             Some(Leaf::Json(j)) => f.list(Some(j), "").map(Items::Json),
-            Some(Leaf::Strs(s)) => Ok(Items::Strs(s)),
+            Some(Leaf::Texts(t)) => Ok(Items::Texts(t)),
             Some(other) => Err(f.err("", other.typed_as("a list"))),
         }
     }
@@ -90,14 +96,51 @@ impl<'v> Items<'v> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Items::Json(a) => a.len(),
-            Items::Strs(a) => a.len(),
+            Items::Texts(a) => a.len(),
         }
     }
 
     pub(crate) fn get(&self, i: usize) -> Option<Leaf<'v>> {
         match self {
             Items::Json(a) => a.get(i).map(Leaf::Json),
-            Items::Strs(a) => a.get(i).map(|s| Leaf::Str(s)),
+            Items::Texts(a) => a.get(i).map(|t| Leaf::Str(t.as_str())),
         }
+    }
+}
+
+/// The longest text kept inline: an IPv6 address with an IPv4 address at
+/// its end, the longest IP address, is 45 characters.
+const INLINE_TEXT: usize = 46;
+
+/// A string the protobuf decoder read: inline when it is short (any IP
+/// address), on the heap otherwise (a wrong value, kept whole for its
+/// error).
+#[derive(Clone, PartialEq, Eq)]
+pub enum WireText {
+    Short(ArrayString<INLINE_TEXT>),
+    Long(Box<str>),
+}
+
+impl WireText {
+    pub fn as_str(&self) -> &str {
+        match self {
+            WireText::Short(s) => s,
+            WireText::Long(s) => s,
+        }
+    }
+}
+
+impl From<&str> for WireText {
+    fn from(s: &str) -> WireText {
+        match ArrayString::from(s) {
+            Ok(short) => WireText::Short(short),
+            Err(_) => WireText::Long(s.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for WireText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }

@@ -21,6 +21,10 @@ use super::endpoints::{EndpointFields, PortFields, SliceHead, SERVICE_NAME_LABEL
 use super::leaf::Leaf;
 use super::{EndpointSet, SpecError};
 
+mod wire_endpoint;
+pub use super::leaf::WireText;
+pub use wire_endpoint::ProtoEndpoint;
+
 /// The annotation the EndpointSlice controller sets to the time of the
 /// change (a Pod's or the Service's) that led to the slice's update.
 pub const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
@@ -54,17 +58,7 @@ pub struct SliceMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoEndpoint {
-    #[prost(string, repeated, tag = "1")]
-    pub addresses: Vec<String>,
-    #[prost(message, optional, tag = "2")]
-    pub conditions: Option<Conditions>,
-    #[prost(string, optional, tag = "6")]
-    pub node_name: Option<String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, Copy, PartialEq, Message)]
 pub struct Conditions {
     #[prost(bool, optional, tag = "1")]
     pub ready: Option<bool>,
@@ -150,11 +144,11 @@ impl ProtoSlice {
             .map(|e| {
                 let c = e.conditions.as_ref();
                 EndpointFields {
-                    addresses: Some(Leaf::Strs(&e.addresses)),
+                    addresses: Some(Leaf::Texts(&e.addresses)),
                     ready: c.and_then(|c| c.ready).map(Leaf::Bool),
                     serving: c.and_then(|c| c.serving).map(Leaf::Bool),
                     terminating: c.and_then(|c| c.terminating).map(Leaf::Bool),
-                    node_name: e.node_name.as_deref().map(Leaf::Str),
+                    node_name: e.node_name.as_ref().map(Leaf::Node),
                 }
             })
             .collect();

@@ -357,7 +357,7 @@ mod tests {
                 ..Default::default()
             }),
             endpoints: vec![ProtoEndpoint {
-                addresses: vec![ip.into()],
+                addresses: [ip.into()].into(),
                 ..Default::default()
             }],
             ports: vec![proto_slice::ProtoPort {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::spec::endpoints::node_name;
 use crate::spec::{parse_object, Object};
 use serde_json::{json, Value};
 
@@ -35,16 +36,16 @@ fn proto_slice() -> ProtoSlice {
         }),
         endpoints: vec![
             ProtoEndpoint {
-                addresses: vec!["172.30.1.2".into()],
+                addresses: ["172.30.1.2".into()].into(),
                 conditions: Some(Conditions {
                     ready: Some(true),
                     serving: None,
                     terminating: None,
                 }),
-                node_name: Some("n1".into()),
+                node_name: Some(node_name("n1")),
             },
             ProtoEndpoint {
-                addresses: vec!["172.30.1.3".into()],
+                addresses: ["172.30.1.3".into()].into(),
                 conditions: Some(Conditions {
                     ready: Some(false),
                     serving: Some(true),
@@ -121,11 +122,16 @@ fn a_slice_reads_as_its_json_does() {
 #[test]
 fn the_protobuf_path_checks_as_the_json_path_does() {
     type Change = fn(&mut ProtoSlice, &mut Value);
-    let cases: [(&str, Change); 11] = [
+    let cases: [(&str, Change); 12] = [
         ("unchanged", |_, _| {}),
         ("bad address", |p, j| {
             p.endpoints[1].addresses[0] = "not-an-ip".into();
             j["endpoints"][1]["addresses"][0] = "not-an-ip".into();
+        }),
+        ("long address", |p, j| {
+            let long = "1".repeat(60);
+            p.endpoints[1].addresses[0] = long.as_str().into();
+            j["endpoints"][1]["addresses"][0] = long.into();
         }),
         ("address twice", |p, j| {
             p.endpoints[1].addresses[0] = "172.30.1.2".into();
