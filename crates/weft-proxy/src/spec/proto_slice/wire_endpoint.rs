@@ -31,17 +31,6 @@ pub struct ProtoEndpoint {
     pub node_name: Option<NodeName>,
 }
 
-impl ProtoEndpoint {
-    /// An endpoint of `addresses` (for tests and benchmarks).
-    pub fn new(addresses: &[&str], conditions: Option<Conditions>, node: Option<&str>) -> Self {
-        ProtoEndpoint {
-            addresses: addresses.iter().map(|a| WireText::from(*a)).collect(),
-            conditions,
-            node_name: node.map(node_name),
-        }
-    }
-}
-
 /// A string field's text handed to `take`, read into a buffer each
 /// thread reuses (prost's own reader, so its checks and errors).
 fn read_text<T>(
