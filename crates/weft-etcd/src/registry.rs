@@ -104,7 +104,8 @@ impl Registry {
         Ok(out)
     }
 
-    /// Creates `key` if nobody holds it. `None` means another host won.
+    /// Creates `key` if its subnets are free (`subnets_free`). `None`
+    /// means another host holds one of them.
     pub async fn create(
         &mut self,
         key: LeaseKey,
@@ -114,7 +115,7 @@ impl Registry {
         let k = self.lease_key(&key);
         let grant = self.grant(&k, ttl).await?;
         let txn = Txn::new()
-            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .when(self.subnets_free(&key))
             .and_then([TxnOp::put(
                 k.clone(),
                 attrs.to_json(),
@@ -136,6 +137,30 @@ impl Registry {
             etcd_lease: grant.0,
             ttl: grant.1,
         }))
+    }
+
+    /// The conditions under which `key`'s subnets are free. The lease's
+    /// own key is absent. A dual-stack key names both subnets
+    /// (`10.5.34.0-24&fc00::-64`, as flannel writes it), so its absence
+    /// alone would let two hosts that chose one IPv4 subnet at once
+    /// take it with different IPv6 subnets. So no other key may start
+    /// with this IPv4 subnet either, alone or followed by `&`. (The same
+    /// IPv6 subnet behind two IPv4 subnets is not caught: it ends the
+    /// key, and etcd compares ranges only by prefix.)
+    fn subnets_free(&self, key: &LeaseKey) -> Vec<Compare> {
+        let k = self.lease_key(key);
+        let mut free = vec![Compare::create_revision(k, CompareOp::Equal, 0)];
+        if key.v4.is_some() {
+            let v4_only = self.lease_key(&LeaseKey {
+                v4: key.v4,
+                v6: None,
+            });
+            free.push(Compare::version(format!("{v4_only}&"), CompareOp::Equal, 0).with_prefix());
+            if key.v6.is_some() {
+                free.push(Compare::create_revision(v4_only, CompareOp::Equal, 0));
+            }
+        }
+        free
     }
 
     /// Takes over an existing lease of this host (same PublicIP), writing

@@ -1,8 +1,10 @@
 //! Getting this host's lease: reuse one that already carries our public
 //! IP, else the subnet of the previous subnet file if it is free, else a
-//! random free one. A lost creation race is retried with a fresh listing
-//! (two hosts can never end up with one subnet: creation is a
-//! create-if-absent transaction).
+//! random free one. A lost creation race is retried with a fresh listing.
+//! Creation is a transaction that succeeds only while the subnets are
+//! free (`Registry::create`), so two hosts never end up with one IPv4
+//! subnet, dual-stack keys included. One IPv6 subnet behind two IPv4
+//! subnets is not caught there.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
