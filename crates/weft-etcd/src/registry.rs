@@ -132,10 +132,41 @@ impl Registry {
                 .await;
             return Ok(None);
         }
+        let created = resp.header().map_or(0, |h| h.revision());
+        if key.v4.is_some() && self.ipv6_held_before(&key, created).await? {
+            // revoking the etcd lease deletes the key bound to it
+            let id = grant.0;
+            self.etcd
+                .call(
+                    "revoking a lease that lost its IPv6 subnet",
+                    |mut c| async move { c.lease_revoke(id).await },
+                )
+                .await?;
+            return Ok(None);
+        }
         Ok(Some(AcquiredLease {
             key,
             etcd_lease: grant.0,
             ttl: grant.1,
+        }))
+    }
+
+    /// Whether another dual-stack key created before revision `created`
+    /// holds `key`'s IPv6 subnet. It ends the key, so the transaction
+    /// that created `key` could not check it (`subnets_free`): when two
+    /// hosts take one IPv6 subnet at once, the later one gives it back.
+    async fn ipv6_held_before(&self, key: &LeaseKey, created: i64) -> Result<bool, EtcdError> {
+        let Some(v6) = key.v6 else {
+            return Ok(false);
+        };
+        let prefix = self.subnets_prefix();
+        let (kvs, _) = self.etcd.get_prefix(&prefix).await?;
+        Ok(kvs.iter().any(|kv| {
+            let text = String::from_utf8_lossy(kv.key());
+            let other = text
+                .strip_prefix(&prefix)
+                .and_then(|short| short.parse::<LeaseKey>().ok());
+            other.is_some_and(|o| o.v6 == Some(v6) && o != *key) && kv.create_revision() < created
         }))
     }
 
@@ -145,8 +176,8 @@ impl Registry {
     /// alone would let two hosts that chose one IPv4 subnet at once
     /// take it with different IPv6 subnets. So no other key may start
     /// with this IPv4 subnet either, alone or followed by `&`. (The same
-    /// IPv6 subnet behind two IPv4 subnets is not caught: it ends the
-    /// key, and etcd compares ranges only by prefix.)
+    /// IPv6 subnet behind two IPv4 subnets ends the key, and etcd compares
+    /// ranges only by prefix: `create` checks it after the transaction.)
     fn subnets_free(&self, key: &LeaseKey) -> Vec<Compare> {
         let k = self.lease_key(key);
         let mut free = vec![Compare::create_revision(k, CompareOp::Equal, 0)];

@@ -1,6 +1,6 @@
 //! Lease creation against a real etcd in a network namespace: a subnet
 //! one host holds is not free for another, whichever stack either key
-//! names.
+//! names and wherever in the key the subnet stands.
 
 use std::path::Path;
 
@@ -48,6 +48,8 @@ fn a_held_ipv4_subnet_is_not_free_behind_another_ipv6_subnet() {
                     "172.30.63.0-24&2001:db8:f:2::-64",
                     // a free IPv4 subnet whose text starts like a held one
                     "172.30.6.0-24&2001:db8:f:3::-64",
+                    // a held IPv6 subnet behind a free IPv4 subnet: given back
+                    "172.30.7.0-24&2001:db8:f:3::-64",
                 ] {
                     let got = reg.create(key(k), &attrs, 60).await.expect("create");
                     created.push((k, got.is_some()));
@@ -65,6 +67,12 @@ fn a_held_ipv4_subnet_is_not_free_behind_another_ipv6_subnet() {
             ("172.30.63.0-24", true),
             ("172.30.63.0-24&2001:db8:f:2::-64", false),
             ("172.30.6.0-24&2001:db8:f:3::-64", true),
+            ("172.30.7.0-24&2001:db8:f:3::-64", false),
         ]
+    );
+    let keys = lab.lease_keys().expect("keys");
+    assert!(
+        !keys.iter().any(|k| k.starts_with("172.30.7.0-24")),
+        "the lease given back is gone: {keys:?}"
     );
 }

@@ -2,9 +2,9 @@
 //! IP, else the subnet of the previous subnet file if it is free, else a
 //! random free one. A lost creation race is retried with a fresh listing.
 //! Creation is a transaction that succeeds only while the subnets are
-//! free (`Registry::create`), so two hosts never end up with one IPv4
-//! subnet, dual-stack keys included. One IPv6 subnet behind two IPv4
-//! subnets is not caught there.
+//! free, and a dual-stack lease whose IPv6 subnet an earlier key took at
+//! the same moment is given back (`Registry::create`), so two hosts never
+//! end up with one subnet of either family.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
