@@ -3,7 +3,7 @@
 //! random free one. A lost creation race is retried with a fresh listing.
 //! Creation is a transaction that succeeds only while the subnets are
 //! free, and a dual-stack lease whose IPv6 subnet an earlier key took at
-//! the same moment is given back (`Registry::create`), so two hosts never
+//! the same moment is given back (`Registry::create`), so two weft hosts never
 //! end up with one subnet of either family.
 
 use std::collections::HashSet;
