@@ -123,24 +123,14 @@ impl Registry {
             )]);
         let resp = self.etcd.txn(&format!("creating {k}"), txn).await?;
         if !resp.succeeded() {
-            let id = grant.0;
-            let _ = self
-                .etcd
-                .call("revoking an unused lease", |mut c| async move {
-                    c.lease_revoke(id).await
-                })
-                .await;
+            // unused, it would expire anyway: a failure to revoke is moot
+            let _ = self.revoke(grant.0, "revoking an unused lease").await;
             return Ok(None);
         }
         let created = resp.header().map_or(0, |h| h.revision());
         if key.v4.is_some() && self.ipv6_held_before(&key, created).await? {
             // revoking the etcd lease deletes the key bound to it
-            let id = grant.0;
-            self.etcd
-                .call(
-                    "revoking a lease that lost its IPv6 subnet",
-                    |mut c| async move { c.lease_revoke(id).await },
-                )
+            self.revoke(grant.0, "revoking a lease that lost its IPv6 subnet")
                 .await?;
             return Ok(None);
         }
@@ -250,6 +240,15 @@ impl Registry {
             Some(r) if r.ttl() > 0 => Ok(r.ttl()),
             _ => Err(EtcdError::LeaseLost(etcd_lease)),
         }
+    }
+
+    /// Revokes etcd lease `id`, deleting the keys bound to it; `what`
+    /// names the call in errors.
+    async fn revoke(&self, id: i64, what: &str) -> Result<(), EtcdError> {
+        self.etcd
+            .call(what, |mut c| async move { c.lease_revoke(id).await })
+            .await
+            .map(|_| ())
     }
 
     /// A new etcd lease of `ttl` seconds for key `k`: (id, granted TTL).

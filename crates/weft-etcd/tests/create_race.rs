@@ -25,11 +25,7 @@ fn a_held_ipv4_subnet_is_not_free_behind_another_ipv6_subnet() {
             .block_on(async {
                 let options = EtcdOptions {
                     endpoints: vec!["http://127.0.0.1:2379".into()],
-                    username: None,
-                    password: None,
-                    cafile: None,
-                    certfile: None,
-                    keyfile: None,
+                    ..EtcdOptions::default()
                 };
                 let etcd = weft_etcd::connect(&options).await.expect("connect");
                 let mut reg = Registry::new(etcd, "/coreos.com/network");
