@@ -119,6 +119,11 @@ pub struct BenchArgs {
     /// proxy-scale: endpoints per Service
     #[arg(long, default_value_t = 50)]
     scale_endpoints: usize,
+    /// proxy-scale: cold starts of each proxy in each mode, each on a
+    /// fresh host; the median is reported (kube-proxy's own varies
+    /// several-fold from one start to the next)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    cold_starts: u32,
     /// proxy-scale: Services (× 10 endpoints) under churn
     #[arg(long, default_value_t = 10_000)]
     churn_services: usize,
@@ -317,6 +322,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     modes: &a.proxy_modes,
                     services: &a.scale_services,
                     endpoints: a.scale_endpoints,
+                    cold_starts: a.cold_starts as usize,
                     samples: a.samples,
                     timeout: std::time::Duration::from_secs(a.rules_timeout),
                     proxies: &a.proxies,

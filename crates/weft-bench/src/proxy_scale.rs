@@ -5,9 +5,10 @@
 //!
 //! 1. **size**: for each of --scale-services (× --proxy-endpoints each,
 //!    default 50: 200, 2,000 and 5,000 Services are 10k, 100k and 250k
-//!    endpoints), cold start until the kernel holds every Service, RSS and
-//!    CPU then, and --samples single endpoint changes, from the API's
-//!    answer until the kernel names the new address (its nftables events);
+//!    endpoints), cold start until the kernel holds every Service (the
+//!    median of --cold-starts, each on a fresh host), RSS and CPU then,
+//!    and --samples single endpoint changes, from the API's answer until
+//!    the kernel names the new address (its nftables events);
 //! 2. **rolling**: one Service with 5,000 endpoints in five
 //!    EndpointSlices replaced 10 % at a time, as a Deployment rollout does:
 //!    per step, from the API's answer until the kernel names all 500 new
@@ -52,6 +53,8 @@ pub struct ScaleArgs<'a> {
     pub modes: &'a [String],
     pub services: &'a [usize],
     pub endpoints: usize,
+    /// Cold starts of each proxy in each mode (the median is reported).
+    pub cold_starts: usize,
     pub samples: usize,
     pub timeout: Duration,
     pub proxies: &'a [String],
@@ -206,9 +209,19 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
         let mut oracle = None;
         let both = a.proxies.len() > 1;
         for who in wanted(a.proxies) {
+            let mut starts = Vec::new();
+            for _ in 1..a.cold_starts {
+                octet += 1;
+                let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
+                starts.push(run.until_rules(mode, size.n + 1, a.timeout)?);
+                run.stop();
+            }
             octet += 1;
             let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
-            let json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
+            let mut json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
+            starts.push(json["cold_start_ms"].as_f64());
+            json["cold_starts_ms"] = starts.clone().into();
+            json["cold_start_ms"] = median_start(&starts).into();
             if who == Who::KubeProxy
                 && both
                 && mode != "nftables"
@@ -225,6 +238,9 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
         }
         if let Some(o) = &oracle {
             println!("{mode:>15} oracle: {}", o["summary"].as_str().unwrap_or(""));
+        }
+        if a.cold_starts > 1 {
+            print_starts(mode, &row);
         }
         if let Some((objects, elements)) = floor.netlink {
             println!(
@@ -351,6 +367,42 @@ impl Size {
         json["rolling_total_ms"] = total.into();
         Ok(json)
     }
+}
+
+/// The median cold start; one that did not finish counts as longer than
+/// any that did, so `None` when half or more did not.
+fn median_start(starts: &[Option<f64>]) -> Option<f64> {
+    let mut done: Vec<f64> = starts.iter().flatten().copied().collect();
+    done.sort_by(f64::total_cmp);
+    let n = starts.len();
+    if n == 0 {
+        return None;
+    }
+    match (n % 2, done.get((n - 1) / 2), done.get(n / 2)) {
+        (1, Some(m), _) => Some(*m),
+        (0, Some(a), Some(b)) => Some((a + b) / 2.0),
+        _ => None,
+    }
+}
+
+/// Every cold start of the mode's proxies, in the order they ran.
+fn print_starts(mode: &str, row: &BTreeMap<&str, serde_json::Value>) {
+    let each: Vec<String> = row
+        .iter()
+        .map(|(who, j)| {
+            let ms: Vec<String> = j["cold_starts_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| v.as_f64().map_or("-".into(), |ms| format!("{ms:.0}")))
+                .collect();
+            format!("{who} {}", ms.join(", "))
+        })
+        .collect();
+    println!(
+        "{mode:>15} cold starts, ms (median above): {}",
+        each.join("; ")
+    );
 }
 
 fn wanted(proxies: &[String]) -> impl Iterator<Item = Who> + '_ {
@@ -764,4 +816,20 @@ fn match_changes(events: &NftEvents, writes: &[(Ipv4Addr, Instant)], generation:
         Duration::from_secs(30),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_start;
+
+    #[test]
+    fn the_median_cold_start_counts_unfinished_starts_as_the_longest() {
+        assert_eq!(median_start(&[Some(9.0), Some(1.0), Some(5.0)]), Some(5.0));
+        assert_eq!(median_start(&[Some(4.0), Some(2.0)]), Some(3.0));
+        assert_eq!(median_start(&[None, Some(1.0), Some(5.0)]), Some(5.0));
+        assert_eq!(median_start(&[None, None, Some(5.0)]), None);
+        assert_eq!(median_start(&[None, Some(2.0)]), None);
+        assert_eq!(median_start(&[Some(7.0)]), Some(7.0));
+        assert_eq!(median_start(&[]), None);
+    }
 }
