@@ -23,6 +23,7 @@
 
 mod agents;
 mod api_objects;
+mod cold_starts;
 mod conntrack;
 mod datapath;
 mod etcd_chaos;

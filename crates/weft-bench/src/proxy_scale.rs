@@ -36,6 +36,7 @@ use weft_lab::{in_netns, sh, ApiServer, Host, Lab, Proc};
 use crate::api_objects::{
     change_endpoint, endpoints_with_first, load, patch_endpoints, service_json,
 };
+use crate::cold_starts;
 use crate::kube_proxy::{
     cpu_seconds, kill_children, med_p99_max, register_node, start, ProxyCommand, RulesSeen, Who,
 };
@@ -209,24 +210,15 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
         let mut oracle = None;
         let both = a.proxies.len() > 1;
         for who in wanted(a.proxies) {
-            let mut starts = Vec::new();
-            for _ in 1..a.cold_starts {
-                octet += 1;
-                let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
-                starts.push(run.until_rules(mode, size.n + 1, a.timeout)?);
-                run.stop();
-            }
+            let mut starts = earlier_cold_starts(&mut lab, &api, who, mode, &mut octet, &size, a)?;
             octet += 1;
             let mut run = start_proxy(&mut lab, &api, who, mode, octet, &a.weft_proxy)?;
             let mut json = size.measure(&mut lab, &api, &mut run, a, mode, &mut floor)?;
-            starts.push(json["cold_start_ms"].as_f64());
-            json["cold_starts_ms"] = starts.clone().into();
-            json["cold_start_ms"] = median_start(&starts).into();
-            if who == Who::KubeProxy
-                && both
-                && mode != "nftables"
-                && json["cold_start_ms"].is_number()
-            {
+            // the running proxy's own start decides the oracle, not the median
+            let finished = json["cold_start_ms"].as_f64();
+            starts.push(finished);
+            cold_starts::record(&mut json, starts);
+            if who == Who::KubeProxy && both && mode != "nftables" && finished.is_some() {
                 octet += 1;
                 oracle = Some(iptables_oracle(
                     &mut lab, &api, &run, mode, octet, &size, a,
@@ -240,7 +232,7 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
             println!("{mode:>15} oracle: {}", o["summary"].as_str().unwrap_or(""));
         }
         if a.cold_starts > 1 {
-            print_starts(mode, &row);
+            cold_starts::print(mode, &row);
         }
         if let Some((objects, elements)) = floor.netlink {
             println!(
@@ -258,6 +250,27 @@ fn size_and_rolling(weft: &Path, a: &ScaleArgs, n: usize) -> Result<serde_json::
     }
     drop(api);
     Ok(serde_json::Value::Array(rows))
+}
+
+/// All but the last of --cold-starts of `who`: each on a fresh host,
+/// stopped once it holds every Service.
+fn earlier_cold_starts(
+    lab: &mut Lab,
+    api: &ApiServer,
+    who: Who,
+    mode: &str,
+    octet: &mut u8,
+    size: &Size,
+    a: &ScaleArgs,
+) -> Result<Vec<Option<f64>>> {
+    let mut starts = Vec::new();
+    for _ in 1..a.cold_starts {
+        *octet += 1;
+        let mut run = start_proxy(lab, api, who, mode, *octet, &a.weft_proxy)?;
+        starts.push(run.until_rules(mode, size.n + 1, a.timeout)?);
+        run.stop();
+    }
+    Ok(starts)
 }
 
 /// The iptables oracle at this size: a second weft started beside the
@@ -367,42 +380,6 @@ impl Size {
         json["rolling_total_ms"] = total.into();
         Ok(json)
     }
-}
-
-/// The median cold start; one that did not finish counts as longer than
-/// any that did, so `None` when half or more did not.
-fn median_start(starts: &[Option<f64>]) -> Option<f64> {
-    let mut done: Vec<f64> = starts.iter().flatten().copied().collect();
-    done.sort_by(f64::total_cmp);
-    let n = starts.len();
-    if n == 0 {
-        return None;
-    }
-    match (n % 2, done.get((n - 1) / 2), done.get(n / 2)) {
-        (1, Some(m), _) => Some(*m),
-        (0, Some(a), Some(b)) => Some((a + b) / 2.0),
-        _ => None,
-    }
-}
-
-/// Every cold start of the mode's proxies, in the order they ran.
-fn print_starts(mode: &str, row: &BTreeMap<&str, serde_json::Value>) {
-    let each: Vec<String> = row
-        .iter()
-        .map(|(who, j)| {
-            let ms: Vec<String> = j["cold_starts_ms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|v| v.as_f64().map_or("-".into(), |ms| format!("{ms:.0}")))
-                .collect();
-            format!("{who} {}", ms.join(", "))
-        })
-        .collect();
-    println!(
-        "{mode:>15} cold starts, ms (median above): {}",
-        each.join("; ")
-    );
 }
 
 fn wanted(proxies: &[String]) -> impl Iterator<Item = Who> + '_ {
@@ -816,20 +793,4 @@ fn match_changes(events: &NftEvents, writes: &[(Ipv4Addr, Instant)], generation:
         Duration::from_secs(30),
     );
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median_start;
-
-    #[test]
-    fn the_median_cold_start_counts_unfinished_starts_as_the_longest() {
-        assert_eq!(median_start(&[Some(9.0), Some(1.0), Some(5.0)]), Some(5.0));
-        assert_eq!(median_start(&[Some(4.0), Some(2.0)]), Some(3.0));
-        assert_eq!(median_start(&[None, Some(1.0), Some(5.0)]), Some(5.0));
-        assert_eq!(median_start(&[None, None, Some(5.0)]), None);
-        assert_eq!(median_start(&[None, Some(2.0)]), None);
-        assert_eq!(median_start(&[Some(7.0)]), Some(7.0));
-        assert_eq!(median_start(&[]), None);
-    }
 }
